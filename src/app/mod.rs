@@ -1,0 +1,1 @@
+//! The desktop app (eframe/egui): Training and LLM tabs.

@@ -1,0 +1,1 @@
+//! The `.cllm` checkpoint format: write, verify, load, resume, export.

@@ -1,0 +1,14 @@
+//! CLLM Workbench engine: a GPT-style language model trained on CPU cores by a
+//! tree of worker threads ("kissing spheres"), with data preparation,
+//! checkpoints and generation. The two front ends, the desktop app (`app`) and
+//! the command line (`cli`), sit on top; nothing under `model`, `data`,
+//! `train` or `checkpoint` imports them.
+
+pub mod checkpoint;
+pub mod data;
+pub mod model;
+pub mod rng;
+pub mod train;
+
+pub mod app;
+pub mod cli;

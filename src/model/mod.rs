@@ -1,0 +1,12 @@
+//! The GPT-2 style model: configuration and presets, the flat parameter
+//! buffer, one file per operation (forward and backward side by side), and
+//! the model's forward/backward over them.
+
+pub mod config;
+pub mod gpt;
+pub mod ops;
+pub mod params;
+
+pub use config::{ModelConfig, PRESET_NAMES};
+pub use gpt::{Batch, Gpt, Workspace};
+pub use params::{ParamLayout, ParamSpec};

@@ -1,0 +1,1 @@
+//! One file per operation; each holds its forward and its backward.

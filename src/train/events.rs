@@ -1,0 +1,145 @@
+//! What the trainer tells its front ends, and what they may ask of it.
+//!
+//! The trainer runs on its own thread; the app drains `Event`s every frame
+//! and the CLI prints them, so both show the same run the same way.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Requests from a front end to a running trainer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Finish the current step, save, and end the run.
+    Stop,
+    /// Write a checkpoint after the current step.
+    SaveNow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SphereState {
+    Idle,
+    Computing,
+    Reducing,
+}
+
+/// One worker ("sphere") as the sphere view and stats table show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SphereStats {
+    pub id: usize,
+    /// `None` for the root; otherwise `(id - 1) / 12`.
+    pub parent: Option<usize>,
+    /// 0 for the root, 1 for its children, ...
+    pub level: usize,
+    /// Micro-batches computed since the run started.
+    pub batches: u64,
+    pub avg_loss: f32,
+    pub last_loss: f32,
+    /// Norm of this sphere's own last micro-batch gradient.
+    pub grad_norm: f32,
+    /// Share of the recent wall time spent computing or reducing, 0..1.
+    pub busy: f32,
+    pub state: SphereState,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// 0-based epoch of this step.
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Optimizer steps done, counting this one.
+    pub step: u64,
+    pub total_steps: u64,
+    pub loss: f32,
+    pub lr: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    pub clipped: bool,
+    pub tokens_per_sec: f64,
+    pub elapsed_secs: f64,
+    pub eta_secs: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalStats {
+    pub epoch: usize,
+    pub step: u64,
+    /// Mean validation loss, nats per token.
+    pub loss: f32,
+    pub perplexity: f32,
+    pub bits_per_byte: f32,
+    /// Top-1 next-token accuracy.
+    pub accuracy: f32,
+    /// Macro averages over the token classes that occur.
+    pub precision: f32,
+    pub recall: f32,
+    pub f1: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaveReason {
+    Periodic,
+    Best,
+    Manual,
+    Final,
+}
+
+/// Data preparation before the first step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Phase {
+    Scanning { files_seen: usize },
+    Tokenizing { done: usize, total: usize },
+    Training,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub steps: u64,
+    pub epochs_done: usize,
+    pub total_secs: f64,
+    pub epoch_secs: Vec<f64>,
+    pub secs_per_batch: f64,
+    pub tokens_per_sec: f64,
+    pub initial_loss: f32,
+    pub final_loss: f32,
+    pub best_val_loss: Option<f32>,
+    pub best_bits_per_byte: Option<f32>,
+    /// Micro-batches each sphere computed.
+    pub sphere_batches: Vec<u64>,
+    /// (max - min) / mean of `sphere_batches`.
+    pub load_imbalance: f64,
+    pub peak_memory_bytes: u64,
+    pub skipped_updates: u64,
+    pub stopped_early: bool,
+    pub final_model: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    Phase(Phase),
+    /// Data and model are ready: what will be trained.
+    Ready {
+        files: usize,
+        train_tokens: usize,
+        val_tokens: usize,
+        vocab_size: usize,
+        params: usize,
+        threads: usize,
+        total_steps: u64,
+    },
+    Spheres(Vec<SphereStats>),
+    Step(StepStats),
+    Eval(EvalStats),
+    Sample {
+        step: u64,
+        text: String,
+    },
+    Checkpoint {
+        path: PathBuf,
+        reason: SaveReason,
+    },
+    Warning(String),
+    Error(String),
+    Finished(Summary),
+}

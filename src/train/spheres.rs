@@ -1,0 +1,519 @@
+//! The kissing-spheres worker tree.
+//!
+//! N spheres (worker threads). Sphere 0 is the root; sphere i > 0 has parent
+//! (i - 1) / 12, so the root has up to 12 children, each of them up to 12,
+//! and so on. Every sphere computes: an optimizer step's sequences are split
+//! into N contiguous, near-equal shares, one per sphere, and each sphere runs
+//! forward and backward over its share into its own gradient buffer against
+//! the shared parameters.
+//!
+//! Then the gradients flow up the tree: every parent adds its children's
+//! totals into its own buffer, children in index order, deepest parents first.
+//! Rather than let the root add up to twelve whole buffers while the others
+//! wait, the buffer is cut into N slices and sphere s performs that same tree
+//! reduction on slice s of every buffer. The additions and their order are
+//! exactly those of the tree, so the sum is bit-identical to a sequential
+//! tree reduction, but every core shares the work. The same slices then
+//! carry the global-norm computation and the AdamW update.
+//!
+//! Determinism: the split of sequences, the reduction order and the slices
+//! depend only on N, and dropout masks are drawn per sequence from
+//! (seed, step, sequence), so the same seed and N give bit-identical runs and
+//! different N differ only by float summation order.
+
+use crate::model::{Batch, Gpt, Workspace};
+use crate::rng::Rng;
+use crate::train::events::{SphereState, SphereStats};
+use crate::train::optimizer::{AdamW, AdamWStep};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Children per sphere.
+pub const FANOUT: usize = 12;
+
+pub fn parent_of(id: usize) -> Option<usize> {
+    (id > 0).then(|| (id - 1) / FANOUT)
+}
+
+/// Depth in the tree: 0 for the root.
+pub fn level_of(mut id: usize) -> usize {
+    let mut level = 0;
+    while id > 0 {
+        id = (id - 1) / FANOUT;
+        level += 1;
+    }
+    level
+}
+
+/// The children of `id` in a tree of `n` spheres, in index order.
+pub fn children_of(id: usize, n: usize) -> Range<usize> {
+    let first = (id * FANOUT + 1).min(n);
+    let end = (id * FANOUT + FANOUT + 1).min(n);
+    first..end
+}
+
+/// The `i`-th of `parts` near-equal contiguous shares of `0..len`
+/// (the first `len % parts` shares get one more).
+pub fn share(len: usize, parts: usize, i: usize) -> Range<usize> {
+    let base = len / parts;
+    let extra = len % parts;
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+/// What the UI sees of a sphere while a step runs (updated lock-free).
+#[derive(Default)]
+struct Live {
+    state: AtomicU8,
+    batches: AtomicU64,
+}
+
+fn state_code(s: SphereState) -> u8 {
+    match s {
+        SphereState::Idle => 0,
+        SphereState::Computing => 1,
+        SphereState::Reducing => 2,
+    }
+}
+
+fn state_from(code: u8) -> SphereState {
+    match code {
+        1 => SphereState::Computing,
+        2 => SphereState::Reducing,
+        _ => SphereState::Idle,
+    }
+}
+
+/// Running statistics of one sphere, kept between steps.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    batches: u64,
+    loss_sum: f64,
+    last_loss: f32,
+    grad_norm: f32,
+    /// Exponential average of the share of each step this sphere was busy.
+    busy: f32,
+}
+
+/// One optimizer step's input: `n_seqs` sequences of `seq_len` tokens.
+pub struct StepInput<'a> {
+    pub inputs: &'a [u32],
+    pub targets: &'a [u32],
+    pub n_seqs: usize,
+    pub seq_len: usize,
+    /// The optimizer step (0-based), for the dropout streams.
+    pub step: u64,
+    pub seed: u64,
+    /// Dropout on (training) or off.
+    pub dropout: bool,
+}
+
+/// What the gradient phase measured.
+#[derive(Clone, Debug)]
+pub struct GradOutcome {
+    /// Mean loss per token over the whole step.
+    pub loss: f32,
+    /// Global gradient norm of the reduced (averaged) gradient, before clipping.
+    pub grad_norm: f32,
+}
+
+pub struct Spheres {
+    n: usize,
+    max_share: usize,
+    workspaces: Vec<Workspace>,
+    grads: Vec<Vec<f32>>,
+    live: Arc<Vec<Live>>,
+    tally: Vec<Tally>,
+}
+
+impl Spheres {
+    /// `n` spheres for steps of `seqs_per_step` sequences of `seq_len` tokens.
+    pub fn new(model: &Gpt, n: usize, seqs_per_step: usize, seq_len: usize) -> Spheres {
+        assert!(n >= 1);
+        let max_share = seqs_per_step.div_ceil(n).max(1);
+        Spheres {
+            n,
+            max_share,
+            workspaces: (0..n)
+                .map(|_| Workspace::new(&model.config, max_share, seq_len))
+                .collect(),
+            grads: (0..n).map(|_| vec![0.0; model.layout.total]).collect(),
+            live: Arc::new((0..n).map(|_| Live::default()).collect()),
+            tally: vec![Tally::default(); n],
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes held per sphere: activations plus one gradient buffer.
+    pub fn bytes_per_sphere(&self) -> usize {
+        self.workspaces[0].bytes() + self.grads[0].len() * 4
+    }
+
+    /// The sphere view's rows, as of now.
+    pub fn stats(&self) -> Vec<SphereStats> {
+        snapshot(&self.tally, &self.live)
+    }
+
+    /// Micro-batches (sequences) each sphere has computed.
+    pub fn batches(&self) -> Vec<u64> {
+        self.tally.iter().map(|t| t.batches).collect()
+    }
+
+    /// Forward and backward over the step's sequences on all spheres, then
+    /// the tree reduction. Afterwards sphere 0's buffer holds the gradient
+    /// of the mean loss over all the step's tokens. `tick` is called from
+    /// this thread about every `tick_every` while the spheres work, with
+    /// fresh stats, so a front end can watch the step live.
+    pub fn compute_gradients(
+        &mut self,
+        model: &Gpt,
+        input: &StepInput,
+        tick_every: Duration,
+        tick: &mut dyn FnMut(Vec<SphereStats>),
+    ) -> GradOutcome {
+        let n = self.n;
+        let t = input.seq_len;
+        assert!(input.n_seqs >= 1 && input.inputs.len() == input.n_seqs * t);
+        let grad_scale = 1.0 / (input.n_seqs * t) as f32;
+        let started = Instant::now();
+        let live = Arc::clone(&self.live);
+        let max_share = self.max_share;
+        let tally_now = self.tally.clone();
+
+        // Phase 1: every sphere computes its share into its own buffer.
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, f64, Duration)>();
+        let mut loss_sums = vec![0.0f64; n];
+        let mut busy = vec![Duration::ZERO; n];
+        std::thread::scope(|scope| {
+            for (id, (ws, grads)) in self
+                .workspaces
+                .iter_mut()
+                .zip(self.grads.iter_mut())
+                .enumerate()
+            {
+                let done_tx = done_tx.clone();
+                let live = &live[id];
+                let seqs = share(input.n_seqs, n, id);
+                scope.spawn(move || {
+                    let began = Instant::now();
+                    live.state
+                        .store(state_code(SphereState::Computing), Ordering::Relaxed);
+                    grads.fill(0.0);
+                    let mut loss_sum = 0.0f64;
+                    if input.dropout {
+                        // One call per sequence, each with its own mask stream,
+                        // so masks do not depend on how sequences were shared.
+                        for s in seqs.clone() {
+                            let mut rng = Rng::derive(input.seed, &[input.step, s as u64]);
+                            let batch = Batch {
+                                inputs: &input.inputs[s * t..(s + 1) * t],
+                                targets: &input.targets[s * t..(s + 1) * t],
+                                batch: 1,
+                                seq: t,
+                            };
+                            let loss = model.forward_backward(
+                                ws,
+                                &batch,
+                                grads,
+                                grad_scale,
+                                Some(&mut rng),
+                            );
+                            loss_sum += loss as f64;
+                            live.batches.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else {
+                        for chunk_start in seqs.clone().step_by(max_share) {
+                            let chunk_end = (chunk_start + max_share).min(seqs.end);
+                            let rows = chunk_end - chunk_start;
+                            let batch = Batch {
+                                inputs: &input.inputs[chunk_start * t..chunk_end * t],
+                                targets: &input.targets[chunk_start * t..chunk_end * t],
+                                batch: rows,
+                                seq: t,
+                            };
+                            let loss = model.forward_backward(ws, &batch, grads, grad_scale, None);
+                            loss_sum += loss as f64 * rows as f64;
+                            live.batches.fetch_add(rows as u64, Ordering::Relaxed);
+                        }
+                    }
+                    live.state
+                        .store(state_code(SphereState::Reducing), Ordering::Relaxed);
+                    let _ = done_tx.send((id, loss_sum, began.elapsed()));
+                });
+            }
+            drop(done_tx);
+            let mut finished = 0;
+            let mut last_tick = Instant::now();
+            while finished < n {
+                match done_rx.recv_timeout(tick_every) {
+                    Ok((id, loss_sum, took)) => {
+                        loss_sums[id] = loss_sum;
+                        busy[id] = took;
+                        finished += 1;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
+                if last_tick.elapsed() >= tick_every {
+                    tick(snapshot(&tally_now, &live));
+                    last_tick = Instant::now();
+                }
+            }
+        });
+
+        // Per-sphere bookkeeping for the stats table.
+        for id in 0..n {
+            let seqs = share(input.n_seqs, n, id).len() as u64;
+            let tally = &mut self.tally[id];
+            tally.batches += seqs;
+            if seqs > 0 {
+                let mean = loss_sums[id] / seqs as f64;
+                tally.loss_sum += loss_sums[id];
+                tally.last_loss = mean as f32;
+            }
+        }
+
+        // Phase 2: the tree reduction, sliced across spheres, with the
+        // per-sphere and global squared norms gathered on the way.
+        let reduce_started = Instant::now();
+        let len = self.grads[0].len();
+        let mut own_sq = vec![vec![0.0f64; n]; n]; // [slice][sphere]
+        let mut total_sq = vec![0.0f64; n]; // [slice]
+        {
+            let mut per_slice: Vec<Vec<&mut [f32]>> =
+                (0..n).map(|_| Vec::with_capacity(n)).collect();
+            for buf in self.grads.iter_mut() {
+                let mut rest: &mut [f32] = buf;
+                let mut at = 0;
+                for (s, slot) in per_slice.iter_mut().enumerate() {
+                    let r = share(len, n, s);
+                    let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.end - at);
+                    slot.push(head);
+                    rest = tail;
+                    at = r.end;
+                }
+            }
+            std::thread::scope(|scope| {
+                for ((bufs, own), total) in per_slice
+                    .into_iter()
+                    .zip(own_sq.iter_mut())
+                    .zip(total_sq.iter_mut())
+                {
+                    scope.spawn(move || {
+                        let mut bufs = bufs;
+                        for (j, b) in bufs.iter().enumerate() {
+                            own[j] = sum_sq(b);
+                        }
+                        tree_reduce(&mut bufs);
+                        *total = sum_sq(&bufs[0]);
+                    });
+                }
+            });
+        }
+        let reduce_took = reduce_started.elapsed();
+        let step_took = started.elapsed().as_secs_f64().max(1e-9);
+        for id in 0..n {
+            let own: f64 = own_sq.iter().map(|slice| slice[id]).sum();
+            let tally = &mut self.tally[id];
+            // A sphere's gradient is of its share scaled for the whole step;
+            // rescale so the table shows a norm comparable across N.
+            let seqs = share(input.n_seqs, n, id).len();
+            tally.grad_norm = if seqs > 0 {
+                (own.sqrt() * input.n_seqs as f64 / seqs as f64) as f32
+            } else {
+                0.0
+            };
+            let frac = ((busy[id] + reduce_took).as_secs_f64() / step_took).min(1.0) as f32;
+            tally.busy = if tally.batches == 0 {
+                frac
+            } else {
+                0.7 * tally.busy + 0.3 * frac
+            };
+            live[id]
+                .state
+                .store(state_code(SphereState::Idle), Ordering::Relaxed);
+        }
+        let loss = (loss_sums.iter().sum::<f64>() / input.n_seqs as f64) as f32;
+        let grad_norm = total_sq.iter().sum::<f64>().sqrt() as f32;
+        GradOutcome { loss, grad_norm }
+    }
+
+    /// Applies AdamW with the reduced gradient (times `grad_scale`, where
+    /// clipping folds in) to the parameters, sliced across spheres.
+    pub fn apply_update(&mut self, params: &mut [f32], opt: &mut AdamW, lr: f32, grad_scale: f32) {
+        let step: AdamWStep = opt.begin_step(lr, grad_scale);
+        let n = self.n;
+        let len = params.len();
+        let grads = &self.grads[0][..];
+        std::thread::scope(|scope| {
+            let mut p_rest: &mut [f32] = params;
+            let mut m_rest: &mut [f32] = &mut opt.m;
+            let mut v_rest: &mut [f32] = &mut opt.v;
+            let mut at = 0;
+            for s in 0..n {
+                let r = share(len, n, s);
+                let (p, pt) = std::mem::take(&mut p_rest).split_at_mut(r.end - at);
+                let (m, mt) = std::mem::take(&mut m_rest).split_at_mut(r.end - at);
+                let (v, vt) = std::mem::take(&mut v_rest).split_at_mut(r.end - at);
+                p_rest = pt;
+                m_rest = mt;
+                v_rest = vt;
+                at = r.end;
+                let g = &grads[r.clone()];
+                let step = &step;
+                scope.spawn(move || step.apply(r.start, p, g, m, v));
+            }
+        });
+    }
+
+    /// The reduced gradient (sphere 0's buffer after `compute_gradients`).
+    pub fn gradient(&self) -> &[f32] {
+        &self.grads[0]
+    }
+
+    /// Mutable access for injecting faults in tests.
+    pub fn gradient_mut(&mut self) -> &mut [f32] {
+        &mut self.grads[0]
+    }
+}
+
+fn snapshot(tally: &[Tally], live: &[Live]) -> Vec<SphereStats> {
+    tally
+        .iter()
+        .zip(live)
+        .enumerate()
+        .map(|(id, (t, l))| SphereStats {
+            id,
+            parent: parent_of(id),
+            level: level_of(id),
+            batches: l.batches.load(Ordering::Relaxed),
+            avg_loss: if t.batches > 0 {
+                (t.loss_sum / t.batches as f64) as f32
+            } else {
+                0.0
+            },
+            last_loss: t.last_loss,
+            grad_norm: t.grad_norm,
+            busy: t.busy,
+            state: state_from(l.state.load(Ordering::Relaxed)),
+        })
+        .collect()
+}
+
+fn sum_sq(xs: &[f32]) -> f64 {
+    // Four partial sums: faster, and still one fixed order.
+    let mut acc = [0.0f64; 4];
+    let chunks = xs.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..4 {
+            acc[k] += (c[k] as f64) * (c[k] as f64);
+        }
+    }
+    let tail: f64 = rest.iter().map(|&x| (x as f64) * (x as f64)).sum();
+    acc[0] + acc[1] + acc[2] + acc[3] + tail
+}
+
+/// The tree reduction on one slice of every sphere's buffer: parents from
+/// the deepest (highest index) to the root, each adding its children's
+/// totals in index order. Children always have higher indices than their
+/// parent, so a child's total is complete before it is added.
+fn tree_reduce(bufs: &mut [&mut [f32]]) {
+    let n = bufs.len();
+    for parent in (0..n).rev() {
+        for child in children_of(parent, n) {
+            let (head, tail) = bufs.split_at_mut(child);
+            let dst = &mut head[parent];
+            let src = &tail[0];
+            for (d, s) in dst.iter_mut().zip(src.iter()) {
+                *d += *s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_shape() {
+        assert_eq!(parent_of(0), None);
+        assert_eq!(parent_of(1), Some(0));
+        assert_eq!(parent_of(12), Some(0));
+        assert_eq!(parent_of(13), Some(1));
+        assert_eq!(parent_of(24), Some(1));
+        assert_eq!(parent_of(25), Some(2));
+        assert_eq!(level_of(0), 0);
+        assert_eq!(level_of(12), 1);
+        assert_eq!(level_of(13), 2);
+        assert_eq!(level_of(157), 2);
+        assert_eq!(level_of(158), 3);
+        assert_eq!(children_of(0, 13), 1..13);
+        assert_eq!(children_of(0, 5), 1..5);
+        assert_eq!(children_of(1, 30), 13..25);
+        assert_eq!(children_of(3, 30), 30..30);
+        for n in 1..200 {
+            for id in 1..n {
+                assert!(children_of(parent_of(id).unwrap(), n).contains(&id));
+            }
+        }
+    }
+
+    #[test]
+    fn shares_cover_exactly() {
+        for len in [0, 1, 5, 12, 13, 100] {
+            for parts in 1..20 {
+                let mut next = 0;
+                for i in 0..parts {
+                    let r = share(len, parts, i);
+                    assert_eq!(r.start, next);
+                    assert!(r.len() <= len / parts + 1);
+                    next = r.end;
+                }
+                assert_eq!(next, len);
+            }
+        }
+    }
+
+    /// The sliced reduction must equal a plain sequential tree reduction,
+    /// bit for bit, and the sum must be right.
+    #[test]
+    fn tree_reduce_matches_sequential_tree() {
+        for n in [1usize, 2, 3, 13, 14, 40] {
+            let len = 37;
+            let make = |j: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i * 31 + j * 17) % 23) as f32 * 0.37 - 3.1 + 1e-4 * j as f32)
+                    .collect()
+            };
+            let mut seq: Vec<Vec<f32>> = (0..n).map(make).collect();
+            // Sequential reference: recursion in tree order.
+            fn total(id: usize, n: usize, bufs: &mut Vec<Vec<f32>>) {
+                for c in children_of(id, n) {
+                    total(c, n, bufs);
+                    let child = bufs[c].clone();
+                    for (d, s) in bufs[id].iter_mut().zip(child) {
+                        *d += s;
+                    }
+                }
+            }
+            total(0, n, &mut seq);
+            let mut bufs: Vec<Vec<f32>> = (0..n).map(make).collect();
+            let mut views: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+            tree_reduce(&mut views);
+            assert_eq!(bufs[0], seq[0], "n = {n}");
+            let expect: Vec<f64> = (0..len)
+                .map(|i| (0..n).map(|j| make(j)[i] as f64).sum())
+                .collect();
+            for (a, b) in bufs[0].iter().zip(expect) {
+                assert!((*a as f64 - b).abs() < 1e-3);
+            }
+        }
+    }
+}
