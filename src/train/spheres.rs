@@ -452,8 +452,8 @@ mod tests {
         assert_eq!(level_of(0), 0);
         assert_eq!(level_of(12), 1);
         assert_eq!(level_of(13), 2);
-        assert_eq!(level_of(157), 2);
-        assert_eq!(level_of(158), 3);
+        assert_eq!(level_of(156), 2);
+        assert_eq!(level_of(157), 3);
         assert_eq!(children_of(0, 13), 1..13);
         assert_eq!(children_of(0, 5), 1..5);
         assert_eq!(children_of(1, 30), 13..25);
