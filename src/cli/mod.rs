@@ -1,1 +1,26 @@
-//! The command line: one file per subcommand.
+//! The command line: one file per subcommand. With no subcommand `cllm`
+//! opens the desktop app.
+
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cllm", version, about = "CLLM Workbench: train a small GPT on your own code, on every CPU core")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Commands>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Commands {
+    /// Train a model (headless): progress bar, checkpoints, metrics log
+    Train(train::TrainArgs),
+}
+
+/// Runs one subcommand; the error is printed by `main`.
+pub fn run(command: Commands) -> Result<(), String> {
+    match command {
+        Commands::Train(args) => train::run(args),
+    }
+}

@@ -83,6 +83,11 @@ pub struct TrainConfig {
     pub runs_dir: PathBuf,
     /// Name of this run's folder under `runs_dir` (empty: from the time).
     pub run_name: String,
+    /// Test hook: poison the gradient at this step to exercise the
+    /// non-finite guard. Never read from or written to files.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub inject_nan_at_step: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -120,6 +125,7 @@ impl Default for TrainConfig {
             checkpoint_dir: PathBuf::from("checkpoints"),
             runs_dir: PathBuf::from("runs"),
             run_name: String::new(),
+            inject_nan_at_step: None,
         }
     }
 }

@@ -5,6 +5,8 @@ pub mod config;
 pub mod events;
 pub mod metrics;
 pub mod optimizer;
+pub mod prepare;
+pub mod runlog;
 pub mod schedule;
 pub mod spheres;
 

@@ -24,6 +24,7 @@
 use crate::model::{Batch, Gpt, Workspace};
 use crate::rng::Rng;
 use crate::train::events::{SphereState, SphereStats};
+use crate::train::metrics::ClassCounts;
 use crate::train::optimizer::{AdamW, AdamWStep};
 use std::ops::Range;
 use std::sync::Arc;
@@ -369,6 +370,59 @@ impl Spheres {
                 scope.spawn(move || step.apply(r.start, p, g, m, v));
             }
         });
+    }
+
+    /// Mean-free evaluation over `n_seqs` sequences shared across spheres:
+    /// returns the summed per-token loss and the prediction counts.
+    pub fn evaluate(
+        &mut self,
+        model: &Gpt,
+        inputs: &[u32],
+        targets: &[u32],
+        n_seqs: usize,
+        seq_len: usize,
+    ) -> (f64, ClassCounts) {
+        let n = self.n;
+        let t = seq_len;
+        let max_share = self.max_share;
+        let results: Vec<(f64, ClassCounts)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .workspaces
+                .iter_mut()
+                .enumerate()
+                .map(|(id, ws)| {
+                    let seqs = share(n_seqs, n, id);
+                    scope.spawn(move || {
+                        let mut loss_sum = 0.0f64;
+                        let mut counts = ClassCounts::default();
+                        let mut predictions = vec![0u32; max_share * t];
+                        for start in seqs.clone().step_by(max_share) {
+                            let end = (start + max_share).min(seqs.end);
+                            let rows = end - start;
+                            let batch = Batch {
+                                inputs: &inputs[start * t..end * t],
+                                targets: &targets[start * t..end * t],
+                                batch: rows,
+                                seq: t,
+                            };
+                            let preds = &mut predictions[..rows * t];
+                            let loss = model.evaluate(ws, &batch, Some(preds));
+                            loss_sum += loss as f64 * (rows * t) as f64;
+                            counts.add(batch.targets, preds);
+                        }
+                        (loss_sum, counts)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("evaluation thread")).collect()
+        });
+        let mut loss_sum = 0.0;
+        let mut counts = ClassCounts::default();
+        for (l, c) in results {
+            loss_sum += l;
+            counts.merge(&c);
+        }
+        (loss_sum, counts)
     }
 
     /// The reduced gradient (sphere 0's buffer after `compute_gradients`).
