@@ -4,6 +4,7 @@
 //! the command line (`cli`), sit on top; nothing under `model`, `data`,
 //! `train` or `checkpoint` imports them.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod model;

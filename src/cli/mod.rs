@@ -1,12 +1,18 @@
 //! The command line: one file per subcommand. With no subcommand `cllm`
 //! opens the desktop app.
 
+pub mod export;
+pub mod inspect;
 pub mod train;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "cllm", version, about = "CLLM Workbench: train a small GPT on your own code, on every CPU core")]
+#[command(
+    name = "cllm",
+    version,
+    about = "CLLM Workbench: train a small GPT on your own code, on every CPU core"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Commands>,
@@ -16,11 +22,17 @@ pub struct Cli {
 pub enum Commands {
     /// Train a model (headless): progress bar, checkpoints, metrics log
     Train(train::TrainArgs),
+    /// Verify a checkpoint and print its config, training state and sizes
+    Inspect(inspect::InspectArgs),
+    /// Export a checkpoint for other tools (Hugging Face GPT-2 layout)
+    Export(export::ExportArgs),
 }
 
 /// Runs one subcommand; the error is printed by `main`.
 pub fn run(command: Commands) -> Result<(), String> {
     match command {
         Commands::Train(args) => train::run(args),
+        Commands::Inspect(args) => inspect::run(args),
+        Commands::Export(args) => export::run(args),
     }
 }

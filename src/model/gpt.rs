@@ -1,5 +1,20 @@
-//! The GPT model over the flat parameter buffer (API fixed; bodies to come).
+//! The GPT-2 model over the flat parameter buffer: forward, backward and
+//! evaluation, built from the operations in `ops/`.
+//!
+//!   x_0 = dropout(wte[tokens] + wpe[positions])
+//!   per layer l:  mid = x_l + dropout(attn_proj(causal_mha(ln_1(x_l))))
+//!                 x_{l+1} = mid + dropout(mlp_proj(gelu(c_fc(ln_2(mid)))))
+//!   logits = ln_f(x_L) · wteᵀ      (tied head, computed in row chunks)
+//!
+//! The `&self` methods only read the parameters, so many threads can run
+//! them on one `Gpt` at once, each with its own `Workspace` and gradient
+//! buffer. Token ids must be below the vocabulary size: callers validate
+//! their data, so an id out of range is a programming error and panics with
+//! a message naming it (never undefined behaviour).
 
+use super::ops::attention::{self, AttnShape};
+use super::ops::crossentropy::{self, HeadShape};
+use super::ops::{dropout, embedding, gelu, layernorm, matmul, residual};
 use super::{ModelConfig, ParamLayout};
 use crate::rng::Rng;
 
@@ -22,20 +37,189 @@ pub struct Batch<'a> {
 }
 
 /// Per-worker scratch memory (activations and their gradients) for up to
-/// `max_batch x max_seq` tokens, reused from step to step.
+/// `max_batch x max_seq` tokens, reused from step to step: a training step
+/// allocates nothing. Buffers sized "(N, ·)" hold N = max_batch · max_seq
+/// rows; a smaller batch uses their beginning, packed as (B, T, ·).
 pub struct Workspace {
     pub max_batch: usize,
     pub max_seq: usize,
+    /// The config the buffers were sized for (checked on every call).
+    config: ModelConfig,
+    /// Rows of logits the head holds at once.
+    head_chunk: usize,
+    // ---- forward activations, kept for the backward pass
+    /// (2L + 1, N, C): x_0, mid_0, x_1, mid_1, ..., x_L.
+    residual: Vec<f32>,
+    /// (L, N, C) ln_1 output, (L, N) its mean and 1/std.
+    ln1: Vec<f32>,
+    ln1_mean: Vec<f32>,
+    ln1_rstd: Vec<f32>,
+    /// (L, N, 3C) queries, keys, values.
+    qkv: Vec<f32>,
+    /// (L, N, C) attention output before c_proj.
+    attn: Vec<f32>,
+    /// (L, B, H, T) softmax log-sum-exp per attention row.
+    attn_lse: Vec<f32>,
+    /// (L, N, C) ln_2 output, (L, N) its statistics.
+    ln2: Vec<f32>,
+    ln2_mean: Vec<f32>,
+    ln2_rstd: Vec<f32>,
+    /// (L, N, I) MLP pre-activation and GELU output.
+    fc: Vec<f32>,
+    fc_gelu: Vec<f32>,
+    /// (N, C) ln_f output, (N) its statistics.
+    lnf: Vec<f32>,
+    lnf_mean: Vec<f32>,
+    lnf_rstd: Vec<f32>,
+    /// Dropout masks (0 or 1/(1-p)); empty when the config's dropout is 0.
+    /// (N, C) embeddings; (L, N, C) attention and MLP outputs.
+    emb_mask: Vec<f32>,
+    attn_mask: Vec<f32>,
+    mlp_mask: Vec<f32>,
+    // ---- scratch and gradients of activations
+    /// (N, C) a branch's projection output (forward) or its gradient (backward).
+    branch: Vec<f32>,
+    /// (N, C) gradient of the residual stream.
+    d_residual: Vec<f32>,
+    /// (N, C) gradient of a LayerNorm output.
+    d_ln: Vec<f32>,
+    /// (N, C) gradient of the attention output.
+    d_attn: Vec<f32>,
+    /// (N, 3C) gradient of qkv.
+    d_qkv: Vec<f32>,
+    /// (N, I) gradients of the GELU output and of the MLP pre-activation.
+    d_gelu: Vec<f32>,
+    d_fc: Vec<f32>,
+    /// (2, T, T) attention tiles.
+    attn_scratch: Vec<f32>,
+    /// (chunk, V) logits tile of the head.
+    logits: Vec<f32>,
+    /// Whether the last forward pass drew dropout masks.
+    masks_live: bool,
 }
 
 impl Workspace {
-    pub fn new(_cfg: &ModelConfig, max_batch: usize, max_seq: usize) -> Workspace {
-        Workspace { max_batch, max_seq }
+    pub fn new(cfg: &ModelConfig, max_batch: usize, max_seq: usize) -> Workspace {
+        Self::with_head_chunk(cfg, max_batch, max_seq, crossentropy::DEFAULT_CHUNK_ROWS)
     }
 
-    /// Bytes of activation memory held.
+    /// As [`Workspace::new`] with a chosen number of logits rows per head
+    /// chunk (memory `chunk x V` floats; used by the benchmark to compare).
+    pub fn with_head_chunk(
+        cfg: &ModelConfig,
+        max_batch: usize,
+        max_seq: usize,
+        head_chunk: usize,
+    ) -> Workspace {
+        let max_batch = max_batch.max(1);
+        let max_seq = max_seq.clamp(1, cfg.n_ctx);
+        let n = max_batch * max_seq;
+        let (c, l, inner) = (cfg.n_embd, cfg.n_layer, cfg.n_inner);
+        let head_chunk = head_chunk.clamp(1, n);
+        let zeros = |len: usize| vec![0.0f32; len];
+        let masks = cfg.dropout > 0.0;
+        Workspace {
+            max_batch,
+            max_seq,
+            config: cfg.clone(),
+            head_chunk,
+            residual: zeros((2 * l + 1) * n * c),
+            ln1: zeros(l * n * c),
+            ln1_mean: zeros(l * n),
+            ln1_rstd: zeros(l * n),
+            qkv: zeros(l * n * 3 * c),
+            attn: zeros(l * n * c),
+            attn_lse: zeros(l * n * cfg.n_head),
+            ln2: zeros(l * n * c),
+            ln2_mean: zeros(l * n),
+            ln2_rstd: zeros(l * n),
+            fc: zeros(l * n * inner),
+            fc_gelu: zeros(l * n * inner),
+            lnf: zeros(n * c),
+            lnf_mean: zeros(n),
+            lnf_rstd: zeros(n),
+            emb_mask: if masks { zeros(n * c) } else { Vec::new() },
+            attn_mask: if masks { zeros(l * n * c) } else { Vec::new() },
+            mlp_mask: if masks { zeros(l * n * c) } else { Vec::new() },
+            branch: zeros(n * c),
+            d_residual: zeros(n * c),
+            d_ln: zeros(n * c),
+            d_attn: zeros(n * c),
+            d_qkv: zeros(n * 3 * c),
+            d_gelu: zeros(n * inner),
+            d_fc: zeros(n * inner),
+            attn_scratch: zeros(
+                attention::backward_scratch_len(max_seq)
+                    .max(attention::forward_scratch_len(max_seq)),
+            ),
+            logits: zeros(crossentropy::scratch_len(head_chunk, cfg.vocab_size)),
+            masks_live: false,
+        }
+    }
+
+    /// Bytes of memory the workspace holds.
     pub fn bytes(&self) -> usize {
-        0
+        let buffers = [
+            &self.residual,
+            &self.ln1,
+            &self.ln1_mean,
+            &self.ln1_rstd,
+            &self.qkv,
+            &self.attn,
+            &self.attn_lse,
+            &self.ln2,
+            &self.ln2_mean,
+            &self.ln2_rstd,
+            &self.fc,
+            &self.fc_gelu,
+            &self.lnf,
+            &self.lnf_mean,
+            &self.lnf_rstd,
+            &self.emb_mask,
+            &self.attn_mask,
+            &self.mlp_mask,
+            &self.branch,
+            &self.d_residual,
+            &self.d_ln,
+            &self.d_attn,
+            &self.d_qkv,
+            &self.d_gelu,
+            &self.d_fc,
+            &self.attn_scratch,
+            &self.logits,
+        ];
+        buffers
+            .iter()
+            .map(|b| b.capacity() * std::mem::size_of::<f32>())
+            .sum()
+    }
+}
+
+/// Two disjoint mutable views of the gradient buffer: a layer's weight and
+/// its bias (`a` must come before `b`).
+fn two_mut(buf: &mut [f32], a: (usize, usize), b: (usize, usize)) -> (&mut [f32], &mut [f32]) {
+    assert!(a.0 + a.1 <= b.0, "gradient views overlap");
+    let (head, tail) = buf.split_at_mut(b.0);
+    (&mut head[a.0..a.0 + a.1], &mut tail[..b.1])
+}
+
+/// Per-op wall time accumulated over calls, for the benchmark's profile.
+/// Pass `None` in normal use: timing is then skipped entirely.
+pub type Profile = Vec<(&'static str, f64)>;
+
+fn timed<R>(profile: &mut Option<&mut Profile>, name: &'static str, f: impl FnOnce() -> R) -> R {
+    match profile {
+        None => f(),
+        Some(p) => {
+            let start = std::time::Instant::now();
+            let r = f();
+            let secs = start.elapsed().as_secs_f64();
+            match p.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 += secs,
+                None => p.push((name, secs)),
+            }
+            r
+        }
     }
 }
 
@@ -75,28 +259,513 @@ impl Gpt {
     /// training (masks drawn from it), `None` for no dropout.
     pub fn forward_backward(
         &self,
-        _ws: &mut Workspace,
-        _batch: &Batch,
-        _grads: &mut [f32],
-        _grad_scale: f32,
-        _dropout: Option<&mut Rng>,
+        ws: &mut Workspace,
+        batch: &Batch,
+        grads: &mut [f32],
+        grad_scale: f32,
+        dropout: Option<&mut Rng>,
     ) -> f32 {
-        unimplemented!("model forward/backward")
+        self.forward_backward_profiled(ws, batch, grads, grad_scale, dropout, None)
     }
 
-    /// Full logits (T, V) for one sequence (T <= n_ctx), no dropout.
-    pub fn logits(&self, _ws: &mut Workspace, _tokens: &[u32]) -> Vec<f32> {
-        unimplemented!("model logits")
+    /// [`Gpt::forward_backward`] that also adds each operation's wall time
+    /// into `profile` (benchmarking).
+    pub fn forward_backward_profiled(
+        &self,
+        ws: &mut Workspace,
+        batch: &Batch,
+        grads: &mut [f32],
+        grad_scale: f32,
+        dropout: Option<&mut Rng>,
+        mut profile: Option<&mut Profile>,
+    ) -> f32 {
+        assert_eq!(
+            grads.len(),
+            self.params.len(),
+            "gradient buffer does not match the parameters"
+        );
+        self.check_batch(ws, batch);
+        let n = batch.batch * batch.seq;
+        self.forward(
+            ws,
+            batch.inputs,
+            batch.batch,
+            batch.seq,
+            dropout,
+            &mut profile,
+        );
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        let lay = &self.layout;
+        let head = HeadShape {
+            rows: n,
+            channels: c,
+            vocab: v,
+            chunk: ws.head_chunk,
+        };
+        let wte = &self.params[lay.wte..lay.wte + v * c];
+        let total = timed(&mut profile, "head+softmax+cross-entropy (fwd+bwd)", || {
+            crossentropy::head_loss_backward(
+                &mut ws.d_ln[..n * c],
+                &mut grads[lay.wte..lay.wte + v * c],
+                &ws.lnf[..n * c],
+                batch.targets,
+                wte,
+                &mut ws.logits,
+                head,
+                grad_scale,
+            )
+        });
+        self.backward(ws, batch, grads, &mut profile);
+        (total / n as f64) as f32
     }
 
     /// Mean loss per token without dropout or gradients; when `predictions`
     /// is given (len batch*seq) it receives the arg-max token per position.
     pub fn evaluate(
         &self,
-        _ws: &mut Workspace,
-        _batch: &Batch,
-        _predictions: Option<&mut [u32]>,
+        ws: &mut Workspace,
+        batch: &Batch,
+        predictions: Option<&mut [u32]>,
     ) -> f32 {
-        unimplemented!("model evaluate")
+        self.check_batch(ws, batch);
+        let n = batch.batch * batch.seq;
+        if let Some(p) = &predictions {
+            assert_eq!(p.len(), n, "predictions must hold batch*seq ids");
+        }
+        self.forward(ws, batch.inputs, batch.batch, batch.seq, None, &mut None);
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        let head = HeadShape {
+            rows: n,
+            channels: c,
+            vocab: v,
+            chunk: ws.head_chunk,
+        };
+        let wte = &self.params[self.layout.wte..self.layout.wte + v * c];
+        let total = crossentropy::head_loss(
+            &ws.lnf[..n * c],
+            batch.targets,
+            wte,
+            &mut ws.logits,
+            head,
+            predictions,
+        );
+        (total / n as f64) as f32
+    }
+
+    /// Full logits (T, V), row-major, for one sequence (1 <= T <= the
+    /// workspace's max_seq <= n_ctx), without dropout.
+    pub fn logits(&self, ws: &mut Workspace, tokens: &[u32]) -> Vec<f32> {
+        assert!(
+            !tokens.is_empty() && tokens.len() <= ws.max_seq,
+            "logits: {} tokens, the workspace holds 1 to {}",
+            tokens.len(),
+            ws.max_seq
+        );
+        assert_eq!(
+            ws.config, self.config,
+            "workspace was made for another model config"
+        );
+        let t = tokens.len();
+        self.forward(ws, tokens, 1, t, None, &mut None);
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        let mut out = vec![0.0f32; t * v];
+        let wte = &self.params[self.layout.wte..self.layout.wte + v * c];
+        crossentropy::head_logits(&mut out, &ws.lnf[..t * c], wte, t, c, v);
+        out
+    }
+
+    fn check_batch(&self, ws: &Workspace, batch: &Batch) {
+        assert_eq!(
+            ws.config, self.config,
+            "workspace was made for another model config"
+        );
+        assert!(
+            batch.batch >= 1
+                && batch.seq >= 1
+                && batch.batch <= ws.max_batch
+                && batch.seq <= ws.max_seq,
+            "batch of {} x {} does not fit the workspace ({} x {})",
+            batch.batch,
+            batch.seq,
+            ws.max_batch,
+            ws.max_seq
+        );
+        let n = batch.batch * batch.seq;
+        assert!(
+            batch.inputs.len() == n && batch.targets.len() == n,
+            "batch of {} x {} needs {n} inputs and targets, got {} and {}",
+            batch.batch,
+            batch.seq,
+            batch.inputs.len(),
+            batch.targets.len()
+        );
+    }
+
+    /// The forward pass up to ln_f, keeping what the backward needs in `ws`.
+    fn forward(
+        &self,
+        ws: &mut Workspace,
+        tokens: &[u32],
+        b: usize,
+        t: usize,
+        mut dropout: Option<&mut Rng>,
+        profile: &mut Option<&mut Profile>,
+    ) {
+        let cfg = &self.config;
+        let (c, l_count, inner, v) = (cfg.n_embd, cfg.n_layer, cfg.n_inner, cfg.vocab_size);
+        let n = b * t;
+        let nmax = ws.max_batch * ws.max_seq;
+        let p = &self.params;
+        let lay = &self.layout;
+        let drop_p = cfg.dropout;
+        let use_dropout = drop_p > 0.0 && dropout.is_some();
+        let shape = AttnShape {
+            batch: b,
+            seq: t,
+            channels: c,
+            heads: cfg.n_head,
+        };
+
+        timed(profile, "embedding", || {
+            embedding::embedding_forward(
+                &mut ws.residual[..n * c],
+                tokens,
+                &p[lay.wte..lay.wte + v * c],
+                &p[lay.wpe..lay.wpe + cfg.n_ctx * c],
+                t,
+                c,
+            );
+        });
+        if use_dropout && let Some(rng) = dropout.as_deref_mut() {
+            timed(profile, "dropout", || {
+                dropout::dropout_forward(
+                    &mut ws.residual[..n * c],
+                    &mut ws.emb_mask[..n * c],
+                    drop_p,
+                    rng,
+                )
+            });
+        }
+        for (l, o) in lay.layers.iter().enumerate() {
+            let nc = l * nmax * c;
+            // Residual stream slots: x_l at 2l, mid_l at 2l+1, x_{l+1} at 2l+2.
+            let (done, rest) = ws.residual.split_at_mut((2 * l + 1) * nmax * c);
+            let x = &done[2 * l * nmax * c..2 * l * nmax * c + n * c];
+            let (mid_all, next_all) = rest.split_at_mut(nmax * c);
+            let mid = &mut mid_all[..n * c];
+            let next = &mut next_all[..n * c];
+
+            let ln1 = &mut ws.ln1[nc..nc + n * c];
+            let (m1, r1) = (
+                &mut ws.ln1_mean[l * nmax..l * nmax + n],
+                &mut ws.ln1_rstd[l * nmax..l * nmax + n],
+            );
+            timed(profile, "layernorm", || {
+                layernorm::layernorm_forward(
+                    ln1,
+                    m1,
+                    r1,
+                    x,
+                    &p[o.ln_1_weight..o.ln_1_weight + c],
+                    &p[o.ln_1_bias..o.ln_1_bias + c],
+                    c,
+                )
+            });
+            let qkv = &mut ws.qkv[3 * nc..3 * nc + n * 3 * c];
+            timed(profile, "matmul c_attn", || {
+                matmul::linear_forward(
+                    qkv,
+                    ln1,
+                    &p[o.c_attn_weight..],
+                    Some(&p[o.c_attn_bias..o.c_attn_bias + 3 * c]),
+                    n,
+                    c,
+                    3 * c,
+                )
+            });
+            let attn = &mut ws.attn[nc..nc + n * c];
+            let lse = &mut ws.attn_lse[l * nmax * cfg.n_head..];
+            timed(profile, "attention", || {
+                attention::attention_forward(attn, lse, qkv, &mut ws.attn_scratch, shape)
+            });
+            let branch = &mut ws.branch[..n * c];
+            timed(profile, "matmul attn.c_proj", || {
+                matmul::linear_forward(
+                    branch,
+                    attn,
+                    &p[o.attn_proj_weight..],
+                    Some(&p[o.attn_proj_bias..o.attn_proj_bias + c]),
+                    n,
+                    c,
+                    c,
+                )
+            });
+            if use_dropout && let Some(rng) = dropout.as_deref_mut() {
+                let mask = &mut ws.attn_mask[nc..nc + n * c];
+                timed(profile, "dropout", || {
+                    dropout::dropout_forward(branch, mask, drop_p, rng)
+                });
+            }
+            timed(profile, "residual", || {
+                residual::residual_forward(mid, x, branch)
+            });
+
+            let ln2 = &mut ws.ln2[nc..nc + n * c];
+            let (m2, r2) = (
+                &mut ws.ln2_mean[l * nmax..l * nmax + n],
+                &mut ws.ln2_rstd[l * nmax..l * nmax + n],
+            );
+            timed(profile, "layernorm", || {
+                layernorm::layernorm_forward(
+                    ln2,
+                    m2,
+                    r2,
+                    mid,
+                    &p[o.ln_2_weight..o.ln_2_weight + c],
+                    &p[o.ln_2_bias..o.ln_2_bias + c],
+                    c,
+                )
+            });
+            let ni = l * nmax * inner;
+            let fc = &mut ws.fc[ni..ni + n * inner];
+            timed(profile, "matmul mlp.c_fc", || {
+                matmul::linear_forward(
+                    fc,
+                    ln2,
+                    &p[o.c_fc_weight..],
+                    Some(&p[o.c_fc_bias..o.c_fc_bias + inner]),
+                    n,
+                    c,
+                    inner,
+                )
+            });
+            let h = &mut ws.fc_gelu[ni..ni + n * inner];
+            timed(profile, "gelu", || gelu::gelu_forward(h, fc));
+            timed(profile, "matmul mlp.c_proj", || {
+                matmul::linear_forward(
+                    branch,
+                    h,
+                    &p[o.mlp_proj_weight..],
+                    Some(&p[o.mlp_proj_bias..o.mlp_proj_bias + c]),
+                    n,
+                    inner,
+                    c,
+                )
+            });
+            if use_dropout && let Some(rng) = dropout.as_deref_mut() {
+                let mask = &mut ws.mlp_mask[nc..nc + n * c];
+                timed(profile, "dropout", || {
+                    dropout::dropout_forward(branch, mask, drop_p, rng)
+                });
+            }
+            timed(profile, "residual", || {
+                residual::residual_forward(next, mid, branch)
+            });
+        }
+        let x_last = &ws.residual[2 * l_count * nmax * c..2 * l_count * nmax * c + n * c];
+        timed(profile, "layernorm", || {
+            layernorm::layernorm_forward(
+                &mut ws.lnf[..n * c],
+                &mut ws.lnf_mean[..n],
+                &mut ws.lnf_rstd[..n],
+                x_last,
+                &p[lay.ln_f_weight..lay.ln_f_weight + c],
+                &p[lay.ln_f_bias..lay.ln_f_bias + c],
+                c,
+            )
+        });
+        // Remember whether masks were drawn, for the backward pass.
+        ws.masks_live = use_dropout;
+    }
+
+    /// The backward pass from d(ln_f output), which the head left in
+    /// `ws.d_ln`, down to the embeddings; parameter gradients are added.
+    fn backward(
+        &self,
+        ws: &mut Workspace,
+        batch: &Batch,
+        grads: &mut [f32],
+        profile: &mut Option<&mut Profile>,
+    ) {
+        let cfg = &self.config;
+        let (c, inner, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
+        let (b, t) = (batch.batch, batch.seq);
+        let n = b * t;
+        let nmax = ws.max_batch * ws.max_seq;
+        let p = &self.params;
+        let lay = &self.layout;
+        let masks = ws.masks_live;
+        let shape = AttnShape {
+            batch: b,
+            seq: t,
+            channels: c,
+            heads: cfg.n_head,
+        };
+        let l_count = cfg.n_layer;
+
+        let d_res = &mut ws.d_residual[..n * c];
+        d_res.fill(0.0);
+        {
+            let (dw, db) = two_mut(grads, (lay.ln_f_weight, c), (lay.ln_f_bias, c));
+            let x_last = &ws.residual[2 * l_count * nmax * c..2 * l_count * nmax * c + n * c];
+            timed(profile, "layernorm", || {
+                layernorm::layernorm_backward(
+                    d_res,
+                    dw,
+                    db,
+                    &ws.d_ln[..n * c],
+                    x_last,
+                    &ws.lnf_mean[..n],
+                    &ws.lnf_rstd[..n],
+                    &p[lay.ln_f_weight..lay.ln_f_weight + c],
+                    c,
+                )
+            });
+        }
+        for (l, o) in lay.layers.iter().enumerate().rev() {
+            let nc = l * nmax * c;
+            let ni = l * nmax * inner;
+            let x = &ws.residual[2 * l * nmax * c..2 * l * nmax * c + n * c];
+            let mid = &ws.residual[(2 * l + 1) * nmax * c..(2 * l + 1) * nmax * c + n * c];
+
+            // MLP branch: x_{l+1} = mid + dropout(c_proj(gelu(c_fc(ln_2(mid))))).
+            let d_branch = &mut ws.branch[..n * c];
+            d_branch.copy_from_slice(d_res);
+            if masks {
+                timed(profile, "dropout", || {
+                    dropout::dropout_backward(d_branch, &ws.mlp_mask[nc..nc + n * c])
+                });
+            }
+            {
+                let (dw, db) = two_mut(grads, (o.mlp_proj_weight, c * inner), (o.mlp_proj_bias, c));
+                timed(profile, "matmul mlp.c_proj", || {
+                    matmul::linear_backward(
+                        Some(&mut ws.d_gelu[..n * inner]),
+                        dw,
+                        Some(db),
+                        d_branch,
+                        &ws.fc_gelu[ni..ni + n * inner],
+                        &p[o.mlp_proj_weight..],
+                        n,
+                        inner,
+                        c,
+                    )
+                });
+            }
+            timed(profile, "gelu", || {
+                gelu::gelu_backward(
+                    &mut ws.d_fc[..n * inner],
+                    &ws.d_gelu[..n * inner],
+                    &ws.fc[ni..ni + n * inner],
+                )
+            });
+            {
+                let (dw, db) = two_mut(grads, (o.c_fc_weight, inner * c), (o.c_fc_bias, inner));
+                timed(profile, "matmul mlp.c_fc", || {
+                    matmul::linear_backward(
+                        Some(&mut ws.d_ln[..n * c]),
+                        dw,
+                        Some(db),
+                        &ws.d_fc[..n * inner],
+                        &ws.ln2[nc..nc + n * c],
+                        &p[o.c_fc_weight..],
+                        n,
+                        c,
+                        inner,
+                    )
+                });
+            }
+            {
+                let (dw, db) = two_mut(grads, (o.ln_2_weight, c), (o.ln_2_bias, c));
+                timed(profile, "layernorm", || {
+                    layernorm::layernorm_backward(
+                        d_res,
+                        dw,
+                        db,
+                        &ws.d_ln[..n * c],
+                        mid,
+                        &ws.ln2_mean[l * nmax..l * nmax + n],
+                        &ws.ln2_rstd[l * nmax..l * nmax + n],
+                        &p[o.ln_2_weight..o.ln_2_weight + c],
+                        c,
+                    )
+                });
+            }
+
+            // Attention branch: mid = x_l + dropout(c_proj(attn(c_attn(ln_1(x_l))))).
+            d_branch.copy_from_slice(d_res);
+            if masks {
+                timed(profile, "dropout", || {
+                    dropout::dropout_backward(d_branch, &ws.attn_mask[nc..nc + n * c])
+                });
+            }
+            {
+                let (dw, db) = two_mut(grads, (o.attn_proj_weight, c * c), (o.attn_proj_bias, c));
+                timed(profile, "matmul attn.c_proj", || {
+                    matmul::linear_backward(
+                        Some(&mut ws.d_attn[..n * c]),
+                        dw,
+                        Some(db),
+                        d_branch,
+                        &ws.attn[nc..nc + n * c],
+                        &p[o.attn_proj_weight..],
+                        n,
+                        c,
+                        c,
+                    )
+                });
+            }
+            timed(profile, "attention", || {
+                attention::attention_backward(
+                    &mut ws.d_qkv[..n * 3 * c],
+                    &ws.d_attn[..n * c],
+                    &ws.qkv[3 * nc..3 * nc + n * 3 * c],
+                    &ws.attn_lse[l * nmax * cfg.n_head..],
+                    &mut ws.attn_scratch,
+                    shape,
+                )
+            });
+            {
+                let (dw, db) = two_mut(grads, (o.c_attn_weight, 3 * c * c), (o.c_attn_bias, 3 * c));
+                timed(profile, "matmul c_attn", || {
+                    matmul::linear_backward(
+                        Some(&mut ws.d_ln[..n * c]),
+                        dw,
+                        Some(db),
+                        &ws.d_qkv[..n * 3 * c],
+                        &ws.ln1[nc..nc + n * c],
+                        &p[o.c_attn_weight..],
+                        n,
+                        c,
+                        3 * c,
+                    )
+                });
+            }
+            {
+                let (dw, db) = two_mut(grads, (o.ln_1_weight, c), (o.ln_1_bias, c));
+                timed(profile, "layernorm", || {
+                    layernorm::layernorm_backward(
+                        d_res,
+                        dw,
+                        db,
+                        &ws.d_ln[..n * c],
+                        x,
+                        &ws.ln1_mean[l * nmax..l * nmax + n],
+                        &ws.ln1_rstd[l * nmax..l * nmax + n],
+                        &p[o.ln_1_weight..o.ln_1_weight + c],
+                        c,
+                    )
+                });
+            }
+        }
+        if masks {
+            timed(profile, "dropout", || {
+                dropout::dropout_backward(d_res, &ws.emb_mask[..n * c])
+            });
+        }
+        let (dwte, dwpe) = two_mut(grads, (lay.wte, v * c), (lay.wpe, cfg.n_ctx * c));
+        timed(profile, "embedding", || {
+            embedding::embedding_backward(dwte, dwpe, d_res, batch.inputs, t, c)
+        });
     }
 }

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod optimizer;
 pub mod prepare;
 pub mod runlog;
+pub mod scaling;
 pub mod schedule;
 pub mod spheres;
 

@@ -1,0 +1,50 @@
+//! `cllm export FILE --format hf --output DIR [--check-text TEXT]`: write a
+//! Hugging Face GPT-2 folder from a checkpoint; with `--check-text`, also
+//! cllm's logits for that text, for `tools/compare_hf.py`.
+
+use crate::checkpoint::{export_hf, export_hf::write_check_logits, load};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// The `.cllm` checkpoint to export.
+    pub file: PathBuf,
+    /// Target format (only `hf`: Hugging Face transformers GPT-2).
+    #[arg(long, default_value = "hf")]
+    pub format: String,
+    /// Folder to write (created if missing).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Also write cllm's logits for this text to `cllm_logits.json`.
+    #[arg(long)]
+    pub check_text: Option<String>,
+}
+
+pub fn run(args: ExportArgs) -> Result<(), String> {
+    if args.format != "hf" {
+        return Err(format!(
+            "unknown export format '{}' (supported: hf)",
+            args.format
+        ));
+    }
+    let ckpt = load(&args.file).map_err(|e| e.to_string())?;
+    let summary = export_hf(&ckpt, &args.output).map_err(|e| e.to_string())?;
+    println!(
+        "exported {} tensors from {} to {}",
+        summary.tensors,
+        args.file.display(),
+        summary.dir.display()
+    );
+    for f in &summary.files {
+        println!("  {}", f.display());
+    }
+    if let Some(text) = &args.check_text {
+        let path = write_check_logits(&ckpt, &args.output, text).map_err(|e| e.to_string())?;
+        println!(
+            "  {} (compare: python3 tools/compare_hf.py {})",
+            path.display(),
+            args.output.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `cllm inspect FILE [--json]`: verify a checkpoint and describe it.
+//!
+//! Exit status 0 only for a file that passes every check, checksum included;
+//! otherwise `run` returns the reason and the caller exits non-zero.
+
+use crate::checkpoint::{CheckpointInfo, verify};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct InspectArgs {
+    /// The `.cllm` checkpoint to verify.
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InspectArgs) -> Result<(), String> {
+    let info = verify(&args.file).map_err(|e| e.to_string())?;
+    if args.json {
+        let mut value = serde_json::to_value(&info).map_err(|e| e.to_string())?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("checksum_ok".into(), serde_json::Value::Bool(true));
+        }
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", describe(&info));
+    }
+    Ok(())
+}
+
+/// The human-readable report, one fact per line.
+pub fn describe(info: &CheckpointInfo) -> String {
+    let m = &info.model;
+    let s = &info.state;
+    let t = &info.train_config;
+    let mut lines = vec![
+        format!("file        {}", info.path.display()),
+        format!("size        {}", human_bytes(info.file_bytes)),
+        format!(
+            "checksum    OK (sha256 {})",
+            info.checksum_sha256
+        ),
+        format!(
+            "format      cllm-checkpoint version {}, written by cllm {} at unix time {}",
+            info.format_version, info.program_version, info.created_unix
+        ),
+        format!(
+            "model       {} layers, {} heads, width {}, MLP {}, context {}, vocabulary {}, dropout {}",
+            m.n_layer, m.n_head, m.n_embd, m.n_inner, m.n_ctx, m.vocab_size, m.dropout
+        ),
+        format!("parameters  {}", info.num_params),
+    ];
+    lines.push(match (&info.optimizer_config, info.optimizer_step) {
+        (Some(c), Some(step)) => format!(
+            "optimizer   AdamW moments stored (step {step}, beta1 {}, beta2 {}, eps {}, weight decay {}): can resume",
+            c.beta1, c.beta2, c.eps, c.weight_decay
+        ),
+        _ => "optimizer   weights only: can generate, cannot resume training".to_string(),
+    });
+    lines.push(format!(
+        "progress    epoch {}, step {}, learning rate {}, tokens seen {}, trained {:.1} s",
+        s.epoch, s.step, s.lr, s.tokens_seen, s.elapsed_secs
+    ));
+    lines.push(match s.best_val_loss {
+        Some(l) => format!("best loss   {l:.4} (validation)"),
+        None => "best loss   none yet".to_string(),
+    });
+    lines.push(format!(
+        "data        next position: epoch {}, index {}",
+        s.data_epoch, s.data_index
+    ));
+    lines.push(format!(
+        "training    preset {}, lr {}, batch {} x {} tokens, accumulation {}, threads {}, seed {}, epochs {}",
+        t.preset, t.lr, t.batch_size, t.seq_len, t.accum_steps, t.threads, t.seed, t.epochs
+    ));
+    lines.push(format!(
+        "tokenizer   embedded tokenizer.json, {}",
+        human_bytes(info.tokenizer_bytes as u64)
+    ));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {} ({n} bytes)", UNITS[unit])
+    }
+}

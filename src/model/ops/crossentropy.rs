@@ -1,0 +1,280 @@
+//! The tied output head, softmax and cross-entropy, fused and computed in
+//! chunks of rows.
+//!
+//! Materialising the whole (B·T, V) logits tensor would take hundreds of MB
+//! per worker at V = 50,000, so rows are processed `chunk` at a time; for
+//! each chunk of x (rows, C):
+//!   logits = x_chunk · wteᵀ (rows, V)
+//!   p = softmax(logits), loss += Σ (logsumexp - logit[target])
+//!   dlogits = (p - onehot(target)) · grad_scale   (in place)
+//!   dx_chunk = dlogits · wte,  dwte += dlogitsᵀ · x_chunk
+//! The only V-sized buffer is the (chunk, V) scratch.
+
+use super::fast_math;
+use super::matmul::{MatMut, MatRef, matmul};
+
+/// Rows of logits held at once. 128 x 50,000 floats is 25.6 MB; smaller
+/// chunks re-stream the whole (V, C) dwte through memory more often
+/// (see the benchmark notes in `bench.rs`).
+pub const DEFAULT_CHUNK_ROWS: usize = 128;
+
+/// Shapes: `rows` positions of `channels` features against a `vocab`-row
+/// embedding, `chunk` rows of logits at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadShape {
+    pub rows: usize,
+    pub channels: usize,
+    pub vocab: usize,
+    pub chunk: usize,
+}
+
+/// Scratch floats needed: one (chunk, V) logits tile.
+pub fn scratch_len(chunk: usize, vocab: usize) -> usize {
+    chunk * vocab
+}
+
+/// Logits for all rows: out (N, V) = x (N, C) · wteᵀ. For short inputs
+/// only (generation, export checks); training uses the chunked functions.
+pub fn head_logits(out: &mut [f32], x: &[f32], wte: &[f32], n: usize, c: usize, v: usize) {
+    matmul(
+        MatMut::new(out, n, v),
+        MatRef::new(x, n, c),
+        MatRef::new(wte, v, c).t(),
+        false,
+    );
+}
+
+/// Forward and backward. x (N, C), targets (N), wte (V, C):
+/// dx (N, C) `=` grad_scale · dL/dx, dwte (V, C) `+=` grad_scale · dL/dwte,
+/// where L is the sum of per-row losses. Returns that sum.
+#[allow(clippy::too_many_arguments)]
+pub fn head_loss_backward(
+    dx: &mut [f32],
+    dwte: &mut [f32],
+    x: &[f32],
+    targets: &[u32],
+    wte: &[f32],
+    scratch: &mut [f32],
+    s: HeadShape,
+    grad_scale: f32,
+) -> f64 {
+    let (c, v) = (s.channels, s.vocab);
+    let mut total = 0.0f64;
+    let mut start = 0;
+    while start < s.rows {
+        let rows = s.chunk.min(s.rows - start);
+        let x_chunk = &x[start * c..(start + rows) * c];
+        let logits = &mut scratch[..rows * v];
+        head_logits(logits, x_chunk, wte, rows, c, v);
+        for (row, &target) in logits
+            .chunks_exact_mut(v)
+            .zip(&targets[start..start + rows])
+        {
+            let target = checked_target(target, v);
+            let logit = row[target];
+            let (lse, _) = softmax_in_place(row);
+            total += (lse - logit) as f64;
+            for p in row.iter_mut() {
+                *p *= grad_scale;
+            }
+            row[target] -= grad_scale;
+        }
+        let dlogits = MatRef::new(logits, rows, v);
+        matmul(
+            MatMut::new(&mut dx[start * c..(start + rows) * c], rows, c),
+            dlogits,
+            MatRef::new(wte, v, c),
+            false,
+        );
+        matmul(
+            MatMut::new(dwte, v, c),
+            dlogits.t(),
+            MatRef::new(x_chunk, rows, c),
+            true,
+        );
+        start += rows;
+    }
+    total
+}
+
+/// Forward only: the sum of per-row losses; `predictions` (N), when given,
+/// receives each row's arg-max token.
+pub fn head_loss(
+    x: &[f32],
+    targets: &[u32],
+    wte: &[f32],
+    scratch: &mut [f32],
+    s: HeadShape,
+    mut predictions: Option<&mut [u32]>,
+) -> f64 {
+    let (c, v) = (s.channels, s.vocab);
+    let mut total = 0.0f64;
+    let mut start = 0;
+    while start < s.rows {
+        let rows = s.chunk.min(s.rows - start);
+        let logits = &mut scratch[..rows * v];
+        head_logits(logits, &x[start * c..(start + rows) * c], wte, rows, c, v);
+        for (r, row) in logits.chunks_exact_mut(v).enumerate() {
+            let target = checked_target(targets[start + r], v);
+            let logit = row[target];
+            let (lse, argmax) = softmax_in_place(row);
+            total += (lse - logit) as f64;
+            if let Some(pred) = predictions.as_deref_mut() {
+                pred[start + r] = argmax as u32;
+            }
+        }
+        start += rows;
+    }
+    total
+}
+
+fn checked_target(target: u32, vocab: usize) -> usize {
+    let t = target as usize;
+    assert!(
+        t < vocab,
+        "target token id {t} is outside the vocabulary of {vocab}"
+    );
+    t
+}
+
+const LANES: usize = 16;
+
+/// Softmax of one row, in place. Returns (log-sum-exp, arg-max index).
+/// Reductions run over 16 independent lanes so they vectorise.
+fn softmax_in_place(row: &mut [f32]) -> (f32, usize) {
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for ch in &mut chunks {
+        for k in 0..LANES {
+            lane_max[k] = if ch[k] > lane_max[k] {
+                ch[k]
+            } else {
+                lane_max[k]
+            };
+        }
+    }
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    for m in lane_max {
+        max = max.max(m);
+    }
+    // First index holding the maximum (ties go to the lowest id).
+    let argmax = row.iter().position(|&x| x == max).unwrap_or(0);
+    let mut lane_sum = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        for k in 0..LANES {
+            let e = fast_math::exp(ch[k] - max);
+            ch[k] = e;
+            lane_sum[k] += e;
+        }
+    }
+    let mut sum = 0.0f32;
+    for x in chunks.into_remainder() {
+        *x = fast_math::exp(*x - max);
+        sum += *x;
+    }
+    sum += lane_sum.iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+    (max + sum.ln(), argmax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::fd;
+
+    const SHAPE: HeadShape = HeadShape {
+        rows: 7,
+        channels: 4,
+        vocab: 23,
+        chunk: 3, // 7 rows in chunks of 3, 3 and 1: the tail chunk is exercised
+    };
+
+    fn naive_loss(x: &[f32], wte: &[f32], targets: &[u32], s: HeadShape) -> f64 {
+        let mut total = 0.0;
+        for r in 0..s.rows {
+            let logits: Vec<f64> = (0..s.vocab)
+                .map(|j| {
+                    (0..s.channels)
+                        .map(|i| x[r * s.channels + i] as f64 * wte[j * s.channels + i] as f64)
+                        .sum()
+                })
+                .collect();
+            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            total += lse - logits[targets[r] as usize];
+        }
+        total
+    }
+
+    fn setup() -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+        let s = SHAPE;
+        let x: Vec<f32> = fd::random(s.rows * s.channels, 1)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect();
+        let wte = fd::random(s.vocab * s.channels, 2);
+        let targets = (0..s.rows as u32)
+            .map(|r| (r * 5 + 2) % s.vocab as u32)
+            .collect();
+        (x, wte, targets)
+    }
+
+    #[test]
+    fn loss_matches_naive_and_eval_agrees_with_training() {
+        let s = SHAPE;
+        let (x, wte, targets) = setup();
+        let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
+        let want = naive_loss(&x, &wte, &targets, s);
+        let mut pred = vec![0u32; s.rows];
+        let eval = head_loss(&x, &targets, &wte, &mut scratch, s, Some(&mut pred));
+        let mut dx = vec![0.0; x.len()];
+        let mut dwte = vec![0.0; wte.len()];
+        let train =
+            head_loss_backward(&mut dx, &mut dwte, &x, &targets, &wte, &mut scratch, s, 1.0);
+        assert!((eval - want).abs() < 1e-4 * want.abs(), "{eval} vs {want}");
+        assert!(
+            (train - want).abs() < 1e-4 * want.abs(),
+            "{train} vs {want}"
+        );
+        let mut logits = vec![0.0; s.rows * s.vocab];
+        head_logits(&mut logits, &x, &wte, s.rows, s.channels, s.vocab);
+        for (r, row) in logits.chunks(s.vocab).enumerate() {
+            let best = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(row[pred[r] as usize], best);
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let s = SHAPE;
+        let (x, wte, targets) = setup();
+        let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
+        let mut dx = vec![0.0; x.len()];
+        let mut dwte = vec![0.0; wte.len()];
+        let scale = 0.5;
+        head_loss_backward(
+            &mut dx,
+            &mut dwte,
+            &x,
+            &targets,
+            &wte,
+            &mut scratch,
+            s,
+            scale,
+        );
+        let mut sc = scratch.clone();
+        fd::check("dx", &x, &dx, 2e-3, &mut |p| {
+            scale as f64 * head_loss(p, &targets, &wte, &mut sc, s, None)
+        });
+        fd::check("dwte", &wte, &dwte, 2e-3, &mut |p| {
+            scale as f64 * head_loss(&x, &targets, p, &mut sc, s, None)
+        });
+    }
+}
