@@ -1,0 +1,95 @@
+//! Thread scaling: the same optimizer steps on 1, 2, ... spheres, timed in
+//! one run, so tokens/s, speedup and parallel efficiency come from the same
+//! machine state. Used by `cllm bench --threads`.
+
+use crate::model::{Gpt, ModelConfig};
+use crate::rng::Rng;
+use crate::train::optimizer::{AdamW, AdamWConfig};
+use crate::train::spheres::{Spheres, StepInput};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScalingPoint {
+    pub threads: usize,
+    pub tokens_per_sec: f64,
+    /// Best step time seen.
+    pub step_secs: f64,
+    /// tokens/s relative to the first thread count measured (normally 1).
+    pub speedup: f64,
+    /// speedup / min(threads, cores): 1.0 is perfect use of the cores the
+    /// threads can occupy.
+    pub efficiency: f64,
+    pub gflops: f64,
+}
+
+/// Times `steps` full optimizer steps (forward, backward, tree reduction,
+/// AdamW) of `batch` x `seq` tokens at each thread count, after one warm-up
+/// step. Tokens are random but fixed.
+pub fn measure(
+    cfg: &ModelConfig,
+    batch: usize,
+    seq: usize,
+    thread_counts: &[usize],
+    steps: usize,
+) -> Result<Vec<ScalingPoint>, String> {
+    if seq > cfg.n_ctx {
+        return Err(format!(
+            "sequence length {seq} exceeds the preset's context {}",
+            cfg.n_ctx
+        ));
+    }
+    let mut model = Gpt::new(cfg.clone(), 1)?;
+    let mut rng = Rng::new(7);
+    let n = batch * seq;
+    let vocab = cfg.vocab_size as u64;
+    let inputs: Vec<u32> = (0..n).map(|_| rng.below(vocab) as u32).collect();
+    let targets: Vec<u32> = (0..n).map(|_| rng.below(vocab) as u32).collect();
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    let flops_per_token = cfg.train_flops_per_token(seq);
+    let mut points: Vec<ScalingPoint> = Vec::new();
+    for &threads in thread_counts {
+        let threads = threads.max(1);
+        let mut spheres = Spheres::new(&model, threads, batch, seq);
+        let mut opt = AdamW::new(
+            AdamWConfig::default(),
+            model.layout.total,
+            model.layout.decay_ranges(),
+        );
+        let mut best = f64::INFINITY;
+        for step in 0..=steps.max(1) {
+            let input = StepInput {
+                inputs: &inputs,
+                targets: &targets,
+                n_seqs: batch,
+                seq_len: seq,
+                step: step as u64,
+                seed: 1,
+                dropout: cfg.dropout > 0.0,
+            };
+            let t0 = Instant::now();
+            spheres.compute_gradients(&model, &input, Duration::from_secs(3600), &mut |_| {});
+            spheres.apply_update(&mut model.params, &mut opt, 1e-4, 1.0);
+            let took = t0.elapsed().as_secs_f64();
+            if step > 0 {
+                best = best.min(took);
+            }
+        }
+        let tokens_per_sec = n as f64 / best;
+        let base = points
+            .first()
+            .map(|p| p.tokens_per_sec)
+            .unwrap_or(tokens_per_sec);
+        let speedup = tokens_per_sec / base;
+        points.push(ScalingPoint {
+            threads,
+            tokens_per_sec,
+            step_secs: best,
+            speedup,
+            efficiency: speedup / threads.min(cores) as f64,
+            gflops: tokens_per_sec * flops_per_token / 1e9,
+        });
+    }
+    Ok(points)
+}
