@@ -3,6 +3,8 @@
 
 pub mod export;
 pub mod inspect;
+pub mod prepare;
+pub mod tokenize;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,10 @@ pub struct Cli {
 pub enum Commands {
     /// Train a model (headless): progress bar, checkpoints, metrics log
     Train(train::TrainArgs),
+    /// Scan folders and consolidate the kept files into one training text
+    Prepare(prepare::PrepareArgs),
+    /// Train a BPE tokenizer and write the token ids of the input
+    Tokenize(tokenize::TokenizeArgs),
     /// Verify a checkpoint and print its config, training state and sizes
     Inspect(inspect::InspectArgs),
     /// Export a checkpoint for other tools (Hugging Face GPT-2 layout)
@@ -32,6 +38,8 @@ pub enum Commands {
 pub fn run(command: Commands) -> Result<(), String> {
     match command {
         Commands::Train(args) => train::run(args),
+        Commands::Prepare(args) => prepare::run(args),
+        Commands::Tokenize(args) => tokenize::run(args),
         Commands::Inspect(args) => inspect::run(args),
         Commands::Export(args) => export::run(args),
     }

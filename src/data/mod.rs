@@ -1,4 +1,12 @@
 //! Data preparation: scan folders, clean and consolidate text, tokenize,
 //! build token datasets, split them and batch them.
 
+pub mod batches;
+pub mod clean;
+pub mod consolidate;
+pub mod dataset;
 pub mod scan;
+pub mod token_file;
+pub mod tokenizer;
+
+pub use clean::read_clean;

@@ -1,0 +1,110 @@
+//! `cllm tokenize`: train a tokenizer on files or folders, encode them, and
+//! write `tokenizer.json`, `tokens.bin` and a stats line.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::clean::read_clean;
+use crate::data::consolidate::split_consolidated;
+use crate::data::dataset::TokenDataset;
+use crate::data::scan::{FileStatus, ScanOptions, scan_with_text};
+use crate::data::token_file::write_tokens;
+use crate::data::tokenizer::Tokenizer;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TokenizeArgs {
+    /// Files (a consolidated corpus is split at its file markers) or folders
+    /// (scanned with the default extensions).
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Folder for tokenizer.json and tokens.bin.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Vocabulary size; 256 gives the plain byte tokenizer.
+    #[arg(long, default_value_t = 8192)]
+    pub vocab_size: usize,
+}
+
+pub fn run(args: TokenizeArgs) -> Result<(), String> {
+    let files = load_inputs(&args.input)?;
+    if files.is_empty() {
+        return Err("no text found in the inputs".to_string());
+    }
+    let started = Instant::now();
+    let tokenizer = if args.vocab_size == 256 {
+        Tokenizer::bytes()
+    } else {
+        let texts: Vec<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
+        let bar = ProgressBar::new(1);
+        if let Ok(style) = ProgressStyle::with_template("training BPE {wide_bar} {percent}%") {
+            bar.set_style(style);
+        }
+        let never = AtomicBool::new(false);
+        let trained = Tokenizer::train_bpe(
+            &texts,
+            args.vocab_size,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+            &never,
+        );
+        bar.finish_and_clear();
+        trained?
+    };
+    let trained_s = started.elapsed().as_secs_f64();
+    let data = TokenDataset::from_texts(&tokenizer, &files);
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| format!("{}: cannot create folder: {e}", args.output.display()))?;
+    let json_path = args.output.join("tokenizer.json");
+    std::fs::write(&json_path, tokenizer.to_json())
+        .map_err(|e| format!("{}: cannot write: {e}", json_path.display()))?;
+    let tokens_path = args.output.join("tokens.bin");
+    write_tokens(&tokens_path, tokenizer.vocab_size() as u32, &data.tokens)?;
+    println!(
+        "{} files, {} bytes -> {} tokens ({:.3} bytes/token), vocab {}, tokenizer {:.1}s, total {:.1}s; wrote {} and {}",
+        files.len(),
+        data.bytes,
+        data.tokens.len(),
+        data.bytes as f64 / data.tokens.len().max(1) as f64,
+        tokenizer.vocab_size(),
+        trained_s,
+        started.elapsed().as_secs_f64(),
+        json_path.display(),
+        tokens_path.display()
+    );
+    Ok(())
+}
+
+/// (name, cleaned text) of every input file, in order.
+fn load_inputs(inputs: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let opts = ScanOptions {
+                roots: vec![input.clone()],
+                ..ScanOptions::default()
+            };
+            let never = AtomicBool::new(false);
+            scan_with_text(&opts, &never, &mut |file, text| {
+                if let (FileStatus::Kept, Some(text)) = (&file.status, text) {
+                    files.push((file.relative.to_string_lossy().into_owned(), text));
+                }
+            })?;
+        } else {
+            let text = read_clean(input)?;
+            for (name, body) in split_consolidated(&text) {
+                let name = if name == "unnamed" {
+                    input.display().to_string()
+                } else {
+                    name
+                };
+                files.push((name, body));
+            }
+        }
+    }
+    Ok(files)
+}

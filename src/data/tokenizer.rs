@@ -1,0 +1,365 @@
+//! Tokenizers: a byte-level BPE (trained and run by the Hugging Face
+//! `tokenizers` crate, saved as a standard `tokenizer.json`) and a plain byte
+//! tokenizer for character-level experiments.
+//!
+//! Ids of the byte tokenizer are the byte values, vocabulary 256, and it has
+//! no `<|endoftext|>`: file boundaries then live only in the dataset's
+//! document ranges. The BPE has `<|endoftext|>` as a special token (id 0).
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rayon::prelude::*;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder, Vocab};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{
+    AddedToken, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Trainer,
+};
+
+/// The special token placed between files.
+pub const EOT: &str = "<|endoftext|>";
+
+/// Texts are fed to the trainer in pieces of about this many bytes, so
+/// progress moves smoothly and cancelling takes effect quickly.
+const TRAIN_CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub enum Tokenizer {
+    /// One token per byte; id = byte value.
+    Bytes,
+    Bpe(Box<BpeTokenizer>),
+}
+
+/// A byte-level BPE: the Hugging Face tokenizer plus, per id, the raw bytes
+/// it stands for (for streaming decode without going through strings).
+#[derive(Clone)]
+pub struct BpeTokenizer {
+    hf: tokenizers::Tokenizer,
+    pieces: Vec<Vec<u8>>,
+    eot: Option<u32>,
+    /// Id of each single byte, used when the library refuses an input.
+    byte_ids: [u32; 256],
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tokenizer::Bytes => write!(f, "Tokenizer::Bytes"),
+            Tokenizer::Bpe(b) => write!(f, "Tokenizer::Bpe(vocab {})", b.pieces.len()),
+        }
+    }
+}
+
+impl Tokenizer {
+    pub fn bytes() -> Tokenizer {
+        Tokenizer::Bytes
+    }
+
+    /// Trains a byte-level BPE with `vocab_size` tokens in all (256 bytes,
+    /// `<|endoftext|>`, and merges). `progress(done, total)` is called from
+    /// this thread: the first half counts words (bytes read), the second
+    /// half is the merge loop, which the library runs as one call, so it is
+    /// reported when it ends. Cancelling stops word counting at once; during
+    /// the merge loop it takes effect when the loop ends.
+    pub fn train_bpe(
+        texts: &[&str],
+        vocab_size: usize,
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<Tokenizer, String> {
+        if vocab_size < 257 {
+            return Err(format!(
+                "vocabulary size {vocab_size} is too small: a byte-level BPE needs at least 257 (256 bytes + {EOT})"
+            ));
+        }
+        let chunks = chunk_texts(texts, TRAIN_CHUNK_BYTES);
+        let total_bytes: usize = chunks.iter().map(|c| c.len()).sum();
+        let total = total_bytes * 2;
+        let fed = AtomicUsize::new(0);
+        let byte_level = ByteLevel::new(false, true, true);
+        let mut trainer = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .show_progress(false)
+            .special_tokens(vec![AddedToken::from(EOT, true)])
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build();
+        let result = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| -> Result<Option<(BPE, Vec<AddedToken>)>, String> {
+                let pieces = chunks
+                    .iter()
+                    .take_while(|_| !cancel.load(Ordering::Relaxed))
+                    .inspect(|c| {
+                        fed.fetch_add(c.len(), Ordering::Relaxed);
+                    });
+                trainer
+                    .feed(pieces, |piece| {
+                        let mut split = PreTokenizedString::from(piece);
+                        byte_level.pre_tokenize(&mut split)?;
+                        Ok(split
+                            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+                            .into_iter()
+                            .map(|(word, _, _)| word.to_owned())
+                            .collect())
+                    })
+                    .map_err(|e| format!("BPE training failed while counting words: {e}"))?;
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let mut model = BPE::default();
+                let special = trainer
+                    .train(&mut model)
+                    .map_err(|e| format!("BPE training failed: {e}"))?;
+                Ok(Some((model, special)))
+            });
+            while !worker.is_finished() {
+                progress(fed.load(Ordering::Relaxed).min(total_bytes), total);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            worker
+                .join()
+                .map_err(|_| "BPE training thread panicked".to_string())?
+        })?;
+        let Some((model, special)) = result else {
+            return Err("BPE training cancelled".to_string());
+        };
+        let mut hf = tokenizers::Tokenizer::new(model);
+        hf.with_pre_tokenizer(Some(byte_level));
+        hf.with_decoder(Some(ByteLevel::default()));
+        hf.add_special_tokens(special)
+            .map_err(|e| format!("cannot add {EOT} to the tokenizer: {e}"))?;
+        progress(total, total);
+        Ok(Tokenizer::Bpe(Box::new(BpeTokenizer::from_hf(hf)?)))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Tokenizer::Bytes => 256,
+            Tokenizer::Bpe(b) => b.pieces.len(),
+        }
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        match self {
+            Tokenizer::Bytes => text.bytes().map(u32::from).collect(),
+            Tokenizer::Bpe(b) => b.encode(text),
+        }
+    }
+
+    /// Encodes many texts in parallel (one text per task).
+    pub fn encode_many(&self, texts: &[&str]) -> Vec<Vec<u32>> {
+        texts.par_iter().map(|t| self.encode(t)).collect()
+    }
+
+    /// Decodes ids to text; ids outside the vocabulary are dropped, and a
+    /// sequence that ends inside a multi-byte character decodes it as U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            self.append_token_bytes(id, &mut bytes);
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// Token ids decode piecewise for streaming generation: bytes of one
+    /// token (may be a partial UTF-8 sequence). Empty for an unknown id.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.append_token_bytes(id, &mut out);
+        out
+    }
+
+    fn append_token_bytes(&self, id: u32, out: &mut Vec<u8>) {
+        match self {
+            Tokenizer::Bytes => {
+                if let Ok(b) = u8::try_from(id) {
+                    out.push(b);
+                }
+            }
+            Tokenizer::Bpe(b) => {
+                if let Some(piece) = b.pieces.get(id as usize) {
+                    out.extend_from_slice(piece);
+                }
+            }
+        }
+    }
+
+    /// `<|endoftext|>`; the byte tokenizer has none.
+    pub fn eot_id(&self) -> Option<u32> {
+        match self {
+            Tokenizer::Bytes => None,
+            Tokenizer::Bpe(b) => b.eot,
+        }
+    }
+
+    /// A Hugging Face `tokenizer.json`. The byte tokenizer is written as a
+    /// byte-level BPE with the 256 bytes and no merges, which gives the same
+    /// ids, and is read back as `Tokenizer::Bytes`.
+    pub fn to_json(&self) -> String {
+        let hf = match self {
+            Tokenizer::Bytes => bytes_as_hf(),
+            Tokenizer::Bpe(b) => b.hf.clone(),
+        };
+        // Serialising plain in-memory maps cannot fail.
+        hf.to_string(true).unwrap_or_default()
+    }
+
+    pub fn from_json(s: &str) -> Result<Tokenizer, String> {
+        let hf = tokenizers::Tokenizer::from_str(s)
+            .map_err(|e| format!("not a valid tokenizer.json: {e}"))?;
+        let bpe = BpeTokenizer::from_hf(hf)?;
+        let is_plain_bytes = bpe.pieces.len() == 256
+            && bpe.eot.is_none()
+            && bpe.byte_ids.iter().enumerate().all(|(b, &id)| id as usize == b);
+        Ok(if is_plain_bytes {
+            Tokenizer::Bytes
+        } else {
+            Tokenizer::Bpe(Box::new(bpe))
+        })
+    }
+
+    /// The Hugging Face tokenizer (for the BPE kind), e.g. to compare with.
+    pub fn as_hf(&self) -> tokenizers::Tokenizer {
+        match self {
+            Tokenizer::Bytes => bytes_as_hf(),
+            Tokenizer::Bpe(b) => b.hf.clone(),
+        }
+    }
+}
+
+impl BpeTokenizer {
+    /// Checks the tokenizer is byte level (every byte has a token) and
+    /// builds the per-id byte table.
+    fn from_hf(hf: tokenizers::Tokenizer) -> Result<BpeTokenizer, String> {
+        let vocab_size = hf.get_vocab_size(true);
+        let char_to_byte = byte_level_char_to_byte();
+        let mut pieces = vec![Vec::new(); vocab_size];
+        let specials = hf.get_added_tokens_decoder();
+        for (id, piece) in pieces.iter_mut().enumerate() {
+            let id = id as u32;
+            if let Some(special) = specials.get(&id) {
+                *piece = special.content.as_bytes().to_vec();
+                continue;
+            }
+            let token = hf
+                .id_to_token(id)
+                .ok_or_else(|| format!("tokenizer.json has no token for id {id} (ids must be dense)"))?;
+            *piece = token
+                .chars()
+                .map(|c| {
+                    char_to_byte(c).ok_or_else(|| {
+                        format!("tokenizer.json is not byte level: token {token:?} (id {id}) has character {c:?}")
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let mut byte_ids = [0u32; 256];
+        for (b, slot) in byte_ids.iter_mut().enumerate() {
+            let c = byte_to_char(b as u8);
+            *slot = hf.token_to_id(&c.to_string()).ok_or_else(|| {
+                format!("tokenizer.json is not byte level: no token for byte {b:#04x}")
+            })?;
+        }
+        let eot = hf.token_to_id(EOT);
+        Ok(BpeTokenizer {
+            hf,
+            pieces,
+            eot,
+            byte_ids,
+        })
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        match self.hf.encode_fast(text, false) {
+            Ok(encoding) => encoding.get_ids().to_vec(),
+            // Every byte has a token, so a byte-per-token encoding is always
+            // a correct (if long) fallback.
+            Err(_) => text.bytes().map(|b| self.byte_ids[b as usize]).collect(),
+        }
+    }
+}
+
+/// The GPT-2 byte-to-character table: printable bytes stand for themselves,
+/// the rest are moved to U+0100 upwards so every token is visible text.
+pub fn byte_to_char(b: u8) -> char {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+    if printable(b) {
+        return char::from(b);
+    }
+    let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + rank).unwrap_or('\u{fffd}')
+}
+
+fn byte_level_char_to_byte() -> impl Fn(char) -> Option<u8> {
+    let mut table = std::collections::HashMap::with_capacity(256);
+    for b in 0..=255u8 {
+        table.insert(byte_to_char(b), b);
+    }
+    move |c| table.get(&c).copied()
+}
+
+/// The byte tokenizer as a Hugging Face tokenizer: 256 single-byte tokens,
+/// id = byte value, no merges.
+fn bytes_as_hf() -> tokenizers::Tokenizer {
+    let vocab: Vocab = (0..=255u8)
+        .map(|b| (byte_to_char(b).to_string(), u32::from(b)))
+        .collect();
+    let model = BPE::builder()
+        .vocab_and_merges(vocab, Vec::new())
+        .build()
+        .unwrap_or_default();
+    let mut hf = tokenizers::Tokenizer::new(model);
+    hf.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    hf.with_decoder(Some(ByteLevel::default()));
+    hf
+}
+
+/// Cuts texts into pieces of about `target` bytes at line ends (a line
+/// longer than that stays whole), so word counting sees whole lines.
+fn chunk_texts<'a>(texts: &[&'a str], target: usize) -> Vec<&'a str> {
+    let mut chunks = Vec::new();
+    for text in texts {
+        let mut start = 0;
+        while start < text.len() {
+            let mut end = (start + target).min(text.len());
+            if end < text.len() {
+                end = match text[end..].find('\n') {
+                    Some(i) => end + i + 1,
+                    None => text.len(),
+                };
+            }
+            chunks.push(&text[start..end]);
+            start = end;
+        }
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_table_is_a_bijection_matching_gpt2() {
+        let chars: std::collections::HashSet<char> = (0..=255u8).map(byte_to_char).collect();
+        assert_eq!(chars.len(), 256);
+        // Values from the GPT-2 table: space is 'Ġ' (U+0120), newline 'Ċ'.
+        assert_eq!(byte_to_char(b' '), '\u{120}');
+        assert_eq!(byte_to_char(b'\n'), '\u{10a}');
+        assert_eq!(byte_to_char(0), '\u{100}');
+        assert_eq!(byte_to_char(b'a'), 'a');
+        let hf: std::collections::HashSet<char> = ByteLevel::alphabet().into_iter().collect();
+        assert_eq!(chars, hf);
+    }
+
+    #[test]
+    fn chunks_cover_text_and_end_at_lines() {
+        let text = "line one\nline two\nthree\n".repeat(50);
+        let chunks = chunk_texts(&[&text, ""], 30);
+        assert_eq!(chunks.concat(), text);
+        assert!(chunks.iter().all(|c| c.ends_with('\n')));
+    }
+}
