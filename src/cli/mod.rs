@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. With no subcommand `cllm`
 //! opens the desktop app.
 
+pub mod bench;
 pub mod export;
 pub mod inspect;
 pub mod prepare;
@@ -28,6 +29,8 @@ pub enum Commands {
     Prepare(prepare::PrepareArgs),
     /// Train a BPE tokenizer and write the token ids of the input
     Tokenize(tokenize::TokenizeArgs),
+    /// Time training steps: one-thread profile and MFU, then thread scaling
+    Bench(bench::BenchArgs),
     /// Verify a checkpoint and print its config, training state and sizes
     Inspect(inspect::InspectArgs),
     /// Export a checkpoint for other tools (Hugging Face GPT-2 layout)
@@ -40,6 +43,7 @@ pub fn run(command: Commands) -> Result<(), String> {
         Commands::Train(args) => train::run(args),
         Commands::Prepare(args) => prepare::run(args),
         Commands::Tokenize(args) => tokenize::run(args),
+        Commands::Bench(args) => bench::run(args),
         Commands::Inspect(args) => inspect::run(args),
         Commands::Export(args) => export::run(args),
     }

@@ -138,11 +138,18 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     let config = args.to_config();
     config.validate()?;
     let handle = spawn(config);
-    let mut view = if args.json { None } else { Some(Terminal::new()) };
+    let mut view = if args.json {
+        None
+    } else {
+        Some(Terminal::new())
+    };
     let mut outcome = Err("the trainer ended without a result".to_string());
     for event in handle.events.iter() {
         if args.json {
-            println!("{}", serde_json::to_string(&event).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string(&event).map_err(|e| e.to_string())?
+            );
         }
         match event {
             Event::Finished(summary) => {
@@ -172,11 +179,14 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     outcome
 }
 
-/// The progress bar and the lines printed above it.
+/// The progress bar and the lines printed above it. When stdout is not a
+/// terminal the bar hides itself, so lines go straight to stdout and a
+/// plain progress line is printed every few seconds instead.
 struct Terminal {
     bar: ProgressBar,
     best: Option<f32>,
     epochs: usize,
+    last_plain: Option<std::time::Instant>,
 }
 
 impl Terminal {
@@ -187,14 +197,23 @@ impl Terminal {
             bar,
             best: None,
             epochs: 0,
+            last_plain: None,
+        }
+    }
+
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.say(line);
         }
     }
 
     fn show(&mut self, event: &Event) {
         match event {
-            Event::Phase(Phase::Scanning { files_seen }) => {
-                self.bar.set_message(format!("scanning: {files_seen} files"))
-            }
+            Event::Phase(Phase::Scanning { files_seen }) => self
+                .bar
+                .set_message(format!("scanning: {files_seen} files")),
             Event::Phase(Phase::Tokenizing { done, total }) => {
                 self.bar.set_message(format!("tokenizing: {done}/{total}"))
             }
@@ -208,7 +227,7 @@ impl Terminal {
                 threads,
                 total_steps,
             } => {
-                self.bar.println(format!(
+                self.say(format!(
                     "{files} files, {train_tokens} training + {val_tokens} validation tokens, \
                      vocabulary {vocab_size}, {:.2}M parameters, {threads} spheres, {total_steps} steps",
                     *params as f64 / 1e6
@@ -224,8 +243,11 @@ impl Terminal {
             Event::Step(s) => {
                 self.epochs = s.epochs;
                 self.bar.set_position(s.step);
-                let best = self.best.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into());
-                self.bar.set_message(format!(
+                let best = self
+                    .best
+                    .map(|b| format!("{b:.4}"))
+                    .unwrap_or_else(|| "-".into());
+                let line = format!(
                     "epoch {}/{} loss {:.4} best val {best} lr {:.2e} {:.0} tok/s ETA {}",
                     s.epoch + 1,
                     s.epochs.max(1),
@@ -233,19 +255,30 @@ impl Terminal {
                     s.lr,
                     s.tokens_per_sec,
                     clock(s.eta_secs)
-                ));
+                );
+                if self.bar.is_hidden() {
+                    let due = self
+                        .last_plain
+                        .is_none_or(|t| t.elapsed().as_secs_f64() >= 5.0);
+                    if due || s.step == s.total_steps {
+                        println!("step {}/{} {line}", s.step, s.total_steps);
+                        self.last_plain = Some(std::time::Instant::now());
+                    }
+                } else {
+                    self.bar.set_message(line);
+                }
             }
             Event::Eval(e) => {
                 if self.best.is_none_or(|b| e.loss < b) {
                     self.best = Some(e.loss);
                 }
-                self.bar.println(format!(
+                self.say(format!(
                     "eval @ step {}: loss {:.4}  ppl {:.2}  {:.3} bits/byte  acc {:.3}  P/R/F1 {:.3}/{:.3}/{:.3}",
                     e.step, e.loss, e.perplexity, e.bits_per_byte, e.accuracy, e.precision, e.recall, e.f1
                 ));
             }
             Event::Sample { step, text } => {
-                self.bar.println(format!("sample @ step {step}:\n{text}\n"));
+                self.say(format!("sample @ step {step}:\n{text}\n"));
             }
             Event::Checkpoint { path, reason } => {
                 let why = match reason {
@@ -254,9 +287,9 @@ impl Terminal {
                     SaveReason::Manual => "manual",
                     SaveReason::Final => "final",
                 };
-                self.bar.println(format!("saved ({why}): {}", path.display()));
+                self.say(format!("saved ({why}): {}", path.display()));
             }
-            Event::Warning(w) => self.bar.println(format!("warning: {w}")),
+            Event::Warning(w) => self.say(format!("warning: {w}")),
             Event::Spheres(_) | Event::Finished(_) | Event::Error(_) => {}
         }
     }
@@ -264,7 +297,12 @@ impl Terminal {
     fn finish(&mut self, s: &Summary) {
         self.bar.finish_and_clear();
         let _ = self.epochs;
-        println!("done: {} steps, {} epochs in {}", s.steps, s.epochs_done, clock(s.total_secs));
+        println!(
+            "done: {} steps, {} epochs in {}",
+            s.steps,
+            s.epochs_done,
+            clock(s.total_secs)
+        );
         if !s.epoch_secs.is_empty() {
             let per: Vec<String> = s.epoch_secs.iter().map(|t| format!("{t:.1}s")).collect();
             println!("  per epoch: {}", per.join(", "));
@@ -274,7 +312,10 @@ impl Terminal {
             s.secs_per_batch * 1e3,
             s.tokens_per_sec
         );
-        println!("  loss: initial {:.4}, final {:.4}", s.initial_loss, s.final_loss);
+        println!(
+            "  loss: initial {:.4}, final {:.4}",
+            s.initial_loss, s.final_loss
+        );
         if let (Some(l), Some(b)) = (s.best_val_loss, s.best_bits_per_byte) {
             println!("  best validation loss {l:.4} ({b:.3} bits per byte)");
         }
@@ -283,7 +324,10 @@ impl Terminal {
             s.sphere_batches,
             s.load_imbalance * 100.0
         );
-        println!("  peak memory {:.1} MiB", s.peak_memory_bytes as f64 / (1 << 20) as f64);
+        println!(
+            "  peak memory {:.1} MiB",
+            s.peak_memory_bytes as f64 / (1 << 20) as f64
+        );
         if s.skipped_updates > 0 {
             println!("  {} updates skipped (non-finite)", s.skipped_updates);
         }

@@ -67,9 +67,7 @@ pub fn gather_files(
 pub fn read_texts(files: &[(PathBuf, String)]) -> Result<Vec<(String, String)>, String> {
     files
         .par_iter()
-        .map(|(path, name)| {
-            crate::data::clean::read_clean(path).map(|text| (name.clone(), text))
-        })
+        .map(|(path, name)| crate::data::clean::read_clean(path).map(|text| (name.clone(), text)))
         .collect()
 }
 

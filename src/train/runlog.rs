@@ -105,7 +105,12 @@ impl RunLog {
         // Flushed per line: a crash loses at most the line being written.
         writeln!(self.metrics, "{json}")
             .and_then(|_| self.metrics.flush())
-            .map_err(|e| format!("cannot write {}: {e}", self.dir.join("metrics.jsonl").display()))
+            .map_err(|e| {
+                format!(
+                    "cannot write {}: {e}",
+                    self.dir.join("metrics.jsonl").display()
+                )
+            })
     }
 }
 
@@ -116,7 +121,10 @@ mod tests {
     #[test]
     fn run_name_is_a_clock_reading() {
         let n = default_run_name();
-        assert!(n.starts_with("run-20") && n.len() == "run-20261121-071300".len(), "{n}");
+        assert!(
+            n.starts_with("run-20") && n.len() == "run-20261121-071300".len(),
+            "{n}"
+        );
     }
 
     #[test]

@@ -414,7 +414,10 @@ impl Spheres {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("evaluation thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("evaluation thread"))
+                .collect()
         });
         let mut loss_sum = 0.0;
         let mut counts = ClassCounts::default();

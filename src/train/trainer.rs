@@ -3,6 +3,7 @@
 //! streams events. It runs on its own thread (`spawn`); front ends talk to it
 //! only through the command and event channels.
 
+use super::TrainConfig;
 use super::events::{Command, EvalStats, Event, Phase, SaveReason, StepStats, Summary};
 use super::metrics::{ClassCounts, bits_per_byte};
 use super::optimizer::AdamW;
@@ -10,7 +11,6 @@ use super::prepare::{Prepared, prepare};
 use super::runlog::RunLog;
 use super::schedule::Schedule;
 use super::spheres::{Spheres, StepInput};
-use super::TrainConfig;
 use crate::checkpoint::{self, Checkpoint, CheckpointRef, OptimizerRef, TrainingState};
 use crate::data::batches::{BatchPosition, Batcher};
 use crate::data::dataset::TokenDataset;
@@ -66,7 +66,9 @@ pub fn spawn(config: TrainConfig) -> TrainerHandle {
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_else(|| "unknown panic".into());
-                    emit(Event::Error(format!("internal error in the trainer: {what}")))
+                    emit(Event::Error(format!(
+                        "internal error in the trainer: {what}"
+                    )))
                 }
             }
         })
@@ -192,9 +194,14 @@ pub fn run(
                 Some(o) => o.into_adamw(&model.layout),
                 None => {
                     emit(Event::Warning(
-                        "the checkpoint holds weights only: optimizer moments restart from zero".into(),
+                        "the checkpoint holds weights only: optimizer moments restart from zero"
+                            .into(),
                     ));
-                    AdamW::new(config.adamw.clone(), model.layout.total, model.layout.decay_ranges())
+                    AdamW::new(
+                        config.adamw.clone(),
+                        model.layout.total,
+                        model.layout.decay_ranges(),
+                    )
                 }
             };
             (model, opt, ck.state)
@@ -202,7 +209,11 @@ pub fn run(
         None => {
             let mc = model_config_for(&config, tokenizer.vocab_size())?;
             let model = Gpt::new(mc, config.seed)?;
-            let opt = AdamW::new(config.adamw.clone(), model.layout.total, model.layout.decay_ranges());
+            let opt = AdamW::new(
+                config.adamw.clone(),
+                model.layout.total,
+                model.layout.decay_ranges(),
+            );
             (model, opt, TrainingState::start(config.seed))
         }
     };
@@ -221,8 +232,8 @@ pub fn run(
     }
 
     let seq_len = config.seq_len;
-    let mut batcher = Batcher::new(&train, seq_len, config.seed)
-        .map_err(|e| format!("training data: {e}"))?;
+    let mut batcher =
+        Batcher::new(&train, seq_len, config.seed).map_err(|e| format!("training data: {e}"))?;
     let (steps_per_epoch, horizon) = plan(&config, batcher.windows_per_epoch());
     let last_step = if config.max_steps > 0 {
         horizon.min(config.max_steps)
@@ -404,7 +415,16 @@ pub fn run(
         state.data_index = (state.step % steps_per_epoch) * seqs_per_step as u64;
         state.epoch = state.data_epoch;
         if eval_due && !val_windows.is_empty() {
-            let ev = evaluate(&mut spheres, &model, &val, &val_windows, seq_len, bytes_per_token, epoch, state.step);
+            let ev = evaluate(
+                &mut spheres,
+                &model,
+                &val,
+                &val_windows,
+                seq_len,
+                bytes_per_token,
+                epoch,
+                state.step,
+            );
             log.eval(&ev)?;
             emit(Event::Eval(ev.clone()));
             let better = state.best_val_loss.is_none_or(|b| ev.loss < b);
@@ -414,10 +434,20 @@ pub fn run(
                 summary.best_bits_per_byte = Some(ev.bits_per_byte);
                 evals_without_gain = 0;
                 let path = checkpoint::best_path(&config.checkpoint_dir);
-                saver.save(&path, SaveReason::Best, &model, &opt, &state, &started, emit)?;
+                saver.save(
+                    &path,
+                    SaveReason::Best,
+                    &model,
+                    &opt,
+                    &state,
+                    &started,
+                    emit,
+                )?;
             } else {
                 evals_without_gain += 1;
-                if config.early_stop_patience > 0 && evals_without_gain >= config.early_stop_patience {
+                if config.early_stop_patience > 0
+                    && evals_without_gain >= config.early_stop_patience
+                {
                     emit(Event::Warning(format!(
                         "early stop: no validation gain in {evals_without_gain} evaluations"
                     )));
@@ -427,15 +457,28 @@ pub fn run(
             }
         }
         if epoch_end {
-            summary.epoch_secs.push(epoch_started.elapsed().as_secs_f64());
+            summary
+                .epoch_secs
+                .push(epoch_started.elapsed().as_secs_f64());
             epoch_started = Instant::now();
             summary.epochs_done += 1;
             let n_epoch = state.step / steps_per_epoch;
             if config.checkpoint_every > 0 && n_epoch % config.checkpoint_every as u64 == 0 {
                 let loss = state.best_val_loss.unwrap_or(outcome.loss);
                 let path = checkpoint::periodic_path(&config.checkpoint_dir, n_epoch, loss);
-                saver.save(&path, SaveReason::Periodic, &model, &opt, &state, &started, emit)?;
-                if let Err(e) = checkpoint::prune_periodic(&config.checkpoint_dir, config.keep_checkpoints.max(1)) {
+                saver.save(
+                    &path,
+                    SaveReason::Periodic,
+                    &model,
+                    &opt,
+                    &state,
+                    &started,
+                    emit,
+                )?;
+                if let Err(e) = checkpoint::prune_periodic(
+                    &config.checkpoint_dir,
+                    config.keep_checkpoints.max(1),
+                ) {
                     emit(Event::Warning(format!("old checkpoints not pruned: {e}")));
                 }
             }
@@ -444,13 +487,29 @@ pub fn run(
             let path = config
                 .checkpoint_dir
                 .join(format!("checkpoint_manual_step_{}.cllm", state.step));
-            saver.save(&path, SaveReason::Manual, &model, &opt, &state, &started, emit)?;
+            saver.save(
+                &path,
+                SaveReason::Manual,
+                &model,
+                &opt,
+                &state,
+                &started,
+                emit,
+            )?;
         }
     }
 
     // The final model (also after a stop: the last step's weights).
     let final_path = config.output.clone();
-    saver.save(&final_path, SaveReason::Final, &model, &opt, &state, &started, emit)?;
+    saver.save(
+        &final_path,
+        SaveReason::Final,
+        &model,
+        &opt,
+        &state,
+        &started,
+        emit,
+    )?;
     let total = started.elapsed().as_secs_f64();
     let steps_here = state.step - first_step;
     summary.steps = state.step;
@@ -463,7 +522,10 @@ pub fn run(
     summary.peak_memory_bytes = peak_memory_bytes();
     summary.final_model = Some(final_path);
     if state.step < last_step && !summary.stopped_early {
-        emit(Event::Warning(format!("stopped at step {} of {last_step}", state.step)));
+        emit(Event::Warning(format!(
+            "stopped at step {} of {last_step}",
+            state.step
+        )));
     }
     Ok(summary)
 }
@@ -546,7 +608,8 @@ fn evaluate(
         inputs.extend_from_slice(&val.tokens[w..w + seq_len]);
         targets.extend_from_slice(&val.tokens[w + 1..w + seq_len + 1]);
     }
-    let (loss_sum, counts): (f64, ClassCounts) = spheres.evaluate(model, &inputs, &targets, windows.len(), seq_len);
+    let (loss_sum, counts): (f64, ClassCounts) =
+        spheres.evaluate(model, &inputs, &targets, windows.len(), seq_len);
     let loss = (loss_sum / (windows.len() * seq_len) as f64) as f32;
     let (precision, recall, f1) = counts.macro_prf();
     EvalStats {
@@ -610,9 +673,15 @@ impl NormWatch {
             return None;
         }
         let msg = if norm as f64 > 10.0 * typical {
-            format!("step {}: gradient norm {norm:.3e} is over 10x its running level {typical:.3e} (explosion?)", step + 1)
+            format!(
+                "step {}: gradient norm {norm:.3e} is over 10x its running level {typical:.3e} (explosion?)",
+                step + 1
+            )
         } else if (norm as f64) < typical / 100.0 {
-            format!("step {}: gradient norm {norm:.3e} is under 1/100 of its running level {typical:.3e} (vanishing?)", step + 1)
+            format!(
+                "step {}: gradient norm {norm:.3e} is under 1/100 of its running level {typical:.3e} (vanishing?)",
+                step + 1
+            )
         } else {
             return None;
         };

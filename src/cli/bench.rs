@@ -1,0 +1,119 @@
+//! `cllm bench`: training-step throughput on one thread with a per-operation
+//! profile and MFU against the kernel's measured peak, then thread scaling
+//! of full optimizer steps on the sphere tree.
+
+use crate::bench::{bench_train_step, matmul_peak_gflops};
+use crate::model::ModelConfig;
+use crate::train::scaling;
+use clap::Args;
+use serde_json::json;
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Model preset to time
+    #[arg(long, default_value = "seed")]
+    pub preset: String,
+    /// Sequences per step
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per sequence
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Thread counts to compare, e.g. 1,2,13
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+    /// Timed steps per measurement (the best is reported)
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Skip the single-thread profile, only measure scaling
+    #[arg(long)]
+    pub no_profile: bool,
+    /// One JSON object per line per measurement
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let cfg = ModelConfig::preset(&args.preset)
+        .ok_or_else(|| format!("unknown preset '{}'", args.preset))?;
+    if args.threads.iter().any(|&t| t == 0 || t > 1024) {
+        return Err("--threads takes counts from 1 to 1024".into());
+    }
+    let peak = matmul_peak_gflops(1024, 10);
+    if !args.no_profile {
+        let r = bench_train_step(&cfg, args.batch, args.seq, args.steps, 1)?;
+        if args.json {
+            let line = json!({
+                "measurement": "train_step",
+                "preset": args.preset,
+                "threads": 1,
+                "batch": args.batch,
+                "seq": args.seq,
+                "tokens_per_sec": r.tokens_per_sec,
+                "step_secs": r.best_step_secs,
+                "gflops": r.gflops,
+                "peak_gflops": r.peak_gflops,
+                "mfu": r.mfu,
+                "profile": r.per_op_profile.iter().map(|(k, v)| json!({"op": k, "secs": v})).collect::<Vec<_>>(),
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{} preset ({:.2}M parameters), {} x {} tokens, one thread, best of {} steps",
+                args.preset,
+                cfg.num_params() as f64 / 1e6,
+                args.batch,
+                args.seq,
+                r.steps
+            );
+            println!(
+                "  {:.0} tokens/s, step {:.3} s, {:.1} model GFLOP/s = {:.1}% of the {:.1} GFLOP/s matmul peak",
+                r.tokens_per_sec,
+                r.best_step_secs,
+                r.gflops,
+                100.0 * r.mfu,
+                r.peak_gflops
+            );
+            let total: f64 = r.per_op_profile.iter().map(|(_, s)| s).sum();
+            println!("  where a step's time goes:");
+            for (op, secs) in &r.per_op_profile {
+                println!("    {op:<34} {:>8.1} ms {:>5.1}%", secs * 1e3, 100.0 * secs / total);
+            }
+        }
+    }
+    let points = scaling::measure(&cfg, args.batch, args.seq, &args.threads, args.steps)?;
+    if !args.json {
+        println!("thread scaling (full optimizer steps on the sphere tree):");
+        println!("  threads  tokens/s  speedup  efficiency  GFLOP/s   MFU");
+    }
+    for p in &points {
+        if args.json {
+            let line = json!({
+                "measurement": "scaling",
+                "preset": args.preset,
+                "threads": p.threads,
+                "batch": args.batch,
+                "seq": args.seq,
+                "tokens_per_sec": p.tokens_per_sec,
+                "step_secs": p.step_secs,
+                "gflops": p.gflops,
+                "peak_gflops": peak,
+                "mfu": p.gflops / peak,
+                "speedup": p.speedup,
+                "efficiency": p.efficiency,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "  {:>7}  {:>8.0}  {:>6.2}x  {:>9.1}%  {:>7.1}  {:>4.1}%",
+                p.threads,
+                p.tokens_per_sec,
+                p.speedup,
+                100.0 * p.efficiency,
+                p.gflops,
+                100.0 * p.gflops / peak
+            );
+        }
+    }
+    Ok(())
+}
