@@ -35,16 +35,26 @@ fn check_numbered(c: &Checkpoint) -> u64 {
     let i = c.state.step;
     let opt = c.optimizer.as_ref().unwrap();
     assert_eq!(opt.step, i);
-    assert!(c.params.iter().all(|&x| x == i as f32), "weights of a mixed save");
-    assert!(opt.m.iter().all(|&x| x == i as f32 + 0.25), "first moments of a mixed save");
-    assert!(opt.v.iter().all(|&x| x == i as f32 + 0.5), "second moments of a mixed save");
+    assert!(
+        c.params.iter().all(|&x| x == i as f32),
+        "weights of a mixed save"
+    );
+    assert!(
+        opt.m.iter().all(|&x| x == i as f32 + 0.25),
+        "first moments of a mixed save"
+    );
+    assert!(
+        opt.v.iter().all(|&x| x == i as f32 + 0.5),
+        "second moments of a mixed save"
+    );
     i
 }
 
 /// Child mode; a no-op when run as a normal test.
 #[test]
 fn child_process_entry() {
-    let (Ok(path), Ok(mode)) = (std::env::var(CHILD_PATH_VAR), std::env::var(CHILD_MODE_VAR)) else {
+    let (Ok(path), Ok(mode)) = (std::env::var(CHILD_PATH_VAR), std::env::var(CHILD_MODE_VAR))
+    else {
         return;
     };
     let path = Path::new(&path);
@@ -70,10 +80,15 @@ fn child_process_entry() {
 
 fn child(path: &Path, mode: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_PATH_VAR, path)
-        .env(CHILD_MODE_VAR, mode)
-        .stdout(Stdio::piped());
+    cmd.args([
+        "--exact",
+        "child_process_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_PATH_VAR, path)
+    .env(CHILD_MODE_VAR, mode)
+    .stdout(Stdio::piped());
     cmd
 }
 
@@ -101,7 +116,10 @@ fn killed_while_saving_leaves_a_whole_checkpoint() {
                 }
             }
         }
-        assert_eq!(seen, saves_before_kill, "round {round}: the child stopped early");
+        assert_eq!(
+            seen, saves_before_kill,
+            "round {round}: the child stopped early"
+        );
         std::thread::sleep(Duration::from_micros(rng.below(40_000)));
         proc.kill().unwrap();
         proc.wait().unwrap();
@@ -112,10 +130,15 @@ fn killed_while_saving_leaves_a_whole_checkpoint() {
         }
         verify(&path).unwrap_or_else(|e| panic!("round {round}: {e}"));
         let i = check_numbered(&load(&path).unwrap());
-        assert!(i >= last + seen - 1 && i >= last, "round {round}: went back from {last} to {i}");
+        assert!(
+            i >= last + seen - 1 && i >= last,
+            "round {round}: went back from {last} to {i}"
+        );
         last = i;
     }
-    eprintln!("20 kills; {torn_temporaries} left a partial temporary file beside a good checkpoint; {last} saves in all");
+    eprintln!(
+        "20 kills; {torn_temporaries} left a partial temporary file beside a good checkpoint; {last} saves in all"
+    );
 }
 
 #[test]
@@ -141,5 +164,8 @@ fn a_failing_write_reports_and_keeps_the_old_file() {
     assert!(stdout.contains("full.cllm"), "{stdout}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
     assert_eq!(check_numbered(&load(&path).unwrap()), 7);
-    assert!(!dir.path().join("full.cllm.tmp").exists(), "the temporary file was left behind");
+    assert!(
+        !dir.path().join("full.cllm.tmp").exists(),
+        "the temporary file was left behind"
+    );
 }

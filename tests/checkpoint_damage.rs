@@ -36,7 +36,10 @@ fn refused(bytes: &[u8], what: &str) -> CheckpointError {
     let loaded = catch_unwind(AssertUnwindSafe(|| load_bytes(path, bytes)))
         .unwrap_or_else(|_| panic!("load panicked on {what}"));
     assert!(loaded.is_err(), "load accepted {what}");
-    assert!(err.to_string().contains(NAME), "{what}: message '{err}' does not name the file");
+    assert!(
+        err.to_string().contains(NAME),
+        "{what}: message '{err}' does not name the file"
+    );
     err
 }
 
@@ -58,7 +61,10 @@ fn split(bytes: &[u8]) -> (serde_json::Map<String, serde_json::Value>, &[u8]) {
 }
 
 /// The file rebuilt with an edited header (re-padded, new length field).
-fn with_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
+fn with_header(
+    bytes: &[u8],
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Vec<u8> {
     let (mut header, data) = split(bytes);
     edit(&mut header);
     let mut json = serde_json::to_vec(&header).unwrap();
@@ -108,7 +114,10 @@ fn every_single_byte_change_is_refused() {
         }
     }
     assert!(cases > bytes.len());
-    eprintln!("{cases} single-byte changes over {} bytes refused", bytes.len());
+    eprintln!(
+        "{cases} single-byte changes over {} bytes refused",
+        bytes.len()
+    );
 }
 
 #[test]
@@ -150,11 +159,24 @@ fn every_truncation_is_refused() {
 fn truncated_files_on_disk_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = saved_bytes("tiny", true);
-    for len in [0, 1, 7, 8, 9, 100, bytes.len() / 2, bytes.len() - 4, bytes.len() - 1] {
+    for len in [
+        0,
+        1,
+        7,
+        8,
+        9,
+        100,
+        bytes.len() / 2,
+        bytes.len() - 4,
+        bytes.len() - 1,
+    ] {
         let path = dir.path().join(format!("cut_{len}.cllm"));
         fs::write(&path, &bytes[..len]).unwrap();
         let err = load(&path).unwrap_err();
-        assert!(err.to_string().contains(&format!("cut_{len}.cllm")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("cut_{len}.cllm")),
+            "{err}"
+        );
         assert!(verify(&path).is_err());
     }
 }
@@ -162,7 +184,13 @@ fn truncated_files_on_disk_are_refused() {
 #[test]
 fn headers_claiming_huge_sizes_are_refused_before_allocating() {
     let bytes = saved_bytes("tiny", false);
-    for claim in [u64::MAX, 1 << 62, 1 << 40, 100_000_001, bytes.len() as u64 - 7] {
+    for claim in [
+        u64::MAX,
+        1 << 62,
+        1 << 40,
+        100_000_001,
+        bytes.len() as u64 - 7,
+    ] {
         let mut damaged = bytes.clone();
         damaged[..8].copy_from_slice(&claim.to_le_bytes());
         let err = refused(&damaged, &format!("a header length of {claim}"));
@@ -184,7 +212,10 @@ fn headers_claiming_huge_sizes_are_refused_before_allocating() {
         set_meta(h, "model_config", cfg);
     });
     let err = refused(&forged, "a huge vocabulary");
-    assert!(err.to_string().contains("parameters") || err.to_string().contains("overflows"), "{err}");
+    assert!(
+        err.to_string().contains("parameters") || err.to_string().contains("overflows"),
+        "{err}"
+    );
 
     let forged = with_header(&bytes, |h| {
         h["wte.weight"]["data_offsets"] = serde_json::json!([0u64, 1u64 << 62]);
@@ -205,8 +236,14 @@ fn wrong_format_version_is_named() {
     for version in ["2", "0", "one", ""] {
         let forged = with_header(&bytes, |h| set_meta(h, "format_version", version));
         let err = refused(&forged, &format!("version '{version}'"));
-        assert!(matches!(err, CheckpointError::UnsupportedVersion { .. }), "{err}");
-        assert!(err.to_string().contains(&format!("version {version}")), "{err}");
+        assert!(
+            matches!(err, CheckpointError::UnsupportedVersion { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("version {version}")),
+            "{err}"
+        );
     }
 }
 
@@ -215,15 +252,67 @@ fn forged_headers_are_refused_with_the_reason() {
     let bytes = saved_bytes("tiny", true);
     type Edit = fn(&mut serde_json::Map<String, serde_json::Value>);
     let cases: [(&str, Edit, &str); 9] = [
-        ("another format", |h| set_meta(h, "format", "gguf"), "format"),
-        ("no metadata", |h| { h.remove("__metadata__"); }, "__metadata__"),
-        ("no model config", |h| { h["__metadata__"].as_object_mut().unwrap().remove("model_config"); }, "model_config"),
-        ("a bad model config", |h| set_meta(h, "model_config", "{\"n_layer\":2}"), "model config"),
-        ("n_head not dividing n_embd", |h| set_meta(h, "model_config", r#"{"vocab_size":37,"n_ctx":16,"n_layer":2,"n_head":3,"n_embd":16,"n_inner":64,"dropout":0.0}"#), "n_head"),
-        ("a missing tensor", |h| { h.remove("h.0.ln_1.bias"); h.insert("h.0.ln_1.extra".into(), h["h.0.ln_2.bias"].clone()); }, "h.0.ln_1.bias"),
-        ("a half-precision tensor", |h| h["ln_f.bias"]["dtype"] = "F16".into(), "F16"),
-        ("a transposed matrix", |h| h["h.0.attn.c_attn.weight"]["shape"] = serde_json::json!([16, 48]), "h.0.attn.c_attn.weight"),
-        ("a bad training state", |h| set_meta(h, "training_state", "{}"), "training state"),
+        (
+            "another format",
+            |h| set_meta(h, "format", "gguf"),
+            "format",
+        ),
+        (
+            "no metadata",
+            |h| {
+                h.remove("__metadata__");
+            },
+            "__metadata__",
+        ),
+        (
+            "no model config",
+            |h| {
+                h["__metadata__"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("model_config");
+            },
+            "model_config",
+        ),
+        (
+            "a bad model config",
+            |h| set_meta(h, "model_config", "{\"n_layer\":2}"),
+            "model config",
+        ),
+        (
+            "n_head not dividing n_embd",
+            |h| {
+                set_meta(
+                    h,
+                    "model_config",
+                    r#"{"vocab_size":37,"n_ctx":16,"n_layer":2,"n_head":3,"n_embd":16,"n_inner":64,"dropout":0.0}"#,
+                )
+            },
+            "n_head",
+        ),
+        (
+            "a missing tensor",
+            |h| {
+                h.remove("h.0.ln_1.bias");
+                h.insert("h.0.ln_1.extra".into(), h["h.0.ln_2.bias"].clone());
+            },
+            "h.0.ln_1.bias",
+        ),
+        (
+            "a half-precision tensor",
+            |h| h["ln_f.bias"]["dtype"] = "F16".into(),
+            "F16",
+        ),
+        (
+            "a transposed matrix",
+            |h| h["h.0.attn.c_attn.weight"]["shape"] = serde_json::json!([16, 48]),
+            "h.0.attn.c_attn.weight",
+        ),
+        (
+            "a bad training state",
+            |h| set_meta(h, "training_state", "{}"),
+            "training state",
+        ),
     ];
     for (what, edit, needle) in cases {
         let forged = with_header(&bytes, edit);
@@ -232,18 +321,26 @@ fn forged_headers_are_refused_with_the_reason() {
     }
     // A consistent-looking header whose content changed is caught by the checksum.
     let forged = with_header(&bytes, |h| {
-        let state = h["__metadata__"]["training_state"].as_str().unwrap().replace("\"epoch\":3", "\"epoch\":4");
+        let state = h["__metadata__"]["training_state"]
+            .as_str()
+            .unwrap()
+            .replace("\"epoch\":3", "\"epoch\":4");
         set_meta(h, "training_state", &state);
     });
     let err = refused(&forged, "an edited epoch");
-    assert!(matches!(err, CheckpointError::ChecksumMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, CheckpointError::ChecksumMismatch { .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn empty_files_directories_and_strangers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let check = |path: &PathBuf, needle: &str| {
-        let err = catch_unwind(|| verify(path)).expect("verify panicked").unwrap_err();
+        let err = catch_unwind(|| verify(path))
+            .expect("verify panicked")
+            .unwrap_err();
         assert!(err.to_string().contains(needle), "{err}");
         let name = path.file_name().unwrap().to_str().unwrap();
         assert!(err.to_string().contains(name), "{err}");
@@ -261,8 +358,12 @@ fn empty_files_directories_and_strangers_are_refused() {
     check(&text, "claims");
 
     // A valid safetensors file that cllm did not write.
-    let data = [1.0f32, 2.0].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
+    let data = [1.0f32, 2.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect::<Vec<u8>>();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
     let stranger = dir.path().join("stranger.cllm");
     safetensors::serialize_to_file([("x", view)], None, &stranger).unwrap();
     check(&stranger, "__metadata__");

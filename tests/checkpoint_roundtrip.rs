@@ -30,7 +30,10 @@ fn full_checkpoint_round_trips_bit_for_bit() {
         assert_eq!(info.model, ckpt.model);
         assert_eq!(info.num_params, ckpt.params.len());
         assert!(info.has_optimizer);
-        assert_eq!(info.optimizer_step, Some(ckpt.optimizer.as_ref().unwrap().step));
+        assert_eq!(
+            info.optimizer_step,
+            Some(ckpt.optimizer.as_ref().unwrap().step)
+        );
         assert_eq!(info.state, ckpt.state);
         assert_eq!(info.file_bytes, bytes);
         assert_eq!(info.tokenizer_bytes, ckpt.tokenizer_json.len());
@@ -237,7 +240,10 @@ fn periodic_names_parse_back() {
         is_periodic_name(&checkpoint::periodic_name(40, f32::NAN)),
         Some(40)
     );
-    assert_eq!(is_periodic_name("checkpoint_epoch_7_loss_2.0000.cllm"), Some(7));
+    assert_eq!(
+        is_periodic_name("checkpoint_epoch_7_loss_2.0000.cllm"),
+        Some(7)
+    );
     for other in [
         BEST_NAME,
         "checkpoint_epoch_7_loss_2.0000.cllm.tmp",
@@ -265,7 +271,11 @@ fn pruning_keeps_the_newest_periodic_checkpoints_and_everything_else() {
     for (epoch, loss) in [(2, 3.1), (4, 2.5), (6, 2.2), (8, 2.0), (9, 1.9), (10, 1.95)] {
         fs::write(checkpoint::periodic_path(d, epoch, loss), b"x").unwrap();
     }
-    for keep in [BEST_NAME, "notes.txt", "checkpoint_epoch_1_loss_9.0000.cllm.tmp"] {
+    for keep in [
+        BEST_NAME,
+        "notes.txt",
+        "checkpoint_epoch_1_loss_9.0000.cllm.tmp",
+    ] {
         fs::write(d.join(keep), b"x").unwrap();
     }
     fs::create_dir(d.join("checkpoint_epoch_0_loss_1.0000.cllm")).unwrap();
@@ -295,5 +305,9 @@ fn pruning_keeps_the_newest_periodic_checkpoints_and_everything_else() {
         ]
     );
     assert!(checkpoint::prune_periodic(d, 3).unwrap().is_empty());
-    assert!(checkpoint::prune_periodic(&d.join("missing"), 3).unwrap().is_empty());
+    assert!(
+        checkpoint::prune_periodic(&d.join("missing"), 3)
+            .unwrap()
+            .is_empty()
+    );
 }

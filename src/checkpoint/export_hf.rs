@@ -40,7 +40,9 @@ pub struct HfTensor {
 
 /// Whether a GPT-2 parameter is a `Conv1D` weight, stored (in, out) by HF.
 fn is_conv1d_weight(name: &str) -> bool {
-    name.ends_with("c_attn.weight") || name.ends_with("c_proj.weight") || name.ends_with("c_fc.weight")
+    name.ends_with("c_attn.weight")
+        || name.ends_with("c_proj.weight")
+        || name.ends_with("c_fc.weight")
 }
 
 /// `params` (in `layout` order) renamed and re-laid-out for HF GPT-2.
@@ -164,7 +166,10 @@ pub fn write_check_logits(
 ) -> Result<PathBuf, CheckpointError> {
     let out = dir.join(LOGITS_FILE);
     let tokenizer = tokenizers::Tokenizer::from_str(&ckpt.tokenizer_json).map_err(|e| {
-        CheckpointError::bad_input(&out, format!("the checkpoint's tokenizer cannot be read: {e}"))
+        CheckpointError::bad_input(
+            &out,
+            format!("the checkpoint's tokenizer cannot be read: {e}"),
+        )
     })?;
     let encoding = tokenizer
         .encode(text, false)
@@ -194,7 +199,8 @@ pub fn write_check_logits(
         "vocab_size": ckpt.model.vocab_size,
         "logits": logits,
     });
-    let body = serde_json::to_string(&doc).map_err(|e| CheckpointError::bad_input(&out, e.to_string()))?;
+    let body =
+        serde_json::to_string(&doc).map_err(|e| CheckpointError::bad_input(&out, e.to_string()))?;
     fs::write(&out, body).map_err(|e| CheckpointError::io(&out, "write", e))?;
     Ok(out)
 }

@@ -14,9 +14,7 @@
 //! Only after step 6 is anything sized from the file allocated, and then only
 //! what the file really holds. [`load`] returns nothing unless all passed.
 
-use super::format::{
-    self, LEN_BYTES, MAX_HEADER_BYTES, OptimizerMeta, TensorEntry, keys,
-};
+use super::format::{self, LEN_BYTES, MAX_HEADER_BYTES, OptimizerMeta, TensorEntry, keys};
 use super::{Checkpoint, CheckpointError, CheckpointInfo, OptimizerState, TrainingState};
 use crate::model::{ModelConfig, ParamLayout};
 use crate::train::TrainConfig;
@@ -224,8 +222,11 @@ fn read_header(
         .map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
     let mut root = root;
     let meta: BTreeMap<String, String> = match root.remove("__metadata__") {
-        Some(v) => serde_json::from_value(v)
-            .map_err(|e| bad(format!("the header's __metadata__ is not a map of strings: {e}")))?,
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            bad(format!(
+                "the header's __metadata__ is not a map of strings: {e}"
+            ))
+        })?,
         None => {
             return Err(bad(
                 "the header has no __metadata__ (a safetensors file not written by cllm?)".into(),
@@ -305,7 +306,11 @@ fn read_header(
             )));
         }
         let shape_ok = entry.shape.len() == slot.shape.len()
-            && entry.shape.iter().zip(&slot.shape).all(|(&a, &b)| a == b as u64);
+            && entry
+                .shape
+                .iter()
+                .zip(&slot.shape)
+                .all(|(&a, &b)| a == b as u64);
         if !shape_ok {
             return Err(bad(format!(
                 "tensor '{}' has shape {:?}, the model config needs {:?}",

@@ -107,10 +107,16 @@ fn header_for(path: &Path, ckpt: &CheckpointRef<'_>) -> Result<(Vec<u8>, usize),
     let mut meta: BTreeMap<&str, String> = BTreeMap::new();
     meta.insert(keys::FORMAT, format::FORMAT_NAME.to_string());
     meta.insert(keys::VERSION, format::FORMAT_VERSION.to_string());
-    meta.insert(keys::MODEL, json("the model config", serde_json::to_string(ckpt.model))?);
+    meta.insert(
+        keys::MODEL,
+        json("the model config", serde_json::to_string(ckpt.model))?,
+    );
     meta.insert(
         keys::TRAIN,
-        json("the training config", serde_json::to_string(ckpt.train_config))?,
+        json(
+            "the training config",
+            serde_json::to_string(ckpt.train_config),
+        )?,
     );
     meta.insert(
         keys::STATE,
@@ -170,6 +176,7 @@ fn write_synced(
     file.seek(SeekFrom::Start(format::LEN_BYTES + checksum_at as u64))
         .and_then(|_| file.write_all(digest.as_bytes()))
         .map_err(io("write the checksum"))?;
-    file.sync_all().map_err(io("sync the temporary file to disk"))?;
+    file.sync_all()
+        .map_err(io("sync the temporary file to disk"))?;
     Ok(total)
 }

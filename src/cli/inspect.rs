@@ -38,10 +38,7 @@ pub fn describe(info: &CheckpointInfo) -> String {
     let mut lines = vec![
         format!("file        {}", info.path.display()),
         format!("size        {}", human_bytes(info.file_bytes)),
-        format!(
-            "checksum    OK (sha256 {})",
-            info.checksum_sha256
-        ),
+        format!("checksum    OK (sha256 {})", info.checksum_sha256),
         format!(
             "format      cllm-checkpoint version {}, written by cllm {} at unix time {}",
             info.format_version, info.program_version, info.created_unix

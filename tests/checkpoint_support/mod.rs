@@ -75,7 +75,10 @@ pub fn bits(values: &[f32]) -> Vec<u32> {
 /// version are set by `save`, so they are checked separately).
 pub fn assert_same(saved: &Checkpoint, loaded: &Checkpoint) {
     assert_eq!(saved.model, loaded.model);
-    assert!(bits(&saved.params) == bits(&loaded.params), "weights differ");
+    assert!(
+        bits(&saved.params) == bits(&loaded.params),
+        "weights differ"
+    );
     match (&saved.optimizer, &loaded.optimizer) {
         (None, None) => {}
         (Some(a), Some(b)) => {
