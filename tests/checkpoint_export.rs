@@ -85,6 +85,7 @@ fn export_writes_a_folder_transformers_can_read() {
     assert_eq!(config["vocab_size"], 37);
     assert_eq!(config["layer_norm_epsilon"], 1e-5);
     assert_eq!(config["tie_word_embeddings"], true);
+    assert!(config["eos_token_id"].is_null());
     assert_eq!(
         fs::read_to_string(out.join(TOKENIZER_FILE)).unwrap(),
         TOKENIZER_JSON

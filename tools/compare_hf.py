@@ -9,6 +9,11 @@ Usage (after `cllm export FILE --format hf --output DIR --check-text "TEXT"`):
 Loads DIR with transformers.GPT2LMHeadModel, runs the token ids cllm wrote
 to DIR/cllm_logits.json, and prints the maximum absolute difference between
 the two sets of logits. Exits 1 when it exceeds the tolerance.
+
+With `--reference FILE.cllm --ids 1,2,3` it instead compares transformers
+with a plain PyTorch GPT-2 forward written here over the checkpoint's own
+tensors (read with the `safetensors` package): this checks the export alone
+(names, Conv1D transposes, config.json), independent of cllm's forward pass.
 """
 
 import argparse
@@ -22,7 +27,12 @@ def main() -> int:
     parser.add_argument("dir", help="folder written by `cllm export --format hf`")
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest acceptable max |difference| (default 1e-3)")
+    parser.add_argument("--reference", metavar="FILE.cllm",
+                        help="compare with a plain PyTorch forward over this checkpoint instead")
+    parser.add_argument("--ids", help="comma-separated token ids for --reference")
     args = parser.parse_args()
+    if args.reference:
+        return compare_with_reference(args)
 
     logits_path = os.path.join(args.dir, "cllm_logits.json")
     if not os.path.exists(logits_path):
@@ -53,11 +63,70 @@ def main() -> int:
     print(f"mean |logit difference| = {diff.mean().item():.3e}")
     same_argmax = (hf.argmax(-1) == cllm.argmax(-1)).float().mean().item()
     print(f"arg-max agreement: {same_argmax * 100:.1f}%")
-    if max_diff > args.tolerance:
-        print(f"FAIL: above the tolerance {args.tolerance}")
+    return verdict(max_diff, args.tolerance)
+
+
+def verdict(max_diff: float, tolerance: float) -> int:
+    if max_diff > tolerance:
+        print(f"FAIL: above the tolerance {tolerance}")
         return 1
     print("OK")
     return 0
+
+
+def reference_logits(path: str, ids):
+    """GPT-2 forward over a .cllm file's tensors: matrices stored (out, in)
+    as torch.nn.Linear does, tanh-approximated GELU, LayerNorm eps 1e-5,
+    output head tied to wte. Returns (T, V) float64 logits."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+        w = {k: f.get_tensor(k).double() for k in f.keys() if not k.startswith("optimizer.")}
+    cfg = json.loads(meta["model_config"])
+    n_head, c = cfg["n_head"], cfg["n_embd"]
+    t = len(ids)
+    idx = torch.tensor(ids, dtype=torch.long)
+
+    def layer_norm(x, name):
+        return torch.nn.functional.layer_norm(x, (c,), w[name + ".weight"], w[name + ".bias"], 1e-5)
+
+    def linear(x, name):
+        return x @ w[name + ".weight"].T + w[name + ".bias"]
+
+    x = w["wte.weight"][idx] + w["wpe.weight"][:t]
+    mask = torch.tril(torch.ones(t, t, dtype=torch.bool))
+    for i in range(cfg["n_layer"]):
+        p = f"h.{i}."
+        q, k, v = linear(layer_norm(x, p + "ln_1"), p + "attn.c_attn").split(c, dim=-1)
+        heads = lambda z: z.view(t, n_head, c // n_head).transpose(0, 1)  # (H, T, hd)
+        q, k, v = heads(q), heads(k), heads(v)
+        att = (q @ k.transpose(-1, -2)) / (c // n_head) ** 0.5
+        att = att.masked_fill(~mask, float("-inf")).softmax(-1)
+        y = (att @ v).transpose(0, 1).reshape(t, c)
+        x = x + linear(y, p + "attn.c_proj")
+        h = linear(layer_norm(x, p + "ln_2"), p + "mlp.c_fc")
+        h = torch.nn.functional.gelu(h, approximate="tanh")
+        x = x + linear(h, p + "mlp.c_proj")
+    x = layer_norm(x, "ln_f")
+    return x @ w["wte.weight"].T
+
+
+def compare_with_reference(args) -> int:
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    ids = [int(s) for s in (args.ids or "0").split(",")]
+    ref = reference_logits(args.reference, ids)
+    model = GPT2LMHeadModel.from_pretrained(args.dir, torch_dtype=torch.float32)
+    model.eval()
+    with torch.no_grad():
+        hf = model(torch.tensor([ids], dtype=torch.long)).logits[0].double()
+    max_diff = (hf - ref).abs().max().item()
+    print(f"tokens: {len(ids)}; transformers vs plain forward over {args.reference}")
+    print(f"max |logit difference| = {max_diff:.3e}")
+    return verdict(max_diff, args.tolerance)
 
 
 if __name__ == "__main__":
