@@ -14,6 +14,13 @@ With `--reference FILE.cllm --ids 1,2,3` it instead compares transformers
 with a plain PyTorch GPT-2 forward written here over the checkpoint's own
 tensors (read with the `safetensors` package): this checks the export alone
 (names, Conv1D transposes, config.json), independent of cllm's forward pass.
+
+Measured 2026-11-21 (transformers 5.23, torch 2.15, CPU float32), `small`
+preset with GPT-2 init scaled x5 and perturbed LayerNorm/bias values:
+cllm's logits (checkpoint branch merged with the model branch) vs
+transformers on 58 tokens of `int main() { return 0; } // Calculate the nth
+prime number`: max |difference| 4.3e-6, arg-max agreement 100%;
+`--reference` (plain float64 forward) vs transformers on 12 ids: 2.8e-6.
 """
 
 import argparse
