@@ -98,6 +98,10 @@ pub fn hf_config(cfg: &ModelConfig) -> serde_json::Value {
         "initializer_range": 0.02,
         "scale_attn_weights": true,
         "tie_word_embeddings": true,
+        // GPT2Config would otherwise default both to 50256, outside a
+        // small vocabulary; cllm marks documents in the text instead.
+        "bos_token_id": null,
+        "eos_token_id": null,
         "torch_dtype": "float32",
     })
 }
@@ -138,6 +142,14 @@ pub fn export_hf(ckpt: &Checkpoint, dir: &Path) -> Result<ExportSummary, Checkpo
     safetensors::serialize_to_file(views, Some(metadata), &model_path).map_err(|e| {
         CheckpointError::io(&model_path, "write", std::io::Error::other(e.to_string()))
     })?;
+    // The crate writes through a private temporary file (mode 0600); the
+    // export is meant to be shared like the other files beside it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&model_path, fs::Permissions::from_mode(0o644))
+            .map_err(|e| CheckpointError::io(&model_path, "set permissions on", e))?;
+    }
 
     let config_path = dir.join(CONFIG_FILE);
     let config_text = serde_json::to_string_pretty(&hf_config(&ckpt.model))

@@ -77,7 +77,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             let total: f64 = r.per_op_profile.iter().map(|(_, s)| s).sum();
             println!("  where a step's time goes:");
             for (op, secs) in &r.per_op_profile {
-                println!("    {op:<34} {:>8.1} ms {:>5.1}%", secs * 1e3, 100.0 * secs / total);
+                println!(
+                    "    {op:<34} {:>8.1} ms {:>5.1}%",
+                    secs * 1e3,
+                    100.0 * secs / total
+                );
             }
         }
     }

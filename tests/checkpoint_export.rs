@@ -1,0 +1,164 @@
+//! The Hugging Face export (names, Conv1D transposes, config, tokenizer) and
+//! the `inspect` / `export` commands' library entry points.
+
+mod checkpoint_support;
+
+use checkpoint_support::{TOKENIZER_JSON, bits, sample};
+use cllm::checkpoint::export_hf::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, hf_tensors};
+use cllm::checkpoint::{export_hf, save};
+use cllm::cli::export::ExportArgs;
+use cllm::cli::inspect::{InspectArgs, describe};
+use cllm::model::ParamLayout;
+use std::fs;
+
+#[test]
+fn hf_tensors_use_gpt2_names_and_conv1d_layout() {
+    let ckpt = sample("tiny", false, 21);
+    let layout = ParamLayout::new(&ckpt.model);
+    let tensors = hf_tensors(&layout, &ckpt.params);
+    assert_eq!(tensors.len(), layout.specs.len());
+    let c = ckpt.model.n_embd;
+    let inner = ckpt.model.n_inner;
+    let find = |name: &str| tensors.iter().find(|t| t.name == name).unwrap();
+    let ours = |name: &str| &ckpt.params[layout.get(name).unwrap().range()];
+
+    // Conv1D weights: HF[i][o] == ours[o][i].
+    for (name, rows_out, cols_in) in [
+        ("h.1.attn.c_attn.weight", 3 * c, c),
+        ("h.0.attn.c_proj.weight", c, c),
+        ("h.1.mlp.c_fc.weight", inner, c),
+        ("h.0.mlp.c_proj.weight", c, inner),
+    ] {
+        let hf = find(&format!("transformer.{name}"));
+        assert_eq!(hf.shape, vec![cols_in, rows_out], "{name}");
+        let src = ours(name);
+        for o in 0..rows_out {
+            for i in 0..cols_in {
+                assert_eq!(
+                    hf.values[i * rows_out + o].to_bits(),
+                    src[o * cols_in + i].to_bits(),
+                    "{name}[{o}][{i}]"
+                );
+            }
+        }
+    }
+    // Everything else keeps its layout.
+    for name in [
+        "wte.weight",
+        "wpe.weight",
+        "h.0.ln_1.weight",
+        "h.1.attn.c_attn.bias",
+        "ln_f.bias",
+    ] {
+        let hf = find(&format!("transformer.{name}"));
+        assert_eq!(hf.shape, layout.get(name).unwrap().shape);
+        assert!(bits(&hf.values) == bits(ours(name)), "{name}");
+    }
+    assert!(tensors.iter().all(|t| !t.name.starts_with("lm_head")));
+}
+
+#[test]
+fn export_writes_a_folder_transformers_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = sample("tiny", true, 22);
+    let out = dir.path().join("hf");
+    let summary = export_hf(&ckpt, &out).unwrap();
+    assert_eq!(summary.files.len(), 3);
+
+    let bytes = fs::read(out.join(MODEL_FILE)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let layout = ParamLayout::new(&ckpt.model);
+    assert_eq!(st.len(), layout.specs.len());
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
+    let c_attn = st.tensor("transformer.h.0.attn.c_attn.weight").unwrap();
+    assert_eq!(c_attn.shape(), &[16, 48]);
+
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join(CONFIG_FILE)).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "gpt2");
+    assert_eq!(config["activation_function"], "gelu_new");
+    assert_eq!(config["n_layer"], 2);
+    assert_eq!(config["n_embd"], 16);
+    assert_eq!(config["n_inner"], 64);
+    assert_eq!(config["n_positions"], 16);
+    assert_eq!(config["vocab_size"], 37);
+    assert_eq!(config["layer_norm_epsilon"], 1e-5);
+    assert_eq!(config["tie_word_embeddings"], true);
+    assert!(config["eos_token_id"].is_null());
+    assert_eq!(
+        fs::read_to_string(out.join(TOKENIZER_FILE)).unwrap(),
+        TOKENIZER_JSON
+    );
+}
+
+#[test]
+fn commands_succeed_on_good_files_and_explain_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = sample("tiny", true, 23);
+    let path = dir.path().join("good.cllm");
+    save(&path, &ckpt.as_ref()).unwrap();
+
+    let text = describe(&cllm::checkpoint::verify(&path).unwrap());
+    for needle in [
+        "good.cllm",
+        "checksum    OK",
+        "2 layers",
+        "step 1257",
+        "epoch 3",
+        "can resume",
+    ] {
+        assert!(text.contains(needle), "'{needle}' missing from:\n{text}");
+    }
+    cllm::cli::inspect::run(InspectArgs {
+        file: path.clone(),
+        json: true,
+    })
+    .unwrap();
+    cllm::cli::inspect::run(InspectArgs {
+        file: path.clone(),
+        json: false,
+    })
+    .unwrap();
+
+    let bad = dir.path().join("bad.cllm");
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    fs::write(&bad, &bytes).unwrap();
+    let err = cllm::cli::inspect::run(InspectArgs {
+        file: bad.clone(),
+        json: false,
+    })
+    .unwrap_err();
+    assert!(
+        err.contains("bad.cllm") && err.contains("checksum"),
+        "{err}"
+    );
+
+    let out = dir.path().join("export");
+    cllm::cli::export::run(ExportArgs {
+        file: path.clone(),
+        format: "hf".into(),
+        output: out.clone(),
+        check_text: None,
+    })
+    .unwrap();
+    assert!(out.join(MODEL_FILE).exists());
+    let err = cllm::cli::export::run(ExportArgs {
+        file: path,
+        format: "onnx".into(),
+        output: out,
+        check_text: None,
+    })
+    .unwrap_err();
+    assert!(err.contains("onnx"), "{err}");
+    let err = cllm::cli::export::run(ExportArgs {
+        file: bad,
+        format: "hf".into(),
+        output: dir.path().join("never"),
+        check_text: None,
+    })
+    .unwrap_err();
+    assert!(err.contains("bad.cllm"), "{err}");
+}
