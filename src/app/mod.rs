@@ -21,6 +21,7 @@ use config_panel::ConfigEditor;
 use data_panel::{DataState, Scanner};
 use session::{CLOSE_GRACE, Session, Spawner};
 use settings::Settings;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,17 +32,20 @@ pub enum Tab {
     Llm,
 }
 
-/// How long the last frames took to build (our UI code, not the GPU).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// How long the last frames took to build (our UI code, not the GPU) and
+/// how many frames were shown in the last second.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FrameStats {
     pub last_ms: f64,
     /// Exponential average over roughly the last 30 frames.
     pub avg_ms: f64,
     pub frames: u64,
+    /// Start times of the frames in the last second.
+    recent: VecDeque<Instant>,
 }
 
 impl FrameStats {
-    pub fn record(&mut self, ms: f64) {
+    pub fn record(&mut self, started: Instant, ms: f64) {
         self.last_ms = ms;
         self.avg_ms = if self.frames == 0 {
             ms
@@ -49,6 +53,19 @@ impl FrameStats {
             0.97 * self.avg_ms + 0.03 * ms
         };
         self.frames += 1;
+        self.recent.push_back(started);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| started.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Frames drawn during the last second.
+    pub fn fps(&self) -> usize {
+        self.recent.len()
     }
 }
 
@@ -183,8 +200,12 @@ impl WorkbenchApp {
                 ui.selectable_value(&mut self.tab, Tab::Training, "Training");
                 ui.selectable_value(&mut self.tab, Tab::Llm, "LLM");
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    ui.weak(format!("UI {:.1} ms/frame", self.frame_stats.avg_ms))
-                        .on_hover_text("Time to build each frame (average)");
+                    ui.weak(format!(
+                        "UI {:.1} ms/frame · {} fps",
+                        self.frame_stats.avg_ms,
+                        self.frame_stats.fps()
+                    ))
+                    .on_hover_text("Time to build each frame (average)");
                 });
             });
         });
@@ -205,7 +226,7 @@ impl WorkbenchApp {
             ui.ctx().request_repaint();
         }
         self.frame_stats
-            .record(started.elapsed().as_secs_f64() * 1000.0);
+            .record(started, started.elapsed().as_secs_f64() * 1000.0);
     }
 
     /// Closing mid-run: stop, keep the window until the final save arrives

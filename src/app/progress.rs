@@ -89,13 +89,22 @@ pub fn progress_ui(ui: &mut egui::Ui, run: &RunView, memory: Option<u64>) {
             .desired_height(22.0),
     );
     let line = loss_line(run);
+    if !line.is_empty() {
+        ui.label(egui::RichText::new(line).monospace());
+    }
     ui.horizontal_wrapped(|ui| {
-        if !line.is_empty() {
-            ui.label(egui::RichText::new(line).monospace());
-            ui.separator();
-        }
         if let Some(m) = memory {
             ui.weak(format!("memory {}", format_bytes(m)));
+            ui.separator();
+        }
+        if let Some(i) = &run.info {
+            ui.weak(format!(
+                "{} params · {} threads · {} train / {} val tokens",
+                format_count(i.params as u64),
+                i.threads,
+                format_count(i.train_tokens as u64),
+                format_count(i.val_tokens as u64)
+            ));
             ui.separator();
         }
         match &run.last_checkpoint {
@@ -111,6 +120,18 @@ pub fn progress_ui(ui: &mut egui::Ui, run: &RunView, memory: Option<u64>) {
             }
         }
     });
+    if let Some(sum) = &run.summary {
+        ui.label(format!(
+            "Finished{}: {} steps in {} · loss {:.4} -> {:.4}{}",
+            if sum.stopped_early { " (stopped)" } else { "" },
+            format_count(sum.steps),
+            format_duration(sum.total_secs),
+            sum.initial_loss,
+            sum.final_loss,
+            sum.best_val_loss
+                .map_or(String::new(), |v| format!(" · best val {v:.4}"))
+        ));
+    }
     for n in run.notices.iter().rev().take(3) {
         let (colour, icon) = if n.is_error {
             (ui.visuals().error_fg_color, "Error")

@@ -52,21 +52,24 @@ fn leaves(id: usize, n: usize) -> usize {
 }
 
 /// Positions of `n` spheres in ring units (ring k at radius k), root at the
-/// origin. Level-1 spheres are spaced evenly; deeper spheres fan out inside
-/// their parent's sector, alternating between two radii when crowded.
+/// origin. Each sphere gets an angular sector sized by the leaves under it
+/// and sits in its middle, so lines to the parent stay short and radial;
+/// crowded rings alternate between two radii.
 pub fn layout(n: usize) -> Vec<Vec2> {
     let mut pos = vec![Vec2::ZERO; n];
     if n <= 1 {
         return pos;
     }
-    let kids = children_of(0, n);
-    let k = kids.len();
-    let total: usize = kids.clone().map(|c| leaves(c, n)).sum();
-    let mut start = -TAU / 4.0;
-    for (i, c) in kids.enumerate() {
-        let even = -TAU / 4.0 + TAU * i as f32 / k as f32;
-        pos[c] = Vec2::angled(even);
-        let span = TAU * leaves(c, n) as f32 / total as f32;
+    // Level-1 spheres get at least three leaves' worth of the circle so the
+    // inner ring stays evenly readable when only a few of them have children.
+    let weight = |c: usize| leaves(c, n).max(3);
+    let total: usize = children_of(0, n).map(weight).sum();
+    // The first child's sector is centred straight above the root.
+    let first = TAU * weight(1) as f32 / total as f32;
+    let mut start = -TAU / 4.0 - first / 2.0;
+    for c in children_of(0, n) {
+        let span = TAU * weight(c) as f32 / total as f32;
+        pos[c] = Vec2::angled(start + span / 2.0);
         place_children(c, n, start, start + span, &mut pos);
         start += span;
     }
@@ -108,12 +111,17 @@ pub struct Placed {
 pub fn place(n: usize, rect: egui::Rect) -> Placed {
     let unit = layout(n);
     let extent = unit.iter().map(|p| p.length()).fold(0.0f32, f32::max);
-    let half = 0.5 * rect.width().min(rect.height()) - 30.0;
-    let scale = if extent > 0.0 {
-        (half / extent).max(1.0)
-    } else {
-        1.0
+    // Use the panel's longer side too, but stretch at most 1.3x so rings
+    // still read as rings.
+    let fit = |side: f32| {
+        if extent > 0.0 {
+            ((0.5 * side - 30.0) / extent).max(1.0)
+        } else {
+            1.0
+        }
     };
+    let (sx, sy) = (fit(rect.width()), fit(rect.height()));
+    let scale = Vec2::new(sx.min(sy * 1.3), sy.min(sx * 1.3));
     let centres: Vec<Pos2> = unit.iter().map(|p| rect.center() + *p * scale).collect();
     let mut closest = f32::INFINITY;
     for i in 0..centres.len() {
@@ -192,13 +200,9 @@ pub fn sphere_view_ui(ui: &mut egui::Ui, spheres: &[SphereStats], preview: usize
                 Stroke::new(2.5, Color32::WHITE.gamma_multiply(0.5 + 0.5 * pulse)),
             );
         }
-        if rr >= 9.0 {
-            let text = if s.batches >= 10_000 {
-                format!("{}k", s.batches / 1000)
-            } else {
-                s.batches.to_string()
-            };
-            let size = (rr * 0.7).clamp(8.0, 14.0);
+        if rr >= 7.0 {
+            let text = batch_label(s.batches, rr >= 16.0);
+            let size = (rr * if text.len() > 3 { 0.62 } else { 0.8 }).clamp(7.0, 14.0);
             let ink = if s.busy > 0.55 {
                 Color32::BLACK
             } else {
@@ -242,6 +246,18 @@ pub fn sphere_view_ui(ui: &mut egui::Ui, spheres: &[SphereStats], preview: usize
         {
             response.on_hover_ui_at_pointer(|ui| sphere_tooltip(ui, s));
         }
+    }
+}
+
+/// Batch count short enough for the circle: "987", "1.7k", "12k", "3.4M";
+/// `roomy` circles show up to four digits in full.
+pub fn batch_label(batches: u64, roomy: bool) -> String {
+    let full_below = if roomy { 10_000 } else { 1_000 };
+    match batches {
+        b if b < full_below => b.to_string(),
+        b if b < 10_000 => format!("{:.1}k", b as f64 / 1e3),
+        b if b < 1_000_000 => format!("{}k", b / 1000),
+        b => format!("{:.1}M", b as f64 / 1e6),
     }
 }
 
@@ -318,6 +334,15 @@ mod tests {
             mid.b() > 120 && mid.r() < 105,
             "between grey and blue: {mid:?}"
         );
+    }
+
+    #[test]
+    fn batch_labels_stay_short() {
+        assert_eq!(batch_label(987, false), "987");
+        assert_eq!(batch_label(1661, false), "1.7k");
+        assert_eq!(batch_label(1661, true), "1661");
+        assert_eq!(batch_label(12_345, true), "12k");
+        assert_eq!(batch_label(3_400_000, true), "3.4M");
     }
 
     #[test]
