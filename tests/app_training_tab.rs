@@ -324,14 +324,16 @@ fn scripted_run_updates_table_plot_progress_and_stops() {
 
 #[test]
 fn settings_round_trip() {
-    let mut s = Settings::default();
-    s.data_dir = "my_code/".into();
-    s.extension_filter = "rs toml".into();
+    let mut s = Settings {
+        data_dir: "my_code/".into(),
+        extension_filter: "rs toml".into(),
+        show_advanced: true,
+        ..Settings::default()
+    };
     s.train.lr = 0.0123;
     s.train.preset = "baby".into();
     s.train.dropout = Some(0.2);
     s.plot.log_scale = true;
-    s.show_advanced = true;
     let json = s.to_json().unwrap();
     assert_eq!(Settings::from_json(&json).unwrap(), s);
 

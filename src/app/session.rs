@@ -161,3 +161,79 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::events::{SaveReason, Summary};
+    use std::path::PathBuf;
+
+    fn panicking(_: TrainConfig) -> TrainerHandle {
+        panic!("trainer missing")
+    }
+
+    /// Ends with a final checkpoint once told to stop.
+    fn obedient(_: TrainConfig) -> TrainerHandle {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let thread = std::thread::spawn(move || {
+            while cmd_rx.recv() == Ok(Command::SaveNow) {
+                let _ = ev_tx.send(Event::Checkpoint {
+                    path: PathBuf::from("checkpoints/manual.cllm"),
+                    reason: SaveReason::Manual,
+                });
+            }
+            let _ = ev_tx.send(Event::Checkpoint {
+                path: PathBuf::from("models/final.cllm"),
+                reason: SaveReason::Final,
+            });
+            let _ = ev_tx.send(Event::Finished(Summary {
+                steps: 0,
+                epochs_done: 0,
+                total_secs: 0.0,
+                epoch_secs: vec![],
+                secs_per_batch: 0.0,
+                tokens_per_sec: 0.0,
+                initial_loss: 0.0,
+                final_loss: 0.0,
+                best_val_loss: None,
+                best_bits_per_byte: None,
+                sphere_batches: vec![],
+                load_imbalance: 0.0,
+                peak_memory_bytes: 0,
+                skipped_updates: 0,
+                stopped_early: true,
+                final_model: None,
+            }));
+        });
+        TrainerHandle {
+            commands: cmd_tx,
+            events: ev_rx,
+            thread: Some(thread),
+        }
+    }
+
+    #[test]
+    fn a_trainer_that_cannot_start_leaves_a_message() {
+        let mut s = Session::new(panicking);
+        s.start(TrainConfig::default());
+        assert!(!s.is_training());
+        let (msg, is_err) = s.message.clone().unwrap();
+        assert!(is_err && msg.contains("trainer missing"), "{msg}");
+    }
+
+    #[test]
+    fn save_then_stop_and_wait_for_the_final_checkpoint() {
+        let mut s = Session::new(obedient);
+        s.start(TrainConfig::default());
+        assert!(s.is_training());
+        s.save_now();
+        s.stop_and_wait(Duration::from_secs(60));
+        assert!(!s.is_training());
+        assert!(s.run.ended);
+        assert_eq!(
+            s.run.last_checkpoint,
+            Some((PathBuf::from("models/final.cllm"), SaveReason::Final))
+        );
+    }
+}
