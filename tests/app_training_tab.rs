@@ -33,12 +33,24 @@ fn scanned(path: &str, size: u64, status: FileStatus) -> ScannedFile {
     }
 }
 
-/// Streams three kept files and one binary, like the real scanner would.
+/// Streams three kept files and one binary for a folder, like the real
+/// scanner would; a root that is a file is listed as itself.
 fn script_scanner(
-    _: &ScanOptions,
+    opts: &ScanOptions,
     _: &AtomicBool,
     on: &mut dyn FnMut(ScannedFile),
 ) -> Result<(), String> {
+    if let Some(file) = opts.roots.iter().find(|r| r.is_file()) {
+        on(ScannedFile {
+            path: file.clone(),
+            relative: file.file_name().unwrap().into(),
+            size: 64,
+            kind: "Rust source".into(),
+            lines: 4,
+            status: FileStatus::Kept,
+        });
+        return Ok(());
+    }
     on(scanned("main.c", 4000, FileStatus::Kept));
     on(scanned("util.h", 800, FileStatus::Kept));
     on(scanned("README.md", 1200, FileStatus::Kept));
@@ -378,4 +390,38 @@ fn scan_lists_real_files() {
     h.get_by_label("hello.c");
     h.get_by_label("notes.md");
     assert_eq!(h.state().run_config().unwrap().files.len(), 2);
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropped_files_are_added_to_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropped = dir.path().join("dropped.rs");
+    std::fs::write(&dropped, "fn main() {}\n").unwrap();
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(dropped.clone())));
+    h.step();
+    finish_scan(&mut h);
+    h.run();
+    assert_eq!(
+        h.state().data.rows.len(),
+        5,
+        "added to, not replacing, the list"
+    );
+    h.get_by_label("dropped.rs");
+    assert!(h.state().run_config().unwrap().files.contains(&dropped));
 }
