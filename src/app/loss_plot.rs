@@ -167,8 +167,21 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, history: &LossHistory, s: &mut PlotSettin
     let follow = s.follow;
     let smoothed_colour = TRAIN_COLOUR;
     let raw_colour = TRAIN_COLOUR.gamma_multiply(0.3);
-    Plot::new("loss_plot")
-        .height(main_h)
+    if history.train.is_empty() {
+        ui.weak("Training and validation loss appear here once training starts.");
+    }
+    // An empty graph still shows a sensible frame: steps from 0, losses of
+    // a fresh model (a few nats).
+    let mut plot = Plot::new("loss_plot");
+    if history.train.is_empty() {
+        let top = if log { 1.0 } else { 8.0 };
+        plot = plot
+            .include_x(0.0)
+            .include_x(100.0)
+            .include_y(0.0)
+            .include_y(top);
+    }
+    plot.height(main_h)
         .legend(Legend::default())
         .x_axis_label("step")
         .y_axis_label(if log {
