@@ -18,9 +18,39 @@ pub struct LossHistory {
     pub val: Vec<[f64; 2]>,
     pub lr: Vec<[f64; 2]>,
     pub grad_norm: Vec<[f64; 2]>,
+    /// The smoothed training curve, extended as points arrive so a long
+    /// run is not re-smoothed from the start every frame.
+    smoothed: SmoothCache,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct SmoothCache {
+    alpha: f64,
+    avg: f64,
+    weight: f64,
+    points: Vec<[f64; 2]>,
 }
 
 impl LossHistory {
+    /// The training loss smoothed with `alpha` (same values as
+    /// [`smooth`]); only new points are computed unless `alpha` changed.
+    pub fn smoothed(&mut self, alpha: f64) -> &[[f64; 2]] {
+        let alpha = alpha.clamp(0.0, 0.999);
+        let c = &mut self.smoothed;
+        if c.alpha != alpha || c.points.len() > self.train.len() {
+            *c = SmoothCache {
+                alpha,
+                ..SmoothCache::default()
+            };
+        }
+        for &[x, y] in &self.train[c.points.len()..] {
+            c.avg = alpha * c.avg + (1.0 - alpha) * y;
+            c.weight = alpha * c.weight + (1.0 - alpha);
+            c.points.push([x, c.avg / c.weight]);
+        }
+        &c.points
+    }
+
     pub fn push_step(&mut self, s: &StepStats) {
         let x = s.step as f64;
         // Non-finite losses (skipped NaN steps) would break bounds and
@@ -112,11 +142,11 @@ pub struct DrawnSeries {
     pub val: Vec<[f64; 2]>,
 }
 
-pub fn prepare(history: &LossHistory, settings: &PlotSettings) -> DrawnSeries {
+pub fn prepare(history: &mut LossHistory, settings: &PlotSettings) -> DrawnSeries {
     // Smooth over every point first, then thin, so the bold curve does not
     // depend on where the buckets fall.
     let smoothed = downsample(
-        &smooth(&history.train, settings.smoothing as f64),
+        history.smoothed(settings.smoothing as f64),
         MAX_DRAWN_POINTS,
     );
     let raw = downsample(&history.train, MAX_DRAWN_POINTS);
@@ -151,7 +181,7 @@ pub fn plot_controls_ui(ui: &mut egui::Ui, s: &mut PlotSettings) {
 
 /// The loss graph, then the optional learning-rate and gradient-norm graphs
 /// sharing its step axis.
-pub fn loss_plot_ui(ui: &mut egui::Ui, history: &LossHistory, s: &mut PlotSettings) {
+pub fn loss_plot_ui(ui: &mut egui::Ui, history: &mut LossHistory, s: &mut PlotSettings) {
     plot_controls_ui(ui, s);
     let drawn = prepare(history, s);
     let extra = usize::from(s.show_lr) + usize::from(s.show_grad_norm);
@@ -288,6 +318,23 @@ mod tests {
             assert!((p[1] - e).abs() < 1e-12, "{p:?} vs {e}");
         }
         assert_eq!(smooth(&pts, 0.0), pts.to_vec());
+    }
+
+    #[test]
+    fn incremental_smoothing_matches_the_full_pass() {
+        let mut h = LossHistory::default();
+        for i in 0..50 {
+            h.train.push([i as f64, ((i * 7) % 11) as f64]);
+            if i % 9 == 0 {
+                let expected = smooth(&h.train, 0.8);
+                assert_eq!(h.smoothed(0.8), expected.as_slice());
+            }
+        }
+        let expected = smooth(&h.train, 0.3);
+        assert_eq!(h.smoothed(0.3), expected.as_slice());
+        h.train.truncate(10);
+        let expected = smooth(&h.train, 0.3);
+        assert_eq!(h.smoothed(0.3), expected.as_slice());
     }
 
     #[test]

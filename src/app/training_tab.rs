@@ -105,7 +105,7 @@ pub fn training_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
         .min_size(160.0)
         .show(ui, |ui| {
             ui.add_space(4.0);
-            loss_plot_ui(ui, &app.session.run.history, &mut app.settings.plot);
+            loss_plot_ui(ui, &mut app.session.run.history, &mut app.settings.plot);
         });
 
     egui::CentralPanel::default().show(ui, |ui| {
