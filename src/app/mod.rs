@@ -1,6 +1,310 @@
-//! The desktop app (eframe/egui): Training and LLM tabs.
+//! The desktop app (eframe/egui): the Training tab and a slot for the LLM
+//! tab. `WorkbenchApp` holds persisted `Settings` apart from runtime state
+//! (scan job, trainer session); each tab and big widget has its own file,
+//! and the logic they show (event folding, sorting, downsampling,
+//! validation) lives in plain structs and functions that tests drive.
 
-/// Opens the app window.
+use eframe::egui;
+pub mod config_panel;
+pub mod data_panel;
+pub mod format;
+pub mod loss_plot;
+pub mod progress;
+pub mod run_state;
+pub mod session;
+pub mod settings;
+pub mod sphere_view;
+pub mod stats_table;
+pub mod training_tab;
+
+use config_panel::ConfigEditor;
+use data_panel::{DataState, Scanner};
+use session::{CLOSE_GRACE, Session, Spawner};
+use settings::Settings;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Tabs along the top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Training,
+    Llm,
+}
+
+/// How long the last frames took to build (our UI code, not the GPU) and
+/// how many frames were shown in the last second.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FrameStats {
+    pub last_ms: f64,
+    /// Exponential average over roughly the last 30 frames.
+    pub avg_ms: f64,
+    pub frames: u64,
+    /// Start times of the frames in the last second.
+    recent: VecDeque<Instant>,
+}
+
+impl FrameStats {
+    pub fn record(&mut self, started: Instant, ms: f64) {
+        self.last_ms = ms;
+        self.avg_ms = if self.frames == 0 {
+            ms
+        } else {
+            0.97 * self.avg_ms + 0.03 * ms
+        };
+        self.frames += 1;
+        self.recent.push_back(started);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| started.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Frames drawn during the last second.
+    pub fn fps(&self) -> usize {
+        self.recent.len()
+    }
+}
+
+pub struct WorkbenchApp {
+    pub settings: Settings,
+    pub data: DataState,
+    pub editor: ConfigEditor,
+    pub session: Session,
+    pub sort: stats_table::SortOrder,
+    pub tab: Tab,
+    pub frame_stats: FrameStats,
+    /// Resident memory, refreshed twice a second.
+    pub memory: Option<u64>,
+    memory_at: Option<Instant>,
+    scanner: Scanner,
+    repaint: Option<egui::Context>,
+}
+
+impl WorkbenchApp {
+    /// The app with `settings`, the real scanner and trainer; the data
+    /// folder is scanned at once.
+    pub fn new(settings: Settings, repaint: Option<egui::Context>) -> WorkbenchApp {
+        Self::with_engines(
+            settings,
+            repaint,
+            crate::data::scan::scan,
+            crate::train::spawn,
+        )
+    }
+
+    /// For tests: no repaint context; frames are stepped by the harness.
+    pub fn new_for_test(settings: Settings) -> WorkbenchApp {
+        Self::new(settings, None)
+    }
+
+    /// With a scanner and trainer of the caller's choice (tests script them).
+    pub fn with_engines(
+        settings: Settings,
+        repaint: Option<egui::Context>,
+        scanner: Scanner,
+        spawner: Spawner,
+    ) -> WorkbenchApp {
+        let mut app = WorkbenchApp {
+            settings,
+            data: DataState::default(),
+            editor: ConfigEditor::default(),
+            session: Session::new(spawner),
+            sort: Default::default(),
+            tab: Tab::Training,
+            frame_stats: FrameStats::default(),
+            memory: None,
+            memory_at: None,
+            scanner,
+            repaint,
+        };
+        if PathBuf::from(app.settings.data_dir.trim()).exists() {
+            app.scan_data_dir();
+        }
+        app
+    }
+
+    /// Rescans the folder in the path field, replacing the list.
+    pub fn scan_data_dir(&mut self) {
+        let root = PathBuf::from(self.settings.data_dir.trim());
+        let exts = self.settings.extensions();
+        self.data
+            .start_scan(vec![root], exts, false, self.scanner, self.repaint.clone());
+    }
+
+    /// Adds dropped files and folders to the list.
+    pub fn add_dropped(&mut self, paths: Vec<PathBuf>) {
+        if paths.is_empty() || self.session.is_training() {
+            return;
+        }
+        let exts = self.settings.extensions();
+        self.data
+            .start_scan(paths, exts, true, self.scanner, self.repaint.clone());
+    }
+
+    /// The configuration START would run with: the panel's values plus the
+    /// checked files. Refused with a message naming the problem.
+    pub fn run_config(&self) -> Result<crate::train::TrainConfig, String> {
+        if let Some(p) = self.editor.problem(&self.settings.train) {
+            return Err(p);
+        }
+        let exts = self.settings.extensions();
+        let files = self.data.checked_paths(&exts);
+        if files.is_empty() {
+            return Err("no files selected: scan a folder and tick at least one file".into());
+        }
+        let mut cfg = self.settings.train.clone();
+        cfg.files = files;
+        cfg.data = vec![PathBuf::from(self.settings.data_dir.trim())];
+        cfg.extensions = exts;
+        Ok(cfg)
+    }
+
+    pub fn start_training(&mut self) {
+        match self.run_config() {
+            Ok(cfg) => self.session.start(cfg),
+            Err(e) => self.session.refuse(format!("Cannot start: {e}")),
+        }
+    }
+
+    /// One frame: drain the scan and the trainer, handle drops and closing,
+    /// draw. Never blocks.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let started = Instant::now();
+        self.data.poll();
+        let news = self.session.poll();
+        let dropped: Vec<PathBuf> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        self.add_dropped(dropped);
+        self.handle_close(ui.ctx());
+        if self
+            .memory_at
+            .is_none_or(|t| t.elapsed() > Duration::from_millis(500))
+        {
+            self.memory = progress::resident_bytes();
+            self.memory_at = Some(Instant::now());
+        }
+
+        egui::Panel::top("tabs").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading(egui::RichText::new("CLLM Workbench").strong());
+                ui.add_space(16.0);
+                ui.selectable_value(&mut self.tab, Tab::Training, "Training");
+                ui.selectable_value(&mut self.tab, Tab::Llm, "LLM");
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.weak(format!(
+                        "UI {:.1} ms/frame · {} fps",
+                        self.frame_stats.avg_ms,
+                        self.frame_stats.fps()
+                    ))
+                    .on_hover_text("Time to build each frame (average)");
+                });
+            });
+        });
+        match self.tab {
+            Tab::Training => training_tab::training_tab_ui(ui, self),
+            Tab::Llm => {
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.label("The LLM tab (load a model, prompt it, stream text) is coming.");
+                });
+            }
+        }
+
+        if self.session.is_training() || self.data.is_scanning() {
+            // Events also arrive between input events: keep redrawing at
+            // about 30 frames per second while there is work.
+            ui.ctx().request_repaint_after(Duration::from_millis(33));
+        } else if news > 0 {
+            ui.ctx().request_repaint();
+        }
+        self.frame_stats
+            .record(started, started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    /// Closing mid-run: stop, keep the window until the final save arrives
+    /// (bounded by `CLOSE_GRACE`), then close.
+    fn handle_close(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested()) && self.session.is_training() {
+            if self.session.close_deadline.is_none() {
+                self.session.stop();
+                self.session.close_deadline = Some(Instant::now() + CLOSE_GRACE);
+            }
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
+        if let Some(deadline) = self.session.close_deadline
+            && (!self.session.is_training() || Instant::now() >= deadline)
+        {
+            self.session.close_deadline = None;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+}
+
+impl eframe::App for WorkbenchApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.settings.store(storage);
+    }
+
+    fn on_exit(&mut self) {
+        // The window is gone already (e.g. the process is being ended):
+        // still give the trainer its chance to write the final checkpoint.
+        if self.session.is_training() {
+            self.session.stop_and_wait(CLOSE_GRACE);
+        }
+    }
+}
+
+/// Opens the window. Without a display, says so and points to the
+/// headless commands.
 pub fn run_app() -> Result<(), String> {
-    Err("the desktop app is not built yet: use `cllm train`".into())
+    let has_display = ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if !has_display {
+        return Err(no_display_message());
+    }
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("CLLM Workbench")
+            .with_inner_size([1440.0, 900.0])
+            .with_min_inner_size([960.0, 600.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "CLLM Workbench",
+        options,
+        Box::new(|cc| {
+            let settings = Settings::load(cc.storage);
+            Ok(Box::new(WorkbenchApp::new(
+                settings,
+                Some(cc.egui_ctx.clone()),
+            )))
+        }),
+    )
+    .map_err(|e| {
+        let text = e.to_string();
+        if text.contains("DISPLAY") || text.contains("WAYLAND") {
+            no_display_message()
+        } else {
+            format!("could not open the window: {text}")
+        }
+    })
+}
+
+fn no_display_message() -> String {
+    "no display found (DISPLAY/WAYLAND_DISPLAY unset): use `cllm train` for headless training"
+        .into()
 }
