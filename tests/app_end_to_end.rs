@@ -19,11 +19,7 @@ fn harness(app: WorkbenchApp) -> Harness<'static, WorkbenchApp> {
 
 /// Steps frames until `done` holds, failing after a generous deadline (the
 /// work happens on background threads; frames never wait for it).
-fn step_until(
-    h: &mut Harness<'_, WorkbenchApp>,
-    what: &str,
-    done: impl Fn(&WorkbenchApp) -> bool,
-) {
+fn step_until(h: &mut Harness<'_, WorkbenchApp>, what: &str, done: impl Fn(&WorkbenchApp) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while !done(h.state()) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -55,10 +51,15 @@ fn scan_select_train_watch_stop_and_find_a_checkpoint() {
     };
     let mut h = harness(WorkbenchApp::new_for_test(settings));
     h.get_by_label("Scan Dir").click();
-    step_until(&mut h, "the scan", |a| !a.data.is_scanning() && !a.data.rows.is_empty());
+    step_until(&mut h, "the scan", |a| {
+        !a.data.is_scanning() && !a.data.rows.is_empty()
+    });
     h.get_by_label("Select None").click();
     h.run_steps(2);
-    assert!(h.state().run_config().is_err(), "nothing selected must refuse to start");
+    assert!(
+        h.state().run_config().is_err(),
+        "nothing selected must refuse to start"
+    );
     h.get_by_label("Select All").click();
     h.run_steps(2);
     let config = h.state().run_config().expect("a startable config");

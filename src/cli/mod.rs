@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Commands {
     /// Train a model (headless): progress bar, checkpoints, metrics log
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Scan folders and consolidate the kept files into one training text
     Prepare(prepare::PrepareArgs),
     /// Train a BPE tokenizer and write the token ids of the input
@@ -40,7 +40,7 @@ pub enum Commands {
 /// Runs one subcommand; the error is printed by `main`.
 pub fn run(command: Commands) -> Result<(), String> {
     match command {
-        Commands::Train(args) => train::run(args),
+        Commands::Train(args) => train::run(*args),
         Commands::Prepare(args) => prepare::run(args),
         Commands::Tokenize(args) => tokenize::run(args),
         Commands::Bench(args) => bench::run(args),

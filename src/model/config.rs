@@ -89,7 +89,7 @@ impl ModelConfig {
                 return Err(format!("model config: {name} must be at least 1"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!(
                 "model config: n_embd ({}) must be a multiple of n_head ({})",
                 self.n_embd, self.n_head

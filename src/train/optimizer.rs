@@ -208,7 +208,8 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.1,
         };
-        let mut opt = AdamW::new(cfg, 2, vec![0..1]);
+        let decayed: Vec<std::ops::Range<usize>> = std::iter::once(0..1).collect();
+        let mut opt = AdamW::new(cfg, 2, decayed);
         let mut p = vec![1.0f32, 2.0];
         opt.update(&mut p, &[0.5, -1.0], 0.1);
         assert!((p[0] - 0.89).abs() < 1e-6, "{p:?}");

@@ -39,7 +39,7 @@ pub fn gather_files(
         let mut seen = 0usize;
         let mut on_file = |f: scan::ScannedFile| {
             seen += 1;
-            if seen % 64 == 0 {
+            if seen.is_multiple_of(64) {
                 emit(Event::Phase(Phase::Scanning { files_seen: seen }));
             }
             if f.status == FileStatus::Kept {

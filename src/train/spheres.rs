@@ -268,13 +268,12 @@ impl Spheres {
         });
 
         // Per-sphere bookkeeping for the stats table.
-        for id in 0..n {
+        for (id, (tally, &loss_sum)) in self.tally.iter_mut().zip(&loss_sums).enumerate() {
             let seqs = share(input.n_seqs, n, id).len() as u64;
-            let tally = &mut self.tally[id];
             tally.batches += seqs;
             if seqs > 0 {
-                let mean = loss_sums[id] / seqs as f64;
-                tally.loss_sum += loss_sums[id];
+                let mean = loss_sum / seqs as f64;
+                tally.loss_sum += loss_sum;
                 tally.last_loss = mean as f32;
             }
         }
@@ -311,7 +310,7 @@ impl Spheres {
                             own[j] = sum_sq(b);
                         }
                         tree_reduce(&mut bufs);
-                        *total = sum_sq(&bufs[0]);
+                        *total = sum_sq(bufs[0]);
                     });
                 }
             });
