@@ -158,10 +158,10 @@ pub fn scan_with_text(
             // Small batches keep the stream lively while still reading
             // files in parallel.
             if batch.len() == 32 {
-                emit_batch(&mut batch, opts.max_file_bytes, &mut seen, on_file);
+                emit_batch(&mut batch, opts.max_file_bytes, &mut seen, cancel, on_file);
             }
         }
-        emit_batch(&mut batch, opts.max_file_bytes, &mut seen, on_file);
+        emit_batch(&mut batch, opts.max_file_bytes, &mut seen, cancel, on_file);
     }
     Ok(())
 }
@@ -172,13 +172,21 @@ fn emit_batch(
     batch: &mut Vec<(PathBuf, PathBuf)>,
     max_file_bytes: Option<u64>,
     seen: &mut HashMap<[u8; 32], PathBuf>,
+    cancel: &AtomicBool,
     on_file: &mut dyn FnMut(ScannedFile, Option<String>),
 ) {
+    if cancel.load(Ordering::Relaxed) {
+        batch.clear();
+        return;
+    }
     let classified: Vec<(ScannedFile, Option<(String, [u8; 32])>)> = batch
         .par_drain(..)
         .map(|(path, relative)| classify(path, relative, max_file_bytes))
         .collect();
     for (mut file, content) in classified {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
         match content {
             Some((text, hash)) => {
                 if let Some(first) = seen.get(&hash) {
