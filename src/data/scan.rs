@@ -301,9 +301,7 @@ fn read_regular(path: &Path, limit: Option<u64>) -> Result<Vec<u8>, ReadFailure>
         return Err(ReadFailure::NotRegular);
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    let reader = file.take(limit.map_or(u64::MAX, |l| l.saturating_add(1)));
-    let mut reader = reader;
-    reader
+    file.take(limit.map_or(u64::MAX, |l| l.saturating_add(1)))
         .read_to_end(&mut bytes)
         .map_err(|e| ReadFailure::Io(e.to_string()))?;
     Ok(bytes)
