@@ -13,7 +13,11 @@ fn prepare_then_tokenize() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir_all(src.join("nested")).unwrap();
-    fs::write(src.join("main.c"), "int main(void) {\r\n    return 0;\r\n}\r\n").unwrap();
+    fs::write(
+        src.join("main.c"),
+        "int main(void) {\r\n    return 0;\r\n}\r\n",
+    )
+    .unwrap();
     fs::write(src.join("nested/util.h"), "\u{feff}#define MAX 10\n").unwrap();
     fs::write(src.join("copy.c"), "int main(void) {\n    return 0;\n}\n").unwrap();
     fs::write(src.join("blob.c"), b"\x00\x01\x02").unwrap();
@@ -41,7 +45,8 @@ fn prepare_then_tokenize() {
         vocab_size: 280,
     })
     .unwrap();
-    let tok = Tokenizer::from_json(&fs::read_to_string(out.join("tokenizer.json")).unwrap()).unwrap();
+    let tok =
+        Tokenizer::from_json(&fs::read_to_string(out.join("tokenizer.json")).unwrap()).unwrap();
     let (vocab, tokens) = read_tokens(&out.join("tokens.bin")).unwrap();
     assert_eq!(vocab as usize, tok.vocab_size());
     let files = split_consolidated(&text);

@@ -11,7 +11,12 @@ use cllm::data::tokenizer::Tokenizer;
 
 fn files(n: usize) -> Vec<(String, String)> {
     (0..n)
-        .map(|i| (format!("f{i}.c"), format!("int v{i} = {};\n", i * 7).repeat(1 + i % 5)))
+        .map(|i| {
+            (
+                format!("f{i}.c"),
+                format!("int v{i} = {};\n", i * 7).repeat(1 + i % 5),
+            )
+        })
         .collect()
 }
 
@@ -37,7 +42,10 @@ fn bpe_dataset_separates_files_with_eot() {
     let tok = Tokenizer::train_bpe(&texts, 300, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
     let eot = tok.eot_id().unwrap();
     let data = TokenDataset::from_texts(&tok, &files);
-    assert_eq!(data.tokens.iter().filter(|&&t| t == eot).count(), files.len() - 1);
+    assert_eq!(
+        data.tokens.iter().filter(|&&t| t == eot).count(),
+        files.len() - 1
+    );
     for (i, doc) in data.docs.iter().enumerate() {
         assert_eq!(tok.decode(&data.tokens[doc.clone()]), files[i].1);
         if i > 0 {
@@ -57,7 +65,10 @@ fn fraction_split_holds_out_the_tail() {
     let (train, val) = data.split(Split::Fraction(0.25), 1);
     let expected_val = (data.len() as f64 * 0.25).round() as usize;
     assert_eq!(val.len(), expected_val);
-    assert_eq!([train.tokens.clone(), val.tokens.clone()].concat(), data.tokens);
+    assert_eq!(
+        [train.tokens.clone(), val.tokens.clone()].concat(),
+        data.tokens
+    );
     assert_eq!(train.bytes + val.bytes, data.bytes);
     assert_eq!(data.split(Split::Fraction(0.25), 99), (train, val));
 }
@@ -67,7 +78,10 @@ fn file_split_is_deterministic_and_keeps_files_whole() {
     let files = files(30);
     let data = TokenDataset::from_texts(&Tokenizer::bytes(), &files);
     let (train, val) = data.split(Split::Files(0.2), 7);
-    assert_eq!(data.split(Split::Files(0.2), 7), (train.clone(), val.clone()));
+    assert_eq!(
+        data.split(Split::Files(0.2), 7),
+        (train.clone(), val.clone())
+    );
     let train_names: HashSet<&String> = train.names.iter().collect();
     let val_names: HashSet<&String> = val.names.iter().collect();
     assert!(train_names.is_disjoint(&val_names));
@@ -123,7 +137,9 @@ fn each_epoch_visits_every_window_once_in_a_new_order() {
         }
         let mut sorted = starts.clone();
         sorted.sort();
-        let all: Vec<u32> = (0..b.windows_per_epoch() as u32).map(|w| w * t as u32).collect();
+        let all: Vec<u32> = (0..b.windows_per_epoch() as u32)
+            .map(|w| w * t as u32)
+            .collect();
         assert_eq!(sorted, all);
         orders.push(starts);
     }
@@ -190,5 +206,9 @@ fn token_file_round_trips_and_rejects_corruption() {
     std::fs::write(&path, &bad).unwrap();
     assert!(read_tokens(&path).unwrap_err().contains("magic"));
     write_tokens(&path, 100, &tokens).unwrap();
-    assert!(read_tokens(&path).unwrap_err().contains("outside the vocabulary"));
+    assert!(
+        read_tokens(&path)
+            .unwrap_err()
+            .contains("outside the vocabulary")
+    );
 }

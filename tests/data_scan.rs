@@ -20,7 +20,10 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 fn running_as_root() -> bool {
     // Root reads files whatever their mode, so chmod 000 proves nothing then.
     fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -43,7 +46,11 @@ fn awkward_files_are_classified() {
     write(dir, "a_original.c", original);
     write(dir, "z_copy.c", original);
     // The same file with CRLF endings is a copy too, once cleaned.
-    write(dir, "y_crlf_copy.c", b"int main(void) {\r\n    return 0;\r\n}\r\n");
+    write(
+        dir,
+        "y_crlf_copy.c",
+        b"int main(void) {\r\n    return 0;\r\n}\r\n",
+    );
     write(dir, "crlf.c", b"int x;\r\nint y;\r\n");
     write(dir, "bom.md", b"\xEF\xBB\xBF# Title\n\ntext\n");
     write(dir, "binary.c", b"\x7fELF\x00\x00\x01binary");
@@ -94,24 +101,48 @@ fn awkward_files_are_classified() {
     };
 
     assert_eq!(status("a_original.c"), FileStatus::Kept);
-    assert_eq!(skipped("z_copy.c"), SkipReason::Duplicate { of: dir.join("a_original.c") });
-    assert_eq!(skipped("y_crlf_copy.c"), SkipReason::Duplicate { of: dir.join("a_original.c") });
+    assert_eq!(
+        skipped("z_copy.c"),
+        SkipReason::Duplicate {
+            of: dir.join("a_original.c")
+        }
+    );
+    assert_eq!(
+        skipped("y_crlf_copy.c"),
+        SkipReason::Duplicate {
+            of: dir.join("a_original.c")
+        }
+    );
     assert_eq!(status("crlf.c"), FileStatus::Kept);
     assert_eq!(found["crlf.c"].lines, 2);
     assert_eq!(read_clean(&dir.join("crlf.c")).unwrap(), "int x;\nint y;\n");
     assert_eq!(status("bom.md"), FileStatus::Kept);
     assert_eq!(found["bom.md"].kind, "Markdown");
-    assert_eq!(read_clean(&dir.join("bom.md")).unwrap(), "# Title\n\ntext\n");
+    assert_eq!(
+        read_clean(&dir.join("bom.md")).unwrap(),
+        "# Title\n\ntext\n"
+    );
     assert_eq!(skipped("binary.c"), SkipReason::Binary);
     assert_eq!(skipped("invalid.txt"), SkipReason::Binary);
     assert_eq!(skipped("empty.txt"), SkipReason::Empty);
-    assert_eq!(skipped("big.txt"), SkipReason::TooLarge { size: 5000, limit: 1000 });
+    assert_eq!(
+        skipped("big.txt"),
+        SkipReason::TooLarge {
+            size: 5000,
+            limit: 1000
+        }
+    );
     assert_eq!(skipped("loop_a.txt"), SkipReason::NotRegularFile);
     assert_eq!(skipped("loop_b.txt"), SkipReason::NotRegularFile);
     assert_eq!(skipped("dangling.txt"), SkipReason::NotRegularFile);
     assert_eq!(skipped("pipe.txt"), SkipReason::NotRegularFile);
     // The link's content is the same as crlf.c: a duplicate, so it was read.
-    assert_eq!(skipped("link_to_crlf.h"), SkipReason::Duplicate { of: dir.join("crlf.c") });
+    assert_eq!(
+        skipped("link_to_crlf.h"),
+        SkipReason::Duplicate {
+            of: dir.join("crlf.c")
+        }
+    );
     assert!(matches!(skipped("proc_mem.txt"), SkipReason::Unreadable(_)));
     if running_as_root() {
         // Root can read a mode-000 file; only its classification as
@@ -122,8 +153,14 @@ fn awkward_files_are_classified() {
     }
     assert_eq!(status("sub/kept.rs"), FileStatus::Kept);
     assert_eq!(found["sub/kept.rs"].kind, "Rust source");
-    assert!(!found.contains_key("sub/ignored.c"), "nested .gitignore not honoured");
-    assert!(!found.contains_key("notes.xyz"), "extension filter not applied");
+    assert!(
+        !found.contains_key("sub/ignored.c"),
+        "nested .gitignore not honoured"
+    );
+    assert!(
+        !found.contains_key("notes.xyz"),
+        "extension filter not applied"
+    );
     assert!(!found.contains_key("sub/.gitignore"));
 }
 
@@ -177,7 +214,11 @@ fn single_file_root_and_missing_root() {
 fn cancel_stops_the_stream() {
     let tmp = tempfile::tempdir().unwrap();
     for i in 0..100 {
-        write(tmp.path(), &format!("f{i:03}.txt"), format!("file {i}\n").as_bytes());
+        write(
+            tmp.path(),
+            &format!("f{i:03}.txt"),
+            format!("file {i}\n").as_bytes(),
+        );
     }
     let opts = ScanOptions {
         roots: vec![tmp.path().to_path_buf()],

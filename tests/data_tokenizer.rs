@@ -63,7 +63,11 @@ fn train(vocab: usize) -> Tokenizer {
 fn bpe_round_trips_and_compresses() {
     let tok = train(600);
     // A small corpus can run out of pairs to merge before the target.
-    assert!((400..=600).contains(&tok.vocab_size()), "vocab {}", tok.vocab_size());
+    assert!(
+        (400..=600).contains(&tok.vocab_size()),
+        "vocab {}",
+        tok.vocab_size()
+    );
     let eot = tok.eot_id().expect("BPE has <|endoftext|>");
     assert_eq!(tok.decode(&[eot]), EOT);
     for text in samples() {
@@ -76,7 +80,10 @@ fn bpe_round_trips_and_compresses() {
     }
     // Trained merges pay off on text like the corpus.
     let code = &corpus()[0];
-    assert!(tok.encode(code).len() * 2 < code.len(), "BPE did not compress");
+    assert!(
+        tok.encode(code).len() * 2 < code.len(),
+        "BPE did not compress"
+    );
 }
 
 #[test]
@@ -92,7 +99,11 @@ fn saved_json_loads_in_the_tokenizers_crate_with_identical_ids_and_text() {
         let ours = tok.encode(&text);
         let theirs = hf.encode(text.as_str(), false).unwrap().get_ids().to_vec();
         assert_eq!(ours, theirs, "ids differ for {text:?}");
-        assert_eq!(hf.decode(&ours, false).unwrap(), tok.decode(&ours), "text differs for {text:?}");
+        assert_eq!(
+            hf.decode(&ours, false).unwrap(),
+            tok.decode(&ours),
+            "text differs for {text:?}"
+        );
         assert_eq!(reloaded.encode(&text), ours);
     }
 }
@@ -104,13 +115,19 @@ fn byte_tokenizer_is_the_bytes_and_its_json_is_hf_compatible() {
     assert_eq!(tok.eot_id(), None);
     let json = tok.to_json();
     let hf = tokenizers::Tokenizer::from_str(&json).unwrap();
-    assert!(matches!(Tokenizer::from_json(&json).unwrap(), Tokenizer::Bytes));
+    assert!(matches!(
+        Tokenizer::from_json(&json).unwrap(),
+        Tokenizer::Bytes
+    ));
     for text in samples() {
         let ids = tok.encode(&text);
         let expected: Vec<u32> = text.bytes().map(u32::from).collect();
         assert_eq!(ids, expected);
         assert_eq!(tok.decode(&ids), text);
-        assert_eq!(hf.encode(text.as_str(), false).unwrap().get_ids(), ids.as_slice());
+        assert_eq!(
+            hf.encode(text.as_str(), false).unwrap().get_ids(),
+            ids.as_slice()
+        );
         assert_eq!(hf.decode(&ids, false).unwrap(), text);
     }
     // One byte of a multi-byte character is a partial sequence.
@@ -123,19 +140,26 @@ fn progress_is_reported_and_cancel_stops_training() {
     let files = corpus();
     let texts: Vec<&str> = files.iter().map(|s| s.as_str()).collect();
     let mut calls = Vec::new();
-    Tokenizer::train_bpe(&texts, 300, &mut |d, t| calls.push((d, t)), &AtomicBool::new(false))
-        .unwrap();
+    Tokenizer::train_bpe(
+        &texts,
+        300,
+        &mut |d, t| calls.push((d, t)),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     let (done, total) = *calls.last().unwrap();
     assert_eq!(done, total);
     assert!(calls.iter().all(|&(d, t)| d <= t && t == total));
-    let err = Tokenizer::train_bpe(&texts, 300, &mut |_, _| {}, &AtomicBool::new(true)).unwrap_err();
+    let err =
+        Tokenizer::train_bpe(&texts, 300, &mut |_, _| {}, &AtomicBool::new(true)).unwrap_err();
     assert!(err.contains("cancelled"), "{err}");
 }
 
 #[test]
 fn bad_inputs_are_errors() {
     let texts = ["abc"];
-    let err = Tokenizer::train_bpe(&texts, 100, &mut |_, _| {}, &AtomicBool::new(false)).unwrap_err();
+    let err =
+        Tokenizer::train_bpe(&texts, 100, &mut |_, _| {}, &AtomicBool::new(false)).unwrap_err();
     assert!(err.contains("too small"), "{err}");
     assert!(Tokenizer::from_json("{not json").is_err());
     // A word-level (not byte-level) tokenizer is refused with a reason.

@@ -84,8 +84,16 @@ impl Batcher {
     /// Fills one sequence (`inputs` and `targets` both `seq_len` long) and
     /// advances; rolls into the next epoch (reshuffled) at the end.
     pub fn next_into(&mut self, inputs: &mut [u32], targets: &mut [u32]) {
-        assert_eq!(inputs.len(), self.seq_len, "inputs must hold seq_len tokens");
-        assert_eq!(targets.len(), self.seq_len, "targets must hold seq_len tokens");
+        assert_eq!(
+            inputs.len(),
+            self.seq_len,
+            "inputs must hold seq_len tokens"
+        );
+        assert_eq!(
+            targets.len(),
+            self.seq_len,
+            "targets must hold seq_len tokens"
+        );
         let window = self.order[self.position.index as usize] as usize;
         let start = window * self.seq_len;
         inputs.copy_from_slice(&self.tokens[start..start + self.seq_len]);
@@ -103,8 +111,16 @@ impl Batcher {
 
     /// Fills `inputs.len() / seq_len` sequences back to back, `(B, T)`.
     pub fn next_batch(&mut self, inputs: &mut [u32], targets: &mut [u32]) {
-        assert_eq!(inputs.len(), targets.len(), "inputs and targets differ in size");
-        assert_eq!(inputs.len() % self.seq_len, 0, "batch is not a whole number of sequences");
+        assert_eq!(
+            inputs.len(),
+            targets.len(),
+            "inputs and targets differ in size"
+        );
+        assert_eq!(
+            inputs.len() % self.seq_len,
+            0,
+            "batch is not a whole number of sequences"
+        );
         let t = self.seq_len;
         for (inp, tgt) in inputs.chunks_mut(t).zip(targets.chunks_mut(t)) {
             self.next_into(inp, tgt);

@@ -77,7 +77,12 @@ fn invalid_utf8_bytes(mut bytes: &[u8]) -> usize {
 /// the file and the problem.
 pub fn read_clean(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    clean_bytes(&bytes).map_err(|_| format!("{}: binary file (NUL bytes or invalid UTF-8)", path.display()))
+    clean_bytes(&bytes).map_err(|_| {
+        format!(
+            "{}: binary file (NUL bytes or invalid UTF-8)",
+            path.display()
+        )
+    })
 }
 
 /// Number of lines as an editor shows them: a final line without a newline
@@ -97,8 +102,14 @@ mod tests {
 
     #[test]
     fn line_endings_and_bom() {
-        assert_eq!(clean_bytes(b"\xEF\xBB\xBFa\r\nb\rc\n\r\n").unwrap(), "a\nb\nc\n\n");
-        assert_eq!(clean_bytes("tab\t \u{e9}\n".as_bytes()).unwrap(), "tab\t \u{e9}\n");
+        assert_eq!(
+            clean_bytes(b"\xEF\xBB\xBFa\r\nb\rc\n\r\n").unwrap(),
+            "a\nb\nc\n\n"
+        );
+        assert_eq!(
+            clean_bytes("tab\t \u{e9}\n".as_bytes()).unwrap(),
+            "tab\t \u{e9}\n"
+        );
         // Only a leading BOM is dropped.
         assert_eq!(normalise_text("x\u{feff}"), "x\u{feff}");
     }

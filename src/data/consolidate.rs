@@ -15,7 +15,10 @@ pub fn marker_line(relative: &str) -> String {
 /// Writes each `(relative path, text)` as a marker line followed by the
 /// text; a text without a final newline gets one so the next marker starts a
 /// line of its own. Returns the number of bytes written.
-pub fn write_consolidated<W: Write>(out: &mut W, files: &[(String, String)]) -> std::io::Result<u64> {
+pub fn write_consolidated<W: Write>(
+    out: &mut W,
+    files: &[(String, String)],
+) -> std::io::Result<u64> {
     let mut written = 0u64;
     for (relative, text) in files {
         let marker = marker_line(relative);
@@ -73,7 +76,10 @@ mod tests {
         let files = vec![
             ("src/a.c".to_string(), "int a;\n".to_string()),
             ("b.md".to_string(), "# no final newline".to_string()),
-            ("c.txt".to_string(), "// ===== FILE: inner ===== not a marker\n\n".to_string()),
+            (
+                "c.txt".to_string(),
+                "// ===== FILE: inner ===== not a marker\n\n".to_string(),
+            ),
         ];
         let mut out = Vec::new();
         let n = write_consolidated(&mut out, &files).unwrap();

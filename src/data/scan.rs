@@ -152,7 +152,10 @@ pub fn scan_with_text(
             }
             let relative = match path.strip_prefix(root) {
                 Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
-                _ => path.file_name().map(PathBuf::from).unwrap_or_else(|| path.clone()),
+                _ => path
+                    .file_name()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| path.clone()),
             };
             batch.push((path, relative));
             // Small batches keep the stream lively while still reading
@@ -205,7 +208,11 @@ fn emit_batch(
 type Content = Option<(String, [u8; 32])>;
 
 /// Decides one file's fate; never opens anything but a regular file.
-fn classify(path: PathBuf, relative: PathBuf, max_file_bytes: Option<u64>) -> (ScannedFile, Content) {
+fn classify(
+    path: PathBuf,
+    relative: PathBuf,
+    max_file_bytes: Option<u64>,
+) -> (ScannedFile, Content) {
     let mut file = ScannedFile {
         kind: kind_of(&path).to_string(),
         path,
@@ -296,7 +303,9 @@ fn read_regular(path: &Path, limit: Option<u64>) -> Result<Vec<u8>, ReadFailure>
         ErrorKind::NotFound => ReadFailure::Vanished,
         _ => ReadFailure::Io(e.to_string()),
     })?;
-    let meta: Metadata = file.metadata().map_err(|e| ReadFailure::Io(e.to_string()))?;
+    let meta: Metadata = file
+        .metadata()
+        .map_err(|e| ReadFailure::Io(e.to_string()))?;
     if !meta.is_file() {
         return Err(ReadFailure::NotRegular);
     }

@@ -15,7 +15,8 @@ pub fn write_tokens(path: &Path, vocab_size: u32, tokens: &[u32]) -> Result<(), 
     out.write_all(MAGIC).map_err(fail)?;
     out.write_all(&VERSION.to_le_bytes()).map_err(fail)?;
     out.write_all(&vocab_size.to_le_bytes()).map_err(fail)?;
-    out.write_all(&(tokens.len() as u64).to_le_bytes()).map_err(fail)?;
+    out.write_all(&(tokens.len() as u64).to_le_bytes())
+        .map_err(fail)?;
     for &t in tokens {
         out.write_all(&t.to_le_bytes()).map_err(fail)?;
     }
@@ -37,16 +38,21 @@ pub fn read_tokens(path: &Path) -> Result<(u32, Vec<u32>), String> {
     if &header[..8] != MAGIC {
         return Err(format!("{name}: not a token file (bad magic)"));
     }
-    let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let word =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     let version = word(8);
     if version != VERSION {
-        return Err(format!("{name}: token file version {version}, expected {VERSION}"));
+        return Err(format!(
+            "{name}: token file version {version}, expected {VERSION}"
+        ));
     }
     let vocab = word(12);
     let mut count_bytes = [0u8; 8];
     count_bytes.copy_from_slice(&header[16..24]);
     let count = u64::from_le_bytes(count_bytes);
-    let expected = count.checked_mul(4).and_then(|b| b.checked_add(HEADER_BYTES));
+    let expected = count
+        .checked_mul(4)
+        .and_then(|b| b.checked_add(HEADER_BYTES));
     if expected != Some(len) {
         return Err(format!(
             "{name}: header says {count} tokens but the file has {len} bytes (truncated or corrupt)"

@@ -213,7 +213,11 @@ impl Tokenizer {
         let bpe = BpeTokenizer::from_hf(hf)?;
         let is_plain_bytes = bpe.pieces.len() == 256
             && bpe.eot.is_none()
-            && bpe.byte_ids.iter().enumerate().all(|(b, &id)| id as usize == b);
+            && bpe
+                .byte_ids
+                .iter()
+                .enumerate()
+                .all(|(b, &id)| id as usize == b);
         Ok(if is_plain_bytes {
             Tokenizer::Bytes
         } else {
@@ -244,9 +248,9 @@ impl BpeTokenizer {
                 *piece = special.content.as_bytes().to_vec();
                 continue;
             }
-            let token = hf
-                .id_to_token(id)
-                .ok_or_else(|| format!("tokenizer.json has no token for id {id} (ids must be dense)"))?;
+            let token = hf.id_to_token(id).ok_or_else(|| {
+                format!("tokenizer.json has no token for id {id} (ids must be dense)")
+            })?;
             *piece = token
                 .chars()
                 .map(|c| {
