@@ -182,7 +182,7 @@ fn emit_batch(
         batch.clear();
         return;
     }
-    let classified: Vec<(ScannedFile, Option<(String, [u8; 32])>)> = batch
+    let classified: Vec<(ScannedFile, Content)> = batch
         .par_drain(..)
         .map(|(path, relative)| classify(path, relative, max_file_bytes))
         .collect();
@@ -346,7 +346,7 @@ fn extension_of(path: &Path) -> Option<String> {
 }
 
 fn has_extension(path: &Path, extensions: &[String]) -> bool {
-    extension_of(path).is_some_and(|e| extensions.iter().any(|x| *x == e))
+    extension_of(path).is_some_and(|e| extensions.contains(&e))
 }
 
 /// Human-readable kind from the extension.
