@@ -9,7 +9,7 @@ use crate::rng::Rng;
 
 /// Stream id for the file split, so it does not share random numbers with
 /// any other use of the same seed.
-const SPLIT_STREAM: u64 = 0x5350_4c49_54; // "SPLIT"
+const SPLIT_STREAM: u64 = 0x0053_504c_4954; // "SPLIT"
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TokenDataset {

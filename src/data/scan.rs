@@ -161,10 +161,10 @@ pub fn scan_with_text(
             // Small batches keep the stream lively while still reading
             // files in parallel.
             if batch.len() == 32 {
-                emit_batch(&mut batch, opts.max_file_bytes, &mut seen, on_file);
+                emit_batch(&mut batch, opts.max_file_bytes, &mut seen, cancel, on_file);
             }
         }
-        emit_batch(&mut batch, opts.max_file_bytes, &mut seen, on_file);
+        emit_batch(&mut batch, opts.max_file_bytes, &mut seen, cancel, on_file);
     }
     Ok(())
 }
@@ -175,13 +175,21 @@ fn emit_batch(
     batch: &mut Vec<(PathBuf, PathBuf)>,
     max_file_bytes: Option<u64>,
     seen: &mut HashMap<[u8; 32], PathBuf>,
+    cancel: &AtomicBool,
     on_file: &mut dyn FnMut(ScannedFile, Option<String>),
 ) {
-    let classified: Vec<(ScannedFile, Option<(String, [u8; 32])>)> = batch
+    if cancel.load(Ordering::Relaxed) {
+        batch.clear();
+        return;
+    }
+    let classified: Vec<(ScannedFile, Content)> = batch
         .par_drain(..)
         .map(|(path, relative)| classify(path, relative, max_file_bytes))
         .collect();
     for (mut file, content) in classified {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
         match content {
             Some((text, hash)) => {
                 if let Some(first) = seen.get(&hash) {
@@ -302,9 +310,7 @@ fn read_regular(path: &Path, limit: Option<u64>) -> Result<Vec<u8>, ReadFailure>
         return Err(ReadFailure::NotRegular);
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    let reader = file.take(limit.map_or(u64::MAX, |l| l.saturating_add(1)));
-    let mut reader = reader;
-    reader
+    file.take(limit.map_or(u64::MAX, |l| l.saturating_add(1)))
         .read_to_end(&mut bytes)
         .map_err(|e| ReadFailure::Io(e.to_string()))?;
     Ok(bytes)
@@ -340,7 +346,7 @@ fn extension_of(path: &Path) -> Option<String> {
 }
 
 fn has_extension(path: &Path, extensions: &[String]) -> bool {
-    extension_of(path).is_some_and(|e| extensions.iter().any(|x| *x == e))
+    extension_of(path).is_some_and(|e| extensions.contains(&e))
 }
 
 /// Human-readable kind from the extension.

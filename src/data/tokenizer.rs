@@ -57,7 +57,7 @@ impl Tokenizer {
     }
 
     /// Trains a byte-level BPE with `vocab_size` tokens in all (256 bytes,
-    /// `<|endoftext|>`, and merges). `progress(done, total)` is called from
+    /// `<|endoftext|>`, and merges; fewer if the texts run out of pairs). `progress(done, total)` is called from
     /// this thread: the first half counts words (bytes read), the second
     /// half is the merge loop, which the library runs as one call, so it is
     /// reported when it ends. Cancelling stops word counting at once; during
