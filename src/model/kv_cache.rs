@@ -15,6 +15,8 @@
 //! newest half of the context, so the re-prefill happens once every
 //! `n_ctx / 2` tokens instead of on every token.
 
+use super::ops::matmul::{MatMut, MatRef, matmul};
+use super::ops::attention::causal_softmax_row;
 use super::ops::{crossentropy, embedding, gelu, layernorm, matmul, residual};
 use super::{Gpt, ModelConfig};
 
@@ -43,7 +45,7 @@ pub struct KvCache {
     /// (n_ctx, I) MLP pre-activation and GELU output.
     fc: Vec<f32>,
     fc_gelu: Vec<f32>,
-    /// (n_ctx) attention weights of one row and head.
+    /// (n_ctx, n_ctx) attention weights of the new rows for one head.
     scores: Vec<f32>,
     /// (V) logits of the last appended position.
     logits: Vec<f32>,
@@ -69,7 +71,7 @@ impl KvCache {
             branch: zeros(t * c),
             fc: zeros(t * inner),
             fc_gelu: zeros(t * inner),
-            scores: zeros(t),
+            scores: zeros(t * t),
             logits: zeros(config.vocab_size),
         }
     }
@@ -220,26 +222,25 @@ impl KvCache {
             let keys = &self.keys[layer_kv..layer_kv + t_max * c];
             let values = &self.values[layer_kv..layer_kv + t_max * c];
             let attn = &mut self.attn[..n * c];
-            for (i, (q_row, out_row)) in qkv
-                .chunks_exact(3 * c)
-                .zip(attn.chunks_exact_mut(c))
-                .enumerate()
-            {
-                // Causal: the row at position p0 + i sees positions 0 ..= p0 + i.
-                let seen = p0 + i + 1;
-                for h in 0..heads {
-                    let q = &q_row[h * hs..(h + 1) * hs];
-                    attend_one(
-                        &mut out_row[h * hs..(h + 1) * hs],
-                        q,
-                        keys,
-                        values,
-                        &mut self.scores[..seen],
-                        h * hs,
-                        c,
-                        scale,
-                    );
+            let seen = p0 + n;
+            let tile = &mut self.scores[..n * seen];
+            for h in 0..heads {
+                // S (n, seen) = scale · Q_new K_cachedᵀ; row i, at position
+                // p0 + i, may only look at positions 0 ..= p0 + i (causal).
+                let q = MatRef::strided(&qkv[h * hs..], n, hs, 3 * c);
+                let k = MatRef::strided(&keys[h * hs..], seen, hs, c);
+                let v = MatRef::strided(&values[h * hs..], seen, hs, c);
+                matmul(MatMut::new(tile, n, seen), q, k.t(), false);
+                for (i, row) in tile.chunks_exact_mut(seen).enumerate() {
+                    causal_softmax_row(row, p0 + i, scale);
                 }
+                // O (n, hs) = P V into the head's columns of attn.
+                matmul(
+                    MatMut::strided(&mut attn[h * hs..], n, hs, c),
+                    MatRef::new(tile, n, seen),
+                    v,
+                    false,
+                );
             }
             let branch = &mut self.branch[..n * c];
             matmul::linear_forward(
@@ -295,43 +296,5 @@ impl KvCache {
             c,
         );
         self.len += n;
-    }
-}
-
-/// One query row of one head against the cached positions:
-/// out (hs) = Σ_j softmax_j(scale · q·k_j) v_j over j < scores.len().
-/// keys/values are (n_ctx, C); the head's columns start at `col`.
-#[allow(clippy::too_many_arguments)]
-fn attend_one(
-    out: &mut [f32],
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    scores: &mut [f32],
-    col: usize,
-    c: usize,
-    scale: f32,
-) {
-    let hs = q.len();
-    let mut max = f32::NEG_INFINITY;
-    for (j, s) in scores.iter_mut().enumerate() {
-        let k = &keys[j * c + col..j * c + col + hs];
-        let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
-        *s = dot * scale;
-        max = max.max(*s);
-    }
-    let mut sum = 0.0f32;
-    for s in scores.iter_mut() {
-        *s = super::ops::fast_math::exp(*s - max);
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
-    out.fill(0.0);
-    for (j, &s) in scores.iter().enumerate() {
-        let w = s * inv;
-        let v = &values[j * c + col..j * c + col + hs];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += w * x;
-        }
     }
 }
