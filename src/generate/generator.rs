@@ -169,7 +169,12 @@ impl<'a> Generator<'a> {
         let id = sampling::sample_next(&self.logits, &self.context, &self.cfg, &mut self.rng);
         let top_alternatives = top_n(&probs, TOP_ALTERNATIVES)
             .into_iter()
-            .map(|(i, p)| (String::from_utf8_lossy(&self.tok.token_bytes(i)).into_owned(), p))
+            .map(|(i, p)| {
+                (
+                    String::from_utf8_lossy(&self.tok.token_bytes(i)).into_owned(),
+                    p,
+                )
+            })
             .collect();
         let prob = probs[id as usize];
         self.generated_ids.push(id);

@@ -15,8 +15,8 @@
 //! newest half of the context, so the re-prefill happens once every
 //! `n_ctx / 2` tokens instead of on every token.
 
-use super::ops::matmul::{MatMut, MatRef, matmul};
 use super::ops::attention::causal_softmax_row;
+use super::ops::matmul::{MatMut, MatRef, matmul};
 use super::ops::{crossentropy, embedding, gelu, layernorm, matmul, residual};
 use super::{Gpt, ModelConfig};
 
