@@ -22,8 +22,8 @@ pub struct SamplingConfig {
     /// Keep the smallest most-probable set with total probability >= p
     /// (1 = no limit). In (0, 1].
     pub top_p: f32,
-    /// > 1 makes tokens already in the context less likely (CTRL's rule:
-    /// a positive logit is divided by it, a negative one multiplied).
+    /// Above 1, tokens already in the context become less likely (CTRL's
+    /// rule: a positive logit is divided by it, a negative one multiplied).
     pub repetition_penalty: f32,
     /// Most tokens to generate in one reply.
     pub max_new_tokens: usize,
