@@ -206,6 +206,33 @@ fn stop_ends_within_one_step_and_leaves_a_loadable_model() {
 }
 
 #[test]
+fn samples_are_generated_every_k_steps() {
+    let d = tempfile::tempdir().unwrap();
+    let out = run(TrainConfig {
+        sample_every: 4,
+        sample_prompt: "int ".into(),
+        ..config(d.path(), 2)
+    });
+    let samples: Vec<(u64, String)> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Sample { step, text } => Some((*step, text.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        samples.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![4, 8, 12]
+    );
+    assert!(
+        samples
+            .iter()
+            .all(|(_, t)| t.starts_with("int ") && t.len() > 4)
+    );
+}
+
+#[test]
 fn an_injected_nan_is_skipped_and_reported() {
     let d = tempfile::tempdir().unwrap();
     let out = run(TrainConfig {

@@ -73,6 +73,12 @@ pub struct TrainArgs {
     /// Stop after this many evaluations without improvement (0 = off)
     #[arg(long, default_value_t = 0)]
     pub patience: usize,
+    /// Print a short generated sample every K steps (0 = never)
+    #[arg(long, default_value_t = 0)]
+    pub sample_every: u64,
+    /// What the samples continue
+    #[arg(long, default_value = "// ")]
+    pub sample_prompt: String,
     /// Continue from a checkpoint
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -124,6 +130,8 @@ impl TrainArgs {
             eval_batches: self.eval_batches,
             checkpoint_every: self.checkpoint_every,
             early_stop_patience: self.patience,
+            sample_every: self.sample_every,
+            sample_prompt: self.sample_prompt.clone(),
             seed: self.seed,
             resume: self.resume.clone(),
             output: self.output.clone(),

@@ -75,6 +75,8 @@ pub struct TrainConfig {
     pub early_stop_patience: usize,
     /// Generate a short sample every K steps (0 = never).
     pub sample_every: u64,
+    /// What the samples continue.
+    pub sample_prompt: String,
     pub seed: u64,
     pub resume: Option<PathBuf>,
     /// Final model path.
@@ -119,6 +121,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             early_stop_patience: 0,
             sample_every: 0,
+            sample_prompt: "// ".into(),
             seed: 1337,
             resume: None,
             output: PathBuf::from("models/trained_model_kissing_spheres.cllm"),

@@ -99,6 +99,7 @@ fn merge_resumed(saved: &TrainConfig, user: &TrainConfig) -> TrainConfig {
         keep_checkpoints: user.keep_checkpoints,
         early_stop_patience: user.early_stop_patience,
         sample_every: user.sample_every,
+        sample_prompt: user.sample_prompt.clone(),
         resume: user.resume.clone(),
         output: user.output.clone(),
         checkpoint_dir: user.checkpoint_dir.clone(),
@@ -455,6 +456,19 @@ pub fn run(
                     stop = true;
                 }
             }
+        }
+        if config.sample_every > 0 && state.step.is_multiple_of(config.sample_every) {
+            let text = crate::generate::sample_text(
+                &model,
+                &tokenizer,
+                &config.sample_prompt,
+                64,
+                config.seed ^ state.step,
+            );
+            emit(Event::Sample {
+                step: state.step,
+                text: format!("{}{text}", config.sample_prompt),
+            });
         }
         if epoch_end {
             summary
