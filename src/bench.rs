@@ -48,7 +48,14 @@ pub fn matmul_peak(n: usize, repeats: usize) -> Clocks {
     let b: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
     let mut c = vec![0.0f32; n * n];
     let flops = 2.0 * (n as f64).powi(3);
-    let mut run = || matmul(MatMut::new(&mut c, n, n), MatRef::new(&a, n, n), MatRef::new(&b, n, n), false);
+    let mut run = || {
+        matmul(
+            MatMut::new(&mut c, n, n),
+            MatRef::new(&a, n, n),
+            MatRef::new(&b, n, n),
+            false,
+        )
+    };
     // One untimed call warms caches and the kernel's dispatch.
     run();
     let mut best = Clocks {

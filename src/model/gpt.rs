@@ -213,7 +213,10 @@ pub type Profile = Vec<(&'static str, f64)>;
 pub fn thread_cpu_seconds() -> f64 {
     #[cfg(unix)]
     {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime writes one timespec into the valid,
         // exclusively borrowed `ts`.
         if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
@@ -221,7 +224,10 @@ pub fn thread_cpu_seconds() -> f64 {
         }
     }
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
 }
 
 fn timed<R>(profile: &mut Option<&mut Profile>, name: &'static str, f: impl FnOnce() -> R) -> R {
