@@ -220,7 +220,7 @@ impl TrainStepRig {
         let t_opt = thread_cpu_seconds();
         self.optimizer
             .update(&mut self.model.params, &self.grads, 1e-4);
-        if let Some(p) = profile.as_deref_mut() {
+        if let Some(p) = profile {
             add_time(p, "adamw", thread_cpu_seconds() - t_opt);
         }
         Clocks::since(start)
