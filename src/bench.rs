@@ -3,43 +3,85 @@
 //! and one full training step (forward, backward, AdamW) on one thread with
 //! a per-operation profile.
 
-use crate::model::gpt::Profile;
+use crate::model::gpt::{Profile, add_time, thread_cpu_seconds};
 use crate::model::ops::matmul::{MatMut, MatRef, matmul};
 use crate::model::{Batch, Gpt, ModelConfig, Workspace};
 use crate::rng::Rng;
 use crate::train::optimizer::{AdamW, AdamWConfig};
 use std::time::Instant;
 
+/// A measurement by both clocks: wall time, and the calling thread's CPU
+/// time. On a machine shared with other work the CPU-time figure is the
+/// one that reflects the code (wall time then includes waiting for a core).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clocks {
+    pub wall: f64,
+    pub cpu: f64,
+}
+
+impl Clocks {
+    fn now() -> (Instant, f64) {
+        (Instant::now(), thread_cpu_seconds())
+    }
+
+    fn since(start: (Instant, f64)) -> Clocks {
+        Clocks {
+            wall: start.0.elapsed().as_secs_f64(),
+            cpu: thread_cpu_seconds() - start.1,
+        }
+    }
+
+    fn min(self, o: Clocks) -> Clocks {
+        Clocks {
+            wall: self.wall.min(o.wall),
+            cpu: self.cpu.min(o.cpu),
+        }
+    }
+}
+
 /// Best-of-`repeats` GFLOP/s of an (n, n) x (n, n) f32 multiply through
 /// the model's kernel on the calling thread: the machine's peak for MFU.
-pub fn matmul_peak_gflops(n: usize, repeats: usize) -> f64 {
+/// `.wall` from wall time, `.cpu` from thread CPU time.
+pub fn matmul_peak(n: usize, repeats: usize) -> Clocks {
     let mut rng = Rng::new(1);
     let a: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
     let b: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
     let mut c = vec![0.0f32; n * n];
     let flops = 2.0 * (n as f64).powi(3);
-    // One untimed call warms caches and the kernel's dispatch.
-    matmul(
-        MatMut::new(&mut c, n, n),
-        MatRef::new(&a, n, n),
-        MatRef::new(&b, n, n),
-        false,
-    );
-    let mut best = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
+    let mut run = || {
         matmul(
             MatMut::new(&mut c, n, n),
             MatRef::new(&a, n, n),
             MatRef::new(&b, n, n),
             false,
-        );
-        best = best.min(start.elapsed().as_secs_f64());
+        )
+    };
+    // One untimed call warms caches and the kernel's dispatch.
+    run();
+    let mut best = Clocks {
+        wall: f64::INFINITY,
+        cpu: f64::INFINITY,
+    };
+    for _ in 0..repeats.max(1) {
+        let start = Clocks::now();
+        run();
+        best = best.min(Clocks::since(start));
     }
-    flops / best / 1e9
+    Clocks {
+        wall: flops / best.wall / 1e9,
+        cpu: flops / best.cpu.max(1e-9) / 1e9,
+    }
 }
 
-/// Figures for one training-step benchmark (one thread).
+/// Best-of-`repeats` GFLOP/s (wall time) of an (n, n) x (n, n) multiply on
+/// the calling thread with the model's kernel.
+pub fn matmul_peak_gflops(n: usize, repeats: usize) -> f64 {
+    matmul_peak(n, repeats).wall
+}
+
+/// Figures for one training-step benchmark (one thread). The headline
+/// fields use wall time; the `cpu_` ones the same quantities from thread
+/// CPU time.
 #[derive(Clone, Debug)]
 pub struct StepBench {
     pub batch: usize,
@@ -56,14 +98,20 @@ pub struct StepBench {
     /// Model FLOPs per second of the best step
     /// (`ModelConfig::train_flops_per_token` x tokens / time).
     pub gflops: f64,
-    /// Matmul peak measured in the same run.
+    /// Matmul peak measured in the same run (1024³, same kernel, 1 thread).
     pub peak_gflops: f64,
     /// gflops / peak_gflops, a fraction.
     pub mfu: f64,
+    /// The best step's thread CPU time, and the figures above from it.
+    pub cpu_step_secs: f64,
+    pub cpu_tokens_per_sec: f64,
+    pub cpu_gflops: f64,
+    pub cpu_peak_gflops: f64,
+    pub cpu_mfu: f64,
     /// Bytes held by the worker's workspace.
     pub workspace_bytes: usize,
-    /// Seconds per step spent in each operation (forward and backward
-    /// together), from separate profiled steps; largest first.
+    /// Thread CPU seconds per step spent in each operation (forward and
+    /// backward together), from separate profiled steps; largest first.
     pub per_op_profile: Vec<(String, f64)>,
 }
 
@@ -143,11 +191,16 @@ impl TrainStepRig {
     /// One full step: zero gradients, forward + backward (with the config's
     /// dropout), AdamW. Returns its wall time in seconds; with a profile,
     /// adds each part's time to it.
-    pub fn step(&mut self, mut profile: Option<&mut Profile>) -> f64 {
-        let start = Instant::now();
+    pub fn step(&mut self, profile: Option<&mut Profile>) -> f64 {
+        self.step_clocks(profile).wall
+    }
+
+    /// [`TrainStepRig::step`] timed by both clocks.
+    pub fn step_clocks(&mut self, mut profile: Option<&mut Profile>) -> Clocks {
+        let start = Clocks::now();
         self.grads.fill(0.0);
         if let Some(p) = profile.as_deref_mut() {
-            add(p, "zero gradients", start.elapsed().as_secs_f64());
+            add_time(p, "zero gradients", thread_cpu_seconds() - start.1);
         }
         let data = Batch {
             inputs: &self.inputs,
@@ -164,13 +217,13 @@ impl TrainStepRig {
             Some(&mut self.dropout_rng),
             profile.as_deref_mut(),
         );
-        let t_opt = Instant::now();
+        let t_opt = thread_cpu_seconds();
         self.optimizer
             .update(&mut self.model.params, &self.grads, 1e-4);
-        if let Some(p) = profile.as_deref_mut() {
-            add(p, "adamw", t_opt.elapsed().as_secs_f64());
+        if let Some(p) = profile {
+            add_time(p, "adamw", thread_cpu_seconds() - t_opt);
         }
-        start.elapsed().as_secs_f64()
+        Clocks::since(start)
     }
 }
 
@@ -188,42 +241,48 @@ pub fn bench_train_step_with_chunk(
     for _ in 0..warmup {
         rig.step(None);
     }
-    let times: Vec<f64> = (0..steps.max(1)).map(|_| rig.step(None)).collect();
+    let times: Vec<Clocks> = (0..steps.max(1)).map(|_| rig.step_clocks(None)).collect();
     let profiled_steps = 2;
     let mut profile: Profile = Vec::new();
     for _ in 0..profiled_steps {
         rig.step(Some(&mut profile));
     }
-    let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    let gflops = preset.train_flops_per_token(seq) * n as f64 / best / 1e9;
-    let peak = matmul_peak_gflops(1024, 10);
+    let best = times.iter().fold(
+        Clocks {
+            wall: f64::INFINITY,
+            cpu: f64::INFINITY,
+        },
+        |a, &b| a.min(b),
+    );
+    let mean = times.iter().map(|t| t.wall).sum::<f64>() / times.len() as f64;
+    let flops = preset.train_flops_per_token(seq) * n as f64;
+    let peak = matmul_peak(1024, 10);
     let mut per_op: Vec<(String, f64)> = profile
         .into_iter()
         .map(|(k, v)| (k.to_string(), v / profiled_steps as f64))
         .collect();
     per_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let gflops = flops / best.wall / 1e9;
+    let cpu_gflops = flops / best.cpu / 1e9;
     Ok(StepBench {
         batch,
         seq,
         threads: 1,
         steps: times.len(),
-        best_step_secs: best,
+        best_step_secs: best.wall,
         mean_step_secs: mean,
-        tokens_per_sec: n as f64 / best,
+        tokens_per_sec: n as f64 / best.wall,
         gflops,
-        peak_gflops: peak,
-        mfu: gflops / peak,
+        peak_gflops: peak.wall,
+        mfu: gflops / peak.wall,
+        cpu_step_secs: best.cpu,
+        cpu_tokens_per_sec: n as f64 / best.cpu,
+        cpu_gflops,
+        cpu_peak_gflops: peak.cpu,
+        cpu_mfu: cpu_gflops / peak.cpu,
         workspace_bytes: rig.workspace.bytes(),
         per_op_profile: per_op,
     })
-}
-
-fn add(profile: &mut Profile, name: &'static str, secs: f64) {
-    match profile.iter_mut().find(|(n, _)| *n == name) {
-        Some(e) => e.1 += secs,
-        None => profile.push((name, secs)),
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! (B, H, T) and the backward recomputes P = exp(scale · Q Kᵀ - lse), one
 //! (T, T) tile at a time. That costs one extra Q Kᵀ, a few percent of the step.
 
-use super::fast_math;
+use super::fast_math::{self, simd_fn};
 use super::matmul::{MatMut, MatRef, matmul};
 
 /// Shapes of one attention call.
@@ -79,21 +79,56 @@ pub fn attention_forward(
 pub fn causal_softmax_row(row: &mut [f32], i: usize, scale: f32) -> f32 {
     let (live, future) = row.split_at_mut(i + 1);
     future.fill(0.0);
-    let mut max = f32::NEG_INFINITY;
-    for x in live.iter_mut() {
-        *x *= scale;
-        max = max.max(*x);
+    softmax_scaled(live, scale)
+}
+
+const LANES: usize = 16;
+
+simd_fn! {
+    /// x = softmax(scale · x) in place; returns logsumexp(scale · x).
+    fn softmax_scaled(x: &mut [f32], scale: f32) -> f32 {
+        let mut lane_max = [f32::NEG_INFINITY; LANES];
+        for (k, v) in x.iter_mut().enumerate() {
+            *v *= scale;
+            let m = &mut lane_max[k % LANES];
+            *m = if *v > *m { *v } else { *m };
+        }
+        let max = lane_max.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut lane_sum = [0.0f32; LANES];
+        for (k, v) in x.iter_mut().enumerate() {
+            *v = fast_math::exp(*v - max);
+            lane_sum[k % LANES] += *v;
+        }
+        let sum: f32 = lane_sum.iter().sum();
+        let inv = 1.0 / sum;
+        for v in x.iter_mut() {
+            *v *= inv;
+        }
+        max + sum.ln()
     }
-    let mut sum = 0.0f32;
-    for x in live.iter_mut() {
-        *x = fast_math::exp(*x - max);
-        sum += *x;
+}
+
+simd_fn! {
+    /// p = exp(scale · s - lse) in place: a row of P from its raw scores.
+    fn probs_from_scores(x: &mut [f32], scale: f32, lse: f32) {
+        for v in x.iter_mut() {
+            *v = fast_math::exp(*v * scale - lse);
+        }
     }
-    let inv = 1.0 / sum;
-    for x in live.iter_mut() {
-        *x *= inv;
+}
+
+simd_fn! {
+    /// dS row in place of dP: ds = scale · p ⊙ (dp - Σ p ⊙ dp).
+    fn softmax_backward_row(dp: &mut [f32], p: &[f32], scale: f32) {
+        let mut lanes = [0.0f32; LANES];
+        for (k, (a, b)) in p.iter().zip(dp.iter()).enumerate() {
+            lanes[k % LANES] += a * b;
+        }
+        let dot: f32 = lanes.iter().sum();
+        for (d, &pv) in dp.iter_mut().zip(p) {
+            *d = scale * pv * (*d - dot);
+        }
     }
-    max + sum.ln()
 }
 
 /// Backward. Given dout (B, T, C), the forward's qkv and lse:
@@ -126,9 +161,7 @@ pub fn attention_backward(
             matmul(MatMut::new(p_tile, t, t), q, k.t(), false);
             for (i, row) in p_tile.chunks_exact_mut(t).enumerate() {
                 let (live, future) = row.split_at_mut(i + 1);
-                for x in live.iter_mut() {
-                    *x = fast_math::exp(*x * scale - lse_bh[i]);
-                }
+                probs_from_scores(live, scale, lse_bh[i]);
                 future.fill(0.0);
             }
             matmul(MatMut::new(dp_tile, t, t), d_o, v.t(), false);
@@ -144,14 +177,7 @@ pub fn attention_backward(
                 .zip(dp_tile.chunks_exact_mut(t))
                 .enumerate()
             {
-                let dot: f32 = p_row[..=i]
-                    .iter()
-                    .zip(&dp_row[..=i])
-                    .map(|(p, d)| p * d)
-                    .sum();
-                for (d, &p) in dp_row[..=i].iter_mut().zip(&p_row[..=i]) {
-                    *d = scale * p * (*d - dot);
-                }
+                softmax_backward_row(&mut dp_row[..=i], &p_row[..=i], scale);
                 dp_row[i + 1..].fill(0.0);
             }
             let ds = MatRef::new(dp_tile, t, t);

@@ -10,13 +10,15 @@
 //!   dx_chunk = dlogits · wte,  dwte += dlogitsᵀ · x_chunk
 //! The only V-sized buffer is the (chunk, V) scratch.
 
-use super::fast_math;
+use super::fast_math::{self, simd_fn};
 use super::matmul::{MatMut, MatRef, matmul};
 
-/// Rows of logits held at once. 128 x 50,000 floats is 25.6 MB; smaller
-/// chunks re-stream the whole (V, C) dwte through memory more often
-/// (see the benchmark notes in `bench.rs`).
-pub const DEFAULT_CHUNK_ROWS: usize = 128;
+/// Rows of logits held at once: 256 x 50,000 floats is 51 MB per worker.
+/// Every chunk streams all of wte (twice) and dwte (read and write)
+/// through memory, so fewer, larger chunks are faster: on the seed preset,
+/// 8 x 128 tokens, one thread, a step took 1.01 s (CPU time) with 64 rows,
+/// 0.87-0.89 s with 128 and 0.80-0.81 s with 256.
+pub const DEFAULT_CHUNK_ROWS: usize = 256;
 
 /// Shapes: `rows` positions of `channels` features against a `vocab`-row
 /// embedding, `chunk` rows of logits at a time.
@@ -72,11 +74,8 @@ pub fn head_loss_backward(
         {
             let target = checked_target(target, v);
             let logit = row[target];
-            let (lse, _) = softmax_in_place(row);
+            let (lse, _) = softmax_in_place(row, grad_scale, false);
             total += (lse - logit) as f64;
-            for p in row.iter_mut() {
-                *p *= grad_scale;
-            }
             row[target] -= grad_scale;
         }
         let dlogits = MatRef::new(logits, rows, v);
@@ -117,7 +116,7 @@ pub fn head_loss(
         for (r, row) in logits.chunks_exact_mut(v).enumerate() {
             let target = checked_target(targets[start + r], v);
             let logit = row[target];
-            let (lse, argmax) = softmax_in_place(row);
+            let (lse, argmax) = softmax_in_place(row, 1.0, predictions.is_some());
             total += (lse - logit) as f64;
             if let Some(pred) = predictions.as_deref_mut() {
                 pred[start + r] = argmax as u32;
@@ -139,49 +138,46 @@ fn checked_target(target: u32, vocab: usize) -> usize {
 
 const LANES: usize = 16;
 
-/// Softmax of one row, in place. Returns (log-sum-exp, arg-max index).
-/// Reductions run over 16 independent lanes so they vectorise.
-fn softmax_in_place(row: &mut [f32]) -> (f32, usize) {
-    let mut lane_max = [f32::NEG_INFINITY; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for ch in &mut chunks {
-        for k in 0..LANES {
-            lane_max[k] = if ch[k] > lane_max[k] {
-                ch[k]
-            } else {
-                lane_max[k]
-            };
+simd_fn! {
+    /// Softmax of one row, in place, times `scale` (the caller's gradient
+    /// scale; 1 for plain probabilities). Returns (log-sum-exp, arg-max
+    /// index, or 0 unless `find_argmax`). Reductions run over 16 independent
+    /// lanes so they vectorise.
+    fn softmax_in_place(row: &mut [f32], scale: f32, find_argmax: bool) -> (f32, usize) {
+        let mut lane_max = [f32::NEG_INFINITY; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for ch in &mut chunks {
+            for k in 0..LANES {
+                lane_max[k] = if ch[k] > lane_max[k] { ch[k] } else { lane_max[k] };
+            }
         }
-    }
-    let mut max = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    for m in lane_max {
-        max = max.max(m);
-    }
-    // First index holding the maximum (ties go to the lowest id).
-    let argmax = row.iter().position(|&x| x == max).unwrap_or(0);
-    let mut lane_sum = [0.0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for ch in &mut chunks {
-        for k in 0..LANES {
-            let e = fast_math::exp(ch[k] - max);
-            ch[k] = e;
-            lane_sum[k] += e;
+        let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        for m in lane_max {
+            max = max.max(m);
         }
+        // First index holding the maximum (ties go to the lowest id).
+        let argmax = if find_argmax { row.iter().position(|&x| x == max).unwrap_or(0) } else { 0 };
+        let mut lane_sum = [0.0f32; LANES];
+        let mut chunks = row.chunks_exact_mut(LANES);
+        for ch in &mut chunks {
+            for k in 0..LANES {
+                let e = fast_math::exp(ch[k] - max);
+                ch[k] = e;
+                lane_sum[k] += e;
+            }
+        }
+        let mut sum = 0.0f32;
+        for x in chunks.into_remainder() {
+            *x = fast_math::exp(*x - max);
+            sum += *x;
+        }
+        sum += lane_sum.iter().sum::<f32>();
+        let factor = scale / sum;
+        for x in row.iter_mut() {
+            *x *= factor;
+        }
+        (max + sum.ln(), argmax)
     }
-    let mut sum = 0.0f32;
-    for x in chunks.into_remainder() {
-        *x = fast_math::exp(*x - max);
-        sum += *x;
-    }
-    sum += lane_sum.iter().sum::<f32>();
-    let inv = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inv;
-    }
-    (max + sum.ln(), argmax)
 }
 
 #[cfg(test)]

@@ -1,27 +1,31 @@
 //! GELU, tanh form (GPT-2's):
 //! y = 0.5 x (1 + tanh(s (x + 0.044715 x³))), s = sqrt(2 / π).
 
-use super::fast_math;
+use super::fast_math::{self, simd_fn};
 
 const S: f32 = 0.797_884_6; // sqrt(2 / pi)
 const K: f32 = 0.044_715;
 
-/// Forward, elementwise: out = gelu(x). Shapes (N,) — any layout.
-pub fn gelu_forward(out: &mut [f32], x: &[f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        let t = fast_math::tanh(S * (v + K * v * v * v));
-        *o = 0.5 * v * (1.0 + t);
+simd_fn! {
+    /// Forward, elementwise: out = gelu(x). Shapes (N,) — any layout.
+    pub fn gelu_forward(out: &mut [f32], x: &[f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            let t = fast_math::tanh(S * (v + K * v * v * v));
+            *o = 0.5 * v * (1.0 + t);
+        }
     }
 }
 
-/// Backward: dx `=` dout ⊙ gelu'(x), where with u = s (x + k x³), t = tanh u:
-/// gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t²) s (1 + 3 k x²).
-/// Overwrites: the MLP's hidden pre-activation feeds only the GELU.
-pub fn gelu_backward(dx: &mut [f32], dout: &[f32], x: &[f32]) {
-    for ((d, &g), &v) in dx.iter_mut().zip(dout).zip(x) {
-        let t = fast_math::tanh(S * (v + K * v * v * v));
-        let local = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * S * (1.0 + 3.0 * K * v * v);
-        *d = g * local;
+simd_fn! {
+    /// Backward: dx `=` dout ⊙ gelu'(x), where with u = s (x + k x³), t = tanh u:
+    /// gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t²) s (1 + 3 k x²).
+    /// Overwrites: the MLP's hidden pre-activation feeds only the GELU.
+    pub fn gelu_backward(dx: &mut [f32], dout: &[f32], x: &[f32]) {
+        for ((d, &g), &v) in dx.iter_mut().zip(dout).zip(x) {
+            let t = fast_math::tanh(S * (v + K * v * v * v));
+            let local = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * S * (1.0 + 3.0 * K * v * v);
+            *d = g * local;
+        }
     }
 }
 
