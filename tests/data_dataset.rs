@@ -105,7 +105,7 @@ fn file_split_is_deterministic_and_keeps_files_whole() {
 fn counting_dataset(n: u32) -> TokenDataset {
     TokenDataset {
         tokens: (0..n).collect(),
-        docs: vec![0..n as usize],
+        docs: std::iter::once(0..n as usize).collect(),
         bytes: u64::from(n),
         doc_bytes: vec![u64::from(n)],
         names: vec!["count".into()],
