@@ -51,6 +51,8 @@ fn scan_select_train_watch_stop_and_find_a_checkpoint() {
     };
     let mut h = harness(WorkbenchApp::new_for_test(settings));
     h.get_by_label("Scan Dir").click();
+    // Let the click land (it restarts the scan) before waiting on the scan.
+    h.step();
     step_until(&mut h, "the scan", |a| {
         !a.data.is_scanning() && !a.data.rows.is_empty()
     });
