@@ -2,6 +2,7 @@
 //! opens the desktop app.
 
 pub mod bench;
+pub mod eval;
 pub mod eval_gen;
 pub mod export;
 pub mod generate;
@@ -33,6 +34,8 @@ pub enum Commands {
     Tokenize(tokenize::TokenizeArgs),
     /// Time training steps: one-thread profile and MFU, then thread scaling
     Bench(bench::BenchArgs),
+    /// Evaluate a checkpoint: loss, perplexity, bits per byte, accuracy, P/R/F1
+    Eval(eval::EvalArgs),
     /// Verify a checkpoint and print its config, training state and sizes
     Inspect(inspect::InspectArgs),
     /// Export a checkpoint for other tools (Hugging Face GPT-2 layout)
@@ -50,6 +53,7 @@ pub fn run(command: Commands) -> Result<(), String> {
         Commands::Prepare(args) => prepare::run(args),
         Commands::Tokenize(args) => tokenize::run(args),
         Commands::Bench(args) => bench::run(args),
+        Commands::Eval(args) => eval::run(args),
         Commands::Inspect(args) => inspect::run(args),
         Commands::Export(args) => export::run(args),
         Commands::Generate(args) => generate::run(args),

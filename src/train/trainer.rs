@@ -598,6 +598,45 @@ impl Saver<'_> {
     }
 }
 
+/// Evaluates `model` on consecutive windows of `data` (at most
+/// `max_windows`, 0 = all) shared across `threads` spheres: loss,
+/// perplexity, bits per byte, accuracy and macro P/R/F1.
+pub fn evaluate_model(
+    model: &Gpt,
+    data: &TokenDataset,
+    seq_len: usize,
+    threads: usize,
+    max_windows: usize,
+) -> Result<EvalStats, String> {
+    if seq_len == 0 || seq_len > model.config.n_ctx {
+        return Err(format!(
+            "sequence length {seq_len} must be between 1 and the model's context {}",
+            model.config.n_ctx
+        ));
+    }
+    let windows = eval_windows(data, seq_len, max_windows);
+    if windows.is_empty() {
+        return Err(format!(
+            "not enough tokens to evaluate: {} tokens, windows of {seq_len}",
+            data.tokens.len()
+        ));
+    }
+    let threads = threads.max(1);
+    let per_sphere = windows.len().div_ceil(threads).min(16);
+    let mut spheres = Spheres::new(model, threads, per_sphere * threads, seq_len);
+    let bytes_per_token = data.bytes as f64 / data.tokens.len().max(1) as f64;
+    Ok(evaluate(
+        &mut spheres,
+        model,
+        data,
+        &windows,
+        seq_len,
+        bytes_per_token,
+        0,
+        0,
+    ))
+}
+
 /// Start offsets of the validation windows (at most `limit`, 0 = all).
 fn eval_windows(val: &TokenDataset, seq_len: usize, limit: usize) -> Vec<usize> {
     let n = val.tokens.len().saturating_sub(1) / seq_len;

@@ -1,0 +1,87 @@
+//! `cllm eval`: a checkpoint's loss, perplexity, bits per byte, accuracy and
+//! macro P/R/F1 on its own validation split or on other data.
+
+use crate::checkpoint;
+use crate::data::dataset::{Split, TokenDataset};
+use crate::data::tokenizer::Tokenizer;
+use crate::model::Gpt;
+use crate::train::prepare::{gather_files, read_texts};
+use crate::train::trainer::evaluate_model;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The model or checkpoint (.cllm)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Files or folders to evaluate on [default: the checkpoint's own validation split]
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Tokens per window [default: the training sequence length]
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Worker threads; 0 = all cores
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Evaluate at most this many windows (0 = all)
+    #[arg(long, default_value_t = 0)]
+    pub max_windows: usize,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<(), String> {
+    let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
+    let tokenizer = Tokenizer::from_json(&ck.tokenizer_json)
+        .map_err(|e| format!("{}: tokenizer: {e}", args.model.display()))?;
+    let mut cfg = ck.train_config.clone();
+    let own_split = args.data.is_empty();
+    if !own_split {
+        cfg.data = args.data.clone();
+        cfg.files.clear();
+    }
+    let cancel = AtomicBool::new(false);
+    let files = gather_files(&cfg, &cancel, &mut |_| {})?;
+    let texts = read_texts(&files)?;
+    let all = TokenDataset::from_texts(&tokenizer, &texts);
+    let data = if own_split {
+        all.split(Split::Fraction(cfg.val_fraction), cfg.seed).1
+    } else {
+        all
+    };
+    let seq_len = args.seq_len.unwrap_or(cfg.seq_len);
+    let threads = if args.threads == 0 {
+        cfg.threads = 0;
+        cfg.resolved_threads()
+    } else {
+        args.threads
+    };
+    let model = Gpt::from_params(ck.model, ck.params)?;
+    let stats = evaluate_model(&model, &data, seq_len, threads, args.max_windows)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&stats).map_err(|e| e.to_string())?);
+    } else {
+        let what = if own_split {
+            "its validation split".to_string()
+        } else {
+            format!("{} files", files.len())
+        };
+        println!(
+            "{} on {what} ({} tokens, windows of {seq_len}):",
+            args.model.display(),
+            data.tokens.len()
+        );
+        println!(
+            "  loss {:.4} nats/token, perplexity {:.2}, {:.3} bits/byte",
+            stats.loss, stats.perplexity, stats.bits_per_byte
+        );
+        println!(
+            "  top-1 accuracy {:.3}, macro precision {:.3}, recall {:.3}, F1 {:.3}",
+            stats.accuracy, stats.precision, stats.recall, stats.f1
+        );
+    }
+    Ok(())
+}
