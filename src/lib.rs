@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod generate;
 pub mod model;
 pub mod rng;
 pub mod train;

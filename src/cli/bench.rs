@@ -31,11 +31,18 @@ pub struct BenchArgs {
     /// One JSON object per line per measurement
     #[arg(long)]
     pub json: bool,
+    /// Measure generation instead (batch 1): tokens/s and the cost of a
+    /// cached token against a full forward over the context
+    #[arg(long)]
+    pub generate: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
     let cfg = ModelConfig::preset(&args.preset)
         .ok_or_else(|| format!("unknown preset '{}'", args.preset))?;
+    if args.generate {
+        return run_generate(&args);
+    }
     if args.threads.iter().any(|&t| t == 0 || t > 1024) {
         return Err("--threads takes counts from 1 to 1024".into());
     }
@@ -118,6 +125,54 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 100.0 * p.gflops / peak
             );
         }
+    }
+    Ok(())
+}
+
+/// `--generate`: a greedy reply of 128 tokens after a 64-token prompt with
+/// random weights, then one cached token vs a full forward at n_ctx.
+fn run_generate(args: &BenchArgs) -> Result<(), String> {
+    let r = crate::generate::bench::bench_generate(&args.preset, 64, 128, args.steps)?;
+    let ratio = r.cached_token_secs / r.full_forward_secs;
+    if args.json {
+        let line = json!({
+            "measurement": "generate",
+            "preset": r.preset,
+            "batch": 1,
+            "prompt_tokens": r.prompt_tokens,
+            "generated_tokens": r.generated_tokens,
+            "tokens_per_sec": r.tokens_per_sec,
+            "context": r.context,
+            "cached_token_secs": r.cached_token_secs,
+            "full_forward_secs": r.full_forward_secs,
+            "prefill_secs": r.prefill_secs,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "{} preset ({:.2}M parameters), generation at batch 1, random weights",
+            r.preset,
+            r.num_params as f64 / 1e6
+        );
+        println!(
+            "  {:.1} tokens/s ({} tokens after a {}-token prompt, greedy, KV cache)",
+            r.tokens_per_sec, r.generated_tokens, r.prompt_tokens
+        );
+        println!(
+            "  at context {}: one cached token {:.2} ms; full forward without a cache (Gpt::logits, all {} positions) {:.1} ms; \
+             prefill of {} tokens with last logits only {:.1} ms",
+            r.context,
+            r.cached_token_secs * 1e3,
+            r.context,
+            r.full_forward_secs * 1e3,
+            r.context,
+            r.prefill_secs * 1e3
+        );
+        println!(
+            "  a cached token costs {:.2}% of the full forward ({:.2}% of the prefill)",
+            100.0 * ratio,
+            100.0 * r.cached_token_secs / r.prefill_secs
+        );
     }
     Ok(())
 }

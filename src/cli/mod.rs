@@ -2,7 +2,9 @@
 //! opens the desktop app.
 
 pub mod bench;
+pub mod eval_gen;
 pub mod export;
+pub mod generate;
 pub mod inspect;
 pub mod prepare;
 pub mod tokenize;
@@ -35,6 +37,10 @@ pub enum Commands {
     Inspect(inspect::InspectArgs),
     /// Export a checkpoint for other tools (Hugging Face GPT-2 layout)
     Export(export::ExportArgs),
+    /// Stream a completion of a prompt from a trained model
+    Generate(generate::GenerateArgs),
+    /// Syntax accuracy: share of C completions that parse, per prompt
+    EvalGen(eval_gen::EvalGenArgs),
 }
 
 /// Runs one subcommand; the error is printed by `main`.
@@ -46,5 +52,7 @@ pub fn run(command: Commands) -> Result<(), String> {
         Commands::Bench(args) => bench::run(args),
         Commands::Inspect(args) => inspect::run(args),
         Commands::Export(args) => export::run(args),
+        Commands::Generate(args) => generate::run(args),
+        Commands::EvalGen(args) => eval_gen::run(args),
     }
 }

@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod gpt;
+pub mod kv_cache;
 pub mod ops;
 pub mod params;
 
 pub use config::{ModelConfig, PRESET_NAMES};
 pub use gpt::{Batch, Gpt, Workspace};
+pub use kv_cache::KvCache;
 pub use params::{ParamLayout, ParamSpec};

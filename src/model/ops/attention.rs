@@ -74,8 +74,9 @@ pub fn attention_forward(
 }
 
 /// Row i of the scores, in place: scale, softmax over j <= i, zero for
-/// j > i. Returns the row's log-sum-exp of the scaled scores.
-fn causal_softmax_row(row: &mut [f32], i: usize, scale: f32) -> f32 {
+/// j > i. Returns the row's log-sum-exp of the scaled scores. Also used by
+/// the KV-cache decoder (`model::kv_cache`), whose rows start at an offset.
+pub fn causal_softmax_row(row: &mut [f32], i: usize, scale: f32) -> f32 {
     let (live, future) = row.split_at_mut(i + 1);
     future.fill(0.0);
     let mut max = f32::NEG_INFINITY;

@@ -1,0 +1,115 @@
+//! `cllm generate`: load a checkpoint and stream a completion of a prompt to
+//! stdout as it is produced; the stats line (tokens, tokens/s) goes to
+//! stderr so the completion can be piped on its own.
+
+use crate::checkpoint;
+use crate::data::tokenizer::Tokenizer;
+use crate::generate::{FinishReason, Generator, SamplingConfig};
+use crate::model::Gpt;
+use clap::Args;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Sampling flags shared by `generate` and `eval-gen`.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Most new tokens per completion
+    #[arg(long, default_value_t = 200)]
+    pub max_tokens: usize,
+    /// 0 = greedy; higher = more varied
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep only the K most probable tokens (0 = off)
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Keep the most probable tokens up to this total probability (1 = off)
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Above 1 discourages repeating tokens already in the context
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Stop before this text (may be given several times)
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Random seed: same seed, same output
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    pub fn to_config(&self) -> SamplingConfig {
+        SamplingConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            max_new_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// The `.cllm` checkpoint or model to run
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Text to continue
+    #[arg(long)]
+    pub prompt: String,
+    /// Print only the completion, not the prompt before it
+    #[arg(long)]
+    pub no_echo: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Loads the model and tokenizer of a checkpoint; errors name the file.
+pub fn load_model(path: &Path) -> Result<(Gpt, Tokenizer), String> {
+    let ckpt = checkpoint::load(path).map_err(|e| e.to_string())?;
+    let tok = Tokenizer::from_json(&ckpt.tokenizer_json)
+        .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
+    let model = Gpt::from_params(ckpt.model, ckpt.params)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((model, tok))
+}
+
+pub fn run(args: GenerateArgs) -> Result<(), String> {
+    let cfg = args.sampling.to_config();
+    cfg.validate()?;
+    let (model, tok) = load_model(&args.model)?;
+    let mut generator = Generator::new(&model, &tok, &args.prompt, cfg)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let write_err = |e: std::io::Error| format!("cannot write to stdout: {e}");
+    if !args.no_echo {
+        write!(out, "{}", args.prompt).map_err(write_err)?;
+        out.flush().map_err(write_err)?;
+    }
+    while let Some(token) = generator.next_token() {
+        if !token.text_piece.is_empty() {
+            write!(out, "{}", token.text_piece).map_err(write_err)?;
+            out.flush().map_err(write_err)?;
+        }
+    }
+    writeln!(out).map_err(write_err)?;
+    out.flush().map_err(write_err)?;
+    let stats = generator.stats();
+    let why = match stats.finish {
+        Some(FinishReason::MaxTokens) => "max tokens",
+        Some(FinishReason::StopString) => "stop string",
+        Some(FinishReason::EndOfText) => "end of text",
+        Some(FinishReason::Cancelled) => "cancelled",
+        None => "unfinished",
+    };
+    eprintln!(
+        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why})",
+        stats.generated_tokens,
+        stats.generate_secs,
+        stats.tokens_per_sec,
+        stats.prompt_tokens,
+        stats.prefill_secs
+    );
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! [`Generator`]: one reply, token by token, over a key/value cache.
+//!
+//! `Generator::new` encodes the prompt and runs it through the cache (the
+//! prefill); each [`Generator::next_token`] samples one token, hands back
+//! the text it makes displayable, and advances the cache by that token.
+//!
+//! Text pieces are always valid UTF-8: bytes of a character split across
+//! tokens wait until the character is complete. Text that could be the
+//! beginning of a stop string is also held back until it is clear either
+//! way, so a stop string never reaches the screen. The last piece of a
+//! reply flushes whatever is held.
+//!
+//! Sliding window: the cache holds n_ctx positions. When it is full, the
+//! generator keeps the most recent n_ctx / 2 tokens, clears the cache and
+//! prefills them again (positions restart at 0), then carries on
+//! incrementally. Halving keeps the re-prefill to once every n_ctx / 2
+//! tokens while the model still sees at least half a context of history.
+
+use super::sampling::{self, SamplingConfig};
+use crate::data::tokenizer::Tokenizer;
+use crate::model::{Gpt, KvCache};
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// How many alternatives each token reports.
+pub const TOP_ALTERNATIVES: usize = 5;
+
+/// One generated token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratedToken {
+    pub id: u32,
+    /// Text this token made displayable: may be empty (part of a character,
+    /// or a possible stop string, held back) or carry earlier held text.
+    pub text_piece: String,
+    /// The model's probability of this token (softmax of its logits at
+    /// temperature 1, before penalties and truncation): for shading.
+    pub prob: f32,
+    /// The most probable tokens at this step, same probabilities, most
+    /// probable first: (text of the token, lossily decoded; probability).
+    pub top_alternatives: Vec<(String, f32)>,
+}
+
+/// Why a reply ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FinishReason {
+    MaxTokens,
+    StopString,
+    /// The model produced `<|endoftext|>`.
+    EndOfText,
+    Cancelled,
+}
+
+/// Counts and speed of one reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationStats {
+    /// Prompt tokens the model saw (after cutting a long prompt to n_ctx).
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Time of the prompt's forward pass.
+    pub prefill_secs: f64,
+    /// Time from the end of the prefill to the last token.
+    pub generate_secs: f64,
+    /// generated_tokens / generate_secs.
+    pub tokens_per_sec: f64,
+    /// `None` while the reply is still going.
+    pub finish: Option<FinishReason>,
+}
+
+pub struct Generator<'a> {
+    model: &'a Gpt,
+    tok: &'a Tokenizer,
+    cfg: SamplingConfig,
+    cache: KvCache,
+    /// The tokens in the cache: what the model currently sees.
+    context: Vec<u32>,
+    /// (V) logits predicting the next token.
+    logits: Vec<f32>,
+    rng: Rng,
+    generated_ids: Vec<u32>,
+    /// Bytes of an incomplete UTF-8 character.
+    pending_bytes: Vec<u8>,
+    /// The reply's text so far (cut before a stop string once one is seen).
+    text: String,
+    /// Bytes of `text` already handed out in pieces.
+    emitted: usize,
+    finish: Option<FinishReason>,
+    cancel: Arc<AtomicBool>,
+    prompt_tokens: usize,
+    prefill_secs: f64,
+    started: Instant,
+    /// Set when the reply finishes, so the speed stops changing.
+    generate_secs: Option<f64>,
+}
+
+impl<'a> Generator<'a> {
+    /// Encodes `prompt`, checks it against the model, and runs the prefill.
+    /// An empty prompt starts from `<|endoftext|>` (an error with a
+    /// tokenizer that has none). A prompt longer than the context keeps its
+    /// last n_ctx tokens.
+    pub fn new(
+        model: &'a Gpt,
+        tok: &'a Tokenizer,
+        prompt: &str,
+        cfg: SamplingConfig,
+    ) -> Result<Generator<'a>, String> {
+        cfg.validate()?;
+        let vocab = model.config.vocab_size;
+        if tok.vocab_size() > vocab {
+            return Err(format!(
+                "the tokenizer has {} tokens but the model only {vocab}: they do not belong together",
+                tok.vocab_size()
+            ));
+        }
+        let mut ids = tok.encode(prompt);
+        if ids.is_empty() {
+            match tok.eot_id() {
+                Some(eot) => ids.push(eot),
+                None => return Err("the prompt is empty: type something to continue".into()),
+            }
+        }
+        let n_ctx = model.config.n_ctx;
+        if ids.len() > n_ctx {
+            ids.drain(..ids.len() - n_ctx);
+        }
+        let start = Instant::now();
+        let mut cache = KvCache::new(&model.config);
+        let logits = cache.append(model, &ids)?.to_vec();
+        let prefill_secs = start.elapsed().as_secs_f64();
+        let rng = Rng::new(cfg.seed);
+        Ok(Generator {
+            model,
+            tok,
+            cfg,
+            cache,
+            prompt_tokens: ids.len(),
+            context: ids,
+            logits,
+            rng,
+            generated_ids: Vec::new(),
+            pending_bytes: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            finish: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+            prefill_secs,
+            started: Instant::now(),
+            generate_secs: None,
+        })
+    }
+
+    /// The next token, or `None` once the reply has finished (see
+    /// [`Generator::finish_reason`]).
+    pub fn next_token(&mut self) -> Option<GeneratedToken> {
+        if self.finish.is_some() {
+            return None;
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            self.end(FinishReason::Cancelled);
+            return None;
+        }
+        if self.generated_ids.len() >= self.cfg.max_new_tokens {
+            self.end(FinishReason::MaxTokens);
+            return None;
+        }
+        let probs = sampling::softmax(&self.logits, 1.0);
+        let id = sampling::sample_next(&self.logits, &self.context, &self.cfg, &mut self.rng);
+        let top_alternatives = top_n(&probs, TOP_ALTERNATIVES)
+            .into_iter()
+            .map(|(i, p)| {
+                (
+                    String::from_utf8_lossy(&self.tok.token_bytes(i)).into_owned(),
+                    p,
+                )
+            })
+            .collect();
+        let prob = probs[id as usize];
+        self.generated_ids.push(id);
+
+        let text_piece = if Some(id) == self.tok.eot_id() {
+            self.end(FinishReason::EndOfText);
+            self.flush_all()
+        } else {
+            self.pending_bytes.extend(self.tok.token_bytes(id));
+            drain_utf8(&mut self.pending_bytes, &mut self.text);
+            if let Some(at) = self.find_stop() {
+                self.text.truncate(at);
+                self.pending_bytes.clear();
+                self.end(FinishReason::StopString);
+                self.take_piece(self.text.len())
+            } else if self.generated_ids.len() >= self.cfg.max_new_tokens {
+                self.end(FinishReason::MaxTokens);
+                self.flush_all()
+            } else {
+                let hold = self.stop_prefix_len();
+                self.take_piece(self.text.len() - hold)
+            }
+        };
+        if self.finish.is_none() {
+            self.advance(id);
+        }
+        Some(GeneratedToken {
+            id,
+            text_piece,
+            prob,
+            top_alternatives,
+        })
+    }
+
+    /// Runs the new token through the cache, sliding the window when full.
+    fn advance(&mut self, id: u32) {
+        self.context.push(id);
+        let result = if self.cache.remaining() == 0 {
+            let keep = (self.cache.capacity() / 2).max(1);
+            self.context.drain(..self.context.len() - keep);
+            self.cache.clear();
+            self.cache.append(self.model, &self.context)
+        } else {
+            self.cache.append(self.model, &[id])
+        };
+        // Sampled ids are below the vocabulary and the window fits, so the
+        // cache cannot refuse; should it, the reply ends instead of looping.
+        match result {
+            Ok(logits) => self.logits.copy_from_slice(logits),
+            Err(_) => self.end(FinishReason::MaxTokens),
+        }
+    }
+
+    /// Byte offset in `text` of the first stop string in the part not yet
+    /// handed out (held-back text guarantees none starts earlier).
+    fn find_stop(&self) -> Option<usize> {
+        let tail = &self.text[self.emitted..];
+        self.cfg
+            .stop
+            .iter()
+            .filter_map(|s| tail.find(s.as_str()))
+            .min()
+            .map(|i| self.emitted + i)
+    }
+
+    /// Length of the longest end of the unsent text that begins some stop
+    /// string (and so must wait for the next token).
+    fn stop_prefix_len(&self) -> usize {
+        let tail = &self.text[self.emitted..];
+        let mut hold = 0;
+        for stop in &self.cfg.stop {
+            for (i, _) in tail.char_indices() {
+                let end = &tail[i..];
+                if end.len() <= hold {
+                    break;
+                }
+                if stop.starts_with(end) {
+                    hold = end.len();
+                    break;
+                }
+            }
+        }
+        hold
+    }
+
+    fn take_piece(&mut self, upto: usize) -> String {
+        let piece = self.text[self.emitted..upto].to_string();
+        self.emitted = upto;
+        piece
+    }
+
+    /// Everything held back, an incomplete character decoded as U+FFFD.
+    fn flush_all(&mut self) -> String {
+        if !self.pending_bytes.is_empty() {
+            self.text
+                .push_str(&String::from_utf8_lossy(&self.pending_bytes));
+            self.pending_bytes.clear();
+        }
+        self.take_piece(self.text.len())
+    }
+
+    fn end(&mut self, reason: FinishReason) {
+        if self.finish.is_none() {
+            self.finish = Some(reason);
+            self.generate_secs = Some(self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Asks the reply to stop: the next `next_token` returns `None`.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// The flag [`Generator::cancel`] sets, to stop it from another thread.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
+    }
+
+    /// Uses `flag` as the cancel flag (shared with a front end).
+    pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.cancel = flag;
+    }
+
+    /// The reply's text so far (without a stop string or `<|endoftext|>`;
+    /// includes text still held back from the pieces).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn generated_ids(&self) -> &[u32] {
+        &self.generated_ids
+    }
+
+    /// The tokens the model currently sees (prompt and reply, cut to the
+    /// sliding window).
+    pub fn context_tokens(&self) -> &[u32] {
+        &self.context
+    }
+
+    /// (V) logits for the next token, as the cache computed them.
+    pub fn next_logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    pub fn config(&self) -> &SamplingConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> GenerationStats {
+        let generate_secs = self
+            .generate_secs
+            .unwrap_or_else(|| self.started.elapsed().as_secs_f64());
+        let n = self.generated_ids.len();
+        GenerationStats {
+            prompt_tokens: self.prompt_tokens,
+            generated_tokens: n,
+            prefill_secs: self.prefill_secs,
+            generate_secs,
+            tokens_per_sec: if generate_secs > 0.0 {
+                n as f64 / generate_secs
+            } else {
+                0.0
+            },
+            finish: self.finish,
+        }
+    }
+}
+
+/// Moves the longest valid UTF-8 start of `pending` into `out`; bytes that
+/// can never be valid become U+FFFD, an incomplete last character stays.
+fn drain_utf8(pending: &mut Vec<u8>, out: &mut String) {
+    loop {
+        match std::str::from_utf8(pending) {
+            Ok(s) => {
+                out.push_str(s);
+                pending.clear();
+                return;
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                // The prefix was just checked to be valid UTF-8.
+                out.push_str(std::str::from_utf8(&pending[..valid]).unwrap_or_default());
+                match e.error_len() {
+                    Some(bad) => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        pending.drain(..valid + bad);
+                    }
+                    None => {
+                        pending.drain(..valid);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The n largest probabilities with their ids, largest first (ties by id).
+fn top_n(probs: &[f32], n: usize) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+    for (i, &p) in probs.iter().enumerate() {
+        if best.len() == n && best.last().is_some_and(|&(_, q)| p <= q) {
+            continue;
+        }
+        let at = best.partition_point(|&(_, q)| q >= p);
+        best.insert(at, (i as u32, p));
+        best.truncate(n);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_utf8_waits_for_split_characters() {
+        let bytes = "aé€".as_bytes();
+        let mut pending = Vec::new();
+        let mut out = String::new();
+        for &b in bytes {
+            pending.push(b);
+            drain_utf8(&mut pending, &mut out);
+            assert!(bytes.starts_with(out.as_bytes()));
+        }
+        assert_eq!(out, "aé€");
+        assert!(pending.is_empty());
+        pending.extend_from_slice(&[0xff, b'x']);
+        drain_utf8(&mut pending, &mut out);
+        assert_eq!(out, "aé€\u{fffd}x");
+    }
+
+    #[test]
+    fn top_n_orders_by_probability_then_id() {
+        let probs = [0.1, 0.4, 0.1, 0.3, 0.1];
+        assert_eq!(top_n(&probs, 3), vec![(1, 0.4), (3, 0.3), (0, 0.1)]);
+    }
+}

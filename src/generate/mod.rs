@@ -1,0 +1,53 @@
+//! Text generation: sampling, the streaming generator that the app, the CLI
+//! and the trainer's periodic samples share, a background-thread driver for
+//! user interfaces, the C syntax check of completions, and the generation
+//! benchmark.
+//!
+//! - [`sampling`]: the sampling settings and the choice of the next token.
+//! - [`generator`]: [`Generator`], one reply token by token over a KV cache.
+//! - [`background`]: [`spawn_generation`], a generator on its own thread
+//!   sending [`GenerationEvent`]s over a channel, with a cancel flag.
+//! - [`syntax`]: does a C text parse (tree-sitter), and where it first fails.
+//! - [`bench`]: tokens/s at batch 1 and the cost of a cached token.
+
+pub mod background;
+pub mod bench;
+pub mod generator;
+pub mod sampling;
+pub mod syntax;
+
+pub use background::{GenerationEvent, GenerationHandle, spawn_generation};
+pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator};
+pub use sampling::SamplingConfig;
+pub use syntax::{SyntaxError, SyntaxReport, check_c};
+
+use crate::data::tokenizer::Tokenizer;
+use crate::model::Gpt;
+
+/// A short sample for the trainer's "sample every K steps": `max_tokens`
+/// tokens after `prompt` at temperature 0.8 with top-k 40, seeded. Returns
+/// only the generated text; if generation cannot start (an empty prompt
+/// with a tokenizer that has no end-of-text token, a prompt id outside the
+/// model's vocabulary) the text says why in brackets.
+pub fn sample_text(
+    model: &Gpt,
+    tok: &Tokenizer,
+    prompt: &str,
+    max_tokens: usize,
+    seed: u64,
+) -> String {
+    let cfg = SamplingConfig {
+        temperature: 0.8,
+        top_k: 40,
+        max_new_tokens: max_tokens,
+        seed,
+        ..SamplingConfig::default()
+    };
+    match Generator::new(model, tok, prompt, cfg) {
+        Ok(mut generator) => {
+            while generator.next_token().is_some() {}
+            generator.text().to_string()
+        }
+        Err(e) => format!("[no sample: {e}]"),
+    }
+}

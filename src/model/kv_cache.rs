@@ -1,0 +1,300 @@
+//! Incremental decoding with a key/value cache.
+//!
+//! A full forward pass over T tokens recomputes every position's keys and
+//! values; when generating one token at a time, all of them but the newest
+//! are already known. The cache keeps, per layer, the keys and values of the
+//! positions seen so far, (L, n_ctx, C) each, and [`KvCache::append`] runs
+//! only the new tokens through the same operations as `Gpt` (LayerNorm,
+//! linear, GELU, residual from `ops/`), attending from each new row over the
+//! cached keys. The logits it returns equal [`Gpt::logits`] at the same
+//! positions to float tolerance (tests/generate_engine.rs).
+//!
+//! The cache holds at most `n_ctx` positions (the position embedding covers
+//! no more). When it is full the caller clears it and appends the most
+//! recent tokens again (a sliding window): `generate::Generator` keeps the
+//! newest half of the context, so the re-prefill happens once every
+//! `n_ctx / 2` tokens instead of on every token.
+
+use super::ops::attention::causal_softmax_row;
+use super::ops::matmul::{MatMut, MatRef, matmul};
+use super::ops::{crossentropy, embedding, gelu, layernorm, matmul, residual};
+use super::{Gpt, ModelConfig};
+
+/// Keys and values of the positions seen so far, plus scratch sized for a
+/// chunk of up to `n_ctx` new tokens.
+pub struct KvCache {
+    config: ModelConfig,
+    /// Positions filled, 0 ..= n_ctx.
+    len: usize,
+    /// (L, n_ctx, C) keys and values, head h in columns [h·hs, (h+1)·hs).
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    // ---- scratch for a chunk of new rows (n_ctx, ·)
+    /// (n_ctx, C) the residual stream of the new rows.
+    x: Vec<f32>,
+    /// (n_ctx, C) a LayerNorm output; (n_ctx) its statistics (unused later).
+    ln: Vec<f32>,
+    mean: Vec<f32>,
+    rstd: Vec<f32>,
+    /// (n_ctx, 3C) queries, keys and values of the new rows.
+    qkv: Vec<f32>,
+    /// (n_ctx, C) attention output before c_proj.
+    attn: Vec<f32>,
+    /// (n_ctx, C) a branch's projection output.
+    branch: Vec<f32>,
+    /// (n_ctx, I) MLP pre-activation and GELU output.
+    fc: Vec<f32>,
+    fc_gelu: Vec<f32>,
+    /// (n_ctx, n_ctx) attention weights of the new rows for one head.
+    scores: Vec<f32>,
+    /// (V) logits of the last appended position.
+    logits: Vec<f32>,
+}
+
+impl KvCache {
+    /// An empty cache for models of `config` (about 2·L·n_ctx·C floats of
+    /// keys and values plus a few (n_ctx, ·) scratch buffers).
+    pub fn new(config: &ModelConfig) -> KvCache {
+        let (l, t, c, inner) = (config.n_layer, config.n_ctx, config.n_embd, config.n_inner);
+        let zeros = |len: usize| vec![0.0f32; len];
+        KvCache {
+            config: config.clone(),
+            len: 0,
+            keys: zeros(l * t * c),
+            values: zeros(l * t * c),
+            x: zeros(t * c),
+            ln: zeros(t * c),
+            mean: zeros(t),
+            rstd: zeros(t),
+            qkv: zeros(t * 3 * c),
+            attn: zeros(t * c),
+            branch: zeros(t * c),
+            fc: zeros(t * inner),
+            fc_gelu: zeros(t * inner),
+            scores: zeros(t * t),
+            logits: zeros(config.vocab_size),
+        }
+    }
+
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Most positions the cache holds (the model's context, n_ctx).
+    pub fn capacity(&self) -> usize {
+        self.config.n_ctx
+    }
+
+    /// Positions still free.
+    pub fn remaining(&self) -> usize {
+        self.config.n_ctx - self.len
+    }
+
+    /// Forgets every position (the buffers are kept for reuse).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Runs `tokens` at the next positions and returns the logits (V) that
+    /// predict the token after the last of them. Errors (nothing changes)
+    /// when the model does not match the cache, `tokens` is empty, they do
+    /// not fit in the remaining context, or an id is outside the vocabulary.
+    pub fn append(&mut self, model: &Gpt, tokens: &[u32]) -> Result<&[f32], String> {
+        self.check(model, tokens)?;
+        self.forward_rows(model, tokens);
+        let n = tokens.len();
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        let lay = &model.layout;
+        crossentropy::head_logits(
+            &mut self.logits,
+            &self.ln[(n - 1) * c..n * c],
+            &model.params[lay.wte..lay.wte + v * c],
+            1,
+            c,
+            v,
+        );
+        Ok(&self.logits)
+    }
+
+    /// As [`KvCache::append`] but returns the logits of every new position,
+    /// (n, V) row-major: row i predicts the token after `tokens[i]`.
+    pub fn append_all_logits(&mut self, model: &Gpt, tokens: &[u32]) -> Result<Vec<f32>, String> {
+        self.check(model, tokens)?;
+        self.forward_rows(model, tokens);
+        let n = tokens.len();
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        let lay = &model.layout;
+        let mut out = vec![0.0f32; n * v];
+        crossentropy::head_logits(
+            &mut out,
+            &self.ln[..n * c],
+            &model.params[lay.wte..lay.wte + v * c],
+            n,
+            c,
+            v,
+        );
+        Ok(out)
+    }
+
+    fn check(&self, model: &Gpt, tokens: &[u32]) -> Result<(), String> {
+        if model.config != self.config {
+            return Err("the key/value cache was made for another model config".into());
+        }
+        if tokens.is_empty() {
+            return Err("no tokens to append to the key/value cache".into());
+        }
+        if tokens.len() > self.remaining() {
+            return Err(format!(
+                "{} tokens do not fit: the context holds {} and {} are in use",
+                tokens.len(),
+                self.config.n_ctx,
+                self.len
+            ));
+        }
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(format!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                self.config.vocab_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// The forward pass of the n new rows at positions len .. len + n, up
+    /// to ln_f (left in `self.ln`); stores their keys and values.
+    fn forward_rows(&mut self, model: &Gpt, tokens: &[u32]) {
+        let cfg = &self.config;
+        let (c, inner, v, heads) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size, cfg.n_head);
+        let hs = c / heads;
+        let scale = 1.0 / (hs as f32).sqrt();
+        let t_max = cfg.n_ctx;
+        let n = tokens.len();
+        let p0 = self.len;
+        let p = &model.params;
+        let lay = &model.layout;
+
+        // The position table starts at p0 so chunk row i gets position p0 + i.
+        embedding::embedding_forward(
+            &mut self.x[..n * c],
+            tokens,
+            &p[lay.wte..lay.wte + v * c],
+            &p[lay.wpe + p0 * c..lay.wpe + t_max * c],
+            n,
+            c,
+        );
+        for (l, o) in lay.layers.iter().enumerate() {
+            let x = &mut self.x[..n * c];
+            let ln = &mut self.ln[..n * c];
+            layernorm::layernorm_forward(
+                ln,
+                &mut self.mean[..n],
+                &mut self.rstd[..n],
+                x,
+                &p[o.ln_1_weight..o.ln_1_weight + c],
+                &p[o.ln_1_bias..o.ln_1_bias + c],
+                c,
+            );
+            let qkv = &mut self.qkv[..n * 3 * c];
+            matmul::linear_forward(
+                qkv,
+                ln,
+                &p[o.c_attn_weight..],
+                Some(&p[o.c_attn_bias..o.c_attn_bias + 3 * c]),
+                n,
+                c,
+                3 * c,
+            );
+            // Cache this layer's keys and values of the new positions.
+            let layer_kv = l * t_max * c;
+            for (i, row) in qkv.chunks_exact(3 * c).enumerate() {
+                let at = layer_kv + (p0 + i) * c;
+                self.keys[at..at + c].copy_from_slice(&row[c..2 * c]);
+                self.values[at..at + c].copy_from_slice(&row[2 * c..]);
+            }
+            let keys = &self.keys[layer_kv..layer_kv + t_max * c];
+            let values = &self.values[layer_kv..layer_kv + t_max * c];
+            let attn = &mut self.attn[..n * c];
+            let seen = p0 + n;
+            let tile = &mut self.scores[..n * seen];
+            for h in 0..heads {
+                // S (n, seen) = scale · Q_new K_cachedᵀ; row i, at position
+                // p0 + i, may only look at positions 0 ..= p0 + i (causal).
+                let q = MatRef::strided(&qkv[h * hs..], n, hs, 3 * c);
+                let k = MatRef::strided(&keys[h * hs..], seen, hs, c);
+                let v = MatRef::strided(&values[h * hs..], seen, hs, c);
+                matmul(MatMut::new(tile, n, seen), q, k.t(), false);
+                for (i, row) in tile.chunks_exact_mut(seen).enumerate() {
+                    causal_softmax_row(row, p0 + i, scale);
+                }
+                // O (n, hs) = P V into the head's columns of attn.
+                matmul(
+                    MatMut::strided(&mut attn[h * hs..], n, hs, c),
+                    MatRef::new(tile, n, seen),
+                    v,
+                    false,
+                );
+            }
+            let branch = &mut self.branch[..n * c];
+            matmul::linear_forward(
+                branch,
+                attn,
+                &p[o.attn_proj_weight..],
+                Some(&p[o.attn_proj_bias..o.attn_proj_bias + c]),
+                n,
+                c,
+                c,
+            );
+            residual::residual_add(x, branch);
+
+            layernorm::layernorm_forward(
+                ln,
+                &mut self.mean[..n],
+                &mut self.rstd[..n],
+                x,
+                &p[o.ln_2_weight..o.ln_2_weight + c],
+                &p[o.ln_2_bias..o.ln_2_bias + c],
+                c,
+            );
+            let fc = &mut self.fc[..n * inner];
+            matmul::linear_forward(
+                fc,
+                ln,
+                &p[o.c_fc_weight..],
+                Some(&p[o.c_fc_bias..o.c_fc_bias + inner]),
+                n,
+                c,
+                inner,
+            );
+            let h = &mut self.fc_gelu[..n * inner];
+            gelu::gelu_forward(h, fc);
+            matmul::linear_forward(
+                branch,
+                h,
+                &p[o.mlp_proj_weight..],
+                Some(&p[o.mlp_proj_bias..o.mlp_proj_bias + c]),
+                n,
+                inner,
+                c,
+            );
+            residual::residual_add(x, branch);
+        }
+        layernorm::layernorm_forward(
+            &mut self.ln[..n * c],
+            &mut self.mean[..n],
+            &mut self.rstd[..n],
+            &self.x[..n * c],
+            &p[lay.ln_f_weight..lay.ln_f_weight + c],
+            &p[lay.ln_f_bias..lay.ln_f_bias + c],
+            c,
+        );
+        self.len += n;
+    }
+}
