@@ -14,7 +14,7 @@ use super::model_list::{EntryStatus, ModelList, format_unix_utc};
 use super::model_loader::{LoadJob, LoadedModel, preset_name};
 use super::reply::Reply;
 use super::settings::Settings;
-use super::token_view::{legend_ui, token_text_ui};
+use super::token_view::{displayable, legend_ui, token_text_ui};
 use crate::data::tokenizer::Tokenizer;
 use crate::generate::{GenerationHandle, spawn_generation};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
@@ -289,7 +289,7 @@ fn model_picker_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettin
         let field = ui.add(
             egui::TextEdit::singleline(&mut settings.model_path)
                 .hint_text("models/trained_model_kissing_spheres.cllm")
-                .desired_width(ui.available_width() - 130.0),
+                .desired_width(230.0),
         );
         let field = field.labelled_by(label.id);
         let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
@@ -551,36 +551,65 @@ fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
 }
 
 fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
+    /// A label, then the widget named by it (for screen readers and tests).
+    fn labelled(ui: &mut egui::Ui, text: &str, widget: impl egui::Widget, hint: &str) {
+        let label = ui.label(text);
+        ui.add(widget).labelled_by(label.id).on_hover_text(hint);
+    }
     ui.horizontal_wrapped(|ui| {
-        ui.label("Temperature");
-        ui.add(egui::Slider::new(&mut s.temperature, 0.0..=2.0).step_by(0.05))
-            .on_hover_text("0 = greedy (always the most probable token)");
-        ui.label("Top-k");
-        ui.add(egui::DragValue::new(&mut s.top_k).range(0..=5000))
-            .on_hover_text("Keep only the k most probable tokens (0 = off)");
-        ui.label("Top-p");
-        ui.add(egui::Slider::new(&mut s.top_p, 0.01..=1.0).step_by(0.01))
-            .on_hover_text("Keep the most probable tokens up to this total probability (1 = off)");
-        ui.label("Repetition penalty");
-        ui.add(egui::Slider::new(&mut s.repetition_penalty, 1.0..=2.0).step_by(0.05))
-            .on_hover_text("Above 1 makes tokens already in the context less likely (1 = off)");
+        labelled(
+            ui,
+            "Temperature",
+            egui::Slider::new(&mut s.temperature, 0.0..=2.0).step_by(0.05),
+            "0 = greedy (always the most probable token)",
+        );
+        labelled(
+            ui,
+            "Top-k",
+            egui::DragValue::new(&mut s.top_k).range(0..=5000),
+            "Keep only the k most probable tokens (0 = off)",
+        );
+        labelled(
+            ui,
+            "Top-p",
+            egui::Slider::new(&mut s.top_p, 0.01..=1.0).step_by(0.01),
+            "Keep the most probable tokens up to this total probability (1 = off)",
+        );
+        labelled(
+            ui,
+            "Repetition penalty",
+            egui::Slider::new(&mut s.repetition_penalty, 1.0..=2.0).step_by(0.05),
+            "Above 1 makes tokens already in the context less likely (1 = off)",
+        );
     });
     ui.horizontal_wrapped(|ui| {
-        ui.label("Max tokens");
-        ui.add(egui::DragValue::new(&mut s.max_tokens).range(1..=4096));
-        ui.label("Seed");
-        ui.add(egui::DragValue::new(&mut s.seed));
-        if ui.button("🎲").on_hover_text("A new random seed").clicked() {
+        labelled(
+            ui,
+            "Max tokens",
+            egui::DragValue::new(&mut s.max_tokens).range(1..=4096),
+            "Most tokens in one reply",
+        );
+        labelled(
+            ui,
+            "Seed",
+            egui::DragValue::new(&mut s.seed),
+            "Same seed, model, prompt and settings: same reply",
+        );
+        if ui
+            .button("Random")
+            .on_hover_text("A new random seed")
+            .clicked()
+        {
             s.seed = random_seed();
         }
-        let label = ui.label("Stop string");
-        ui.add(
+        labelled(
+            ui,
+            "Stop string",
             egui::TextEdit::singleline(&mut s.stop)
                 .desired_width(90.0)
                 .hint_text("e.g. \\n\\n"),
-        )
-        .labelled_by(label.id)
-        .on_hover_text("Generation ends before this text; \\n and \\t are escapes. Empty = none");
+            "Generation ends before this text; \\n and \\t are escapes. Empty = none",
+        );
     });
 }
 
@@ -631,6 +660,7 @@ fn reply_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
             } else {
                 ui.visuals().warn_fg_color
             };
+            let line = displayable(ui.ctx(), &egui::FontId::proportional(14.0), &line);
             ui.colored_label(colour, line);
         }
     });

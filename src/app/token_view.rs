@@ -51,6 +51,31 @@ impl SectionMap {
     }
 }
 
+/// `text` with every character the installed fonts cannot draw replaced
+/// (by U+FFFD when the font has it, else `?`). A small model emits any
+/// byte sequence; a missing glyph must never be what breaks the view.
+pub fn displayable(ctx: &egui::Context, font: &FontId, text: &str) -> String {
+    ctx.fonts_mut(|f| {
+        if f.has_glyphs(font, text) {
+            return text.to_string();
+        }
+        let fallback = if f.has_glyph(font, char::REPLACEMENT_CHARACTER) {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            '?'
+        };
+        text.chars()
+            .map(|c| {
+                if c.is_control() || f.has_glyph(font, c) {
+                    c
+                } else {
+                    fallback
+                }
+            })
+            .collect()
+    })
+}
+
 fn build_job(
     ui: &egui::Ui,
     prompt: &str,
@@ -76,7 +101,7 @@ fn build_job(
     };
     let mut chars = 0;
     if !prompt.is_empty() {
-        job.append(prompt, 0.0, prompt_format);
+        job.append(&displayable(ui.ctx(), &font, prompt), 0.0, prompt_format);
         chars += prompt.chars().count();
         map.token.push(None);
         map.char_end.push(chars);
@@ -89,7 +114,7 @@ fn build_job(
         if shade_tokens {
             format.background = shade(t.prob);
         }
-        job.append(&t.text_piece, 0.0, format);
+        job.append(&displayable(ui.ctx(), &font, &t.text_piece), 0.0, format);
         chars += t.text_piece.chars().count();
         map.token.push(Some(i));
         map.char_end.push(chars);
@@ -167,10 +192,13 @@ pub fn token_text_ui(
 
 /// The tooltip: the token, its probability, and the top alternatives.
 fn alternatives_ui(ui: &mut egui::Ui, t: &GeneratedToken) {
+    let font = FontId::monospace(FONT_SIZE);
+    let ctx = ui.ctx().clone();
+    let shown = |text: &str| displayable(&ctx, &font, &shown_token(text));
     ui.label(
         egui::RichText::new(format!(
             "{}  p = {:.1}%",
-            shown_token(&t.text_piece),
+            shown(&t.text_piece),
             t.prob * 100.0
         ))
         .monospace()
@@ -181,7 +209,7 @@ fn alternatives_ui(ui: &mut egui::Ui, t: &GeneratedToken) {
         .num_columns(2)
         .show(ui, |ui| {
             for (text, p) in &t.top_alternatives {
-                ui.label(egui::RichText::new(shown_token(text)).monospace());
+                ui.label(egui::RichText::new(shown(text)).monospace());
                 ui.add(
                     egui::ProgressBar::new(*p)
                         .desired_width(120.0)
@@ -204,7 +232,7 @@ pub fn legend_ui(ui: &mut egui::Ui) {
         let (rect, _) = ui.allocate_exact_size(egui::vec2(14.0, 14.0), Sense::hover());
         ui.painter().rect_filled(rect, 2.0, shade(p));
     }
-    ui.weak("low → high");
+    ui.weak("low to high");
 }
 
 #[cfg(test)]
