@@ -37,6 +37,16 @@ pub fn shade(p: f32) -> Color32 {
     Color32::from_rgba_unmultiplied(mix(0), mix(1), mix(2), 110)
 }
 
+/// `top` (with its alpha) painted over the opaque `base`, as an opaque
+/// colour: backgrounds of neighbouring glyphs overlap by a fraction of a
+/// pixel, and translucent ones would show a darker seam at every overlap.
+fn opaque_over(base: Color32, top: Color32) -> Color32 {
+    let a = f32::from(top.a()) / 255.0;
+    let [tr, tg, tb, _] = top.to_srgba_unmultiplied();
+    let mix = |b: u8, t: u8| (f32::from(b) + (f32::from(t) - f32::from(b)) * a).round() as u8;
+    Color32::from_rgb(mix(base.r(), tr), mix(base.g(), tg), mix(base.b(), tb))
+}
+
 /// Which token each layout section shows (`None`: the prompt), and where
 /// each section ends in characters of the galley's text.
 struct SectionMap {
@@ -112,7 +122,7 @@ fn build_job(
         }
         let mut format = TextFormat::simple(font.clone(), reply_colour);
         if shade_tokens {
-            format.background = shade(t.prob);
+            format.background = opaque_over(visuals.panel_fill, shade(t.prob));
         }
         job.append(&displayable(ui.ctx(), &font, &t.text_piece), 0.0, format);
         chars += t.text_piece.chars().count();
@@ -230,7 +240,8 @@ pub fn legend_ui(ui: &mut egui::Ui) {
     ui.weak("p:");
     for p in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let (rect, _) = ui.allocate_exact_size(egui::vec2(14.0, 14.0), Sense::hover());
-        ui.painter().rect_filled(rect, 2.0, shade(p));
+        let colour = opaque_over(ui.visuals().panel_fill, shade(p));
+        ui.painter().rect_filled(rect, 2.0, colour);
     }
     ui.weak("low to high");
 }
@@ -247,6 +258,18 @@ mod tests {
         assert!(high.g() > high.r(), "high probability is green: {high:?}");
         assert_eq!(shade(f32::NAN), low);
         assert_eq!(shade(7.0), high);
+    }
+
+    #[test]
+    fn opaque_blend_is_the_alpha_mix() {
+        let base = Color32::from_rgb(0, 100, 200);
+        let top = Color32::from_rgba_unmultiplied(255, 0, 100, 51); // alpha 0.2
+        // 0 + 0.2 * 255 = 51; 100 - 0.2 * 100 = 80; 200 - 0.2 * 100 = 180.
+        assert_eq!(opaque_over(base, top), Color32::from_rgb(51, 80, 180));
+        assert_eq!(
+            opaque_over(base, Color32::from_rgb(1, 2, 3)),
+            Color32::from_rgb(1, 2, 3)
+        );
     }
 
     #[test]
