@@ -306,3 +306,27 @@ fn damaged_files_and_empty_prompts_are_refused_with_a_message() {
     h.get_by_label_contains("unknown escape");
     assert!(h.state().llm.reply.is_none());
 }
+
+#[test]
+fn a_checkpoint_from_training_appears_without_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app_in(dir.path());
+    h.step();
+    step_until(&mut h, "the model list", |a| !a.llm.list.is_listing());
+    assert!(
+        h.state()
+            .llm
+            .list
+            .entries
+            .iter()
+            .all(|e| !e.path.starts_with(dir.path()))
+    );
+
+    // The trainer reports a checkpoint it wrote into the listed folder.
+    let path = write_checkpoint(dir.path());
+    h.state_mut().session.run.last_checkpoint =
+        Some((path.clone(), cllm::train::events::SaveReason::Final));
+    h.step();
+    step_until(&mut h, "the new listing", |a| !a.llm.list.is_listing());
+    assert!(h.state().llm.list.entries.iter().any(|e| e.path == path));
+}

@@ -113,6 +113,20 @@ mod tests {
     }
 
     #[test]
+    fn older_settings_without_the_llm_part_still_load() {
+        use crate::app::settings::Settings;
+        let old = Settings::from_json(r#"{"data_dir": "src"}"#).unwrap();
+        assert_eq!(old.llm, LlmSettings::default());
+        let partial =
+            Settings::from_json(r#"{"llm": {"prompt": "void cllm_", "top_k": 5}}"#).unwrap();
+        assert_eq!(partial.llm.prompt, "void cllm_");
+        assert_eq!(partial.llm.top_k, 5);
+        assert_eq!(partial.llm.max_tokens, LlmSettings::default().max_tokens);
+        let back = Settings::from_json(&partial.to_json().unwrap()).unwrap();
+        assert_eq!(back, partial);
+    }
+
+    #[test]
     fn controls_become_a_checked_config() {
         let mut s = LlmSettings {
             stop: r"\n\n".into(),

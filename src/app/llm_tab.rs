@@ -37,6 +37,9 @@ pub struct LlmTab {
     /// The token under the pointer in the last frame.
     pub hovered_token: Option<usize>,
     generation: Option<GenerationHandle>,
+    /// The training run's newest checkpoint when the list was last built:
+    /// a newer one triggers a refresh so it shows up without a click.
+    listed_after: Option<PathBuf>,
     browse: Option<Receiver<Option<PathBuf>>>,
     repaint: Option<egui::Context>,
 }
@@ -52,6 +55,7 @@ impl LlmTab {
             reply: None,
             hovered_token: None,
             generation: None,
+            listed_after: None,
             browse: None,
             repaint,
         }
@@ -251,7 +255,10 @@ impl LlmTab {
 // Drawing
 
 pub fn llm_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
-    if app.llm.list.dirs.is_empty() && !app.llm.list.is_listing() {
+    let newest = app.session.run.last_checkpoint.as_ref().map(|(p, _)| p);
+    let stale = app.llm.list.dirs.is_empty() || newest != app.llm.listed_after.as_ref();
+    if stale && !app.llm.list.is_listing() {
+        app.llm.listed_after = newest.cloned();
         app.llm.refresh(LlmTab::model_dirs(&app.settings));
     }
     let dirs = LlmTab::model_dirs(&app.settings);
