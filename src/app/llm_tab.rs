@@ -492,7 +492,7 @@ fn model_list_ui(
 fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
     ui.add_space(4.0);
     ui.horizontal_wrapped(|ui| {
-        let label = ui.heading("Prompt");
+        ui.heading("Prompt");
         ui.add_space(8.0);
         for preset in PROMPT_PRESETS {
             if ui
@@ -503,7 +503,6 @@ fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
                 settings.prompt = preset.to_string();
             }
         }
-        let _ = label;
     });
     let label = ui.label("Prompt text (Ctrl+Enter generates)");
     let field = ui.add(
