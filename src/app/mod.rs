@@ -1,5 +1,4 @@
-//! The desktop app (eframe/egui): the Training tab and a slot for the LLM
-//! tab. `WorkbenchApp` holds persisted `Settings` apart from runtime state
+//! The desktop app (eframe/egui): the Training tab and the LLM tab. `WorkbenchApp` holds persisted `Settings` apart from runtime state
 //! (scan job, trainer session); each tab and big widget has its own file,
 //! and the logic they show (event folding, sorting, downsampling,
 //! validation) lives in plain structs and functions that tests drive.
@@ -8,13 +7,19 @@ use eframe::egui;
 pub mod config_panel;
 pub mod data_panel;
 pub mod format;
+pub mod llm_settings;
+pub mod llm_tab;
 pub mod loss_plot;
+pub mod model_list;
+pub mod model_loader;
 pub mod progress;
+pub mod reply;
 pub mod run_state;
 pub mod session;
 pub mod settings;
 pub mod sphere_view;
 pub mod stats_table;
+pub mod token_view;
 pub mod training_tab;
 
 use config_panel::ConfigEditor;
@@ -76,6 +81,8 @@ pub struct WorkbenchApp {
     pub session: Session,
     pub sort: stats_table::SortOrder,
     pub tab: Tab,
+    /// The LLM tab's runtime side (model list, loaded model, reply).
+    pub llm: llm_tab::LlmTab,
     pub frame_stats: FrameStats,
     /// Resident memory, refreshed twice a second.
     pub memory: Option<u64>,
@@ -115,6 +122,7 @@ impl WorkbenchApp {
             session: Session::new(spawner),
             sort: Default::default(),
             tab: Tab::Training,
+            llm: llm_tab::LlmTab::new(repaint.clone()),
             frame_stats: FrameStats::default(),
             memory: None,
             memory_at: None,
@@ -176,6 +184,7 @@ impl WorkbenchApp {
         let started = Instant::now();
         self.data.poll();
         let news = self.session.poll();
+        let llm_news = self.llm.poll(&mut self.settings.llm.model_path);
         let dropped: Vec<PathBuf> = ui.input(|i| {
             i.raw
                 .dropped_files
@@ -211,18 +220,14 @@ impl WorkbenchApp {
         });
         match self.tab {
             Tab::Training => training_tab::training_tab_ui(ui, self),
-            Tab::Llm => {
-                egui::CentralPanel::default().show(ui, |ui| {
-                    ui.label("The LLM tab (load a model, prompt it, stream text) is coming.");
-                });
-            }
+            Tab::Llm => llm_tab::llm_tab_ui(ui, self),
         }
 
-        if self.session.is_training() || self.data.is_scanning() {
+        if self.session.is_training() || self.data.is_scanning() || self.llm.is_busy() {
             // Events also arrive between input events: keep redrawing at
             // about 30 frames per second while there is work.
             ui.ctx().request_repaint_after(Duration::from_millis(33));
-        } else if news > 0 {
+        } else if news > 0 || llm_news {
             ui.ctx().request_repaint();
         }
         self.frame_stats

@@ -1,8 +1,10 @@
 //! What the app remembers between runs: the data folder, the extension
-//! filter, the training configuration and view preferences. Kept apart from
-//! runtime handles (threads, channels) so it serialises cleanly; every field
-//! has a default so settings written by older versions still load.
+//! filter, the training configuration, view preferences, and the LLM tab's
+//! model path, prompt and sampling controls. Kept apart from runtime
+//! handles (threads, channels) so it serialises cleanly; every field has a
+//! default so settings written by older versions still load.
 
+use super::llm_settings::LlmSettings;
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,9 @@ pub struct Settings {
     pub train: TrainConfig,
     pub show_advanced: bool,
     pub plot: PlotSettings,
+    /// The LLM tab: model path, prompt, sampling controls.
+    #[serde(default)]
+    pub llm: LlmSettings,
 }
 
 /// Loss-graph preferences.
@@ -52,6 +57,7 @@ impl Default for Settings {
             train: TrainConfig::default(),
             show_advanced: false,
             plot: PlotSettings::default(),
+            llm: LlmSettings::default(),
         }
     }
 }
