@@ -105,19 +105,26 @@ pub fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
     exps.iter().map(|&e| (e / sum) as f32).collect()
 }
 
-/// The ids sampling may pick, most probable first, with their renormalised
-/// probabilities: top-k, then top-p over what top-k kept. `probs` are the
-/// softmax at the sampling temperature.
+/// The ids sampling may pick with their renormalised probabilities: top-k,
+/// then top-p over what top-k kept. `probs` are the softmax at the sampling
+/// temperature. Most probable first when either limit applies; with
+/// neither, every id in id order (no sort: the whole vocabulary stays).
 pub fn candidate_set(probs: &[f32], top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
     let mut order: Vec<u32> = (0..probs.len() as u32).collect();
     // Descending probability, ties by id: a total, deterministic order.
-    order.sort_by(|&a, &b| {
-        probs[b as usize]
-            .total_cmp(&probs[a as usize])
-            .then(a.cmp(&b))
-    });
-    if top_k > 0 {
+    let by_prob = |a: &u32, b: &u32| {
+        probs[*b as usize]
+            .total_cmp(&probs[*a as usize])
+            .then(a.cmp(b))
+    };
+    let limit_k = top_k > 0 && top_k < order.len();
+    if limit_k {
+        // Only the k best need sorting (a vocabulary is ~50k ids).
+        order.select_nth_unstable_by(top_k - 1, by_prob);
         order.truncate(top_k);
+    }
+    if limit_k || top_p < 1.0 {
+        order.sort_unstable_by(by_prob);
     }
     let kept_mass: f64 = order.iter().map(|&i| probs[i as usize] as f64).sum();
     let mut set = Vec::with_capacity(order.len());
