@@ -62,7 +62,10 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
     let model = Gpt::from_params(ck.model, ck.params)?;
     let stats = evaluate_model(&model, &data, seq_len, threads, args.max_windows)?;
     if args.json {
-        println!("{}", serde_json::to_string(&stats).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string(&stats).map_err(|e| e.to_string())?
+        );
     } else {
         let what = if own_split {
             "its validation split".to_string()
