@@ -256,9 +256,12 @@ impl Terminal {
                     .map(|b| format!("{b:.4}"))
                     .unwrap_or_else(|| "-".into());
                 let line = format!(
-                    "epoch {}/{} loss {:.4} best val {best} lr {:.2e} {:.0} tok/s ETA {}",
-                    s.epoch + 1,
-                    s.epochs.max(1),
+                    "epoch {} loss {:.4} best val {best} lr {:.2e} {:.0} tok/s ETA {}",
+                    if s.epochs > 0 {
+                        format!("{}/{}", s.epoch + 1, s.epochs)
+                    } else {
+                        (s.epoch + 1).to_string()
+                    },
                     s.loss,
                     s.lr,
                     s.tokens_per_sec,
