@@ -144,3 +144,64 @@ fn four_micro_batches_equal_one_batch_of_four_times_the_rows() {
     let rel = dist(&p_big, &p_acc) / dist(&p_big, &model.params);
     assert!(rel < 1e-2, "updates differ by {rel:.2e} of their size");
 }
+
+/// Per-sequence dropout streams make a batch's gradient independent of how
+/// its sequences are grouped: one call over 3 sequences equals three calls
+/// over one sequence each, with the same stream per sequence.
+#[test]
+fn per_sequence_dropout_does_not_depend_on_grouping() {
+    let mut cfg = ModelConfig::preset("tiny").unwrap();
+    cfg.dropout = 0.2;
+    let model = Gpt::new(cfg.clone(), 5).unwrap();
+    let (b, t) = (3, 8);
+    let inputs = random_tokens(b * t, cfg.vocab_size, 1);
+    let targets = random_tokens(b * t, cfg.vocab_size, 2);
+    let streams = || {
+        (0..b)
+            .map(|s| Rng::derive(9, &[4, s as u64]))
+            .collect::<Vec<_>>()
+    };
+    let scale = 1.0 / (b * t) as f32;
+
+    let mut ws = Workspace::new(&cfg, b, t);
+    let mut together = vec![0.0f32; model.params.len()];
+    let batch = Batch {
+        inputs: &inputs,
+        targets: &targets,
+        batch: b,
+        seq: t,
+    };
+    let mut rngs = streams();
+    let loss_together =
+        model.forward_backward_per_sequence(&mut ws, &batch, &mut together, scale, &mut rngs);
+
+    let mut apart = vec![0.0f32; model.params.len()];
+    let mut loss_apart = 0.0;
+    for (s, rng) in streams().iter_mut().enumerate() {
+        let one = Batch {
+            inputs: &inputs[s * t..(s + 1) * t],
+            targets: &targets[s * t..(s + 1) * t],
+            batch: 1,
+            seq: t,
+        };
+        loss_apart +=
+            model.forward_backward(&mut ws, &one, &mut apart, scale, Some(rng)) / b as f32;
+    }
+    assert!(
+        (loss_together - loss_apart).abs() < 1e-5,
+        "{loss_together} vs {loss_apart}"
+    );
+    let max_g = together.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+    for (x, y) in together.iter().zip(&apart) {
+        assert!((x - y).abs() <= 1e-5 * max_g.max(1.0), "{x} vs {y}");
+    }
+    // And dropout really acted: without it the gradient differs.
+    let mut plain = vec![0.0f32; model.params.len()];
+    model.forward_backward(&mut ws, &batch, &mut plain, scale, None);
+    assert!(
+        plain
+            .iter()
+            .zip(&together)
+            .any(|(x, y)| (x - y).abs() > 1e-4 * max_g)
+    );
+}

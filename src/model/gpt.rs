@@ -250,6 +250,33 @@ pub fn add_time(profile: &mut Profile, name: &'static str, secs: f64) {
     }
 }
 
+/// Where dropout masks come from.
+pub enum DropoutRng<'a> {
+    /// One stream for the whole micro-batch.
+    Shared(&'a mut Rng),
+    /// One stream per sequence, in batch order.
+    PerSequence(&'a mut [Rng]),
+}
+
+impl DropoutRng<'_> {
+    /// Draws masks for `x` (B, T, C) laid out by sequence, `row` = T * C
+    /// values per sequence, and applies them.
+    fn draw(&mut self, x: &mut [f32], mask: &mut [f32], p: f32, row: usize) {
+        match self {
+            DropoutRng::Shared(rng) => dropout::dropout_forward(x, mask, p, rng),
+            DropoutRng::PerSequence(rngs) => {
+                for ((xs, ms), rng) in x
+                    .chunks_mut(row)
+                    .zip(mask.chunks_mut(row))
+                    .zip(rngs.iter_mut())
+                {
+                    dropout::dropout_forward(xs, ms, p, rng);
+                }
+            }
+        }
+    }
+}
+
 impl Gpt {
     /// A freshly initialised model (GPT-2 initialisation, seeded).
     pub fn new(config: ModelConfig, seed: u64) -> Result<Gpt, String> {
@@ -295,6 +322,29 @@ impl Gpt {
         self.forward_backward_profiled(ws, batch, grads, grad_scale, dropout, None)
     }
 
+    /// [`Gpt::forward_backward`] with one dropout stream per sequence
+    /// (`rngs.len() == batch.batch`): sequence b's masks come from `rngs[b]`
+    /// alone, so they do not depend on how sequences are grouped into
+    /// micro-batches (the trainer's spheres rely on this).
+    pub fn forward_backward_per_sequence(
+        &self,
+        ws: &mut Workspace,
+        batch: &Batch,
+        grads: &mut [f32],
+        grad_scale: f32,
+        rngs: &mut [Rng],
+    ) -> f32 {
+        assert_eq!(rngs.len(), batch.batch, "one dropout stream per sequence");
+        self.forward_backward_from(
+            ws,
+            batch,
+            grads,
+            grad_scale,
+            Some(DropoutRng::PerSequence(rngs)),
+            None,
+        )
+    }
+
     /// [`Gpt::forward_backward`] that also adds each operation's wall time
     /// into `profile` (benchmarking).
     pub fn forward_backward_profiled(
@@ -304,6 +354,19 @@ impl Gpt {
         grads: &mut [f32],
         grad_scale: f32,
         dropout: Option<&mut Rng>,
+        profile: Option<&mut Profile>,
+    ) -> f32 {
+        let dropout = dropout.map(DropoutRng::Shared);
+        self.forward_backward_from(ws, batch, grads, grad_scale, dropout, profile)
+    }
+
+    fn forward_backward_from(
+        &self,
+        ws: &mut Workspace,
+        batch: &Batch,
+        grads: &mut [f32],
+        grad_scale: f32,
+        dropout: Option<DropoutRng>,
         mut profile: Option<&mut Profile>,
     ) -> f32 {
         assert_eq!(
@@ -435,7 +498,7 @@ impl Gpt {
         tokens: &[u32],
         b: usize,
         t: usize,
-        mut dropout: Option<&mut Rng>,
+        mut dropout: Option<DropoutRng>,
         profile: &mut Option<&mut Profile>,
     ) {
         let cfg = &self.config;
@@ -463,13 +526,13 @@ impl Gpt {
                 c,
             );
         });
-        if use_dropout && let Some(rng) = dropout.as_deref_mut() {
+        if use_dropout && let Some(rng) = dropout.as_mut() {
             timed(profile, "dropout", || {
-                dropout::dropout_forward(
+                rng.draw(
                     &mut ws.residual[..n * c],
                     &mut ws.emb_mask[..n * c],
                     drop_p,
-                    rng,
+                    t * c,
                 )
             });
         }
@@ -527,11 +590,9 @@ impl Gpt {
                     c,
                 )
             });
-            if use_dropout && let Some(rng) = dropout.as_deref_mut() {
+            if use_dropout && let Some(rng) = dropout.as_mut() {
                 let mask = &mut ws.attn_mask[nc..nc + n * c];
-                timed(profile, "dropout", || {
-                    dropout::dropout_forward(branch, mask, drop_p, rng)
-                });
+                timed(profile, "dropout", || rng.draw(branch, mask, drop_p, t * c));
             }
             timed(profile, "residual", || {
                 residual::residual_forward(mid, x, branch)
@@ -579,11 +640,9 @@ impl Gpt {
                     c,
                 )
             });
-            if use_dropout && let Some(rng) = dropout.as_deref_mut() {
+            if use_dropout && let Some(rng) = dropout.as_mut() {
                 let mask = &mut ws.mlp_mask[nc..nc + n * c];
-                timed(profile, "dropout", || {
-                    dropout::dropout_forward(branch, mask, drop_p, rng)
-                });
+                timed(profile, "dropout", || rng.draw(branch, mask, drop_p, t * c));
             }
             timed(profile, "residual", || {
                 residual::residual_forward(next, mid, branch)

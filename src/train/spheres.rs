@@ -206,41 +206,29 @@ impl Spheres {
                         .store(state_code(SphereState::Computing), Ordering::Relaxed);
                     grads.fill(0.0);
                     let mut loss_sum = 0.0f64;
-                    if input.dropout {
-                        // One call per sequence, each with its own mask stream,
-                        // so masks do not depend on how sequences were shared.
-                        for s in seqs.clone() {
-                            let mut rng = Rng::derive(input.seed, &[input.step, s as u64]);
-                            let batch = Batch {
-                                inputs: &input.inputs[s * t..(s + 1) * t],
-                                targets: &input.targets[s * t..(s + 1) * t],
-                                batch: 1,
-                                seq: t,
-                            };
-                            let loss = model.forward_backward(
-                                ws,
-                                &batch,
-                                grads,
-                                grad_scale,
-                                Some(&mut rng),
-                            );
-                            loss_sum += loss as f64;
-                            live.batches.fetch_add(1, Ordering::Relaxed);
-                        }
-                    } else {
-                        for chunk_start in seqs.clone().step_by(max_share) {
-                            let chunk_end = (chunk_start + max_share).min(seqs.end);
-                            let rows = chunk_end - chunk_start;
-                            let batch = Batch {
-                                inputs: &input.inputs[chunk_start * t..chunk_end * t],
-                                targets: &input.targets[chunk_start * t..chunk_end * t],
-                                batch: rows,
-                                seq: t,
-                            };
-                            let loss = model.forward_backward(ws, &batch, grads, grad_scale, None);
-                            loss_sum += loss as f64 * rows as f64;
-                            live.batches.fetch_add(rows as u64, Ordering::Relaxed);
-                        }
+                    for chunk_start in seqs.clone().step_by(max_share) {
+                        let chunk_end = (chunk_start + max_share).min(seqs.end);
+                        let rows = chunk_end - chunk_start;
+                        let batch = Batch {
+                            inputs: &input.inputs[chunk_start * t..chunk_end * t],
+                            targets: &input.targets[chunk_start * t..chunk_end * t],
+                            batch: rows,
+                            seq: t,
+                        };
+                        let loss = if input.dropout {
+                            // One mask stream per sequence, so masks do not
+                            // depend on how sequences were shared out.
+                            let mut rngs: Vec<Rng> = (chunk_start..chunk_end)
+                                .map(|s| Rng::derive(input.seed, &[input.step, s as u64]))
+                                .collect();
+                            model.forward_backward_per_sequence(
+                                ws, &batch, grads, grad_scale, &mut rngs,
+                            )
+                        } else {
+                            model.forward_backward(ws, &batch, grads, grad_scale, None)
+                        };
+                        loss_sum += loss as f64 * rows as f64;
+                        live.batches.fetch_add(rows as u64, Ordering::Relaxed);
                     }
                     live.state
                         .store(state_code(SphereState::Reducing), Ordering::Relaxed);
