@@ -303,48 +303,55 @@ pub fn data_panel_ui(
 ) -> DataAction {
     let mut action = DataAction::None;
     ui.add_enabled_ui(enabled, |ui| {
+        // Buttons are laid out from the right first and the text field takes
+        // what is left, so a row never asks for more than the panel has (a
+        // resizable panel would otherwise grow with it every frame).
         ui.horizontal(|ui| {
             let label = ui.label("Folder");
-            ui.add(
-                egui::TextEdit::singleline(&mut settings.data_dir)
-                    .desired_width(ui.available_width() - 150.0)
-                    .hint_text("training_data/"),
-            )
-            .labelled_by(label.id);
-            if ui.button("Browse…").on_hover_text("Pick a folder with the system dialog").clicked() {
-                // With no desktop portal rfd returns None at once; the typed
-                // path keeps working.
-                if let Some(dir) = rfd::FileDialog::new()
-                    .set_directory(&settings.data_dir)
-                    .pick_folder()
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .add_enabled(!data.is_scanning(), egui::Button::new("Scan Dir"))
+                    .clicked()
                 {
-                    settings.data_dir = dir.display().to_string();
                     action = DataAction::Scan;
                 }
-            }
-            if ui
-                .add_enabled(!data.is_scanning(), egui::Button::new("Scan Dir"))
-                .clicked()
-            {
-                action = DataAction::Scan;
-            }
+                if ui.button("Browse…").on_hover_text("Pick a folder with the system dialog").clicked() {
+                    // With no desktop portal rfd returns None at once; the typed
+                    // path keeps working.
+                    if let Some(dir) = rfd::FileDialog::new()
+                        .set_directory(&settings.data_dir)
+                        .pick_folder()
+                    {
+                        settings.data_dir = dir.display().to_string();
+                        action = DataAction::Scan;
+                    }
+                }
+                ui.add(
+                    egui::TextEdit::singleline(&mut settings.data_dir)
+                        .desired_width(ui.available_width())
+                        .hint_text("training_data/"),
+                )
+                .labelled_by(label.id);
+            });
         });
         ui.horizontal(|ui| {
             let label = ui.label("Extensions");
-            ui.add(
-                egui::TextEdit::singleline(&mut settings.extension_filter)
-                    .desired_width(ui.available_width() - 190.0)
-                    .hint_text("all kinds the scanner knows"),
-            )
-            .labelled_by(label.id)
-            .on_hover_text("Shown and scanned file kinds, e.g. \"c h rs md\". Rescan to pick up kinds added here.");
-            let exts = settings.extensions();
-            if ui.button("Select All").clicked() {
-                data.set_all(true, &exts);
-            }
-            if ui.button("Select None").clicked() {
-                data.set_all(false, &exts);
-            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let exts = settings.extensions();
+                if ui.button("Select None").clicked() {
+                    data.set_all(false, &exts);
+                }
+                if ui.button("Select All").clicked() {
+                    data.set_all(true, &exts);
+                }
+                ui.add(
+                    egui::TextEdit::singleline(&mut settings.extension_filter)
+                        .desired_width(ui.available_width())
+                        .hint_text("all kinds the scanner knows"),
+                )
+                .labelled_by(label.id)
+                .on_hover_text("Shown and scanned file kinds, e.g. \"c h rs md\". Rescan to pick up kinds added here.");
+            });
         });
     });
 

@@ -184,8 +184,13 @@ pub fn plot_controls_ui(ui: &mut egui::Ui, s: &mut PlotSettings) {
 pub fn loss_plot_ui(ui: &mut egui::Ui, history: &mut LossHistory, s: &mut PlotSettings) {
     plot_controls_ui(ui, s);
     let drawn = prepare(history, s);
+    if history.train.is_empty() {
+        ui.weak("Training and validation loss appear here once training starts.");
+    }
     let extra = usize::from(s.show_lr) + usize::from(s.show_grad_norm);
-    let total_h = ui.available_height().max(120.0);
+    // Measured after everything above the graphs: asking a resizable panel
+    // for more than it has makes it grow every frame.
+    let total_h = ui.available_height().max(60.0);
     let main_h = if extra == 0 { total_h } else { total_h * 0.6 };
     let extra_h = if extra == 0 {
         0.0
@@ -197,9 +202,6 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, history: &mut LossHistory, s: &mut PlotSe
     let follow = s.follow;
     let smoothed_colour = TRAIN_COLOUR;
     let raw_colour = TRAIN_COLOUR.gamma_multiply(0.3);
-    if history.train.is_empty() {
-        ui.weak("Training and validation loss appear here once training starts.");
-    }
     // An empty graph still shows a sensible frame: steps from 0, losses of
     // a fresh model (a few nats).
     let mut plot = Plot::new("loss_plot");

@@ -99,10 +99,12 @@ pub fn training_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
         ui.add_space(4.0);
     });
 
+    let loss_max = (ui.available_height() * 0.6).max(200.0);
     egui::Panel::bottom("loss")
         .resizable(true)
         .default_size(300.0)
         .min_size(160.0)
+        .max_size(loss_max)
         .show(ui, |ui| {
             ui.add_space(4.0);
             loss_plot_ui(ui, &mut app.session.run.history, &mut app.settings.plot);
