@@ -8,7 +8,7 @@ use crate::data::tokenizer::Tokenizer;
 use crate::train::config::{TokenizerKind, TrainConfig};
 use crate::train::events::{Event, Phase};
 use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 /// Everything the trainer needs from the data.
@@ -107,9 +107,4 @@ pub fn prepare(
         val,
         files: files.len(),
     })
-}
-
-/// A short name for a path, for messages.
-pub fn shown(path: &Path) -> String {
-    path.display().to_string()
 }

@@ -146,15 +146,6 @@ impl Spheres {
         }
     }
 
-    pub fn count(&self) -> usize {
-        self.n
-    }
-
-    /// Bytes held per sphere: activations plus one gradient buffer.
-    pub fn bytes_per_sphere(&self) -> usize {
-        self.workspaces[0].bytes() + self.grads[0].len() * 4
-    }
-
     /// The sphere view's rows, as of now.
     pub fn stats(&self) -> Vec<SphereStats> {
         snapshot(&self.tally, &self.live)
@@ -413,11 +404,6 @@ impl Spheres {
             counts.merge(&c);
         }
         (loss_sum, counts)
-    }
-
-    /// The reduced gradient (sphere 0's buffer after `compute_gradients`).
-    pub fn gradient(&self) -> &[f32] {
-        &self.grads[0]
     }
 
     /// Mutable access for injecting faults in tests.
