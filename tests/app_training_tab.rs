@@ -7,7 +7,7 @@ use cllm::app::WorkbenchApp;
 use cllm::app::settings::Settings;
 use cllm::data::scan::{FileStatus, ScanOptions, ScannedFile, SkipReason};
 use cllm::train::events::{
-    EvalStats, Phase, SaveReason, SphereState, SphereStats, StepStats, Summary,
+    EvalStats, Phase, RunInfo, SaveReason, SphereState, SphereStats, StepStats, Summary,
 };
 use cllm::train::{Command, Event, TrainConfig, TrainerHandle};
 use eframe::egui;
@@ -99,7 +99,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let early = vec![
         Event::Phase(Phase::Tokenizing { done: 1, total: 2 }),
-        Event::Ready {
+        Event::Ready(RunInfo {
             files: config.files.len(),
             train_tokens: 900,
             val_tokens: 100,
@@ -107,7 +107,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             params: 10_000,
             threads: 3,
             total_steps: 10,
-        },
+        }),
         Event::Spheres(vec![
             sphere(0, 7, 0.9, SphereState::Reducing),
             sphere(1, 5, 0.4, SphereState::Computing),

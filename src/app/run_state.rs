@@ -7,17 +7,7 @@ use crate::train::Event;
 use crate::train::events::{EvalStats, Phase, SaveReason, SphereStats, StepStats, Summary};
 use std::path::PathBuf;
 
-/// Figures from `Event::Ready`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunInfo {
-    pub files: usize,
-    pub train_tokens: usize,
-    pub val_tokens: usize,
-    pub vocab_size: usize,
-    pub params: usize,
-    pub threads: usize,
-    pub total_steps: u64,
-}
+pub use crate::train::events::RunInfo;
 
 /// A warning or error shown as a visible notice.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,25 +42,7 @@ impl RunView {
         let step = self.last_step.as_ref().map_or(0, |s| s.step);
         match event {
             Event::Phase(p) => self.phase = Some(p),
-            Event::Ready {
-                files,
-                train_tokens,
-                val_tokens,
-                vocab_size,
-                params,
-                threads,
-                total_steps,
-            } => {
-                self.info = Some(RunInfo {
-                    files,
-                    train_tokens,
-                    val_tokens,
-                    vocab_size,
-                    params,
-                    threads,
-                    total_steps,
-                })
-            }
+            Event::Ready(info) => self.info = Some(info),
             Event::Spheres(s) => self.spheres = s,
             Event::Step(s) => {
                 self.phase = Some(Phase::Training);

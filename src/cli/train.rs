@@ -1,6 +1,6 @@
 //! `cllm train`: the trainer with a terminal progress bar (or JSON lines).
 
-use crate::train::events::{Event, Phase, SaveReason, Summary};
+use crate::train::events::{Event, Phase, RunInfo, SaveReason, Summary};
 use crate::train::{ScheduleKind, TokenizerKind, TrainConfig, spawn};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -226,7 +226,7 @@ impl Terminal {
                 self.bar.set_message(format!("tokenizing: {done}/{total}"))
             }
             Event::Phase(Phase::Training) => {}
-            Event::Ready {
+            Event::Ready(RunInfo {
                 files,
                 train_tokens,
                 val_tokens,
@@ -234,7 +234,7 @@ impl Terminal {
                 params,
                 threads,
                 total_steps,
-            } => {
+            }) => {
                 self.say(format!(
                     "{files} files, {train_tokens} training + {val_tokens} validation tokens, \
                      vocabulary {vocab_size}, {:.2}M parameters, {threads} spheres, {total_steps} steps",

@@ -115,19 +115,23 @@ pub struct Summary {
     pub final_model: Option<PathBuf>,
 }
 
+/// What a run will train, sent once data and model are ready.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub files: usize,
+    pub train_tokens: usize,
+    pub val_tokens: usize,
+    pub vocab_size: usize,
+    pub params: usize,
+    pub threads: usize,
+    pub total_steps: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     Phase(Phase),
     /// Data and model are ready: what will be trained.
-    Ready {
-        files: usize,
-        train_tokens: usize,
-        val_tokens: usize,
-        vocab_size: usize,
-        params: usize,
-        threads: usize,
-        total_steps: u64,
-    },
+    Ready(RunInfo),
     Spheres(Vec<SphereStats>),
     Step(StepStats),
     Eval(EvalStats),

@@ -4,7 +4,7 @@
 //! only through the command and event channels.
 
 use super::TrainConfig;
-use super::events::{Command, EvalStats, Event, Phase, SaveReason, StepStats, Summary};
+use super::events::{Command, EvalStats, Event, Phase, RunInfo, SaveReason, StepStats, Summary};
 use super::metrics::{ClassCounts, bits_per_byte};
 use super::optimizer::AdamW;
 use super::prepare::{Prepared, prepare};
@@ -259,7 +259,7 @@ pub fn run(
     };
 
     let mut log = RunLog::create(&config, &model.config)?;
-    emit(Event::Ready {
+    emit(Event::Ready(RunInfo {
         files,
         train_tokens: train.tokens.len(),
         val_tokens: val.tokens.len(),
@@ -267,13 +267,14 @@ pub fn run(
         params: model.layout.total,
         threads,
         total_steps: last_step,
-    });
+    }));
     emit(Event::Phase(Phase::Training));
     emit(Event::Spheres(spheres.stats()));
 
     let mut saver = Saver {
         config: &config,
         tokenizer_json: &tokenizer_json,
+        started,
         last_saved: None,
     };
     let mut inputs = vec![0u32; seqs_per_step * seq_len];
@@ -435,15 +436,7 @@ pub fn run(
                 summary.best_bits_per_byte = Some(ev.bits_per_byte);
                 evals_without_gain = 0;
                 let path = checkpoint::best_path(&config.checkpoint_dir);
-                saver.save(
-                    &path,
-                    SaveReason::Best,
-                    &model,
-                    &opt,
-                    &state,
-                    &started,
-                    emit,
-                )?;
+                saver.save(&path, SaveReason::Best, &model, &opt, &state, emit)?;
             } else {
                 evals_without_gain += 1;
                 if config.early_stop_patience > 0
@@ -480,15 +473,7 @@ pub fn run(
             if config.checkpoint_every > 0 && n_epoch % config.checkpoint_every as u64 == 0 {
                 let loss = state.best_val_loss.unwrap_or(outcome.loss);
                 let path = checkpoint::periodic_path(&config.checkpoint_dir, n_epoch, loss);
-                saver.save(
-                    &path,
-                    SaveReason::Periodic,
-                    &model,
-                    &opt,
-                    &state,
-                    &started,
-                    emit,
-                )?;
+                saver.save(&path, SaveReason::Periodic, &model, &opt, &state, emit)?;
                 if let Err(e) = checkpoint::prune_periodic(
                     &config.checkpoint_dir,
                     config.keep_checkpoints.max(1),
@@ -501,29 +486,13 @@ pub fn run(
             let path = config
                 .checkpoint_dir
                 .join(format!("checkpoint_manual_step_{}.cllm", state.step));
-            saver.save(
-                &path,
-                SaveReason::Manual,
-                &model,
-                &opt,
-                &state,
-                &started,
-                emit,
-            )?;
+            saver.save(&path, SaveReason::Manual, &model, &opt, &state, emit)?;
         }
     }
 
     // The final model (also after a stop: the last step's weights).
     let final_path = config.output.clone();
-    saver.save(
-        &final_path,
-        SaveReason::Final,
-        &model,
-        &opt,
-        &state,
-        &started,
-        emit,
-    )?;
+    saver.save(&final_path, SaveReason::Final, &model, &opt, &state, emit)?;
     let total = started.elapsed().as_secs_f64();
     let steps_here = state.step - first_step;
     summary.steps = state.step;
@@ -548,11 +517,12 @@ pub fn run(
 struct Saver<'a> {
     config: &'a TrainConfig,
     tokenizer_json: &'a str,
+    /// When the run began (saved states add the time spent so far).
+    started: Instant,
     last_saved: Option<PathBuf>,
 }
 
 impl Saver<'_> {
-    #[allow(clippy::too_many_arguments)]
     fn save(
         &mut self,
         path: &Path,
@@ -560,11 +530,10 @@ impl Saver<'_> {
         model: &Gpt,
         opt: &AdamW,
         state: &TrainingState,
-        started: &Instant,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), String> {
         let mut state = state.clone();
-        state.elapsed_secs += started.elapsed().as_secs_f64();
+        state.elapsed_secs += self.started.elapsed().as_secs_f64();
         let ck = CheckpointRef {
             model: &model.config,
             params: &model.params,
