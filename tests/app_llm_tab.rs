@@ -27,7 +27,7 @@ fn write_checkpoint(root: &Path) -> PathBuf {
     cfg.vocab_size = 256;
     let model = Gpt::new(cfg, 11).unwrap();
     let path = root.join("models/tiny.cllm");
-    let mut state = TrainingState::start(3);
+    let mut state = TrainingState::start();
     state.step = 120;
     state.epoch = 2;
     state.best_val_loss = Some(2.3456);

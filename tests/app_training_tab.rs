@@ -107,6 +107,9 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             params: 10_000,
             threads: 3,
             total_steps: 10,
+            first_step: 0,
+            run_name: "scripted".into(),
+            run_dir: config.checkpoint_dir.join("scripted"),
         }),
         Event::Spheres(vec![
             sphere(0, 7, 0.9, SphereState::Reducing),

@@ -18,7 +18,7 @@ fn write_checkpoint(dir: &Path) -> (PathBuf, Gpt) {
     let path = dir.join("tiny.cllm");
     let tokenizer_json = Tokenizer::bytes().to_json();
     let train_config = TrainConfig::default();
-    let state = TrainingState::start(1);
+    let state = TrainingState::start();
     save(
         &path,
         &CheckpointRef {

@@ -441,13 +441,21 @@ fn background_generation_streams_the_same_tokens_and_can_be_cancelled() {
         GenerationEvent::Token(_)
     ));
     handle.cancel();
+    // Every token generated is reported, and the end comes promptly.
+    let mut tokens = 1;
     let stats = loop {
-        if let GenerationEvent::Finished(s) = handle.events.recv().unwrap() {
-            break s;
+        match handle
+            .events
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("generation did not end within 30 s of the cancel")
+        {
+            GenerationEvent::Finished(s) => break s,
+            GenerationEvent::Token(_) => tokens += 1,
+            GenerationEvent::Error(e) => panic!("{e}"),
         }
     };
     assert_eq!(stats.finish, Some(FinishReason::Cancelled));
-    assert!(stats.generated_tokens < 100_000_000);
+    assert_eq!(stats.generated_tokens, tokens);
 }
 
 // ----------------------------------------------------------------------------
@@ -492,4 +500,32 @@ fn syntax_check_flags_broken_c_with_its_position() {
         e.message.contains('}') || e.message.contains("unexpected"),
         "{e:?}"
     );
+}
+
+// ----------------------------------------------------------------------------
+// Context
+
+/// A model cut to the context it was trained at gives the same logits on
+/// those positions, and no more positions than that.
+#[test]
+fn cutting_the_context_keeps_the_trained_positions() {
+    let cfg = byte_config("tiny");
+    let model = lively_model(cfg.clone(), 21);
+    let n = cfg.n_ctx / 2;
+    let tokens = random_tokens(n, cfg.vocab_size, 9);
+    let mut ws = Workspace::new(&cfg, 1, n);
+    let full = model.logits(&mut ws, &tokens);
+    let cut = model.with_context(n).unwrap();
+    assert_eq!(cut.config.n_ctx, n);
+    assert_eq!(
+        cut.params.len(),
+        cllm::model::ParamLayout::new(&cut.config).total
+    );
+    let mut ws = Workspace::new(&cut.config, 1, n);
+    let short = cut.logits(&mut ws, &tokens);
+    assert_eq!(full, short);
+    // The cache of the cut model holds n positions and no more.
+    let mut cache = KvCache::new(&cut.config);
+    cache.append(&cut, &tokens).unwrap();
+    assert!(cache.append(&cut, &tokens[..1]).is_err());
 }

@@ -3,7 +3,8 @@
 
 use cllm::checkpoint;
 use cllm::train::events::{Command, Event, StepStats, Summary};
-use cllm::train::{TokenizerKind, TrainConfig, spawn};
+use cllm::train::faults::Faults;
+use cllm::train::{TokenizerKind, TrainConfig, spawn, spawn_with_faults};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,7 +62,11 @@ struct Outcome {
 }
 
 fn run(config: TrainConfig) -> Outcome {
-    let handle = spawn(config);
+    run_with(config, Faults::default())
+}
+
+fn run_with(config: TrainConfig, faults: Faults) -> Outcome {
+    let handle = spawn_with_faults(config, faults);
     let mut steps = Vec::new();
     let mut events = Vec::new();
     for e in handle.events.iter() {
@@ -114,6 +119,8 @@ fn one_and_three_spheres_agree_to_float_tolerance() {
     };
     let one = run(make(d1.path(), 1));
     let three = run(make(d3.path(), 3));
+    assert_eq!(one.steps.len(), 12);
+    assert_eq!(one.steps.len(), three.steps.len());
     for (a, b) in one.steps.iter().zip(&three.steps) {
         assert!(
             (a.loss - b.loss).abs() <= 1e-4 * a.loss.abs(),
@@ -240,10 +247,12 @@ fn samples_are_generated_every_k_steps() {
 #[test]
 fn an_injected_nan_is_skipped_and_reported() {
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        inject_nan_at_step: Some(5),
-        ..config(d.path(), 2)
-    });
+    let out = run_with(
+        config(d.path(), 2),
+        Faults {
+            nan_at_step: Some(5),
+        },
+    );
     assert_eq!(out.summary.skipped_updates, 1);
     let warned = out.events.iter().any(|e| match e {
         Event::Warning(w) => w.contains("step 6") && w.contains("not finite"),
@@ -306,9 +315,10 @@ fn resuming_half_way_is_bit_identical_to_a_straight_run() {
         ..base(dr.path())
     });
     assert_eq!(first.steps.len() as u64, half);
+    // Resumed with one flag given: no step limit (the rest from the file).
     let second = run(TrainConfig {
         resume: Some(dr.path().join("models/half.cllm")),
-        run_name: "resumed".into(),
+        given: vec!["max_steps".into()],
         ..base(dr.path())
     });
     let resumed: Vec<(u64, u32)> = first
@@ -326,5 +336,315 @@ fn resuming_half_way_is_bit_identical_to_a_straight_run() {
     assert_eq!(
         weights(&ds.path().join("models/final.cllm")),
         weights(&dr.path().join("models/final.cllm"))
+    );
+}
+
+/// Runs `config`, sending Stop once `stop_when` says so; returns the steps
+/// and the summary. The stop lands within a step, wherever exactly: the
+/// tests below only need the two halves to join up.
+fn run_and_stop(config: TrainConfig, stop_when: impl Fn(&Event) -> bool) -> Outcome {
+    let handle = spawn(config);
+    let mut steps = Vec::new();
+    let mut events = Vec::new();
+    let mut sent = false;
+    while let Ok(e) = handle.events.recv_timeout(Duration::from_secs(120)) {
+        if !sent && stop_when(&e) {
+            handle.commands.send(Command::Stop).unwrap();
+            sent = true;
+        }
+        match e {
+            Event::Step(s) => steps.push(s),
+            Event::Finished(summary) => {
+                return Outcome {
+                    steps,
+                    events,
+                    summary,
+                };
+            }
+            Event::Error(e) => panic!("training failed: {e}"),
+            other => events.push(other),
+        }
+    }
+    panic!("trainer ended without Finished");
+}
+
+/// The config a front end sends to resume `file` when the user gives no
+/// other flag: its own defaults everywhere (which must not apply), only
+/// the places files go.
+fn resume_only(file: &Path, dir: &Path) -> TrainConfig {
+    TrainConfig {
+        resume: Some(file.to_path_buf()),
+        output: dir.join("models/resumed.cllm"),
+        checkpoint_dir: dir.join("checkpoints"),
+        runs_dir: dir.join("runs"),
+        ..TrainConfig::default()
+    }
+}
+
+fn loss_bits(steps: &[StepStats]) -> Vec<(u64, u32)> {
+    steps.iter().map(|s| (s.step, s.loss.to_bits())).collect()
+}
+
+/// A straight run, and the same run stopped part-way and resumed with no
+/// flag repeated, give the same per-step losses and final weights.
+fn check_exact_resume(straight_cfg: impl Fn(&Path) -> TrainConfig, stop_at: u64) {
+    let (ds, dr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let straight = run(straight_cfg(ds.path()));
+    let total = straight.steps.len() as u64;
+    assert!(
+        total > stop_at + 1,
+        "need steps after the stop, got {total}"
+    );
+    let first = run_and_stop(
+        straight_cfg(dr.path()),
+        |e| matches!(e, Event::Step(s) if s.step == stop_at),
+    );
+    assert!(
+        (first.steps.len() as u64) < total,
+        "the stop did not interrupt the run"
+    );
+    let half = dr.path().join("models/final.cllm");
+    let second = run(resume_only(&half, dr.path()));
+    let mut joined = first.steps.clone();
+    joined.extend(second.steps.iter().cloned());
+    assert_eq!(joined.len(), straight.steps.len());
+    assert_eq!(loss_bits(&joined), loss_bits(&straight.steps));
+    assert_eq!(
+        weights(&ds.path().join("models/final.cllm")),
+        weights(&dr.path().join("models/resumed.cllm"))
+    );
+    assert_eq!(second.summary.stopped_early, straight.summary.stopped_early);
+    // The resumed run continued in the same run folder and log.
+    let log = std::fs::read_to_string(dr.path().join("runs/test/metrics.jsonl")).unwrap();
+    assert!(log.contains("\"kind\":\"resume\""));
+    assert!(dr.path().join("checkpoints/test/final.cllm").exists());
+}
+
+#[test]
+fn resume_of_a_run_by_steps_needs_no_flags() {
+    check_exact_resume(
+        |d| TrainConfig {
+            epochs: 0,
+            max_steps: 14,
+            dropout: Some(0.1),
+            ..config(d, 2)
+        },
+        5,
+    );
+}
+
+#[test]
+fn resume_of_a_run_by_epochs_needs_no_flags() {
+    check_exact_resume(
+        |d| TrainConfig {
+            epochs: 3,
+            max_steps: 0,
+            checkpoint_every: 1,
+            ..config(d, 2)
+        },
+        4,
+    );
+}
+
+#[test]
+fn resume_of_an_early_stopping_run_keeps_its_patience() {
+    // A high learning rate on a tiny text: validation stops improving soon.
+    let cfg = |d: &Path| TrainConfig {
+        epochs: 0,
+        max_steps: 200,
+        lr: 5e-2,
+        min_lr: 5e-2,
+        warmup_steps: 0,
+        eval_every: 2,
+        early_stop_patience: 3,
+        ..config(d, 2)
+    };
+    let d = tempfile::tempdir().unwrap();
+    let straight = run(cfg(d.path()));
+    assert!(straight.summary.stopped_early, "the run must stop early");
+    // Interrupt at the evaluation before the one that stopped the run: the
+    // counter then stands at patience - 1, and the resumed run stops at the
+    // same step only if the counter survived the resume.
+    let eval_steps: Vec<u64> = straight
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Eval(ev) => Some(ev.step),
+            _ => None,
+        })
+        .collect();
+    let last_eval = *eval_steps.last().unwrap();
+    assert_eq!(
+        last_eval,
+        straight.steps.len() as u64,
+        "stopped at its last evaluation"
+    );
+    let before = eval_steps[eval_steps.len() - 2];
+    check_exact_resume(cfg, before);
+    // And the checkpoint really carried the counter.
+    let dr = tempfile::tempdir().unwrap();
+    let first = run_and_stop(
+        cfg(dr.path()),
+        |e| matches!(e, Event::Step(s) if s.step == before),
+    );
+    assert!(!first.summary.stopped_early);
+    let ck = checkpoint::load(&dr.path().join("models/final.cllm")).unwrap();
+    assert_eq!(ck.state.evals_without_gain, 2, "{:?}", ck.state);
+}
+
+#[test]
+fn resume_refuses_a_changed_setting_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    run(TrainConfig {
+        max_steps: 4,
+        ..config(d.path(), 1)
+    });
+    let handle = spawn(TrainConfig {
+        lr: 0.05,
+        seq_len: 8,
+        given: vec!["lr".into(), "seq_len".into()],
+        ..resume_only(&d.path().join("models/final.cllm"), d.path())
+    });
+    let err = handle
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Error(e) => Some(e),
+            Event::Finished(_) => panic!("a changed learning rate was accepted"),
+            _ => None,
+        })
+        .expect("an error");
+    assert!(err.contains("--lr") && err.contains("--seq-len"), "{err}");
+}
+
+#[test]
+fn runs_keep_their_own_checkpoint_folders() {
+    let d = tempfile::tempdir().unwrap();
+    let base = |name: &str| TrainConfig {
+        run_name: name.into(),
+        epochs: 3,
+        max_steps: 0,
+        checkpoint_every: 1,
+        ..config(d.path(), 1)
+    };
+    run(base("long"));
+    let long_files: Vec<String> = std::fs::read_dir(d.path().join("checkpoints/long"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        long_files
+            .iter()
+            .any(|f| f.starts_with("checkpoint_epoch_3_"))
+    );
+    let best_before =
+        std::fs::read(d.path().join("checkpoints/long/checkpoint_best.cllm")).unwrap();
+    // A second, shorter run with another name: the first run's files stay.
+    run(TrainConfig {
+        epochs: 1,
+        ..base("short")
+    });
+    let after: Vec<String> = std::fs::read_dir(d.path().join("checkpoints/long"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut a = after.clone();
+    let mut b = long_files.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    assert_eq!(
+        std::fs::read(d.path().join("checkpoints/long/checkpoint_best.cllm")).unwrap(),
+        best_before
+    );
+    assert!(
+        d.path()
+            .join("checkpoints/short/checkpoint_best.cllm")
+            .exists()
+    );
+    // The same name again does not write into the first run's folder.
+    let again = run(base("long"));
+    let ready = again
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Ready(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(ready.run_name, "long-2");
+}
+
+#[test]
+fn the_previous_final_model_is_never_lost_without_a_copy() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("models/final.cllm");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    // A file from elsewhere (no run folder holds a copy of it).
+    std::fs::write(&out, b"someone's model").unwrap();
+    let first = run(TrainConfig {
+        run_name: "a".into(),
+        max_steps: 3,
+        ..config(d.path(), 1)
+    });
+    assert!(
+        first
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(w) if w.contains("kept as")))
+    );
+    let kept = d.path().join("models/final.before-a.cllm");
+    assert_eq!(std::fs::read(&kept).unwrap(), b"someone's model");
+    // A model whose run folder holds its copy is replaced without a backup.
+    run(TrainConfig {
+        run_name: "b".into(),
+        max_steps: 3,
+        ..config(d.path(), 1)
+    });
+    let names: Vec<String> = std::fs::read_dir(d.path().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(d.path().join("checkpoints/b/final.cllm")).unwrap()
+    );
+}
+
+#[test]
+fn a_stop_during_data_preparation_is_a_stop() {
+    let d = tempfile::tempdir().unwrap();
+    let handle = spawn(config(d.path(), 1));
+    handle.commands.send(Command::Stop).unwrap();
+    let mut finished = None;
+    for e in handle.events.iter() {
+        match e {
+            Event::Finished(s) => finished = Some(s),
+            Event::Error(e) => panic!("a stop became an error: {e}"),
+            _ => {}
+        }
+    }
+    // The stop may land before or after preparation ends; either way it
+    // is not an error, and a stop before training saves nothing.
+    let s = finished.expect("Finished");
+    if s.steps == 0 && s.final_model.is_none() {
+        assert!(!d.path().join("models/final.cllm").exists());
+    }
+}
+
+#[test]
+fn a_tiny_validation_split_is_a_visible_warning() {
+    let d = tempfile::tempdir().unwrap();
+    let out = run(TrainConfig {
+        val_fraction: 0.0,
+        max_steps: 2,
+        ..config(d.path(), 1)
+    });
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(w) if w.contains("too small to evaluate"))),
+        "no warning"
     );
 }

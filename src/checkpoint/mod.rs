@@ -29,44 +29,62 @@ pub use read::{load, verify};
 pub use write::save;
 
 use crate::model::{ModelConfig, ParamLayout};
-use crate::rng::Rng;
 use crate::train::{AdamW, AdamWConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Where a run stands: everything besides the tensors that exact resume needs.
+/// Every field is read back on resume (see `train::trainer`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
     /// Epochs completed.
     pub epoch: u64,
     /// Optimizer steps completed (also the learning-rate schedule position).
     pub step: u64,
-    /// The data loader's epoch (its shuffle order) and the next index in it.
+    /// The data loader's epoch (its shuffle order) and the next sequence in
+    /// it: where the resumed run's first batch starts.
     pub data_epoch: u64,
     pub data_index: u64,
-    /// The trainer's generator, mid-stream.
-    pub rng: Rng,
     pub best_val_loss: Option<f32>,
     /// Learning rate of the last step taken.
     pub lr: f32,
     pub tokens_seen: u64,
     /// Training time so far, summed over resumed sessions.
     pub elapsed_secs: f64,
+    /// The learning-rate schedule's horizon in steps (0 in files written
+    /// before it was stored: then it is recomputed from the config).
+    #[serde(default)]
+    pub horizon: u64,
+    /// The step the run stops at (its epochs or `--max-steps`); 0 in older
+    /// files.
+    #[serde(default)]
+    pub last_step: u64,
+    /// Evaluations in a row without a new best validation loss (early
+    /// stopping's counter).
+    #[serde(default)]
+    pub evals_without_gain: u64,
+    /// What the run was trained on; resuming on other data is refused
+    /// unless asked for. `None` in older files.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>, // FINGERPRINT-TODO
 }
 
 impl TrainingState {
     /// The state of a run that has not taken a step yet.
-    pub fn start(seed: u64) -> TrainingState {
+    pub fn start() -> TrainingState {
         TrainingState {
             epoch: 0,
             step: 0,
             data_epoch: 0,
             data_index: 0,
-            rng: Rng::new(seed),
             best_val_loss: None,
             lr: 0.0,
             tokens_seen: 0,
             elapsed_secs: 0.0,
+            horizon: 0,
+            last_step: 0,
+            evals_without_gain: 0,
+            data: None,
         }
     }
 }

@@ -6,7 +6,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
-#[derive(Args, Debug, Clone)]
+/// `cllm train` flags. Every setting is optional: a new run takes the
+/// defaults shown in `--help`; a resumed run takes the checkpoint's, and only
+/// the flags given here may change it (see `train::resume`).
+#[derive(Args, Debug, Clone, Default)]
 pub struct TrainArgs {
     /// Files or folders to train on [default: training_data/]
     #[arg(long, num_args = 1..)]
@@ -14,131 +17,161 @@ pub struct TrainArgs {
     /// Extensions to keep when scanning folders (e.g. --ext c h md)
     #[arg(long = "ext", num_args = 1..)]
     pub extensions: Vec<String>,
-    /// Model preset: tiny, baby, small, seed
-    #[arg(long, default_value = "small")]
-    pub preset: String,
-    /// Worker threads (spheres); 0 = all cores
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = TrainConfig::default().seq_len)]
-    pub seq_len: usize,
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
-    /// Stop after this many optimizer steps (0 = no limit)
-    #[arg(long, default_value_t = 0)]
-    pub max_steps: u64,
-    /// Peak learning rate
-    #[arg(long, default_value_t = TrainConfig::default().lr)]
-    pub lr: f32,
-    /// Floor of the decay schedule
+    /// Model preset: tiny, baby, small, seed [default: small]
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Worker threads (spheres); 0 = all cores [default: 0]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Sequences per micro-batch [default: 16]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Tokens per sequence; also the model's context [default: 128]
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Passes over the data; 0 = train by --max-steps [default: 10]
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps (0 = no limit) [default: 0]
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Peak learning rate [default: 0.003]
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Floor of the decay schedule [default: lr / 10]
     #[arg(long)]
     pub min_lr: Option<f32>,
-    /// Linear warmup steps
-    #[arg(long, default_value_t = TrainConfig::default().warmup_steps)]
-    pub warmup: u64,
-    /// constant, cosine, linear or step
-    #[arg(long, default_value = "cosine")]
-    pub schedule: ScheduleKind,
-    #[arg(long, default_value_t = TrainConfig::default().adamw.weight_decay)]
-    pub weight_decay: f32,
-    /// Clip the global gradient norm (0 = off)
-    #[arg(long, default_value_t = TrainConfig::default().grad_clip)]
-    pub grad_clip: f32,
-    /// Gradient accumulation: micro-batch groups per optimizer step
-    #[arg(long, default_value_t = 1)]
-    pub accum: usize,
-    /// Dropout (overrides the preset's)
+    /// Linear warmup steps [default: 20]
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// constant, cosine, linear or step [default: cosine]
+    #[arg(long)]
+    pub schedule: Option<ScheduleKind>,
+    /// AdamW weight decay on matrices [default: 0.1]
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Clip the global gradient norm (0 = off) [default: 1]
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    /// Gradient accumulation: micro-batches per optimizer step [default: 1]
+    #[arg(long)]
+    pub accum: Option<usize>,
+    /// Dropout [default: the preset's]
     #[arg(long)]
     pub dropout: Option<f32>,
-    /// BPE vocabulary size
-    #[arg(long, default_value_t = TrainConfig::default().vocab_size)]
-    pub vocab_size: usize,
-    /// bpe or bytes
-    #[arg(long, default_value = "bpe")]
-    pub tokenizer: TokenizerKind,
-    /// Fraction held out for validation (the tail of the data)
-    #[arg(long, default_value_t = TrainConfig::default().val_fraction)]
-    pub val_fraction: f32,
-    /// Evaluate every K steps (and at every epoch end)
-    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
-    pub eval_every: u64,
-    /// Validation batches per evaluation (0 = the whole split)
-    #[arg(long, default_value_t = TrainConfig::default().eval_batches)]
-    pub eval_batches: usize,
-    /// Save a checkpoint every N epochs (0 = never)
-    #[arg(long, default_value_t = TrainConfig::default().checkpoint_every)]
-    pub checkpoint_every: usize,
-    /// Stop after this many evaluations without improvement (0 = off)
-    #[arg(long, default_value_t = 0)]
-    pub patience: usize,
-    /// Print a short generated sample every K steps (0 = never)
-    #[arg(long, default_value_t = 0)]
-    pub sample_every: u64,
-    /// What the samples continue
-    #[arg(long, default_value = "// ")]
-    pub sample_prompt: String,
-    /// Continue from a checkpoint
+    /// BPE vocabulary size [default: 2048]
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// bpe or bytes [default: bpe]
+    #[arg(long)]
+    pub tokenizer: Option<TokenizerKind>,
+    /// Fraction held out for validation (the tail of the data) [default: 0.1]
+    #[arg(long)]
+    pub val_fraction: Option<f32>,
+    /// Evaluate every K steps, and at every epoch end [default: 50]
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Validation batches per evaluation (0 = the whole split) [default: 16]
+    #[arg(long)]
+    pub eval_batches: Option<usize>,
+    /// Save a checkpoint every N epochs (0 = never) [default: 2]
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Stop after this many evaluations without improvement (0 = off) [default: 0]
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Print a short generated sample every K steps (0 = never) [default: 0]
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// What the samples continue [default: "// "]
+    #[arg(long)]
+    pub sample_prompt: Option<String>,
+    /// Continue the run saved in this checkpoint, with its settings
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Where the final model goes
+    /// Resume even though the training data changed since the checkpoint
+    #[arg(long, requires = "resume")]
+    pub allow_data_change: bool,
+    /// Where the final model goes (a copy also stays in the run's folder)
     #[arg(long, default_value = "models/trained_model_kissing_spheres.cllm")]
     pub output: PathBuf,
+    /// Checkpoints go to <checkpoint-dir>/<run-name>/
     #[arg(long, default_value = "checkpoints")]
     pub checkpoint_dir: PathBuf,
-    /// Name of the run's folder under runs/
-    #[arg(long, default_value = "")]
-    pub run_name: String,
-    #[arg(long, default_value_t = TrainConfig::default().seed)]
-    pub seed: u64,
+    /// Name of the run [default: date-time and preset, e.g. 20261129-101500-small]
+    #[arg(long)]
+    pub run_name: Option<String>,
+    /// Seed of the initial weights, data order and dropout [default: 1337]
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Print events as JSON lines instead of a progress bar
     #[arg(long)]
     pub json: bool,
 }
 
 impl TrainArgs {
+    /// The run's config: the defaults, with every flag given applied, and
+    /// the names of the settings given (what a resume may change).
     pub fn to_config(&self) -> TrainConfig {
-        let d = TrainConfig::default();
-        let mut adamw = d.adamw.clone();
-        adamw.weight_decay = self.weight_decay;
-        TrainConfig {
-            data: if self.data.is_empty() {
-                d.data.clone()
-            } else {
-                self.data.clone()
-            },
-            extensions: self.extensions.clone(),
-            preset: self.preset.clone(),
-            tokenizer: self.tokenizer,
-            vocab_size: self.vocab_size,
-            threads: self.threads,
-            batch_size: self.batch_size,
-            seq_len: self.seq_len,
-            epochs: self.epochs,
-            max_steps: self.max_steps,
-            lr: self.lr,
-            min_lr: self.min_lr.unwrap_or(self.lr / 10.0),
-            warmup_steps: self.warmup,
-            schedule: self.schedule,
-            adamw,
-            grad_clip: self.grad_clip,
-            accum_steps: self.accum,
-            dropout: self.dropout,
-            val_fraction: self.val_fraction,
-            eval_every: self.eval_every,
-            eval_batches: self.eval_batches,
-            checkpoint_every: self.checkpoint_every,
-            early_stop_patience: self.patience,
-            sample_every: self.sample_every,
-            sample_prompt: self.sample_prompt.clone(),
-            seed: self.seed,
-            resume: self.resume.clone(),
-            output: self.output.clone(),
-            checkpoint_dir: self.checkpoint_dir.clone(),
-            run_name: self.run_name.clone(),
-            ..d
+        let mut c = TrainConfig::default();
+        let mut given: Vec<&str> = Vec::new();
+        macro_rules! set {
+            ($arg:ident => $field:ident) => {
+                if let Some(v) = &self.$arg {
+                    c.$field = v.clone();
+                    given.push(stringify!($field));
+                }
+            };
         }
+        if !self.data.is_empty() {
+            c.data = self.data.clone();
+            given.push("data");
+        }
+        if !self.extensions.is_empty() {
+            c.extensions = self.extensions.clone();
+            given.push("extensions");
+        }
+        set!(preset => preset);
+        set!(threads => threads);
+        set!(batch_size => batch_size);
+        set!(seq_len => seq_len);
+        set!(epochs => epochs);
+        set!(max_steps => max_steps);
+        set!(lr => lr);
+        set!(warmup => warmup_steps);
+        set!(schedule => schedule);
+        set!(grad_clip => grad_clip);
+        set!(accum => accum_steps);
+        set!(vocab_size => vocab_size);
+        set!(tokenizer => tokenizer);
+        set!(val_fraction => val_fraction);
+        set!(eval_every => eval_every);
+        set!(eval_batches => eval_batches);
+        set!(checkpoint_every => checkpoint_every);
+        set!(patience => early_stop_patience);
+        set!(sample_every => sample_every);
+        set!(sample_prompt => sample_prompt);
+        set!(run_name => run_name);
+        set!(seed => seed);
+        // The floor follows the peak unless given.
+        c.min_lr = self.min_lr.unwrap_or(c.lr / 10.0);
+        if self.min_lr.is_some() || self.lr.is_some() {
+            given.push("min_lr");
+        }
+        if let Some(d) = self.dropout {
+            c.dropout = Some(d);
+            given.push("dropout");
+        }
+        if let Some(wd) = self.weight_decay {
+            c.adamw.weight_decay = wd;
+            given.push("adamw");
+        }
+        c.resume = self.resume.clone();
+        c.allow_data_change = self.allow_data_change;
+        c.output = self.output.clone();
+        c.checkpoint_dir = self.checkpoint_dir.clone();
+        c.given = given.into_iter().map(String::from).collect();
+        c
     }
 }
 
@@ -234,6 +267,7 @@ impl Terminal {
                 params,
                 threads,
                 total_steps,
+                ..
             }) => {
                 self.say(format!(
                     "{files} files, {train_tokens} training + {val_tokens} validation tokens, \

@@ -307,6 +307,26 @@ impl Gpt {
         })
     }
 
+    /// The model cut to its first `n_ctx` positions: for generation from a
+    /// model trained on shorter sequences than its position table holds
+    /// (files written before the context was set to the trained length),
+    /// so it never runs over positions it has not learned. No-op when the
+    /// model is already that short.
+    pub fn with_context(self, n_ctx: usize) -> Result<Gpt, String> {
+        if n_ctx == 0 || n_ctx >= self.config.n_ctx {
+            return Ok(self);
+        }
+        let c = self.config.n_embd;
+        let cut = self.layout.wpe + n_ctx * c..self.layout.wpe + self.config.n_ctx * c;
+        let mut params = self.params;
+        params.drain(cut);
+        let config = ModelConfig {
+            n_ctx,
+            ..self.config
+        };
+        Gpt::from_params(config, params)
+    }
+
     /// Forward and backward over one micro-batch. Adds
     /// `grad_scale * d(sum of per-token losses)/d(params)` into `grads`
     /// and returns the mean loss per token. `dropout`: `Some(rng)` while

@@ -85,11 +85,14 @@ pub struct TrainConfig {
     pub runs_dir: PathBuf,
     /// Name of this run's folder under `runs_dir` (empty: from the time).
     pub run_name: String,
-    /// Test hook: poison the gradient at this step to exercise the
-    /// non-finite guard. Never read from or written to files.
+    /// The fields (names as in this struct) the user set explicitly. On
+    /// resume only these may differ from the checkpoint's config; the rest
+    /// come from the checkpoint (see `train::resume`).
     #[serde(skip)]
-    #[doc(hidden)]
-    pub inject_nan_at_step: Option<u64>,
+    pub given: Vec<String>,
+    /// Resume even though the data differs from the checkpoint's.
+    #[serde(skip)]
+    pub allow_data_change: bool,
 }
 
 impl Default for TrainConfig {
@@ -128,7 +131,8 @@ impl Default for TrainConfig {
             checkpoint_dir: PathBuf::from("checkpoints"),
             runs_dir: PathBuf::from("runs"),
             run_name: String::new(),
-            inject_nan_at_step: None,
+            given: Vec::new(),
+            allow_data_change: false,
         }
     }
 }

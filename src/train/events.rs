@@ -115,6 +115,30 @@ pub struct Summary {
     pub final_model: Option<PathBuf>,
 }
 
+impl Summary {
+    /// The summary of a run that has not taken a step.
+    pub fn empty(total_secs: f64) -> Summary {
+        Summary {
+            steps: 0,
+            epochs_done: 0,
+            total_secs,
+            epoch_secs: Vec::new(),
+            secs_per_batch: 0.0,
+            tokens_per_sec: 0.0,
+            initial_loss: f32::NAN,
+            final_loss: f32::NAN,
+            best_val_loss: None,
+            best_bits_per_byte: None,
+            sphere_batches: Vec::new(),
+            load_imbalance: 0.0,
+            peak_memory_bytes: 0,
+            skipped_updates: 0,
+            stopped_early: false,
+            final_model: None,
+        }
+    }
+}
+
 /// What a run will train, sent once data and model are ready.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -124,7 +148,13 @@ pub struct RunInfo {
     pub vocab_size: usize,
     pub params: usize,
     pub threads: usize,
+    /// The step the run stops at.
     pub total_steps: u64,
+    /// The step it starts from (above 0 when resuming).
+    pub first_step: u64,
+    /// The run's name and the folder its checkpoints go to.
+    pub run_name: String,
+    pub run_dir: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

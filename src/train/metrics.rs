@@ -85,9 +85,41 @@ pub fn bits_per_byte(loss_nats: f32, bytes_per_token: f64) -> f32 {
     (loss_nats as f64 / std::f64::consts::LN_2 / bytes_per_token.max(1e-9)) as f32
 }
 
+/// (max - min) / mean of the per-sphere batch counts.
+pub fn imbalance(batches: &[u64]) -> f64 {
+    if batches.is_empty() {
+        return 0.0;
+    }
+    let max = *batches.iter().max().unwrap() as f64;
+    let min = *batches.iter().min().unwrap() as f64;
+    let mean = batches.iter().sum::<u64>() as f64 / batches.len() as f64;
+    if mean > 0.0 { (max - min) / mean } else { 0.0 }
+}
+
+/// Peak resident memory of this process (Linux; 0 elsewhere).
+pub fn peak_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imbalance_is_spread_over_mean() {
+        assert_eq!(imbalance(&[4, 4, 4]), 0.0);
+        assert!((imbalance(&[2, 1, 0]) - 2.0).abs() < 1e-12);
+        assert_eq!(imbalance(&[]), 0.0);
+    }
 
     /// Worked by hand: targets  a a b c, predictions a b b a.
     /// a: tp 1, predicted 2, actual 2 -> p 1/2, r 1/2, f 1/2

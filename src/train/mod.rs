@@ -2,18 +2,25 @@
 //! loop, metrics and the events it streams.
 
 pub mod config;
+pub mod evaluate;
 pub mod events;
+pub mod faults;
 pub mod metrics;
 pub mod optimizer;
+pub mod plan;
 pub mod prepare;
+pub mod resume;
+pub mod run;
 pub mod runlog;
+pub mod saving;
 pub mod scaling;
 pub mod schedule;
 pub mod spheres;
+pub mod watch;
 
 pub use config::{TokenizerKind, TrainConfig};
 pub use events::{Command, Event};
 pub use optimizer::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};
 pub mod trainer;
-pub use trainer::{TrainerHandle, spawn};
+pub use trainer::{TrainerHandle, spawn, spawn_with_faults};

@@ -29,8 +29,8 @@ enum Line<'a> {
     Eval(&'a EvalStats),
 }
 
-/// A run name from the clock: `run-YYYYMMDD-HHMMSS` (UTC).
-pub fn default_run_name() -> String {
+/// A run name from the clock and the preset: `YYYYMMDD-HHMMSS-<preset>` (UTC).
+pub fn default_run_name(preset: &str) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -47,27 +47,62 @@ pub fn default_run_name() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "run-{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{preset}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     )
 }
 
+/// The name a new run gets: the one asked for (or the clock and preset),
+/// with `-2`, `-3`, ... added while a run of that name already has a log or
+/// a checkpoint folder, so no run ever writes into another's files.
+pub fn unique_run_name(config: &TrainConfig) -> String {
+    let base = if config.run_name.is_empty() {
+        default_run_name(&config.preset)
+    } else {
+        config.run_name.clone()
+    };
+    let taken = |name: &str| {
+        config.runs_dir.join(name).join("metrics.jsonl").exists()
+            || config.checkpoint_dir.join(name).exists()
+    };
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
+#[derive(Serialize)]
+struct ResumeLine {
+    kind: &'static str,
+    /// Steps logged after this one by the earlier session are superseded.
+    step: u64,
+}
+
 impl RunLog {
+    /// Starts the log of a new run in `runs_dir/<run_name>` (the name must
+    /// already be unique: [`unique_run_name`]).
     pub fn create(config: &TrainConfig, model: &ModelConfig) -> Result<RunLog, String> {
-        let name = if config.run_name.is_empty() {
-            default_run_name()
-        } else {
-            config.run_name.clone()
-        };
-        let mut dir = config.runs_dir.join(&name);
-        // Never mix two runs in one folder.
-        let mut n = 2;
-        while dir.join("metrics.jsonl").exists() {
-            dir = config.runs_dir.join(format!("{name}-{n}"));
-            n += 1;
-        }
+        Self::open(config, model, None)
+    }
+
+    /// Continues the log of a resumed run at `step`: appends a
+    /// `{"kind":"resume","step":N}` line, after which the run's lines from
+    /// step N on replace any the earlier session wrote past its checkpoint.
+    pub fn resume(config: &TrainConfig, model: &ModelConfig, step: u64) -> Result<RunLog, String> {
+        Self::open(config, model, Some(step))
+    }
+
+    fn open(
+        config: &TrainConfig,
+        model: &ModelConfig,
+        resumed_at: Option<u64>,
+    ) -> Result<RunLog, String> {
+        let dir = config.runs_dir.join(&config.run_name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create run folder {}: {e}", dir.display()))?;
         let cfg = RunConfig {
@@ -80,12 +115,24 @@ impl RunLog {
         std::fs::write(&cfg_path, json)
             .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
         let metrics_path = dir.join("metrics.jsonl");
-        let file = File::create(&metrics_path)
-            .map_err(|e| format!("cannot create {}: {e}", metrics_path.display()))?;
-        Ok(RunLog {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed_at.is_some())
+            .truncate(resumed_at.is_none())
+            .open(&metrics_path)
+            .map_err(|e| format!("cannot open {}: {e}", metrics_path.display()))?;
+        let mut log = RunLog {
             dir,
             metrics: BufWriter::new(file),
-        })
+        };
+        if let Some(step) = resumed_at {
+            log.write_json(&ResumeLine {
+                kind: "resume",
+                step,
+            })?;
+        }
+        Ok(log)
     }
 
     pub fn dir(&self) -> &Path {
@@ -101,7 +148,11 @@ impl RunLog {
     }
 
     fn line(&mut self, line: &Line) -> Result<(), String> {
-        let json = serde_json::to_string(line).map_err(|e| e.to_string())?;
+        self.write_json(line)
+    }
+
+    fn write_json(&mut self, value: &impl Serialize) -> Result<(), String> {
+        let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
         // Flushed per line: a crash loses at most the line being written.
         writeln!(self.metrics, "{json}")
             .and_then(|_| self.metrics.flush())
@@ -120,9 +171,11 @@ mod tests {
 
     #[test]
     fn run_name_is_a_clock_reading() {
-        let n = default_run_name();
+        let n = default_run_name("small");
         assert!(
-            n.starts_with("run-20") && n.len() == "run-20261121-071300".len(),
+            n.starts_with("20")
+                && n.len() == "20261121-071300-small".len()
+                && n.ends_with("-small"),
             "{n}"
         );
     }
@@ -158,8 +211,16 @@ mod tests {
         assert_eq!(v["kind"], "step");
         assert_eq!(v["loss"], 3.5);
         assert!(dir.path().join("t/config.json").exists());
-        // A second run with the same name gets its own folder.
-        let log2 = RunLog::create(&config, &model).unwrap();
-        assert!(log2.dir().ends_with("t-2"));
+        // A second run asking for the same name gets its own folder.
+        assert_eq!(unique_run_name(&config), "t-2");
+        // A resumed run appends, after a marker line.
+        let mut log3 = RunLog::resume(&config, &model, 1).unwrap();
+        log3.step(&step).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("t/metrics.jsonl")).unwrap();
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+            .collect();
+        assert_eq!(kinds, ["\"step\"", "\"step\"", "\"resume\"", "\"step\""]);
     }
 }

@@ -64,6 +64,20 @@ pub fn share(len: usize, parts: usize, i: usize) -> Range<usize> {
     start..start + base + usize::from(i < extra)
 }
 
+/// `buf` cut into the `parts` slices of [`share`], in order: the slices the
+/// spheres reduce and update side by side.
+fn shares_mut(buf: &mut [f32], parts: usize) -> Vec<&mut [f32]> {
+    let len = buf.len();
+    let mut rest = buf;
+    let mut slices = Vec::with_capacity(parts);
+    for s in 0..parts {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(share(len, parts, s).len());
+        slices.push(head);
+        rest = tail;
+    }
+    slices
+}
+
 /// What the UI sees of a sphere while a step runs (updated lock-free).
 #[derive(Default)]
 struct Live {
@@ -130,17 +144,28 @@ pub struct Spheres {
 }
 
 impl Spheres {
-    /// `n` spheres for steps of `seqs_per_step` sequences of `seq_len` tokens.
-    pub fn new(model: &Gpt, n: usize, seqs_per_step: usize, seq_len: usize) -> Spheres {
+    /// `n` spheres for micro-batches of `micro_batch` sequences of `seq_len`
+    /// tokens. A step may hold any number of sequences: each sphere runs its
+    /// share in chunks of at most `micro_batch / n` (rounded up), so the
+    /// workspaces, and the memory, do not grow with gradient accumulation.
+    pub fn new(model: &Gpt, n: usize, micro_batch: usize, seq_len: usize) -> Spheres {
+        let mut spheres = Self::for_evaluation(model, n, micro_batch, seq_len);
+        spheres.grads = (0..n).map(|_| vec![0.0; model.layout.total]).collect();
+        spheres
+    }
+
+    /// Spheres that only evaluate: activations, no gradient buffers
+    /// ([`Spheres::compute_gradients`] refuses to run on them).
+    pub fn for_evaluation(model: &Gpt, n: usize, micro_batch: usize, seq_len: usize) -> Spheres {
         assert!(n >= 1);
-        let max_share = seqs_per_step.div_ceil(n).max(1);
+        let max_share = micro_batch.div_ceil(n).max(1);
         Spheres {
             n,
             max_share,
             workspaces: (0..n)
                 .map(|_| Workspace::new(&model.config, max_share, seq_len))
                 .collect(),
-            grads: (0..n).map(|_| vec![0.0; model.layout.total]).collect(),
+            grads: Vec::new(),
             live: Arc::new((0..n).map(|_| Live::default()).collect()),
             tally: vec![Tally::default(); n],
         }
@@ -171,6 +196,7 @@ impl Spheres {
         let n = self.n;
         let t = input.seq_len;
         assert!(input.n_seqs >= 1 && input.inputs.len() == input.n_seqs * t);
+        assert_eq!(self.grads.len(), n, "spheres built for evaluation only");
         let grad_scale = 1.0 / (input.n_seqs * t) as f32;
         let started = Instant::now();
         let live = Arc::clone(&self.live);
@@ -260,21 +286,14 @@ impl Spheres {
         // Phase 2: the tree reduction, sliced across spheres, with the
         // per-sphere and global squared norms gathered on the way.
         let reduce_started = Instant::now();
-        let len = self.grads[0].len();
         let mut own_sq = vec![vec![0.0f64; n]; n]; // [slice][sphere]
         let mut total_sq = vec![0.0f64; n]; // [slice]
         {
             let mut per_slice: Vec<Vec<&mut [f32]>> =
                 (0..n).map(|_| Vec::with_capacity(n)).collect();
             for buf in self.grads.iter_mut() {
-                let mut rest: &mut [f32] = buf;
-                let mut at = 0;
-                for (s, slot) in per_slice.iter_mut().enumerate() {
-                    let r = share(len, n, s);
-                    let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.end - at);
-                    slot.push(head);
-                    rest = tail;
-                    at = r.end;
+                for (slot, slice) in per_slice.iter_mut().zip(shares_mut(buf, n)) {
+                    slot.push(slice);
                 }
             }
             std::thread::scope(|scope| {
@@ -329,20 +348,13 @@ impl Spheres {
         let n = self.n;
         let len = params.len();
         let grads = &self.grads[0][..];
+        let slices = shares_mut(params, n)
+            .into_iter()
+            .zip(shares_mut(&mut opt.m, n))
+            .zip(shares_mut(&mut opt.v, n));
         std::thread::scope(|scope| {
-            let mut p_rest: &mut [f32] = params;
-            let mut m_rest: &mut [f32] = &mut opt.m;
-            let mut v_rest: &mut [f32] = &mut opt.v;
-            let mut at = 0;
-            for s in 0..n {
+            for (s, ((p, m), v)) in slices.enumerate() {
                 let r = share(len, n, s);
-                let (p, pt) = std::mem::take(&mut p_rest).split_at_mut(r.end - at);
-                let (m, mt) = std::mem::take(&mut m_rest).split_at_mut(r.end - at);
-                let (v, vt) = std::mem::take(&mut v_rest).split_at_mut(r.end - at);
-                p_rest = pt;
-                m_rest = mt;
-                v_rest = vt;
-                at = r.end;
                 let g = &grads[r.clone()];
                 let step = &step;
                 scope.spawn(move || step.apply(r.start, p, g, m, v));
@@ -407,7 +419,7 @@ impl Spheres {
     }
 
     /// Mutable access for injecting faults in tests.
-    pub fn gradient_mut(&mut self) -> &mut [f32] {
+    pub(crate) fn gradient_mut(&mut self) -> &mut [f32] {
         &mut self.grads[0]
     }
 }
@@ -491,6 +503,22 @@ mod tests {
         for n in 1..200 {
             for id in 1..n {
                 assert!(children_of(parent_of(id).unwrap(), n).contains(&id));
+            }
+        }
+    }
+
+    #[test]
+    fn shares_mut_cuts_like_share() {
+        for len in [0usize, 1, 7, 40] {
+            for parts in 1..9 {
+                let mut buf: Vec<f32> = (0..len).map(|i| i as f32).collect();
+                let slices = shares_mut(&mut buf, parts);
+                assert_eq!(slices.len(), parts);
+                for (s, slice) in slices.iter().enumerate() {
+                    let r = share(len, parts, s);
+                    let want: Vec<f32> = r.map(|i| i as f32).collect();
+                    assert_eq!(&slice[..], &want[..]);
+                }
             }
         }
     }

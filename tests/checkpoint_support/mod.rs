@@ -40,20 +40,19 @@ pub fn sample(preset: &str, with_optimizer: bool, seed: u64) -> Checkpoint {
         epochs: 7,
         ..TrainConfig::default()
     };
-    let mut state_rng = Rng::new(seed ^ 0xabc);
-    for _ in 0..17 {
-        state_rng.next_u64();
-    }
     let state = TrainingState {
         epoch: 3,
         step: 4321,
         data_epoch: 4,
         data_index: 987,
-        rng: state_rng,
         best_val_loss: Some(rng.next_f32() * 3.0),
         lr: rng.next_f32() * 1e-3,
         tokens_seen: 123_456_789,
         elapsed_secs: 3600.25,
+        horizon: 9000,
+        last_step: 8000,
+        evals_without_gain: 2,
+        data: None,
     };
     Checkpoint {
         model,

@@ -7,13 +7,18 @@
 
 /// A read-only strided view of a matrix inside a slice:
 /// element (r, c) is `data[r * row_stride + c * col_stride]`.
+///
+/// The fields are private and every constructor checks that each element
+/// the view addresses lies inside its slice: [`matmul`] hands the raw
+/// pointers to `gemm`, so a view that did not fit would let safe code read
+/// out of bounds.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
 }
 
 impl<'a> MatRef<'a> {
@@ -69,15 +74,24 @@ impl<'a> MatRef<'a> {
     pub fn at(&self, r: usize, c: usize) -> f32 {
         self.data[r * self.row_stride + c * self.col_stride]
     }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
 }
 
-/// A writable (rows, cols) view whose rows are `row_stride` apart.
+/// A writable (rows, cols) view whose rows are `row_stride` apart; like
+/// [`MatRef`], only constructible when it fits its slice.
 #[derive(Debug)]
 pub struct MatMut<'a> {
-    pub data: &'a mut [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
 }
 
 impl<'a> MatMut<'a> {
@@ -100,8 +114,26 @@ impl<'a> MatMut<'a> {
     }
 }
 
+impl MatMut<'_> {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// Whether every element of a (rows, cols) view with these strides lies
+/// inside a slice of `len` values. Overflowing offsets do not fit.
 fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
-    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    (rows - 1)
+        .checked_mul(rs)
+        .and_then(|a| (cols - 1).checked_mul(cs).and_then(|b| a.checked_add(b)))
+        .is_some_and(|last| last < len)
 }
 
 /// `out = a · b` (or `out += a · b` when `accumulate`), through the fast
@@ -251,6 +283,23 @@ pub fn linear_backward(
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    #[test]
+    fn views_that_do_not_fit_are_refused() {
+        let data = vec![0.0f32; 12];
+        assert!(fits(12, 3, 4, 4, 1));
+        assert!(!fits(12, 3, 5, 4, 1));
+        // Offsets that overflow usize never fit.
+        assert!(!fits(12, 2, 2, usize::MAX, 1));
+        assert!(!fits(12, 3, 3, usize::MAX / 2 + 1, 1));
+        let built = std::panic::catch_unwind(|| MatRef::strided(&data, 2, 2, usize::MAX));
+        assert!(built.is_err());
+        let mut out = vec![0.0f32; 4];
+        let built = std::panic::catch_unwind(move || {
+            MatMut::strided(&mut out, 3, 2, 2);
+        });
+        assert!(built.is_err());
+    }
 
     fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
         (0..n).map(|_| rng.normal()).collect()

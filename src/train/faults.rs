@@ -1,0 +1,10 @@
+//! Faults a test injects into a run, to exercise the guards that real runs
+//! rarely reach. Passed to `trainer::spawn_with_faults`, never part of the
+//! user's `TrainConfig`, never read from or written to files.
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Poison the reduced gradient at this step (0-based), as a numerical
+    /// blow-up would: the non-finite guard must skip the update.
+    pub nan_at_step: Option<u64>,
+}
