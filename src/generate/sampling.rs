@@ -7,6 +7,7 @@
 //! is left. Ties in probability are ordered by id, so the kept set is
 //! deterministic.
 
+use crate::model::ops::softmax::softmax_in_place;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -94,15 +95,11 @@ pub fn apply_repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f3
 }
 
 /// Softmax of `logits / temperature` (temperature 1 for plain
-/// probabilities), in f64 for a stable sum.
+/// probabilities): the model's one softmax (`model::ops::softmax`).
 pub fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f64> = logits
-        .iter()
-        .map(|&l| (((l - max) / temperature) as f64).exp())
-        .collect();
-    let sum: f64 = exps.iter().sum();
-    exps.iter().map(|&e| (e / sum) as f32).collect()
+    let mut probs = logits.to_vec();
+    softmax_in_place(&mut probs, 1.0 / temperature, 1.0, false);
+    probs
 }
 
 /// The ids sampling may pick with their renormalised probabilities: top-k,

@@ -13,6 +13,7 @@
 
 use super::fast_math::{self, simd_fn};
 use super::matmul::{MatMut, MatRef, matmul};
+use super::softmax::softmax_in_place;
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -79,34 +80,10 @@ pub fn attention_forward(
 pub fn causal_softmax_row(row: &mut [f32], i: usize, scale: f32) -> f32 {
     let (live, future) = row.split_at_mut(i + 1);
     future.fill(0.0);
-    softmax_scaled(live, scale)
+    softmax_in_place(live, scale, 1.0, false).0
 }
 
 const LANES: usize = 16;
-
-simd_fn! {
-    /// x = softmax(scale · x) in place; returns logsumexp(scale · x).
-    fn softmax_scaled(x: &mut [f32], scale: f32) -> f32 {
-        let mut lane_max = [f32::NEG_INFINITY; LANES];
-        for (k, v) in x.iter_mut().enumerate() {
-            *v *= scale;
-            let m = &mut lane_max[k % LANES];
-            *m = if *v > *m { *v } else { *m };
-        }
-        let max = lane_max.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut lane_sum = [0.0f32; LANES];
-        for (k, v) in x.iter_mut().enumerate() {
-            *v = fast_math::exp(*v - max);
-            lane_sum[k % LANES] += *v;
-        }
-        let sum: f32 = lane_sum.iter().sum();
-        let inv = 1.0 / sum;
-        for v in x.iter_mut() {
-            *v *= inv;
-        }
-        max + sum.ln()
-    }
-}
 
 simd_fn! {
     /// p = exp(scale · s - lse) in place: a row of P from its raw scores.

@@ -10,8 +10,8 @@
 //!   dx_chunk = dlogits · wte,  dwte += dlogitsᵀ · x_chunk
 //! The only V-sized buffer is the (chunk, V) scratch.
 
-use super::fast_math::{self, simd_fn};
 use super::matmul::{MatMut, MatRef, matmul};
+use super::softmax::softmax_in_place;
 
 /// Rows of logits held at once: 256 x 50,000 floats is 51 MB per worker.
 /// Every chunk streams all of wte (twice) and dwte (read and write)
@@ -74,7 +74,7 @@ pub fn head_loss_backward(
         {
             let target = checked_target(target, v);
             let logit = row[target];
-            let (lse, _) = softmax_in_place(row, grad_scale, false);
+            let (lse, _) = softmax_in_place(row, 1.0, grad_scale, false);
             total += (lse - logit) as f64;
             row[target] -= grad_scale;
         }
@@ -116,7 +116,7 @@ pub fn head_loss(
         for (r, row) in logits.chunks_exact_mut(v).enumerate() {
             let target = checked_target(targets[start + r], v);
             let logit = row[target];
-            let (lse, argmax) = softmax_in_place(row, 1.0, predictions.is_some());
+            let (lse, argmax) = softmax_in_place(row, 1.0, 1.0, predictions.is_some());
             total += (lse - logit) as f64;
             if let Some(pred) = predictions.as_deref_mut() {
                 pred[start + r] = argmax as u32;
@@ -134,50 +134,6 @@ fn checked_target(target: u32, vocab: usize) -> usize {
         "target token id {t} is outside the vocabulary of {vocab}"
     );
     t
-}
-
-const LANES: usize = 16;
-
-simd_fn! {
-    /// Softmax of one row, in place, times `scale` (the caller's gradient
-    /// scale; 1 for plain probabilities). Returns (log-sum-exp, arg-max
-    /// index, or 0 unless `find_argmax`). Reductions run over 16 independent
-    /// lanes so they vectorise.
-    fn softmax_in_place(row: &mut [f32], scale: f32, find_argmax: bool) -> (f32, usize) {
-        let mut lane_max = [f32::NEG_INFINITY; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for ch in &mut chunks {
-            for k in 0..LANES {
-                lane_max[k] = if ch[k] > lane_max[k] { ch[k] } else { lane_max[k] };
-            }
-        }
-        let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        for m in lane_max {
-            max = max.max(m);
-        }
-        // First index holding the maximum (ties go to the lowest id).
-        let argmax = if find_argmax { row.iter().position(|&x| x == max).unwrap_or(0) } else { 0 };
-        let mut lane_sum = [0.0f32; LANES];
-        let mut chunks = row.chunks_exact_mut(LANES);
-        for ch in &mut chunks {
-            for k in 0..LANES {
-                let e = fast_math::exp(ch[k] - max);
-                ch[k] = e;
-                lane_sum[k] += e;
-            }
-        }
-        let mut sum = 0.0f32;
-        for x in chunks.into_remainder() {
-            *x = fast_math::exp(*x - max);
-            sum += *x;
-        }
-        sum += lane_sum.iter().sum::<f32>();
-        let factor = scale / sum;
-        for x in row.iter_mut() {
-            *x *= factor;
-        }
-        (max + sum.ln(), argmax)
-    }
 }
 
 #[cfg(test)]

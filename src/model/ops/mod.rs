@@ -15,6 +15,7 @@ pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
 pub mod residual;
+pub mod softmax;
 
 /// Finite-difference checking shared by the per-operation tests.
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! Softmax: the one implementation behind attention rows, the head's
+//! cross-entropy and sampling.
+//!
+//! Numerically careful: the maximum is subtracted before exponentiating, so
+//! no exponential overflows and the largest is exactly 1; the log-sum-exp
+//! comes back for losses and for recomputing probabilities in a backward
+//! pass. Reductions run over 16 independent lanes so they vectorise; the
+//! exponential is `fast_math::exp` (a few ulp, see its tests).
+
+use super::fast_math::{self, simd_fn};
+
+const LANES: usize = 16;
+
+simd_fn! {
+    /// `row = out_scale · softmax(in_scale · row)`, in place. Returns
+    /// (log-sum-exp of `in_scale · row`, the index of the first maximum,
+    /// or 0 unless `find_argmax`). `in_scale` is attention's 1/√d or a
+    /// sampling temperature's inverse; `out_scale` folds in a caller's
+    /// gradient scale (1 for plain probabilities).
+    pub fn softmax_in_place(
+        row: &mut [f32],
+        in_scale: f32,
+        out_scale: f32,
+        find_argmax: bool,
+    ) -> (f32, usize) {
+        if in_scale != 1.0 {
+            for x in row.iter_mut() {
+                *x *= in_scale;
+            }
+        }
+        let mut lane_max = [f32::NEG_INFINITY; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for ch in &mut chunks {
+            for k in 0..LANES {
+                lane_max[k] = if ch[k] > lane_max[k] { ch[k] } else { lane_max[k] };
+            }
+        }
+        let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        for m in lane_max {
+            max = max.max(m);
+        }
+        // First index holding the maximum (ties go to the lowest index).
+        let argmax = if find_argmax { row.iter().position(|&x| x == max).unwrap_or(0) } else { 0 };
+        let mut lane_sum = [0.0f32; LANES];
+        let mut chunks = row.chunks_exact_mut(LANES);
+        for ch in &mut chunks {
+            for k in 0..LANES {
+                let e = fast_math::exp(ch[k] - max);
+                ch[k] = e;
+                lane_sum[k] += e;
+            }
+        }
+        let mut sum = 0.0f32;
+        for x in chunks.into_remainder() {
+            *x = fast_math::exp(*x - max);
+            sum += *x;
+        }
+        sum += lane_sum.iter().sum::<f32>();
+        let factor = out_scale / sum;
+        for x in row.iter_mut() {
+            *x *= factor;
+        }
+        (max + sum.ln(), argmax)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the textbook formula in f64, over lengths around the lane
+    /// width, with large and tiny values.
+    #[test]
+    fn matches_a_plain_f64_softmax() {
+        for n in [1usize, 5, 15, 16, 17, 33, 100] {
+            for (in_scale, out_scale) in [(1.0f32, 1.0f32), (0.125, 1.0), (1.0, 0.25), (2.0, 3.0)] {
+                let x: Vec<f32> = (0..n)
+                    .map(|i| ((i * 37 % 11) as f32 - 5.0) * 9.0 + if i == 3 { 80.0 } else { 0.0 })
+                    .collect();
+                let scaled: Vec<f64> = x.iter().map(|&v| (v * in_scale) as f64).collect();
+                let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = scaled.iter().map(|v| (v - max).exp()).sum();
+                let mut row = x.clone();
+                let (lse, arg) = softmax_in_place(&mut row, in_scale, out_scale, true);
+                assert!(((lse as f64) - (max + z.ln())).abs() < 1e-4 * (1.0 + max.abs()));
+                let want_arg = scaled.iter().position(|&v| v == max).unwrap();
+                assert_eq!(arg, want_arg);
+                for (got, v) in row.iter().zip(&scaled) {
+                    let want = out_scale as f64 * (v - max).exp() / z;
+                    assert!(
+                        (*got as f64 - want).abs() < 1e-6 * out_scale as f64 + 1e-6 * want,
+                        "n {n}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn huge_logits_do_not_overflow() {
+        let mut row = vec![1e30f32, -1e30, 0.0, 1e30];
+        let (lse, arg) = softmax_in_place(&mut row, 1.0, 1.0, true);
+        assert!(lse.is_finite());
+        assert_eq!(arg, 0);
+        assert!((row[0] - 0.5).abs() < 1e-6 && (row[3] - 0.5).abs() < 1e-6);
+        assert!(row[1] < 1e-30, "{}", row[1]);
+    }
+}
