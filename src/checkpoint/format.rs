@@ -19,7 +19,7 @@
 //! and the data.
 
 use crate::model::{ModelConfig, ParamLayout};
-use crate::train::AdamWConfig;
+use crate::config::AdamWConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

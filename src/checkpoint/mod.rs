@@ -28,8 +28,8 @@ pub use naming::{
 pub use read::{load, verify};
 pub use write::save;
 
-use crate::model::{ModelConfig, ParamLayout};
-use crate::train::{AdamW, AdamWConfig, TrainConfig};
+use crate::model::ModelConfig;
+use crate::config::{AdamWConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -100,17 +100,6 @@ pub struct OptimizerState {
     pub v: Vec<f32>,
 }
 
-impl OptimizerState {
-    /// An [`AdamW`] that continues exactly where the saved one stopped.
-    pub fn into_adamw(self, layout: &ParamLayout) -> AdamW {
-        let mut opt = AdamW::new(self.config, 0, layout.decay_ranges());
-        opt.m = self.m;
-        opt.v = self.v;
-        opt.step = self.step;
-        opt
-    }
-}
-
 /// AdamW's state, borrowed (what [`save`] takes: no copy of the moments).
 #[derive(Clone, Copy, Debug)]
 pub struct OptimizerRef<'a> {
@@ -118,17 +107,6 @@ pub struct OptimizerRef<'a> {
     pub step: u64,
     pub m: &'a [f32],
     pub v: &'a [f32],
-}
-
-impl<'a> From<&'a AdamW> for OptimizerRef<'a> {
-    fn from(opt: &'a AdamW) -> Self {
-        OptimizerRef {
-            config: &opt.config,
-            step: opt.step,
-            m: &opt.m,
-            v: &opt.v,
-        }
-    }
 }
 
 impl<'a> From<&'a OptimizerState> for OptimizerRef<'a> {
@@ -146,7 +124,7 @@ impl<'a> From<&'a OptimizerState> for OptimizerRef<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub model: ModelConfig,
-    /// The flat parameter buffer in [`ParamLayout`] order.
+    /// The flat parameter buffer in [`ParamLayout`](crate::model::ParamLayout) order.
     pub params: Vec<f32>,
     /// `None` for a weights-only file.
     pub optimizer: Option<OptimizerState>,

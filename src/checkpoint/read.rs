@@ -17,7 +17,7 @@
 use super::format::{self, LEN_BYTES, MAX_HEADER_BYTES, OptimizerMeta, TensorEntry, keys};
 use super::{Checkpoint, CheckpointError, CheckpointInfo, OptimizerState, TrainingState};
 use crate::model::{ModelConfig, ParamLayout};
-use crate::train::TrainConfig;
+use crate::config::TrainConfig;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -7,27 +7,9 @@
 //!   m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
 //!   p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)     (wd only on matrices)
 
-use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AdamWConfig {
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            weight_decay: 0.1,
-        }
-    }
-}
+pub use crate::config::AdamWConfig;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamW {
@@ -181,6 +163,31 @@ pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> (f32, bool) {
         (norm, false)
     }
 }
+
+/// Resuming: an optimizer that continues exactly where a saved one stopped.
+impl crate::checkpoint::OptimizerState {
+    /// An [`AdamW`] that continues exactly where the saved one stopped.
+    pub fn into_adamw(self, layout: &crate::model::ParamLayout) -> AdamW {
+        let mut opt = AdamW::new(self.config, 0, layout.decay_ranges());
+        opt.m = self.m;
+        opt.v = self.v;
+        opt.step = self.step;
+        opt
+    }
+}
+
+/// Saving: the live optimizer borrowed for the checkpoint writer.
+impl<'a> From<&'a AdamW> for crate::checkpoint::OptimizerRef<'a> {
+    fn from(opt: &'a AdamW) -> Self {
+        crate::checkpoint::OptimizerRef {
+            config: &opt.config,
+            step: opt.step,
+            m: &opt.m,
+            v: &opt.v,
+        }
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

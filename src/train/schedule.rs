@@ -17,43 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ScheduleKind {
-    Constant,
-    #[default]
-    Cosine,
-    Linear,
-    Step,
-}
-
-impl ScheduleKind {
-    pub const ALL: [ScheduleKind; 4] = [
-        ScheduleKind::Constant,
-        ScheduleKind::Cosine,
-        ScheduleKind::Linear,
-        ScheduleKind::Step,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ScheduleKind::Constant => "constant",
-            ScheduleKind::Cosine => "cosine",
-            ScheduleKind::Linear => "linear",
-            ScheduleKind::Step => "step",
-        }
-    }
-}
-
-impl std::str::FromStr for ScheduleKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        ScheduleKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown schedule '{s}' (use constant, cosine, linear or step)"))
-    }
-}
+pub use crate::config::ScheduleKind;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
