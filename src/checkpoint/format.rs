@@ -18,8 +18,8 @@
 //! byte: the length, every metadata string, the tensor table, the padding
 //! and the data.
 
-use crate::model::{ModelConfig, ParamLayout};
 use crate::config::AdamWConfig;
+use crate::model::{ModelConfig, ParamLayout};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -28,8 +28,8 @@ pub use naming::{
 pub use read::{load, verify};
 pub use write::save;
 
-use crate::model::ModelConfig;
 use crate::config::{AdamWConfig, TrainConfig};
+use crate::model::ModelConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -16,8 +16,8 @@
 
 use super::format::{self, LEN_BYTES, MAX_HEADER_BYTES, OptimizerMeta, TensorEntry, keys};
 use super::{Checkpoint, CheckpointError, CheckpointInfo, OptimizerState, TrainingState};
-use crate::model::{ModelConfig, ParamLayout};
 use crate::config::TrainConfig;
+use crate::model::{ModelConfig, ParamLayout};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::File;

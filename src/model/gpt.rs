@@ -12,9 +12,10 @@
 //! their data, so an id out of range is a programming error and panics with
 //! a message naming it (never undefined behaviour).
 
+use super::block::{Attend, BlockBuffers, BlockDropout, BlockParams, block_forward};
 use super::ops::attention::{self, AttnShape};
 use super::ops::crossentropy::{self, HeadShape};
-use super::ops::{dropout, embedding, gelu, layernorm, matmul, residual};
+use super::ops::{dropout, embedding, gelu, layernorm, matmul};
 use super::{ModelConfig, ParamLayout};
 use crate::rng::Rng;
 
@@ -230,7 +231,11 @@ pub fn thread_cpu_seconds() -> f64 {
         .as_secs_f64()
 }
 
-fn timed<R>(profile: &mut Option<&mut Profile>, name: &'static str, f: impl FnOnce() -> R) -> R {
+pub(crate) fn timed<R>(
+    profile: &mut Option<&mut Profile>,
+    name: &'static str,
+    f: impl FnOnce() -> R,
+) -> R {
     match profile {
         None => f(),
         Some(p) => {
@@ -261,7 +266,7 @@ pub enum DropoutRng<'a> {
 impl DropoutRng<'_> {
     /// Draws masks for `x` (B, T, C) laid out by sequence, `row` = T * C
     /// values per sequence, and applies them.
-    fn draw(&mut self, x: &mut [f32], mask: &mut [f32], p: f32, row: usize) {
+    pub(crate) fn draw(&mut self, x: &mut [f32], mask: &mut [f32], p: f32, row: usize) {
         match self {
             DropoutRng::Shared(rng) => dropout::dropout_forward(x, mask, p, rng),
             DropoutRng::PerSequence(rngs) => {
@@ -558,115 +563,48 @@ impl Gpt {
         }
         for (l, o) in lay.layers.iter().enumerate() {
             let nc = l * nmax * c;
+            let ni = l * nmax * inner;
             // Residual stream slots: x_l at 2l, mid_l at 2l+1, x_{l+1} at 2l+2.
             let (done, rest) = ws.residual.split_at_mut((2 * l + 1) * nmax * c);
-            let x = &done[2 * l * nmax * c..2 * l * nmax * c + n * c];
             let (mid_all, next_all) = rest.split_at_mut(nmax * c);
-            let mid = &mut mid_all[..n * c];
-            let next = &mut next_all[..n * c];
-
-            let ln1 = &mut ws.ln1[nc..nc + n * c];
-            let (m1, r1) = (
-                &mut ws.ln1_mean[l * nmax..l * nmax + n],
-                &mut ws.ln1_rstd[l * nmax..l * nmax + n],
-            );
-            timed(profile, "layernorm", || {
-                layernorm::layernorm_forward(
-                    ln1,
-                    m1,
-                    r1,
-                    x,
-                    &p[o.ln_1_weight..o.ln_1_weight + c],
-                    &p[o.ln_1_bias..o.ln_1_bias + c],
-                    c,
-                )
-            });
-            let qkv = &mut ws.qkv[3 * nc..3 * nc + n * 3 * c];
-            timed(profile, "matmul c_attn", || {
-                matmul::linear_forward(
-                    qkv,
-                    ln1,
-                    &p[o.c_attn_weight..],
-                    Some(&p[o.c_attn_bias..o.c_attn_bias + 3 * c]),
-                    n,
-                    c,
-                    3 * c,
-                )
-            });
-            let attn = &mut ws.attn[nc..nc + n * c];
-            let lse = &mut ws.attn_lse[l * nmax * cfg.n_head..];
-            timed(profile, "attention", || {
-                attention::attention_forward(attn, lse, qkv, &mut ws.attn_scratch, shape)
-            });
-            let branch = &mut ws.branch[..n * c];
-            timed(profile, "matmul attn.c_proj", || {
-                matmul::linear_forward(
-                    branch,
-                    attn,
-                    &p[o.attn_proj_weight..],
-                    Some(&p[o.attn_proj_bias..o.attn_proj_bias + c]),
-                    n,
-                    c,
-                    c,
-                )
-            });
-            if use_dropout && let Some(rng) = dropout.as_mut() {
-                let mask = &mut ws.attn_mask[nc..nc + n * c];
-                timed(profile, "dropout", || rng.draw(branch, mask, drop_p, t * c));
-            }
-            timed(profile, "residual", || {
-                residual::residual_forward(mid, x, branch)
-            });
-
-            let ln2 = &mut ws.ln2[nc..nc + n * c];
-            let (m2, r2) = (
-                &mut ws.ln2_mean[l * nmax..l * nmax + n],
-                &mut ws.ln2_rstd[l * nmax..l * nmax + n],
-            );
-            timed(profile, "layernorm", || {
-                layernorm::layernorm_forward(
-                    ln2,
-                    m2,
-                    r2,
-                    mid,
-                    &p[o.ln_2_weight..o.ln_2_weight + c],
-                    &p[o.ln_2_bias..o.ln_2_bias + c],
-                    c,
-                )
-            });
-            let ni = l * nmax * inner;
-            let fc = &mut ws.fc[ni..ni + n * inner];
-            timed(profile, "matmul mlp.c_fc", || {
-                matmul::linear_forward(
-                    fc,
-                    ln2,
-                    &p[o.c_fc_weight..],
-                    Some(&p[o.c_fc_bias..o.c_fc_bias + inner]),
-                    n,
-                    c,
-                    inner,
-                )
-            });
-            let h = &mut ws.fc_gelu[ni..ni + n * inner];
-            timed(profile, "gelu", || gelu::gelu_forward(h, fc));
-            timed(profile, "matmul mlp.c_proj", || {
-                matmul::linear_forward(
-                    branch,
-                    h,
-                    &p[o.mlp_proj_weight..],
-                    Some(&p[o.mlp_proj_bias..o.mlp_proj_bias + c]),
-                    n,
-                    inner,
-                    c,
-                )
-            });
-            if use_dropout && let Some(rng) = dropout.as_mut() {
-                let mask = &mut ws.mlp_mask[nc..nc + n * c];
-                timed(profile, "dropout", || rng.draw(branch, mask, drop_p, t * c));
-            }
-            timed(profile, "residual", || {
-                residual::residual_forward(next, mid, branch)
-            });
+            let buffers = BlockBuffers {
+                x: &done[2 * l * nmax * c..2 * l * nmax * c + n * c],
+                ln1: &mut ws.ln1[nc..nc + n * c],
+                ln1_mean: &mut ws.ln1_mean[l * nmax..l * nmax + n],
+                ln1_rstd: &mut ws.ln1_rstd[l * nmax..l * nmax + n],
+                qkv: &mut ws.qkv[3 * nc..3 * nc + n * 3 * c],
+                attn: &mut ws.attn[nc..nc + n * c],
+                mid: &mut mid_all[..n * c],
+                ln2: &mut ws.ln2[nc..nc + n * c],
+                ln2_mean: &mut ws.ln2_mean[l * nmax..l * nmax + n],
+                ln2_rstd: &mut ws.ln2_rstd[l * nmax..l * nmax + n],
+                fc: &mut ws.fc[ni..ni + n * inner],
+                fc_gelu: &mut ws.fc_gelu[ni..ni + n * inner],
+                branch: &mut ws.branch[..n * c],
+                out: &mut next_all[..n * c],
+            };
+            let attend = Attend::Within {
+                shape,
+                lse: &mut ws.attn_lse[l * nmax * cfg.n_head..],
+                scratch: &mut ws.attn_scratch,
+            };
+            let block_dropout = match dropout.as_mut() {
+                Some(rng) if use_dropout => Some(BlockDropout {
+                    rng,
+                    p: drop_p,
+                    row: t * c,
+                    attn_mask: &mut ws.attn_mask[nc..nc + n * c],
+                    mlp_mask: &mut ws.mlp_mask[nc..nc + n * c],
+                }),
+                _ => None,
+            };
+            let weights = BlockParams {
+                params: p,
+                offsets: o,
+                channels: c,
+                inner,
+            };
+            block_forward(&weights, n, buffers, attend, block_dropout, profile);
         }
         let x_last = &ws.residual[2 * l_count * nmax * c..2 * l_count * nmax * c + n * c];
         timed(profile, "layernorm", || {

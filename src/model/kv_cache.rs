@@ -4,9 +4,8 @@
 //! values; when generating one token at a time, all of them but the newest
 //! are already known. The cache keeps, per layer, the keys and values of the
 //! positions seen so far, (L, n_ctx, C) each, and [`KvCache::append`] runs
-//! only the new tokens through the same operations as `Gpt` (LayerNorm,
-//! linear, GELU, residual from `ops/`), attending from each new row over the
-//! cached keys. The logits it returns equal [`Gpt::logits`] at the same
+//! only the new tokens through the same block forward as `Gpt`
+//! (`model::block`), whose attention reads this cache. The logits it returns equal [`Gpt::logits`] at the same
 //! positions to float tolerance (tests/generate_engine.rs).
 //!
 //! The cache holds at most `n_ctx` positions (the position embedding covers
@@ -15,9 +14,8 @@
 //! newest half of the context, so the re-prefill happens once every
 //! `n_ctx / 2` tokens instead of on every token.
 
-use super::ops::attention::causal_softmax_row;
-use super::ops::matmul::{MatMut, MatRef, matmul};
-use super::ops::{crossentropy, embedding, gelu, layernorm, matmul, residual};
+use super::block::{Attend, BlockBuffers, BlockParams, block_forward};
+use super::ops::{crossentropy, embedding, layernorm};
 use super::{Gpt, ModelConfig};
 
 /// Keys and values of the positions seen so far, plus scratch sized for a
@@ -32,10 +30,18 @@ pub struct KvCache {
     // ---- scratch for a chunk of new rows (n_ctx, ·)
     /// (n_ctx, C) the residual stream of the new rows.
     x: Vec<f32>,
-    /// (n_ctx, C) a LayerNorm output; (n_ctx) its statistics (unused later).
+    /// (n_ctx, C) the residual stream between a block's attention and MLP,
+    /// and the block's output.
+    mid: Vec<f32>,
+    next: Vec<f32>,
+    /// (n_ctx, C) LayerNorm outputs (ln_1 and ln_f; ln_2); (n_ctx) their
+    /// statistics (unused later).
     ln: Vec<f32>,
     mean: Vec<f32>,
     rstd: Vec<f32>,
+    ln2: Vec<f32>,
+    mean2: Vec<f32>,
+    rstd2: Vec<f32>,
     /// (n_ctx, 3C) queries, keys and values of the new rows.
     qkv: Vec<f32>,
     /// (n_ctx, C) attention output before c_proj.
@@ -63,9 +69,14 @@ impl KvCache {
             keys: zeros(l * t * c),
             values: zeros(l * t * c),
             x: zeros(t * c),
+            mid: zeros(t * c),
+            next: zeros(t * c),
             ln: zeros(t * c),
             mean: zeros(t),
             rstd: zeros(t),
+            ln2: zeros(t * c),
+            mean2: zeros(t),
+            rstd2: zeros(t),
             qkv: zeros(t * 3 * c),
             attn: zeros(t * c),
             branch: zeros(t * c),
@@ -169,12 +180,12 @@ impl KvCache {
     }
 
     /// The forward pass of the n new rows at positions len .. len + n, up
-    /// to ln_f (left in `self.ln`); stores their keys and values.
+    /// to ln_f (left in `self.ln`): the embedding, then every block through
+    /// the one block forward (`model::block`) with this cache as its
+    /// attention's keys and values, then ln_f.
     fn forward_rows(&mut self, model: &Gpt, tokens: &[u32]) {
         let cfg = &self.config;
-        let (c, inner, v, heads) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size, cfg.n_head);
-        let hs = c / heads;
-        let scale = 1.0 / (hs as f32).sqrt();
+        let (c, inner, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
         let t_max = cfg.n_ctx;
         let n = tokens.len();
         let p0 = self.len;
@@ -191,100 +202,39 @@ impl KvCache {
             c,
         );
         for (l, o) in lay.layers.iter().enumerate() {
-            let x = &mut self.x[..n * c];
-            let ln = &mut self.ln[..n * c];
-            layernorm::layernorm_forward(
-                ln,
-                &mut self.mean[..n],
-                &mut self.rstd[..n],
-                x,
-                &p[o.ln_1_weight..o.ln_1_weight + c],
-                &p[o.ln_1_bias..o.ln_1_bias + c],
-                c,
-            );
-            let qkv = &mut self.qkv[..n * 3 * c];
-            matmul::linear_forward(
-                qkv,
-                ln,
-                &p[o.c_attn_weight..],
-                Some(&p[o.c_attn_bias..o.c_attn_bias + 3 * c]),
-                n,
-                c,
-                3 * c,
-            );
-            // Cache this layer's keys and values of the new positions.
-            let layer_kv = l * t_max * c;
-            for (i, row) in qkv.chunks_exact(3 * c).enumerate() {
-                let at = layer_kv + (p0 + i) * c;
-                self.keys[at..at + c].copy_from_slice(&row[c..2 * c]);
-                self.values[at..at + c].copy_from_slice(&row[2 * c..]);
-            }
-            let keys = &self.keys[layer_kv..layer_kv + t_max * c];
-            let values = &self.values[layer_kv..layer_kv + t_max * c];
-            let attn = &mut self.attn[..n * c];
-            let seen = p0 + n;
-            let tile = &mut self.scores[..n * seen];
-            for h in 0..heads {
-                // S (n, seen) = scale · Q_new K_cachedᵀ; row i, at position
-                // p0 + i, may only look at positions 0 ..= p0 + i (causal).
-                let q = MatRef::strided(&qkv[h * hs..], n, hs, 3 * c);
-                let k = MatRef::strided(&keys[h * hs..], seen, hs, c);
-                let v = MatRef::strided(&values[h * hs..], seen, hs, c);
-                matmul(MatMut::new(tile, n, seen), q, k.t(), false);
-                for (i, row) in tile.chunks_exact_mut(seen).enumerate() {
-                    causal_softmax_row(row, p0 + i, scale);
-                }
-                // O (n, hs) = P V into the head's columns of attn.
-                matmul(
-                    MatMut::strided(&mut attn[h * hs..], n, hs, c),
-                    MatRef::new(tile, n, seen),
-                    v,
-                    false,
-                );
-            }
-            let branch = &mut self.branch[..n * c];
-            matmul::linear_forward(
-                branch,
-                attn,
-                &p[o.attn_proj_weight..],
-                Some(&p[o.attn_proj_bias..o.attn_proj_bias + c]),
-                n,
-                c,
-                c,
-            );
-            residual::residual_add(x, branch);
-
-            layernorm::layernorm_forward(
-                ln,
-                &mut self.mean[..n],
-                &mut self.rstd[..n],
-                x,
-                &p[o.ln_2_weight..o.ln_2_weight + c],
-                &p[o.ln_2_bias..o.ln_2_bias + c],
-                c,
-            );
-            let fc = &mut self.fc[..n * inner];
-            matmul::linear_forward(
-                fc,
-                ln,
-                &p[o.c_fc_weight..],
-                Some(&p[o.c_fc_bias..o.c_fc_bias + inner]),
-                n,
-                c,
+            let layer_kv = l * t_max * c..(l + 1) * t_max * c;
+            let buffers = BlockBuffers {
+                x: &self.x[..n * c],
+                ln1: &mut self.ln[..n * c],
+                ln1_mean: &mut self.mean[..n],
+                ln1_rstd: &mut self.rstd[..n],
+                qkv: &mut self.qkv[..n * 3 * c],
+                attn: &mut self.attn[..n * c],
+                mid: &mut self.mid[..n * c],
+                ln2: &mut self.ln2[..n * c],
+                ln2_mean: &mut self.mean2[..n],
+                ln2_rstd: &mut self.rstd2[..n],
+                fc: &mut self.fc[..n * inner],
+                fc_gelu: &mut self.fc_gelu[..n * inner],
+                branch: &mut self.branch[..n * c],
+                out: &mut self.next[..n * c],
+            };
+            let attend = Attend::Cached {
+                keys: &mut self.keys[layer_kv.clone()],
+                values: &mut self.values[layer_kv],
+                start: p0,
+                scores: &mut self.scores,
+                heads: cfg.n_head,
+            };
+            let weights = BlockParams {
+                params: p,
+                offsets: o,
+                channels: c,
                 inner,
-            );
-            let h = &mut self.fc_gelu[..n * inner];
-            gelu::gelu_forward(h, fc);
-            matmul::linear_forward(
-                branch,
-                h,
-                &p[o.mlp_proj_weight..],
-                Some(&p[o.mlp_proj_bias..o.mlp_proj_bias + c]),
-                n,
-                inner,
-                c,
-            );
-            residual::residual_add(x, branch);
+            };
+            block_forward(&weights, n, buffers, attend, None, &mut None);
+            // The block's output is the next block's input.
+            std::mem::swap(&mut self.x, &mut self.next);
         }
         layernorm::layernorm_forward(
             &mut self.ln[..n * c],

@@ -188,7 +188,6 @@ impl<'a> From<&'a AdamW> for crate::checkpoint::OptimizerRef<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

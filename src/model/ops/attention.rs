@@ -74,9 +74,55 @@ pub fn attention_forward(
     }
 }
 
+/// The decoder's attention: `n` new rows at positions `start .. start + n`
+/// attend over every position up to their own, whose keys and values come
+/// from a cache. qkv (n, 3C) are the new rows' projections; their keys and
+/// values are first written into `keys`/`values` (T_max, C) at their
+/// positions, so the cache is both an input and an output. out (n, C);
+/// scores holds at least n · (start + n) floats.
+pub fn attention_forward_cached(
+    out: &mut [f32],
+    qkv: &[f32],
+    keys: &mut [f32],
+    values: &mut [f32],
+    start: usize,
+    scores: &mut [f32],
+    channels: usize,
+    heads: usize,
+) {
+    let c = channels;
+    let hs = c / heads;
+    let scale = 1.0 / (hs as f32).sqrt();
+    let n = qkv.len() / (3 * c);
+    for (i, row) in qkv.chunks_exact(3 * c).enumerate() {
+        let at = (start + i) * c;
+        keys[at..at + c].copy_from_slice(&row[c..2 * c]);
+        values[at..at + c].copy_from_slice(&row[2 * c..]);
+    }
+    let seen = start + n;
+    let tile = &mut scores[..n * seen];
+    for h in 0..heads {
+        // S (n, seen) = scale · Q_new K_cachedᵀ; row i, at position
+        // start + i, may only look at positions 0 ..= start + i (causal).
+        let q = MatRef::strided(&qkv[h * hs..], n, hs, 3 * c);
+        let k = MatRef::strided(&keys[h * hs..], seen, hs, c);
+        let v = MatRef::strided(&values[h * hs..], seen, hs, c);
+        matmul(MatMut::new(tile, n, seen), q, k.t(), false);
+        for (i, row) in tile.chunks_exact_mut(seen).enumerate() {
+            causal_softmax_row(row, start + i, scale);
+        }
+        // O (n, hs) = P V into the head's columns of out.
+        matmul(
+            MatMut::strided(&mut out[h * hs..], n, hs, c),
+            MatRef::new(tile, n, seen),
+            v,
+            false,
+        );
+    }
+}
+
 /// Row i of the scores, in place: scale, softmax over j <= i, zero for
-/// j > i. Returns the row's log-sum-exp of the scaled scores. Also used by
-/// the KV-cache decoder (`model::kv_cache`), whose rows start at an offset.
+/// j > i. Returns the row's log-sum-exp of the scaled scores.
 pub fn causal_softmax_row(row: &mut [f32], i: usize, scale: f32) -> f32 {
     let (live, future) = row.split_at_mut(i + 1);
     future.fill(0.0);
