@@ -66,10 +66,20 @@ fn run(config: TrainConfig) -> Outcome {
 }
 
 fn run_with(config: TrainConfig, faults: Faults) -> Outcome {
-    let handle = spawn_with_faults(config, faults);
+    drive(spawn_with_faults(config, faults), |_| false)
+}
+
+/// Collects a run's events until it finishes (two minutes at most), sending
+/// Stop once `stop_when` says so.
+fn drive(handle: cllm::train::TrainerHandle, stop_when: impl Fn(&Event) -> bool) -> Outcome {
     let mut steps = Vec::new();
     let mut events = Vec::new();
-    for e in handle.events.iter() {
+    let mut sent = false;
+    while let Ok(e) = handle.events.recv_timeout(Duration::from_secs(120)) {
+        if !sent && stop_when(&e) {
+            handle.commands.send(Command::Stop).unwrap();
+            sent = true;
+        }
         match e {
             Event::Step(s) => steps.push(s),
             Event::Finished(summary) => {
@@ -83,7 +93,7 @@ fn run_with(config: TrainConfig, faults: Faults) -> Outcome {
             other => events.push(other),
         }
     }
-    panic!("trainer ended without Finished");
+    panic!("trainer ended without Finished within two minutes");
 }
 
 fn weights(path: &Path) -> Vec<f32> {
@@ -339,33 +349,11 @@ fn resuming_half_way_is_bit_identical_to_a_straight_run() {
     );
 }
 
-/// Runs `config`, sending Stop once `stop_when` says so; returns the steps
-/// and the summary. The stop lands within a step, wherever exactly: the
-/// tests below only need the two halves to join up.
+/// Runs `config`, sending Stop once `stop_when` says so. The stop lands
+/// within a step, wherever exactly: the resume tests only need the two
+/// halves to join up.
 fn run_and_stop(config: TrainConfig, stop_when: impl Fn(&Event) -> bool) -> Outcome {
-    let handle = spawn(config);
-    let mut steps = Vec::new();
-    let mut events = Vec::new();
-    let mut sent = false;
-    while let Ok(e) = handle.events.recv_timeout(Duration::from_secs(120)) {
-        if !sent && stop_when(&e) {
-            handle.commands.send(Command::Stop).unwrap();
-            sent = true;
-        }
-        match e {
-            Event::Step(s) => steps.push(s),
-            Event::Finished(summary) => {
-                return Outcome {
-                    steps,
-                    events,
-                    summary,
-                };
-            }
-            Event::Error(e) => panic!("training failed: {e}"),
-            other => events.push(other),
-        }
-    }
-    panic!("trainer ended without Finished");
+    drive(spawn(config), stop_when)
 }
 
 /// The config a front end sends to resume `file` when the user gives no
