@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod events;
+pub mod memory;
 pub mod metrics;
 pub mod optimizer;
 pub mod prepare;
