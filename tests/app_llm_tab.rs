@@ -205,8 +205,14 @@ fn load_generate_stream_and_check_syntax() {
     let t = found.expect("some point of the reply is over a generated token");
     assert!(t < 40);
     // Tooltips wait for the pointer to rest (frames advance the clock).
-    h.run_steps(60);
-    h.get_by_label_contains("Top alternatives");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.query_by_label_contains("Top alternatives").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the alternatives"
+        );
+        h.step();
+    }
 }
 
 #[test]
@@ -329,4 +335,35 @@ fn a_checkpoint_from_training_appears_without_refresh() {
     h.step();
     step_until(&mut h, "the new listing", |a| !a.llm.list.is_listing());
     assert!(h.state().llm.list.entries.iter().any(|e| e.path == path));
+}
+
+/// Each run's checkpoints are listed under the run's name, newest run
+/// first, beside the files directly in `models/`.
+#[test]
+fn checkpoints_are_grouped_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_checkpoint(dir.path());
+    let run = "20261129-101500-tiny";
+    let in_run = dir
+        .path()
+        .join("checkpoints")
+        .join(run)
+        .join("checkpoint_best.cllm");
+    std::fs::create_dir_all(in_run.parent().unwrap()).unwrap();
+    std::fs::copy(&model, &in_run).unwrap();
+    let mut h = app_in(dir.path());
+    h.step();
+    step_until(&mut h, "the model list", |a| !a.llm.list.is_listing());
+    h.run();
+    h.get_by_label(&format!("run {run}"));
+    h.get_by_label(&format!("{}/", dir.path().join("models").display()));
+    let entries = &h.state().llm.list.entries;
+    let mine: Vec<_> = entries
+        .iter()
+        .filter(|e| e.path.starts_with(dir.path()))
+        .collect();
+    assert_eq!(mine.len(), 2, "{entries:?}");
+    let listed_run = mine.iter().find(|e| e.path == in_run).unwrap();
+    assert_eq!(listed_run.run.as_deref(), Some(run));
+    assert!(mine.iter().any(|e| e.path == model && e.run.is_none()));
 }

@@ -15,6 +15,8 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn harness(app: WorkbenchApp) -> Harness<'static, WorkbenchApp> {
     Harness::builder()
@@ -93,7 +95,9 @@ fn step(n: u64, loss: f32) -> StepStats {
 }
 
 /// A trainer that reports a short scripted run at once, then waits for
-/// Stop and finishes with a final checkpoint.
+/// Stop and ends the way the real trainer ends a run the user stopped: a
+/// warning naming the step, the final checkpoint, and a summary with
+/// `stopped_early: false` (that flag means early stopping on patience).
 fn script_trainer(config: TrainConfig) -> TrainerHandle {
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
@@ -110,6 +114,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             first_step: 0,
             run_name: "scripted".into(),
             run_dir: config.checkpoint_dir.join("scripted"),
+            workspace_bytes: 1 << 20,
         }),
         Event::Spheres(vec![
             sphere(0, 7, 0.9, SphereState::Reducing),
@@ -147,6 +152,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             }
         }
         let final_model = PathBuf::from("models/trained_model_kissing_spheres.cllm");
+        let _ = ev_tx.send(Event::Warning("stopped at step 4 of 10".into()));
         let _ = ev_tx.send(Event::Checkpoint {
             path: final_model.clone(),
             reason: SaveReason::Final,
@@ -166,7 +172,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             load_imbalance: 0.5,
             peak_memory_bytes: 1 << 20,
             skipped_updates: 1,
-            stopped_early: true,
+            stopped_early: false,
             final_model: Some(final_model),
         }));
     });
@@ -186,16 +192,27 @@ fn scripted_app() -> WorkbenchApp {
     WorkbenchApp::with_engines(settings, None, script_scanner, script_trainer)
 }
 
-/// Steps frames until the scan thread has delivered everything.
-fn finish_scan(h: &mut Harness<'_, WorkbenchApp>) {
-    for _ in 0..10_000 {
+/// Steps frames until `done` holds, failing after a deadline in time (the
+/// work is on background threads and frames never wait for it).
+fn step_until(h: &mut Harness<'_, WorkbenchApp>, what: &str, done: impl Fn(&WorkbenchApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         h.step();
-        if !h.state().data.is_scanning() {
-            return;
-        }
         std::thread::yield_now();
     }
-    panic!("scan did not finish");
+}
+
+/// Steps frames until the scan thread has delivered everything.
+fn finish_scan(h: &mut Harness<'_, WorkbenchApp>) {
+    h.step();
+    step_until(h, "the scan", |a| !a.data.is_scanning());
+}
+
+/// Sets a number field (a DragValue) the way assistive technology does.
+fn set_number(h: &mut Harness<'_, WorkbenchApp>, label: &str, value: f64) {
+    h.get_by_label(label).set_value_accesskit(value);
+    h.run();
 }
 
 #[test]
@@ -319,22 +336,22 @@ fn scripted_run_updates_table_plot_progress_and_stops() {
     assert_eq!(rows, vec![2, 0, 1]);
 
     h.get_by_label("STOP TRAINING").click();
-    for _ in 0..10_000 {
-        h.step();
-        if !h.state().session.is_training() {
-            break;
-        }
-        std::thread::yield_now();
-    }
-    assert!(!h.state().session.is_training());
+    h.step();
+    step_until(&mut h, "the stop", |a| !a.session.is_training());
     let run = &h.state().session.run;
-    assert!(run.summary.as_ref().unwrap().stopped_early);
+    assert!(
+        !run.summary.as_ref().unwrap().stopped_early,
+        "a user stop is not an early stop"
+    );
     assert_eq!(
         run.last_checkpoint.as_ref().unwrap().0,
         PathBuf::from("models/trained_model_kissing_spheres.cllm")
     );
     h.run();
     h.get_by_label("START TRAINING");
+    h.get_by_label_contains("stopped at step 4 of 10");
+    h.get_by_label_contains("Finished (stopped): 4 steps");
+    assert!(h.query_by_label_contains("early stop").is_none());
 }
 
 #[test]
@@ -370,6 +387,9 @@ fn settings_round_trip() {
     let mut storage = Memory::default();
     s.store(&mut storage);
     assert_eq!(Settings::load(Some(&storage)), s);
+    s.train.early_stop_patience = 4;
+    s.store(&mut storage);
+    assert_eq!(Settings::load(Some(&storage)).train.early_stop_patience, 4);
     assert_eq!(Settings::load(None), Settings::default());
     eframe::Storage::set_string(&mut storage, eframe::APP_KEY, "not json".into());
     assert_eq!(Settings::load(Some(&storage)), Settings::default());
@@ -427,4 +447,199 @@ fn dropped_files_are_added_to_the_list() {
     );
     h.get_by_label("dropped.rs");
     assert!(h.state().run_config().unwrap().files.contains(&dropped));
+}
+
+/// eframe storage in memory, as the app saves to and restores from.
+#[derive(Default)]
+struct MemStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.into(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+const RESUME_FILE: &str = "checkpoints/old-run/checkpoint_best.cllm";
+
+/// A resume file set before the app closed is not silently active after a
+/// restart: later STARTs train on the selected files.
+#[test]
+fn resume_is_not_restored_after_a_restart() {
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    h.state_mut().settings.train.resume = Some(PathBuf::from(RESUME_FILE));
+    h.state_mut().settings.train.lr = 0.0123;
+    h.run();
+    h.get_by_label_contains(&format!(
+        "Resuming from {RESUME_FILE} — the run continues that checkpoint's data and settings"
+    ));
+    assert_eq!(
+        h.state().run_config().unwrap().resume,
+        Some(PathBuf::from(RESUME_FILE))
+    );
+
+    // The app saves at exit; a new app starts from what was saved.
+    let mut storage = MemStorage::default();
+    eframe::App::save(h.state_mut(), &mut storage);
+    let restored = Settings::load(Some(&storage));
+    assert_eq!(restored.train.lr, 0.0123, "other settings persist");
+    let app = WorkbenchApp::with_engines(restored, None, script_scanner, script_trainer);
+    let mut h = harness(app);
+    finish_scan(&mut h);
+    h.run();
+    assert!(h.query_by_label_contains("Resuming from").is_none());
+    assert_eq!(h.state().run_config().unwrap().resume, None);
+}
+
+#[test]
+fn dont_resume_drops_the_checkpoint_before_start() {
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    h.state_mut().settings.train.resume = Some(PathBuf::from(RESUME_FILE));
+    h.run();
+    h.get_by_label_contains("Resuming from");
+    h.get_by_label("× Don't resume").click();
+    h.run();
+    assert_eq!(h.state().settings.train.resume, None);
+    assert!(h.query_by_label_contains("Resuming from").is_none());
+    assert_eq!(h.state().run_config().unwrap().resume, None);
+}
+
+/// The configuration the last run was started with, seen by the trainer.
+static STARTED_WITH: Mutex<Option<TrainConfig>> = Mutex::new(None);
+
+fn recording_trainer(config: TrainConfig) -> TrainerHandle {
+    *STARTED_WITH.lock().unwrap() = Some(config.clone());
+    script_trainer(config)
+}
+
+#[test]
+fn early_stop_patience_reaches_the_trainer() {
+    let settings = Settings {
+        data_dir: ".".into(),
+        extension_filter: String::new(),
+        ..Settings::default()
+    };
+    let app = WorkbenchApp::with_engines(settings, None, script_scanner, recording_trainer);
+    let mut h = harness(app);
+    finish_scan(&mut h);
+    h.get_by_label("Advanced").click();
+    h.run();
+    set_number(&mut h, "Early stop patience", 3.0);
+    assert_eq!(h.state().settings.train.early_stop_patience, 3);
+
+    h.get_by_label("START TRAINING").click();
+    h.step();
+    assert!(h.state().session.is_training());
+    h.step();
+    let seen = STARTED_WITH
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the trainer was started");
+    assert_eq!(seen.early_stop_patience, 3);
+    h.get_by_label("STOP TRAINING").click();
+    h.step();
+    step_until(&mut h, "the stop", |a| !a.session.is_training());
+}
+
+/// Settings whose memory the machine lacks are refused in place and at
+/// START with the engine's message; nothing is allocated.
+#[test]
+fn settings_the_machine_cannot_hold_are_refused() {
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    h.state_mut().editor.assume_available_memory(Some(2 << 30));
+    set_number(&mut h, "Batch size", 4096.0);
+    set_number(&mut h, "Sequence length", 8192.0);
+    assert_eq!(h.state().settings.train.seq_len, 8192);
+    let spheres = h.state().settings.train.resolved_threads();
+    let what = format!("batch size 4096 x sequence length 8192 on {spheres} sphere");
+    h.get_by_label_contains(&format!("Does not fit: {what}"));
+    h.get_by_label_contains("this machine has 2.0 GiB available");
+
+    h.get_by_label("START TRAINING").click();
+    h.run();
+    assert!(!h.state().session.is_training());
+    h.get_by_label_contains(&format!("Cannot start: {what}"));
+
+    // Back to sizes that fit: the refusal goes and START runs.
+    set_number(&mut h, "Batch size", 16.0);
+    set_number(&mut h, "Sequence length", 64.0);
+    assert!(h.query_by_label_contains("Does not fit").is_none());
+    assert!(h.query_by_label_contains("Cannot start").is_none());
+    h.get_by_label("START TRAINING").click();
+    h.step();
+    assert!(h.state().session.is_training());
+    h.step();
+    h.get_by_label("STOP TRAINING").click();
+    h.step();
+    step_until(&mut h, "the stop", |a| !a.session.is_training());
+}
+
+/// Browse… and the resume picker open their dialogs on another thread:
+/// frames go on, promptly, while a dialog is open, and the choice lands
+/// when it closes.
+#[test]
+fn file_dialogs_do_not_block_the_ui() {
+    use cllm::app::dialog::PickRequest;
+    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+    let folder = tempfile::tempdir().unwrap();
+    let target = folder.path().to_path_buf();
+    let mut app = scripted_app();
+    app.picker = Arc::new(move |request| {
+        // Open until the test releases it (bounded, so a frame that waited
+        // for the dialog shows up as a slow frame below, not a hang).
+        let _ = release_rx.recv_timeout(Duration::from_secs(20));
+        Some(match request {
+            PickRequest::Folder { .. } => target.clone(),
+            PickRequest::Checkpoint { .. } => target.join("picked.cllm"),
+        })
+    });
+    let mut h = harness(app);
+    finish_scan(&mut h);
+
+    h.get_by_label("Browse…").click();
+    h.step();
+    assert!(h.state().dialog.is_some(), "the dialog is open");
+    for _ in 0..5 {
+        let began = Instant::now();
+        h.step();
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "a frame waited for the dialog"
+        );
+    }
+    assert!(h.state().dialog.is_some(), "still open");
+    release_tx.send(()).unwrap();
+    step_until(&mut h, "the folder choice", |a| a.dialog.is_none());
+    assert_eq!(
+        h.state().settings.data_dir,
+        folder.path().display().to_string()
+    );
+    finish_scan(&mut h);
+    assert_eq!(h.state().data.rows.len(), 4, "the picked folder is scanned");
+
+    h.get_by_label("Advanced").click();
+    h.run();
+    // The resume picker sits low in the scrolled panel: bring it into view.
+    h.get_by_label("…").scroll_to_me();
+    h.run();
+    h.get_by_label("…").click();
+    h.step();
+    assert!(h.state().dialog.is_some());
+    h.step();
+    release_tx.send(()).unwrap();
+    step_until(&mut h, "the checkpoint choice", |a| a.dialog.is_none());
+    let picked = folder.path().join("picked.cllm");
+    assert_eq!(h.state().settings.train.resume, Some(picked.clone()));
+    h.run();
+    h.get_by_label_contains(&format!("Resuming from {}", picked.display()));
 }

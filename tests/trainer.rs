@@ -636,3 +636,35 @@ fn a_tiny_validation_split_is_a_visible_warning() {
         "no warning"
     );
 }
+
+#[test]
+fn accumulation_runs_micro_batches_in_the_same_memory() {
+    let ready = |out: &Outcome| {
+        out.events
+            .iter()
+            .find_map(|e| match e {
+                Event::Ready(r) => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (d1, d8) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = run(TrainConfig {
+        max_steps: 3,
+        ..config(d1.path(), 2)
+    });
+    let eight = run(TrainConfig {
+        max_steps: 3,
+        accum_steps: 8,
+        ..config(d8.path(), 2)
+    });
+    let (w1, w8) = (ready(&one).workspace_bytes, ready(&eight).workspace_bytes);
+    eprintln!("workspace at K = 1: {w1} bytes; at K = 8: {w8} bytes");
+    assert!(w1 > 0);
+    assert_eq!(w1, w8, "the workspace grew with accumulation");
+    // And the step really saw 8x the sequences.
+    assert_eq!(
+        eight.summary.sphere_batches.iter().sum::<u64>(),
+        8 * one.summary.sphere_batches.iter().sum::<u64>()
+    );
+}

@@ -5,71 +5,60 @@
 
 use super::format::{format_bytes, format_count};
 use crate::model::{ModelConfig, PRESET_NAMES};
+use crate::train::memory::{self, MemoryNeed};
 use crate::train::{ScheduleKind, TokenizerKind, TrainConfig};
 use eframe::egui;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-/// Memory a run will need, in bytes, and how it splits.
+/// Memory a run will need (the engine's count) and the shape it assumes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MemoryEstimate {
-    pub params: usize,
-    /// Parameters, gradients and the two AdamW moments: 16 bytes each.
-    pub model_bytes: u64,
-    /// Per sphere: its own gradient buffer plus activations of its share
-    /// of the micro-batch.
-    pub per_thread_bytes: u64,
+    pub need: MemoryNeed,
+    /// Spheres (threads, resolved).
     pub threads: usize,
-    pub total_bytes: u64,
+    /// Sequences each sphere holds activations for at once.
+    pub micro_batch: usize,
 }
 
-/// The model the trainer would build: the preset with the vocabulary the
-/// tokenizer gives and a context at least the sequence length.
+/// The model the trainer would build: the trainer's own rule
+/// (`model_config_for`) with the vocabulary the tokenizer is asked for.
 pub fn model_for(cfg: &TrainConfig) -> Option<ModelConfig> {
-    let mut m = ModelConfig::preset(&cfg.preset)?;
-    m.vocab_size = match cfg.tokenizer {
+    let vocab = match cfg.tokenizer {
         TokenizerKind::Bpe => cfg.vocab_size,
         TokenizerKind::Bytes => 256,
     };
-    m.n_ctx = m.n_ctx.max(cfg.seq_len);
-    m.validate().ok()?;
-    Some(m)
+    crate::train::trainer::model_config_for(cfg, vocab).ok()
 }
 
-/// Activation floats kept for backward, per sequence of `t` tokens (f32).
-/// Per layer and token GPT-2 keeps about: two layernorm outputs (2C), qkv
-/// (3C), attention output and projection (2C), two residuals (2C), the MLP
-/// hidden before and after GELU (2 x inner); plus the attention scores and
-/// probabilities (2 x heads x T). Then logits and their gradient (2V).
-pub fn activation_floats_per_sequence(m: &ModelConfig, t: usize) -> u64 {
-    let (c, l, h, v, inner) = (
-        m.n_embd as u64,
-        m.n_layer as u64,
-        m.n_head as u64,
-        m.vocab_size as u64,
-        m.n_inner as u64,
-    );
-    let t = t as u64;
-    let per_layer = t * (9 * c + 2 * inner + 2 * h * t);
-    l * per_layer + t * (2 * v + 2 * c)
-}
-
+/// What training with `cfg` needs, as the engine counts it
+/// (`train::memory::training_memory`).
 pub fn estimate_memory(cfg: &TrainConfig) -> Option<MemoryEstimate> {
     let m = model_for(cfg)?;
-    let params = m.num_params();
     let threads = cfg.resolved_threads().max(1);
-    let seqs_per_thread = cfg.batch_size.div_ceil(threads).max(1) as u64;
-    let act = activation_floats_per_sequence(&m, cfg.seq_len) * seqs_per_thread * 4;
-    let per_thread = params as u64 * 4 + act;
-    let model_bytes = params as u64 * 16;
     Some(MemoryEstimate {
-        params,
-        model_bytes,
-        per_thread_bytes: per_thread,
+        need: memory::training_memory(cfg, &m, threads),
         threads,
-        total_bytes: model_bytes + per_thread * threads as u64,
+        micro_batch: memory::micro_batch(cfg, threads),
     })
 }
+
+/// Why `cfg` cannot run in `available` bytes (`None`: unknown), in the
+/// engine's words; `None` when it fits. A resumed run takes its model and
+/// batch from the checkpoint, so the trainer checks that one itself.
+pub fn memory_problem(cfg: &TrainConfig, available: Option<u64>) -> Option<String> {
+    if cfg.resume.is_some() {
+        return None;
+    }
+    let est = estimate_memory(cfg)?;
+    let what = memory::describe_training(cfg, est.threads);
+    memory::check_fits_in(&est.need, &what, available).err()
+}
+
+/// How often the free memory is read again.
+const AVAILABLE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Text buffers of the fields typed as text, keyed by field name, so a
 /// half-typed "3e-" survives between frames.
@@ -79,23 +68,67 @@ pub struct ConfigEditor {
     /// Parse errors per field, shown beside it.
     pub field_errors: HashMap<&'static str, String>,
     resume_text: Option<String>,
+    /// The free memory last read, and when.
+    available: Cell<Option<(Instant, Option<u64>)>>,
+    /// Set by tests: the free memory to assume instead of reading it.
+    pinned_available: Option<Option<u64>>,
 }
 
 impl ConfigEditor {
-    /// First problem to show: a field that does not parse, else validate().
+    /// First problem to show: a field that does not parse, else
+    /// validate(), else settings whose memory this machine does not have.
     pub fn problem(&self, cfg: &TrainConfig) -> Option<String> {
         let mut keys: Vec<_> = self.field_errors.keys().collect();
         keys.sort();
         if let Some(k) = keys.first() {
             return Some(self.field_errors[*k].clone());
         }
-        cfg.validate().err()
+        if let Err(e) = cfg.validate() {
+            return Some(e);
+        }
+        self.memory_problem(cfg)
+    }
+
+    /// Why `cfg` does not fit in this machine's free memory, if it does not.
+    pub fn memory_problem(&self, cfg: &TrainConfig) -> Option<String> {
+        memory_problem(cfg, self.available_memory())
+    }
+
+    /// Free memory (read at most once a second; never blocks: procfs).
+    pub fn available_memory(&self) -> Option<u64> {
+        if let Some(pinned) = self.pinned_available {
+            return pinned;
+        }
+        match self.available.get() {
+            Some((at, bytes)) if at.elapsed() < AVAILABLE_REFRESH => bytes,
+            _ => {
+                let bytes = memory::available_memory_bytes();
+                self.available.set(Some((Instant::now(), bytes)));
+                bytes
+            }
+        }
+    }
+
+    /// Assume `bytes` of free memory (`None`: unknown) instead of reading
+    /// the machine's, so tests do not depend on the machine.
+    pub fn assume_available_memory(&mut self, bytes: Option<u64>) {
+        self.pinned_available = Some(bytes);
     }
 
     /// Forgets the typed text so fields show `cfg` again (after loading).
     pub fn reset(&mut self) {
+        let pinned = self.pinned_available;
         *self = ConfigEditor::default();
+        self.pinned_available = pinned;
     }
+}
+
+/// What the panel asks the app to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigAction {
+    None,
+    /// Open the dialog to pick a checkpoint to resume from.
+    PickResume,
 }
 
 /// A text field holding a float; a value that does not parse keeps the
@@ -153,85 +186,214 @@ fn int_field<T: egui::emath::Numeric>(
     ui.end_row();
 }
 
+/// Draws the panel. `picking` is whether a file dialog is open (the
+/// resume picker waits for it).
 pub fn config_panel_ui(
     ui: &mut egui::Ui,
     cfg: &mut TrainConfig,
     ed: &mut ConfigEditor,
     show_advanced: &mut bool,
     enabled: bool,
-) {
+    picking: bool,
+) -> ConfigAction {
+    let mut action = ConfigAction::None;
+    let mem_problem = ed.memory_problem(cfg);
     ui.add_enabled_ui(enabled, |ui| {
-        egui::Grid::new("config_basic").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
-            float_field(ui, ed, "lr", "Learning rate", &mut cfg.lr, "Peak learning rate after warmup");
-            int_field(ui, "Epochs", &mut cfg.epochs, 0..=100_000, "Passes over the training split");
-            int_field(ui, "Batch size", &mut cfg.batch_size, 1..=4096, "Sequences per micro-batch group");
-            int_field(ui, "Sequence length", &mut cfg.seq_len, 1..=8192, "Tokens per training sequence");
-            let lab = ui.label("Threads");
-            ui.horizontal(|ui| {
-                ui.add(egui::DragValue::new(&mut cfg.threads).range(0..=1024).speed(0.1)).labelled_by(lab.id);
-                if cfg.threads == 0 {
-                    ui.weak(format!("auto = {}", cfg.resolved_threads()));
-                }
-            });
-            ui.end_row();
-
-            let lab = ui.label("Model preset");
-            egui::ComboBox::from_id_salt("preset")
-                .selected_text(cfg.preset.clone())
-                .show_ui(ui, |ui| {
-                    for p in PRESET_NAMES {
-                        ui.selectable_value(&mut cfg.preset, p.to_string(), p);
+        egui::Grid::new("config_basic")
+            .num_columns(2)
+            .spacing([12.0, 6.0])
+            .show(ui, |ui| {
+                float_field(
+                    ui,
+                    ed,
+                    "lr",
+                    "Learning rate",
+                    &mut cfg.lr,
+                    "Peak learning rate after warmup",
+                );
+                int_field(
+                    ui,
+                    "Epochs",
+                    &mut cfg.epochs,
+                    0..=100_000,
+                    "Passes over the training split",
+                );
+                int_field(
+                    ui,
+                    "Batch size",
+                    &mut cfg.batch_size,
+                    1..=4096,
+                    "Sequences per micro-batch group",
+                );
+                int_field(
+                    ui,
+                    "Sequence length",
+                    &mut cfg.seq_len,
+                    1..=8192,
+                    "Tokens per training sequence",
+                );
+                let lab = ui.label("Threads");
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::DragValue::new(&mut cfg.threads)
+                            .range(0..=1024)
+                            .speed(0.1),
+                    )
+                    .labelled_by(lab.id);
+                    if cfg.threads == 0 {
+                        ui.weak(format!("auto = {}", cfg.resolved_threads()));
                     }
+                });
+                ui.end_row();
+
+                let lab = ui.label("Model preset");
+                egui::ComboBox::from_id_salt("preset")
+                    .selected_text(cfg.preset.clone())
+                    .show_ui(ui, |ui| {
+                        for p in PRESET_NAMES {
+                            ui.selectable_value(&mut cfg.preset, p.to_string(), p);
+                        }
+                    })
+                    .response
+                    .labelled_by(lab.id);
+                ui.end_row();
+                ui.label("");
+                memory_line_ui(ui, cfg, ed, mem_problem.as_deref());
+                ui.end_row();
+
+                let lab = ui.label("Tokenizer");
+                ui.horizontal(|ui| {
+                    ui.selectable_value(&mut cfg.tokenizer, TokenizerKind::Bpe, "BPE");
+                    ui.selectable_value(&mut cfg.tokenizer, TokenizerKind::Bytes, "bytes");
                 })
                 .response
                 .labelled_by(lab.id);
-            ui.end_row();
-            ui.label("");
-            match estimate_memory(cfg) {
-                Some(m) => {
-                    ui.weak(format!("{} parameters · ~{} memory", format_count(m.params as u64), format_bytes(m.total_bytes)))
-                        .on_hover_text(format!(
-                            "Weights, gradients and two AdamW moments: 16 bytes x parameters = {}.\n\
-                             Per sphere ({} threads): its gradient buffer plus activations for its \
-                             share of the batch (layer norms, qkv, attention scores, MLP, logits) = {}.",
-                            format_bytes(m.model_bytes),
-                            m.threads,
-                            format_bytes(m.per_thread_bytes)
-                        ));
+                ui.end_row();
+                if cfg.tokenizer == TokenizerKind::Bpe {
+                    int_field(
+                        ui,
+                        "Vocabulary size",
+                        &mut cfg.vocab_size,
+                        260..=1_000_000,
+                        "BPE vocabulary size",
+                    );
                 }
-                None => {
-                    ui.weak("—");
-                }
-            }
-            ui.end_row();
+            });
 
-            let lab = ui.label("Tokenizer");
-            ui.horizontal(|ui| {
-                ui.selectable_value(&mut cfg.tokenizer, TokenizerKind::Bpe, "BPE");
-                ui.selectable_value(&mut cfg.tokenizer, TokenizerKind::Bytes, "bytes");
-            })
-            .response
-            .labelled_by(lab.id);
-            ui.end_row();
-            if cfg.tokenizer == TokenizerKind::Bpe {
-                int_field(ui, "Vocabulary size", &mut cfg.vocab_size, 260..=1_000_000, "BPE vocabulary size");
-            }
-        });
+        resume_banner_ui(ui, cfg, ed);
 
         egui::CollapsingHeader::new("Advanced")
             .open(Some(*show_advanced))
-            .show(ui, |ui| advanced_ui(ui, cfg, ed))
+            .show(ui, |ui| {
+                if advanced_ui(ui, cfg, ed, picking) {
+                    action = ConfigAction::PickResume;
+                }
+            })
             .header_response
             .clicked()
             .then(|| *show_advanced = !*show_advanced);
     });
 
-    if let Some(p) = ed.problem(cfg) {
+    // The memory refusal is already shown in place, under the preset.
+    if let Some(p) = ed.problem(cfg)
+        && Some(&p) != ed.memory_problem(cfg).as_ref()
+    {
         ui.colored_label(ui.visuals().error_fg_color, format!("Invalid: {p}"));
+    }
+    action
+}
+
+/// The model size and memory need, or, when the machine lacks that
+/// memory, the refusal in red.
+fn memory_line_ui(ui: &mut egui::Ui, cfg: &TrainConfig, ed: &ConfigEditor, problem: Option<&str>) {
+    if cfg.resume.is_some() {
+        ui.weak("model and batch from the checkpoint");
+        return;
+    }
+    let Some(m) = estimate_memory(cfg) else {
+        ui.weak("—");
+        return;
+    };
+    let n = &m.need;
+    let breakdown = format!(
+        "Weights {} + AdamW moments {}.\n\
+         Per sphere ({} threads): a gradient buffer {} and activations for a \
+         micro-batch of {} sequences {}.\n\
+         Token ids of one step: {}.\n\
+         Free memory now: {}.",
+        format_bytes(n.weights_bytes),
+        format_bytes(n.optimizer_bytes),
+        m.threads,
+        format_bytes(n.gradient_bytes / m.threads as u64),
+        m.micro_batch,
+        format_bytes(n.workspace_bytes / m.threads as u64),
+        format_bytes(n.tokens_bytes),
+        ed.available_memory()
+            .map_or_else(|| "unknown".to_string(), format_bytes),
+    );
+    match problem {
+        Some(why) => {
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(format!("Does not fit: {why}"))
+                        .color(ui.visuals().error_fg_color),
+                )
+                .wrap(),
+            )
+            .on_hover_text(breakdown);
+        }
+        None => {
+            ui.weak(format!(
+                "{} parameters · ~{} memory",
+                format_count(n.params as u64),
+                format_bytes(n.total_bytes)
+            ))
+            .on_hover_text(breakdown);
+        }
     }
 }
 
-fn advanced_ui(ui: &mut egui::Ui, cfg: &mut TrainConfig, ed: &mut ConfigEditor) {
+/// While a resume file is set, says so where it cannot be missed, with a
+/// button that drops it (it is never restored silently after a restart).
+fn resume_banner_ui(ui: &mut egui::Ui, cfg: &mut TrainConfig, ed: &mut ConfigEditor) {
+    let Some(path) = cfg.resume.clone() else {
+        return;
+    };
+    let colour = ui.visuals().warn_fg_color;
+    egui::Frame::new()
+        .fill(colour.gamma_multiply(0.15))
+        .stroke(egui::Stroke::new(1.0, colour))
+        .corner_radius(4.0)
+        .inner_margin(6.0)
+        .show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.colored_label(
+                    colour,
+                    format!(
+                        "Resuming from {} — the run continues that checkpoint's data and settings",
+                        path.display()
+                    ),
+                );
+                if ui
+                    .button("× Don't resume")
+                    .on_hover_text("Start a fresh run with the settings above")
+                    .clicked()
+                {
+                    cfg.resume = None;
+                    ed.resume_text = None;
+                }
+            });
+        });
+}
+
+/// The Advanced section; returns whether the resume picker was asked for.
+fn advanced_ui(
+    ui: &mut egui::Ui,
+    cfg: &mut TrainConfig,
+    ed: &mut ConfigEditor,
+    picking: bool,
+) -> bool {
+    let mut pick = false;
     egui::Grid::new("config_advanced")
         .num_columns(2)
         .spacing([12.0, 6.0])
@@ -320,6 +482,13 @@ fn advanced_ui(ui: &mut egui::Ui, cfg: &mut TrainConfig, ed: &mut ConfigEditor) 
             );
             int_field(
                 ui,
+                "Early stop patience",
+                &mut cfg.early_stop_patience,
+                0..=10_000,
+                "Stop after this many evaluations without a better validation loss (0 = off)",
+            );
+            int_field(
+                ui,
                 "Checkpoint every (epochs)",
                 &mut cfg.checkpoint_every,
                 0..=10_000,
@@ -359,17 +528,22 @@ fn advanced_ui(ui: &mut egui::Ui, cfg: &mut TrainConfig, ed: &mut ConfigEditor) 
                     let t = text.trim();
                     cfg.resume = (!t.is_empty()).then(|| PathBuf::from(t));
                 }
-                if ui.button("…").on_hover_text("Pick a checkpoint").clicked()
-                    && let Some(p) = rfd::FileDialog::new()
-                        .add_filter("checkpoint", &["cllm"])
-                        .pick_file()
+                if ui
+                    .add_enabled(!picking, egui::Button::new("…"))
+                    .on_hover_text("Pick a checkpoint")
+                    .clicked()
                 {
-                    *text = p.display().to_string();
-                    cfg.resume = Some(p);
+                    pick = true;
                 }
             });
             ui.end_row();
         });
+    if cfg.early_stop_patience > 0 && cfg.val_fraction <= 0.0 {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            "Early stopping watches the validation loss: set a validation fraction above 0",
+        );
+    }
     if let Some(p) = &cfg.resume
         && !p.exists()
     {
@@ -378,35 +552,97 @@ fn advanced_ui(ui: &mut egui::Ui, cfg: &mut TrainConfig, ed: &mut ConfigEditor) 
             format!("Warning: {}: no such checkpoint", p.display()),
         );
     }
+    pick
+}
+
+impl ConfigEditor {
+    /// A checkpoint picked in the dialog becomes the resume file.
+    pub fn set_resume(&mut self, cfg: &mut TrainConfig, path: PathBuf) {
+        self.resume_text = Some(path.display().to_string());
+        cfg.resume = Some(path);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Gpt, Workspace};
+    use crate::train::AdamW;
 
+    /// The estimate is the bytes the trainer's buffers really hold: the
+    /// model, the optimizer and workspaces built here, not a formula.
     #[test]
-    fn memory_estimate_adds_up() {
-        let cfg = TrainConfig {
-            preset: "small".into(),
-            threads: 2,
-            batch_size: 16,
-            seq_len: 128,
-            vocab_size: 2048,
-            ..TrainConfig::default()
-        };
-        let m = estimate_memory(&cfg).unwrap();
-        let model = model_for(&cfg).unwrap();
-        assert_eq!(m.params, model.num_params());
-        assert_eq!(m.model_bytes, 16 * m.params as u64);
-        // Small preset at T=128: per layer 128 * (9*128 + 2*512 + 2*4*128) floats.
-        let per_seq = 4 * 128 * (9 * 128 + 2 * 512 + 8 * 128) + 128 * (2 * 2048 + 2 * 128);
-        assert_eq!(activation_floats_per_sequence(&model, 128), per_seq);
-        assert_eq!(m.per_thread_bytes, 4 * m.params as u64 + 4 * 8 * per_seq);
-        assert_eq!(m.total_bytes, m.model_bytes + 2 * m.per_thread_bytes);
+    fn memory_estimate_is_what_gets_allocated() {
+        for (preset, threads, batch, seq, accum) in [
+            ("small", 2, 16, 128, 1),
+            ("small", 3, 16, 64, 4),
+            ("baby", 1, 5, 32, 2),
+            ("tiny", 4, 3, 16, 1),
+        ] {
+            let cfg = TrainConfig {
+                preset: preset.into(),
+                threads,
+                batch_size: batch,
+                seq_len: seq,
+                accum_steps: accum,
+                vocab_size: 2048,
+                ..TrainConfig::default()
+            };
+            let est = estimate_memory(&cfg).unwrap();
+            let model = model_for(&cfg).unwrap();
+            let gpt = Gpt::new(model.clone(), 1).unwrap();
+            let opt = AdamW::new(
+                cfg.adamw.clone(),
+                gpt.layout.total,
+                gpt.layout.decay_ranges(),
+            );
+            let ws = Workspace::new(&model, batch.div_ceil(threads), seq);
+            let bytes = |floats: usize| 4 * floats as u64;
+            let n = est.need;
+            assert_eq!(est.threads, threads);
+            assert_eq!(n.params, gpt.params.len());
+            assert_eq!(n.weights_bytes, bytes(gpt.params.len()), "{preset}");
+            assert_eq!(n.optimizer_bytes, bytes(opt.m.len() + opt.v.len()));
+            assert_eq!(n.gradient_bytes, threads as u64 * bytes(gpt.layout.total));
+            assert_eq!(
+                n.workspace_bytes,
+                threads as u64 * ws.allocated_bytes(),
+                "{preset}"
+            );
+            assert_eq!(n.tokens_bytes, 8 * (batch * accum * seq) as u64);
+            assert!(n.total_bytes >= n.weights_bytes + n.workspace_bytes);
+        }
         let bad = TrainConfig {
             preset: "huge".into(),
-            ..cfg
+            ..TrainConfig::default()
         };
         assert!(estimate_memory(&bad).is_none());
+    }
+
+    #[test]
+    fn settings_beyond_the_machine_are_refused_with_the_engine_message() {
+        let cfg = TrainConfig {
+            threads: 2,
+            batch_size: 4096,
+            seq_len: 8192,
+            ..TrainConfig::default()
+        };
+        let mut ed = ConfigEditor::default();
+        ed.assume_available_memory(Some(8 << 30));
+        let why = ed
+            .problem(&cfg)
+            .expect("4096 x 8192 tokens do not fit in 8 GiB");
+        assert!(
+            why.starts_with("batch size 4096 x sequence length 8192 on 2 spheres needs about "),
+            "{why}"
+        );
+        assert!(why.ends_with("this machine has 8.0 GiB available"), "{why}");
+        // The default settings fit; a resumed run is the trainer's to check.
+        assert_eq!(ed.problem(&TrainConfig::default()), None);
+        let resumed = TrainConfig {
+            resume: Some(PathBuf::from("a.cllm")),
+            ..cfg
+        };
+        assert_eq!(ed.memory_problem(&resumed), None);
     }
 }

@@ -291,15 +291,19 @@ fn shown_path(f: &ScannedFile) -> String {
 pub enum DataAction {
     None,
     Scan,
+    /// Browse… was clicked: open the folder dialog (off the UI thread).
+    Browse,
 }
 
 /// Draws the panel. Returns `DataAction::Scan` when Scan Dir was clicked
-/// (the app starts the scan so it can pass the repaint context).
+/// (the app starts the scan so it can pass the repaint context) and
+/// `DataAction::Browse` for Browse…; `picking`: a file dialog is open.
 pub fn data_panel_ui(
     ui: &mut egui::Ui,
     data: &mut DataState,
     settings: &mut Settings,
     enabled: bool,
+    picking: bool,
 ) -> DataAction {
     let mut action = DataAction::None;
     ui.add_enabled_ui(enabled, |ui| {
@@ -315,16 +319,15 @@ pub fn data_panel_ui(
                 {
                     action = DataAction::Scan;
                 }
-                if ui.button("Browse…").on_hover_text("Pick a folder with the system dialog").clicked() {
-                    // With no desktop portal rfd returns None at once; the typed
-                    // path keeps working.
-                    if let Some(dir) = rfd::FileDialog::new()
-                        .set_directory(&settings.data_dir)
-                        .pick_folder()
-                    {
-                        settings.data_dir = dir.display().to_string();
-                        action = DataAction::Scan;
-                    }
+                if ui
+                    .add_enabled(!picking, egui::Button::new("Browse…"))
+                    .on_hover_text("Pick a folder with the system dialog")
+                    .clicked()
+                {
+                    action = DataAction::Browse;
+                }
+                if picking {
+                    ui.spinner().on_hover_text("Waiting for the file dialog to close");
                 }
                 ui.add(
                     egui::TextEdit::singleline(&mut settings.data_dir)

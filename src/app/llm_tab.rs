@@ -424,7 +424,7 @@ fn model_list_ui(
         .iter()
         .map(|d| format!("{}/", d.display().to_string().trim_end_matches('/')))
         .collect();
-    ui.weak(format!("In {}", folders.join(", ")));
+    ui.weak(format!("In {} and their run folders", folders.join(", ")));
     if tab.list.entries.is_empty() {
         if !tab.list.is_listing() {
             ui.weak("No .cllm files here yet: train a model, or Browse… for one.");
@@ -441,7 +441,22 @@ fn model_list_ui(
             ui.strong("Saved");
             ui.strong("Val loss");
             ui.end_row();
+            let mut group = None;
             for e in &tab.list.entries {
+                let heading = e.group();
+                if group.as_ref() != Some(&heading) {
+                    if e.run.is_some() {
+                        ui.strong(&heading).on_hover_text(format!(
+                            "The checkpoints of training run {}",
+                            e.run.as_deref().unwrap_or_default()
+                        ));
+                    } else {
+                        ui.strong(&heading)
+                            .on_hover_text("Files directly in this folder (not in a run's folder)");
+                    }
+                    ui.end_row();
+                    group = Some(heading);
+                }
                 let path_text = e.path.display().to_string();
                 let name = e
                     .path
@@ -450,7 +465,11 @@ fn model_list_ui(
                     .unwrap_or_else(|| path_text.clone());
                 let selected = settings.model_path.trim() == path_text;
                 let row = ui
-                    .selectable_label(selected, &name)
+                    .horizontal(|ui| {
+                        ui.add_space(12.0);
+                        ui.selectable_label(selected, &name)
+                    })
+                    .inner
                     .on_hover_text(format!("{path_text}\nClick to pick, double-click to load"));
                 if row.clicked() {
                     settings.model_path = path_text.clone();

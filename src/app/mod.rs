@@ -6,6 +6,7 @@
 use eframe::egui;
 pub mod config_panel;
 pub mod data_panel;
+pub mod dialog;
 pub mod format;
 pub mod llm_settings;
 pub mod llm_tab;
@@ -24,6 +25,7 @@ pub mod training_tab;
 
 use config_panel::ConfigEditor;
 use data_panel::{DataState, Scanner};
+use dialog::{PickJob, PickPurpose, PickRequest, Picker};
 use session::{CLOSE_GRACE, Session, Spawner};
 use settings::Settings;
 use std::collections::VecDeque;
@@ -87,6 +89,10 @@ pub struct WorkbenchApp {
     /// Resident memory, refreshed twice a second.
     pub memory: Option<u64>,
     memory_at: Option<Instant>,
+    /// Shows native file dialogs (on a background thread); tests replace it.
+    pub picker: Picker,
+    /// The file dialog open now, if any.
+    pub dialog: Option<PickJob>,
     scanner: Scanner,
     repaint: Option<egui::Context>,
 }
@@ -126,6 +132,8 @@ impl WorkbenchApp {
             frame_stats: FrameStats::default(),
             memory: None,
             memory_at: None,
+            picker: dialog::native_picker(),
+            dialog: None,
             scanner,
             repaint,
         };
@@ -168,6 +176,9 @@ impl WorkbenchApp {
         cfg.files = files;
         cfg.data = vec![PathBuf::from(self.settings.data_dir.trim())];
         cfg.extensions = exts;
+        // A resumed run continues its checkpoint's data and settings (the
+        // banner says so); only the thread count is this machine's.
+        cfg.given = vec!["threads".into()];
         Ok(cfg)
     }
 
@@ -178,6 +189,56 @@ impl WorkbenchApp {
         }
     }
 
+    /// Opens a file dialog on its own thread (one at a time); its answer
+    /// is taken in by a later frame.
+    pub fn open_dialog(&mut self, purpose: PickPurpose) {
+        if self.dialog.is_some() {
+            return;
+        }
+        let request = match purpose {
+            PickPurpose::DataFolder => PickRequest::Folder {
+                start: PathBuf::from(self.settings.data_dir.trim()),
+            },
+            PickPurpose::ResumeCheckpoint => PickRequest::Checkpoint {
+                start: self.settings.train.checkpoint_dir.clone(),
+            },
+        };
+        self.dialog = Some(PickJob::start(
+            purpose,
+            request,
+            &self.picker,
+            self.repaint.clone(),
+        ));
+    }
+
+    /// Takes in the open dialog's answer once it has closed. Never blocks.
+    fn poll_dialog(&mut self) -> bool {
+        let Some(job) = &self.dialog else {
+            return false;
+        };
+        let Some(answer) = job.poll() else {
+            return false;
+        };
+        let purpose = job.purpose;
+        self.dialog = None;
+        // A run may have started while the dialog was open: leave its
+        // settings alone then.
+        if let Some(path) = answer
+            && !self.session.is_training()
+        {
+            match purpose {
+                PickPurpose::DataFolder => {
+                    self.settings.data_dir = path.display().to_string();
+                    self.scan_data_dir();
+                }
+                PickPurpose::ResumeCheckpoint => {
+                    self.editor.set_resume(&mut self.settings.train, path);
+                }
+            }
+        }
+        true
+    }
+
     /// One frame: drain the scan and the trainer, handle drops and closing,
     /// draw. Never blocks.
     pub fn show(&mut self, ui: &mut egui::Ui) {
@@ -185,6 +246,7 @@ impl WorkbenchApp {
         self.data.poll();
         let news = self.session.poll();
         let llm_news = self.llm.poll(&mut self.settings.llm.model_path);
+        let dialog_news = self.poll_dialog();
         let dropped: Vec<PathBuf> = ui.input(|i| {
             i.raw
                 .dropped_files
@@ -227,7 +289,7 @@ impl WorkbenchApp {
             // Events also arrive between input events: keep redrawing at
             // about 30 frames per second while there is work.
             ui.ctx().request_repaint_after(Duration::from_millis(33));
-        } else if news > 0 || llm_news {
+        } else if news > 0 || llm_news || dialog_news {
             ui.ctx().request_repaint();
         }
         self.frame_stats
@@ -274,11 +336,22 @@ impl eframe::App for WorkbenchApp {
 /// Opens the window. Without a display, says so and points to the
 /// headless commands.
 pub fn run_app() -> Result<(), String> {
-    let has_display = ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    if !has_display {
-        return Err(no_display_message());
+    // Only X11/Wayland systems need these variables; macOS and Windows
+    // always have their window system, so eframe is simply run there.
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))]
+    {
+        let has_display = ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+        if !has_display {
+            return Err(no_display_message());
+        }
     }
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

@@ -1,5 +1,7 @@
 //! The LLM tab's list of checkpoints on disk: every `.cllm` file in the
-//! model and checkpoint folders, with size, date and loss.
+//! model and checkpoint folders and in their run folders
+//! (`checkpoints/<run-name>/*.cllm`), grouped by run, newest run first,
+//! with size, date and loss.
 //!
 //! Verifying a file reads and hashes all of it (about 0.4 s for 200 MB), so
 //! the list is built on its own thread: the file names arrive first (marked
@@ -25,6 +27,10 @@ pub enum EntryStatus {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelEntry {
     pub path: PathBuf,
+    /// The run that wrote it: the name of the run folder it lies in
+    /// (`checkpoints/<run>/file.cllm`); `None` for a file directly in a
+    /// listed folder (`models/`, or old flat checkpoints).
+    pub run: Option<String>,
     pub file_bytes: u64,
     /// Last modification, seconds since the Unix epoch.
     pub modified_unix: Option<u64>,
@@ -32,6 +38,22 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
+    /// The heading of the group this file is listed under: "run <name>" or
+    /// the folder it lies in ("models/").
+    pub fn group(&self) -> String {
+        match &self.run {
+            Some(run) => format!("run {run}"),
+            None => {
+                let dir = self
+                    .path
+                    .parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
+                format!("{}/", dir.trim_end_matches('/'))
+            }
+        }
+    }
+
     /// The best validation loss stored in the file, when it has one.
     pub fn loss(&self) -> Option<f32> {
         match &self.status {
@@ -147,7 +169,10 @@ fn check(path: &Path) -> EntryStatus {
     }
 }
 
-/// The `.cllm` files directly inside `dirs` (each folder once), newest first.
+/// The `.cllm` files inside `dirs` (each folder once) and inside their
+/// subfolders, which are runs' folders. Grouped: each run's files together
+/// and each folder's own files together; groups ordered by their newest
+/// file, newest first, and files within a group newest first.
 pub fn find_checkpoints(dirs: &[PathBuf]) -> Vec<ModelEntry> {
     let mut out: Vec<ModelEntry> = Vec::new();
     let mut seen_dirs: Vec<PathBuf> = Vec::new();
@@ -162,32 +187,70 @@ pub fn find_checkpoints(dirs: &[PathBuf]) -> Vec<ModelEntry> {
         };
         for item in read.flatten() {
             let path = item.path();
-            let is_cllm = path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("cllm"));
             let Ok(meta) = item.metadata() else { continue };
-            if !is_cllm || !meta.is_file() {
-                continue;
+            if meta.is_dir() {
+                let run = item.file_name().to_string_lossy().into_owned();
+                if let Ok(inner) = std::fs::read_dir(&path) {
+                    for file in inner.flatten() {
+                        if let Some(e) = entry_for(&file, Some(run.clone())) {
+                            out.push(e);
+                        }
+                    }
+                }
+            } else if let Some(e) = entry_for(&item, None) {
+                out.push(e);
             }
-            let modified_unix = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs());
-            out.push(ModelEntry {
-                path,
-                file_bytes: meta.len(),
-                modified_unix,
-                status: EntryStatus::Checking,
-            });
         }
     }
+    // A group's newest file decides where the group goes.
+    let mut newest: std::collections::HashMap<(PathBuf, Option<String>), Option<u64>> =
+        std::collections::HashMap::new();
+    for e in &out {
+        let slot = newest.entry(group_key(e)).or_insert(None);
+        *slot = (*slot).max(e.modified_unix);
+    }
     out.sort_by(|a, b| {
-        b.modified_unix
-            .cmp(&a.modified_unix)
+        let (ka, kb) = (group_key(a), group_key(b));
+        newest[&kb]
+            .cmp(&newest[&ka])
+            .then_with(|| ka.cmp(&kb))
+            .then_with(|| b.modified_unix.cmp(&a.modified_unix))
             .then_with(|| a.path.cmp(&b.path))
     });
     out
+}
+
+/// The folder a file lies in and its run: files sharing both are listed
+/// together.
+fn group_key(e: &ModelEntry) -> (PathBuf, Option<String>) {
+    (
+        e.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        e.run.clone(),
+    )
+}
+
+/// An entry for `item` when it is a regular `.cllm` file.
+fn entry_for(item: &std::fs::DirEntry, run: Option<String>) -> Option<ModelEntry> {
+    let path = item.path();
+    let is_cllm = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("cllm"));
+    let meta = item.metadata().ok()?;
+    if !is_cllm || !meta.is_file() {
+        return None;
+    }
+    let modified_unix = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    Some(ModelEntry {
+        path,
+        run,
+        file_bytes: meta.len(),
+        modified_unix,
+        status: EntryStatus::Checking,
+    })
 }
 
 /// Seconds since the Unix epoch as "2026-11-21 08:38 UTC".
@@ -280,5 +343,81 @@ mod tests {
             EntryStatus::Invalid(why) => assert!(why.contains("broken.cllm"), "{why}"),
             other => panic!("a broken file must be refused, got {other:?}"),
         }
+    }
+
+    /// Writes `name` under `root` with its modification time `secs` after
+    /// a fixed moment, so the order does not depend on how fast this runs.
+    fn file_at(root: &Path, name: &str, secs: u64) -> PathBuf {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, name).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000 + secs);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn runs_are_grouped_newest_first_with_old_flat_files_and_models() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let old_run = "20261128-090000-small";
+        let new_run = "20261129-101500-small";
+        file_at(root, "checkpoints/checkpoint_epoch_2_loss_3.0000.cllm", 10);
+        file_at(
+            root,
+            &format!("checkpoints/{old_run}/checkpoint_epoch_2_loss_2.5000.cllm"),
+            20,
+        );
+        file_at(root, &format!("checkpoints/{old_run}/final.cllm"), 30);
+        file_at(
+            root,
+            &format!("checkpoints/{new_run}/checkpoint_best.cllm"),
+            40,
+        );
+        file_at(
+            root,
+            &format!("checkpoints/{new_run}/checkpoint_epoch_2_loss_2.0000.cllm"),
+            50,
+        );
+        file_at(root, &format!("checkpoints/{new_run}/notes.txt"), 60);
+        file_at(root, "checkpoints/empty-run/readme.md", 70);
+        file_at(root, "models/trained_model_kissing_spheres.cllm", 45);
+
+        let dirs = vec![root.join("models"), root.join("checkpoints")];
+        let found = find_checkpoints(&dirs);
+        let listed: Vec<(String, String)> = found
+            .iter()
+            .map(|e| {
+                let name = e.path.file_name().unwrap().to_string_lossy().into_owned();
+                (e.group(), name)
+            })
+            .collect();
+        let run = |r: &str| format!("run {r}");
+        let models = format!("{}/", root.join("models").display());
+        let flat = format!("{}/", root.join("checkpoints").display());
+        assert_eq!(
+            listed,
+            vec![
+                (
+                    run(new_run),
+                    "checkpoint_epoch_2_loss_2.0000.cllm".to_string()
+                ),
+                (run(new_run), "checkpoint_best.cllm".to_string()),
+                (models, "trained_model_kissing_spheres.cllm".to_string()),
+                (run(old_run), "final.cllm".to_string()),
+                (
+                    run(old_run),
+                    "checkpoint_epoch_2_loss_2.5000.cllm".to_string()
+                ),
+                (flat, "checkpoint_epoch_2_loss_3.0000.cllm".to_string()),
+            ]
+        );
+        assert_eq!(found[0].run.as_deref(), Some(new_run));
+        assert_eq!(found[2].run, None);
     }
 }

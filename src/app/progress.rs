@@ -121,9 +121,17 @@ pub fn progress_ui(ui: &mut egui::Ui, run: &RunView, memory: Option<u64>) {
         }
     });
     if let Some(sum) = &run.summary {
+        let planned = run.info.as_ref().map(|i| i.total_steps);
+        let how = if sum.stopped_early {
+            " (early stop: no validation gain)"
+        } else if planned.is_some_and(|total| sum.steps < total) {
+            " (stopped)"
+        } else {
+            ""
+        };
         ui.label(format!(
             "Finished{}: {} steps in {} · loss {:.4} -> {:.4}{}",
-            if sum.stopped_early { " (stopped)" } else { "" },
+            how,
             format_count(sum.steps),
             format_duration(sum.total_secs),
             sum.initial_loss,

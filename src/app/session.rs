@@ -183,6 +183,8 @@ mod tests {
                     reason: SaveReason::Manual,
                 });
             }
+            // As the real trainer ends a run the user stopped.
+            let _ = ev_tx.send(Event::Warning("stopped at step 0 of 10".into()));
             let _ = ev_tx.send(Event::Checkpoint {
                 path: PathBuf::from("models/final.cllm"),
                 reason: SaveReason::Final,
@@ -202,7 +204,7 @@ mod tests {
                 load_imbalance: 0.0,
                 peak_memory_bytes: 0,
                 skipped_updates: 0,
-                stopped_early: true,
+                stopped_early: false,
                 final_model: None,
             }));
         });

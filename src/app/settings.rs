@@ -64,15 +64,22 @@ impl Default for Settings {
 
 impl Settings {
     /// Restores settings from eframe storage; anything unreadable falls back
-    /// to defaults rather than stopping the app from opening.
+    /// to defaults rather than stopping the app from opening. A resume file
+    /// is never restored: it would silently make every later START continue
+    /// that checkpoint instead of the files selected.
     pub fn load(storage: Option<&dyn eframe::Storage>) -> Settings {
-        storage
+        let mut s: Settings = storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        s.train.resume = None;
+        s
     }
 
+    /// Saves everything but the resume file (see [`Settings::load`]).
     pub fn store(&self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, eframe::APP_KEY, self);
+        let mut kept = self.clone();
+        kept.train.resume = None;
+        eframe::set_value(storage, eframe::APP_KEY, &kept);
     }
 
     pub fn to_json(&self) -> Result<String, String> {

@@ -3,8 +3,9 @@
 //! middle, and the loss graph at the bottom.
 
 use super::WorkbenchApp;
-use super::config_panel::config_panel_ui;
+use super::config_panel::{ConfigAction, config_panel_ui};
 use super::data_panel::{DataAction, data_panel_ui};
+use super::dialog::PickPurpose;
 use super::loss_plot::loss_plot_ui;
 use super::progress::progress_ui;
 use super::sphere_view::sphere_view_ui;
@@ -30,20 +31,26 @@ pub fn training_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
                 .show(ui, |ui| {
                     ui.add_space(4.0);
                     ui.heading("Data");
-                    if data_panel_ui(ui, &mut app.data, &mut app.settings, idle) == DataAction::Scan
-                    {
-                        app.scan_data_dir();
+                    let picking = app.dialog.is_some();
+                    match data_panel_ui(ui, &mut app.data, &mut app.settings, idle, picking) {
+                        DataAction::Scan => app.scan_data_dir(),
+                        DataAction::Browse => app.open_dialog(PickPurpose::DataFolder),
+                        DataAction::None => {}
                     }
                     ui.add_space(6.0);
                     ui.separator();
                     ui.heading("Configuration");
-                    config_panel_ui(
+                    if config_panel_ui(
                         ui,
                         &mut app.settings.train,
                         &mut app.editor,
                         &mut app.settings.show_advanced,
                         idle,
-                    );
+                        picking,
+                    ) == ConfigAction::PickResume
+                    {
+                        app.open_dialog(PickPurpose::ResumeCheckpoint);
+                    }
                 });
         });
 

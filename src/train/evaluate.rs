@@ -2,6 +2,7 @@
 //! P/R/F1 of a model on windows of a token dataset, shared across spheres.
 
 use super::events::EvalStats;
+use super::memory;
 use super::metrics::{ClassCounts, bits_per_byte};
 use super::spheres::Spheres;
 use crate::data::dataset::TokenDataset;
@@ -32,6 +33,13 @@ pub fn evaluate_model(
     }
     let threads = threads.max(1);
     let per_sphere = windows.len().div_ceil(threads).min(16);
+    let need = memory::evaluation_memory(&model.config, threads, per_sphere, seq_len);
+    memory::check_fits(
+        &need,
+        &format!(
+            "evaluating {per_sphere} sequences of {seq_len} tokens on each of {threads} spheres"
+        ),
+    )?;
     let mut spheres = Spheres::for_evaluation(model, threads, per_sphere * threads, seq_len);
     let bytes_per_token = data.bytes as f64 / data.tokens.len().max(1) as f64;
     Ok(evaluate(

@@ -155,6 +155,9 @@ pub struct RunInfo {
     /// The run's name and the folder its checkpoints go to.
     pub run_name: String,
     pub run_dir: PathBuf,
+    /// Bytes of activation workspace over all spheres: one micro-batch each,
+    /// whatever the gradient accumulation.
+    pub workspace_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ pub mod config;
 pub mod evaluate;
 pub mod events;
 pub mod faults;
+pub mod memory;
 pub mod metrics;
 pub mod optimizer;
 pub mod plan;

@@ -8,6 +8,7 @@ use super::TrainConfig;
 use super::evaluate::{eval_windows, evaluate};
 use super::events::{Command, Event, Phase, RunInfo, SaveReason, StepStats, Summary};
 use super::faults::Faults;
+use super::memory;
 use super::metrics::{imbalance, peak_memory_bytes};
 use super::optimizer::AdamW;
 use super::plan::{Plan, plan, resumed_plan};
@@ -188,6 +189,7 @@ impl Run {
                         state.data_epoch, state.data_index, state.step, implied.0, implied.1
                     ));
                 }
+                memory::check_training_fits(&config, &ck.model, threads)?;
                 let model = Gpt::from_params(ck.model, ck.params)?;
                 let opt = match ck.optimizer {
                     Some(o) => o.into_adamw(&model.layout),
@@ -219,7 +221,9 @@ impl Run {
             }
             None => {
                 let mc = model_config_for(&config, tokenizer.vocab_size())?;
-                // MEMORY-TODO: refuse settings the machine cannot hold.
+                // Settings the machine cannot hold are refused before
+                // anything is allocated for them.
+                memory::check_training_fits(&config, &mc, threads)?;
                 let model = Gpt::new(mc, config.seed)?;
                 let opt = AdamW::new(
                     config.adamw.clone(),
@@ -303,6 +307,7 @@ impl Run {
             first_step: state.step,
             run_name: config.run_name.clone(),
             run_dir: run_dir.clone(),
+            workspace_bytes: spheres.workspace_bytes(),
         }));
         emit(Event::Phase(Phase::Training));
         emit(Event::Spheres(spheres.stats()));

@@ -418,6 +418,12 @@ impl Spheres {
         (loss_sum, counts)
     }
 
+    /// Bytes of activation workspace the spheres hold (what gradient
+    /// accumulation must not grow).
+    pub fn workspace_bytes(&self) -> u64 {
+        self.workspaces.iter().map(|w| w.allocated_bytes()).sum()
+    }
+
     /// Mutable access for injecting faults in tests.
     pub(crate) fn gradient_mut(&mut self) -> &mut [f32] {
         &mut self.grads[0]
