@@ -3,8 +3,8 @@
 //! and one full training step (forward, backward, AdamW) on one thread with
 //! a per-operation profile.
 
-use crate::model::gpt::{Profile, add_time, thread_cpu_seconds};
 use crate::model::ops::matmul::{MatMut, MatRef, matmul};
+use crate::model::profile::{Profile, add_time, thread_cpu_seconds};
 use crate::model::{Batch, Gpt, ModelConfig, Workspace};
 use crate::rng::Rng;
 use crate::train::optimizer::{AdamW, AdamWConfig};

@@ -7,10 +7,11 @@
 //!   mid = x + dropout(attn_proj(causal_mha(ln_1(x))))
 //!   out = mid + dropout(mlp_proj(gelu(c_fc(ln_2(mid)))))
 
-use super::gpt::{DropoutRng, Profile, timed};
 use super::ops::attention::{self, AttnShape};
+use super::ops::dropout::DropoutRng;
 use super::ops::{gelu, layernorm, matmul, residual};
 use super::params::LayerOffsets;
+use super::profile::{Profile, timed};
 
 /// The activations of one block over `n` rows: the input `x` (n, C), what
 /// the backward pass needs (kept by training, scratch for decoding), and

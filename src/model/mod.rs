@@ -8,8 +8,11 @@ pub mod gpt;
 pub mod kv_cache;
 pub mod ops;
 pub mod params;
+pub mod profile;
+pub mod workspace;
 
 pub use config::{ModelConfig, PRESET_NAMES};
-pub use gpt::{Batch, Gpt, Workspace};
+pub use gpt::{Batch, Gpt};
 pub use kv_cache::KvCache;
 pub use params::{ParamLayout, ParamSpec};
+pub use workspace::Workspace;

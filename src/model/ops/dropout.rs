@@ -21,6 +21,33 @@ pub fn dropout_backward(d: &mut [f32], mask: &[f32]) {
     }
 }
 
+/// Where dropout masks come from.
+pub enum DropoutRng<'a> {
+    /// One stream for the whole micro-batch.
+    Shared(&'a mut Rng),
+    /// One stream per sequence, in batch order.
+    PerSequence(&'a mut [Rng]),
+}
+
+impl DropoutRng<'_> {
+    /// Draws masks for `x` (B, T, C) laid out by sequence, `row` = T * C
+    /// values per sequence, and applies them.
+    pub(crate) fn draw(&mut self, x: &mut [f32], mask: &mut [f32], p: f32, row: usize) {
+        match self {
+            DropoutRng::Shared(rng) => dropout_forward(x, mask, p, rng),
+            DropoutRng::PerSequence(rngs) => {
+                for ((xs, ms), rng) in x
+                    .chunks_mut(row)
+                    .zip(mask.chunks_mut(row))
+                    .zip(rngs.iter_mut())
+                {
+                    dropout_forward(xs, ms, p, rng);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
