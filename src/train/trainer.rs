@@ -184,7 +184,8 @@ pub fn run(
         train,
         val,
         files,
-    } = prepared?;
+        ..
+    } = prepared.map_err(|e| e.to_string())?;
     let tokenizer_json = tokenizer.to_json();
 
     // Model and optimizer.
