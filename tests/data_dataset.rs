@@ -212,3 +212,51 @@ fn token_file_round_trips_and_rejects_corruption() {
             .contains("outside the vocabulary")
     );
 }
+
+#[test]
+fn text_split_cuts_the_tail_at_a_line_start() {
+    use cllm::data::dataset::split_texts;
+    let files = vec![
+        ("a".to_string(), "one\ntwo\n".to_string()),
+        ("b".to_string(), "three\nfour\nfive\n".to_string()),
+    ];
+    // 24 bytes; 0.33 holds out 8: the cut (byte 16, inside "four") moves to
+    // the next line start.
+    let (train, val) = split_texts(&files, Split::Fraction(0.33), 1);
+    assert_eq!(
+        train,
+        vec![
+            ("a".to_string(), "one\ntwo\n".to_string()),
+            ("b".to_string(), "three\nfour\n".to_string())
+        ]
+    );
+    assert_eq!(val, vec![("b".to_string(), "five\n".to_string())]);
+    // A cut on a line start stays there; at a file boundary no file is cut.
+    let (train, val) = split_texts(&files, Split::Fraction(0.68), 1);
+    assert_eq!(train, files[..1].to_vec());
+    assert_eq!(val, files[1..].to_vec());
+    // Nothing held out.
+    assert_eq!(
+        split_texts(&files, Split::Fraction(0.0), 1),
+        (files.clone(), Vec::new())
+    );
+    // A file with no line end after the cut is cut at a character boundary.
+    // 91 bytes, 46 held out: byte 45 is inside a character, 43 starts one.
+    let one = vec![("k".to_string(), format!("a{}", "한국어".repeat(10)))];
+    let (train, val) = split_texts(&one, Split::Fraction(0.5), 1);
+    assert_eq!(format!("{}{}", train[0].1, val[0].1), one[0].1);
+    assert_eq!(val[0].1.len(), 48);
+}
+
+#[test]
+fn text_file_split_matches_the_token_file_split() {
+    use cllm::data::dataset::split_texts;
+    let files = files(30);
+    // Bytes: token counts are byte counts, so both splits choose alike.
+    let data = TokenDataset::from_texts(&Tokenizer::bytes(), &files);
+    let (_, val) = data.split(Split::Files(0.2), 7);
+    let (train_texts, val_texts) = split_texts(&files, Split::Files(0.2), 7);
+    let names: Vec<String> = val_texts.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(names, val.names);
+    assert_eq!(train_texts.len() + val_texts.len(), files.len());
+}

@@ -236,3 +236,29 @@ fn cancel_stops_the_stream() {
     scan(&opts, &AtomicBool::new(false), &mut |_| all += 1).unwrap();
     assert_eq!(all, 100);
 }
+
+#[test]
+fn extensions_are_read_in_every_form_people_type() {
+    use cllm::data::scan::parse_extensions;
+    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let want = v(&["c", "h", "md"]);
+    assert_eq!(parse_extensions(&v(&["c", "h", "md"])), want);
+    assert_eq!(parse_extensions(&v(&[".c,.h", ".MD"])), want);
+    assert_eq!(parse_extensions(&v(&["c, h", " md "])), want);
+    assert_eq!(parse_extensions(&v(&["c h\tmd", "C", ".h,,", ""])), want);
+    assert!(parse_extensions(&v(&[" , . "])).is_empty());
+
+    // A scan given the typed form keeps exactly those types.
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["a.c", "b.H", "c.md", "d.rs"] {
+        write(tmp.path(), name, b"text\n");
+    }
+    let found = scan_all(&ScanOptions {
+        roots: vec![tmp.path().to_path_buf()],
+        extensions: v(&[".c, .h md"]),
+        max_file_bytes: None,
+    });
+    let mut kept: Vec<&String> = found.keys().collect();
+    kept.sort();
+    assert_eq!(kept, ["a.c", "b.H", "c.md"]);
+}

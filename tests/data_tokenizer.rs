@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
 
-use cllm::data::tokenizer::{EOT, Tokenizer};
+use cllm::data::tokenizer::{EOT, MIN_BPE_VOCAB_SIZE, Tokenizer};
 use cllm::rng::Rng;
 
 /// A small varied corpus made at run time: C, Rust, prose, unicode.
@@ -91,7 +91,10 @@ fn saved_json_loads_in_the_tokenizers_crate_with_identical_ids_and_text() {
     let tok = train(350);
     assert_eq!(tok.vocab_size(), 350);
     let json = tok.to_json();
-    let hf = tokenizers::Tokenizer::from_str(&json).unwrap();
+    let mut hf = tokenizers::Tokenizer::from_str(&json).unwrap();
+    // tokenizer.json cannot say "special tokens in the input are text";
+    // another program that loads it sets that itself to get our ids.
+    hf.set_encode_special_tokens(true);
     let reloaded = Tokenizer::from_json(&json).unwrap();
     assert_eq!(reloaded.vocab_size(), tok.vocab_size());
     assert_eq!(reloaded.eot_id(), tok.eot_id());
@@ -161,6 +164,21 @@ fn bad_inputs_are_errors() {
     let err =
         Tokenizer::train_bpe(&texts, 100, &mut |_, _| {}, &AtomicBool::new(false)).unwrap_err();
     assert!(err.contains("too small"), "{err}");
+    let err = Tokenizer::train_bpe(
+        &texts,
+        MIN_BPE_VOCAB_SIZE - 1,
+        &mut |_, _| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(err.contains(&MIN_BPE_VOCAB_SIZE.to_string()), "{err}");
+    Tokenizer::train_bpe(
+        &texts,
+        MIN_BPE_VOCAB_SIZE,
+        &mut |_, _| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     assert!(Tokenizer::from_json("{not json").is_err());
     // A word-level (not byte-level) tokenizer is refused with a reason.
     let word_level = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
@@ -168,4 +186,56 @@ fn bad_inputs_are_errors() {
         "model":{"type":"WordLevel","vocab":{"hello":0,"[UNK]":1},"unk_token":"[UNK]"}}"#;
     let err = Tokenizer::from_json(word_level).unwrap_err();
     assert!(err.contains("byte level"), "{err}");
+}
+
+/// The reported panic: a 65,535-byte line puts the 64 KiB training-chunk
+/// target inside the following three-byte character.
+#[test]
+fn long_line_then_korean_trains_and_round_trips() {
+    let text = format!("{}한\nmore text 한국어\n", "a".repeat(65_535));
+    let tok = Tokenizer::train_bpe(&[&text], 300, &mut |_, _| {}, &AtomicBool::new(false))
+        .expect("training on a long line before a multi-byte character");
+    assert_eq!(tok.decode(&tok.encode(&text)), text);
+    // The same with the character at every offset around the target, after
+    // short words (quicker to train on than one 64 KiB word).
+    for pad in 65_530..65_540 {
+        let words: String = "ab cd ".chars().cycle().take(pad).collect();
+        let text = format!("{words}한글\n");
+        let tok = Tokenizer::train_bpe(&[&text], 270, &mut |_, _| {}, &AtomicBool::new(false))
+            .unwrap_or_else(|e| panic!("pad {pad}: {e}"));
+        assert_eq!(tok.decode(&tok.encode(&text)), text, "pad {pad}");
+    }
+}
+
+/// `<|endoftext|>` typed in a file is text: it round-trips and never
+/// becomes the separator id, also after a save and reload (checkpoints).
+#[test]
+fn literal_endoftext_in_a_file_is_ordinary_text() {
+    let mut files = corpus();
+    files.push(format!(
+        "// tokens look like {EOT} in docs\nlet s = \"{EOT}\";\n"
+    ));
+    let texts: Vec<&str> = files.iter().map(|s| s.as_str()).collect();
+    let tok = Tokenizer::train_bpe(&texts, 500, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    let eot = tok.eot_id().expect("BPE has a separator");
+    let reloaded = Tokenizer::from_json(&tok.to_json()).unwrap();
+    assert_eq!(reloaded.eot_id(), Some(eot));
+    for text in [
+        EOT.to_string(),
+        format!("before{EOT}after"),
+        format!("{EOT}{EOT}\n {EOT} x"),
+        files.last().unwrap().clone(),
+    ] {
+        for (which, t) in [("trained", &tok), ("reloaded", &reloaded)] {
+            let ids = t.encode(&text);
+            assert!(
+                !ids.contains(&eot),
+                "{which}: {text:?} encoded with the separator id: {ids:?}"
+            );
+            assert_eq!(t.decode(&ids), text, "{which}");
+        }
+        assert_eq!(reloaded.encode(&text), tok.encode(&text));
+    }
+    // The separator itself still decodes to its text, for generation.
+    assert_eq!(tok.decode(&[eot]), EOT);
 }

@@ -668,3 +668,51 @@ fn accumulation_runs_micro_batches_in_the_same_memory() {
         8 * one.summary.sphere_batches.iter().sum::<u64>()
     );
 }
+
+#[test]
+fn resume_refuses_changed_data_unless_asked() {
+    let d = tempfile::tempdir().unwrap();
+    run(TrainConfig {
+        max_steps: 4,
+        ..config(d.path(), 1)
+    });
+    let ck = d.path().join("models/final.cllm");
+    let second = d.path().join("models/second.cllm");
+    std::fs::copy(&ck, &second).unwrap();
+    // Someone edits a file of the corpus after the checkpoint.
+    let a = d.path().join("data/a.c");
+    let mut text = std::fs::read_to_string(&a).unwrap();
+    text.push_str("int added(void) { return 42; }\n");
+    std::fs::write(&a, text).unwrap();
+    let resume = |allow: bool, file: &Path| {
+        spawn(TrainConfig {
+            max_steps: 6,
+            given: vec!["max_steps".into()],
+            allow_data_change: allow,
+            ..resume_only(file, d.path())
+        })
+    };
+    let err = resume(false, &ck)
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Error(e) => Some(e),
+            Event::Finished(_) => panic!("changed data was accepted silently"),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        err.contains("not what the checkpoint was trained on")
+            && err.contains("--allow-data-change"),
+        "{err}"
+    );
+    assert!(err.contains("a.c") || err.contains("file"), "{err}");
+    // Asked for explicitly: it goes on, and says so.
+    let out = drive(resume(true, &second), |_| false);
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(w) if w.contains("training data changed")))
+    );
+    assert_eq!(out.summary.steps, 6);
+}

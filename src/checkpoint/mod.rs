@@ -66,7 +66,7 @@ pub struct TrainingState {
     /// What the run was trained on; resuming on other data is refused
     /// unless asked for. `None` in older files.
     #[serde(default)]
-    pub data: Option<serde_json::Value>, // FINGERPRINT-TODO
+    pub data: Option<crate::data::fingerprint::DataFingerprint>,
 }
 
 impl TrainingState {

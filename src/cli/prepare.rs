@@ -10,20 +10,24 @@ use indicatif::ProgressBar;
 
 use crate::data::clean::count_lines;
 use crate::data::consolidate::write_consolidated;
-use crate::data::scan::{FileStatus, ScanOptions, scan_with_text};
+use crate::data::scan::{FileStatus, ScanOptions, parse_extensions, scan_with_text};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PrepareArgs {
     /// Folders (or single files) to scan; .gitignore and .ignore are honoured.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Extensions to keep, without the dot (comma separated or repeated);
+    /// Extensions to keep: `--ext c h md`, `--ext .c,.h` or `--ext "c, h"`;
     /// default: common source and text types.
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, num_args = 1..)]
     pub ext: Vec<String>,
-    /// Where to write the consolidated text.
-    #[arg(long, default_value = "training_data/repo_code.txt")]
+    /// Where to write the consolidated text. An existing file is replaced
+    /// only with --force.
+    #[arg(long, default_value = DEFAULT_OUTPUT)]
     pub output: PathBuf,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Skip files larger than this many bytes.
     #[arg(long)]
     pub max_file_bytes: Option<u64>,
@@ -32,11 +36,30 @@ pub struct PrepareArgs {
     pub verbose: bool,
 }
 
+/// The corpus the trainer reads by default (shipped with the project).
+pub const DEFAULT_OUTPUT: &str = "training_data/repo_code.txt";
+
 pub fn run(args: PrepareArgs) -> Result<(), String> {
+    // Refuse before scanning, so a long scan is not wasted.
+    refuse_overwrite(&args.output, args.force)?;
+    let extensions = parse_extensions(&args.ext);
+    if extensions.is_empty() && !args.ext.is_empty() {
+        return Err(format!(
+            "--ext {:?}: no extensions in it",
+            args.ext.join(" ")
+        ));
+    }
     let opts = ScanOptions {
         roots: args.input.clone(),
-        extensions: args.ext.clone(),
+        extensions,
         max_file_bytes: args.max_file_bytes,
+    };
+    // The output of an earlier run, inside a scanned folder, is not input.
+    let output_real = std::fs::canonicalize(&args.output).ok();
+    let is_output = |path: &Path| {
+        output_real.is_some()
+            && path.file_name() == args.output.file_name()
+            && std::fs::canonicalize(path).ok() == output_real
     };
     let spinner = ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(100));
@@ -46,6 +69,9 @@ pub fn run(args: PrepareArgs) -> Result<(), String> {
     let mut seen = 0usize;
     let never = AtomicBool::new(false);
     scan_with_text(&opts, &never, &mut |file, text| {
+        if is_output(&file.path) {
+            return;
+        }
         seen += 1;
         spinner.set_message(format!("{seen} files: {}", file.relative.display()));
         match (&file.status, text) {
@@ -87,6 +113,24 @@ pub fn run(args: PrepareArgs) -> Result<(), String> {
         args.output.display()
     );
     Ok(())
+}
+
+/// An existing output is replaced only when the user said so: the default
+/// output is the shipped corpus, and silently replacing it (or any file
+/// named by mistake) loses work.
+fn refuse_overwrite(output: &Path, force: bool) -> Result<(), String> {
+    match std::fs::metadata(output) {
+        Ok(meta) if meta.is_dir() => Err(format!(
+            "{}: is a folder; --output needs a file name",
+            output.display()
+        )),
+        Ok(meta) if !force => Err(format!(
+            "{}: already exists ({} bytes); pass --force to replace it, or --output to write another file",
+            output.display(),
+            meta.len()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Writes to a temporary name then renames, so an interrupted run never

@@ -10,26 +10,48 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::clean::read_clean;
 use crate::data::consolidate::split_consolidated;
 use crate::data::dataset::TokenDataset;
-use crate::data::scan::{FileStatus, ScanOptions, scan_with_text};
+use crate::data::scan::{FileStatus, ScanOptions, parse_extensions, scan_with_text};
 use crate::data::token_file::write_tokens;
-use crate::data::tokenizer::Tokenizer;
+use crate::data::tokenizer::{
+    DEFAULT_VOCAB_SIZE, MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE, Tokenizer,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TokenizeArgs {
     /// Files (a consolidated corpus is split at its file markers) or folders
-    /// (scanned with the default extensions).
+    /// (scanned like `cllm prepare`).
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
+    /// Extensions to keep when scanning folders: `--ext c h md`,
+    /// `--ext .c,.h` or `--ext "c, h"`; default: common source and text types.
+    #[arg(long, num_args = 1..)]
+    pub ext: Vec<String>,
     /// Folder for tokenizer.json and tokens.bin.
     #[arg(long)]
     pub output: PathBuf,
-    /// Vocabulary size; 256 gives the plain byte tokenizer.
-    #[arg(long, default_value_t = 8192)]
+    /// Vocabulary size (as `cllm train`): 260 to 1,000,000 for BPE, or 256
+    /// for the plain byte tokenizer.
+    #[arg(long, default_value_t = DEFAULT_VOCAB_SIZE)]
     pub vocab_size: usize,
 }
 
 pub fn run(args: TokenizeArgs) -> Result<(), String> {
-    let files = load_inputs(&args.input)?;
+    if args.vocab_size != 256
+        && !(MIN_BPE_VOCAB_SIZE..=MAX_BPE_VOCAB_SIZE).contains(&args.vocab_size)
+    {
+        return Err(format!(
+            "--vocab-size {}: must be between {MIN_BPE_VOCAB_SIZE} and {MAX_BPE_VOCAB_SIZE} for BPE, or 256 for the byte tokenizer",
+            args.vocab_size
+        ));
+    }
+    let extensions = parse_extensions(&args.ext);
+    if extensions.is_empty() && !args.ext.is_empty() {
+        return Err(format!(
+            "--ext {:?}: no extensions in it",
+            args.ext.join(" ")
+        ));
+    }
+    let files = load_inputs(&args.input, &extensions)?;
     if files.is_empty() {
         return Err("no text found in the inputs".to_string());
     }
@@ -80,12 +102,13 @@ pub fn run(args: TokenizeArgs) -> Result<(), String> {
 }
 
 /// (name, cleaned text) of every input file, in order.
-fn load_inputs(inputs: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
+fn load_inputs(inputs: &[PathBuf], extensions: &[String]) -> Result<Vec<(String, String)>, String> {
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
             let opts = ScanOptions {
                 roots: vec![input.clone()],
+                extensions: extensions.to_vec(),
                 ..ScanOptions::default()
             };
             let never = AtomicBool::new(false);

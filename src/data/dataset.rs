@@ -3,6 +3,9 @@
 //! stand for (for bits per byte); and the train / validation split.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
 
 use super::tokenizer::Tokenizer;
 use crate::rng::Rng;
@@ -48,6 +51,25 @@ impl TokenDataset {
             builder.push(name, ids, text.len() as u64);
         }
         builder.finish()
+    }
+
+    /// Like [`TokenDataset::from_texts`], but gives up (None) as soon as
+    /// `cancel` is set; files are encoded in parallel.
+    pub fn from_texts_until(
+        tokenizer: &Tokenizer,
+        files: &[(String, String)],
+        cancel: &AtomicBool,
+    ) -> Option<TokenDataset> {
+        let encoded: Option<Vec<Vec<u32>>> = files
+            .par_iter()
+            .map(|(_, text)| (!cancel.load(Ordering::Relaxed)).then(|| tokenizer.encode(text)))
+            .collect();
+        let encoded = encoded?;
+        let mut builder = Builder::new(tokenizer.eot_id());
+        for ((name, text), ids) in files.iter().zip(&encoded) {
+            builder.push(name, ids, text.len() as u64);
+        }
+        Some(builder.finish())
     }
 
     pub fn len(&self) -> usize {
@@ -100,23 +122,8 @@ impl TokenDataset {
     }
 
     fn split_files(&self, fraction: f32, seed: u64) -> (TokenDataset, TokenDataset) {
-        let fraction = f64::from(fraction).clamp(0.0, 1.0);
-        let n = self.docs.len();
-        let mut order: Vec<usize> = (0..n).collect();
-        Rng::derive(seed, &[SPLIT_STREAM]).shuffle(&mut order);
-        let total: usize = self.docs.iter().map(|d| d.len()).sum();
-        let target = total as f64 * fraction;
-        let mut held_out = vec![false; n];
-        let mut held_tokens = 0usize;
-        for &i in &order {
-            // Keep at least one file for training when there are two or more.
-            let held_files = held_out.iter().filter(|&&h| h).count();
-            if held_tokens as f64 >= target || (n >= 2 && held_files + 1 == n) {
-                break;
-            }
-            held_out[i] = true;
-            held_tokens += self.docs[i].len();
-        }
+        let sizes: Vec<usize> = self.docs.iter().map(|d| d.len()).collect();
+        let held_out = choose_held_out(&sizes, fraction, seed);
         let mut train = Builder::new(self.eot);
         let mut val = Builder::new(self.eot);
         for (i, doc) in self.docs.iter().enumerate() {
@@ -125,6 +132,111 @@ impl TokenDataset {
         }
         (train.finish(), val.finish())
     }
+}
+
+/// `(name, text)` pairs: the files on one side of a split.
+pub type NamedTexts = Vec<(String, String)>;
+
+/// Splits texts into (train, validation) *before* anything is tokenized, so
+/// that a tokenizer can be trained on the training side alone.
+///
+/// - `Split::Fraction(f)`: the last `f` of the text bytes (files in order)
+///   is held out. The file the cut falls in is cut at the first line start
+///   at or after the cut (or, in a file with no line end there, at the
+///   character boundary just before it); its two parts keep the file's
+///   name. This is [`TokenDataset::split`]'s tail split, measured in bytes
+///   of text instead of tokens.
+/// - `Split::Files(f)`: whole files, chosen by the seed in the same order as
+///   [`TokenDataset::split`], until about `f` of the bytes are held out.
+///
+/// A cut never leaves an empty piece. The same texts, choice and seed
+/// always give the same split.
+pub fn split_texts(files: &[(String, String)], how: Split, seed: u64) -> (NamedTexts, NamedTexts) {
+    match how {
+        Split::Fraction(f) => split_texts_tail(files, f),
+        Split::Files(f) => split_texts_files(files, f, seed),
+    }
+}
+
+fn split_texts_tail(files: &[(String, String)], fraction: f32) -> (NamedTexts, NamedTexts) {
+    let fraction = f64::from(fraction).clamp(0.0, 1.0);
+    let total: usize = files.iter().map(|(_, t)| t.len()).sum();
+    let cut = total - (total as f64 * fraction).round() as usize;
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    let mut start = 0usize;
+    for (name, text) in files {
+        let end = start + text.len();
+        if end <= cut {
+            train.push((name.clone(), text.clone()));
+        } else if start >= cut {
+            val.push((name.clone(), text.clone()));
+        } else {
+            let at = cut_point(text, cut - start);
+            let (head, tail) = text.split_at(at);
+            if !head.is_empty() {
+                train.push((name.clone(), head.to_string()));
+            }
+            if !tail.is_empty() {
+                val.push((name.clone(), tail.to_string()));
+            }
+        }
+        start = end;
+    }
+    (train, val)
+}
+
+/// The first line start at or after byte `at`, or, with no line end after
+/// it, the character boundary at or before it. Always a char boundary.
+fn cut_point(text: &str, at: usize) -> usize {
+    let at = text.floor_char_boundary(at.min(text.len()));
+    match text.as_bytes()[at..].iter().position(|&b| b == b'\n') {
+        // `at` itself may already be a line start.
+        Some(_) if at == 0 || text.as_bytes()[at - 1] == b'\n' => at,
+        Some(i) => at + i + 1,
+        None => at,
+    }
+}
+
+fn split_texts_files(
+    files: &[(String, String)],
+    fraction: f32,
+    seed: u64,
+) -> (NamedTexts, NamedTexts) {
+    let lengths: Vec<usize> = files.iter().map(|(_, t)| t.len()).collect();
+    let held_out = choose_held_out(&lengths, fraction, seed);
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    for (file, held) in files.iter().zip(held_out) {
+        if held {
+            val.push(file.clone());
+        } else {
+            train.push(file.clone());
+        }
+    }
+    (train, val)
+}
+
+/// Which items to hold out: items in the seed's shuffled order until about
+/// `fraction` of the total size is held out, keeping at least one item for
+/// training when there are two or more.
+fn choose_held_out(sizes: &[usize], fraction: f32, seed: u64) -> Vec<bool> {
+    let fraction = f64::from(fraction).clamp(0.0, 1.0);
+    let n = sizes.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::derive(seed, &[SPLIT_STREAM]).shuffle(&mut order);
+    let total: usize = sizes.iter().sum();
+    let target = total as f64 * fraction;
+    let mut held_out = vec![false; n];
+    let mut held = 0usize;
+    for (held_items, &i) in order.iter().enumerate() {
+        if held as f64 >= target || (n >= 2 && held_items + 1 == n) {
+            break;
+        }
+        held_out[i] = true;
+        held += sizes[i];
+    }
+    held_out
 }
 
 /// Appends files one by one, placing the separator between them.

@@ -5,6 +5,7 @@ pub mod batches;
 pub mod clean;
 pub mod consolidate;
 pub mod dataset;
+pub mod fingerprint;
 pub mod scan;
 pub mod token_file;
 pub mod tokenizer;

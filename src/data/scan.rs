@@ -21,11 +21,29 @@ pub const DEFAULT_EXTENSIONS: &[&str] = &[
     "xml", "html", "css", "ini", "cfg",
 ];
 
+/// Extensions as a person types them, in any of the forms the commands and
+/// the app accept: `c h md` (several values), `.c,.h`, `"c, h"`. Splits on
+/// commas and whitespace, drops leading dots, lowercases, drops empties and
+/// repeats, and keeps the first-seen order.
+pub fn parse_extensions(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        for part in value.split(|c: char| c == ',' || c.is_whitespace()) {
+            let ext = part.trim_start_matches('.').to_lowercase();
+            if !ext.is_empty() && !out.contains(&ext) {
+                out.push(ext);
+            }
+        }
+    }
+    out
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScanOptions {
     /// Folders (walked, honouring .gitignore / .ignore) or single files.
     pub roots: Vec<PathBuf>,
-    /// Extensions kept, without the dot; empty: the default set.
+    /// Extensions kept (any form [`parse_extensions`] reads); empty: the
+    /// default set.
     pub extensions: Vec<String>,
     /// Files larger than this are skipped (None: no cap).
     pub max_file_bytes: Option<u64>,
@@ -103,14 +121,10 @@ pub fn scan_with_text(
     cancel: &AtomicBool,
     on_file: &mut dyn FnMut(ScannedFile, Option<String>),
 ) -> Result<(), String> {
-    let extensions: Vec<String> = if opts.extensions.is_empty() {
-        DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect()
-    } else {
-        opts.extensions
-            .iter()
-            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
-            .collect()
-    };
+    let mut extensions = parse_extensions(&opts.extensions);
+    if extensions.is_empty() {
+        extensions = DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect();
+    }
     let mut seen: HashMap<[u8; 32], PathBuf> = HashMap::new();
     for root in &opts.roots {
         if cancel.load(Ordering::Relaxed) {
@@ -342,7 +356,7 @@ fn walk_error(root: &Path, err: &ignore::Error) -> Option<ScannedFile> {
 fn extension_of(path: &Path) -> Option<String> {
     path.extension()
         .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
+        .map(|e| e.to_lowercase())
 }
 
 fn has_extension(path: &Path, extensions: &[String]) -> bool {

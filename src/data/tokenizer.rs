@@ -4,7 +4,9 @@
 //!
 //! Ids of the byte tokenizer are the byte values, vocabulary 256, and it has
 //! no `<|endoftext|>`: file boundaries then live only in the dataset's
-//! document ranges. The BPE has `<|endoftext|>` as a special token (id 0).
+//! document ranges. The BPE has `<|endoftext|>` as a special token (id 0),
+//! which only the dataset places (between files): the literal text
+//! `<|endoftext|>` inside a file is encoded as ordinary text, never as that id.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +21,17 @@ use tokenizers::{
 
 /// The special token placed between files.
 pub const EOT: &str = "<|endoftext|>";
+
+/// Vocabulary size used when none is given (`cllm train`, `cllm tokenize`,
+/// the app).
+pub const DEFAULT_VOCAB_SIZE: usize = 2048;
+
+/// Smallest BPE vocabulary accepted: the 256 bytes, `<|endoftext|>`, and a
+/// few merges.
+pub const MIN_BPE_VOCAB_SIZE: usize = 260;
+
+/// Largest BPE vocabulary accepted.
+pub const MAX_BPE_VOCAB_SIZE: usize = 1_000_000;
 
 /// Texts are fed to the trainer in pieces of about this many bytes, so
 /// progress moves smoothly and cancelling takes effect quickly.
@@ -68,9 +81,14 @@ impl Tokenizer {
         progress: &mut dyn FnMut(usize, usize),
         cancel: &AtomicBool,
     ) -> Result<Tokenizer, String> {
-        if vocab_size < 257 {
+        if vocab_size < MIN_BPE_VOCAB_SIZE {
             return Err(format!(
-                "vocabulary size {vocab_size} is too small: a byte-level BPE needs at least 257 (256 bytes + {EOT})"
+                "vocabulary size {vocab_size} is too small: a byte-level BPE needs at least {MIN_BPE_VOCAB_SIZE} (256 bytes, {EOT} and a few merges)"
+            ));
+        }
+        if vocab_size > MAX_BPE_VOCAB_SIZE {
+            return Err(format!(
+                "vocabulary size {vocab_size} is too large: at most {MAX_BPE_VOCAB_SIZE}"
             ));
         }
         let chunks = chunk_texts(texts, TRAIN_CHUNK_BYTES);
@@ -198,6 +216,11 @@ impl Tokenizer {
     /// A Hugging Face `tokenizer.json`. The byte tokenizer is written as a
     /// byte-level BPE with the 256 bytes and no merges, which gives the same
     /// ids, and is read back as `Tokenizer::Bytes`.
+    ///
+    /// The format has no field for "special tokens in the input are text":
+    /// [`Tokenizer::from_json`] turns it on again; another program loading
+    /// the file gets our ids for every text without `<|endoftext|>` in it,
+    /// and for text with it once it calls `set_encode_special_tokens(true)`.
     pub fn to_json(&self) -> String {
         let hf = match self {
             Tokenizer::Bytes => bytes_as_hf(),
@@ -237,7 +260,12 @@ impl Tokenizer {
 impl BpeTokenizer {
     /// Checks the tokenizer is byte level (every byte has a token) and
     /// builds the per-id byte table.
-    fn from_hf(hf: tokenizers::Tokenizer) -> Result<BpeTokenizer, String> {
+    ///
+    /// It also makes `<|endoftext|>` in the input ordinary text: the library
+    /// does not save this setting in `tokenizer.json`, so it is set here, on
+    /// every tokenizer we build or load.
+    fn from_hf(mut hf: tokenizers::Tokenizer) -> Result<BpeTokenizer, String> {
+        hf.set_encode_special_tokens(true);
         let vocab_size = hf.get_vocab_size(true);
         let char_to_byte = byte_level_char_to_byte();
         let mut pieces = vec![Vec::new(); vocab_size];
@@ -276,7 +304,25 @@ impl BpeTokenizer {
         })
     }
 
+    /// Long texts (a consolidated corpus is one text) are encoded in pieces,
+    /// in parallel: the library builds a string per token, so one call on a
+    /// 200 MB text would need gigabytes. The pieces are cut where the
+    /// result is provably the same as one call (see [`encode_cuts`]).
     fn encode(&self, text: &str) -> Vec<u32> {
+        self.encode_in_pieces(text, ENCODE_PIECE_BYTES)
+    }
+
+    fn encode_in_pieces(&self, text: &str, target: usize) -> Vec<u32> {
+        if text.len() <= target.saturating_mul(2) {
+            return self.encode_piece(text);
+        }
+        let cuts = encode_cuts(text, target);
+        let pieces: Vec<&str> = cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+        let ids: Vec<Vec<u32>> = pieces.par_iter().map(|p| self.encode_piece(p)).collect();
+        ids.concat()
+    }
+
+    fn encode_piece(&self, text: &str) -> Vec<u32> {
         match self.hf.encode_fast(text, false) {
             Ok(encoding) => encoding.get_ids().to_vec(),
             // Every byte has a token, so a byte-per-token encoding is always
@@ -321,16 +367,61 @@ fn bytes_as_hf() -> tokenizers::Tokenizer {
     hf
 }
 
+/// Texts longer than twice this are encoded in pieces of about this size.
+const ENCODE_PIECE_BYTES: usize = 256 * 1024;
+
+/// Byte offsets `0, c1, ..., text.len()` that cut `text` into pieces of
+/// about `target` bytes or more, each cut just before a `\n` that follows
+/// a non-whitespace character. There the byte-level pre-tokenizer (the
+/// GPT-2 pattern) always ends a word, whatever follows, and starts the next
+/// one afresh: a match that holds a `\n` is all whitespace, the character
+/// before is not, and the pattern looks ahead (`\s+(?!\S)`) but never
+/// behind. So encoding the pieces one by one gives the ids of the whole.
+/// A text with no such place stays whole.
+fn encode_cuts(text: &str, target: usize) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut cuts = vec![0];
+    let mut from = target.max(1);
+    while from < text.len() {
+        let next = bytes[from..]
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .map(|(i, _)| from + i)
+            .find(|&at| {
+                text[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| !c.is_whitespace())
+            });
+        match next {
+            Some(at) => {
+                cuts.push(at);
+                from = at + target.max(1);
+            }
+            None => break,
+        }
+    }
+    cuts.push(text.len());
+    cuts
+}
+
 /// Cuts texts into pieces of about `target` bytes at line ends (a line
 /// longer than that stays whole), so word counting sees whole lines.
+///
+/// The search for the line end runs over bytes: `start + target` may fall
+/// inside a multi-byte character, and a `\n` byte is never part of one, so
+/// every cut (just after a `\n`, or the end of the text) is a character
+/// boundary.
 fn chunk_texts<'a>(texts: &[&'a str], target: usize) -> Vec<&'a str> {
     let mut chunks = Vec::new();
     for text in texts {
+        let bytes = text.as_bytes();
         let mut start = 0;
         while start < text.len() {
-            let mut end = (start + target).min(text.len());
+            let mut end = start.saturating_add(target.max(1)).min(text.len());
             if end < text.len() {
-                end = match text[end..].find('\n') {
+                end = match bytes[end..].iter().position(|&b| b == b'\n') {
                     Some(i) => end + i + 1,
                     None => text.len(),
                 };
@@ -357,6 +448,71 @@ mod tests {
         assert_eq!(byte_to_char(b'a'), 'a');
         let hf: std::collections::HashSet<char> = ByteLevel::alphabet().into_iter().collect();
         assert_eq!(chars, hf);
+    }
+
+    /// Every target, over text with characters of every width and lines of
+    /// every length: chunks are whole characters that end at line ends (or
+    /// the text's end) and cover the text.
+    #[test]
+    fn chunks_never_split_a_character() {
+        let text = "aé한🦀\n한x\n\n🦀🦀🦀é한aaaa\né\n한🦀".repeat(3);
+        for target in 0..=text.len() + 1 {
+            let chunks = chunk_texts(&[&text, "é", ""], target);
+            assert_eq!(chunks.concat(), format!("{text}é"), "target {target}");
+            let (last, rest) = chunks.split_last().unwrap();
+            assert_eq!(*last, "é");
+            for c in rest[..rest.len() - 1].iter() {
+                assert!(c.ends_with('\n'), "target {target}: {c:?}");
+            }
+            assert!(rest.iter().all(|c| !c.is_empty()));
+        }
+    }
+
+    fn small_bpe() -> Tokenizer {
+        let text =
+            "fn main() {\n    let x = 1;  \n\n\tprintln!(\"{x}\");\n}\n  // done\n".repeat(30);
+        Tokenizer::train_bpe(&[&text], 300, &mut |_, _| {}, &AtomicBool::new(false)).unwrap()
+    }
+
+    /// Encoding in pieces gives exactly the ids of one call, for every
+    /// piece size, over text with runs of spaces, tabs, blank lines and
+    /// Unicode whitespace around line ends.
+    #[test]
+    fn encoding_in_pieces_equals_encoding_whole() {
+        let Tokenizer::Bpe(bpe) = small_bpe() else {
+            panic!("not a BPE")
+        };
+        let text = "fn main() {\n    let x = 1;  \n\n\tprintln!(\"{x}\");\n}\n  // done\n\
+                    a\u{a0}\n b\u{2003}\n\n\n  c \n\td'\ns\n'll\n한\n🦀 \n x\r\n"
+            .repeat(4);
+        let whole = bpe.encode_piece(&text);
+        for target in 1..text.len() / 2 {
+            let cuts = encode_cuts(&text, target);
+            assert!(cuts.len() > 2, "target {target}: no cuts");
+            assert!(cuts.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(
+                bpe.encode_in_pieces(&text, target),
+                whole,
+                "target {target}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The same on generated text heavy in whitespace of every kind.
+        #[test]
+        fn encoding_in_pieces_equals_encoding_whole_on_generated_text(
+            text in r"([a-z0-9'.,{}한🦀]{1,4}|[ \t\n\r\x{a0}\x{2003}\x{85}]{1,5}){0,80}",
+            target in 1usize..60,
+        ) {
+            static TOK: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
+            let Tokenizer::Bpe(bpe) = TOK.get_or_init(small_bpe) else {
+                panic!("not a BPE")
+            };
+            proptest::prop_assert_eq!(bpe.encode_in_pieces(&text, target), bpe.encode_piece(&text));
+        }
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! Turning a training config into token datasets: gather the files (the
 //! app's checked list, or a scan of the data folders), read and clean them,
-//! train or reuse a tokenizer, tokenize, and split train / validation.
+//! split them into training and validation text, train (on the training
+//! text only) or reuse a tokenizer, tokenize both sides, and fingerprint
+//! the result.
 
-use crate::data::dataset::{Split, TokenDataset};
+use crate::data::dataset::{Split, TokenDataset, split_texts};
+use crate::data::fingerprint::DataFingerprint;
 use crate::data::scan::{self, FileStatus, ScanOptions};
 use crate::data::tokenizer::Tokenizer;
 use crate::train::config::{TokenizerKind, TrainConfig};
 use crate::train::events::{Event, Phase};
 use rayon::prelude::*;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Everything the trainer needs from the data.
 pub struct Prepared {
@@ -17,6 +20,24 @@ pub struct Prepared {
     pub train: TokenDataset,
     pub val: TokenDataset,
     pub files: usize,
+    /// What the data was, to refuse resuming on different data.
+    pub fingerprint: DataFingerprint,
+}
+
+/// Why [`prepare`] gave no data: the user's Stop, or a failure (the
+/// message names the file and the problem).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    #[error("stopped before training began")]
+    Stopped,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for PrepareError {
+    fn from(message: String) -> PrepareError {
+        PrepareError::Failed(message)
+    }
 }
 
 /// The files a run trains on, in a stable order.
@@ -49,62 +70,152 @@ pub fn gather_files(
         scan::scan(&opts, cancel, &mut on_file)?;
     }
     if files.is_empty() {
-        let where_ = config
-            .data
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(format!("no training files found in {where_}"));
+        return Err(no_files(config));
     }
     files.sort();
     files.dedup();
     Ok(files)
 }
 
+fn no_files(config: &TrainConfig) -> String {
+    let where_ = config
+        .data
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("no training files found in {where_}")
+}
+
+/// The `(name, cleaned text)` of every file a run trains on, in
+/// [`gather_files`]' order. A scan keeps the text it has already read and
+/// cleaned, so every file is read once.
+fn gather_texts(
+    config: &TrainConfig,
+    cancel: &AtomicBool,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Vec<(String, String)>, PrepareError> {
+    if !config.files.is_empty() {
+        let files = gather_files(config, cancel, emit)?;
+        return read_texts_until(&files, cancel);
+    }
+    let opts = ScanOptions {
+        roots: config.data.clone(),
+        extensions: config.extensions.clone(),
+        max_file_bytes: None,
+    };
+    let mut found: Vec<(PathBuf, String, String)> = Vec::new();
+    let mut seen = 0usize;
+    scan::scan_with_text(&opts, cancel, &mut |f, text| {
+        seen += 1;
+        if seen.is_multiple_of(64) {
+            emit(Event::Phase(Phase::Scanning { files_seen: seen }));
+        }
+        if let (FileStatus::Kept, Some(text)) = (&f.status, text) {
+            found.push((f.path, f.relative.display().to_string(), text));
+        }
+    })?;
+    // A cancelled scan ends early, and may then have found nothing.
+    if cancel.load(Ordering::Relaxed) {
+        return Err(PrepareError::Stopped);
+    }
+    if found.is_empty() {
+        return Err(PrepareError::Failed(no_files(config)));
+    }
+    found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    Ok(found
+        .into_iter()
+        .map(|(_, name, text)| (name, text))
+        .collect())
+}
+
 /// Reads and cleans every file (in parallel); a file that fails to read is
 /// an error naming it, since the user selected it.
 pub fn read_texts(files: &[(PathBuf, String)]) -> Result<Vec<(String, String)>, String> {
+    read_texts_until(files, &AtomicBool::new(false)).map_err(|e| e.to_string())
+}
+
+/// [`read_texts`] that stops reading as soon as `cancel` is set.
+fn read_texts_until(
+    files: &[(PathBuf, String)],
+    cancel: &AtomicBool,
+) -> Result<Vec<(String, String)>, PrepareError> {
     files
         .par_iter()
-        .map(|(path, name)| crate::data::clean::read_clean(path).map(|text| (name.clone(), text)))
+        .map(|(path, name)| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PrepareError::Stopped);
+            }
+            crate::data::clean::read_clean(path)
+                .map(|text| (name.clone(), text))
+                .map_err(PrepareError::Failed)
+        })
         .collect()
 }
 
 /// Prepares data for a run. With `tokenizer` given (a resumed run) it is
-/// reused; otherwise one is trained (or the byte tokenizer taken).
+/// reused; otherwise one is trained on the training side of the split (or
+/// the byte tokenizer taken). The split (`config.val_fraction` of the text
+/// bytes, from the end: see [`split_texts`]) is made on the text before any
+/// tokenizer sees it, so no validation text shapes the vocabulary.
+///
+/// `cancel` is checked between phases and inside scanning, reading, BPE
+/// training and encoding; once it is set the result is
+/// [`PrepareError::Stopped`], whatever phase was running.
 pub fn prepare(
     config: &TrainConfig,
     tokenizer: Option<Tokenizer>,
     cancel: &AtomicBool,
     emit: &mut dyn FnMut(Event),
-) -> Result<Prepared, String> {
+) -> Result<Prepared, PrepareError> {
+    let stopped = || cancel.load(Ordering::Relaxed);
     emit(Event::Phase(Phase::Scanning { files_seen: 0 }));
-    let files = gather_files(config, cancel, emit)?;
-    let texts = read_texts(&files)?;
+    let texts = gather_texts(config, cancel, emit);
+    if stopped() {
+        return Err(PrepareError::Stopped);
+    }
+    let texts = texts?;
+    let (train_texts, val_texts) =
+        split_texts(&texts, Split::Fraction(config.val_fraction), config.seed);
     let tokenizer = match tokenizer {
         Some(t) => t,
         None => match config.tokenizer {
             TokenizerKind::Bytes => Tokenizer::bytes(),
             TokenizerKind::Bpe => {
-                let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+                let refs: Vec<&str> = train_texts.iter().map(|(_, t)| t.as_str()).collect();
                 let mut progress = |done: usize, total: usize| {
                     emit(Event::Phase(Phase::Tokenizing { done, total }));
                 };
-                Tokenizer::train_bpe(&refs, config.vocab_size, &mut progress, cancel)?
+                let trained = Tokenizer::train_bpe(&refs, config.vocab_size, &mut progress, cancel);
+                if stopped() {
+                    return Err(PrepareError::Stopped);
+                }
+                trained?
             }
         },
     };
     emit(Event::Phase(Phase::Tokenizing {
         done: 0,
-        total: texts.len(),
+        total: train_texts.len() + val_texts.len(),
     }));
-    let dataset = TokenDataset::from_texts(&tokenizer, &texts);
-    let (train, val) = dataset.split(Split::Fraction(config.val_fraction), config.seed);
+    let train = TokenDataset::from_texts_until(&tokenizer, &train_texts, cancel)
+        .ok_or(PrepareError::Stopped)?;
+    emit(Event::Phase(Phase::Tokenizing {
+        done: train_texts.len(),
+        total: train_texts.len() + val_texts.len(),
+    }));
+    let val = TokenDataset::from_texts_until(&tokenizer, &val_texts, cancel)
+        .ok_or(PrepareError::Stopped)?;
+    if stopped() {
+        return Err(PrepareError::Stopped);
+    }
+    let fingerprint = DataFingerprint::new(&texts, &train, &val, &tokenizer.to_json());
     Ok(Prepared {
         tokenizer,
         train,
         val,
-        files: files.len(),
+        files: texts.len(),
+        fingerprint,
     })
 }

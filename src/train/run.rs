@@ -12,7 +12,7 @@ use super::memory;
 use super::metrics::{imbalance, peak_memory_bytes};
 use super::optimizer::AdamW;
 use super::plan::{Plan, plan, resumed_plan};
-use super::prepare::{Prepared, prepare};
+use super::prepare::{PrepareError, Prepared, prepare};
 use super::resume;
 use super::runlog::{RunLog, unique_run_name};
 use super::saving::{RUN_FINAL_NAME, Saver, copy_atomically, keep_previous_output};
@@ -143,10 +143,13 @@ impl Run {
         let prepared = prepare(config, saved_tokenizer, &cancel, emit);
         done.store(true, Ordering::Relaxed);
         let _ = watcher.join();
-        if cancel.load(Ordering::Relaxed) {
-            return Ok(None);
+        match prepared {
+            Err(PrepareError::Stopped) => Ok(None),
+            Err(PrepareError::Failed(message)) => Err(message),
+            // A Stop that came as preparation ended still stops the run.
+            Ok(_) if cancel.load(Ordering::Relaxed) => Ok(None),
+            Ok(p) => Ok(Some(p)),
         }
-        prepared.map(Some)
     }
 
     /// Phase 2: the model and optimizer, new or from the checkpoint; the
@@ -164,6 +167,7 @@ impl Run {
             train,
             val,
             files,
+            fingerprint,
         } = prepared;
         let seq_len = config.seq_len;
         let batcher = Batcher::new(&train, seq_len, config.seed)
@@ -173,15 +177,31 @@ impl Run {
         let mut notes = Vec::new();
         let (model, opt, state, plan) = match resumed {
             Some(ck) => {
-                let state = ck.state;
+                let mut state = ck.state;
                 let plan = resumed_plan(&config, &ck.train_config, &state, windows, &mut notes);
-                // FINGERPRINT-TODO: compare the data with the checkpoint's.
+                let changed = state
+                    .data
+                    .as_ref()
+                    .and_then(|saved| saved.difference(&fingerprint));
+                if let Some(what) = &changed {
+                    if !config.allow_data_change {
+                        return Err(format!(
+                            "the training data is not what the checkpoint was trained on: {what}. \
+                             Resume on this data anyway with --allow-data-change, or start a new run"
+                        ));
+                    }
+                    notes.push(format!(
+                        "the training data changed since the checkpoint ({what}); continuing on the \
+                         new data as asked"
+                    ));
+                }
+                state.data = Some(fingerprint);
                 let implied = (
                     state.step / plan.steps_per_epoch,
                     (state.step % plan.steps_per_epoch)
                         * (config.batch_size * config.accum_steps) as u64,
                 );
-                if (state.data_epoch, state.data_index) != implied {
+                if changed.is_none() && (state.data_epoch, state.data_index) != implied {
                     return Err(format!(
                         "the checkpoint's data position (epoch {}, sequence {}) does not match \
                          its step {} on this data (epoch {}, sequence {}): the data is not the \
@@ -230,7 +250,11 @@ impl Run {
                     model.layout.total,
                     model.layout.decay_ranges(),
                 );
-                (model, opt, TrainingState::start(), plan(&config, windows))
+                let state = TrainingState {
+                    data: Some(fingerprint),
+                    ..TrainingState::start()
+                };
+                (model, opt, state, plan(&config, windows))
             }
         };
         for note in notes {
