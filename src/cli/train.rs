@@ -267,10 +267,14 @@ impl Terminal {
         }
     }
 
-    /// A message for the person at the keyboard, on stderr, with the bar
-    /// cleared while it is written.
+    /// A message for the person at the keyboard: above the bar when there
+    /// is one (the same stream, so the two never overlap), else on stderr.
     fn notice(&self, line: &str) {
-        self.bar.suspend(|| eprintln!("{line}"));
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
     }
 
     fn show(&mut self, event: &Event) {

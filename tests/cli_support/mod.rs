@@ -352,21 +352,15 @@ impl Piped {
     /// Waits until stdout so far satisfies `seen`.
     pub fn wait_for_stdout(&self, what: &str, timeout: Duration, seen: impl Fn(&str) -> bool) {
         let label = format!("{}: {what}", self.what);
-        wait_until(
-            &self.streams,
-            timeout,
-            &label,
-            |s| show_streams(s),
-            |s| {
-                if seen(&String::from_utf8_lossy(&s.stdout)) {
-                    Some(())
-                } else if s.open == 0 {
-                    panic!("{label}: the program ended first:\n{}", show_streams(s));
-                } else {
-                    None
-                }
-            },
-        )
+        wait_until(&self.streams, timeout, &label, show_streams, |s| {
+            if seen(&String::from_utf8_lossy(&s.stdout)) {
+                Some(())
+            } else if s.open == 0 {
+                panic!("{label}: the program ended first:\n{}", show_streams(s));
+            } else {
+                None
+            }
+        })
     }
 
     /// Sends SIGINT, what Ctrl-C sends.
@@ -379,13 +373,9 @@ impl Piped {
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Output {
         let label = format!("{} to exit", self.what);
-        wait_until(
-            &self.streams,
-            timeout,
-            &label,
-            |s| show_streams(s),
-            |s| (s.open == 0).then_some(()),
-        );
+        wait_until(&self.streams, timeout, &label, show_streams, |s| {
+            (s.open == 0).then_some(())
+        });
         let status = self.child.wait().unwrap();
         let s = self.streams.0.lock().unwrap();
         Output {
