@@ -1,20 +1,24 @@
 //! `cllm`: with no subcommand, the desktop app; otherwise a headless command.
 
 use clap::Parser;
-use cllm::cli::{Cli, run};
+use cllm::cli::{Cli, EXIT_INTERRUPTED, Failure, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => run(command),
-        None => cllm::app::run_app(),
+        None => cllm::app::run_app().map_err(Failure::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            if failure.code == EXIT_INTERRUPTED {
+                eprintln!("{}", failure.message);
+            } else {
+                eprintln!("error: {}", failure.message);
+            }
+            ExitCode::from(failure.code)
         }
     }
 }

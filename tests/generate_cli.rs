@@ -86,12 +86,14 @@ fn generate_streams_the_library_reply_and_reports_speed() {
     while g.next_token().is_some() {}
     assert_eq!(text(&first.stdout), format!("int main() {{{}\n", g.text()));
 
+    // The stats line starts with the count ("120 tokens" also contains
+    // "20 tokens", so the count is matched from the start).
     let stderr = text(&first.stderr);
-    assert!(stderr.contains("20 tokens"), "{stderr}");
+    assert!(stderr.starts_with("20 tokens in "), "{stderr}");
     assert!(stderr.contains("tokens/s"), "{stderr}");
 
     // A stop string that can never appear changes nothing; max tokens holds.
-    let out = cllm(&[
+    let plain = [
         "generate",
         "--model",
         model_arg,
@@ -100,11 +102,17 @@ fn generate_streams_the_library_reply_and_reports_speed() {
         "--max-tokens",
         "3",
         "--no-echo",
-        "--stop",
-        "\u{1}\u{2}\u{3}",
-    ]);
+    ];
+    let without = cllm(&plain);
+    assert!(without.status.success(), "{}", text(&without.stderr));
+    let mut with_stop = plain.to_vec();
+    with_stop.extend(["--stop", "\u{1}\u{2}\u{3}"]);
+    let out = cllm(&with_stop);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("3 tokens"));
+    assert_eq!(text(&out.stdout), text(&without.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("3 tokens in "), "{stderr}");
+    assert!(stderr.contains("stopped by max tokens"), "{stderr}");
 }
 
 #[test]

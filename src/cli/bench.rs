@@ -19,8 +19,8 @@ pub struct BenchArgs {
     /// Tokens per sequence
     #[arg(long, default_value_t = 128)]
     pub seq: usize,
-    /// Thread counts to compare, e.g. 1,2,13
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    /// Thread counts to compare, e.g. 1,2,13 or 1 2 13; 0 = all cores
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "1,2")]
     pub threads: Vec<usize>,
     /// Timed steps per measurement (the best is reported)
     #[arg(long, default_value_t = 5)]
@@ -43,8 +43,18 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.generate {
         return run_generate(&args);
     }
-    if args.threads.iter().any(|&t| t == 0 || t > 1024) {
-        return Err("--threads takes counts from 1 to 1024".into());
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    if args.threads.iter().any(|&t| t > 1024) {
+        return Err("--threads takes counts from 0 (all cores) to 1024".into());
+    }
+    // 0 = all cores, as everywhere else; a count given twice is timed once.
+    let mut threads: Vec<usize> = Vec::new();
+    for t in args.threads.iter().map(|&t| if t == 0 { cores } else { t }) {
+        if !threads.contains(&t) {
+            threads.push(t);
+        }
     }
     let peak = matmul_peak_gflops(1024, 10);
     if !args.no_profile {
@@ -92,11 +102,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             }
         }
     }
-    let points = scaling::measure(&cfg, args.batch, args.seq, &args.threads, args.steps)?;
+    let points = scaling::measure(&cfg, args.batch, args.seq, &threads, args.steps)?;
     // MFU of a multi-thread run is against the peak of the cores it can use.
-    let cores = std::thread::available_parallelism()
-        .map(|c| c.get())
-        .unwrap_or(1);
     let mfu_of = |p: &scaling::ScalingPoint| p.gflops / (peak * p.threads.min(cores) as f64);
     if !args.json {
         println!("thread scaling (full optimizer steps on the sphere tree):");

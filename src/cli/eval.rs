@@ -13,8 +13,8 @@ use std::sync::atomic::AtomicBool;
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// The model or checkpoint (.cllm)
-    #[arg(long)]
+    /// The `.cllm` checkpoint or model to evaluate
+    #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Files or folders to evaluate on [default: the checkpoint's own validation split]
     #[arg(long, num_args = 1..)]

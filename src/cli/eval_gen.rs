@@ -21,7 +21,7 @@ pub const DEFAULT_PROMPTS: [&str; 4] = [
 #[derive(Args, Debug, Clone)]
 pub struct EvalGenArgs {
     /// The `.cllm` checkpoint or model to evaluate
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Text file with one prompt per line (`\n` in a line stands for a newline)
     #[arg(long)]
@@ -29,9 +29,10 @@ pub struct EvalGenArgs {
     /// Completions per prompt
     #[arg(long, default_value_t = 5)]
     pub samples: usize,
-    /// Where the samples go, one JSON object per line
-    #[arg(long, default_value = "eval_gen_samples.jsonl")]
-    pub output: PathBuf,
+    /// Where the samples go, one JSON object per line [default: beside the
+    /// model, <model dir>/<model stem>-eval-gen.jsonl]
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }
@@ -65,10 +66,14 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
         None => DEFAULT_PROMPTS.iter().map(|s| s.to_string()).collect(),
     };
     let (model, tok) = load_model(&args.model)?;
-    let file = std::fs::File::create(&args.output)
-        .map_err(|e| format!("cannot create {}: {e}", args.output.display()))?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| super::beside_model(&args.model, "-eval-gen.jsonl"));
+    let file = std::fs::File::create(&output)
+        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let write_err = |e: std::io::Error| format!("cannot write {}: {e}", args.output.display());
+    let write_err = |e: std::io::Error| format!("cannot write {}: {e}", output.display());
 
     println!(
         "{} completions per prompt, up to {} tokens each, temperature {}",
@@ -113,7 +118,7 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
     println!(
         "syntax accuracy {:.1}% ({total_ok}/{total}); samples in {}",
         100.0 * total_ok as f64 / total as f64,
-        args.output.display()
+        output.display()
     );
     Ok(())
 }

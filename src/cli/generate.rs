@@ -53,7 +53,7 @@ impl SamplingArgs {
 #[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
     /// The `.cllm` checkpoint or model to run
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
     /// Text to continue
     #[arg(long)]

@@ -1,4 +1,5 @@
-//! `cllm inspect FILE [--json]`: verify a checkpoint and describe it.
+//! `cllm inspect --model FILE [--json]`: verify a checkpoint and describe it
+//! (`cllm inspect FILE`, the old form, still works).
 //!
 //! Exit status 0 only for a file that passes every check, checksum included;
 //! otherwise `run` returns the reason and the caller exits non-zero.
@@ -6,12 +7,36 @@
 use crate::checkpoint::{CheckpointInfo, verify};
 use std::path::PathBuf;
 
+/// `cllm inspect` as typed on the command line.
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "Exit status 0 only when every check passes, checksum included.")]
+pub struct InspectCommand {
+    /// The `.cllm` checkpoint or model to verify
+    #[arg(long, value_name = "FILE", required_unless_present = "file")]
+    pub model: Option<PathBuf>,
+    /// The old positional form, `cllm inspect FILE` (hidden; still accepted)
+    #[arg(hide = true, value_name = "FILE", conflicts_with = "model")]
+    pub file: Option<PathBuf>,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl InspectCommand {
+    pub fn resolve(self) -> Result<InspectArgs, String> {
+        Ok(InspectArgs {
+            file: super::model_path(self.model, self.file)?,
+            json: self.json,
+        })
+    }
+}
+
+/// What `cllm inspect` does.
+#[derive(Debug, Clone)]
 pub struct InspectArgs {
     /// The `.cllm` checkpoint to verify.
     pub file: PathBuf,
     /// Print one JSON object instead of text.
-    #[arg(long)]
     pub json: bool,
 }
 

@@ -1,5 +1,9 @@
 //! The command line: one file per subcommand. With no subcommand `cllm`
 //! opens the desktop app.
+//!
+//! One language across the commands: the model file is always `--model
+//! FILE`; `--threads 0` means all cores; files a command writes land next to
+//! the model (in its run's folder) unless an explicit `--output` says where.
 
 pub mod bench;
 pub mod eval;
@@ -7,17 +11,22 @@ pub mod eval_gen;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod interrupt;
 pub mod prepare;
 pub mod tokenize;
 pub mod train;
 
 use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "cllm",
     version,
-    about = "CLLM Workbench: train a small GPT on your own code, on every CPU core"
+    about = "CLLM Workbench: train a small GPT on your own code, on every CPU core",
+    long_about = "CLLM Workbench: train a small GPT on your own code, on every CPU core.\n\n\
+                  With no command, opens the desktop app (it needs a display).\n\
+                  Every command that reads a model takes it as --model FILE."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,7 +35,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Commands {
-    /// Train a model (headless): progress bar, checkpoints, metrics log
+    /// Train a model (headless): progress bar, checkpoints, metrics log; Ctrl-C stops and saves
     Train(Box<train::TrainArgs>),
     /// Scan folders and consolidate the kept files into one training text
     Prepare(prepare::PrepareArgs),
@@ -37,26 +46,144 @@ pub enum Commands {
     /// Evaluate a checkpoint: loss, perplexity, bits per byte, accuracy, P/R/F1
     Eval(eval::EvalArgs),
     /// Verify a checkpoint and print its config, training state and sizes
-    Inspect(inspect::InspectArgs),
+    Inspect(inspect::InspectCommand),
     /// Export a checkpoint for other tools (Hugging Face GPT-2 layout)
-    Export(export::ExportArgs),
+    Export(export::ExportCommand),
     /// Stream a completion of a prompt from a trained model
     Generate(generate::GenerateArgs),
     /// Syntax accuracy: share of C completions that parse, per prompt
     EvalGen(eval_gen::EvalGenArgs),
 }
 
-/// Runs one subcommand; the error is printed by `main`.
-pub fn run(command: Commands) -> Result<(), String> {
+/// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Why a command failed and the exit status that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// 1 for errors, [`EXIT_INTERRUPTED`] after Ctrl-C.
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn interrupted(message: String) -> Failure {
+        Failure {
+            message,
+            code: EXIT_INTERRUPTED,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, code: 1 }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::from(message.to_string())
+    }
+}
+
+/// Runs one subcommand; the message is printed by `main`.
+pub fn run(command: Commands) -> Result<(), Failure> {
     match command {
         Commands::Train(args) => train::run(*args),
-        Commands::Prepare(args) => prepare::run(args),
-        Commands::Tokenize(args) => tokenize::run(args),
-        Commands::Bench(args) => bench::run(args),
-        Commands::Eval(args) => eval::run(args),
-        Commands::Inspect(args) => inspect::run(args),
-        Commands::Export(args) => export::run(args),
-        Commands::Generate(args) => generate::run(args),
-        Commands::EvalGen(args) => eval_gen::run(args),
+        Commands::Prepare(args) => Ok(prepare::run(args)?),
+        Commands::Tokenize(args) => Ok(tokenize::run(args)?),
+        Commands::Bench(args) => Ok(bench::run(args)?),
+        Commands::Eval(args) => Ok(eval::run(args)?),
+        Commands::Inspect(args) => Ok(inspect::run(args.resolve()?)?),
+        Commands::Export(args) => Ok(export::run(args.resolve()?)?),
+        Commands::Generate(args) => Ok(generate::run(args)?),
+        Commands::EvalGen(args) => Ok(eval_gen::run(args)?),
+    }
+}
+
+/// The model file of a command that also accepts it positionally (the old
+/// form, hidden from `--help`): `--model FILE` wins, clap forbids both.
+pub fn model_path(model: Option<PathBuf>, positional: Option<PathBuf>) -> Result<PathBuf, String> {
+    model
+        .or(positional)
+        .ok_or_else(|| "no model given: pass the checkpoint as --model FILE".to_string())
+}
+
+/// Where a command puts a file it writes about a model when no `--output`
+/// is given: beside the model, named after it, e.g.
+/// `checkpoints/run/final.cllm` + `-hf` -> `checkpoints/run/final-hf`.
+pub fn beside_model(model: &Path, suffix: &str) -> PathBuf {
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let name = format!("{stem}{suffix}");
+    match model.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => PathBuf::from(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_default_beside_the_model() {
+        assert_eq!(
+            beside_model(Path::new("checkpoints/run/final.cllm"), "-hf"),
+            PathBuf::from("checkpoints/run/final-hf")
+        );
+        assert_eq!(
+            beside_model(Path::new("tiny.cllm"), "-eval-gen.jsonl"),
+            PathBuf::from("tiny-eval-gen.jsonl")
+        );
+    }
+
+    #[test]
+    fn the_model_flag_wins_and_a_missing_model_is_named() {
+        let got = model_path(Some("a.cllm".into()), None).unwrap();
+        assert_eq!(got, PathBuf::from("a.cllm"));
+        let got = model_path(None, Some("b.cllm".into())).unwrap();
+        assert_eq!(got, PathBuf::from("b.cllm"));
+        assert!(model_path(None, None).unwrap_err().contains("--model"));
+    }
+
+    #[test]
+    fn every_model_command_takes_model_and_inspect_export_keep_the_old_form() {
+        for cmd in ["inspect", "export", "eval", "generate", "eval-gen"] {
+            let mut args = vec!["cllm", cmd, "--model", "m.cllm"];
+            if cmd == "generate" {
+                args.extend(["--prompt", "x"]);
+            }
+            let parsed = Cli::try_parse_from(&args);
+            assert!(parsed.is_ok(), "{cmd}: {:?}", parsed.err());
+        }
+        for cmd in ["inspect", "export"] {
+            let parsed = Cli::try_parse_from(["cllm", cmd, "old.cllm"]);
+            assert!(parsed.is_ok(), "{cmd} positional: {:?}", parsed.err());
+            let both = Cli::try_parse_from(["cllm", cmd, "old.cllm", "--model", "new.cllm"]);
+            assert!(both.is_err(), "{cmd}: both forms at once must be refused");
+            let none = Cli::try_parse_from(["cllm", cmd]);
+            assert!(none.is_err(), "{cmd}: a model is required");
+        }
+    }
+
+    #[test]
+    fn bench_threads_take_a_list_and_zero() {
+        for args in [
+            &["cllm", "bench", "--threads", "1,2"][..],
+            &["cllm", "bench", "--threads", "1", "2"][..],
+            &["cllm", "bench", "--threads", "0"][..],
+        ] {
+            let Ok(Cli {
+                command: Some(Commands::Bench(b)),
+            }) = Cli::try_parse_from(args)
+            else {
+                panic!("{args:?} did not parse as bench");
+            };
+            assert!(!b.threads.is_empty(), "{args:?}");
+        }
     }
 }

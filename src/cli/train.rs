@@ -175,41 +175,70 @@ impl TrainArgs {
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<(), String> {
+pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
+    use super::Failure;
+    use super::interrupt::{Interrupts, command_line_with};
     let config = args.to_config();
     config.validate()?;
+    // Ctrl-C: the first stops the trainer after its current step (it then
+    // saves the final checkpoint); a second one quits at once.
+    let interrupts = Interrupts::watch(
+        "Ctrl-C again: quitting now, without the final checkpoint (the last one saved stays intact)",
+    )?;
     let handle = spawn(config);
     let mut view = if args.json {
         None
     } else {
         Some(Terminal::new())
     };
-    let mut outcome = Err("the trainer ended without a result".to_string());
-    for event in handle.events.iter() {
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string(&event).map_err(|e| e.to_string())?
-            );
-        }
-        match event {
-            Event::Finished(summary) => {
-                if let Some(v) = view.as_mut() {
-                    v.finish(&summary);
+    let mut ctrl_c = interrupts.first.clone();
+    let mut interrupted = false;
+    let mut outcome: Result<Summary, String> =
+        Err("the trainer ended without a result".to_string());
+    loop {
+        crossbeam_channel::select! {
+            recv(handle.events) -> event => {
+                let Ok(event) = event else { break };
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&event).map_err(|e| e.to_string())?
+                    );
                 }
-                outcome = Ok(());
-                break;
-            }
-            Event::Error(e) => {
-                if let Some(v) = view.as_mut() {
-                    v.bar.abandon();
+                match event {
+                    Event::Finished(summary) => {
+                        if let Some(v) = view.as_mut() {
+                            v.finish(&summary);
+                        }
+                        outcome = Ok(summary);
+                        break;
+                    }
+                    Event::Error(e) => {
+                        if let Some(v) = view.as_mut() {
+                            v.bar.abandon();
+                        }
+                        outcome = Err(e);
+                        break;
+                    }
+                    other => {
+                        if let Some(v) = view.as_mut() {
+                            v.show(&other);
+                        }
+                    }
                 }
-                outcome = Err(e);
-                break;
             }
-            other => {
-                if let Some(v) = view.as_mut() {
-                    v.show(&other);
+            recv(ctrl_c) -> got => {
+                if got.is_err() {
+                    ctrl_c = crossbeam_channel::never();
+                    continue;
+                }
+                interrupted = true;
+                handle.stop();
+                let line = "Ctrl-C: stopping after the current step and saving the final checkpoint \
+                            (Ctrl-C again to quit now)";
+                match view.as_ref() {
+                    Some(v) => v.notice(line),
+                    None => eprintln!("{line}"),
                 }
             }
         }
@@ -217,12 +246,30 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     if let Some(t) = handle.thread {
         let _ = t.join();
     }
-    outcome
+    drop(interrupts);
+    match (outcome, interrupted) {
+        (Ok(_), false) => Ok(()),
+        (Err(e), false) => Err(Failure::from(e)),
+        (Ok(summary), true) => {
+            let at = format!("stopped by Ctrl-C at step {}", summary.steps);
+            Err(Failure::interrupted(match &summary.final_model {
+                Some(path) => format!(
+                    "{at}; final checkpoint: {}\nresume with: {}",
+                    path.display(),
+                    command_line_with("--resume", &path.to_string_lossy())
+                ),
+                None => at,
+            }))
+        }
+        (Err(e), true) => Err(Failure::interrupted(format!(
+            "stopped by Ctrl-C ({e}); nothing was saved by this run"
+        ))),
+    }
 }
 
-/// The progress bar and the lines printed above it. When stdout is not a
-/// terminal the bar hides itself, so lines go straight to stdout and a
-/// plain progress line is printed every few seconds instead.
+/// The progress bar and the lines printed above it, on stdout. When stdout
+/// is not a terminal the bar hides itself, so lines go straight to stdout
+/// and a plain progress line is printed every few seconds instead.
 struct Terminal {
     bar: ProgressBar,
     best: Option<f32>,
@@ -232,8 +279,10 @@ struct Terminal {
 
 impl Terminal {
     fn new() -> Terminal {
-        let bar = ProgressBar::new_spinner();
+        let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+        bar.set_style(ProgressStyle::default_spinner());
         bar.set_message("preparing data");
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
         Terminal {
             bar,
             best: None,
@@ -242,11 +291,22 @@ impl Terminal {
         }
     }
 
+    /// A line above the bar (or plain, without one).
     fn say(&self, line: String) {
         if self.bar.is_hidden() {
             println!("{line}");
         } else {
-            self.say(line);
+            self.bar.println(line);
+        }
+    }
+
+    /// A message for the person at the keyboard: above the bar when there
+    /// is one (the same stream, so the two never overlap), else on stderr.
+    fn notice(&self, line: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
         }
     }
 
@@ -274,6 +334,7 @@ impl Terminal {
                      vocabulary {vocab_size}, {:.2}M parameters, {threads} spheres, {total_steps} steps",
                     *params as f64 / 1e6
                 ));
+                self.bar.disable_steady_tick();
                 self.bar.set_length(*total_steps);
                 self.bar.set_style(
                     ProgressStyle::with_template(
