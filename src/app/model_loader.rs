@@ -36,7 +36,9 @@ impl LoadedModel {
         let tokenizer = Tokenizer::from_json(&ckpt.tokenizer_json)
             .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
         let has_optimizer = ckpt.optimizer.is_some();
+        let context = ckpt.trained_context();
         let model = Gpt::from_params(ckpt.model, ckpt.params)
+            .and_then(|m| m.with_context(context))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(LoadedModel {
             path: path.to_path_buf(),

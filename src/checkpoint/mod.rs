@@ -139,6 +139,19 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// The context the model was trained at: its sequence length. Files
+    /// written before a model's context was set to that length hold more
+    /// positions than were ever trained; generation cuts them
+    /// ([`Gpt::with_context`](crate::model::Gpt::with_context)).
+    pub fn trained_context(&self) -> usize {
+        let trained = self.train_config.seq_len;
+        if trained == 0 {
+            self.model.n_ctx
+        } else {
+            self.model.n_ctx.min(trained)
+        }
+    }
+
     /// Borrows this checkpoint for [`save`] (to re-save or convert it).
     pub fn as_ref(&self) -> CheckpointRef<'_> {
         CheckpointRef {

@@ -70,7 +70,9 @@ pub fn load_model(path: &Path) -> Result<(Gpt, Tokenizer), String> {
     let ckpt = checkpoint::load(path).map_err(|e| e.to_string())?;
     let tok = Tokenizer::from_json(&ckpt.tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
+    let context = ckpt.trained_context();
     let model = Gpt::from_params(ckpt.model, ckpt.params)
+        .and_then(|m| m.with_context(context))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((model, tok))
 }
