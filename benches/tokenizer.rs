@@ -4,7 +4,9 @@
 //! the corpus folder.
 //!
 //! Our BPE *is* the `tokenizers` crate's trainer and model; what differs is
-//! how we feed it (64 KiB pieces with progress and cancel, our own decode).
+//! how we feed it (64 KiB pieces with progress and cancel, our own decode),
+//! and that we encode a long text in pieces, in parallel (checked here to
+//! give the ids of one call).
 //!
 //! Run: `cargo bench --bench tokenizer` (corpus: $CLLM_BENCH_CORPUS or
 //! ../shared/data/sqlite_c.train.txt; vocabulary: $CLLM_BENCH_VOCAB or 8192).
@@ -74,15 +76,37 @@ fn main() {
         hf.get_vocab_size(true)
     );
 
-    // ---- encoding on one thread
+    // ---- encoding on one thread (ours cuts a long text into pieces and
+    // encodes them on the rayon pool: here a pool of one thread)
     tokenizers::utils::parallelism::set_parallelism(false);
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
     let mut ours_ids = Vec::new();
     let mut ours_enc = f64::MAX;
     for _ in 0..RUNS {
         let t0 = Instant::now();
-        ours_ids = ours.encode(&text);
+        ours_ids = one_thread.install(|| ours.encode(&text));
         ours_enc = ours_enc.min(t0.elapsed().as_secs_f64());
     }
+    let t0 = Instant::now();
+    let parallel_ids = ours.encode(&text);
+    let ours_par = t0.elapsed().as_secs_f64();
+    // Pieces give the ids of one call on the whole text.
+    let whole: Vec<u32> = ours
+        .as_hf()
+        .encode_fast(text.as_str(), false)
+        .expect("encode")
+        .get_ids()
+        .to_vec();
+    println!(
+        "encode ours on {} threads {:.2} MB/s | pieces == one call: {}",
+        rayon::current_num_threads(),
+        mb / ours_par,
+        parallel_ids == whole && ours_ids == whole
+    );
+    assert_eq!(parallel_ids, whole, "encoding in pieces changed the ids");
     let mut hf_ids = Vec::new();
     let mut hf_enc = f64::MAX;
     for _ in 0..RUNS {
