@@ -716,3 +716,52 @@ fn resume_refuses_changed_data_unless_asked() {
     );
     assert_eq!(out.summary.steps, 6);
 }
+
+/// `cllm eval` on a model's own validation split measures what the trainer
+/// measured at the same step: the same split, the same tokens.
+#[test]
+fn cllm_eval_sees_the_trainers_validation_split() {
+    let d = tempfile::tempdir().unwrap();
+    let out = run(TrainConfig {
+        max_steps: 8,
+        eval_every: 8,
+        eval_batches: 0,
+        tokenizer: TokenizerKind::Bpe,
+        vocab_size: 300,
+        ..config(d.path(), 2)
+    });
+    let last = out
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Eval(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(last.step, 8);
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .current_dir(d.path())
+        .args([
+            "eval",
+            "--model",
+            "models/final.cllm",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let loss = v["loss"].as_f64().unwrap();
+    assert!(
+        (loss - last.loss as f64).abs() < 1e-4 * loss,
+        "cllm eval {loss} vs the trainer's {}",
+        last.loss
+    );
+}

@@ -2,10 +2,10 @@
 //! macro P/R/F1 on its own validation split or on other data.
 
 use crate::checkpoint;
-use crate::data::dataset::{Split, TokenDataset};
+use crate::data::dataset::TokenDataset;
 use crate::data::tokenizer::Tokenizer;
 use crate::model::Gpt;
-use crate::train::prepare::{gather_files, read_texts};
+use crate::train::prepare::{gather_files, prepare, read_texts};
 use crate::train::trainer::evaluate_model;
 use clap::Args;
 use std::path::PathBuf;
@@ -44,13 +44,25 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         cfg.files.clear();
     }
     let cancel = AtomicBool::new(false);
-    let files = gather_files(&cfg, &cancel, &mut |_| {})?;
-    let texts = read_texts(&files)?;
-    let all = TokenDataset::from_texts(&tokenizer, &texts);
-    let data = if own_split {
-        all.split(Split::Fraction(cfg.val_fraction), cfg.seed).1
+    let (data, file_count) = if own_split {
+        // Exactly the trainer's validation split: the same text split,
+        // encoded with the checkpoint's tokenizer.
+        let prepared = prepare(&cfg, Some(tokenizer.clone()), &cancel, &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        if let Some(saved) = &ck.state.data
+            && let Some(what) = saved.difference(&prepared.fingerprint)
+        {
+            eprintln!(
+                "warning: the data is not what {} was trained on ({what}): this is not its \
+                 validation split as it was",
+                args.model.display()
+            );
+        }
+        (prepared.val, prepared.files)
     } else {
-        all
+        let files = gather_files(&cfg, &cancel, &mut |_| {})?;
+        let texts = read_texts(&files)?;
+        (TokenDataset::from_texts(&tokenizer, &texts), files.len())
     };
     let seq_len = args.seq_len.unwrap_or(cfg.seq_len);
     let threads = if args.threads == 0 {
@@ -70,7 +82,7 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         let what = if own_split {
             "its validation split".to_string()
         } else {
-            format!("{} files", files.len())
+            format!("{file_count} files")
         };
         println!(
             "{} on {what} ({} tokens, windows of {seq_len}):",
