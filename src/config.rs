@@ -4,6 +4,7 @@
 //! `runs/<name>/config.json`; edited by the app's panels and by `cllm train`
 //! flags.
 
+use crate::data::tokenizer::{DEFAULT_VOCAB_SIZE, MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -163,7 +164,7 @@ impl Default for TrainConfig {
             files: Vec::new(),
             preset: "small".into(),
             tokenizer: TokenizerKind::Bpe,
-            vocab_size: 2048,
+            vocab_size: DEFAULT_VOCAB_SIZE,
             threads: 0,
             batch_size: 16,
             seq_len: 128,
@@ -260,9 +261,11 @@ impl TrainConfig {
         if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
             return Err("weight decay must be 0 or more".into());
         }
-        if self.tokenizer == TokenizerKind::Bpe && !(260..=1_000_000).contains(&self.vocab_size) {
+        if self.tokenizer == TokenizerKind::Bpe
+            && !(MIN_BPE_VOCAB_SIZE..=MAX_BPE_VOCAB_SIZE).contains(&self.vocab_size)
+        {
             return Err(format!(
-                "vocabulary size ({}) must be between 260 and 1,000,000 for BPE",
+                "vocabulary size ({}) must be between {MIN_BPE_VOCAB_SIZE} and {MAX_BPE_VOCAB_SIZE} for BPE",
                 self.vocab_size
             ));
         }

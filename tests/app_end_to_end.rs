@@ -73,7 +73,7 @@ fn scan_select_train_watch_stop_and_find_a_checkpoint() {
     step_until(&mut h, "sphere stats and loss points", |a| {
         let run = &a.session.run;
         run.spheres.len() == 2
-            && run.spheres.iter().all(|s| s.batches > 0)
+            && run.spheres.iter().all(|s| s.sequences > 0)
             && run.history.train.len() >= 3
     });
     h.run_steps(2);

@@ -64,12 +64,12 @@ fn script_scanner(
     Ok(())
 }
 
-fn sphere(id: usize, batches: u64, busy: f32, state: SphereState) -> SphereStats {
+fn sphere(id: usize, sequences: u64, busy: f32, state: SphereState) -> SphereStats {
     SphereStats {
         id,
         parent: cllm::train::spheres::parent_of(id),
         level: cllm::train::spheres::level_of(id),
-        batches,
+        sequences,
         avg_loss: 3.0 - id as f32 * 0.1,
         last_loss: 3.0,
         grad_norm: 0.5,
@@ -162,13 +162,13 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             epochs_done: 0,
             total_secs: 4.0,
             epoch_secs: vec![],
-            secs_per_batch: 0.1,
+            secs_per_sequence: 0.1,
             tokens_per_sec: 1234.0,
             initial_loss: 5.0,
             final_loss: 3.5,
             best_val_loss: Some(3.8),
             best_bits_per_byte: Some(1.5),
-            sphere_batches: vec![7, 5, 9],
+            sphere_sequences: vec![7, 5, 9],
             load_imbalance: 0.5,
             peak_memory_bytes: 1 << 20,
             skipped_updates: 1,
@@ -325,12 +325,12 @@ fn scripted_run_updates_table_plot_progress_and_stops() {
     h.get_by_label_contains("loss was NaN: update skipped");
     h.get_by_label_contains("checkpoint_epoch_1_loss_3.8000.cllm");
 
-    // Sorting by batches, descending: sphere 2 (9 batches) first.
-    h.get_by_label("Batches").click();
+    // Sorting by sequences, descending: sphere 2 (9 sequences) first.
+    h.get_by_label("Sequences").click();
     h.run_steps(2);
-    h.get_by_label("Batches ^").click();
+    h.get_by_label("Sequences ^").click();
     h.run_steps(2);
-    h.get_by_label("Batches v");
+    h.get_by_label("Sequences v");
     let rows =
         cllm::app::stats_table::sorted_indices(&h.state().session.run.spheres, h.state().sort);
     assert_eq!(rows, vec![2, 0, 1]);

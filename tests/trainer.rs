@@ -149,7 +149,7 @@ fn one_and_three_spheres_agree_to_float_tolerance() {
         .fold(0.0f32, f32::max);
     assert!(max_diff < 1e-3, "weights differ by {max_diff}");
     // And the summation order really differs: not trivially the same path.
-    assert_eq!(three.summary.sphere_batches.len(), 3);
+    assert_eq!(three.summary.sphere_sequences.len(), 3);
 }
 
 #[test]
@@ -159,13 +159,13 @@ fn every_sphere_gets_work_and_stats_stream() {
         batch_size: 5,
         ..config(d.path(), 4)
     });
-    assert_eq!(out.summary.sphere_batches.len(), 4);
+    assert_eq!(out.summary.sphere_sequences.len(), 4);
     assert!(
-        out.summary.sphere_batches.iter().all(|&b| b > 0),
+        out.summary.sphere_sequences.iter().all(|&b| b > 0),
         "{:?}",
-        out.summary.sphere_batches
+        out.summary.sphere_sequences
     );
-    assert_eq!(out.summary.sphere_batches.iter().sum::<u64>(), 12 * 5);
+    assert_eq!(out.summary.sphere_sequences.iter().sum::<u64>(), 12 * 5);
     let last = out
         .events
         .iter()
@@ -177,7 +177,7 @@ fn every_sphere_gets_work_and_stats_stream() {
         .expect("sphere stats were sent");
     assert_eq!(last.len(), 4);
     assert_eq!(last[3].parent, Some(0));
-    assert!(last.iter().all(|s| s.batches > 0 && s.avg_loss > 0.0));
+    assert!(last.iter().all(|s| s.sequences > 0 && s.avg_loss > 0.0));
     // Evaluations and the metrics log.
     assert!(out.events.iter().any(|e| matches!(e, Event::Eval(_))));
     let log = std::fs::read_to_string(d.path().join("runs/test/metrics.jsonl")).unwrap();
@@ -664,8 +664,8 @@ fn accumulation_runs_micro_batches_in_the_same_memory() {
     assert_eq!(w1, w8, "the workspace grew with accumulation");
     // And the step really saw 8x the sequences.
     assert_eq!(
-        eight.summary.sphere_batches.iter().sum::<u64>(),
-        8 * one.summary.sphere_batches.iter().sum::<u64>()
+        eight.summary.sphere_sequences.iter().sum::<u64>(),
+        8 * one.summary.sphere_sequences.iter().sum::<u64>()
     );
 }
 
@@ -764,4 +764,39 @@ fn cllm_eval_sees_the_trainers_validation_split() {
         "cllm eval {loss} vs the trainer's {}",
         last.loss
     );
+}
+
+/// While a run trains, no snapshot calls a working sphere idle: each reads
+/// computing, waiting or reducing; the last one, after the run, reads idle.
+#[test]
+fn sphere_states_say_what_the_spheres_do() {
+    use cllm::train::events::SphereState;
+    let d = tempfile::tempdir().unwrap();
+    let out = run(TrainConfig {
+        max_steps: 6,
+        ..config(d.path(), 3)
+    });
+    let snapshots: Vec<&Vec<cllm::train::events::SphereStats>> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Spheres(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let (last, during) = snapshots.split_last().unwrap();
+    assert!(last.iter().all(|s| s.state == SphereState::Idle));
+    let trained: Vec<_> = during
+        .iter()
+        .filter(|s| s.iter().any(|x| x.sequences > 0))
+        .collect();
+    assert!(!trained.is_empty());
+    for snap in &trained {
+        assert!(
+            snap.iter().all(|s| s.state != SphereState::Idle),
+            "a sphere with work reads idle: {snap:?}"
+        );
+    }
+    let seen = |st: SphereState| trained.iter().any(|s| s.iter().any(|x| x.state == st));
+    assert!(seen(SphereState::Computing) && seen(SphereState::Reducing));
 }

@@ -4,6 +4,7 @@
 //! with its message in place and START stays disabled.
 
 use super::format::{format_bytes, format_count};
+use crate::data::tokenizer::{MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};
 use crate::model::{ModelConfig, PRESET_NAMES};
 use crate::train::memory::{self, MemoryNeed};
 use crate::train::{ScheduleKind, TokenizerKind, TrainConfig};
@@ -274,7 +275,7 @@ pub fn config_panel_ui(
                         ui,
                         "Vocabulary size",
                         &mut cfg.vocab_size,
-                        260..=1_000_000,
+                        MIN_BPE_VOCAB_SIZE..=MAX_BPE_VOCAB_SIZE,
                         "BPE vocabulary size",
                     );
                 }

@@ -151,7 +151,7 @@ pub fn sphere_view_ui(ui: &mut egui::Ui, spheres: &[SphereStats], preview: usize
                 id,
                 parent: parent_of(id),
                 level: level_of(id),
-                batches: 0,
+                sequences: 0,
                 avg_loss: f32::NAN,
                 last_loss: f32::NAN,
                 grad_norm: f32::NAN,
@@ -201,7 +201,7 @@ pub fn sphere_view_ui(ui: &mut egui::Ui, spheres: &[SphereStats], preview: usize
             );
         }
         if rr >= 7.0 {
-            let text = batch_label(s.batches, rr >= 16.0);
+            let text = sequence_label(s.sequences, rr >= 16.0);
             let size = (rr * if text.len() > 3 { 0.62 } else { 0.8 }).clamp(7.0, 14.0);
             let ink = if s.busy > 0.55 {
                 Color32::BLACK
@@ -251,9 +251,9 @@ pub fn sphere_view_ui(ui: &mut egui::Ui, spheres: &[SphereStats], preview: usize
 
 /// Batch count short enough for the circle: "987", "1.7k", "12k", "3.4M";
 /// `roomy` circles show up to four digits in full.
-pub fn batch_label(batches: u64, roomy: bool) -> String {
+pub fn sequence_label(sequences: u64, roomy: bool) -> String {
     let full_below = if roomy { 10_000 } else { 1_000 };
-    match batches {
+    match sequences {
         b if b < full_below => b.to_string(),
         b if b < 10_000 => format!("{:.1}k", b as f64 / 1e3),
         b if b < 1_000_000 => format!("{}k", b / 1000),
@@ -310,7 +310,7 @@ fn sphere_tooltip(ui: &mut egui::Ui, s: &SphereStats) {
             s.parent.map_or("— (root)".into(), |p| format!("#{p}")),
         );
         row(ui, "level", s.level.to_string());
-        row(ui, "batches", s.batches.to_string());
+        row(ui, "sequences", s.sequences.to_string());
         row(ui, "avg loss", format!("{:.4}", s.avg_loss));
         row(ui, "last loss", format!("{:.4}", s.last_loss));
         row(ui, "grad norm", format!("{:.3}", s.grad_norm));
@@ -338,11 +338,11 @@ mod tests {
 
     #[test]
     fn batch_labels_stay_short() {
-        assert_eq!(batch_label(987, false), "987");
-        assert_eq!(batch_label(1661, false), "1.7k");
-        assert_eq!(batch_label(1661, true), "1661");
-        assert_eq!(batch_label(12_345, true), "12k");
-        assert_eq!(batch_label(3_400_000, true), "3.4M");
+        assert_eq!(sequence_label(987, false), "987");
+        assert_eq!(sequence_label(1661, false), "1.7k");
+        assert_eq!(sequence_label(1661, true), "1661");
+        assert_eq!(sequence_label(12_345, true), "12k");
+        assert_eq!(sequence_label(3_400_000, true), "3.4M");
     }
 
     #[test]

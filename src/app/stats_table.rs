@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 pub enum Column {
     Id,
     Parent,
-    Batches,
+    Sequences,
     AvgLoss,
     GradNorm,
     Busy,
@@ -19,7 +19,7 @@ impl Column {
     pub const ALL: [Column; 7] = [
         Column::Id,
         Column::Parent,
-        Column::Batches,
+        Column::Sequences,
         Column::AvgLoss,
         Column::GradNorm,
         Column::Busy,
@@ -30,7 +30,7 @@ impl Column {
         match self {
             Column::Id => "Sphere",
             Column::Parent => "Parent",
-            Column::Batches => "Batches",
+            Column::Sequences => "Sequences",
             Column::AvgLoss => "Avg loss",
             Column::GradNorm => "Grad norm",
             Column::Busy => "Busy %",
@@ -74,6 +74,7 @@ pub fn state_name(s: SphereState) -> &'static str {
     match s {
         SphereState::Idle => "idle",
         SphereState::Computing => "computing",
+        SphereState::Waiting => "waiting",
         SphereState::Reducing => "reducing",
     }
 }
@@ -83,7 +84,7 @@ fn compare(a: &SphereStats, b: &SphereStats, column: Column) -> Ordering {
     match column {
         Column::Id => a.id.cmp(&b.id),
         Column::Parent => a.parent.cmp(&b.parent),
-        Column::Batches => a.batches.cmp(&b.batches),
+        Column::Sequences => a.sequences.cmp(&b.sequences),
         Column::AvgLoss => a.avg_loss.total_cmp(&b.avg_loss),
         Column::GradNorm => a.grad_norm.total_cmp(&b.grad_norm),
         Column::Busy => a.busy.total_cmp(&b.busy),
@@ -140,7 +141,7 @@ pub fn stats_table_ui(ui: &mut egui::Ui, rows: &[SphereStats], order: &mut SortO
                         let r = &rows[i];
                         ui.label(format!("#{}", r.id));
                         ui.label(r.parent.map_or("root".to_string(), |p| format!("#{p}")));
-                        ui.label(r.batches.to_string());
+                        ui.label(r.sequences.to_string());
                         ui.label(format!("{:.4}", r.avg_loss));
                         ui.label(format!("{:.3}", r.grad_norm));
                         ui.label(format!("{:.0}", r.busy * 100.0));
@@ -156,12 +157,12 @@ pub fn stats_table_ui(ui: &mut egui::Ui, rows: &[SphereStats], order: &mut SortO
 mod tests {
     use super::*;
 
-    fn sphere(id: usize, batches: u64, loss: f32) -> SphereStats {
+    fn sphere(id: usize, sequences: u64, loss: f32) -> SphereStats {
         SphereStats {
             id,
             parent: crate::train::spheres::parent_of(id),
             level: crate::train::spheres::level_of(id),
-            batches,
+            sequences,
             avg_loss: loss,
             last_loss: loss,
             grad_norm: 1.0,
@@ -175,9 +176,9 @@ mod tests {
         let rows = vec![sphere(0, 5, 2.0), sphere(1, 9, f32::NAN), sphere(2, 5, 1.0)];
         let mut order = SortOrder::default();
         assert_eq!(sorted_indices(&rows, order), vec![0, 1, 2]);
-        order.click(Column::Batches);
+        order.click(Column::Sequences);
         assert_eq!(sorted_indices(&rows, order), vec![0, 2, 1], "ties by id");
-        order.click(Column::Batches);
+        order.click(Column::Sequences);
         assert!(!order.ascending);
         assert_eq!(sorted_indices(&rows, order)[0], 1);
         order.click(Column::AvgLoss);

@@ -71,7 +71,7 @@ pub struct TrainArgs {
     /// Evaluate every K steps, and at every epoch end [default: 50]
     #[arg(long)]
     pub eval_every: Option<u64>,
-    /// Validation batches per evaluation (0 = the whole split) [default: 16]
+    /// Validation sequences per evaluation (0 = the whole split) [default: 16]
     #[arg(long)]
     pub eval_batches: Option<usize>,
     /// Save a checkpoint every N epochs (0 = never) [default: 2]
@@ -415,7 +415,7 @@ impl Terminal {
         }
         println!(
             "  {:.1} ms per sequence, {:.0} tokens/s",
-            s.secs_per_batch * 1e3,
+            s.secs_per_sequence * 1e3,
             s.tokens_per_sec
         );
         println!(
@@ -427,7 +427,7 @@ impl Terminal {
         }
         println!(
             "  sequences per sphere: {:?} (imbalance {:.1}%)",
-            s.sphere_batches,
+            s.sphere_sequences,
             s.load_imbalance * 100.0
         );
         println!(

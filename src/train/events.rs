@@ -18,8 +18,14 @@ pub enum Command {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SphereState {
+    /// No work: before the first step, after the run, or a step with fewer
+    /// sequences than spheres left this one without a share.
     Idle,
+    /// Forward and backward over its share of the step.
     Computing,
+    /// Its share is done; the step waits for the other spheres.
+    Waiting,
+    /// Adding gradients up the tree (all spheres share this work).
     Reducing,
 }
 
@@ -31,8 +37,8 @@ pub struct SphereStats {
     pub parent: Option<usize>,
     /// 0 for the root, 1 for its children, ...
     pub level: usize,
-    /// Micro-batches computed since the run started.
-    pub batches: u64,
+    /// Sequences this sphere has run forward and backward since the run started.
+    pub sequences: u64,
     pub avg_loss: f32,
     pub last_loss: f32,
     /// Norm of this sphere's own last micro-batch gradient.
@@ -99,15 +105,15 @@ pub struct Summary {
     pub epochs_done: usize,
     pub total_secs: f64,
     pub epoch_secs: Vec<f64>,
-    pub secs_per_batch: f64,
+    pub secs_per_sequence: f64,
     pub tokens_per_sec: f64,
     pub initial_loss: f32,
     pub final_loss: f32,
     pub best_val_loss: Option<f32>,
     pub best_bits_per_byte: Option<f32>,
-    /// Micro-batches each sphere computed.
-    pub sphere_batches: Vec<u64>,
-    /// (max - min) / mean of `sphere_batches`.
+    /// Sequences each sphere computed.
+    pub sphere_sequences: Vec<u64>,
+    /// (max - min) / mean of `sphere_sequences`.
     pub load_imbalance: f64,
     pub peak_memory_bytes: u64,
     pub skipped_updates: u64,
@@ -123,13 +129,13 @@ impl Summary {
             epochs_done: 0,
             total_secs,
             epoch_secs: Vec::new(),
-            secs_per_batch: 0.0,
+            secs_per_sequence: 0.0,
             tokens_per_sec: 0.0,
             initial_loss: f32::NAN,
             final_loss: f32::NAN,
             best_val_loss: None,
             best_bits_per_byte: None,
-            sphere_batches: Vec::new(),
+            sphere_sequences: Vec::new(),
             load_imbalance: 0.0,
             peak_memory_bytes: 0,
             skipped_updates: 0,

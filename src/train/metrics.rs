@@ -85,14 +85,14 @@ pub fn bits_per_byte(loss_nats: f32, bytes_per_token: f64) -> f32 {
     (loss_nats as f64 / std::f64::consts::LN_2 / bytes_per_token.max(1e-9)) as f32
 }
 
-/// (max - min) / mean of the per-sphere batch counts.
-pub fn imbalance(batches: &[u64]) -> f64 {
-    if batches.is_empty() {
+/// (max - min) / mean of the per-sphere sequence counts.
+pub fn imbalance(sequences: &[u64]) -> f64 {
+    if sequences.is_empty() {
         return 0.0;
     }
-    let max = *batches.iter().max().unwrap() as f64;
-    let min = *batches.iter().min().unwrap() as f64;
-    let mean = batches.iter().sum::<u64>() as f64 / batches.len() as f64;
+    let max = *sequences.iter().max().unwrap() as f64;
+    let min = *sequences.iter().min().unwrap() as f64;
+    let mean = sequences.iter().sum::<u64>() as f64 / sequences.len() as f64;
     if mean > 0.0 { (max - min) / mean } else { 0.0 }
 }
 

@@ -608,6 +608,8 @@ impl Run {
     /// Phase 6: the final model (also after a stop: the last step's
     /// weights) in the run's folder and at the output path, and the summary.
     pub fn finish(mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
+        self.spheres.rest();
+        emit(Event::Spheres(self.spheres.stats()));
         let run_final = self.run_dir.join(RUN_FINAL_NAME);
         self.save(&run_final, SaveReason::Final, emit)?;
         let output = self.config.output.clone();
@@ -633,10 +635,10 @@ impl Run {
         let s = &mut self.summary;
         s.steps = self.state.step;
         s.total_secs = self.saver.started.elapsed().as_secs_f64();
-        s.secs_per_batch = train_secs / (steps_here * seqs_per_step).max(1) as f64;
+        s.secs_per_sequence = train_secs / (steps_here * seqs_per_step).max(1) as f64;
         s.tokens_per_sec = self.tokens_done as f64 / train_secs.max(1e-9);
-        s.sphere_batches = self.spheres.batches();
-        s.load_imbalance = imbalance(&s.sphere_batches);
+        s.sphere_sequences = self.spheres.sequences();
+        s.load_imbalance = imbalance(&s.sphere_sequences);
         s.peak_memory_bytes = peak_memory_bytes();
         s.final_model = Some(output);
         if self.state.step < self.plan.last_step && !s.stopped_early {

@@ -82,21 +82,23 @@ fn shares_mut(buf: &mut [f32], parts: usize) -> Vec<&mut [f32]> {
 #[derive(Default)]
 struct Live {
     state: AtomicU8,
-    batches: AtomicU64,
+    sequences: AtomicU64,
 }
 
 fn state_code(s: SphereState) -> u8 {
     match s {
         SphereState::Idle => 0,
         SphereState::Computing => 1,
-        SphereState::Reducing => 2,
+        SphereState::Waiting => 2,
+        SphereState::Reducing => 3,
     }
 }
 
 fn state_from(code: u8) -> SphereState {
     match code {
         1 => SphereState::Computing,
-        2 => SphereState::Reducing,
+        2 => SphereState::Waiting,
+        3 => SphereState::Reducing,
         _ => SphereState::Idle,
     }
 }
@@ -104,7 +106,7 @@ fn state_from(code: u8) -> SphereState {
 /// Running statistics of one sphere, kept between steps.
 #[derive(Clone, Debug, Default)]
 struct Tally {
-    batches: u64,
+    sequences: u64,
     loss_sum: f64,
     last_loss: f32,
     grad_norm: f32,
@@ -176,9 +178,9 @@ impl Spheres {
         snapshot(&self.tally, &self.live)
     }
 
-    /// Micro-batches (sequences) each sphere has computed.
-    pub fn batches(&self) -> Vec<u64> {
-        self.tally.iter().map(|t| t.batches).collect()
+    /// Sequences each sphere has computed.
+    pub fn sequences(&self) -> Vec<u64> {
+        self.tally.iter().map(|t| t.sequences).collect()
     }
 
     /// Forward and backward over the step's sequences on all spheres, then
@@ -203,7 +205,17 @@ impl Spheres {
         let max_share = self.max_share;
         let tally_now = self.tally.clone();
 
-        // Phase 1: every sphere computes its share into its own buffer.
+        // Phase 1: every sphere computes its share into its own buffer. The
+        // front end hears at once that the step has begun.
+        for (id, l) in live.iter().enumerate() {
+            let state = if share(input.n_seqs, n, id).is_empty() {
+                SphereState::Idle
+            } else {
+                SphereState::Computing
+            };
+            l.state.store(state_code(state), Ordering::Relaxed);
+        }
+        tick(snapshot(&tally_now, &live));
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, f64, Duration)>();
         let mut loss_sums = vec![0.0f64; n];
         let mut busy = vec![Duration::ZERO; n];
@@ -219,8 +231,6 @@ impl Spheres {
                 let seqs = share(input.n_seqs, n, id);
                 scope.spawn(move || {
                     let began = Instant::now();
-                    live.state
-                        .store(state_code(SphereState::Computing), Ordering::Relaxed);
                     grads.fill(0.0);
                     let mut loss_sum = 0.0f64;
                     for chunk_start in seqs.clone().step_by(max_share) {
@@ -245,10 +255,12 @@ impl Spheres {
                             model.forward_backward(ws, &batch, grads, grad_scale, None)
                         };
                         loss_sum += loss as f64 * rows as f64;
-                        live.batches.fetch_add(rows as u64, Ordering::Relaxed);
+                        live.sequences.fetch_add(rows as u64, Ordering::Relaxed);
                     }
-                    live.state
-                        .store(state_code(SphereState::Reducing), Ordering::Relaxed);
+                    if !seqs.is_empty() {
+                        live.state
+                            .store(state_code(SphereState::Waiting), Ordering::Relaxed);
+                    }
                     let _ = done_tx.send((id, loss_sum, began.elapsed()));
                 });
             }
@@ -275,7 +287,7 @@ impl Spheres {
         // Per-sphere bookkeeping for the stats table.
         for (id, (tally, &loss_sum)) in self.tally.iter_mut().zip(&loss_sums).enumerate() {
             let seqs = share(input.n_seqs, n, id).len() as u64;
-            tally.batches += seqs;
+            tally.sequences += seqs;
             if seqs > 0 {
                 let mean = loss_sum / seqs as f64;
                 tally.loss_sum += loss_sum;
@@ -284,7 +296,13 @@ impl Spheres {
         }
 
         // Phase 2: the tree reduction, sliced across spheres, with the
-        // per-sphere and global squared norms gathered on the way.
+        // per-sphere and global squared norms gathered on the way. Every
+        // sphere takes part.
+        for l in live.iter() {
+            l.state
+                .store(state_code(SphereState::Reducing), Ordering::Relaxed);
+        }
+        tick(snapshot(&self.tally, &live));
         let reduce_started = Instant::now();
         let mut own_sq = vec![vec![0.0f64; n]; n]; // [slice][sphere]
         let mut total_sq = vec![0.0f64; n]; // [slice]
@@ -327,14 +345,11 @@ impl Spheres {
                 0.0
             };
             let frac = ((busy[id] + reduce_took).as_secs_f64() / step_took).min(1.0) as f32;
-            tally.busy = if tally.batches == 0 {
+            tally.busy = if tally.sequences == 0 {
                 frac
             } else {
                 0.7 * tally.busy + 0.3 * frac
             };
-            live[id]
-                .state
-                .store(state_code(SphereState::Idle), Ordering::Relaxed);
         }
         let loss = (loss_sums.iter().sum::<f64>() / input.n_seqs as f64) as f32;
         let grad_norm = total_sq.iter().sum::<f64>().sqrt() as f32;
@@ -418,6 +433,16 @@ impl Spheres {
         (loss_sum, counts)
     }
 
+    /// Marks every sphere idle: the run has ended (between steps they stay
+    /// in the phase they last worked in, so a snapshot never calls a busy
+    /// sphere idle).
+    pub fn rest(&self) {
+        for l in self.live.iter() {
+            l.state
+                .store(state_code(SphereState::Idle), Ordering::Relaxed);
+        }
+    }
+
     /// Bytes of activation workspace the spheres hold (what gradient
     /// accumulation must not grow).
     pub fn workspace_bytes(&self) -> u64 {
@@ -439,9 +464,9 @@ fn snapshot(tally: &[Tally], live: &[Live]) -> Vec<SphereStats> {
             id,
             parent: parent_of(id),
             level: level_of(id),
-            batches: l.batches.load(Ordering::Relaxed),
-            avg_loss: if t.batches > 0 {
-                (t.loss_sum / t.batches as f64) as f32
+            sequences: l.sequences.load(Ordering::Relaxed),
+            avg_loss: if t.sequences > 0 {
+                (t.loss_sum / t.sequences as f64) as f32
             } else {
                 0.0
             },
