@@ -246,7 +246,7 @@ struct Terminal {
 
 impl Terminal {
     fn new() -> Terminal {
-        let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+        let bar = ProgressBar::with_draw_target(None, super::progress::stdout_target());
         bar.set_style(ProgressStyle::default_spinner());
         bar.set_message("preparing data");
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -258,22 +258,21 @@ impl Terminal {
         }
     }
 
-    /// A line above the bar (or plain, without one).
+    /// A line above the bar (or plain, without one). The bar is cleared
+    /// while the line is printed with its own newline, then redrawn (see
+    /// `cli::progress` for why not `ProgressBar::println`).
     fn say(&self, line: String) {
-        if self.bar.is_hidden() {
-            println!("{line}");
-        } else {
-            self.bar.println(line);
-        }
+        self.bar.suspend(|| println!("{line}"));
     }
 
     /// A message for the person at the keyboard: above the bar when there
-    /// is one (the same stream, so the two never overlap), else on stderr.
+    /// is one (on the bar's stream, so the two never overlap), else on
+    /// stderr.
     fn notice(&self, line: &str) {
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
-            self.bar.println(line);
+            self.bar.suspend(|| println!("{line}"));
         }
     }
 
