@@ -374,7 +374,14 @@ impl Terminal {
             s.epochs_done,
             clock(s.total_secs)
         );
-        if !s.epoch_secs.is_empty() {
+        if s.epoch_secs.len() > 8 {
+            // Hundreds of short epochs would fill the screen: summarise.
+            let n = s.epoch_secs.len();
+            let mean = s.epoch_secs.iter().sum::<f64>() / n as f64;
+            let min = s.epoch_secs.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = s.epoch_secs.iter().copied().fold(0.0, f64::max);
+            println!("  per epoch: {mean:.1}s on average over {n} epochs ({min:.1}s to {max:.1}s)");
+        } else if !s.epoch_secs.is_empty() {
             let per: Vec<String> = s.epoch_secs.iter().map(|t| format!("{t:.1}s")).collect();
             println!("  per epoch: {}", per.join(", "));
         }
