@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 /// `cllm export` as typed on the command line.
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    override_usage = "cllm export --model <FILE> [--format hf] [--output <DIR>] [--check-text <TEXT>]"
+)]
 pub struct ExportCommand {
     /// The `.cllm` checkpoint or model to export
     #[arg(long, value_name = "FILE", required_unless_present = "file")]

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 /// `cllm inspect` as typed on the command line.
 #[derive(clap::Args, Debug, Clone)]
-#[command(after_help = "Exit status 0 only when every check passes, checksum included.")]
+#[command(
+    override_usage = "cllm inspect --model <FILE> [--json]",
+    after_help = "Exit status 0 only when every check passes, checksum included."
+)]
 pub struct InspectCommand {
     /// The `.cllm` checkpoint or model to verify
     #[arg(long, value_name = "FILE", required_unless_present = "file")]

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod inspect;
 pub mod interrupt;
 pub mod prepare;
+pub mod progress;
 pub mod tokenize;
 pub mod train;
 

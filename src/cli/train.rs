@@ -279,7 +279,7 @@ struct Terminal {
 
 impl Terminal {
     fn new() -> Terminal {
-        let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout());
+        let bar = ProgressBar::with_draw_target(None, super::progress::stdout_target());
         bar.set_style(ProgressStyle::default_spinner());
         bar.set_message("preparing data");
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -291,22 +291,21 @@ impl Terminal {
         }
     }
 
-    /// A line above the bar (or plain, without one).
+    /// A line above the bar (or plain, without one). The bar is cleared
+    /// while the line is printed with its own newline, then redrawn (see
+    /// `cli::progress` for why not `ProgressBar::println`).
     fn say(&self, line: String) {
-        if self.bar.is_hidden() {
-            println!("{line}");
-        } else {
-            self.bar.println(line);
-        }
+        self.bar.suspend(|| println!("{line}"));
     }
 
     /// A message for the person at the keyboard: above the bar when there
-    /// is one (the same stream, so the two never overlap), else on stderr.
+    /// is one (on the bar's stream, so the two never overlap), else on
+    /// stderr.
     fn notice(&self, line: &str) {
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
-            self.bar.println(line);
+            self.bar.suspend(|| println!("{line}"));
         }
     }
 
@@ -409,7 +408,14 @@ impl Terminal {
             s.epochs_done,
             clock(s.total_secs)
         );
-        if !s.epoch_secs.is_empty() {
+        if s.epoch_secs.len() > 8 {
+            // Hundreds of short epochs would fill the screen: summarise.
+            let n = s.epoch_secs.len();
+            let mean = s.epoch_secs.iter().sum::<f64>() / n as f64;
+            let min = s.epoch_secs.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = s.epoch_secs.iter().copied().fold(0.0, f64::max);
+            println!("  per epoch: {mean:.1}s on average over {n} epochs ({min:.1}s to {max:.1}s)");
+        } else if !s.epoch_secs.is_empty() {
             let per: Vec<String> = s.epoch_secs.iter().map(|t| format!("{t:.1}s")).collect();
             println!("  per epoch: {}", per.join(", "));
         }

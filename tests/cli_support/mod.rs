@@ -31,8 +31,9 @@ fn nonzero(n: u16) -> std::num::NonZeroU16 {
 /// What the terminal has shown so far.
 struct Screen {
     parser: vt100::Parser,
-    /// The screen's text after every chunk the program wrote, so that
-    /// something drawn and then cleared can still be asserted on.
+    /// The screen's text before every carriage return and after every
+    /// chunk the program wrote, so that something drawn and then cleared
+    /// can still be asserted on.
     history: Vec<String>,
     /// Everything the program wrote, escape sequences included.
     raw: Vec<u8>,
@@ -155,8 +156,21 @@ impl Terminal {
                     cv.notify_all();
                     return;
                 }
-                s.parser.process(&buf[..n]);
-                s.raw.extend_from_slice(&buf[..n]);
+                // A redraw starts with a carriage return: keep the screen as
+                // it was before each one, so a bar drawn and cleared within
+                // one read is still seen.
+                let chunk = &buf[..n];
+                let mut start = 0;
+                for (i, _) in chunk.iter().enumerate().filter(|(_, b)| **b == b'\r') {
+                    if i > start {
+                        s.parser.process(&chunk[start..i]);
+                        let text = s.parser.screen().contents();
+                        s.history.push(text);
+                        start = i;
+                    }
+                }
+                s.parser.process(&chunk[start..]);
+                s.raw.extend_from_slice(chunk);
                 let text = s.parser.screen().contents();
                 s.history.push(text);
                 cv.notify_all();
@@ -177,9 +191,12 @@ impl Terminal {
         self.screen.0.lock().unwrap().parser.screen().contents()
     }
 
-    /// Waits until the screen shows something `seen` accepts; returns it.
+    /// Waits until the screen shows (or has shown, since the program
+    /// started: a frame may be drawn and cleared between two looks)
+    /// something `seen` accepts; returns that screen.
     pub fn wait_for(&self, what: &str, timeout: Duration, seen: impl Fn(&str) -> bool) -> String {
         let label = format!("{}: {what}", self.what);
+        let mut checked = 0;
         wait_until(
             &self.screen,
             timeout,
@@ -187,7 +204,11 @@ impl Terminal {
             |s| s.parser.screen().contents(),
             |s| {
                 let text = s.parser.screen().contents();
-                if seen(&text) {
+                let earlier = s.history[checked..].iter().find(|h| seen(h)).cloned();
+                checked = s.history.len();
+                if let Some(shown) = earlier {
+                    Some(shown)
+                } else if seen(&text) {
                     Some(text)
                 } else if s.closed {
                     panic!("{label}: the program ended first; its screen:\n{text}");
