@@ -166,9 +166,31 @@ fn ctrl_c_with_output_piped_saves_and_exits_130() {
         .lines()
         .find_map(|l| l.strip_prefix("resume with: "))
         .unwrap_or_else(|| panic!("no resume command: {out:?}"));
+    // Resuming needs no flag repeated: the run's settings come from the
+    // checkpoint.
     assert!(
-        line.contains(" train ") && line.contains("--max-steps"),
+        line.ends_with(&format!("train --resume {}", model.to_str().unwrap())),
         "{line}"
+    );
+    // Run it, giving only a new stopping point three steps on.
+    let step = step_of(&assert_verifies(dir, &model));
+    let again = piped(
+        dir,
+        &[
+            "train",
+            "--resume",
+            model.to_str().unwrap(),
+            "--max-steps",
+            &(step + 3).to_string(),
+            "--output",
+            "resumed.cllm",
+        ],
+        SHORT,
+    );
+    assert!(again.success(), "{again:?}");
+    assert_eq!(
+        step_of(&assert_verifies(dir, &dir.join("resumed.cllm"))),
+        step + 3
     );
 }
 

@@ -56,36 +56,6 @@ impl Drop for Interrupts {
     }
 }
 
-/// This process's command line with `flag VALUE` set to `value` (an earlier
-/// `flag X` or `flag=X` is dropped), quoted for a POSIX shell: what to type
-/// to run the same command again, e.g. to resume a stopped run.
-pub fn command_line_with(flag: &str, value: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    rewrite_command_line(&args, flag, value)
-}
-
-fn rewrite_command_line(args: &[String], flag: &str, value: &str) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut rest = args.iter();
-    if let Some(program) = rest.next() {
-        out.push(program.clone());
-    }
-    let with_equals = format!("{flag}=");
-    while let Some(arg) = rest.next() {
-        if arg == flag {
-            rest.next();
-        } else if !arg.starts_with(&with_equals) {
-            out.push(arg.clone());
-        }
-    }
-    out.push(flag.to_string());
-    out.push(value.to_string());
-    out.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// `arg` as one word for a POSIX shell.
 pub fn shell_quote(arg: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_./,:=@%+-".contains(c);
@@ -100,17 +70,9 @@ pub fn shell_quote(arg: &str) -> String {
 mod tests {
     use super::*;
 
-    fn words(s: &str) -> Vec<String> {
-        s.split(' ').map(String::from).collect()
-    }
-
     #[test]
-    fn the_resume_command_replaces_an_earlier_resume_and_quotes() {
-        let args = words("cllm train --resume old.cllm --max-steps 30 --resume=x");
-        assert_eq!(
-            rewrite_command_line(&args, "--resume", "runs/a b.cllm"),
-            "cllm train --max-steps 30 --resume 'runs/a b.cllm'"
-        );
+    fn words_are_quoted_for_a_posix_shell() {
+        assert_eq!(shell_quote("runs/a b.cllm"), "'runs/a b.cllm'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("--preset"), "--preset");

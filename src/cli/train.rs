@@ -177,7 +177,7 @@ impl TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
     use super::Failure;
-    use super::interrupt::{Interrupts, command_line_with};
+    use super::interrupt::{Interrupts, shell_quote};
     let config = args.to_config();
     config.validate()?;
     // Ctrl-C: the first stops the trainer after its current step (it then
@@ -254,9 +254,10 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
             let at = format!("stopped by Ctrl-C at step {}", summary.steps);
             Err(Failure::interrupted(match &summary.final_model {
                 Some(path) => format!(
-                    "{at}; final checkpoint: {}\nresume with: {}",
+                    "{at}; final checkpoint: {}\nresume with: {} train --resume {}",
                     path.display(),
-                    command_line_with("--resume", &path.to_string_lossy())
+                    shell_quote(&program_name()),
+                    shell_quote(&path.to_string_lossy())
                 ),
                 None => at,
             }))
@@ -447,6 +448,11 @@ impl Terminal {
             println!("  model: {}", p.display());
         }
     }
+}
+
+/// How this program was called (`cllm`, or its path), for commands to type.
+fn program_name() -> String {
+    std::env::args().next().unwrap_or_else(|| "cllm".into())
 }
 
 /// Seconds as h:mm:ss or m:ss.

@@ -175,6 +175,8 @@ impl Run {
         let windows = batcher.windows_per_epoch();
         let threads = config.resolved_threads();
         let mut notes = Vec::new();
+        // A resumed run continues in its own folders unless given a new name.
+        let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
         let (model, opt, state, plan) = match resumed {
             Some(ck) => {
                 let mut state = ck.state;
@@ -274,8 +276,10 @@ impl Run {
             ));
         }
 
-        // The run's own folder: a resumed run keeps its name.
-        if config.run_name.is_empty() || state.step == 0 {
+        // The run's own folder, under a name no other run has.
+        let continues_its_run = saved_run_name.as_deref() == Some(config.run_name.as_str())
+            && !config.run_name.is_empty();
+        if !continues_its_run {
             let name = unique_run_name(&config);
             if !config.run_name.is_empty() && name != config.run_name {
                 emit(Event::Warning(format!(
