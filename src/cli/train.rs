@@ -153,9 +153,10 @@ impl TrainArgs {
         set!(sample_prompt => sample_prompt);
         set!(run_name => run_name);
         set!(seed => seed);
-        // The floor follows the peak unless given.
+        // The floor follows the peak unless given (on resume, unless given,
+        // the checkpoint's floor stands).
         c.min_lr = self.min_lr.unwrap_or(c.lr / 10.0);
-        if self.min_lr.is_some() || self.lr.is_some() {
+        if self.min_lr.is_some() {
             given.push("min_lr");
         }
         if let Some(d) = self.dropout {
@@ -327,15 +328,30 @@ impl Terminal {
                 params,
                 threads,
                 total_steps,
-                ..
+                first_step,
+                run_name,
+                run_dir,
+                workspace_bytes,
             }) => {
+                let start = if *first_step > 0 {
+                    format!("resuming at step {first_step}; ")
+                } else {
+                    String::new()
+                };
+                self.say(format!(
+                    "run {run_name}: {start}checkpoints in {}",
+                    run_dir.display()
+                ));
                 self.say(format!(
                     "{files} files, {train_tokens} training + {val_tokens} validation tokens, \
-                     vocabulary {vocab_size}, {:.2}M parameters, {threads} spheres, {total_steps} steps",
-                    *params as f64 / 1e6
+                     vocabulary {vocab_size}, {:.2}M parameters, {threads} spheres \
+                     ({:.1} MiB of activations), {total_steps} steps",
+                    *params as f64 / 1e6,
+                    *workspace_bytes as f64 / (1 << 20) as f64
                 ));
                 self.bar.disable_steady_tick();
                 self.bar.set_length(*total_steps);
+                self.bar.set_position(*first_step);
                 self.bar.set_style(
                     ProgressStyle::with_template(
                         "{bar:30.cyan/blue} {pos}/{len} steps {percent:>3}% | {msg}",

@@ -135,6 +135,11 @@ fn show(v: &Value) -> String {
     match v {
         Value::String(s) => format!("'{s}'"),
         Value::Null => "unset".into(),
+        // Settings are f32: show them as typed, not as their f64 expansion.
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .map(|x| (x as f32).to_string())
+            .unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
 }
@@ -199,7 +204,10 @@ mod tests {
         };
         let given = vec!["lr".to_string(), "batch_size".to_string()];
         let err = resumed_config(&saved(), &user, &given).unwrap_err();
-        assert!(err.contains("learning rate (--lr)"), "{err}");
+        assert!(
+            err.contains("learning rate (--lr) is 0.001 in the checkpoint, 0.01 was given"),
+            "{err}"
+        );
         assert!(err.contains("batch size (--batch-size)"), "{err}");
         // Giving the same value as the checkpoint is fine.
         let same = TrainConfig {

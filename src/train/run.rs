@@ -615,18 +615,21 @@ impl Run {
         self.spheres.rest();
         emit(Event::Spheres(self.spheres.stats()));
         let run_final = self.run_dir.join(RUN_FINAL_NAME);
-        self.save(&run_final, SaveReason::Final, emit)?;
         let output = self.config.output.clone();
-        if output != run_final {
-            if let Some(kept) =
+        let publish = output != run_final;
+        if publish
+            && let Some(kept) =
                 keep_previous_output(&output, &self.config.checkpoint_dir, &self.config.run_name)?
-            {
-                emit(Event::Warning(format!(
-                    "the previous {} had no copy in a run folder: kept as {}",
-                    output.display(),
-                    kept.display()
-                )));
-            }
+        {
+            emit(Event::Warning(format!(
+                "the previous {} is from no run folder (or differs from its run's copy): \
+                 kept as {}",
+                output.display(),
+                kept.display()
+            )));
+        }
+        self.save(&run_final, SaveReason::Final, emit)?;
+        if publish {
             copy_atomically(&run_final, &output)?;
             emit(Event::Checkpoint {
                 path: output.clone(),

@@ -13,25 +13,32 @@ use std::time::Instant;
 /// The checkpoint of the run's folder that the final model is copied from.
 pub const RUN_FINAL_NAME: &str = "final.cllm";
 
-/// Before the final model replaces `output`: if the file there has no copy
-/// in its own run's folder (a file from before run folders, or from
-/// elsewhere), it is renamed beside itself rather than lost. Returns the
-/// new name when it was kept.
+/// Before the final model replaces `output` (called before this run's own
+/// final checkpoint is written): the file there is left to be replaced when
+/// it belongs to this same run (which is continuing) or when its run's
+/// folder holds the same file (same checksum); otherwise (a file from before
+/// run folders, from elsewhere, or damaged) it is renamed beside itself
+/// rather than lost. Returns the new name when it was kept.
 pub fn keep_previous_output(
     output: &Path,
     checkpoint_dir: &Path,
     this_run: &str,
 ) -> Result<Option<PathBuf>, String> {
-    let Ok(meta) = std::fs::metadata(output) else {
+    if std::fs::symlink_metadata(output).is_err() {
         return Ok(None);
-    };
+    }
     if let Ok(info) = checkpoint::verify(output) {
         let run = &info.train_config.run_name;
-        let copy = checkpoint_dir.join(run).join(RUN_FINAL_NAME);
-        let has_copy =
-            !run.is_empty() && std::fs::metadata(&copy).is_ok_and(|m| m.len() == meta.len());
-        if has_copy {
-            return Ok(None);
+        if !run.is_empty() {
+            if run == this_run {
+                return Ok(None);
+            }
+            let copy = checkpoint_dir.join(run).join(RUN_FINAL_NAME);
+            let same =
+                checkpoint::verify(&copy).is_ok_and(|c| c.checksum_sha256 == info.checksum_sha256);
+            if same {
+                return Ok(None);
+            }
         }
     }
     let stem = output
