@@ -124,9 +124,15 @@ pub fn block_forward(
             start,
             scores,
             heads,
-        } => attention::attention_forward_cached(
-            b.attn, b.qkv, keys, values, start, scores, c, heads,
-        ),
+        } => {
+            let shape = AttnShape {
+                batch: 1,
+                seq: n,
+                channels: c,
+                heads,
+            };
+            attention::attention_forward_cached(b.attn, b.qkv, keys, values, start, scores, shape)
+        }
     });
     timed(profile, "matmul attn.c_proj", || {
         matmul::linear_forward(

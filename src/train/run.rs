@@ -505,9 +505,9 @@ impl Run {
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), String> {
         let step = self.state.step;
-        let epoch_end = step % self.plan.steps_per_epoch == 0;
-        let eval_due =
-            (self.config.eval_every > 0 && step % self.config.eval_every == 0) || epoch_end;
+        let epoch_end = step.is_multiple_of(self.plan.steps_per_epoch);
+        let eval_due = (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
+            || epoch_end;
         if eval_due && !self.val_windows.is_empty() {
             self.evaluate(outcome.epoch, emit)?;
         }
@@ -583,7 +583,7 @@ impl Run {
         self.summary.epochs_done += 1;
         let n_epoch = self.state.step / self.plan.steps_per_epoch;
         let every = self.config.checkpoint_every as u64;
-        if every > 0 && n_epoch % every == 0 {
+        if every > 0 && n_epoch.is_multiple_of(every) {
             let loss = self.state.best_val_loss.unwrap_or(last_loss);
             let path = checkpoint::periodic_path(&self.run_dir, n_epoch, loss);
             self.save(&path, SaveReason::Periodic, emit)?;

@@ -79,7 +79,8 @@ pub fn attention_forward(
 /// from a cache. qkv (n, 3C) are the new rows' projections; their keys and
 /// values are first written into `keys`/`values` (T_max, C) at their
 /// positions, so the cache is both an input and an output. out (n, C);
-/// scores holds at least n · (start + n) floats.
+/// scores holds at least n · (start + n) floats; `s` is one sequence of the
+/// n new rows.
 pub fn attention_forward_cached(
     out: &mut [f32],
     qkv: &[f32],
@@ -87,13 +88,15 @@ pub fn attention_forward_cached(
     values: &mut [f32],
     start: usize,
     scores: &mut [f32],
-    channels: usize,
-    heads: usize,
+    s: AttnShape,
 ) {
-    let c = channels;
-    let hs = c / heads;
+    let (c, heads, n) = (s.channels, s.heads, s.seq);
+    let hs = s.head_size();
     let scale = 1.0 / (hs as f32).sqrt();
-    let n = qkv.len() / (3 * c);
+    assert!(
+        s.batch == 1 && qkv.len() == n * 3 * c,
+        "one sequence of new rows"
+    );
     for (i, row) in qkv.chunks_exact(3 * c).enumerate() {
         let at = (start + i) * c;
         keys[at..at + c].copy_from_slice(&row[c..2 * c]);
