@@ -17,11 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::format::{format_bytes, format_count};
 use super::settings::Settings;
 
-/// Extensions offered in the filter field by default.
-pub const DEFAULT_EXTENSIONS: &[&str] = &[
-    "c", "h", "cpp", "hpp", "cc", "rs", "py", "go", "java", "js", "ts", "md", "txt", "toml", "sh",
-];
-
 /// The signature of `crate::data::scan::scan`, so tests can drive the job
 /// with a scanner of their own.
 pub type Scanner = fn(&ScanOptions, &AtomicBool, &mut dyn FnMut(ScannedFile)) -> Result<(), String>;

@@ -10,9 +10,10 @@
 use super::WorkbenchApp;
 use super::format::{format_bytes, format_count};
 use super::llm_settings::{LlmSettings, PROMPT_PRESETS};
-use super::model_list::{EntryStatus, ModelList, format_unix_utc};
+use super::model_list::{ListAction, ModelList, format_unix_utc, models_on_disk_ui};
 use super::model_loader::{LoadJob, LoadedModel, preset_name};
 use super::reply::Reply;
+use super::sampling_panel::sampling_ui;
 use super::settings::Settings;
 use super::token_view::{displayable, legend_ui, token_text_ui};
 use crate::data::tokenizer::Tokenizer;
@@ -399,112 +400,20 @@ fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab) {
         });
 }
 
+/// The models on disk; refreshing and loading go through the tab.
 fn model_list_ui(
     ui: &mut egui::Ui,
     tab: &mut LlmTab,
     settings: &mut LlmSettings,
     dirs: Vec<PathBuf>,
 ) {
-    ui.horizontal(|ui| {
-        ui.strong("Models on disk");
-        if ui
-            .add_enabled(!tab.list.is_listing(), egui::Button::new("Refresh"))
-            .on_hover_text("List and check the .cllm files again")
-            .clicked()
-        {
-            tab.refresh(dirs);
+    match models_on_disk_ui(ui, &tab.list, &mut settings.model_path) {
+        Some(ListAction::Refresh) => tab.refresh(dirs),
+        Some(ListAction::Load(path)) => {
+            settings.model_path = path;
+            tab.load(&settings.model_path);
         }
-        if tab.list.is_listing() {
-            ui.spinner();
-        }
-    });
-    let folders: Vec<String> = tab
-        .list
-        .dirs
-        .iter()
-        .map(|d| format!("{}/", d.display().to_string().trim_end_matches('/')))
-        .collect();
-    ui.weak(format!("In {} and their run folders", folders.join(", ")));
-    if tab.list.entries.is_empty() {
-        if !tab.list.is_listing() {
-            ui.weak("No .cllm files here yet: train a model, or Browse… for one.");
-        }
-        return;
-    }
-    let mut load = None;
-    egui::Grid::new("model_list")
-        .num_columns(4)
-        .striped(true)
-        .show(ui, |ui| {
-            ui.strong("File");
-            ui.strong("Size");
-            ui.strong("Saved");
-            ui.strong("Val loss");
-            ui.end_row();
-            let mut group = None;
-            for e in &tab.list.entries {
-                let heading = e.group();
-                if group.as_ref() != Some(&heading) {
-                    if e.run.is_some() {
-                        ui.strong(&heading).on_hover_text(format!(
-                            "The checkpoints of training run {}",
-                            e.run.as_deref().unwrap_or_default()
-                        ));
-                    } else {
-                        ui.strong(&heading)
-                            .on_hover_text("Files directly in this folder (not in a run's folder)");
-                    }
-                    ui.end_row();
-                    group = Some(heading);
-                }
-                let path_text = e.path.display().to_string();
-                let name = e
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| path_text.clone());
-                let selected = settings.model_path.trim() == path_text;
-                let row = ui
-                    .horizontal(|ui| {
-                        ui.add_space(12.0);
-                        ui.selectable_label(selected, &name)
-                    })
-                    .inner
-                    .on_hover_text(format!("{path_text}\nClick to pick, double-click to load"));
-                if row.clicked() {
-                    settings.model_path = path_text.clone();
-                }
-                if row.double_clicked() {
-                    load = Some(path_text);
-                }
-                ui.label(format_bytes(e.file_bytes));
-                let saved = match &e.status {
-                    EntryStatus::Valid(info) => Some(info.created_unix),
-                    _ => e.modified_unix,
-                };
-                ui.label(saved.map(format_unix_utc).unwrap_or_else(|| "–".into()));
-                match &e.status {
-                    EntryStatus::Checking => {
-                        ui.weak("checking…");
-                    }
-                    EntryStatus::Valid(_) => {
-                        ui.label(
-                            e.loss()
-                                .map(|l| format!("{l:.4}"))
-                                .unwrap_or_else(|| "–".into()),
-                        );
-                    }
-                    EntryStatus::Invalid(why) => {
-                        ui.colored_label(ui.visuals().error_fg_color, "damaged")
-                            .on_hover_text(why);
-                    }
-                }
-                ui.end_row();
-            }
-        });
-    if let Some(path) = load {
-        settings.model_path = path;
-        tab.load(&settings.model_path);
+        None => {}
     }
 }
 
@@ -573,82 +482,6 @@ fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
             ui.colored_label(ui.visuals().error_fg_color, m);
         }
     });
-}
-
-fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
-    /// A label, then the widget named by it (for screen readers and tests).
-    fn labelled(ui: &mut egui::Ui, text: &str, widget: impl egui::Widget, hint: &str) {
-        let label = ui.label(text);
-        ui.add(widget).labelled_by(label.id).on_hover_text(hint);
-    }
-    ui.horizontal_wrapped(|ui| {
-        labelled(
-            ui,
-            "Temperature",
-            egui::Slider::new(&mut s.temperature, 0.0..=2.0).step_by(0.05),
-            "0 = greedy (always the most probable token)",
-        );
-        labelled(
-            ui,
-            "Top-k",
-            egui::DragValue::new(&mut s.top_k).range(0..=5000),
-            "Keep only the k most probable tokens (0 = off)",
-        );
-        labelled(
-            ui,
-            "Top-p",
-            egui::Slider::new(&mut s.top_p, 0.01..=1.0).step_by(0.01),
-            "Keep the most probable tokens up to this total probability (1 = off)",
-        );
-        labelled(
-            ui,
-            "Repetition penalty",
-            egui::Slider::new(&mut s.repetition_penalty, 1.0..=2.0).step_by(0.05),
-            "Above 1 makes tokens already in the context less likely (1 = off)",
-        );
-    });
-    ui.horizontal_wrapped(|ui| {
-        labelled(
-            ui,
-            "Max tokens",
-            egui::DragValue::new(&mut s.max_tokens).range(1..=4096),
-            "Most tokens in one reply",
-        );
-        labelled(
-            ui,
-            "Seed",
-            egui::DragValue::new(&mut s.seed),
-            "Same seed, model, prompt and settings: same reply",
-        );
-        if ui
-            .button("Random")
-            .on_hover_text("A new random seed")
-            .clicked()
-        {
-            s.seed = random_seed();
-        }
-        labelled(
-            ui,
-            "Stop string",
-            egui::TextEdit::singleline(&mut s.stop)
-                .desired_width(90.0)
-                .hint_text("e.g. \\n\\n"),
-            "Generation ends before this text; \\n and \\t are escapes. Empty = none",
-        );
-    });
-}
-
-/// A seed from the clock: different each press, no extra dependency.
-fn random_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    // splitmix64's finaliser spreads nearby clock values apart.
-    let mut z = nanos.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) % 1_000_000
 }
 
 fn reply_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {

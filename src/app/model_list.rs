@@ -8,6 +8,7 @@
 //! "checking"), then each file's verdict as it is ready. The UI drains the
 //! channel every frame and never waits.
 
+use super::format::format_bytes;
 use crate::checkpoint::{CheckpointInfo, verify};
 use crossbeam_channel::{Receiver, TryRecvError, unbounded};
 use eframe::egui;
@@ -287,6 +288,122 @@ fn civil_date(days: i64) -> (i64, u32, u32) {
     } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+/// What the person asked of the list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListAction {
+    /// List and check the files again.
+    Refresh,
+    /// Load this file.
+    Load(String),
+}
+
+/// The models on disk grouped by folder and run: click picks a file into
+/// `model_path`, double-click asks to load it.
+pub fn models_on_disk_ui(
+    ui: &mut egui::Ui,
+    list: &ModelList,
+    model_path: &mut String,
+) -> Option<ListAction> {
+    let mut action = None;
+    ui.horizontal(|ui| {
+        ui.strong("Models on disk");
+        if ui
+            .add_enabled(!list.is_listing(), egui::Button::new("Refresh"))
+            .on_hover_text("List and check the .cllm files again")
+            .clicked()
+        {
+            action = Some(ListAction::Refresh);
+        }
+        if list.is_listing() {
+            ui.spinner();
+        }
+    });
+    let folders: Vec<String> = list
+        .dirs
+        .iter()
+        .map(|d| format!("{}/", d.display().to_string().trim_end_matches('/')))
+        .collect();
+    ui.weak(format!("In {} and their run folders", folders.join(", ")));
+    if list.entries.is_empty() {
+        if !list.is_listing() {
+            ui.weak("No .cllm files here yet: train a model, or Browse… for one.");
+        }
+        return action;
+    }
+    let mut load = None;
+    egui::Grid::new("model_list")
+        .num_columns(4)
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("File");
+            ui.strong("Size");
+            ui.strong("Saved");
+            ui.strong("Val loss");
+            ui.end_row();
+            let mut group = None;
+            for e in &list.entries {
+                let heading = e.group();
+                if group.as_ref() != Some(&heading) {
+                    if e.run.is_some() {
+                        ui.strong(&heading).on_hover_text(format!(
+                            "The checkpoints of training run {}",
+                            e.run.as_deref().unwrap_or_default()
+                        ));
+                    } else {
+                        ui.strong(&heading)
+                            .on_hover_text("Files directly in this folder (not in a run's folder)");
+                    }
+                    ui.end_row();
+                    group = Some(heading);
+                }
+                let path_text = e.path.display().to_string();
+                let name = e
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path_text.clone());
+                let selected = model_path.trim() == path_text;
+                let row = ui
+                    .horizontal(|ui| {
+                        ui.add_space(12.0);
+                        ui.selectable_label(selected, &name)
+                    })
+                    .inner
+                    .on_hover_text(format!("{path_text}\nClick to pick, double-click to load"));
+                if row.clicked() {
+                    *model_path = path_text.clone();
+                }
+                if row.double_clicked() {
+                    load = Some(path_text);
+                }
+                ui.label(format_bytes(e.file_bytes));
+                let saved = match &e.status {
+                    EntryStatus::Valid(info) => Some(info.created_unix),
+                    _ => e.modified_unix,
+                };
+                ui.label(saved.map(format_unix_utc).unwrap_or_else(|| "–".into()));
+                match &e.status {
+                    EntryStatus::Checking => {
+                        ui.weak("checking…");
+                    }
+                    EntryStatus::Valid(_) => {
+                        ui.label(
+                            e.loss()
+                                .map(|l| format!("{l:.4}"))
+                                .unwrap_or_else(|| "–".into()),
+                        );
+                    }
+                    EntryStatus::Invalid(why) => {
+                        ui.colored_label(ui.visuals().error_fg_color, "damaged")
+                            .on_hover_text(why);
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    load.map(ListAction::Load).or(action)
 }
 
 #[cfg(test)]

@@ -9,6 +9,11 @@ use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 /// Persisted through eframe's storage under [`eframe::APP_KEY`].
+/// Extensions offered in the filter field by default.
+pub const DEFAULT_EXTENSIONS: &[&str] = &[
+    "c", "h", "cpp", "hpp", "cc", "rs", "py", "go", "java", "js", "ts", "md", "txt", "toml", "sh",
+];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -53,7 +58,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             data_dir: "training_data/".into(),
-            extension_filter: super::data_panel::DEFAULT_EXTENSIONS.join(" "),
+            extension_filter: DEFAULT_EXTENSIONS.join(" "),
             train: TrainConfig::default(),
             show_advanced: false,
             plot: PlotSettings::default(),

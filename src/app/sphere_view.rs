@@ -4,41 +4,12 @@
 //! parent. Colour shows how busy a sphere is; the label is its batch count;
 //! a pulsing ring marks spheres that are reducing gradients.
 
+use super::palette::busy_colour;
 use crate::train::events::{SphereState, SphereStats};
 use crate::train::spheres::{children_of, level_of, parent_of};
 use eframe::egui;
 use egui::{Color32, Pos2, Stroke, Vec2};
 use std::f32::consts::TAU;
-
-/// Colour stops from idle to saturated: grey, blue, cyan, yellow, orange, red.
-const BUSY_STOPS: [(f32, [u8; 3]); 6] = [
-    (0.0, [105, 110, 120]),
-    (0.2, [60, 110, 235]),
-    (0.45, [40, 200, 225]),
-    (0.7, [240, 220, 60]),
-    (0.85, [245, 150, 40]),
-    (1.0, [230, 60, 50]),
-];
-
-/// Colour for a busy fraction (clamped to 0..1; NaN counts as idle).
-pub fn busy_colour(busy: f32) -> Color32 {
-    let b = if busy.is_finite() {
-        busy.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    for w in BUSY_STOPS.windows(2) {
-        let (t0, c0) = w[0];
-        let (t1, c1) = w[1];
-        if b <= t1 {
-            let f = (b - t0) / (t1 - t0);
-            let mix = |i: usize| (c0[i] as f32 + (c1[i] as f32 - c0[i] as f32) * f).round() as u8;
-            return Color32::from_rgb(mix(0), mix(1), mix(2));
-        }
-    }
-    let [r, g, b] = BUSY_STOPS[BUSY_STOPS.len() - 1].1;
-    Color32::from_rgb(r, g, b)
-}
 
 /// Leaves under `id` (itself when it has no children): sets each sector's
 /// share so crowded subtrees get more of the circle.
@@ -315,7 +286,7 @@ fn sphere_tooltip(ui: &mut egui::Ui, s: &SphereStats) {
         row(ui, "last loss", format!("{:.4}", s.last_loss));
         row(ui, "grad norm", format!("{:.3}", s.grad_norm));
         row(ui, "busy", format!("{:.0} %", s.busy * 100.0));
-        row(ui, "state", super::stats_table::state_name(s.state).into());
+        row(ui, "state", s.state.name().into());
     });
 }
 

@@ -1,5 +1,6 @@
 //! The per-sphere stats table: one row per sphere, sortable by any column.
 
+use super::palette::busy_colour;
 use crate::train::events::{SphereState, SphereStats};
 use eframe::egui;
 use std::cmp::Ordering;
@@ -70,15 +71,6 @@ impl SortOrder {
     }
 }
 
-pub fn state_name(s: SphereState) -> &'static str {
-    match s {
-        SphereState::Idle => "idle",
-        SphereState::Computing => "computing",
-        SphereState::Waiting => "waiting",
-        SphereState::Reducing => "reducing",
-    }
-}
-
 fn compare(a: &SphereStats, b: &SphereStats, column: Column) -> Ordering {
     // total_cmp keeps NaN losses in a fixed place instead of panicking.
     match column {
@@ -88,7 +80,9 @@ fn compare(a: &SphereStats, b: &SphereStats, column: Column) -> Ordering {
         Column::AvgLoss => a.avg_loss.total_cmp(&b.avg_loss),
         Column::GradNorm => a.grad_norm.total_cmp(&b.grad_norm),
         Column::Busy => a.busy.total_cmp(&b.busy),
-        Column::State => state_name(a.state).cmp(state_name(b.state)),
+        Column::State => {
+            SphereState::name(a.state).cmp(crate::train::events::SphereState::name(b.state))
+        }
     }
 }
 
@@ -145,8 +139,8 @@ pub fn stats_table_ui(ui: &mut egui::Ui, rows: &[SphereStats], order: &mut SortO
                         ui.label(format!("{:.4}", r.avg_loss));
                         ui.label(format!("{:.3}", r.grad_norm));
                         ui.label(format!("{:.0}", r.busy * 100.0));
-                        let colour = super::sphere_view::busy_colour(r.busy);
-                        ui.colored_label(colour, state_name(r.state));
+                        let colour = busy_colour(r.busy);
+                        ui.colored_label(colour, SphereState::name(r.state));
                         ui.end_row();
                     }
                 });

@@ -29,6 +29,18 @@ pub enum SphereState {
     Reducing,
 }
 
+impl SphereState {
+    /// The word a front end shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            SphereState::Idle => "idle",
+            SphereState::Computing => "computing",
+            SphereState::Waiting => "waiting",
+            SphereState::Reducing => "reducing",
+        }
+    }
+}
+
 /// One worker ("sphere") as the sphere view and stats table show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SphereStats {

@@ -17,6 +17,7 @@ pub mod saving;
 pub mod scaling;
 pub mod schedule;
 pub mod spheres;
+pub mod tree;
 pub mod watch;
 
 pub use config::{TokenizerKind, TrainConfig};

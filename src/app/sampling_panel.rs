@@ -1,0 +1,82 @@
+//! The sampling controls of the LLM tab: temperature, top-k, top-p,
+//! repetition penalty, max tokens, seed (with a clock-drawn Random) and the
+//! stop string, each labelled for screen readers and tests.
+
+use super::llm_settings::LlmSettings;
+use eframe::egui;
+
+pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
+    /// A label, then the widget named by it (for screen readers and tests).
+    fn labelled(ui: &mut egui::Ui, text: &str, widget: impl egui::Widget, hint: &str) {
+        let label = ui.label(text);
+        ui.add(widget).labelled_by(label.id).on_hover_text(hint);
+    }
+    ui.horizontal_wrapped(|ui| {
+        labelled(
+            ui,
+            "Temperature",
+            egui::Slider::new(&mut s.temperature, 0.0..=2.0).step_by(0.05),
+            "0 = greedy (always the most probable token)",
+        );
+        labelled(
+            ui,
+            "Top-k",
+            egui::DragValue::new(&mut s.top_k).range(0..=5000),
+            "Keep only the k most probable tokens (0 = off)",
+        );
+        labelled(
+            ui,
+            "Top-p",
+            egui::Slider::new(&mut s.top_p, 0.01..=1.0).step_by(0.01),
+            "Keep the most probable tokens up to this total probability (1 = off)",
+        );
+        labelled(
+            ui,
+            "Repetition penalty",
+            egui::Slider::new(&mut s.repetition_penalty, 1.0..=2.0).step_by(0.05),
+            "Above 1 makes tokens already in the context less likely (1 = off)",
+        );
+    });
+    ui.horizontal_wrapped(|ui| {
+        labelled(
+            ui,
+            "Max tokens",
+            egui::DragValue::new(&mut s.max_tokens).range(1..=4096),
+            "Most tokens in one reply",
+        );
+        labelled(
+            ui,
+            "Seed",
+            egui::DragValue::new(&mut s.seed),
+            "Same seed, model, prompt and settings: same reply",
+        );
+        if ui
+            .button("Random")
+            .on_hover_text("A new random seed")
+            .clicked()
+        {
+            s.seed = random_seed();
+        }
+        labelled(
+            ui,
+            "Stop string",
+            egui::TextEdit::singleline(&mut s.stop)
+                .desired_width(90.0)
+                .hint_text("e.g. \\n\\n"),
+            "Generation ends before this text; \\n and \\t are escapes. Empty = none",
+        );
+    });
+}
+
+/// A seed from the clock: different each press, no extra dependency.
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    // splitmix64's finaliser spreads nearby clock values apart.
+    let mut z = nanos.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % 1_000_000
+}

@@ -1,0 +1,255 @@
+//! Phase 2: building a run: model and optimizer (new, or from the checkpoint
+//! with its data checked), the plan, the sphere tree, the run's folder and log.
+
+use super::{Run, model_config_for};
+use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::data::batches::Batcher;
+use crate::model::Gpt;
+use crate::train::TrainConfig;
+use crate::train::evaluate::eval_windows;
+use crate::train::events::{Event, Phase, RunInfo, Summary};
+use crate::train::faults::Faults;
+use crate::train::memory;
+use crate::train::optimizer::AdamW;
+use crate::train::plan::{plan, resumed_plan};
+use crate::train::prepare::Prepared;
+use crate::train::runlog::{RunLog, unique_run_name};
+use crate::train::saving::Saver;
+use crate::train::schedule::Schedule;
+use crate::train::spheres::Spheres;
+use crate::train::watch::NormWatch;
+use std::time::Instant;
+
+impl Run {
+    /// Phase 2: the model and optimizer, new or from the checkpoint; the
+    /// plan, the sphere tree, the run's folder and log.
+    pub fn build(
+        mut config: TrainConfig,
+        faults: Faults,
+        prepared: Prepared,
+        resumed: Option<Checkpoint>,
+        started: Instant,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Run, String> {
+        let Prepared {
+            tokenizer,
+            train,
+            val,
+            files,
+            fingerprint,
+        } = prepared;
+        let seq_len = config.seq_len;
+        let batcher = Batcher::new(&train, seq_len, config.seed)
+            .map_err(|e| format!("training data: {e}"))?;
+        let windows = batcher.windows_per_epoch();
+        let threads = config.resolved_threads();
+        let mut notes = Vec::new();
+        // A resumed run continues in its own folders unless given a new name.
+        let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
+        let (model, opt, state, plan) = match resumed {
+            Some(ck) => {
+                let mut state = ck.state;
+                let plan = resumed_plan(&config, &ck.train_config, &state, windows, &mut notes);
+                let changed = state
+                    .data
+                    .as_ref()
+                    .and_then(|saved| saved.difference(&fingerprint));
+                if let Some(what) = &changed {
+                    if !config.allow_data_change {
+                        return Err(format!(
+                            "the training data is not what the checkpoint was trained on: {what}. \
+                             Resume on this data anyway with --allow-data-change, or start a new run"
+                        ));
+                    }
+                    notes.push(format!(
+                        "the training data changed since the checkpoint ({what}); continuing on the \
+                         new data as asked"
+                    ));
+                }
+                state.data = Some(fingerprint);
+                let implied = (
+                    state.step / plan.steps_per_epoch,
+                    (state.step % plan.steps_per_epoch)
+                        * (config.batch_size * config.accum_steps) as u64,
+                );
+                if changed.is_none() && (state.data_epoch, state.data_index) != implied {
+                    return Err(format!(
+                        "the checkpoint's data position (epoch {}, sequence {}) does not match \
+                         its step {} on this data (epoch {}, sequence {}): the data is not the \
+                         data it was trained on",
+                        state.data_epoch, state.data_index, state.step, implied.0, implied.1
+                    ));
+                }
+                memory::check_training_fits(&config, &ck.model, threads)?;
+                let model = Gpt::from_params(ck.model, ck.params)?;
+                let opt = match ck.optimizer {
+                    Some(o) => o.into_adamw(&model.layout),
+                    None => {
+                        notes.push(
+                            "the checkpoint holds weights only: optimizer moments restart from zero"
+                                .into(),
+                        );
+                        AdamW::new(
+                            config.adamw.clone(),
+                            model.layout.total,
+                            model.layout.decay_ranges(),
+                        )
+                    }
+                };
+                if state.step >= plan.last_step {
+                    return Err(format!(
+                        "the run in {} already reached its last step ({}); give --epochs or \
+                         --max-steps to train further",
+                        config
+                            .resume
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                        plan.last_step
+                    ));
+                }
+                (model, opt, state, plan)
+            }
+            None => {
+                let mc = model_config_for(&config, tokenizer.vocab_size())?;
+                // Settings the machine cannot hold are refused before
+                // anything is allocated for them.
+                memory::check_training_fits(&config, &mc, threads)?;
+                let model = Gpt::new(mc, config.seed)?;
+                let opt = AdamW::new(
+                    config.adamw.clone(),
+                    model.layout.total,
+                    model.layout.decay_ranges(),
+                );
+                let state = TrainingState {
+                    data: Some(fingerprint),
+                    ..TrainingState::start()
+                };
+                (model, opt, state, plan(&config, windows))
+            }
+        };
+        for note in notes {
+            emit(Event::Warning(note));
+        }
+        if model.config.vocab_size < tokenizer.vocab_size() {
+            return Err(format!(
+                "the model's vocabulary ({}) is smaller than the tokenizer's ({})",
+                model.config.vocab_size,
+                tokenizer.vocab_size()
+            ));
+        }
+        if seq_len > model.config.n_ctx {
+            return Err(format!(
+                "sequence length {seq_len} is longer than the model's context {}",
+                model.config.n_ctx
+            ));
+        }
+
+        // The run's own folder, under a name no other run has.
+        let continues_its_run = saved_run_name.as_deref() == Some(config.run_name.as_str())
+            && !config.run_name.is_empty();
+        if !continues_its_run {
+            let name = unique_run_name(&config);
+            if !config.run_name.is_empty() && name != config.run_name {
+                emit(Event::Warning(format!(
+                    "a run named '{}' already exists: this run is '{name}'",
+                    config.run_name
+                )));
+            }
+            config.run_name = name;
+        }
+        let run_dir = config.checkpoint_dir.join(&config.run_name);
+        std::fs::create_dir_all(&run_dir).map_err(|e| {
+            format!(
+                "cannot create the run's checkpoint folder {}: {e}",
+                run_dir.display()
+            )
+        })?;
+        let log = if state.step > 0 {
+            RunLog::resume(&config, &model.config, state.step)?
+        } else {
+            RunLog::create(&config, &model.config)?
+        };
+
+        // Each sphere runs its share of a step as micro-batches of its share
+        // of `batch_size`: memory does not grow with accumulation.
+        let spheres = Spheres::new(&model, threads, config.batch_size, seq_len);
+        let val_windows = eval_windows(&val, seq_len, config.eval_batches * config.batch_size);
+        if val_windows.is_empty() {
+            emit(Event::Warning(format!(
+                "the validation split ({} tokens) is too small to evaluate at sequence length \
+                 {seq_len}: no validation loss, no best checkpoint and no early stopping in \
+                 this run{}",
+                val.tokens.len(),
+                if config.val_fraction > 0.0 {
+                    "; raise --val-fraction or add data"
+                } else {
+                    " (validation fraction is 0)"
+                }
+            )));
+        }
+        let bytes_per_token = if val.tokens.is_empty() {
+            train.bytes as f64 / train.tokens.len().max(1) as f64
+        } else {
+            val.bytes as f64 / val.tokens.len() as f64
+        };
+        emit(Event::Ready(RunInfo {
+            files,
+            train_tokens: train.tokens.len(),
+            val_tokens: val.tokens.len(),
+            vocab_size: model.config.vocab_size,
+            params: model.layout.total,
+            threads,
+            total_steps: plan.last_step,
+            first_step: state.step,
+            run_name: config.run_name.clone(),
+            run_dir: run_dir.clone(),
+            workspace_bytes: spheres.workspace_bytes(),
+        }));
+        emit(Event::Phase(Phase::Training));
+        emit(Event::Spheres(spheres.stats()));
+
+        let seqs_per_step = config.batch_size * config.accum_steps;
+        let schedule = Schedule {
+            kind: config.schedule,
+            base_lr: config.lr,
+            min_lr: config.min_lr,
+            warmup_steps: config.warmup_steps,
+            total_steps: plan.horizon,
+        };
+        let mut summary = Summary::empty(0.0);
+        summary.best_val_loss = state.best_val_loss;
+        Ok(Run {
+            faults,
+            saver: Saver {
+                config: config.clone(),
+                tokenizer_json: tokenizer.to_json(),
+                started,
+                last_saved: None,
+            },
+            tokenizer,
+            val,
+            model,
+            opt,
+            first_step: state.step,
+            state,
+            plan,
+            schedule,
+            spheres,
+            batcher,
+            val_windows,
+            bytes_per_token,
+            log,
+            run_dir,
+            summary,
+            inputs: vec![0u32; seqs_per_step * seq_len],
+            targets: vec![0u32; seqs_per_step * seq_len],
+            bad_in_a_row: 0,
+            norm_watch: NormWatch::default(),
+            tokens_done: 0,
+            train_started: Instant::now(),
+            epoch_started: Instant::now(),
+            config,
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! The phases of a built run: a step, what follows it (evaluation, samples,
+//! epoch ends, saves) and the finish.
+
+use super::{MAX_BAD_STEPS, Run, StepOutcome, TICK};
+use crate::checkpoint;
+use crate::data::batches::BatchPosition;
+use crate::train::evaluate::evaluate;
+use crate::train::events::{Event, SaveReason, StepStats, Summary};
+use crate::train::metrics::{imbalance, peak_memory_bytes};
+use crate::train::saving::{RUN_FINAL_NAME, copy_atomically, keep_previous_output};
+use crate::train::spheres::StepInput;
+use std::path::Path;
+use std::time::Instant;
+
+impl Run {
+    /// Phase 3: one optimizer step: the step's sequences, forward and
+    /// backward on the spheres, the reduction, clipping and AdamW.
+    pub fn step(&mut self, emit: &mut dyn FnMut(Event)) -> Result<StepOutcome, String> {
+        let config = &self.config;
+        let seq_len = config.seq_len;
+        let seqs_per_step = config.batch_size * config.accum_steps;
+        let step = self.state.step;
+        let epoch = (step / self.plan.steps_per_epoch) as usize;
+        self.batcher.set_position(BatchPosition {
+            epoch: epoch as u64,
+            index: (step % self.plan.steps_per_epoch) * seqs_per_step as u64,
+        });
+        for s in 0..seqs_per_step {
+            let r = s * seq_len..(s + 1) * seq_len;
+            self.batcher
+                .next_into(&mut self.inputs[r.clone()], &mut self.targets[r]);
+        }
+        let input = StepInput {
+            inputs: &self.inputs,
+            targets: &self.targets,
+            n_seqs: seqs_per_step,
+            seq_len,
+            step,
+            seed: config.seed,
+            dropout: self.model.config.dropout > 0.0,
+        };
+        let mut tick = |stats| emit(Event::Spheres(stats));
+        let mut outcome = self
+            .spheres
+            .compute_gradients(&self.model, &input, TICK, &mut tick);
+        if self.faults.nan_at_step == Some(step) {
+            self.spheres.gradient_mut()[0] = f32::NAN;
+            outcome.grad_norm = f32::NAN;
+        }
+        let lr = self.schedule.lr_at(step);
+        let finite = outcome.loss.is_finite() && outcome.grad_norm.is_finite();
+        let mut clipped = false;
+        if finite {
+            self.bad_in_a_row = 0;
+            let mut scale = 1.0;
+            if config.grad_clip > 0.0 && outcome.grad_norm > config.grad_clip {
+                scale = config.grad_clip / (outcome.grad_norm + 1e-6);
+                clipped = true;
+            }
+            self.spheres
+                .apply_update(&mut self.model.params, &mut self.opt, lr, scale);
+            if let Some(w) = self.norm_watch.observe(outcome.grad_norm, step) {
+                emit(Event::Warning(w));
+            }
+        } else {
+            self.bad_in_a_row += 1;
+            self.summary.skipped_updates += 1;
+            emit(Event::Warning(format!(
+                "step {}: loss {} / gradient norm {} is not finite; update skipped ({} skipped so far)",
+                step + 1,
+                outcome.loss,
+                outcome.grad_norm,
+                self.summary.skipped_updates
+            )));
+            if self.bad_in_a_row >= MAX_BAD_STEPS {
+                return Err(format!(
+                    "training diverged: {MAX_BAD_STEPS} steps in a row had non-finite loss or gradients; \
+                     the last good checkpoint{} is intact",
+                    self.saver
+                        .last_saved
+                        .as_ref()
+                        .map(|p| format!(" ({})", p.display()))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        let tokens = (seqs_per_step * seq_len) as u64;
+        self.state.step += 1;
+        self.state.lr = lr;
+        self.state.tokens_seen += tokens;
+        self.state.epoch = self.state.step / self.plan.steps_per_epoch;
+        self.state.data_epoch = self.state.epoch;
+        self.state.data_index =
+            (self.state.step % self.plan.steps_per_epoch) * seqs_per_step as u64;
+        self.tokens_done += tokens;
+        if self.summary.initial_loss.is_nan() && finite {
+            self.summary.initial_loss = outcome.loss;
+        }
+        if finite {
+            self.summary.final_loss = outcome.loss;
+        }
+
+        let elapsed = self.train_started.elapsed().as_secs_f64();
+        let done_here = self.state.step - self.first_step;
+        let stats = StepStats {
+            epoch,
+            epochs: config.epochs,
+            step: self.state.step,
+            total_steps: self.plan.last_step,
+            loss: outcome.loss,
+            lr,
+            grad_norm: outcome.grad_norm,
+            clipped,
+            tokens_per_sec: self.tokens_done as f64 / elapsed.max(1e-9),
+            elapsed_secs: self.state.elapsed_secs + elapsed,
+            eta_secs: elapsed / done_here as f64 * (self.plan.last_step - self.state.step) as f64,
+        };
+        self.log.step(&stats)?;
+        emit(Event::Step(stats));
+        emit(Event::Spheres(self.spheres.stats()));
+        Ok(StepOutcome {
+            loss: outcome.loss,
+            epoch,
+        })
+    }
+
+    /// What follows a step: evaluation when due (best checkpoint, early
+    /// stopping), a sample, the epoch's end (periodic checkpoint), and a
+    /// save the user asked for.
+    pub fn after_step(
+        &mut self,
+        outcome: &StepOutcome,
+        save_now: bool,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), String> {
+        let step = self.state.step;
+        let epoch_end = step.is_multiple_of(self.plan.steps_per_epoch);
+        let eval_due = (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
+            || epoch_end;
+        if eval_due && !self.val_windows.is_empty() {
+            self.evaluate(outcome.epoch, emit)?;
+        }
+        if self.config.sample_every > 0 && step.is_multiple_of(self.config.sample_every) {
+            let text = crate::generate::sample_text(
+                &self.model,
+                &self.tokenizer,
+                &self.config.sample_prompt,
+                64,
+                self.config.seed ^ step,
+            );
+            emit(Event::Sample {
+                step,
+                text: format!("{}{text}", self.config.sample_prompt),
+            });
+        }
+        if epoch_end {
+            self.end_epoch(outcome.loss, emit)?;
+        }
+        if save_now {
+            let path = self
+                .run_dir
+                .join(format!("checkpoint_manual_step_{step}.cllm"));
+            self.save(&path, SaveReason::Manual, emit)?;
+        }
+        Ok(())
+    }
+
+    /// Phase 4: the validation loss; a new best is saved, and early
+    /// stopping counts evaluations without one.
+    pub fn evaluate(&mut self, epoch: usize, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+        let ev = evaluate(
+            &mut self.spheres,
+            &self.model,
+            &self.val,
+            &self.val_windows,
+            self.config.seq_len,
+            self.bytes_per_token,
+            epoch,
+            self.state.step,
+        );
+        self.log.eval(&ev)?;
+        emit(Event::Eval(ev.clone()));
+        let better = self.state.best_val_loss.is_none_or(|b| ev.loss < b);
+        if better && ev.loss.is_finite() {
+            self.state.best_val_loss = Some(ev.loss);
+            self.state.evals_without_gain = 0;
+            self.summary.best_val_loss = Some(ev.loss);
+            self.summary.best_bits_per_byte = Some(ev.bits_per_byte);
+            let path = checkpoint::best_path(&self.run_dir);
+            self.save(&path, SaveReason::Best, emit)?;
+        } else {
+            self.state.evals_without_gain += 1;
+            let patience = self.config.early_stop_patience as u64;
+            if patience > 0 && self.state.evals_without_gain >= patience {
+                emit(Event::Warning(format!(
+                    "early stop: no validation gain in {} evaluations",
+                    self.state.evals_without_gain
+                )));
+                self.summary.stopped_early = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of an epoch: its time, and the periodic checkpoint (older
+    /// ones of this run pruned).
+    pub fn end_epoch(&mut self, last_loss: f32, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+        self.summary
+            .epoch_secs
+            .push(self.epoch_started.elapsed().as_secs_f64());
+        self.epoch_started = Instant::now();
+        self.summary.epochs_done += 1;
+        let n_epoch = self.state.step / self.plan.steps_per_epoch;
+        let every = self.config.checkpoint_every as u64;
+        if every > 0 && n_epoch.is_multiple_of(every) {
+            let loss = self.state.best_val_loss.unwrap_or(last_loss);
+            let path = checkpoint::periodic_path(&self.run_dir, n_epoch, loss);
+            self.save(&path, SaveReason::Periodic, emit)?;
+            if let Err(e) =
+                checkpoint::prune_periodic(&self.run_dir, self.config.keep_checkpoints.max(1))
+            {
+                emit(Event::Warning(format!("old checkpoints not pruned: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase 5: a checkpoint of where the run stands.
+    pub fn save(
+        &mut self,
+        path: &Path,
+        reason: SaveReason,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), String> {
+        self.state.horizon = self.plan.horizon;
+        self.state.last_step = self.plan.last_step;
+        self.saver
+            .save(path, reason, &self.model, &self.opt, &self.state, emit)
+    }
+
+    /// Phase 6: the final model (also after a stop: the last step's
+    /// weights) in the run's folder and at the output path, and the summary.
+    pub fn finish(mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
+        self.spheres.rest();
+        emit(Event::Spheres(self.spheres.stats()));
+        let run_final = self.run_dir.join(RUN_FINAL_NAME);
+        let output = self.config.output.clone();
+        let publish = output != run_final;
+        if publish
+            && let Some(kept) =
+                keep_previous_output(&output, &self.config.checkpoint_dir, &self.config.run_name)?
+        {
+            emit(Event::Warning(format!(
+                "the previous {} is from no run folder (or differs from its run's copy): \
+                 kept as {}",
+                output.display(),
+                kept.display()
+            )));
+        }
+        self.save(&run_final, SaveReason::Final, emit)?;
+        if publish {
+            copy_atomically(&run_final, &output)?;
+            emit(Event::Checkpoint {
+                path: output.clone(),
+                reason: SaveReason::Final,
+            });
+        }
+        let train_secs = self.train_started.elapsed().as_secs_f64();
+        let steps_here = self.state.step - self.first_step;
+        let seqs_per_step = (self.config.batch_size * self.config.accum_steps) as u64;
+        let s = &mut self.summary;
+        s.steps = self.state.step;
+        s.total_secs = self.saver.started.elapsed().as_secs_f64();
+        s.secs_per_sequence = train_secs / (steps_here * seqs_per_step).max(1) as f64;
+        s.tokens_per_sec = self.tokens_done as f64 / train_secs.max(1e-9);
+        s.sphere_sequences = self.spheres.sequences();
+        s.load_imbalance = imbalance(&s.sphere_sequences);
+        s.peak_memory_bytes = peak_memory_bytes();
+        s.final_model = Some(output);
+        if self.state.step < self.plan.last_step && !s.stopped_early {
+            emit(Event::Warning(format!(
+                "stopped at step {} of {}",
+                self.state.step, self.plan.last_step
+            )));
+        }
+        Ok(self.summary)
+    }
+}
