@@ -4,6 +4,7 @@
 use super::{Run, model_config_for};
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::data::batches::Batcher;
+use crate::data::fingerprint::DataFingerprint;
 use crate::model::Gpt;
 use crate::train::TrainConfig;
 use crate::train::evaluate::eval_windows;
@@ -11,6 +12,7 @@ use crate::train::events::{Event, Phase, RunInfo, Summary};
 use crate::train::faults::Faults;
 use crate::train::memory;
 use crate::train::optimizer::AdamW;
+use crate::train::plan::Plan;
 use crate::train::plan::{plan, resumed_plan};
 use crate::train::prepare::Prepared;
 use crate::train::runlog::{RunLog, unique_run_name};
@@ -47,86 +49,14 @@ impl Run {
         // A resumed run continues in its own folders unless given a new name.
         let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
         let (model, opt, state, plan) = match resumed {
-            Some(ck) => {
-                let mut state = ck.state;
-                let plan = resumed_plan(&config, &ck.train_config, &state, windows, &mut notes);
-                let changed = state
-                    .data
-                    .as_ref()
-                    .and_then(|saved| saved.difference(&fingerprint));
-                if let Some(what) = &changed {
-                    if !config.allow_data_change {
-                        return Err(format!(
-                            "the training data is not what the checkpoint was trained on: {what}. \
-                             Resume on this data anyway with --allow-data-change, or start a new run"
-                        ));
-                    }
-                    notes.push(format!(
-                        "the training data changed since the checkpoint ({what}); continuing on the \
-                         new data as asked"
-                    ));
-                }
-                state.data = Some(fingerprint);
-                let implied = (
-                    state.step / plan.steps_per_epoch,
-                    (state.step % plan.steps_per_epoch)
-                        * (config.batch_size * config.accum_steps) as u64,
-                );
-                if changed.is_none() && (state.data_epoch, state.data_index) != implied {
-                    return Err(format!(
-                        "the checkpoint's data position (epoch {}, sequence {}) does not match \
-                         its step {} on this data (epoch {}, sequence {}): the data is not the \
-                         data it was trained on",
-                        state.data_epoch, state.data_index, state.step, implied.0, implied.1
-                    ));
-                }
-                memory::check_training_fits(&config, &ck.model, threads)?;
-                let model = Gpt::from_params(ck.model, ck.params)?;
-                let opt = match ck.optimizer {
-                    Some(o) => o.into_adamw(&model.layout),
-                    None => {
-                        notes.push(
-                            "the checkpoint holds weights only: optimizer moments restart from zero"
-                                .into(),
-                        );
-                        AdamW::new(
-                            config.adamw.clone(),
-                            model.layout.total,
-                            model.layout.decay_ranges(),
-                        )
-                    }
-                };
-                if state.step >= plan.last_step {
-                    return Err(format!(
-                        "the run in {} already reached its last step ({}); give --epochs or \
-                         --max-steps to train further",
-                        config
-                            .resume
-                            .as_ref()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default(),
-                        plan.last_step
-                    ));
-                }
-                (model, opt, state, plan)
-            }
-            None => {
-                let mc = model_config_for(&config, tokenizer.vocab_size())?;
-                // Settings the machine cannot hold are refused before
-                // anything is allocated for them.
-                memory::check_training_fits(&config, &mc, threads)?;
-                let model = Gpt::new(mc, config.seed)?;
-                let opt = AdamW::new(
-                    config.adamw.clone(),
-                    model.layout.total,
-                    model.layout.decay_ranges(),
-                );
-                let state = TrainingState {
-                    data: Some(fingerprint),
-                    ..TrainingState::start()
-                };
-                (model, opt, state, plan(&config, windows))
-            }
+            Some(ck) => restore(&config, ck, fingerprint, windows, threads, &mut notes)?,
+            None => start_fresh(
+                &config,
+                tokenizer.vocab_size(),
+                fingerprint,
+                windows,
+                threads,
+            )?,
         };
         for note in notes {
             emit(Event::Warning(note));
@@ -252,4 +182,101 @@ impl Run {
             config,
         })
     }
+}
+
+/// What a run continues from: the checkpoint's model, optimizer, state and
+/// plan, after checking that the data is the data it was trained on (or
+/// that the user allowed a change), that its position agrees with its step,
+/// that it fits in memory and that it has steps left.
+fn restore(
+    config: &TrainConfig,
+    ck: Checkpoint,
+    fingerprint: DataFingerprint,
+    windows: usize,
+    threads: usize,
+    notes: &mut Vec<String>,
+) -> Result<(Gpt, AdamW, TrainingState, Plan), String> {
+    let mut state = ck.state;
+    let plan = resumed_plan(config, &ck.train_config, &state, windows, notes);
+    let changed = state
+        .data
+        .as_ref()
+        .and_then(|saved| saved.difference(&fingerprint));
+    if let Some(what) = &changed {
+        if !config.allow_data_change {
+            return Err(format!(
+                "the training data is not what the checkpoint was trained on: {what}. \
+                     Resume on this data anyway with --allow-data-change, or start a new run"
+            ));
+        }
+        notes.push(format!(
+            "the training data changed since the checkpoint ({what}); continuing on the \
+                 new data as asked"
+        ));
+    }
+    state.data = Some(fingerprint);
+    let implied = (
+        state.step / plan.steps_per_epoch,
+        (state.step % plan.steps_per_epoch) * (config.batch_size * config.accum_steps) as u64,
+    );
+    if changed.is_none() && (state.data_epoch, state.data_index) != implied {
+        return Err(format!(
+            "the checkpoint's data position (epoch {}, sequence {}) does not match \
+                 its step {} on this data (epoch {}, sequence {}): the data is not the \
+                 data it was trained on",
+            state.data_epoch, state.data_index, state.step, implied.0, implied.1
+        ));
+    }
+    memory::check_training_fits(config, &ck.model, threads)?;
+    let model = Gpt::from_params(ck.model, ck.params)?;
+    let opt = match ck.optimizer {
+        Some(o) => o.into_adamw(&model.layout),
+        None => {
+            notes.push(
+                "the checkpoint holds weights only: optimizer moments restart from zero".into(),
+            );
+            AdamW::new(
+                config.adamw.clone(),
+                model.layout.total,
+                model.layout.decay_ranges(),
+            )
+        }
+    };
+    if state.step >= plan.last_step {
+        return Err(format!(
+            "the run in {} already reached its last step ({}); give --epochs or \
+                 --max-steps to train further",
+            config
+                .resume
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            plan.last_step
+        ));
+    }
+    Ok((model, opt, state, plan))
+}
+
+/// A new run's model (refused before allocating when the machine cannot
+/// hold the run), optimizer, state and plan.
+fn start_fresh(
+    config: &TrainConfig,
+    vocab_size: usize,
+    fingerprint: DataFingerprint,
+    windows: usize,
+    threads: usize,
+) -> Result<(Gpt, AdamW, TrainingState, Plan), String> {
+    let mc = model_config_for(config, vocab_size)?;
+    memory::check_training_fits(config, &mc, threads)?;
+    let model = Gpt::new(mc, config.seed)?;
+    let opt = AdamW::new(
+        config.adamw.clone(),
+        model.layout.total,
+        model.layout.decay_ranges(),
+    );
+    let state = TrainingState {
+        data: Some(fingerprint),
+        ..TrainingState::start()
+    };
+    Ok((model, opt, state, plan(config, windows)))
 }
