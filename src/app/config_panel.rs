@@ -5,6 +5,7 @@
 
 use super::format::{format_bytes, format_count};
 use super::memory_estimate::{estimate_memory, memory_problem};
+use super::palette::notice_frame;
 use crate::data::tokenizer::{MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};
 use crate::model::PRESET_NAMES;
 use crate::train::memory::{self};
@@ -318,30 +319,25 @@ fn resume_banner_ui(ui: &mut egui::Ui, cfg: &mut TrainConfig, ed: &mut ConfigEdi
         return;
     };
     let colour = ui.visuals().warn_fg_color;
-    egui::Frame::new()
-        .fill(colour.gamma_multiply(0.15))
-        .stroke(egui::Stroke::new(1.0, colour))
-        .corner_radius(4.0)
-        .inner_margin(6.0)
-        .show(ui, |ui| {
-            ui.horizontal_wrapped(|ui| {
-                ui.colored_label(
-                    colour,
-                    format!(
-                        "Resuming from {} — the run continues that checkpoint's data and settings",
-                        path.display()
-                    ),
-                );
-                if ui
-                    .button("× Don't resume")
-                    .on_hover_text("Start a fresh run with the settings above")
-                    .clicked()
-                {
-                    cfg.resume = None;
-                    ed.resume_text = None;
-                }
-            });
+    notice_frame(colour).show(ui, |ui| {
+        ui.horizontal_wrapped(|ui| {
+            ui.colored_label(
+                colour,
+                format!(
+                    "Resuming from {} — the run continues that checkpoint's data and settings",
+                    path.display()
+                ),
+            );
+            if ui
+                .button("× Don't resume")
+                .on_hover_text("Start a fresh run with the settings above")
+                .clicked()
+            {
+                cfg.resume = None;
+                ed.resume_text = None;
+            }
         });
+    });
 }
 
 /// The Advanced section; returns whether the resume picker was asked for.

@@ -1,7 +1,7 @@
 //! Colours shared by the sphere view and the stats table: how busy a sphere
 //! is, from grey (idle) through blue and cyan to yellow, orange and red.
 
-use eframe::egui::Color32;
+use eframe::egui::{self, Color32};
 
 /// Colour stops from idle to saturated: grey, blue, cyan, yellow, orange, red.
 const BUSY_STOPS: [(f32, [u8; 3]); 6] = [
@@ -31,4 +31,14 @@ pub fn busy_colour(busy: f32) -> Color32 {
     }
     let [r, g, b] = BUSY_STOPS[BUSY_STOPS.len() - 1].1;
     Color32::from_rgb(r, g, b)
+}
+
+/// The frame of a notice in `colour` (warnings, errors, the resume banner):
+/// a tinted fill inside a thin border of the same colour.
+pub fn notice_frame(colour: Color32) -> egui::Frame {
+    egui::Frame::new()
+        .fill(colour.gamma_multiply(0.15))
+        .stroke(egui::Stroke::new(1.0, colour))
+        .corner_radius(4.0)
+        .inner_margin(6.0)
 }

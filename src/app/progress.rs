@@ -3,6 +3,7 @@
 //! last checkpoint; warnings and errors as visible notices.
 
 use super::format::{format_bytes, format_count, format_duration};
+use super::palette::notice_frame;
 use super::run_state::RunView;
 use crate::train::events::{Phase, SaveReason};
 use eframe::egui;
@@ -146,13 +147,8 @@ pub fn progress_ui(ui: &mut egui::Ui, run: &RunView, memory: Option<u64>) {
         } else {
             (ui.visuals().warn_fg_color, "Warning")
         };
-        egui::Frame::new()
-            .fill(colour.gamma_multiply(0.15))
-            .stroke(egui::Stroke::new(1.0, colour))
-            .corner_radius(4.0)
-            .inner_margin(6.0)
-            .show(ui, |ui| {
-                ui.colored_label(colour, format!("{icon} at step {}: {}", n.step, n.text));
-            });
+        notice_frame(colour).show(ui, |ui| {
+            ui.colored_label(colour, format!("{icon} at step {}: {}", n.step, n.text));
+        });
     }
 }
