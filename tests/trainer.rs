@@ -800,3 +800,27 @@ fn sphere_states_say_what_the_spheres_do() {
     let seen = |st: SphereState| trained.iter().any(|s| s.iter().any(|x| x.state == st));
     assert!(seen(SphereState::Computing) && seen(SphereState::Reducing));
 }
+
+/// Settings no machine here can hold are refused with the memory they need,
+/// before any data is read, never an allocation abort.
+#[test]
+fn settings_the_machine_cannot_hold_are_refused_up_front() {
+    let d = tempfile::tempdir().unwrap();
+    let handle = spawn(TrainConfig {
+        preset: "seed".into(),
+        batch_size: 100_000,
+        seq_len: 512,
+        ..config(d.path(), 2)
+    });
+    let mut phases = 0;
+    let err = loop {
+        match handle.events.recv_timeout(Duration::from_secs(60)).unwrap() {
+            Event::Error(e) => break e,
+            Event::Phase(_) => phases += 1,
+            Event::Finished(_) => panic!("a run of 100,000 x 512 tokens was started"),
+            _ => {}
+        }
+    };
+    assert!(err.contains("needs about") && err.contains("TiB"), "{err}");
+    assert_eq!(phases, 0, "data was prepared before the refusal");
+}

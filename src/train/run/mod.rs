@@ -5,9 +5,9 @@
 //! [`Run::finish`]; the loop that calls them is `trainer::run`. Building is in `build.rs`, the
 //! phases of a built run in `step.rs`.
 
-use super::TrainConfig;
 use super::events::{Command, Event, Summary};
 use super::faults::Faults;
+use super::memory;
 use super::optimizer::AdamW;
 use super::plan::Plan;
 use super::prepare::{PrepareError, Prepared, prepare};
@@ -17,6 +17,7 @@ use super::saving::Saver;
 use super::schedule::Schedule;
 use super::spheres::Spheres;
 use super::watch::NormWatch;
+use super::{TokenizerKind, TrainConfig};
 use crate::checkpoint::{self, Checkpoint, TrainingState};
 use crate::data::batches::Batcher;
 use crate::data::dataset::TokenDataset;
@@ -102,6 +103,14 @@ impl Run {
         emit: &mut dyn FnMut(Event),
     ) -> Result<(TrainConfig, Option<Checkpoint>), String> {
         let Some(path) = user.resume.clone() else {
+            // Refuse what the machine cannot hold before reading any data:
+            // the vocabulary asked for bounds the one the tokenizer learns.
+            let vocab = match user.tokenizer {
+                TokenizerKind::Bpe => user.vocab_size,
+                TokenizerKind::Bytes => 256,
+            };
+            let model = model_config_for(&user, vocab)?;
+            memory::check_training_fits(&user, &model, user.resolved_threads())?;
             return Ok((user, None));
         };
         let ck = checkpoint::load(&path).map_err(|e| e.to_string())?;
