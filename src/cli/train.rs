@@ -128,7 +128,7 @@ impl TrainArgs {
             given.push("data");
         }
         if !self.extensions.is_empty() {
-            c.extensions = self.extensions.clone();
+            c.extensions = crate::data::scan::parse_extensions(&self.extensions);
             given.push("extensions");
         }
         set!(preset => preset);
