@@ -1,7 +1,7 @@
 //! `cllm`: with no subcommand, the desktop app; otherwise a headless command.
 
 use clap::Parser;
-use cllm::cli::{Cli, EXIT_INTERRUPTED, Failure, run};
+use cllm::cli::{Cli, Failure, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if failure.code == EXIT_INTERRUPTED {
+            if failure.is_stop() {
                 eprintln!("{}", failure.message);
             } else {
                 eprintln!("error: {}", failure.message);

@@ -194,6 +194,30 @@ fn ctrl_c_with_output_piped_saves_and_exits_130() {
     );
 }
 
+/// SIGTERM (`kill`, or a scheduler ending a job) stops like Ctrl-C: after
+/// the current step, with the final checkpoint saved, exit 143.
+#[test]
+fn sigterm_stops_after_the_step_and_saves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = write_sources(dir);
+    let args = tiny_train_args(dir, &src, "terminated", 10_000_000);
+    let mut run = Piped::start(dir, &strs(&args));
+    run.wait_for_stdout("the first step line", SHORT, |s| s.contains("step 1/"));
+    run.terminate();
+    let out = run.wait_exit(SHORT);
+    assert_eq!(out.code, Some(143), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("SIGTERM: stopping after the current step"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("stopped by SIGTERM at step"), "{out:?}");
+    let model = dir.join("terminated.cllm");
+    let step = step_of(&assert_verifies(dir, &model));
+    assert!(step > 0 && step < 10_000_000, "saved at step {step}");
+}
+
 #[test]
 fn prepare_and_tokenize_in_a_terminal_and_piped() {
     let tmp = tempfile::tempdir().unwrap();

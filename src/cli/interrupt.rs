@@ -1,40 +1,75 @@
-//! Ctrl-C for long commands: the first one is delivered to the command as a
-//! message (so it can stop cleanly, e.g. the trainer finishes its step and
-//! saves), the second one quits the process at once with status 130.
+//! Ctrl-C (SIGINT) and SIGTERM (`kill`, a cluster scheduler's warning before
+//! it kills a job) for long commands: the first one is delivered to the
+//! command as a message (so it can stop cleanly, e.g. the trainer finishes
+//! its step and saves), a second one quits the process at once with the
+//! status shells report for that signal (130, 143).
 
-use super::EXIT_INTERRUPTED;
 use crossbeam_channel::{Receiver, bounded};
-use signal_hook::consts::SIGINT;
+use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 use std::thread::JoinHandle;
 
-/// Watches for SIGINT while it lives.
+/// The signal that asked a command to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    CtrlC,
+    Term,
+}
+
+impl StopSignal {
+    fn from_raw(signal: i32) -> StopSignal {
+        if signal == SIGTERM {
+            StopSignal::Term
+        } else {
+            StopSignal::CtrlC
+        }
+    }
+
+    /// How a person would name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::CtrlC => "Ctrl-C",
+            StopSignal::Term => "SIGTERM",
+        }
+    }
+
+    /// 128 + the signal's number, as shells report it.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StopSignal::CtrlC => super::EXIT_INTERRUPTED,
+            StopSignal::Term => super::EXIT_TERMINATED,
+        }
+    }
+}
+
+/// Watches for SIGINT and SIGTERM while it lives.
 pub struct Interrupts {
-    /// Receives one message, on the first Ctrl-C.
-    pub first: Receiver<()>,
+    /// Receives one message, on the first signal.
+    pub first: Receiver<StopSignal>,
     handle: Handle,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Interrupts {
     /// Starts watching. `on_second` is printed (on stderr) when a second
-    /// Ctrl-C quits the process.
+    /// signal quits the process.
     pub fn watch(on_second: &'static str) -> Result<Interrupts, String> {
         let mut signals =
-            Signals::new([SIGINT]).map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
+            Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
         let handle = signals.handle();
         let (tx, first) = bounded(1);
         let thread = std::thread::Builder::new()
             .name("cllm-ctrl-c".into())
             .spawn(move || {
                 let mut seen = 0usize;
-                for _ in signals.forever() {
+                for raw in signals.forever() {
+                    let signal = StopSignal::from_raw(raw);
                     seen += 1;
                     if seen == 1 {
-                        let _ = tx.try_send(());
+                        let _ = tx.try_send(signal);
                     } else {
-                        eprintln!("\n{on_second}");
-                        std::process::exit(i32::from(EXIT_INTERRUPTED));
+                        eprintln!("\n{}: {on_second}", signal.name());
+                        std::process::exit(i32::from(signal.exit_code()));
                     }
                 }
             })

@@ -58,6 +58,8 @@ pub enum Commands {
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status of a run stopped by SIGTERM (128 + 15).
+pub const EXIT_TERMINATED: u8 = 143;
 
 /// Why a command failed and the exit status that says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,17 @@ impl Failure {
             message,
             code: EXIT_INTERRUPTED,
         }
+    }
+
+    /// A command stopped cleanly by a signal: `code` is 128 + its number.
+    pub fn stopped_by(code: u8, message: String) -> Failure {
+        Failure { message, code }
+    }
+
+    /// Whether the command was stopped by Ctrl-C or SIGTERM (its message
+    /// then says so itself, without "error:").
+    pub fn is_stop(&self) -> bool {
+        self.code == EXIT_INTERRUPTED || self.code == EXIT_TERMINATED
     }
 }
 

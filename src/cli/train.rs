@@ -178,13 +178,13 @@ impl TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
     use super::Failure;
-    use super::interrupt::{Interrupts, shell_quote};
+    use super::interrupt::{Interrupts, StopSignal, shell_quote};
     let config = args.to_config();
     config.validate()?;
-    // Ctrl-C: the first stops the trainer after its current step (it then
-    // saves the final checkpoint); a second one quits at once.
+    // Ctrl-C or SIGTERM: the first stops the trainer after its current
+    // step (it then saves the final checkpoint); a second one quits at once.
     let interrupts = Interrupts::watch(
-        "Ctrl-C again: quitting now, without the final checkpoint (the last one saved stays intact)",
+        "again: quitting now, without the final checkpoint (the last one saved stays intact)",
     )?;
     let handle = spawn(config);
     let mut view = if args.json {
@@ -193,7 +193,7 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
         Some(Terminal::new())
     };
     let mut ctrl_c = interrupts.first.clone();
-    let mut interrupted = false;
+    let mut interrupted: Option<StopSignal> = None;
     let mut outcome: Result<Summary, String> =
         Err("the trainer ended without a result".to_string());
     loop {
@@ -229,14 +229,18 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
                 }
             }
             recv(ctrl_c) -> got => {
-                if got.is_err() {
+                let Ok(signal) = got else {
                     ctrl_c = crossbeam_channel::never();
                     continue;
-                }
-                interrupted = true;
+                };
+                interrupted = Some(signal);
                 handle.stop();
-                let line = "Ctrl-C: stopping after the current step and saving the final checkpoint \
-                            (Ctrl-C again to quit now)";
+                let line = format!(
+                    "{}: stopping after the current step and saving the final checkpoint \
+                     (Ctrl-C again to quit now)",
+                    signal.name()
+                );
+                let line = line.as_str();
                 match view.as_ref() {
                     Some(v) => v.notice(line),
                     None => eprintln!("{line}"),
@@ -249,23 +253,30 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
     }
     drop(interrupts);
     match (outcome, interrupted) {
-        (Ok(_), false) => Ok(()),
-        (Err(e), false) => Err(Failure::from(e)),
-        (Ok(summary), true) => {
-            let at = format!("stopped by Ctrl-C at step {}", summary.steps);
-            Err(Failure::interrupted(match &summary.final_model {
-                Some(path) => format!(
-                    "{at}; final checkpoint: {}\nresume with: {} train --resume {}",
-                    path.display(),
-                    shell_quote(&program_name()),
-                    shell_quote(&path.to_string_lossy())
-                ),
-                None => at,
-            }))
+        (Ok(_), None) => Ok(()),
+        (Err(e), None) => Err(Failure::from(e)),
+        (Ok(summary), Some(signal)) => {
+            let at = format!("stopped by {} at step {}", signal.name(), summary.steps);
+            Err(Failure::stopped_by(
+                signal.exit_code(),
+                match &summary.final_model {
+                    Some(path) => format!(
+                        "{at}; final checkpoint: {}\nresume with: {} train --resume {}",
+                        path.display(),
+                        shell_quote(&program_name()),
+                        shell_quote(&path.to_string_lossy())
+                    ),
+                    None => at,
+                },
+            ))
         }
-        (Err(e), true) => Err(Failure::interrupted(format!(
-            "stopped by Ctrl-C ({e}); nothing was saved by this run"
-        ))),
+        (Err(e), Some(signal)) => Err(Failure::stopped_by(
+            signal.exit_code(),
+            format!(
+                "stopped by {} ({e}); nothing was saved by this run",
+                signal.name()
+            ),
+        )),
     }
 }
 

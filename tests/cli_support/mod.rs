@@ -392,6 +392,14 @@ impl Piped {
         assert_eq!(rc, 0, "{}: cannot send SIGINT", self.what);
     }
 
+    /// Sends SIGTERM, as `kill` or a cluster scheduler does.
+    pub fn terminate(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a pid we started and have not waited for.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "{}: cannot send SIGTERM", self.what);
+    }
+
     pub fn wait_exit(&mut self, timeout: Duration) -> Output {
         let label = format!("{} to exit", self.what);
         wait_until(&self.streams, timeout, &label, show_streams, |s| {
