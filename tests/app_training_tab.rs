@@ -370,21 +370,7 @@ fn settings_round_trip() {
     assert_eq!(Settings::from_json(&json).unwrap(), s);
 
     // Through eframe's storage, as the app saves and restores them.
-    #[derive(Default)]
-    struct Memory(std::collections::HashMap<String, String>);
-    impl eframe::Storage for Memory {
-        fn get_string(&self, key: &str) -> Option<String> {
-            self.0.get(key).cloned()
-        }
-        fn set_string(&mut self, key: &str, value: String) {
-            self.0.insert(key.into(), value);
-        }
-        fn remove_string(&mut self, key: &str) {
-            self.0.remove(key);
-        }
-        fn flush(&mut self) {}
-    }
-    let mut storage = Memory::default();
+    let mut storage = MemStorage::default();
     s.store(&mut storage);
     assert_eq!(Settings::load(Some(&storage)), s);
     s.train.early_stop_patience = 4;

@@ -65,18 +65,12 @@ pub const EXIT_TERMINATED: u8 = 143;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub message: String,
-    /// 1 for errors, [`EXIT_INTERRUPTED`] after Ctrl-C.
+    /// 1 for errors, [`EXIT_INTERRUPTED`] after Ctrl-C, [`EXIT_TERMINATED`]
+    /// after SIGTERM.
     pub code: u8,
 }
 
 impl Failure {
-    pub fn interrupted(message: String) -> Failure {
-        Failure {
-            message,
-            code: EXIT_INTERRUPTED,
-        }
-    }
-
     /// A command stopped cleanly by a signal: `code` is 128 + its number.
     pub fn stopped_by(code: u8, message: String) -> Failure {
         Failure { message, code }

@@ -251,12 +251,11 @@ impl Spheres {
 
         // Phase 2: the tree reduction, sliced across spheres, with the
         // per-sphere and global squared norms gathered on the way. Every
-        // sphere takes part.
+        // sphere takes part (the trainer's snapshot after the step shows it).
         for l in live.iter() {
             l.state
                 .store(state_code(SphereState::Reducing), Ordering::Relaxed);
         }
-        tick(snapshot(&self.tally, &live));
         let reduce_started = Instant::now();
         let mut own_sq = vec![vec![0.0f64; n]; n]; // [slice][sphere]
         let mut total_sq = vec![0.0f64; n]; // [slice]

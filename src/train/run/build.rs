@@ -50,13 +50,7 @@ impl Run {
         let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
         let (model, opt, state, plan) = match resumed {
             Some(ck) => restore(&config, ck, fingerprint, windows, threads, &mut notes)?,
-            None => start_fresh(
-                &config,
-                tokenizer.vocab_size(),
-                fingerprint,
-                windows,
-                threads,
-            )?,
+            None => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
         };
         for note in notes {
             emit(Event::Warning(note));
@@ -257,17 +251,16 @@ fn restore(
     Ok((model, opt, state, plan))
 }
 
-/// A new run's model (refused before allocating when the machine cannot
-/// hold the run), optimizer, state and plan.
+/// A new run's model, optimizer, state and plan. Its memory was checked in
+/// `Run::settle_config`, before any data was read, with the vocabulary
+/// asked for, which the trained tokenizer never exceeds.
 fn start_fresh(
     config: &TrainConfig,
     vocab_size: usize,
     fingerprint: DataFingerprint,
     windows: usize,
-    threads: usize,
 ) -> Result<(Gpt, AdamW, TrainingState, Plan), String> {
     let mc = model_config_for(config, vocab_size)?;
-    memory::check_training_fits(config, &mc, threads)?;
     let model = Gpt::new(mc, config.seed)?;
     let opt = AdamW::new(
         config.adamw.clone(),
