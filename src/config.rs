@@ -112,6 +112,10 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Stop after this many optimizer steps (0 = no limit).
     pub max_steps: u64,
+    /// Train for this long instead of a number of epochs (seconds, 0 =
+    /// none): the step count is fixed after a measured warm-up (see
+    /// `train::budget`). Epochs are then ignored; `max_steps` still caps.
+    pub time_budget_secs: f64,
     pub lr: f32,
     pub min_lr: f32,
     pub warmup_steps: u64,
@@ -162,7 +166,7 @@ impl Default for TrainConfig {
             data: vec![PathBuf::from("training_data")],
             extensions: Vec::new(),
             files: Vec::new(),
-            preset: "small".into(),
+            preset: crate::train::auto::AUTO.into(),
             tokenizer: TokenizerKind::Bpe,
             vocab_size: DEFAULT_VOCAB_SIZE,
             threads: 0,
@@ -170,6 +174,7 @@ impl Default for TrainConfig {
             seq_len: 128,
             epochs: 10,
             max_steps: 0,
+            time_budget_secs: 0.0,
             lr: 3e-3,
             min_lr: 3e-4,
             warmup_steps: 20,
@@ -222,8 +227,14 @@ impl TrainConfig {
                 return Err(format!("{name} must be at least 1"));
             }
         }
-        if self.epochs == 0 && self.max_steps == 0 {
-            return Err("set epochs or max steps to at least 1".into());
+        if !(self.time_budget_secs.is_finite() && self.time_budget_secs >= 0.0) {
+            return Err(format!(
+                "time budget ({}) must be 0 (none) or a number of seconds",
+                self.time_budget_secs
+            ));
+        }
+        if self.epochs == 0 && self.max_steps == 0 && self.time_budget_secs == 0.0 {
+            return Err("set epochs, max steps or a time budget".into());
         }
         if self.threads > 1024 {
             return Err(format!("threads ({}) must be at most 1024", self.threads));
@@ -269,9 +280,11 @@ impl TrainConfig {
                 self.vocab_size
             ));
         }
-        if crate::model::ModelConfig::preset(&self.preset).is_none() {
+        if self.preset != crate::train::auto::AUTO
+            && crate::model::ModelConfig::preset(&self.preset).is_none()
+        {
             return Err(format!(
-                "unknown model preset '{}' (use {})",
+                "unknown model preset '{}' (use auto, {})",
                 self.preset,
                 crate::model::PRESET_NAMES.join(", ")
             ));

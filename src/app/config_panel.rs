@@ -145,6 +145,54 @@ fn int_field<T: egui::emath::Numeric>(
     ui.end_row();
 }
 
+/// How long the run is: a number of epochs, or a time budget in minutes
+/// (the steps that fit are fixed after a timed warm-up).
+fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
+    let lab = ui
+        .label("Train for")
+        .on_hover_text("Passes over the training split, or a time budget");
+    ui.horizontal(|ui| {
+        let by_time = cfg.time_budget_secs > 0.0;
+        if ui.radio(!by_time, "epochs").clicked() && by_time {
+            cfg.time_budget_secs = 0.0;
+            if cfg.epochs == 0 {
+                cfg.epochs = TrainConfig::default().epochs;
+            }
+        }
+        if ui
+            .radio(by_time, "minutes")
+            .on_hover_text(
+                "Train for this long: after a short timed warm-up the run fixes how many \
+                 steps fit, so the learning rate decays to its floor as the time ends",
+            )
+            .clicked()
+            && !by_time
+        {
+            cfg.time_budget_secs = 600.0;
+            cfg.epochs = 0;
+        }
+        if cfg.time_budget_secs > 0.0 {
+            let mut minutes = cfg.time_budget_secs / 60.0;
+            ui.add(
+                egui::DragValue::new(&mut minutes)
+                    .range(0.1..=10_000.0)
+                    .speed(0.5)
+                    .suffix(" min"),
+            )
+            .labelled_by(lab.id);
+            cfg.time_budget_secs = (minutes * 60.0).max(6.0);
+        } else {
+            ui.add(
+                egui::DragValue::new(&mut cfg.epochs)
+                    .range(0..=100_000)
+                    .speed(0.2),
+            )
+            .labelled_by(lab.id);
+        }
+    });
+    ui.end_row();
+}
+
 /// Draws the panel. `picking` is whether a file dialog is open (the
 /// resume picker waits for it).
 pub fn config_panel_ui(
@@ -170,13 +218,7 @@ pub fn config_panel_ui(
                     &mut cfg.lr,
                     "Peak learning rate after warmup",
                 );
-                int_field(
-                    ui,
-                    "Epochs",
-                    &mut cfg.epochs,
-                    0..=100_000,
-                    "Passes over the training split",
-                );
+                length_field(ui, cfg);
                 int_field(
                     ui,
                     "Batch size",
@@ -209,6 +251,12 @@ pub fn config_panel_ui(
                 egui::ComboBox::from_id_salt("preset")
                     .selected_text(cfg.preset.clone())
                     .show_ui(ui, |ui| {
+                        let auto = crate::train::auto::AUTO;
+                        ui.selectable_value(&mut cfg.preset, auto.to_string(), auto)
+                            .on_hover_text(
+                                "the size for the data, this machine and the time: \
+                                 chosen when the data is read",
+                            );
                         for p in PRESET_NAMES {
                             ui.selectable_value(&mut cfg.preset, p.to_string(), p);
                         }

@@ -62,6 +62,24 @@ impl RunView {
             }
             Event::Sample { step, text } => self.last_sample = Some((step, text)),
             Event::Checkpoint { path, reason } => self.last_checkpoint = Some((path, reason)),
+            Event::Planned {
+                total_steps,
+                message,
+            } => {
+                if let Some(info) = &mut self.info {
+                    info.total_steps = total_steps;
+                }
+                self.notices.push(Notice {
+                    text: message,
+                    is_error: false,
+                    step,
+                });
+            }
+            Event::Info(text) => self.notices.push(Notice {
+                text,
+                is_error: false,
+                step,
+            }),
             Event::Warning(text) => self.notices.push(Notice {
                 text,
                 is_error: false,

@@ -190,22 +190,9 @@ mod tests {
                 reason: SaveReason::Final,
             });
             let _ = ev_tx.send(Event::Finished(Summary {
-                steps: 0,
-                epochs_done: 0,
-                total_secs: 0.0,
-                epoch_secs: vec![],
-                secs_per_sequence: 0.0,
-                tokens_per_sec: 0.0,
                 initial_loss: 0.0,
                 final_loss: 0.0,
-                best_val_loss: None,
-                best_bits_per_byte: None,
-                sphere_sequences: vec![],
-                load_imbalance: 0.0,
-                peak_memory_bytes: 0,
-                skipped_updates: 0,
-                stopped_early: false,
-                final_model: None,
+                ..Summary::empty(0.0)
             }));
         });
         TrainerHandle {

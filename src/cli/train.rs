@@ -17,7 +17,7 @@ pub struct TrainArgs {
     /// Extensions to keep when scanning folders (e.g. --ext c h md)
     #[arg(long = "ext", num_args = 1..)]
     pub extensions: Vec<String>,
-    /// Model preset: tiny, baby, small, seed [default: small]
+    /// Model size: auto (for the data, the machine and the time), tiny, baby, small, medium, large, seed [default: auto]
     #[arg(long)]
     pub preset: Option<String>,
     /// Worker threads (spheres); 0 = all cores [default: 0]
@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Passes over the data; 0 = train by --max-steps [default: 10]
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Train for this long instead of epochs (e.g. 30m, 1h, 90s): the steps
+    /// that fit are fixed after a timed warm-up
+    #[arg(long, value_name = "DURATION", value_parser = parse_time, conflicts_with = "epochs")]
+    pub time: Option<f64>,
     /// Stop after this many optimizer steps (0 = no limit) [default: 0]
     #[arg(long)]
     pub max_steps: Option<u64>,
@@ -137,6 +141,16 @@ impl TrainArgs {
         set!(seq_len => seq_len);
         set!(epochs => epochs);
         set!(max_steps => max_steps);
+        set!(time => time_budget_secs);
+        if self.time.is_some() {
+            // The budget decides the length, not the default epochs.
+            c.epochs = 0;
+        } else if self.epochs.is_some() {
+            // Epochs given to a run that was given time (on resume): the
+            // epochs decide from here.
+            c.time_budget_secs = 0.0;
+            given.push("time_budget_secs");
+        }
         set!(lr => lr);
         set!(warmup => warmup_steps);
         set!(schedule => schedule);
@@ -174,6 +188,11 @@ impl TrainArgs {
         c.given = given.into_iter().map(String::from).collect();
         c
     }
+}
+
+/// `--time`: a duration with units, in seconds.
+fn parse_time(text: &str) -> Result<f64, String> {
+    crate::train::budget::parse_duration(text).map(|d| d.as_secs_f64())
 }
 
 pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
@@ -353,10 +372,15 @@ impl Terminal {
                     "run {run_name}: {start}checkpoints in {}",
                     run_dir.display()
                 ));
+                let steps = if *total_steps == 0 {
+                    "steps fixed after a timed warm-up".to_string()
+                } else {
+                    format!("{total_steps} steps")
+                };
                 self.say(format!(
                     "{files} files, {train_tokens} training + {val_tokens} validation tokens, \
                      vocabulary {vocab_size}, {:.2}M parameters, {threads} spheres \
-                     ({:.1} MiB of activations), {total_steps} steps",
+                     ({:.1} MiB of activations), {steps}",
                     *params as f64 / 1e6,
                     *workspace_bytes as f64 / (1 << 20) as f64
                 ));
@@ -422,6 +446,14 @@ impl Terminal {
                 };
                 self.say(format!("saved ({why}): {}", path.display()));
             }
+            Event::Planned {
+                total_steps,
+                message,
+            } => {
+                self.bar.set_length(*total_steps);
+                self.say(message.clone());
+            }
+            Event::Info(text) => self.say(text.clone()),
             Event::Warning(w) => self.say(format!("warning: {w}")),
             Event::Spheres(_) | Event::Finished(_) | Event::Error(_) => {}
         }
@@ -470,6 +502,15 @@ impl Terminal {
         );
         if s.skipped_updates > 0 {
             println!("  {} updates skipped (non-finite)", s.skipped_updates);
+        }
+        if let (Some(budget), Some(used)) = (s.time_budget_secs, s.budget_used_secs) {
+            use crate::train::budget::format_duration;
+            println!(
+                "  time budget {}: used {} ({:.1}%)",
+                format_duration(budget),
+                format_duration(used),
+                100.0 * used / budget
+            );
         }
         if let Some(p) = &s.final_model {
             println!("  model: {}", p.display());

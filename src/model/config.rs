@@ -20,7 +20,7 @@ pub struct ModelConfig {
 }
 
 /// Names accepted by [`ModelConfig::preset`].
-pub const PRESET_NAMES: [&str; 4] = ["tiny", "baby", "small", "seed"];
+pub const PRESET_NAMES: [&str; 6] = ["tiny", "baby", "small", "medium", "large", "seed"];
 
 impl ModelConfig {
     /// A named preset. `vocab_size` is a default that the tokenizer overrides.
@@ -54,6 +54,26 @@ impl ModelConfig {
                 n_head: 4,
                 n_embd: 128,
                 n_inner: 512,
+                dropout: 0.0,
+            },
+            // The sizes `--preset auto` chooses from beside baby and small
+            // (see `model::auto` and docs/model-size-sweep.md).
+            "medium" => ModelConfig {
+                vocab_size: 2048,
+                n_ctx: 128,
+                n_layer: 6,
+                n_head: 6,
+                n_embd: 192,
+                n_inner: 768,
+                dropout: 0.0,
+            },
+            "large" => ModelConfig {
+                vocab_size: 2048,
+                n_ctx: 256,
+                n_layer: 8,
+                n_head: 8,
+                n_embd: 256,
+                n_inner: 1024,
                 dropout: 0.0,
             },
             "seed" => ModelConfig {

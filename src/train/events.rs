@@ -131,6 +131,12 @@ pub struct Summary {
     pub skipped_updates: u64,
     pub stopped_early: bool,
     pub final_model: Option<PathBuf>,
+    /// A run given time: its budget, and the seconds it took, all sessions
+    /// together (from the start of the trainer, data preparation included).
+    #[serde(default)]
+    pub time_budget_secs: Option<f64>,
+    #[serde(default)]
+    pub budget_used_secs: Option<f64>,
 }
 
 impl Summary {
@@ -153,6 +159,8 @@ impl Summary {
             skipped_updates: 0,
             stopped_early: false,
             final_model: None,
+            time_budget_secs: None,
+            budget_used_secs: None,
         }
     }
 }
@@ -194,6 +202,15 @@ pub enum Event {
         path: PathBuf,
         reason: SaveReason,
     },
+    /// A run given time has timed its warm-up and fixed its length:
+    /// `total_steps` is now the step it stops at.
+    Planned {
+        total_steps: u64,
+        message: String,
+    },
+    /// Something the run decided that the person should know (not a
+    /// problem): e.g. the size `--preset auto` chose.
+    Info(String),
     Warning(String),
     Error(String),
     Finished(Summary),

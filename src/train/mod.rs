@@ -1,6 +1,8 @@
 //! Training: the kissing-spheres worker tree, AdamW, schedules, the trainer
 //! loop, metrics and the events it streams.
 
+pub mod auto;
+pub mod budget;
 pub mod config;
 pub mod evaluate;
 pub mod events;

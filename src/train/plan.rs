@@ -13,6 +13,37 @@ pub struct Plan {
     pub last_step: u64,
 }
 
+/// The horizon of a run given time whose step count is not fixed yet (see
+/// `train::budget`): the schedule holds its peak until it is.
+pub const PENDING: u64 = u64::MAX;
+
+impl Plan {
+    /// True while a run given time is still timing its warm-up.
+    pub fn is_pending(&self) -> bool {
+        self.horizon == PENDING
+    }
+
+    /// The plan once the warm-up has fixed the run's length: `steps` more
+    /// from `step`, the stop moved no later than `--max-steps`.
+    pub fn fixed(self, step: u64, steps: u64, max_steps: u64) -> Plan {
+        let horizon = step.saturating_add(steps.max(1));
+        Plan {
+            horizon,
+            last_step: stop_at(horizon, max_steps),
+            ..self
+        }
+    }
+
+    /// The plan of a run given time, before the warm-up fixes its length.
+    fn pending(steps_per_epoch: u64, max_steps: u64) -> Plan {
+        Plan {
+            steps_per_epoch,
+            horizon: PENDING,
+            last_step: if max_steps > 0 { max_steps } else { PENDING },
+        }
+    }
+}
+
 /// Where a run with this `horizon` stops, given `--max-steps` (0 = none).
 pub fn stop_at(horizon: u64, max_steps: u64) -> u64 {
     if max_steps > 0 {
@@ -26,6 +57,9 @@ pub fn stop_at(horizon: u64, max_steps: u64) -> u64 {
 pub fn plan(config: &TrainConfig, windows: usize) -> Plan {
     let per_step = (config.batch_size * config.accum_steps) as u64;
     let steps_per_epoch = (windows as u64 / per_step).max(1);
+    if config.time_budget_secs > 0.0 {
+        return Plan::pending(steps_per_epoch, config.max_steps);
+    }
     let horizon = if config.epochs > 0 {
         steps_per_epoch * config.epochs as u64
     } else {
@@ -51,6 +85,19 @@ pub fn resumed_plan(
     notes: &mut Vec<String>,
 ) -> Plan {
     let fresh = plan(config, windows);
+    let given = |field: &str| config.given.iter().any(|g| g == field);
+    // A run given time that stopped before its warm-up ended, or one given
+    // a new budget now: measure again and fix the length from here.
+    if config.time_budget_secs > 0.0 && (state.horizon == 0 || given("time_budget_secs")) {
+        if state.horizon > 0 {
+            notes.push(
+                "a new time budget: the learning-rate schedule will span the steps that fit \
+                 in it from here, so the run differs from one that never stopped"
+                    .into(),
+            );
+        }
+        return fresh;
+    }
     let stored_horizon = if state.horizon > 0 {
         state.horizon
     } else {
@@ -61,7 +108,6 @@ pub fn resumed_plan(
     } else {
         stop_at(stored_horizon, saved.max_steps)
     };
-    let given = |field: &str| config.given.iter().any(|g| g == field);
     let horizon = if given("epochs") || (config.epochs == 0 && given("max_steps")) {
         fresh.horizon
     } else {
@@ -107,5 +153,52 @@ mod tests {
             ..cfg
         };
         assert_eq!(plan(&cfg, 100).horizon, 7);
+    }
+
+    #[test]
+    fn a_run_given_time_is_pending_until_its_warmup_fixes_it() {
+        let cfg = TrainConfig {
+            batch_size: 4,
+            time_budget_secs: 60.0,
+            ..TrainConfig::default()
+        };
+        let p = plan(&cfg, 100);
+        assert!(p.is_pending());
+        assert_eq!((p.steps_per_epoch, p.last_step), (25, PENDING));
+        let f = p.fixed(12, 300, 0);
+        assert!(!f.is_pending());
+        assert_eq!((f.steps_per_epoch, f.horizon, f.last_step), (25, 312, 312));
+        // --max-steps still caps a run given time.
+        let capped = TrainConfig {
+            max_steps: 100,
+            ..cfg.clone()
+        };
+        let p = plan(&capped, 100);
+        assert_eq!(p.last_step, 100);
+        assert_eq!(p.fixed(12, 300, 100).last_step, 100);
+        // Resumed with its length fixed: the stored plan stands.
+        let state = TrainingState {
+            step: 50,
+            horizon: 312,
+            last_step: 312,
+            ..TrainingState::start()
+        };
+        let mut notes = Vec::new();
+        let r = resumed_plan(&cfg, &cfg, &state, 100, &mut notes);
+        assert_eq!((r.horizon, r.last_step), (312, 312));
+        assert!(notes.is_empty());
+        // Stopped during the warm-up (nothing fixed): measure again.
+        let early = TrainingState {
+            step: 3,
+            ..TrainingState::start()
+        };
+        assert!(resumed_plan(&cfg, &cfg, &early, 100, &mut notes).is_pending());
+        // A new budget given on resume: measure again, and say so.
+        let again = TrainConfig {
+            given: vec!["time_budget_secs".into()],
+            ..cfg.clone()
+        };
+        assert!(resumed_plan(&again, &cfg, &state, 100, &mut notes).is_pending());
+        assert_eq!(notes.len(), 1);
     }
 }

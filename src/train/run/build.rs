@@ -1,12 +1,14 @@
 //! Phase 2: building a run: model and optimizer (new, or from the checkpoint
 //! with its data checked), the plan, the sphere tree, the run's folder and log.
 
+use super::timed::BudgetClock;
 use super::{Run, model_config_for};
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::data::batches::Batcher;
 use crate::data::fingerprint::DataFingerprint;
 use crate::model::Gpt;
 use crate::train::TrainConfig;
+use crate::train::auto;
 use crate::train::evaluate::eval_windows;
 use crate::train::events::{Event, Phase, RunInfo, Summary};
 use crate::train::faults::Faults;
@@ -48,6 +50,15 @@ impl Run {
         let mut notes = Vec::new();
         // A resumed run continues in its own folders unless given a new name.
         let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
+        if resumed.is_none() && config.preset == auto::AUTO {
+            let vocab = tokenizer.vocab_size();
+            let speed = (config.time_budget_secs > 0.0)
+                .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
+            let choice = auto::choose(&config, train.tokens.len(), vocab, speed);
+            config.preset = choice.preset;
+            emit(Event::Info(choice.reason));
+            memory::check_training_fits(&config, &model_config_for(&config, vocab)?, threads)?;
+        }
         let (model, opt, state, plan) = match resumed {
             Some(ck) => restore(&config, ck, fingerprint, windows, threads, &mut notes)?,
             None => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
@@ -124,7 +135,7 @@ impl Run {
             vocab_size: model.config.vocab_size,
             params: model.layout.total,
             threads,
-            total_steps: plan.last_step,
+            total_steps: if plan.is_pending() { 0 } else { plan.last_step },
             first_step: state.step,
             run_name: config.run_name.clone(),
             run_dir: run_dir.clone(),
@@ -143,6 +154,17 @@ impl Run {
         };
         let mut summary = Summary::empty(0.0);
         summary.best_val_loss = state.best_val_loss;
+        let budget = plan.is_pending().then(|| {
+            // A new budget given on resume counts from now; otherwise the
+            // time already trained counts against it.
+            let fresh_budget = config.given.iter().any(|g| g == "time_budget_secs");
+            let before = if fresh_budget {
+                0.0
+            } else {
+                state.elapsed_secs
+            };
+            BudgetClock::new(config.time_budget_secs, before, started)
+        });
         Ok(Run {
             faults,
             saver: Saver {
@@ -173,6 +195,10 @@ impl Run {
             tokens_done: 0,
             train_started: Instant::now(),
             epoch_started: Instant::now(),
+            budget,
+            last_eval_secs: None,
+            last_eval_step: None,
+            last_save_secs: None,
             config,
         })
     }

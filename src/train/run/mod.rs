@@ -5,6 +5,7 @@
 //! [`Run::finish`]; the loop that calls them is `trainer::run`. Building is in `build.rs`, the
 //! phases of a built run in `step.rs`.
 
+use super::auto::{AUTO, LADDER};
 use super::events::{Command, Event, Summary};
 use super::faults::Faults;
 use super::memory;
@@ -38,7 +39,14 @@ const MAX_BAD_STEPS: u32 = 5;
 /// the dropout override. Its context is the sequence length it is trained
 /// at, so generation never runs over positions the model never learned.
 pub fn model_config_for(config: &TrainConfig, vocab_size: usize) -> Result<ModelConfig, String> {
-    let mut mc = ModelConfig::preset(&config.preset)
+    // `auto` is resolved once the data is read (`train::auto`); before
+    // that, its smallest size stands for it.
+    let name = if config.preset == AUTO {
+        LADDER[0]
+    } else {
+        config.preset.as_str()
+    };
+    let mut mc = ModelConfig::preset(name)
         .ok_or_else(|| format!("unknown model preset '{}'", config.preset))?;
     mc.vocab_size = vocab_size;
     mc.n_ctx = config.seq_len;
@@ -83,6 +91,13 @@ pub struct Run {
     tokens_done: u64,
     train_started: Instant,
     epoch_started: Instant,
+    /// A run given time, until its warm-up fixes the run's length.
+    budget: Option<timed::BudgetClock>,
+    /// The last evaluation's time (with the checkpoint it wrote) and step,
+    /// and the last checkpoint's write time: what the warm-up measures.
+    last_eval_secs: Option<f64>,
+    last_eval_step: Option<u64>,
+    last_save_secs: Option<f64>,
 }
 
 impl Run {
@@ -162,3 +177,4 @@ impl Run {
 
 mod build;
 mod step;
+mod timed;

@@ -102,18 +102,27 @@ impl Run {
 
         let elapsed = self.train_started.elapsed().as_secs_f64();
         let done_here = self.state.step - self.first_step;
+        // While a run given time is timing its warm-up, its length is not
+        // known (0) and what is left is the rest of the budget.
+        let (total_steps, eta_secs) = match &self.budget {
+            Some(clock) if self.plan.is_pending() => (0, clock.remaining().max(0.0)),
+            _ => (
+                self.plan.last_step,
+                elapsed / done_here as f64 * (self.plan.last_step - self.state.step) as f64,
+            ),
+        };
         let stats = StepStats {
             epoch,
             epochs: config.epochs,
             step: self.state.step,
-            total_steps: self.plan.last_step,
+            total_steps,
             loss: outcome.loss,
             lr,
             grad_norm: outcome.grad_norm,
             clipped,
             tokens_per_sec: self.tokens_done as f64 / elapsed.max(1e-9),
             elapsed_secs: self.state.elapsed_secs + elapsed,
-            eta_secs: elapsed / done_here as f64 * (self.plan.last_step - self.state.step) as f64,
+            eta_secs,
         };
         self.log.step(&stats)?;
         emit(Event::Step(stats));
@@ -162,12 +171,13 @@ impl Run {
                 .join(format!("checkpoint_manual_step_{step}.cllm"));
             self.save(&path, SaveReason::Manual, emit)?;
         }
-        Ok(())
+        self.time_warmup(emit)
     }
 
     /// Phase 4: the validation loss; a new best is saved, and early
     /// stopping counts evaluations without one.
     pub fn evaluate(&mut self, epoch: usize, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+        let started = Instant::now();
         let ev = evaluate(
             &mut self.spheres,
             &self.model,
@@ -199,6 +209,8 @@ impl Run {
                 self.summary.stopped_early = true;
             }
         }
+        self.last_eval_secs = Some(started.elapsed().as_secs_f64());
+        self.last_eval_step = Some(self.state.step);
         Ok(())
     }
 
@@ -232,10 +244,16 @@ impl Run {
         reason: SaveReason,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), String> {
-        self.state.horizon = self.plan.horizon;
-        self.state.last_step = self.plan.last_step;
+        // A run given time that has not fixed its length stores 0: resumed,
+        // it times its warm-up again.
+        let pending = self.plan.is_pending();
+        self.state.horizon = if pending { 0 } else { self.plan.horizon };
+        self.state.last_step = if pending { 0 } else { self.plan.last_step };
+        let started = Instant::now();
         self.saver
-            .save(path, reason, &self.model, &self.opt, &self.state, emit)
+            .save(path, reason, &self.model, &self.opt, &self.state, emit)?;
+        self.last_save_secs = Some(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Phase 6: the final model (also after a stop: the last step's
@@ -277,7 +295,19 @@ impl Run {
         s.load_imbalance = imbalance(&s.sphere_sequences);
         s.peak_memory_bytes = peak_memory_bytes();
         s.final_model = Some(output);
-        if self.state.step < self.plan.last_step && !s.stopped_early {
+        if self.config.time_budget_secs > 0.0 {
+            s.time_budget_secs = Some(self.config.time_budget_secs);
+            s.budget_used_secs = Some(match &self.budget {
+                Some(clock) => clock.spent(),
+                None => self.state.elapsed_secs + self.saver.started.elapsed().as_secs_f64(),
+            });
+        }
+        if self.plan.is_pending() {
+            emit(Event::Warning(format!(
+                "stopped at step {} while timing the warm-up of the time budget",
+                self.state.step
+            )));
+        } else if self.state.step < self.plan.last_step && !s.stopped_early {
             emit(Event::Warning(format!(
                 "stopped at step {} of {}",
                 self.state.step, self.plan.last_step

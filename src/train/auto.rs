@@ -1,0 +1,191 @@
+//! `--preset auto`: the model size for the data, this machine and the time.
+//!
+//! The rule: the tokens a run will train on (its epochs over the corpus, or
+//! the tokens/s this machine reaches with a size times the time budget)
+//! should be at least [`TOKENS_PER_PARAM`] times the size's parameters.
+//! The largest size of the ladder that meets it is chosen, the smallest
+//! when none does. Tokens/s come from timing two steps of one probe model
+//! on this machine's spheres and scaling by each size's FLOPs per token.
+//! The constant was fitted by a sweep on the shared corpora at fixed
+//! budgets: `tools/size_sweep.sh`, table in `docs/model-size-sweep.md`.
+
+use super::TrainConfig;
+use super::spheres::{Spheres, StepInput};
+use crate::model::{Gpt, ModelConfig};
+use std::time::{Duration, Instant};
+
+/// The name that asks for this choice.
+pub const AUTO: &str = "auto";
+
+/// Sizes `auto` chooses from, smallest first.
+pub const LADDER: [&str; 3] = ["small", "medium", "large"];
+
+/// Training tokens per parameter below which a larger model loses to a
+/// smaller one trained on more tokens in the same time (the sweep).
+pub const TOKENS_PER_PARAM: f64 = 20.0;
+
+/// Share of a time budget spent in steps (the rest: data preparation,
+/// evaluations, checkpoints).
+const STEP_SHARE: f64 = 0.85;
+
+/// The choice and the figures it was made from, for the run's notes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoChoice {
+    pub preset: String,
+    pub reason: String,
+}
+
+/// The model `preset` gives for a run of `config` at `vocab_size`.
+fn shape(preset: &str, config: &TrainConfig, vocab_size: usize) -> Option<ModelConfig> {
+    let mut mc = ModelConfig::preset(preset)?;
+    mc.vocab_size = vocab_size;
+    mc.n_ctx = config.seq_len;
+    Some(mc)
+}
+
+/// Chooses a size by the rule above. `flops_per_sec` is this machine's
+/// measured training speed (needed only for a run given time).
+pub fn choose(
+    config: &TrainConfig,
+    train_tokens: usize,
+    vocab_size: usize,
+    flops_per_sec: Option<f64>,
+) -> AutoChoice {
+    let mut chosen = LADDER[0];
+    let mut why = String::new();
+    for name in LADDER {
+        let Some(mc) = shape(name, config, vocab_size) else {
+            continue;
+        };
+        let params = mc.num_params() as f64;
+        let tokens = if config.time_budget_secs > 0.0 {
+            let per_token = mc.train_flops_per_token(config.seq_len);
+            flops_per_sec.unwrap_or(0.0) / per_token * config.time_budget_secs * STEP_SHARE
+        } else if config.epochs > 0 {
+            train_tokens as f64 * config.epochs as f64
+        } else {
+            (config.max_steps * (config.batch_size * config.accum_steps * config.seq_len) as u64)
+                as f64
+        };
+        let ratio = tokens / params;
+        if name == LADDER[0] || ratio >= TOKENS_PER_PARAM {
+            chosen = name;
+            why = format!(
+                "{name}: {:.2}M parameters, about {:.1}M training tokens ({ratio:.0} per parameter)",
+                params / 1e6,
+                tokens / 1e6
+            );
+        }
+    }
+    let basis = if config.time_budget_secs > 0.0 {
+        format!(
+            "in {:.0} s at this machine's measured speed",
+            config.time_budget_secs
+        )
+    } else {
+        "over the run's epochs".to_string()
+    };
+    AutoChoice {
+        preset: chosen.to_string(),
+        reason: format!(
+            "preset auto chose {why} {basis}; the next size up would get fewer than \
+             {TOKENS_PER_PARAM:.0} tokens per parameter"
+        ),
+    }
+}
+
+/// This machine's training speed in model FLOPs per second: two steps of
+/// a probe model (the middle size) on `threads` spheres, the second timed.
+pub fn measure_flops_per_sec(config: &TrainConfig, vocab_size: usize, threads: usize) -> f64 {
+    let Some(mc) = shape(LADDER[1], config, vocab_size) else {
+        return 0.0;
+    };
+    let Ok(model) = Gpt::new(mc.clone(), config.seed) else {
+        return 0.0;
+    };
+    let seq_len = config.seq_len;
+    let n_seqs = config.batch_size.max(threads);
+    let tokens: Vec<u32> = (0..n_seqs * seq_len)
+        .map(|i| (i * 7919 % vocab_size.max(1)) as u32)
+        .collect();
+    let mut spheres = Spheres::new(&model, threads, config.batch_size, seq_len);
+    let mut secs = f64::INFINITY;
+    for step in 0..2 {
+        let input = StepInput {
+            inputs: &tokens,
+            targets: &tokens,
+            n_seqs,
+            seq_len,
+            step,
+            seed: config.seed,
+            dropout: false,
+        };
+        let t = Instant::now();
+        spheres.compute_gradients(&model, &input, Duration::from_secs(3600), &mut |_| {});
+        secs = t.elapsed().as_secs_f64();
+    }
+    spheres.rest();
+    let flops = mc.train_flops_per_token(seq_len) * (n_seqs * seq_len) as f64;
+    flops / secs.max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(name: &str, cfg: &TrainConfig) -> f64 {
+        shape(name, cfg, 2048).unwrap().num_params() as f64
+    }
+
+    #[test]
+    fn epochs_over_a_small_corpus_keep_the_smallest_size() {
+        let cfg = TrainConfig::default();
+        // 160k tokens x 10 epochs: 1.6M, under 20 per parameter of any size.
+        let c = choose(&cfg, 160_000, 2048, None);
+        assert_eq!(c.preset, "small");
+        assert!(c.reason.contains("small"), "{}", c.reason);
+    }
+
+    #[test]
+    fn more_tokens_choose_a_larger_size_at_the_boundary() {
+        let cfg = TrainConfig {
+            epochs: 1,
+            ..TrainConfig::default()
+        };
+        let medium = params("medium", &cfg);
+        let just = (medium * TOKENS_PER_PARAM).ceil() as usize;
+        assert_eq!(choose(&cfg, just, 2048, None).preset, "medium");
+        assert_eq!(choose(&cfg, just - 1, 2048, None).preset, "small");
+        let large = params("large", &cfg);
+        let plenty = (large * TOKENS_PER_PARAM).ceil() as usize;
+        assert_eq!(choose(&cfg, plenty, 2048, None).preset, "large");
+    }
+
+    #[test]
+    fn a_time_budget_scales_with_the_measured_speed() {
+        let cfg = TrainConfig {
+            time_budget_secs: 600.0,
+            epochs: 0,
+            ..TrainConfig::default()
+        };
+        let mc = shape("medium", &cfg, 2048).unwrap();
+        // The speed at which medium gets exactly 20 tokens per parameter.
+        let tokens_needed = mc.num_params() as f64 * TOKENS_PER_PARAM;
+        let speed = tokens_needed / (600.0 * STEP_SHARE) * mc.train_flops_per_token(cfg.seq_len);
+        assert_eq!(choose(&cfg, 1, 2048, Some(speed * 1.01)).preset, "medium");
+        assert_eq!(choose(&cfg, 1, 2048, Some(speed * 0.99)).preset, "small");
+        // No measurement: the smallest.
+        assert_eq!(choose(&cfg, 1, 2048, None).preset, "small");
+    }
+
+    #[test]
+    fn the_probe_measures_a_positive_speed() {
+        let cfg = TrainConfig {
+            batch_size: 2,
+            seq_len: 16,
+            ..TrainConfig::default()
+        };
+        let f = measure_flops_per_sec(&cfg, 300, 1);
+        assert!(f.is_finite() && f > 1e6, "{f}");
+    }
+}

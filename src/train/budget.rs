@@ -1,0 +1,194 @@
+//! A run given time instead of epochs (`cllm train --time 30m`).
+//!
+//! The run starts with a provisional plan, times a short warm-up (a few
+//! steps and one evaluation), then fixes how many steps fit in what is left
+//! of the budget: the schedule's horizon and the last step. Both are stored
+//! in every checkpoint, so a resumed run keeps the same schedule (exact
+//! resume) instead of measuring again on a machine that may be busier.
+
+use std::time::Duration;
+
+/// Parses a duration as people type it: `30m`, `90s`, `1h`, `1h30m`,
+/// `2.5h`. A bare number is refused, since seconds and minutes are both
+/// plausible.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "cannot read the duration '{text}': write it with units, e.g. 30m, 90s, 1h or 1h30m"
+        )
+    };
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut secs = 0.0f64;
+    let mut number = String::new();
+    let mut any_unit = false;
+    for ch in t.chars() {
+        if ch.is_ascii_digit() || ch == '.' {
+            number.push(ch);
+            continue;
+        }
+        if ch.is_whitespace() {
+            continue;
+        }
+        let scale = match ch {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            'd' => 86_400.0,
+            _ => return Err(bad()),
+        };
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        secs += value * scale;
+        number.clear();
+        any_unit = true;
+    }
+    if !number.is_empty() || !any_unit {
+        return Err(bad());
+    }
+    if !(secs.is_finite() && secs >= 1.0) {
+        return Err(format!("the duration '{text}' is under one second"));
+    }
+    if secs > 366.0 * 86_400.0 {
+        return Err(format!("the duration '{text}' is longer than a year"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `1h 05m 00s`, `12m 30s`, `45s`: how a budget or a run's time is shown.
+pub fn format_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// What the warm-up measured, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WarmupTimes {
+    /// One optimizer step (the mean over the timed steps).
+    pub per_step: f64,
+    /// One evaluation, with the best checkpoint it usually writes (0 when
+    /// the run has no validation split).
+    pub per_eval: f64,
+    /// Writing one checkpoint.
+    pub per_save: f64,
+}
+
+impl WarmupTimes {
+    /// What evaluations and checkpoints add to each step on average: an
+    /// evaluation every `eval_every` steps and at every epoch end, and a
+    /// periodic checkpoint every `checkpoint_every` epochs.
+    pub fn overhead_per_step(
+        &self,
+        eval_every: u64,
+        steps_per_epoch: u64,
+        checkpoint_every: u64,
+    ) -> f64 {
+        let rate = |every: u64| if every > 0 { 1.0 / every as f64 } else { 0.0 };
+        let evals = rate(eval_every) + rate(steps_per_epoch);
+        let saves = rate(steps_per_epoch.saturating_mul(checkpoint_every));
+        evals * self.per_eval + saves * self.per_save
+    }
+}
+
+/// How many more steps fit in `remaining` seconds when each costs
+/// `per_step` plus `overhead` (evaluations and checkpoints spread over the
+/// steps), keeping `final_save` seconds for the final checkpoint. At least
+/// one step, so a budget already spent still ends with a trained step and a
+/// saved model.
+pub fn steps_that_fit(remaining: f64, per_step: f64, overhead: f64, final_save: f64) -> u64 {
+    let cost = per_step + overhead.max(0.0);
+    if !(cost.is_finite() && cost > 0.0) {
+        return 1;
+    }
+    (((remaining - final_save) / cost).floor().max(1.0)) as u64
+}
+
+/// Steps the warm-up times: enough to average out the first steps' page
+/// faults and cache warm-up and long enough to measure (about 2% of the
+/// budget, at most 20 s), at least 3. Until the warm-up ends the schedule
+/// holds its peak after the learning-rate warmup, which is what a cosine
+/// schedule of thousands of steps gives there anyway.
+pub fn warmup_steps_to_time(budget_secs: f64, secs_per_step_guess: f64) -> u64 {
+    let target = (budget_secs * 0.02).min(20.0);
+    let by_time = if secs_per_step_guess > 0.0 {
+        (target / secs_per_step_guess).ceil()
+    } else {
+        3.0
+    };
+    (by_time.min(1e9) as u64).max(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_people_type_them() {
+        let secs = |t: &str| parse_duration(t).unwrap().as_secs_f64();
+        assert_eq!(secs("30m"), 1800.0);
+        assert_eq!(secs("90s"), 90.0);
+        assert_eq!(secs("1h"), 3600.0);
+        assert_eq!(secs("1h30m"), 5400.0);
+        assert_eq!(secs("1h 30m 15s"), 5415.0);
+        assert_eq!(secs("2.5h"), 9000.0);
+        assert_eq!(secs(" 10m "), 600.0);
+        for bad in [
+            "", "30", "m", "10x", "1h30", "abc", "0s", "0.5s", "1..5m", "400d",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.contains(bad.trim()) || bad.trim().is_empty(),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_are_shown_in_units() {
+        assert_eq!(format_duration(45.2), "45s");
+        assert_eq!(format_duration(750.0), "12m 30s");
+        assert_eq!(format_duration(3900.0), "1h 05m 00s");
+    }
+
+    #[test]
+    fn steps_fit_the_budget_with_evaluations_and_saves() {
+        let t = WarmupTimes {
+            per_step: 0.5,
+            per_eval: 2.0,
+            per_save: 0.5,
+        };
+        // An evaluation every 50 steps and at each 1000-step epoch end, a
+        // periodic checkpoint every 2 epochs.
+        let overhead = t.overhead_per_step(50, 1000, 2);
+        assert!((overhead - (2.0 / 50.0 + 2.0 / 1000.0 + 0.5 / 2000.0)).abs() < 1e-12);
+        // 100 s, 0.5 s kept for the final save: 99.5 / 0.54225 = 183.49.
+        assert_eq!(steps_that_fit(100.0, t.per_step, overhead, t.per_save), 183);
+        let spent = 183.0 * (0.5 + overhead) + 0.5;
+        assert!(spent <= 100.0 && spent > 100.0 - (0.5 + overhead));
+        // No evaluations nor epochs: only steps and the final save.
+        assert_eq!(t.overhead_per_step(0, 0, 0), 0.0);
+        assert_eq!(steps_that_fit(100.0, 0.5, 0.0, 0.5), 199);
+        // A spent budget still trains one step; a zero cost cannot divide.
+        assert_eq!(steps_that_fit(-5.0, 0.5, overhead, 0.5), 1);
+        assert_eq!(steps_that_fit(100.0, 0.0, 0.0, 0.0), 1);
+    }
+
+    #[test]
+    fn warmup_times_about_two_percent_of_the_budget() {
+        // 30 min at 0.1 s a step: 2% is 36 s, held to 20 s: 200 steps.
+        assert_eq!(warmup_steps_to_time(1800.0, 0.1), 200);
+        // 1 min at 0.1 s: 2% is 1.2 s, 12 steps.
+        assert_eq!(warmup_steps_to_time(60.0, 0.1), 12);
+        // Slow steps, or no guess: at least 3.
+        assert_eq!(warmup_steps_to_time(60.0, 5.0), 3);
+        assert_eq!(warmup_steps_to_time(60.0, 0.0), 3);
+    }
+}

@@ -1,0 +1,123 @@
+//! A run given time (`--time`): its clock, and the end of its warm-up,
+//! where the steps that fit in what is left of the budget are fixed.
+
+use super::Run;
+use crate::train::budget::{WarmupTimes, format_duration, steps_that_fit, warmup_steps_to_time};
+use crate::train::events::Event;
+use std::time::Instant;
+
+/// The budget of a run given time, while its warm-up is being timed.
+pub struct BudgetClock {
+    pub budget_secs: f64,
+    /// Seconds of this budget spent before this session's trainer started
+    /// (a resumed run stopped during its warm-up).
+    pub spent_before: f64,
+    /// When this session's trainer started (data preparation counts).
+    pub started: Instant,
+    /// The first step pays page faults and cold caches: timing starts when
+    /// it ends (the instant and the step).
+    timing_from: Option<(Instant, u64)>,
+    /// The step after which the warm-up is timed enough.
+    warmup_end: Option<u64>,
+}
+
+impl BudgetClock {
+    pub fn new(budget_secs: f64, spent_before: f64, started: Instant) -> BudgetClock {
+        BudgetClock {
+            budget_secs,
+            spent_before,
+            started,
+            timing_from: None,
+            warmup_end: None,
+        }
+    }
+
+    /// Seconds of the budget spent so far.
+    pub fn spent(&self) -> f64 {
+        self.spent_before + self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn remaining(&self) -> f64 {
+        self.budget_secs - self.spent()
+    }
+}
+
+impl Run {
+    /// After each step of a run whose length is not fixed yet: times the
+    /// steps, then (with one evaluation timed too) fixes how many steps fit
+    /// in the rest of the budget, and says so.
+    pub(super) fn time_warmup(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+        if !self.plan.is_pending() {
+            return Ok(());
+        }
+        let step = self.state.step;
+        let Some(clock) = self.budget.as_mut() else {
+            return Ok(());
+        };
+        let Some((t0, s0)) = clock.timing_from else {
+            clock.timing_from = Some((Instant::now(), step));
+            return Ok(());
+        };
+        let per_step = t0.elapsed().as_secs_f64() / (step - s0).max(1) as f64;
+        let end = *clock
+            .warmup_end
+            .get_or_insert_with(|| s0 + warmup_steps_to_time(clock.budget_secs, per_step));
+        if step < end && step < self.plan.last_step {
+            return Ok(());
+        }
+        // One evaluation, timed (the run's first: also its first best).
+        let per_eval = if self.val_windows.is_empty() {
+            0.0
+        } else {
+            match self.last_eval_secs {
+                Some(secs) if self.last_eval_step == Some(step) => secs,
+                _ => {
+                    self.evaluate(self.state.epoch as usize, emit)?;
+                    self.last_eval_secs.unwrap_or(0.0)
+                }
+            }
+        };
+        let per_save = self.last_save_secs.unwrap_or_else(|| self.save_estimate());
+        let times = WarmupTimes {
+            per_step,
+            per_eval,
+            per_save,
+        };
+        let overhead = times.overhead_per_step(
+            self.config.eval_every,
+            self.plan.steps_per_epoch,
+            self.config.checkpoint_every as u64,
+        );
+        let Some(clock) = self.budget.as_ref() else {
+            return Ok(());
+        };
+        let remaining = clock.remaining();
+        let steps = steps_that_fit(remaining, per_step, overhead, per_save);
+        self.plan = self.plan.fixed(step, steps, self.config.max_steps);
+        self.schedule.total_steps = self.plan.horizon;
+        let capped = if self.plan.last_step < self.plan.horizon {
+            format!(" (--max-steps stops it at step {})", self.plan.last_step)
+        } else {
+            String::new()
+        };
+        emit(Event::Planned {
+            total_steps: self.plan.last_step,
+            message: format!(
+                "time budget {}: a step takes {:.0} ms and an evaluation {:.1} s, so {steps} more \
+                 steps fit in the {} left; the schedule ends at step {}{capped}",
+                format_duration(clock.budget_secs),
+                per_step * 1e3,
+                per_eval,
+                format_duration(remaining.max(0.0)),
+                self.plan.horizon,
+            ),
+        });
+        Ok(())
+    }
+
+    /// A checkpoint's write time before one was timed: the weights and both
+    /// moments at a conservative 200 MB/s (write, sync, checksum).
+    fn save_estimate(&self) -> f64 {
+        (self.model.layout.total * 3 * 4) as f64 / 200e6
+    }
+}
