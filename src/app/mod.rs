@@ -182,6 +182,11 @@ impl WorkbenchApp {
         // A resumed run continues its checkpoint's data and settings (the
         // banner says so); only the thread count is this machine's.
         cfg.given = vec!["threads".into()];
+        // A new run with a sequence length other than the default keeps it
+        // under `auto` (which otherwise trains at its size's context).
+        if cfg.resume.is_none() && cfg.seq_len != crate::train::TrainConfig::default().seq_len {
+            cfg.given.push("seq_len".into());
+        }
         Ok(cfg)
     }
 

@@ -32,14 +32,19 @@ const STEP_SHARE: f64 = 0.85;
 #[derive(Clone, Debug, PartialEq)]
 pub struct AutoChoice {
     pub preset: String,
+    /// The size's context: the sequence length, unless the user gave one.
+    pub seq_len: usize,
     pub reason: String,
 }
 
-/// The model `preset` gives for a run of `config` at `vocab_size`.
+/// The model `preset` gives for a run of `config` at `vocab_size`: at the
+/// preset's context unless the user gave a sequence length.
 fn shape(preset: &str, config: &TrainConfig, vocab_size: usize) -> Option<ModelConfig> {
     let mut mc = ModelConfig::preset(preset)?;
     mc.vocab_size = vocab_size;
-    mc.n_ctx = config.seq_len;
+    if config.given.iter().any(|g| g == "seq_len") {
+        mc.n_ctx = config.seq_len;
+    }
     Some(mc)
 }
 
@@ -52,6 +57,7 @@ pub fn choose(
     flops_per_sec: Option<f64>,
 ) -> AutoChoice {
     let mut chosen = LADDER[0];
+    let mut seq_len = config.seq_len;
     let mut why = String::new();
     for name in LADDER {
         let Some(mc) = shape(name, config, vocab_size) else {
@@ -59,17 +65,17 @@ pub fn choose(
         };
         let params = mc.num_params() as f64;
         let tokens = if config.time_budget_secs > 0.0 {
-            let per_token = mc.train_flops_per_token(config.seq_len);
+            let per_token = mc.train_flops_per_token(mc.n_ctx);
             flops_per_sec.unwrap_or(0.0) / per_token * config.time_budget_secs * STEP_SHARE
         } else if config.epochs > 0 {
             train_tokens as f64 * config.epochs as f64
         } else {
-            (config.max_steps * (config.batch_size * config.accum_steps * config.seq_len) as u64)
-                as f64
+            (config.max_steps * (config.batch_size * config.accum_steps * mc.n_ctx) as u64) as f64
         };
         let ratio = tokens / params;
         if name == LADDER[0] || ratio >= TOKENS_PER_PARAM {
             chosen = name;
+            seq_len = mc.n_ctx;
             why = format!(
                 "{name}: {:.2}M parameters, about {:.1}M training tokens ({ratio:.0} per parameter)",
                 params / 1e6,
@@ -87,6 +93,7 @@ pub fn choose(
     };
     AutoChoice {
         preset: chosen.to_string(),
+        seq_len,
         reason: format!(
             "preset auto chose {why} {basis}; the next size up would get fewer than \
              {TOKENS_PER_PARAM:.0} tokens per parameter"
@@ -103,7 +110,7 @@ pub fn measure_flops_per_sec(config: &TrainConfig, vocab_size: usize, threads: u
     let Ok(model) = Gpt::new(mc.clone(), config.seed) else {
         return 0.0;
     };
-    let seq_len = config.seq_len;
+    let seq_len = mc.n_ctx;
     let n_seqs = config.batch_size.max(threads);
     let tokens: Vec<u32> = (0..n_seqs * seq_len)
         .map(|i| (i * 7919 % vocab_size.max(1)) as u32)
@@ -158,7 +165,10 @@ mod tests {
         assert_eq!(choose(&cfg, just - 1, 2048, None).preset, "small");
         let large = params("large", &cfg);
         let plenty = (large * TOKENS_PER_PARAM).ceil() as usize;
-        assert_eq!(choose(&cfg, plenty, 2048, None).preset, "large");
+        let c = choose(&cfg, plenty, 2048, None);
+        assert_eq!(c.preset, "large");
+        // At the size's own context, since no sequence length was given.
+        assert_eq!(c.seq_len, ModelConfig::preset("large").unwrap().n_ctx);
     }
 
     #[test]
@@ -171,7 +181,7 @@ mod tests {
         let mc = shape("medium", &cfg, 2048).unwrap();
         // The speed at which medium gets exactly 20 tokens per parameter.
         let tokens_needed = mc.num_params() as f64 * TOKENS_PER_PARAM;
-        let speed = tokens_needed / (600.0 * STEP_SHARE) * mc.train_flops_per_token(cfg.seq_len);
+        let speed = tokens_needed / (600.0 * STEP_SHARE) * mc.train_flops_per_token(mc.n_ctx);
         assert_eq!(choose(&cfg, 1, 2048, Some(speed * 1.01)).preset, "medium");
         assert_eq!(choose(&cfg, 1, 2048, Some(speed * 0.99)).preset, "small");
         // No measurement: the smallest.
@@ -184,6 +194,10 @@ mod tests {
             batch_size: 2,
             seq_len: 16,
             ..TrainConfig::default()
+        };
+        let cfg = TrainConfig {
+            given: vec!["seq_len".into()],
+            ..cfg
         };
         let f = measure_flops_per_sec(&cfg, 300, 1);
         assert!(f.is_finite() && f > 1e6, "{f}");

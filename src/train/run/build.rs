@@ -42,23 +42,26 @@ impl Run {
             files,
             fingerprint,
         } = prepared;
-        let seq_len = config.seq_len;
-        let batcher = Batcher::new(&train, seq_len, config.seed)
-            .map_err(|e| format!("training data: {e}"))?;
-        let windows = batcher.windows_per_epoch();
         let threads = config.resolved_threads();
-        let mut notes = Vec::new();
-        // A resumed run continues in its own folders unless given a new name.
-        let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
         if resumed.is_none() && config.preset == auto::AUTO {
             let vocab = tokenizer.vocab_size();
             let speed = (config.time_budget_secs > 0.0)
                 .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
             let choice = auto::choose(&config, train.tokens.len(), vocab, speed);
             config.preset = choice.preset;
+            if !config.given.iter().any(|g| g == "seq_len") {
+                config.seq_len = choice.seq_len;
+            }
             emit(Event::Info(choice.reason));
             memory::check_training_fits(&config, &model_config_for(&config, vocab)?, threads)?;
         }
+        let seq_len = config.seq_len;
+        let batcher = Batcher::new(&train, seq_len, config.seed)
+            .map_err(|e| format!("training data: {e}"))?;
+        let windows = batcher.windows_per_epoch();
+        let mut notes = Vec::new();
+        // A resumed run continues in its own folders unless given a new name.
+        let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
         let (model, opt, state, plan) = match resumed {
             Some(ck) => restore(&config, ck, fingerprint, windows, threads, &mut notes)?,
             None => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
