@@ -174,6 +174,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             skipped_updates: 1,
             stopped_early: false,
             final_model: Some(final_model),
+            ..Summary::empty(0.0)
         }));
     });
     TrainerHandle {
@@ -628,4 +629,24 @@ fn file_dialogs_do_not_block_the_ui() {
     assert_eq!(h.state().settings.train.resume, Some(picked.clone()));
     h.run();
     h.get_by_label_contains(&format!("Resuming from {}", picked.display()));
+}
+
+/// "Train for … minutes" is the time budget: it replaces the epochs in the
+/// config the trainer gets, and "epochs" brings them back.
+#[test]
+fn a_time_budget_replaces_the_epochs() {
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    h.get_by_label("minutes").click();
+    h.run();
+    set_number(&mut h, "Train for", 15.0);
+    let cfg = h.state().run_config().unwrap();
+    assert_eq!((cfg.time_budget_secs, cfg.epochs), (900.0, 0));
+    cfg.validate().unwrap();
+
+    h.get_by_label("epochs").click();
+    h.run();
+    let cfg = h.state().run_config().unwrap();
+    assert_eq!(cfg.time_budget_secs, 0.0);
+    assert_eq!(cfg.epochs, TrainConfig::default().epochs);
 }
