@@ -327,3 +327,54 @@ fn a_consistent_but_invalid_header_is_refused() {
         }
     }
 }
+
+/// Timing on a real corpus, bytes as tokens: `CLLM_MEMORY_TRAIN=FILE
+/// CLLM_MEMORY_VAL=FILE cargo test --test memory_index -- --ignored
+/// --nocapture`. Prints the build, scoring and reload times.
+#[test]
+#[ignore]
+fn timing_on_a_real_corpus() {
+    use std::time::Instant;
+    let (Ok(train), Ok(val)) = (
+        std::env::var("CLLM_MEMORY_TRAIN"),
+        std::env::var("CLLM_MEMORY_VAL"),
+    ) else {
+        eprintln!("set CLLM_MEMORY_TRAIN and CLLM_MEMORY_VAL");
+        return;
+    };
+    let train: Vec<u32> = std::fs::read(train)
+        .unwrap()
+        .into_iter()
+        .map(u32::from)
+        .collect();
+    let val: Vec<u32> = std::fs::read(val)
+        .unwrap()
+        .into_iter()
+        .map(u32::from)
+        .collect();
+    let val = &val[..val.len().min(300_000)];
+    let began = Instant::now();
+    let mut memory = Memory::build(train.clone(), 256);
+    let build = began.elapsed().as_secs_f64();
+    let uniform = vec![1.0 / 256.0; val.len() - 1];
+    let began = Instant::now();
+    let scored = memory.score(val, &uniform);
+    let score = began.elapsed().as_secs_f64();
+    let began = Instant::now();
+    let stats = memory.fit(val, &uniform);
+    let fit = began.elapsed().as_secs_f64();
+    let bytes = memory.to_bytes();
+    let began = Instant::now();
+    let back = Memory::from_bytes(&bytes).unwrap();
+    let load = began.elapsed().as_secs_f64();
+    assert_eq!(back.tokens().len(), train.len());
+    eprintln!(
+        "{} train tokens: suffix array {build:.2} s ({:.1} M tokens/s); scoring {} tokens {score:.2} s ({:.0} tokens/s), {:.3} bits/token with defaults; fit {fit:.2} s: {stats:?}; stored {} bytes, loaded in {load:.2} s",
+        train.len(),
+        train.len() as f64 / build / 1e6,
+        val.len(),
+        val.len() as f64 / score,
+        bits(&scored),
+        bytes.len()
+    );
+}

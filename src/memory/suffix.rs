@@ -145,6 +145,15 @@ impl SuffixIndex {
         let mut len = 0usize;
         let limit = max_len.min(context.len());
         while len < limit {
+            if hi - lo == 1 {
+                // One occurrence left (with a follower, or the range would
+                // not have been kept): extend by reading it directly.
+                let j = self.sa[lo];
+                while len < limit && self.key(j, len) == context[context.len() - 1 - len] + 1 {
+                    len += 1;
+                }
+                break;
+            }
             let c = context[context.len() - 1 - len] + 1;
             let range = &self.sa[lo..hi];
             let a = range.partition_point(|&j| self.key(j, len) < c);
