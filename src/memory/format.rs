@@ -59,6 +59,46 @@ struct Header {
     fit: Option<FitStats>,
 }
 
+/// What the header of a stored memory says, read without checking the
+/// checksum or rebuilding the index (for the checkpoint's metadata).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemorySummary {
+    pub vocab_size: usize,
+    pub token_count: u64,
+}
+
+/// Reads the header of a stored memory (magic, version, JSON header).
+pub fn peek(bytes: &[u8]) -> Result<MemorySummary, MemoryError> {
+    let header = read_header(bytes)?.0;
+    Ok(MemorySummary {
+        vocab_size: header.vocab_size,
+        token_count: header.token_count,
+    })
+}
+
+/// The preamble's checks and the JSON header, with the header's length.
+fn read_header(bytes: &[u8]) -> Result<(Header, usize), MemoryError> {
+    if bytes.len() < PREAMBLE + DIGEST_BYTES {
+        return Err(MemoryError::Truncated(bytes.len()));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(MemoryError::BadMagic);
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(MemoryError::Version(version));
+    }
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    if header_len > MAX_HEADER || header_len > bytes.len() - PREAMBLE - DIGEST_BYTES {
+        return Err(MemoryError::Header(format!(
+            "a header of {header_len} bytes does not fit"
+        )));
+    }
+    let header: Header = serde_json::from_slice(&bytes[PREAMBLE..PREAMBLE + header_len])
+        .map_err(|e| MemoryError::Header(e.to_string()))?;
+    Ok((header, header_len))
+}
+
 /// Bytes per stored token for a vocabulary.
 fn token_bytes(vocab_size: usize) -> u8 {
     if vocab_size <= 1 << 16 { 2 } else { 4 }
@@ -98,6 +138,7 @@ impl Memory {
     /// Reads the stored form back, checking everything; rebuilds the
     /// suffix array.
     pub fn from_bytes(bytes: &[u8]) -> Result<Memory, MemoryError> {
+        // The checksum first: nothing damaged is parsed.
         if bytes.len() < PREAMBLE + DIGEST_BYTES {
             return Err(MemoryError::Truncated(bytes.len()));
         }
@@ -112,14 +153,7 @@ impl Memory {
         if Sha256::digest(body).as_slice() != digest {
             return Err(MemoryError::Checksum);
         }
-        let header_len = u32::from_le_bytes(body[12..16].try_into().expect("4 bytes")) as usize;
-        if header_len > MAX_HEADER || header_len > body.len() - PREAMBLE {
-            return Err(MemoryError::Header(format!(
-                "a header of {header_len} bytes does not fit"
-            )));
-        }
-        let header: Header = serde_json::from_slice(&body[PREAMBLE..PREAMBLE + header_len])
-            .map_err(|e| MemoryError::Header(e.to_string()))?;
+        let (header, header_len) = read_header(bytes)?;
         let bad = |what: String| Err(MemoryError::Header(what));
         if header.vocab_size == 0 || header.vocab_size > MAX_VOCAB {
             return bad(format!(
