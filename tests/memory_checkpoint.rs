@@ -148,7 +148,7 @@ fn old_format_file(ckpt: &cllm::checkpoint::Checkpoint) -> Vec<u8> {
         );
     }
     let mut header = serde_json::to_vec(&root).unwrap();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut file = (header.len() as u64).to_le_bytes().to_vec();
