@@ -352,7 +352,7 @@ fn timing_on_a_real_corpus() {
         .into_iter()
         .map(u32::from)
         .collect();
-    let val = &val[..val.len().min(300_000)];
+    let val = &val[..val.len().min(100_000)];
     let began = Instant::now();
     let mut memory = Memory::build(train.clone(), 256);
     let build = began.elapsed().as_secs_f64();

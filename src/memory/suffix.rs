@@ -155,6 +155,13 @@ impl SuffixIndex {
                 break;
             }
             let c = context[context.len() - 1 - len] + 1;
+            // The range is sorted at this depth: when both ends continue
+            // with `c`, all of it does (the common case inside a long
+            // repeat), and no search is needed.
+            if self.key(self.sa[lo], len) == c && self.key(self.sa[hi - 1], len) == c {
+                len += 1;
+                continue;
+            }
             let range = &self.sa[lo..hi];
             let a = range.partition_point(|&j| self.key(j, len) < c);
             let b = a + range[a..].partition_point(|&j| self.key(j, len) <= c);
