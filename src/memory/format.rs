@@ -16,8 +16,9 @@
 //!
 //! The suffix array is not stored but rebuilt on load: it would take 4
 //! bytes per token (twice the tokens themselves for a vocabulary of up to
-//! 65,536), while SA-IS rebuilds it in well under a second per million
-//! tokens, which loading a checkpoint to evaluate or generate can afford.
+//! 65,536), while SA-IS rebuilds it fast: 9.4 million byte tokens (a
+//! 9 MB corpus) in 0.8 s on one core, which loading a checkpoint to
+//! evaluate or generate can afford.
 
 use super::Memory;
 use super::mixer::{FitStats, Mixer, NUM_BUCKETS};

@@ -150,7 +150,10 @@ pub fn evaluate_with_memory(
 }
 
 /// Fits `memory`'s mix on every window of `val` (the transformer's
-/// probabilities of the true tokens come from `model`).
+/// probabilities of the true tokens come from `model`). A with-memory
+/// figure later measured on the same `val` is in-sample for the mix's
+/// weights (a few hundred buckets of three, held near their defaults by a
+/// prior): slightly optimistic.
 pub fn fit_memory(
     model: &Gpt,
     memory: &mut Memory,
