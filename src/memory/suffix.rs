@@ -30,6 +30,9 @@ pub struct SuffixIndex {
     /// `sa[k] = j`: the k-th smallest suffix of the reversed stream starts at
     /// reversed position `j`, i.e. reads `tokens[n-1-j], tokens[n-2-j], ...`.
     sa: Vec<u32>,
+    /// `starts[t]..starts[t + 1]`: the range of suffixes that begin with
+    /// token `t` (the first step of every match, without a search).
+    starts: Vec<u32>,
 }
 
 /// The longest match of a context's tail: its length in tokens (0 = none)
@@ -94,7 +97,14 @@ impl SuffixIndex {
         drop(text);
         // sa[0] is the sentinel.
         sa.remove(0);
-        SuffixIndex { tokens, sa }
+        let mut starts = vec![0u32; vocab_size + 1];
+        for &t in &tokens {
+            starts[t as usize + 1] += 1;
+        }
+        for t in 0..vocab_size {
+            starts[t + 1] += starts[t];
+        }
+        SuffixIndex { tokens, sa, starts }
     }
 
     pub fn tokens(&self) -> &[u32] {
@@ -141,9 +151,32 @@ impl SuffixIndex {
     /// is at most one longer than this one, so `max_len` can be the previous
     /// length plus one.
     pub fn longest_match(&self, context: &[u32], max_len: usize) -> Match {
-        let (mut lo, mut hi) = (0usize, self.sa.len());
         let mut len = 0usize;
         let limit = max_len.min(context.len());
+        let (mut lo, mut hi) = match context.last() {
+            Some(&t) if limit > 0 && (t as usize) + 1 < self.starts.len() => {
+                let (a, b) = (
+                    self.starts[t as usize] as usize,
+                    self.starts[t as usize + 1] as usize,
+                );
+                if a == b || !self.has_follower(a, b) {
+                    return Match {
+                        len: 0,
+                        lo: 0,
+                        hi: 0,
+                    };
+                }
+                len = 1;
+                (a, b)
+            }
+            _ => {
+                return Match {
+                    len: 0,
+                    lo: 0,
+                    hi: 0,
+                };
+            }
+        };
         while len < limit {
             if hi - lo == 1 {
                 // One occurrence left (with a follower, or the range would
