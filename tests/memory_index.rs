@@ -378,3 +378,31 @@ fn timing_on_a_real_corpus() {
         bytes.len()
     );
 }
+
+#[test]
+fn without_any_match_the_transformer_is_left_exactly_as_it_is() {
+    // An empty index and a document with no repeated token: no source
+    // but the transformer takes part, so the mix is the transformer.
+    let empty = Memory::build(Vec::new(), VOCAB);
+    let doc: Vec<u32> = (0..VOCAB as u32).rev().collect();
+    let probs: Vec<f32> = (0..doc.len() - 1)
+        .map(|i| model_distribution(9, i, VOCAB)[doc[i + 1] as usize])
+        .collect();
+    let scored = empty.score(&doc, &probs);
+    assert_eq!(
+        scored.iter().map(|p| p.to_bits()).collect::<Vec<_>>(),
+        probs.iter().map(|p| p.to_bits()).collect::<Vec<_>>()
+    );
+    let mut session = empty.session();
+    session.push(doc[0]);
+    let mut full = model_distribution(9, 0, VOCAB);
+    let before = full.clone();
+    session.mix_into(&mut full);
+    assert_eq!(full, before);
+    // A memory that never saw the document's tokens (another range of
+    // ids) does no better and no worse.
+    let other = Memory::build((0..100).map(|i| i % 50).collect(), VOCAB);
+    let doc: Vec<u32> = (100..300).collect();
+    let probs = vec![0.01f32; doc.len() - 1];
+    assert_eq!(other.score(&doc, &probs), probs);
+}
