@@ -46,6 +46,15 @@ pub struct Match {
     pub hi: usize,
 }
 
+impl Match {
+    /// No match.
+    pub const NONE: Match = Match {
+        len: 0,
+        lo: 0,
+        hi: 0,
+    };
+}
+
 /// What followed the occurrences of a match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Followers {
@@ -151,7 +160,6 @@ impl SuffixIndex {
     /// is at most one longer than this one, so `max_len` can be the previous
     /// length plus one.
     pub fn longest_match(&self, context: &[u32], max_len: usize) -> Match {
-        let mut len = 0usize;
         let limit = max_len.min(context.len());
         let (mut lo, mut hi) = match context.last() {
             Some(&t) if limit > 0 && (t as usize) + 1 < self.starts.len() => {
@@ -160,23 +168,13 @@ impl SuffixIndex {
                     self.starts[t as usize + 1] as usize,
                 );
                 if a == b || !self.has_follower(a, b) {
-                    return Match {
-                        len: 0,
-                        lo: 0,
-                        hi: 0,
-                    };
+                    return Match::NONE;
                 }
-                len = 1;
                 (a, b)
             }
-            _ => {
-                return Match {
-                    len: 0,
-                    lo: 0,
-                    hi: 0,
-                };
-            }
+            _ => return Match::NONE,
         };
+        let mut len = 1usize;
         while len < limit {
             if hi - lo == 1 {
                 // One occurrence left (with a follower, or the range would
@@ -205,15 +203,7 @@ impl SuffixIndex {
             lo += a;
             len += 1;
         }
-        if len == 0 {
-            Match {
-                len: 0,
-                lo: 0,
-                hi: 0,
-            }
-        } else {
-            Match { len, lo, hi }
-        }
+        Match { len, lo, hi }
     }
 
     /// The tokens that followed the match's occurrences, counting at most
