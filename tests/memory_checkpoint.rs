@@ -199,3 +199,19 @@ fn files_without_a_memory_load_as_before() {
     // Same size too (the version and creation time have the same widths).
     assert_eq!(bytes.len(), fs::read(&path).unwrap().len());
 }
+
+#[test]
+fn the_hugging_face_export_carries_the_transformer_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ckpt = sample("tiny", false, 9);
+    ckpt.memory = Some(memory_for(ckpt.model.vocab_size, 200).to_bytes());
+    let path = dir.path().join("m.cllm");
+    save(&path, &ckpt.as_ref()).unwrap();
+    let loaded = load(&path).unwrap();
+    let out = dir.path().join("hf");
+    cllm::checkpoint::export_hf(&loaded, &out).unwrap();
+    let bytes = fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.names().iter().all(|n| !n.contains("memory")));
+    assert!(st.names().len() > 4);
+}
