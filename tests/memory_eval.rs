@@ -211,3 +211,74 @@ fn cllm_eval_reports_bits_per_byte_with_and_without_the_memory() {
     assert!(none.get("bits_per_byte_with_memory").is_none(), "{none}");
     assert!(!eval(&[]).contains("with its memory"));
 }
+
+#[test]
+fn windows_with_gaps_are_read_as_separate_documents() {
+    let model = model();
+    let text = text();
+    let val = dataset(&text[text.len() / 2..]);
+    let mut memory = Memory::build(dataset(&text[..text.len() / 2]).tokens, 256);
+    let seq_len = 16;
+    let windows = [0, 16, 64, 80, 96, 160];
+    let bpt = val.bytes as f64 / val.tokens.len() as f64;
+    let mut spheres = Spheres::for_evaluation(&model, 2, 4, seq_len);
+    let (_, with) = evaluate_with_memory(
+        &mut spheres,
+        &model,
+        &val,
+        &windows,
+        seq_len,
+        bpt,
+        0,
+        0,
+        &memory,
+    )
+    .unwrap();
+    assert_eq!(with.positions, windows.len() * seq_len);
+    // By hand: the model's losses per window, the memory over each run.
+    let mut ws = Workspace::new(&model.config, 1, seq_len);
+    let mut model_prob = |w: usize, t: usize| {
+        let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
+        let row = &logits[t * 256..(t + 1) * 256];
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max
+            + row
+                .iter()
+                .map(|&x| (x as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        (row[val.tokens[w + t + 1] as usize] as f64 - lse).exp() as f32
+    };
+    let mut total = 0.0f64;
+    for run in [&windows[0..2], &windows[2..5], &windows[5..6]] {
+        let probs: Vec<f32> = run
+            .iter()
+            .flat_map(|&w| (0..seq_len).map(move |t| (w, t)))
+            .map(|(w, t)| model_prob(w, t))
+            .collect();
+        let tokens = &val.tokens[run[0]..=run[run.len() - 1] + seq_len];
+        total += memory
+            .score(tokens, &probs)
+            .iter()
+            .map(|&p| -(p as f64).ln())
+            .sum::<f64>();
+    }
+    let want = total / with.positions as f64;
+    assert!(
+        (with.loss as f64 - want).abs() < 1e-4,
+        "{} vs {want}",
+        with.loss
+    );
+    // Fitting on the same windows sees as many positions.
+    let stats = cllm::train::evaluate::fit_memory_on(
+        &mut spheres,
+        &model,
+        &mut memory,
+        &val,
+        &windows,
+        seq_len,
+    )
+    .unwrap();
+    assert_eq!(stats.positions, windows.len() * seq_len);
+    assert!(stats.bits_fitted <= stats.bits_default);
+}

@@ -97,7 +97,16 @@ impl Memory {
     /// Fits the mix's weights on a validation stream (`model_probs` as for
     /// [`score`](Self::score)) and records the statistics.
     pub fn fit(&mut self, val_tokens: &[u32], model_probs: &[f32]) -> FitStats {
-        let samples = self.walk(val_tokens, model_probs, |s, pt, next| s.sample(pt, next));
+        self.fit_documents(&[(val_tokens, model_probs)])
+    }
+
+    /// [`fit`](Self::fit) over several documents at once, each read by the
+    /// cache from its own start.
+    pub fn fit_documents(&mut self, docs: &[(&[u32], &[f32])]) -> FitStats {
+        let mut samples = Vec::new();
+        for (tokens, probs) in docs {
+            samples.extend(self.walk(tokens, probs, |s, pt, next| s.sample(pt, next)));
+        }
         let stats = self.mixer.fit(&samples);
         self.fit = Some(stats);
         stats

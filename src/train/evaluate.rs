@@ -163,11 +163,50 @@ pub fn fit_memory(
 ) -> Result<FitStats, String> {
     check_vocabularies(model, memory)?;
     let (mut spheres, windows) = evaluation_spheres(model, val, seq_len, threads, 0)?;
-    let (_, _, losses) = model_losses(&mut spheres, model, val, &windows, seq_len);
-    // eval_windows' windows are consecutive from 0: one stream.
-    let end = windows.len() * seq_len + 1;
-    let probs: Vec<f32> = losses.iter().map(|l| (-l).exp()).collect();
-    Ok(memory.fit(&val.tokens[..end], &probs))
+    fit_memory_on(&mut spheres, model, memory, val, &windows, seq_len)
+}
+
+/// [`fit_memory`] on given windows with the caller's spheres (the
+/// trainer's); each run of consecutive windows is one document.
+pub fn fit_memory_on(
+    spheres: &mut Spheres,
+    model: &Gpt,
+    memory: &mut Memory,
+    val: &TokenDataset,
+    windows: &[usize],
+    seq_len: usize,
+) -> Result<FitStats, String> {
+    check_vocabularies(model, memory)?;
+    let (_, _, losses) = model_losses(spheres, model, val, windows, seq_len);
+    let docs: Vec<(Vec<u32>, Vec<f32>)> = documents(windows, seq_len)
+        .map(|(first, last)| {
+            let tokens = val.tokens[windows[first]..=windows[last] + seq_len].to_vec();
+            let probs = losses[first * seq_len..(last + 1) * seq_len]
+                .iter()
+                .map(|l| (-l).exp())
+                .collect();
+            (tokens, probs)
+        })
+        .collect();
+    let refs: Vec<(&[u32], &[f32])> = docs.iter().map(|(t, p)| (&t[..], &p[..])).collect();
+    Ok(memory.fit_documents(&refs))
+}
+
+/// The runs of consecutive windows, as (first, last) indices into `windows`.
+fn documents(windows: &[usize], seq_len: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut first = 0;
+    std::iter::from_fn(move || {
+        if first >= windows.len() {
+            return None;
+        }
+        let mut last = first;
+        while last + 1 < windows.len() && windows[last + 1] == windows[last] + seq_len {
+            last += 1;
+        }
+        let run = (first, last);
+        first = last + 1;
+        Some(run)
+    })
 }
 
 fn check_vocabularies(model: &Gpt, memory: &Memory) -> Result<(), String> {
@@ -215,21 +254,14 @@ fn memory_losses(
     losses: &[f32],
 ) -> Vec<f64> {
     let mut out = Vec::with_capacity(losses.len());
-    let mut first = 0;
-    while first < windows.len() {
-        let mut last = first;
-        while last + 1 < windows.len() && windows[last + 1] == windows[last] + seq_len {
-            last += 1;
-        }
-        let start = windows[first];
-        let end = windows[last] + seq_len;
+    for (first, last) in documents(windows, seq_len) {
         let probs: Vec<f32> = losses[first * seq_len..(last + 1) * seq_len]
             .iter()
             .map(|l| (-l).exp())
             .collect();
-        let mixed = memory.score(&val.tokens[start..=end], &probs);
+        let tokens = &val.tokens[windows[first]..=windows[last] + seq_len];
+        let mixed = memory.score(tokens, &probs);
         out.extend(mixed.iter().map(|&p| -(p.max(1e-30) as f64).ln()));
-        first = last + 1;
     }
     out
 }
