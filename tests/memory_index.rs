@@ -356,6 +356,7 @@ fn timing_on_a_real_corpus() {
     let began = Instant::now();
     let mut memory = Memory::build(train.clone(), 256);
     let build = began.elapsed().as_secs_f64();
+    let pristine = memory.clone();
     let uniform = vec![1.0 / 256.0; val.len() - 1];
     let began = Instant::now();
     let scored = memory.score(val, &uniform);
@@ -363,6 +364,15 @@ fn timing_on_a_real_corpus() {
     let began = Instant::now();
     let stats = memory.fit(val, &uniform);
     let fit = began.elapsed().as_secs_f64();
+    // Out of sample: fitted on the first half, scored on the second.
+    let half = val.len() / 2;
+    let mut held_out = pristine;
+    let before = bits(&held_out.score(&val[half..], &uniform[half..]));
+    held_out.fit(&val[..half], &uniform[..half - 1]);
+    let after = bits(&held_out.score(&val[half..], &uniform[half..]));
+    eprintln!(
+        "held out: {before:.3} bits/token with the defaults, {after:.3} fitted on the first half"
+    );
     let bytes = memory.to_bytes();
     let began = Instant::now();
     let back = Memory::from_bytes(&bytes).unwrap();
