@@ -40,6 +40,7 @@ fn write_checkpoint(root: &Path) -> PathBuf {
             tokenizer_json: &Tokenizer::bytes().to_json(),
             train_config: &TrainConfig::default(),
             state: &state,
+            memory: None,
         },
     )
     .unwrap();

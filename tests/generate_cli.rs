@@ -28,6 +28,7 @@ fn write_checkpoint(dir: &Path) -> (PathBuf, Gpt) {
             tokenizer_json: &tokenizer_json,
             train_config: &train_config,
             state: &state,
+            memory: None,
         },
     )
     .unwrap();

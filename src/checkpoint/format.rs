@@ -9,9 +9,16 @@
 //!                              tokenizer_json, created_unix, program_version }
 //!            "<gpt-2 name>":          { "dtype": "F32", "shape": [...], "data_offsets": [b, e] }
 //!            "optimizer.m.<name>" and "optimizer.v.<name>" likewise
+//!            "memory": { "dtype": "U8", "shape": [bytes], ... } (optional)
 //! [data]     f32 little-endian: all weights in ParamLayout order, then all
-//!            first moments, then all second moments (each one contiguous run)
+//!            first moments, then all second moments (each one contiguous run),
+//!            then the memory's bytes when there is one
 //! ```
+//!
+//! The memory (see [`crate::memory::format`]) is optional: a file without it
+//! has no `memory` tensor and no `memory` metadata key and reads exactly as
+//! before it existed. Its metadata value says its size, token count and
+//! vocabulary, so `cllm inspect` describes it without rebuilding the index.
 //!
 //! The checksum is SHA-256 over the whole file as written, with the 64 hex
 //! digits of the checksum itself replaced by `0`s. It therefore covers every
@@ -50,6 +57,20 @@ pub mod keys {
     pub const TOKENIZER: &str = "tokenizer_json";
     pub const CREATED: &str = "created_unix";
     pub const PROGRAM: &str = "program_version";
+    pub const MEMORY: &str = "memory";
+}
+
+/// Name of the optional memory tensor (U8).
+pub const MEMORY_TENSOR: &str = "memory";
+
+/// The `memory` metadata value: what the memory tensor holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryMeta {
+    /// Bytes of the stored memory.
+    pub bytes: u64,
+    /// Training tokens it indexes.
+    pub tokens: u64,
+    pub vocab_size: usize,
 }
 
 /// The `optimizer` metadata value: AdamW's scalars (its moments are tensors).
@@ -63,6 +84,8 @@ pub struct OptimizerMeta {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorSlot {
     pub name: String,
+    /// `F32` for the weights and moments, `U8` for the memory.
+    pub dtype: &'static str,
     pub shape: Vec<usize>,
     /// Byte offsets relative to the start of the data section.
     pub begin: u64,
@@ -107,6 +130,7 @@ pub fn tensor_plan(layout: &ParamLayout, with_optimizer: bool) -> Vec<TensorSlot
         for spec in &layout.specs {
             slots.push(TensorSlot {
                 name: format!("{prefix}{}", spec.name),
+                dtype: "F32",
                 shape: spec.shape.clone(),
                 begin: base + spec.offset as u64 * 4,
                 end: base + (spec.offset + spec.len()) as u64 * 4,
@@ -114,6 +138,18 @@ pub fn tensor_plan(layout: &ParamLayout, with_optimizer: bool) -> Vec<TensorSlot
         }
     }
     slots
+}
+
+/// The memory tensor's slot: `bytes` bytes after the `floats_bytes` of the
+/// weights and moments.
+pub fn memory_slot(floats_bytes: u64, bytes: u64) -> TensorSlot {
+    TensorSlot {
+        name: MEMORY_TENSOR.to_string(),
+        dtype: "U8",
+        shape: vec![bytes as usize],
+        begin: floats_bytes,
+        end: floats_bytes + bytes,
+    }
 }
 
 /// The header bytes (padded to a multiple of 8) with the checksum value set
@@ -133,7 +169,7 @@ pub fn build_header(
         root.insert(
             slot.name.clone(),
             serde_json::json!({
-                "dtype": "F32",
+                "dtype": slot.dtype,
                 "shape": slot.shape,
                 "data_offsets": [slot.begin, slot.end],
             }),

@@ -136,6 +136,9 @@ pub struct Checkpoint {
     pub created_unix: u64,
     /// `cllm` version that wrote the file.
     pub program_version: String,
+    /// The stored [`Memory`](crate::memory::Memory) (`Memory::from_bytes`),
+    /// when the file carries one.
+    pub memory: Option<Vec<u8>>,
 }
 
 impl Checkpoint {
@@ -161,6 +164,7 @@ impl Checkpoint {
             tokenizer_json: &self.tokenizer_json,
             train_config: &self.train_config,
             state: &self.state,
+            memory: self.memory.as_deref(),
         }
     }
 }
@@ -176,6 +180,9 @@ pub struct CheckpointRef<'a> {
     pub tokenizer_json: &'a str,
     pub train_config: &'a TrainConfig,
     pub state: &'a TrainingState,
+    /// A stored [`Memory`](crate::memory::Memory) (`Memory::to_bytes`) to
+    /// carry, or `None`.
+    pub memory: Option<&'a [u8]>,
 }
 
 /// What [`verify`] learns about a file without loading its tensors: for
@@ -198,4 +205,6 @@ pub struct CheckpointInfo {
     pub program_version: String,
     /// Hex SHA-256 stored in the file; [`verify`] only succeeds when it matches.
     pub checksum_sha256: String,
+    /// The memory the file carries, if any.
+    pub memory: Option<format::MemoryMeta>,
 }

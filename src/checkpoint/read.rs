@@ -7,14 +7,17 @@
 //! 4. format name, then version (a refusal names the version found);
 //! 5. the model config (`validate()` refuses absurd sizes);
 //! 6. the tensor table: count, names, dtype, shapes and offsets exactly as
-//!    the config's layout puts them, and the data size against the file size;
+//!    the config's layout puts them (and the optional memory after them),
+//!    and the data size against the file size;
 //! 7. the remaining metadata (configs, state, tokenizer);
 //! 8. the SHA-256 over the whole file.
 //!
 //! Only after step 6 is anything sized from the file allocated, and then only
 //! what the file really holds. [`load`] returns nothing unless all passed.
 
-use super::format::{self, LEN_BYTES, MAX_HEADER_BYTES, OptimizerMeta, TensorEntry, keys};
+use super::format::{
+    self, LEN_BYTES, MAX_HEADER_BYTES, MemoryMeta, OptimizerMeta, TensorEntry, keys,
+};
 use super::{Checkpoint, CheckpointError, CheckpointInfo, OptimizerState, TrainingState};
 use crate::config::TrainConfig;
 use crate::model::{ModelConfig, ParamLayout};
@@ -97,6 +100,17 @@ fn load_from(path: &Path, src: &mut impl Read, len: u64) -> Result<Checkpoint, C
         Some(_) => Some((read_run(&mut hasher)?, read_run(&mut hasher)?)),
         None => None,
     };
+    let memory = match &header.memory {
+        Some(meta) => {
+            // Sized by the metadata, which step 6 matched to the file size.
+            let mut bytes = vec![0u8; meta.bytes as usize];
+            src.read_exact(&mut bytes)
+                .map_err(|e| CheckpointError::io(path, "read", e))?;
+            hasher.update(&bytes);
+            Some(bytes)
+        }
+        None => None,
+    };
     finish_checksum(path, &header, hasher)?;
     let optimizer = header
         .optimizer
@@ -116,6 +130,7 @@ fn load_from(path: &Path, src: &mut impl Read, len: u64) -> Result<Checkpoint, C
         state: header.state,
         created_unix: header.created_unix,
         program_version: header.program_version,
+        memory,
     })
 }
 
@@ -132,6 +147,7 @@ struct Header {
     version: u32,
     stored_checksum: String,
     data_bytes: u64,
+    memory: Option<MemoryMeta>,
 }
 
 impl Header {
@@ -151,6 +167,7 @@ impl Header {
             created_unix: self.created_unix,
             program_version: self.program_version,
             checksum_sha256: self.stored_checksum,
+            memory: self.memory,
         }
     }
 }
@@ -272,18 +289,34 @@ fn read_header(
         None => None,
     };
     let with_opt = optimizer.is_some();
+    let memory: Option<MemoryMeta> = match meta.get(keys::MEMORY) {
+        Some(text) => Some(
+            serde_json::from_str(text)
+                .map_err(|e| bad(format!("the memory's description cannot be read: {e}")))?,
+        ),
+        None => None,
+    };
     let expected_count = format::tensor_count(&model, with_opt)
+        .and_then(|n| n.checked_add(u64::from(memory.is_some())))
         .ok_or_else(|| bad("the model config's tensor count overflows".into()))?;
     if root.len() as u64 != expected_count {
         return Err(bad(format!(
             "it holds {} tensors, the model config ({} layers{}) needs {expected_count}",
             root.len(),
             model.n_layer,
-            if with_opt { ", with AdamW moments" } else { "" }
+            match (with_opt, memory.is_some()) {
+                (false, false) => "",
+                (true, false) => ", with AdamW moments",
+                (false, true) => ", with a memory",
+                (true, true) => ", with AdamW moments and a memory",
+            }
         )));
     }
     let num_params = model.num_params();
-    let data_bytes = format::data_bytes(num_params, with_opt)
+    let float_bytes = format::data_bytes(num_params, with_opt)
+        .ok_or_else(|| bad("the data size overflows".into()))?;
+    let data_bytes = float_bytes
+        .checked_add(memory.as_ref().map_or(0, |m| m.bytes))
         .ok_or_else(|| bad("the data size overflows".into()))?;
     let actual_data = len - LEN_BYTES - header_len;
     if actual_data != data_bytes {
@@ -293,16 +326,20 @@ fn read_header(
     }
     // The count matched, so this layout is no bigger than the header.
     let layout = ParamLayout::new(&model);
-    for slot in format::tensor_plan(&layout, with_opt) {
+    let mut plan = format::tensor_plan(&layout, with_opt);
+    if let Some(m) = &memory {
+        plan.push(format::memory_slot(float_bytes, m.bytes));
+    }
+    for slot in plan {
         let entry = root
             .remove(&slot.name)
             .ok_or_else(|| bad(format!("tensor '{}' is missing", slot.name)))?;
         let entry: TensorEntry = serde_json::from_value(entry)
             .map_err(|e| bad(format!("tensor '{}' has a bad entry: {e}", slot.name)))?;
-        if entry.dtype != "F32" {
+        if entry.dtype != slot.dtype {
             return Err(bad(format!(
-                "tensor '{}' has dtype {}, expected F32",
-                slot.name, entry.dtype
+                "tensor '{}' has dtype {}, expected {}",
+                slot.name, entry.dtype, slot.dtype
             )));
         }
         let shape_ok = entry.shape.len() == slot.shape.len()
@@ -360,6 +397,7 @@ fn read_header(
             version,
             stored_checksum,
             data_bytes,
+            memory,
         },
         hasher,
     ))

@@ -44,7 +44,7 @@ pub fn save(path: &Path, ckpt: &CheckpointRef<'_>) -> Result<u64, CheckpointErro
     tmp_name.push(".tmp");
     let tmp = folder.join(tmp_name);
 
-    let written = match write_synced(&tmp, &header, checksum_at, &runs) {
+    let written = match write_synced(&tmp, &header, checksum_at, &runs, ckpt.memory) {
         Ok(n) => n,
         Err(e) => {
             // Best effort: the error being reported matters more.
@@ -136,7 +136,33 @@ fn header_for(path: &Path, ckpt: &CheckpointRef<'_>) -> Result<(Vec<u8>, usize),
     meta.insert(keys::CREATED, created.to_string());
     meta.insert(keys::PROGRAM, env!("CARGO_PKG_VERSION").to_string());
 
-    let slots = format::tensor_plan(&layout, ckpt.optimizer.is_some());
+    let mut slots = format::tensor_plan(&layout, ckpt.optimizer.is_some());
+    if let Some(bytes) = ckpt.memory {
+        let summary = crate::memory::format::peek(bytes).map_err(|e| {
+            CheckpointError::bad_input(path, format!("the memory cannot be stored: {e}"))
+        })?;
+        if summary.vocab_size != ckpt.model.vocab_size {
+            return Err(CheckpointError::bad_input(
+                path,
+                format!(
+                    "the memory's vocabulary has {} tokens, the model's {}",
+                    summary.vocab_size, ckpt.model.vocab_size
+                ),
+            ));
+        }
+        let memory = format::MemoryMeta {
+            bytes: bytes.len() as u64,
+            tokens: summary.token_count,
+            vocab_size: summary.vocab_size,
+        };
+        meta.insert(
+            keys::MEMORY,
+            json("the memory's description", serde_json::to_string(&memory))?,
+        );
+        let floats = format::data_bytes(layout.total, ckpt.optimizer.is_some())
+            .ok_or_else(|| CheckpointError::bad_input(path, "the data size overflows"))?;
+        slots.push(format::memory_slot(floats, memory.bytes));
+    }
     format::build_header(&meta, &slots).map_err(|e| CheckpointError::bad_input(path, e))
 }
 
@@ -147,6 +173,7 @@ fn write_synced(
     header: &[u8],
     checksum_at: usize,
     runs: &[&[f32]],
+    memory: Option<&[u8]>,
 ) -> Result<u64, CheckpointError> {
     let io = |action: &'static str| move |e| CheckpointError::io(tmp, action, e);
     let file = File::create(tmp).map_err(io("create a temporary file in the checkpoint folder"))?;
@@ -168,6 +195,10 @@ fn write_synced(
             put(&mut out, &bytes).map_err(io("write the temporary file"))?;
             total += bytes.len() as u64;
         }
+    }
+    if let Some(memory) = memory {
+        put(&mut out, memory).map_err(io("write the temporary file"))?;
+        total += memory.len() as u64;
     }
     let digest = format::to_hex(&hasher.finalize());
     let mut file = out

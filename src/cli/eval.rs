@@ -1,13 +1,15 @@
 //! `cllm eval`: a checkpoint's loss, perplexity, bits per byte, accuracy and
-//! macro P/R/F1 on its own validation split or on other data.
+//! macro P/R/F1 on its own validation split or on other data; when the
+//! checkpoint carries a memory, the bits per byte with it too.
 
 use crate::checkpoint;
 use crate::data::dataset::TokenDataset;
 use crate::data::tokenizer::Tokenizer;
+use crate::memory::Memory;
 use crate::model::Gpt;
+use crate::train::evaluate::evaluate_model_with_memory;
 use crate::train::prepare::{gather_files, prepare, read_texts};
-use crate::train::trainer::evaluate_model;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
@@ -31,6 +33,16 @@ pub struct EvalArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+    /// Also score with the checkpoint's memory, when it has one
+    #[arg(long, value_enum, default_value_t = MemorySwitch::On)]
+    pub memory: MemorySwitch,
+}
+
+/// `--memory on|off`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemorySwitch {
+    On,
+    Off,
 }
 
 pub fn run(args: EvalArgs) -> Result<(), String> {
@@ -71,12 +83,34 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
     } else {
         args.threads
     };
+    let memory = match (&ck.memory, args.memory) {
+        (Some(bytes), MemorySwitch::On) => Some(
+            Memory::from_bytes(bytes)
+                .map_err(|e| format!("{}: memory: {e}", args.model.display()))?,
+        ),
+        _ => None,
+    };
     let model = Gpt::from_params(ck.model, ck.params)?;
-    let stats = evaluate_model(&model, &data, seq_len, threads, args.max_windows)?;
+    let (stats, with_memory) = evaluate_model_with_memory(
+        &model,
+        &data,
+        seq_len,
+        threads,
+        args.max_windows,
+        memory.as_ref(),
+    )?;
     if args.json {
+        let mut value = serde_json::to_value(&stats).map_err(|e| e.to_string())?;
+        if let (Some(map), Some(with)) = (value.as_object_mut(), with_memory) {
+            map.insert(
+                "bits_per_byte_with_memory".into(),
+                serde_json::json!(with.bits_per_byte),
+            );
+            map.insert("loss_with_memory".into(), serde_json::json!(with.loss));
+        }
         println!(
             "{}",
-            serde_json::to_string(&stats).map_err(|e| e.to_string())?
+            serde_json::to_string(&value).map_err(|e| e.to_string())?
         );
     } else {
         let what = if own_split {
@@ -97,6 +131,14 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
             "  top-1 accuracy {:.3}, macro precision {:.3}, recall {:.3}, F1 {:.3}",
             stats.accuracy, stats.precision, stats.recall, stats.f1
         );
+        if let (Some(with), Some(memory)) = (with_memory, &memory) {
+            println!(
+                "  with its memory ({} training tokens): loss {:.4} nats/token, {:.3} bits/byte",
+                memory.tokens().len(),
+                with.loss,
+                with.bits_per_byte
+            );
+        }
     }
     Ok(())
 }

@@ -104,6 +104,15 @@ pub fn describe(info: &CheckpointInfo) -> String {
         "tokenizer   embedded tokenizer.json, {}",
         human_bytes(info.tokenizer_bytes as u64)
     ));
+    lines.push(match &info.memory {
+        Some(mem) => format!(
+            "memory      {} training tokens indexed (vocabulary {}), {}",
+            mem.tokens,
+            mem.vocab_size,
+            human_bytes(mem.bytes)
+        ),
+        None => "memory      none".to_string(),
+    });
     let mut text = lines.join("\n");
     text.push('\n');
     text

@@ -208,10 +208,26 @@ impl Gpt {
         batch: &Batch,
         predictions: Option<&mut [u32]>,
     ) -> f32 {
+        self.evaluate_rows(ws, batch, predictions, None)
+    }
+
+    /// [`evaluate`](Self::evaluate), also writing each position's loss
+    /// (`-ln p(target)`, nats) into `losses` (batch*seq, row-major) when
+    /// given.
+    pub fn evaluate_rows(
+        &self,
+        ws: &mut Workspace,
+        batch: &Batch,
+        predictions: Option<&mut [u32]>,
+        losses: Option<&mut [f32]>,
+    ) -> f32 {
         self.check_batch(ws, batch);
         let n = batch.batch * batch.seq;
         if let Some(p) = &predictions {
             assert_eq!(p.len(), n, "predictions must hold batch*seq ids");
+        }
+        if let Some(l) = &losses {
+            assert_eq!(l.len(), n, "losses must hold batch*seq values");
         }
         self.forward(ws, batch.inputs, batch.batch, batch.seq, None, &mut None);
         let (c, v) = (self.config.n_embd, self.config.vocab_size);
@@ -222,13 +238,14 @@ impl Gpt {
             chunk: ws.head_chunk,
         };
         let wte = &self.params[self.layout.wte..self.layout.wte + v * c];
-        let total = crossentropy::head_loss(
+        let total = crossentropy::head_loss_rows(
             &ws.lnf[..n * c],
             batch.targets,
             wte,
             &mut ws.logits,
             head,
             predictions,
+            losses,
         );
         (total / n as f64) as f32
     }

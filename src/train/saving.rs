@@ -117,6 +117,7 @@ impl Saver {
             tokenizer_json: &self.tokenizer_json,
             train_config: &self.config,
             state: &state,
+            memory: None,
         };
         match checkpoint::save(path, &ck) {
             Ok(_) => {

@@ -340,10 +340,37 @@ impl Spheres {
         n_seqs: usize,
         seq_len: usize,
     ) -> (f64, ClassCounts) {
+        let (loss_sum, counts, _) =
+            self.evaluate_inner(model, inputs, targets, n_seqs, seq_len, false);
+        (loss_sum, counts)
+    }
+
+    /// [`evaluate`](Self::evaluate), also returning every position's loss
+    /// (`-ln p(target)`, nats) in the order of `targets` (window by window).
+    pub fn evaluate_with_losses(
+        &mut self,
+        model: &Gpt,
+        inputs: &[u32],
+        targets: &[u32],
+        n_seqs: usize,
+        seq_len: usize,
+    ) -> (f64, ClassCounts, Vec<f32>) {
+        self.evaluate_inner(model, inputs, targets, n_seqs, seq_len, true)
+    }
+
+    fn evaluate_inner(
+        &mut self,
+        model: &Gpt,
+        inputs: &[u32],
+        targets: &[u32],
+        n_seqs: usize,
+        seq_len: usize,
+        keep_losses: bool,
+    ) -> (f64, ClassCounts, Vec<f32>) {
         let n = self.n;
         let t = seq_len;
         let max_share = self.max_share;
-        let results: Vec<(f64, ClassCounts)> = std::thread::scope(|scope| {
+        let results: Vec<(f64, ClassCounts, Vec<f32>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .workspaces
                 .iter_mut()
@@ -354,6 +381,7 @@ impl Spheres {
                         let mut loss_sum = 0.0f64;
                         let mut counts = ClassCounts::default();
                         let mut predictions = vec![0u32; max_share * t];
+                        let mut losses = vec![0f32; if keep_losses { seqs.len() * t } else { 0 }];
                         for start in seqs.clone().step_by(max_share) {
                             let end = (start + max_share).min(seqs.end);
                             let rows = end - start;
@@ -364,11 +392,13 @@ impl Spheres {
                                 seq: t,
                             };
                             let preds = &mut predictions[..rows * t];
-                            let loss = model.evaluate(ws, &batch, Some(preds));
+                            let at = (start - seqs.start) * t;
+                            let row_losses = keep_losses.then(|| &mut losses[at..at + rows * t]);
+                            let loss = model.evaluate_rows(ws, &batch, Some(preds), row_losses);
                             loss_sum += loss as f64 * (rows * t) as f64;
                             counts.add(batch.targets, preds);
                         }
-                        (loss_sum, counts)
+                        (loss_sum, counts, losses)
                     })
                 })
                 .collect();
@@ -379,11 +409,14 @@ impl Spheres {
         });
         let mut loss_sum = 0.0;
         let mut counts = ClassCounts::default();
-        for (l, c) in results {
+        let mut losses = Vec::with_capacity(if keep_losses { n_seqs * t } else { 0 });
+        // Sphere i holds the sequences of share(n_seqs, n, i), in order.
+        for (l, c, sphere_losses) in results {
             loss_sum += l;
             counts.merge(&c);
+            losses.extend_from_slice(&sphere_losses);
         }
-        (loss_sum, counts)
+        (loss_sum, counts, losses)
     }
 
     /// Marks every sphere idle: the run has ended (between steps they stay

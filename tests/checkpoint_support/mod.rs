@@ -63,6 +63,7 @@ pub fn sample(preset: &str, with_optimizer: bool, seed: u64) -> Checkpoint {
         state,
         created_unix: 0,
         program_version: String::new(),
+        memory: None,
     }
 }
 
@@ -89,6 +90,7 @@ pub fn assert_same(saved: &Checkpoint, loaded: &Checkpoint) {
         _ => panic!("optimizer presence differs"),
     }
     assert_eq!(saved.tokenizer_json, loaded.tokenizer_json);
+    assert!(saved.memory == loaded.memory, "memories differ");
     assert_eq!(saved.train_config, loaded.train_config);
     assert_eq!(saved.state, loaded.state);
     assert_eq!(

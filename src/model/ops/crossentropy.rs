@@ -104,7 +104,21 @@ pub fn head_loss(
     wte: &[f32],
     scratch: &mut [f32],
     s: HeadShape,
+    predictions: Option<&mut [u32]>,
+) -> f64 {
+    head_loss_rows(x, targets, wte, scratch, s, predictions, None)
+}
+
+/// [`head_loss`], also writing each row's loss (`-log p(target)`, nats)
+/// into `row_losses` (N) when given.
+pub fn head_loss_rows(
+    x: &[f32],
+    targets: &[u32],
+    wte: &[f32],
+    scratch: &mut [f32],
+    s: HeadShape,
     mut predictions: Option<&mut [u32]>,
+    mut row_losses: Option<&mut [f32]>,
 ) -> f64 {
     let (c, v) = (s.channels, s.vocab);
     let mut total = 0.0f64;
@@ -120,6 +134,9 @@ pub fn head_loss(
             total += (lse - logit) as f64;
             if let Some(pred) = predictions.as_deref_mut() {
                 pred[start + r] = argmax as u32;
+            }
+            if let Some(losses) = row_losses.as_deref_mut() {
+                losses[start + r] = lse - logit;
             }
         }
         start += rows;
