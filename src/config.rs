@@ -126,6 +126,10 @@ pub struct TrainConfig {
     pub accum_steps: usize,
     /// Overrides the preset's dropout when set.
     pub dropout: Option<f32>,
+    /// Build a repository memory over the training tokens (an n-gram index
+    /// and a document cache mixed with the transformer, see `memory`), fit
+    /// its mix at each evaluation and save it in the checkpoints.
+    pub memory: bool,
     /// Fraction of the data held out for validation.
     pub val_fraction: f32,
     /// Evaluate every K optimizer steps (0 = only at epoch ends).
@@ -183,6 +187,7 @@ impl Default for TrainConfig {
             grad_clip: 1.0,
             accum_steps: 1,
             dropout: None,
+            memory: true,
             val_fraction: 0.1,
             eval_every: 50,
             eval_batches: 16,

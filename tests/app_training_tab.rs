@@ -136,6 +136,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             precision: 0.1,
             recall: 0.1,
             f1: 0.1,
+            ..EvalStats::default()
         }),
         Event::Checkpoint {
             path: PathBuf::from("checkpoints/checkpoint_epoch_1_loss_3.8000.cllm"),

@@ -69,6 +69,11 @@ pub struct TrainArgs {
     /// bpe or bytes [default: bpe]
     #[arg(long)]
     pub tokenizer: Option<TokenizerKind>,
+    /// Repository memory: an n-gram index over the training tokens and a
+    /// document cache mixed with the model, fitted at each evaluation and
+    /// saved with the checkpoints [default: on]
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub memory: Option<super::eval::MemorySwitch>,
     /// Fraction held out for validation (the tail of the data) [default: 0.1]
     #[arg(long)]
     pub val_fraction: Option<f32>,
@@ -172,6 +177,10 @@ impl TrainArgs {
         c.min_lr = self.min_lr.unwrap_or(c.lr / 10.0);
         if self.min_lr.is_some() {
             given.push("min_lr");
+        }
+        if let Some(m) = self.memory {
+            c.memory = m == super::eval::MemorySwitch::On;
+            given.push("memory");
         }
         if let Some(d) = self.dropout {
             c.dropout = Some(d);
@@ -429,8 +438,12 @@ impl Terminal {
                 if self.best.is_none_or(|b| e.loss < b) {
                     self.best = Some(e.loss);
                 }
+                let memory = e
+                    .bits_per_byte_with_memory
+                    .map(|b| format!(" ({b:.3} with memory)"))
+                    .unwrap_or_default();
                 self.say(format!(
-                    "eval @ step {}: loss {:.4}  ppl {:.2}  {:.3} bits/byte  acc {:.3}  P/R/F1 {:.3}/{:.3}/{:.3}",
+                    "eval @ step {}: loss {:.4}  ppl {:.2}  {:.3} bits/byte{memory}  acc {:.3}  P/R/F1 {:.3}/{:.3}/{:.3}",
                     e.step, e.loss, e.perplexity, e.bits_per_byte, e.accuracy, e.precision, e.recall, e.f1
                 ));
             }

@@ -149,6 +149,40 @@ pub fn evaluate_with_memory(
     ))
 }
 
+/// The trainer's evaluation with a memory: one forward pass over the
+/// windows gives the plain figures; the memory's mix is then fitted on
+/// those same positions and scores them (in-sample for the mix's weights,
+/// as [`EvalStats::bits_per_byte_with_memory`] says).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_and_fit_memory(
+    spheres: &mut Spheres,
+    model: &Gpt,
+    val: &TokenDataset,
+    windows: &[usize],
+    seq_len: usize,
+    bytes_per_token: f64,
+    epoch: usize,
+    step: u64,
+    memory: &mut Memory,
+) -> Result<(EvalStats, FitStats), String> {
+    check_vocabularies(model, memory)?;
+    let (loss_sum, counts, losses) = model_losses(spheres, model, val, windows, seq_len);
+    let mut stats = eval_stats(
+        loss_sum,
+        &counts,
+        windows.len() * seq_len,
+        bytes_per_token,
+        epoch,
+        step,
+    );
+    let fit = fit_on_losses(memory, val, windows, seq_len, &losses);
+    let mixed = memory_losses(memory, val, windows, seq_len, &losses);
+    let loss = (mixed.iter().sum::<f64>() / mixed.len().max(1) as f64) as f32;
+    stats.loss_with_memory = Some(loss);
+    stats.bits_per_byte_with_memory = Some(bits_per_byte(loss, bytes_per_token));
+    Ok((stats, fit))
+}
+
 /// Fits `memory`'s mix on every window of `val` (the transformer's
 /// probabilities of the true tokens come from `model`). A with-memory
 /// figure later measured on the same `val` is in-sample for the mix's
@@ -178,6 +212,17 @@ pub fn fit_memory_on(
 ) -> Result<FitStats, String> {
     check_vocabularies(model, memory)?;
     let (_, _, losses) = model_losses(spheres, model, val, windows, seq_len);
+    Ok(fit_on_losses(memory, val, windows, seq_len, &losses))
+}
+
+/// Fits the mix from the transformer's per-position losses on `windows`.
+fn fit_on_losses(
+    memory: &mut Memory,
+    val: &TokenDataset,
+    windows: &[usize],
+    seq_len: usize,
+    losses: &[f32],
+) -> FitStats {
     let docs: Vec<(Vec<u32>, Vec<f32>)> = documents(windows, seq_len)
         .map(|(first, last)| {
             let tokens = val.tokens[windows[first]..=windows[last] + seq_len].to_vec();
@@ -189,7 +234,7 @@ pub fn fit_memory_on(
         })
         .collect();
     let refs: Vec<(&[u32], &[f32])> = docs.iter().map(|(t, p)| (&t[..], &p[..])).collect();
-    Ok(memory.fit_documents(&refs))
+    memory.fit_documents(&refs)
 }
 
 /// The runs of consecutive windows, as (first, last) indices into `windows`.
@@ -286,6 +331,7 @@ fn eval_stats(
         precision,
         recall,
         f1,
+        ..EvalStats::default()
     }
 }
 

@@ -78,7 +78,7 @@ pub struct StepStats {
     pub eta_secs: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalStats {
     pub epoch: usize,
     pub step: u64,
@@ -92,6 +92,13 @@ pub struct EvalStats {
     pub precision: f32,
     pub recall: f32,
     pub f1: f32,
+    /// The same positions with the repository memory mixed in (`None`
+    /// when the run has no memory). Its mix is fitted on these positions
+    /// first, so the figure is in-sample for the mix's few weights.
+    #[serde(default)]
+    pub loss_with_memory: Option<f32>,
+    #[serde(default)]
+    pub bits_per_byte_with_memory: Option<f32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

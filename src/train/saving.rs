@@ -91,6 +91,9 @@ pub struct Saver {
     /// When the run began (saved states add the time spent so far).
     pub started: Instant,
     pub last_saved: Option<PathBuf>,
+    /// The run's repository memory in its stored form (refreshed after each
+    /// fit), written into every checkpoint; `None` without one.
+    pub memory: Option<Vec<u8>>,
 }
 
 impl Saver {
@@ -117,7 +120,7 @@ impl Saver {
             tokenizer_json: &self.tokenizer_json,
             train_config: &self.config,
             state: &state,
-            memory: None,
+            memory: self.memory.as_deref(),
         };
         match checkpoint::save(path, &ck) {
             Ok(_) => {

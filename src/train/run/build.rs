@@ -6,6 +6,7 @@ use super::{Run, model_config_for};
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::data::batches::Batcher;
 use crate::data::fingerprint::DataFingerprint;
+use crate::memory::Memory;
 use crate::model::Gpt;
 use crate::train::TrainConfig;
 use crate::train::auto;
@@ -62,8 +63,12 @@ impl Run {
         let mut notes = Vec::new();
         // A resumed run continues in its own folders unless given a new name.
         let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
+        let mut saved_memory = None;
         let (model, opt, state, plan) = match resumed {
-            Some(ck) => restore(&config, ck, fingerprint, windows, threads, &mut notes)?,
+            Some(ck) => {
+                saved_memory = ck.memory.clone();
+                restore(&config, ck, fingerprint, windows, threads, &mut notes)?
+            }
             None => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
         };
         for note in notes {
@@ -82,6 +87,17 @@ impl Run {
                 model.config.n_ctx
             ));
         }
+
+        let repo_memory = if config.memory {
+            Some(repository_memory(
+                saved_memory.as_deref(),
+                &train.tokens,
+                model.config.vocab_size,
+                emit,
+            ))
+        } else {
+            None
+        };
 
         // The run's own folder, under a name no other run has.
         let continues_its_run = saved_run_name.as_deref() == Some(config.run_name.as_str())
@@ -175,7 +191,9 @@ impl Run {
                 tokenizer_json: tokenizer.to_json(),
                 started,
                 last_saved: None,
+                memory: repo_memory.as_ref().map(Memory::to_bytes),
             },
+            repo_memory,
             tokenizer,
             val,
             model,
@@ -205,6 +223,35 @@ impl Run {
             config,
         })
     }
+}
+
+/// The run's repository memory: the resumed checkpoint's (its fitted mix),
+/// when it holds one over these same training tokens, else a new one.
+fn repository_memory(
+    saved: Option<&[u8]>,
+    train_tokens: &[u32],
+    vocab_size: usize,
+    emit: &mut dyn FnMut(Event),
+) -> Memory {
+    if let Some(bytes) = saved {
+        match Memory::from_bytes(bytes) {
+            Ok(m) if m.tokens() == train_tokens && m.vocab_size() == vocab_size => return m,
+            Ok(_) => emit(Event::Warning(
+                "the checkpoint's memory is over other tokens: a new one is built".into(),
+            )),
+            Err(e) => emit(Event::Warning(format!(
+                "the checkpoint's memory is unreadable ({e}): a new one is built"
+            ))),
+        }
+    }
+    let started = Instant::now();
+    let memory = Memory::build(train_tokens.to_vec(), vocab_size);
+    emit(Event::Info(format!(
+        "repository memory: {} training tokens indexed in {:.1} s",
+        train_tokens.len(),
+        started.elapsed().as_secs_f64()
+    )));
+    memory
 }
 
 /// What a run continues from: the checkpoint's model, optimizer, state and

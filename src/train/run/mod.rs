@@ -91,6 +91,8 @@ pub struct Run {
     tokens_done: u64,
     train_started: Instant,
     epoch_started: Instant,
+    /// The repository memory over the training tokens (`config.memory`).
+    repo_memory: Option<crate::memory::Memory>,
     /// A run given time, until its warm-up fixes the run's length.
     budget: Option<timed::BudgetClock>,
     /// The last evaluation's time (with the checkpoint it wrote) and step,

@@ -4,7 +4,7 @@
 use super::{MAX_BAD_STEPS, Run, StepOutcome, TICK};
 use crate::checkpoint;
 use crate::data::batches::BatchPosition;
-use crate::train::evaluate::evaluate;
+use crate::train::evaluate::{eval_windows, evaluate, evaluate_and_fit_memory, fit_memory_on};
 use crate::train::events::{Event, SaveReason, StepStats, Summary};
 use crate::train::metrics::{imbalance, peak_memory_bytes};
 use crate::train::saving::{RUN_FINAL_NAME, copy_atomically, keep_previous_output};
@@ -178,16 +178,33 @@ impl Run {
     /// stopping counts evaluations without one.
     pub fn evaluate(&mut self, epoch: usize, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         let started = Instant::now();
-        let ev = evaluate(
-            &mut self.spheres,
-            &self.model,
-            &self.val,
-            &self.val_windows,
-            self.config.seq_len,
-            self.bytes_per_token,
-            epoch,
-            self.state.step,
-        );
+        let ev = match self.repo_memory.as_mut() {
+            Some(memory) => {
+                let (ev, _) = evaluate_and_fit_memory(
+                    &mut self.spheres,
+                    &self.model,
+                    &self.val,
+                    &self.val_windows,
+                    self.config.seq_len,
+                    self.bytes_per_token,
+                    epoch,
+                    self.state.step,
+                    memory,
+                )?;
+                self.saver.memory = Some(memory.to_bytes());
+                ev
+            }
+            None => evaluate(
+                &mut self.spheres,
+                &self.model,
+                &self.val,
+                &self.val_windows,
+                self.config.seq_len,
+                self.bytes_per_token,
+                epoch,
+                self.state.step,
+            ),
+        };
         self.log.eval(&ev)?;
         emit(Event::Eval(ev.clone()));
         let better = self.state.best_val_loss.is_none_or(|b| ev.loss < b);
@@ -237,6 +254,38 @@ impl Run {
         Ok(())
     }
 
+    /// Before the final save: the memory's mix fitted on the whole
+    /// validation split (evaluations fit it on their windows only).
+    fn fit_memory_on_validation(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+        let Some(memory) = self.repo_memory.as_mut() else {
+            return Ok(());
+        };
+        let windows = eval_windows(&self.val, self.config.seq_len, 0);
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let fit = fit_memory_on(
+            &mut self.spheres,
+            &self.model,
+            memory,
+            &self.val,
+            &windows,
+            self.config.seq_len,
+        )?;
+        self.saver.memory = Some(memory.to_bytes());
+        let per_byte = |bits_per_token: f64| bits_per_token / self.bytes_per_token.max(1e-9);
+        emit(Event::Info(format!(
+            "repository memory fitted on {} validation tokens in {:.1} s: {:.3} bits/byte with \
+             it, {:.3} without (in-sample for the mix's weights)",
+            windows.len() * self.config.seq_len,
+            started.elapsed().as_secs_f64(),
+            per_byte(fit.bits_fitted),
+            per_byte(fit.bits_transformer),
+        )));
+        Ok(())
+    }
+
     /// Phase 5: a checkpoint of where the run stands.
     pub fn save(
         &mut self,
@@ -275,6 +324,7 @@ impl Run {
                 kept.display()
             )));
         }
+        self.fit_memory_on_validation(emit)?;
         self.save(&run_final, SaveReason::Final, emit)?;
         if publish {
             copy_atomically(&run_final, &output)?;
