@@ -16,6 +16,12 @@ pub struct SyntaxError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// What kind of error, for counting: `MISSING <kind>` for a node the
+    /// parser had to assume (`MISSING }`, `MISSING ;`, `MISSING
+    /// identifier`), `ERROR in <kind>` for text it could not fit, with the
+    /// kind of the node it sits in (`ERROR in compound_statement`).
+    #[serde(default)]
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +51,7 @@ pub fn check_c(source: &str) -> Result<SyntaxReport, String> {
     }
     let first_error = first_error_node(root).map(|node| {
         let at = node.start_position();
+        let kind = error_kind(node);
         let message = if node.is_missing() {
             format!("missing `{}`", node.kind())
         } else {
@@ -57,12 +64,25 @@ pub fn check_c(source: &str) -> Result<SyntaxReport, String> {
             line: at.row + 1,
             column: at.column + 1,
             message,
+            kind,
         }
     });
     Ok(SyntaxReport {
         parses: false,
         first_error,
     })
+}
+
+/// [`SyntaxError::kind`] of an ERROR or MISSING node.
+fn error_kind(node: Node<'_>) -> String {
+    if node.is_missing() {
+        format!("MISSING {}", node.kind())
+    } else {
+        match node.parent() {
+            Some(parent) => format!("ERROR in {}", parent.kind()),
+            None => "ERROR".to_string(),
+        }
+    }
 }
 
 /// The first ERROR or MISSING node in source order, walking only into
