@@ -192,7 +192,7 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
         "functions"
     };
     if !args.json {
-        println!("{}", header(&args, &base, &set));
+        println!("{}", header(&args, &base, &set, model.config.n_ctx));
     }
     let progress = std::io::stderr().is_terminal();
     let cancel = AtomicBool::new(false);
@@ -253,14 +253,21 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn header(args: &EvalGenArgs, base: &SamplingConfig, set: &PromptSet) -> String {
+fn header(args: &EvalGenArgs, base: &SamplingConfig, set: &PromptSet, n_ctx: usize) -> String {
     let what = match set.found {
         Some(0) => format!(
             "no C function openings in {}: only the seed prompts are measured",
             set.source
         ),
+        Some(found) if set.prompts.is_empty() => format!(
+            "none of the {found} C functions in {} has an opening short enough (at most {} \
+             bytes and {} tokens, half the context): only the seed prompts are measured",
+            set.source,
+            crate::generate::openings::DEFAULT_MAX_OPENING_BYTES,
+            (n_ctx / 2).max(1)
+        ),
         Some(found) => format!(
-            "{} function openings from {} ({found} found)",
+            "{} function openings from {} ({found} C functions found)",
             set.prompts.len(),
             set.source
         ),

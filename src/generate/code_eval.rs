@@ -214,9 +214,9 @@ pub fn evaluate_completions(
 /// and spread over the text, each at most
 /// [`openings::DEFAULT_MAX_OPENING_BYTES`] long and at most half of the
 /// model's context `n_ctx` in tokens (so the completion has room before the
-/// window slides). Also returns how many openings the text has in all
-/// (before the limits). Zero openings (text with no C functions) is not an
-/// error.
+/// window slides). Also returns how many usable openings the text has in
+/// all, before the length limits (see [`openings::extract_openings`]).
+/// Zero openings (text with no C functions) is not an error.
 pub fn function_prompts(
     texts: &[(String, String)],
     tok: &Tokenizer,

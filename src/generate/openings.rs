@@ -53,9 +53,10 @@ pub struct Opening {
     pub definition: String,
 }
 
-/// Every function opening in `texts` (`(name, text)` pairs), in text order,
-/// that has no syntax error before its body. Errs only if the C grammar
-/// cannot be loaded.
+/// Every usable function opening in `texts` (`(name, text)` pairs), in
+/// text order: no syntax error before its body, one brace open after it,
+/// and the whole original function parses on its own. Errs only if the C
+/// grammar cannot be loaded.
 pub fn extract_openings(texts: &[(String, String)]) -> Result<Vec<Opening>, String> {
     let mut parser = Parser::new();
     parser
@@ -169,6 +170,9 @@ fn opening_of(node: Node<'_>, piece: &Piece<'_>, source: &str) -> Option<Opening
         return None;
     }
     let definition = piece.text.get(start..node.end_byte())?;
+    if !check_c(definition).is_ok_and(|r| r.parses) {
+        return None;
+    }
     Some(Opening {
         source: source.to_string(),
         file: piece.file.clone(),
@@ -182,9 +186,9 @@ fn opening_of(node: Node<'_>, piece: &Piece<'_>, source: &str) -> Option<Opening
 /// openings (in text order) are cut into `n` equal runs and one is drawn
 /// from each run; runs with no usable opening leave their place to a
 /// seeded draw from the rest. An opening is usable if it is at most
-/// `max_bytes` long, `fits` accepts it (e.g. its tokens fit the model's
-/// context) and its whole original function parses on its own. The result
-/// is in text order. Same openings, `n`, seed and limits: same choice.
+/// `max_bytes` long and `fits` accepts it (e.g. its tokens fit the model's
+/// context). The result is in text order. Same openings, `n`, seed and
+/// limits: same choice.
 pub fn sample_openings(
     all: &[Opening],
     n: usize,
@@ -196,9 +200,7 @@ pub fn sample_openings(
     if n == 0 || m == 0 {
         return Vec::new();
     }
-    let usable = |o: &Opening| {
-        o.text.len() <= max_bytes && fits(o) && check_c(&o.definition).is_ok_and(|r| r.parses)
-    };
+    let usable = |o: &Opening| o.text.len() <= max_bytes && fits(o);
     let mut rng = Rng::derive(seed, &[0x4f50_454e]); // "OPEN"
     let runs = n.min(m);
     let mut chosen: Vec<usize> = Vec::with_capacity(runs);
@@ -307,9 +309,9 @@ void (*get_handler(int sig))(int) {
         assert!(got.contains(&("src/a.c", 2, "int a(void) {")), "{got:?}");
         assert!(got.contains(&("src/é.c", 9, "int b(void) {")), "{got:?}");
         assert!(found.iter().all(|o| o.source == "all.txt"));
-        // The unclosed function in b.c did not swallow é.c's.
-        let usable = sample_openings(&found, 10, 1, 1000, &|_| true);
-        assert!(usable.iter().all(|o| o.file != "src/b.c"), "{usable:?}");
+        // The unclosed function in b.c is not a usable opening, and it did
+        // not swallow é.c's.
+        assert_eq!(found.len(), 2, "{got:?}");
     }
 
     #[test]
@@ -319,8 +321,7 @@ void (*get_handler(int sig))(int) {
         let prose = "Ünïcödé prose — no code at all. 日本語のテキスト。\n";
         for t in [rust, prose, "", "{{{{", "}}}}"] {
             let found = extract_openings(&texts("x.rs", t)).unwrap();
-            let usable = sample_openings(&found, 5, 3, 1000, &|_| true);
-            assert!(usable.is_empty(), "{t:?}: {usable:?}");
+            assert!(found.is_empty(), "{t:?}: {found:?}");
         }
     }
 
