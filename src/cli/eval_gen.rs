@@ -255,6 +255,9 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
 
 fn header(args: &EvalGenArgs, base: &SamplingConfig, set: &PromptSet, n_ctx: usize) -> String {
     let what = match set.found {
+        Some(_) if args.functions == 0 => {
+            "--functions 0: only the seed prompts are measured".to_string()
+        }
         Some(0) => format!(
             "no C function openings in {}: only the seed prompts are measured",
             set.source

@@ -269,6 +269,10 @@ struct point *make_point(int x,
 void (*get_handler(int sig))(int) {
   return 0;
 }
+
+int with_comment(int x /* größe { */, char c) {
+  return x + c;
+}
 "#;
 
     #[test]
@@ -282,10 +286,11 @@ void (*get_handler(int sig))(int) {
                 "int\nkr_style(a, b)\n  int a;\n  char *b;\n{",
                 "struct point *make_point(int x,\n                         int y)\n{",
                 "void (*get_handler(int sig))(int) {",
+                "int with_comment(int x /* größe { */, char c) {",
             ]
         );
         let lines: Vec<usize> = found.iter().map(|o| o.line).collect();
-        assert_eq!(lines, vec![6, 13, 23, 31]);
+        assert_eq!(lines, vec![6, 13, 23, 31, 35]);
         for o in &found {
             assert_eq!(o.source, "snippet.c");
             assert_eq!(o.file, "snippet.c");
