@@ -8,7 +8,8 @@ use cllm::data::dataset::TokenDataset;
 use cllm::data::tokenizer::Tokenizer;
 use cllm::generate::braces::CloseWatch;
 use cllm::generate::code_eval::{
-    CodeEvalReport, function_prompts, texts_of_dataset, trainer_sampling,
+    CodeEvalReport, PeriodicCodeCheck, TRAINER_PROMPTS, function_prompts, texts_of_dataset,
+    trainer_sampling,
 };
 use cllm::generate::{
     FinishReason, Generator, SamplingConfig, check_c, evaluate_completions, extract_openings,
@@ -312,4 +313,35 @@ fn function_prompts_from_a_prepared_split_and_from_text_without_c() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn the_trainers_periodic_check_uses_the_validation_split() {
+    let tok = Tokenizer::bytes();
+    let never = AtomicBool::new(false);
+    let c_val = TokenDataset::from_texts(&tok, &[("small.c".into(), C_TEXT.into())]);
+    let check = PeriodicCodeCheck::new(&c_val, &tok, 64, TRAINER_PROMPTS, 5).unwrap();
+    assert_eq!(check.openings_found, 4);
+    assert_eq!(
+        check.prompts.len(),
+        3,
+        "the 40-byte opening does not fit 32 tokens"
+    );
+    assert_eq!(check.sampling, trainer_sampling());
+    let closer = forced_model(b'}');
+    let summary = check.run(&closer, &tok, &never).unwrap().unwrap();
+    assert_eq!((summary.samples, summary.parsed_when_closed), (3, 3));
+    let random = Gpt::new(byte_config(), 8).unwrap();
+    let a = check.run(&random, &tok, &never).unwrap().unwrap();
+    assert_eq!(
+        a,
+        check.run(&random, &tok, &never).unwrap().unwrap(),
+        "greedy"
+    );
+    assert!(a.mean_generated_tokens <= 200.0);
+    // Not C: no prompts, no figures, no error.
+    let rust = TokenDataset::from_texts(&tok, &[("a.rs".into(), "fn f() -> u8 { 1 }\n".into())]);
+    let none = PeriodicCodeCheck::new(&rust, &tok, 64, TRAINER_PROMPTS, 5).unwrap();
+    assert!(none.prompts.is_empty());
+    assert_eq!(none.run(&closer, &tok, &never).unwrap(), None);
 }

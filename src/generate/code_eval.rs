@@ -20,12 +20,11 @@
 //!   e.g. `MISSING }`, `ERROR in compound_statement`); the counts sum to
 //!   `samples - parsed`.
 //!
-//! The trainer's periodic check ([`trainer_sampling`], [`TRAINER_PROMPTS`],
-//! one greedy completion per prompt) costs at most `TRAINER_PROMPTS × 200`
-//! decoded tokens per evaluation; choose its prompts once per run with
-//! [`function_prompts`] on the validation texts
-//! ([`texts_of_dataset`] turns the prepared validation split back into
-//! text) and pass the same ones every time, so evaluations compare.
+//! The trainer's periodic check is [`PeriodicCodeCheck`]: built once per
+//! run from the prepared validation split ([`TRAINER_PROMPTS`] openings,
+//! [`trainer_sampling`]: greedy, at most 200 tokens, one completion per
+//! prompt), run at each evaluation on the same prompts, so evaluations
+//! compare; it costs at most `TRAINER_PROMPTS × 200` decoded tokens.
 
 use super::generator::{FinishReason, Generator};
 use super::openings::{self, Opening};
@@ -241,6 +240,56 @@ pub fn texts_of_dataset(data: &TokenDataset, tok: &Tokenizer) -> Vec<(String, St
         .zip(&data.names)
         .map(|(range, name)| (name.clone(), tok.decode(&data.tokens[range.clone()])))
         .collect()
+}
+
+/// The trainer's periodic code check, set up once per run: the prompts
+/// (up to `n` function openings of the validation split, chosen with the
+/// run's seed) and [`trainer_sampling`]. Each [`PeriodicCodeCheck::run`]
+/// completes every prompt once, greedily, at most 200 tokens each, so it
+/// costs at most `n × 200` decoded tokens and gives the same figures for
+/// the same weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeriodicCodeCheck {
+    pub prompts: Vec<String>,
+    /// Usable openings in the validation split (before the length limits).
+    pub openings_found: usize,
+    pub sampling: SamplingConfig,
+}
+
+impl PeriodicCodeCheck {
+    /// Chooses the prompts from the prepared validation split `val`
+    /// (decoded with `tok`) for a model of context `n_ctx`. With no usable
+    /// opening (data that is not C) the check has no prompts, and
+    /// [`PeriodicCodeCheck::run`] returns `None`.
+    pub fn new(
+        val: &TokenDataset,
+        tok: &Tokenizer,
+        n_ctx: usize,
+        n: usize,
+        seed: u64,
+    ) -> Result<PeriodicCodeCheck, String> {
+        let texts = texts_of_dataset(val, tok);
+        let (chosen, openings_found) = function_prompts(&texts, tok, n_ctx, n, seed)?;
+        Ok(PeriodicCodeCheck {
+            prompts: chosen.into_iter().map(|o| o.text).collect(),
+            openings_found,
+            sampling: trainer_sampling(),
+        })
+    }
+
+    /// The figures for `model` now (`None` with no prompts).
+    pub fn run(
+        &self,
+        model: &Gpt,
+        tok: &Tokenizer,
+        cancel: &AtomicBool,
+    ) -> Result<Option<CodeEvalSummary>, String> {
+        if self.prompts.is_empty() {
+            return Ok(None);
+        }
+        let report = evaluate_completions(model, tok, &self.prompts, &self.sampling, 1, cancel)?;
+        Ok(Some(report.summary))
+    }
 }
 
 /// A prompt cut for messages.

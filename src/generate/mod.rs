@@ -28,8 +28,8 @@ pub mod syntax;
 pub use background::{GenerationEvent, GenerationHandle, spawn_generation};
 pub use braces::{BraceCounter, CloseWatch};
 pub use code_eval::{
-    CodeEvalReport, CodeEvalSummary, SampleRecord, evaluate_completions, evaluate_completions_with,
-    function_prompts,
+    CodeEvalReport, CodeEvalSummary, PeriodicCodeCheck, SampleRecord, evaluate_completions,
+    evaluate_completions_with, function_prompts,
 };
 pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator};
 pub use openings::{Opening, extract_openings, sample_openings};
