@@ -21,6 +21,7 @@ use crate::data::tokenizer::Tokenizer;
 use crate::generate::code_eval::{self, CodeEvalSummary, SampleRecord};
 use crate::generate::{Opening, SamplingConfig};
 use crate::model::Gpt;
+use crate::train::TrainConfig;
 use crate::train::prepare::{gather_files, read_texts, validation_texts};
 use clap::Args;
 use serde_json::json;
@@ -115,7 +116,7 @@ fn from_openings(chosen: Vec<Opening>, found: usize, source: String) -> PromptSe
 
 fn prompt_set(
     args: &EvalGenArgs,
-    ck: &checkpoint::Checkpoint,
+    train_config: &TrainConfig,
     tok: &Tokenizer,
     n_ctx: usize,
 ) -> Result<PromptSet, String> {
@@ -130,7 +131,7 @@ fn prompt_set(
     }
     let cancel = AtomicBool::new(false);
     let (texts, source) = if args.data.is_empty() {
-        let cfg = &ck.train_config;
+        let cfg = train_config;
         let texts = validation_texts(cfg, &cancel).map_err(|e| {
             let data = if cfg.files.is_empty() {
                 &cfg.data
@@ -147,7 +148,7 @@ fn prompt_set(
         })?;
         (texts, "its validation split".to_string())
     } else {
-        let mut cfg = ck.train_config.clone();
+        let mut cfg = train_config.clone();
         cfg.data = args.data.clone();
         cfg.files.clear();
         cfg.extensions = args.ext.clone();
@@ -168,14 +169,20 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
     let base = args.sampling.to_config();
     base.validate()?;
     let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
-    let tok = Tokenizer::from_json(&ck.tokenizer_json)
-        .map_err(|e| format!("{}: its tokenizer: {e}", args.model.display()))?;
     let context = ck.trained_context();
-    let model = Gpt::from_params(ck.model.clone(), ck.params.clone())
+    let checkpoint::Checkpoint {
+        model,
+        params,
+        tokenizer_json,
+        train_config,
+        ..
+    } = ck;
+    let tok = Tokenizer::from_json(&tokenizer_json)
+        .map_err(|e| format!("{}: its tokenizer: {e}", args.model.display()))?;
+    let model = Gpt::from_params(model, params)
         .and_then(|m| m.with_context(context))
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
-    let set = prompt_set(&args, &ck, &tok, model.config.n_ctx)?;
-    drop(ck);
+    let set = prompt_set(&args, &train_config, &tok, model.config.n_ctx)?;
     let seed_prompts: Vec<String> = DEFAULT_PROMPTS.iter().map(|s| s.to_string()).collect();
 
     let output = args
