@@ -345,3 +345,35 @@ fn the_trainers_periodic_check_uses_the_validation_split() {
     assert!(none.prompts.is_empty());
     assert_eq!(none.run(&closer, &tok, &never).unwrap(), None);
 }
+
+#[test]
+fn validation_texts_are_the_prepared_validation_split() {
+    use cllm::train::TrainConfig;
+    use cllm::train::prepare::{prepare, validation_texts};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("a.c", C_TEXT.to_string()),
+        ("b.c", C_TEXT.replace("max2", "max_of_two").repeat(3)),
+        ("c.md", "# Notes — ünïcödé\n".repeat(40)),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let never = AtomicBool::new(false);
+    for val_fraction in [0.1, 0.5] {
+        let cfg = TrainConfig {
+            data: vec![dir.path().to_path_buf()],
+            tokenizer: cllm::train::TokenizerKind::Bytes,
+            val_fraction,
+            ..TrainConfig::default()
+        };
+        let tok = Tokenizer::bytes();
+        let prepared = prepare(&cfg, Some(tok.clone()), &never, &mut |_| {}).unwrap();
+        let texts = validation_texts(&cfg, &never).unwrap();
+        assert!(!texts.is_empty());
+        assert_eq!(
+            texts,
+            texts_of_dataset(&prepared.val, &tok),
+            "{val_fraction}"
+        );
+    }
+}
