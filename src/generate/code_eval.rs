@@ -22,9 +22,10 @@
 //!
 //! The trainer's periodic check is [`PeriodicCodeCheck`]: built once per
 //! run from the prepared validation split ([`TRAINER_PROMPTS`] openings,
-//! [`trainer_sampling`]: greedy, at most 200 tokens, one completion per
-//! prompt), run at each evaluation on the same prompts, so evaluations
-//! compare; it costs at most `TRAINER_PROMPTS × 200` decoded tokens.
+//! [`trainer_sampling`]: seeded sampling, at most 200 tokens, one
+//! completion per prompt), run at each evaluation on the same prompts, so
+//! evaluations compare; it costs at most `TRAINER_PROMPTS × 200` decoded
+//! tokens.
 
 use super::generator::{FinishReason, Generator};
 use super::openings::{self, Opening};
@@ -40,18 +41,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Prompts the trainer's periodic check uses.
 pub const TRAINER_PROMPTS: usize = 8;
 
-/// The trainer's periodic check: greedy (so every evaluation of the same
-/// weights gives the same figures, and changes come from the weights),
-/// at most 200 new tokens, no stop strings.
+/// The trainer's periodic check: temperature 0.8 with top-k 40 (the
+/// defaults people generate with) and a fixed seed, so every evaluation of
+/// the same weights gives the same figures and changes come from the
+/// weights; at most 200 new tokens, no stop strings. Not greedy: a small
+/// model decoded greedily falls into a loop (`int rc = SQLITE_OK;` line
+/// after line) and never closes its braces, so greedy figures stay at zero
+/// long after sampled ones move (a `small` model after 1,500 steps on
+/// SQLite: 0 of 8 closed greedily, 37 of 80 sampled).
 pub fn trainer_sampling() -> SamplingConfig {
     SamplingConfig {
-        temperature: 0.0,
-        top_k: 0,
+        temperature: 0.8,
+        top_k: 40,
         top_p: 1.0,
         repetition_penalty: 1.0,
         max_new_tokens: 200,
         stop: Vec::new(),
-        seed: 0,
+        seed: 0x5eed,
     }
 }
 
@@ -245,9 +251,9 @@ pub fn texts_of_dataset(data: &TokenDataset, tok: &Tokenizer) -> Vec<(String, St
 /// The trainer's periodic code check, set up once per run: the prompts
 /// (up to `n` function openings of the validation split, chosen with the
 /// run's seed) and [`trainer_sampling`]. Each [`PeriodicCodeCheck::run`]
-/// completes every prompt once, greedily, at most 200 tokens each, so it
-/// costs at most `n × 200` decoded tokens and gives the same figures for
-/// the same weights.
+/// completes every prompt once with the same seed, at most 200 tokens
+/// each, so it costs at most `n × 200` decoded tokens and gives the same
+/// figures for the same weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeriodicCodeCheck {
     pub prompts: Vec<String>,
