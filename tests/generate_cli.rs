@@ -4,23 +4,44 @@
 use cllm::checkpoint::{CheckpointRef, TrainingState, save};
 use cllm::data::tokenizer::Tokenizer;
 use cllm::generate::{Generator, SamplingConfig, check_c};
-use cllm::model::{Gpt, ModelConfig};
+use cllm::model::{Gpt, ModelConfig, ParamLayout};
 use cllm::train::TrainConfig;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A checkpoint of a tiny model over the byte tokenizer.
 fn write_checkpoint(dir: &Path) -> (PathBuf, Gpt) {
+    let model = Gpt::new(tiny_config(), 17).unwrap();
+    let path = dir.join("tiny.cllm");
+    save_model(&path, &model);
+    (path, model)
+}
+
+fn tiny_config() -> ModelConfig {
     let mut cfg = ModelConfig::preset("tiny").unwrap();
     cfg.vocab_size = 256;
     cfg.n_ctx = 32;
-    let model = Gpt::new(cfg, 17).unwrap();
-    let path = dir.join("tiny.cllm");
+    cfg
+}
+
+/// A model whose next byte is always `}`: every weight zero but the final
+/// LayerNorm's bias (e_0) and `}`'s first embedding entry, so the tied head
+/// scores `}` 10 and every other byte 0.
+fn closing_model() -> Gpt {
+    let cfg = tiny_config();
+    let layout = ParamLayout::new(&cfg);
+    let mut params = vec![0.0f32; layout.total];
+    params[layout.ln_f_bias] = 1.0;
+    params[layout.wte + b'}' as usize * cfg.n_embd] = 10.0;
+    Gpt::from_params(cfg, params).unwrap()
+}
+
+fn save_model(path: &Path, model: &Gpt) {
     let tokenizer_json = Tokenizer::bytes().to_json();
     let train_config = TrainConfig::default();
     let state = TrainingState::start();
     save(
-        &path,
+        path,
         &CheckpointRef {
             model: &model.config,
             params: &model.params,
@@ -32,7 +53,6 @@ fn write_checkpoint(dir: &Path) -> (PathBuf, Gpt) {
         },
     )
     .unwrap();
-    (path, model)
 }
 
 fn cllm(args: &[&str]) -> Output {
@@ -127,15 +147,40 @@ fn generate_names_a_missing_model_file() {
     );
 }
 
+/// Six short C functions (each opening 15 bytes: they fit the tiny
+/// model's context of 32 bytes, half of it for the prompt).
+fn write_c_file(dir: &Path) -> PathBuf {
+    let mut c = String::from("/* é: not ASCII */\n#include <stdio.h>\n\n");
+    for i in 0..6 {
+        c.push_str(&format!("int f{i}(int x) {{\n  return x * {i};\n}}\n\n"));
+    }
+    let path = dir.join("small.c");
+    std::fs::write(&path, c).unwrap();
+    path
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn eval_gen_writes_every_sample_and_the_parse_share() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = write_checkpoint(dir.path());
+    let data = write_c_file(dir.path());
     let output = dir.path().join("samples.jsonl");
     let out = cllm(&[
         "eval-gen",
         "--model",
         path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--functions",
+        "4",
         "--samples",
         "3",
         "--max-tokens",
@@ -145,35 +190,47 @@ fn eval_gen_writes_every_sample_and_the_parse_share() {
     ]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = jsonl(&output);
     assert_eq!(
         lines.len(),
-        4 * 3,
-        "four default prompts, three samples each"
+        4 * 3 + 4 * 3,
+        "four openings and four seed prompts, three samples each"
     );
-    let mut parsed = 0;
+    let mut correct = [0usize; 2];
     for line in &lines {
         let prompt = line["prompt"].as_str().unwrap();
         let completion = line["completion"].as_str().unwrap();
         // The stored verdict is the checker's on prompt + completion.
         let report = check_c(&format!("{prompt}{completion}")).unwrap();
         assert_eq!(line["parses"].as_bool().unwrap(), report.parses);
-        parsed += usize::from(report.parses);
+        let closed = line["closed"].as_bool().unwrap();
+        assert_eq!(closed, line["finish"] == "Closed");
+        let set = line["set"].as_str().unwrap();
+        if set == "functions" {
+            assert!(prompt.starts_with("int f") && prompt.ends_with(") {"));
+            assert_eq!(line["file"], "small.c");
+            assert!(line["line"].as_u64().unwrap() >= 4);
+        } else {
+            assert_eq!(set, "seed");
+        }
+        correct[usize::from(set == "seed")] += usize::from(closed && report.parses);
     }
-    assert!(stdout.contains("int main() {"), "{stdout}");
     assert!(
-        stdout.contains(&format!(
-            "syntax accuracy {:.1}% ({parsed}/12)",
-            100.0 * parsed as f64 / 12.0
-        )),
+        stdout.contains("4 function openings from 1 file (6 C functions found)"),
         "{stdout}"
     );
+    assert!(stdout.contains("syntax accuracy"), "{stdout}");
+    for (name, ok) in [("functions", correct[0]), ("seed", correct[1])] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row:\n{stdout}"));
+        let shown = format!("{:.1}% ({ok}/12)", 100.0 * ok as f64 / 12.0);
+        assert!(row.contains(&shown), "{name}: {shown} in {row}");
+    }
 
-    // A prompts file: one prompt per line, `\n` for a newline.
+    // A prompts file: one prompt per line, `\n` for a newline; it replaces
+    // the openings, the seed prompts stay.
     let prompts = dir.path().join("prompts.txt");
     std::fs::write(&prompts, "int x = 1;\\nint y = x;\n\nstruct s {\n").unwrap();
     let out = cllm(&[
@@ -190,13 +247,11 @@ fn eval_gen_writes_every_sample_and_the_parse_share() {
         output.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 4);
+    let lines = jsonl(&output);
+    assert_eq!(lines.len(), 2 * 2 + 4 * 2);
     assert_eq!(lines[0]["prompt"], "int x = 1;\nint y = x;");
+    assert_eq!(lines[0]["set"], "prompts");
+    assert!(text(&out.stdout).contains("2 prompts from prompts file"));
 
     let out = cllm(&[
         "eval-gen",
@@ -207,6 +262,126 @@ fn eval_gen_writes_every_sample_and_the_parse_share() {
     ]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("missing_prompts.txt"));
+}
+
+#[test]
+fn eval_gen_json_reports_what_a_closing_model_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closer.cllm");
+    save_model(&path, &closing_model());
+    let data = write_c_file(dir.path());
+    let out = cllm(&[
+        "eval-gen",
+        "--model",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "5",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(report["openings_found"], 6);
+    assert_eq!(report["source"], "1 file");
+    assert_eq!(report["samples_per_prompt"], 2);
+    // Every opening gets exactly `}`: closed, and it parses.
+    let f = &report["sets"]["functions"];
+    assert_eq!(f["prompts"], 6);
+    assert_eq!(f["samples"], 12);
+    assert_eq!(f["closed"], 12);
+    assert_eq!(f["parsed_when_closed"], 12);
+    assert_eq!(f["syntax_accuracy"], 1.0);
+    assert_eq!(f["first_errors"], serde_json::json!({}));
+    assert_eq!(f["mean_generated_tokens"], 1.0);
+    // The seed prompts: `int main() {` closes; the two comments swallow
+    // the `}`s and parse without closing; `void cllm_}}}}}` neither.
+    let s = &report["sets"]["seed"];
+    assert_eq!(s["samples"], 8);
+    assert_eq!(s["closed"], 2);
+    assert_eq!(s["parsed"], 6);
+    assert_eq!(s["parsed_when_closed"], 2);
+    assert_eq!(s["syntax_accuracy"], 0.25);
+    assert_eq!(s["parse_rate_when_closed"], 1.0);
+    let errors: u64 = s["first_errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, 2);
+    assert_eq!(s["finish"]["Closed"], 2);
+    assert_eq!(s["finish"]["MaxTokens"], 6);
+    // The samples went beside the model.
+    let samples = jsonl(&dir.path().join("closer-eval-gen.jsonl"));
+    assert_eq!(samples.len(), 12 + 8);
+    assert_eq!(
+        report["samples_file"],
+        dir.path().join("closer-eval-gen.jsonl").to_str().unwrap()
+    );
+}
+
+#[test]
+fn eval_gen_says_when_the_data_has_no_c_functions_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_checkpoint(dir.path());
+    let model = path.to_str().unwrap();
+    let rust = dir.path().join("lib.rs");
+    std::fs::write(
+        &rust,
+        "impl Tokenizer {\n    pub fn new(é: u8) -> Self { Self { é } }\n}\n",
+    )
+    .unwrap();
+    let output = dir.path().join("s.jsonl");
+    let out = cllm(&[
+        "eval-gen",
+        "--model",
+        model,
+        "--data",
+        rust.to_str().unwrap(),
+        "--samples",
+        "1",
+        "--max-tokens",
+        "3",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("no C function openings in 1 file: only the seed prompts are measured"),
+        "{stdout}"
+    );
+    assert_eq!(jsonl(&output).len(), 4);
+
+    let out = cllm(&["eval-gen", "--model", model, "--data", "no/such/dir"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no/such/dir"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = cllm(&[
+        "eval-gen",
+        "--model",
+        model,
+        "--data",
+        "x.c",
+        "--prompts",
+        "p.txt",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--prompts"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -132,6 +132,7 @@ pub fn finish_text(reason: Option<FinishReason>) -> &'static str {
         Some(FinishReason::StopString) => "stopped at the stop string",
         Some(FinishReason::EndOfText) => "the model ended the text",
         Some(FinishReason::Cancelled) => "stopped by you",
+        Some(FinishReason::Closed) => "its braces closed",
         None => "still going",
     }
 }

@@ -103,6 +103,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         Some(FinishReason::StopString) => "stop string",
         Some(FinishReason::EndOfText) => "end of text",
         Some(FinishReason::Cancelled) => "cancelled",
+        Some(FinishReason::Closed) => "braces closed",
         None => "unfinished",
     };
     eprintln!(

@@ -52,7 +52,9 @@ pub enum Commands {
     Export(export::ExportCommand),
     /// Stream a completion of a prompt from a trained model
     Generate(generate::GenerateArgs),
-    /// Syntax accuracy: share of C completions that parse, per prompt
+    /// Code metrics: complete C function openings from the data (and the
+    /// preset prompts) until their braces close; closed rate, parse rate,
+    /// syntax accuracy and first error kinds
     EvalGen(eval_gen::EvalGenArgs),
 }
 

@@ -16,6 +16,7 @@
 //! incrementally. Halving keeps the re-prefill to once every n_ctx / 2
 //! tokens while the model still sees at least half a context of history.
 
+use super::braces::CloseWatch;
 use super::sampling::{self, SamplingConfig};
 use crate::data::tokenizer::Tokenizer;
 use crate::model::{Gpt, KvCache};
@@ -51,6 +52,9 @@ pub enum FinishReason {
     /// The model produced `<|endoftext|>`.
     EndOfText,
     Cancelled,
+    /// The braces the prompt opened closed again (only with
+    /// [`Generator::stop_when_closed`]).
+    Closed,
 }
 
 /// Counts and speed of one reply.
@@ -93,6 +97,8 @@ pub struct Generator<'a> {
     started: Instant,
     /// Set when the reply finishes, so the speed stops changing.
     generate_secs: Option<f64>,
+    /// Ends the reply when the prompt's braces close (code evaluation).
+    close_watch: Option<CloseWatch>,
 }
 
 impl<'a> Generator<'a> {
@@ -148,6 +154,7 @@ impl<'a> Generator<'a> {
             prefill_secs,
             started: Instant::now(),
             generate_secs: None,
+            close_watch: None,
         })
     }
 
@@ -185,7 +192,18 @@ impl<'a> Generator<'a> {
         } else {
             self.pending_bytes.extend(self.tok.token_bytes(id));
             drain_utf8(&mut self.pending_bytes, &mut self.text);
-            if let Some(at) = self.find_stop() {
+            let stop = self.find_stop();
+            let text = &self.text;
+            let closed = self
+                .close_watch
+                .as_mut()
+                .and_then(|w| w.feed_reply(text, stop.unwrap_or(text.len())));
+            if let Some(at) = closed {
+                self.text.truncate(at);
+                self.pending_bytes.clear();
+                self.end(FinishReason::Closed);
+                self.take_piece(self.text.len())
+            } else if let Some(at) = stop {
                 self.text.truncate(at);
                 self.pending_bytes.clear();
                 self.end(FinishReason::StopString);
@@ -281,6 +299,16 @@ impl<'a> Generator<'a> {
             self.finish = Some(reason);
             self.generate_secs = Some(self.started.elapsed().as_secs_f64());
         }
+    }
+
+    /// Ends the reply with [`FinishReason::Closed`] right after the `}`
+    /// that closes the braces `prompt` (the prompt given to
+    /// [`Generator::new`]) left open, or, when it left none open, the first
+    /// block the reply opens; braces in comments and literals do not count
+    /// (see [`CloseWatch`]). The text is cut after that `}`. A stop string
+    /// earlier in the text still wins.
+    pub fn stop_when_closed(&mut self, prompt: &str) {
+        self.close_watch = Some(CloseWatch::after_prompt(prompt));
     }
 
     /// Asks the reply to stop: the next `next_token` returns `None`.

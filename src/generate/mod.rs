@@ -8,16 +8,31 @@
 //! - [`background`]: [`spawn_generation`], a generator on its own thread
 //!   sending [`GenerationEvent`]s over a channel, with a cancel flag.
 //! - [`syntax`]: does a C text parse (tree-sitter), and where it first fails.
+//! - [`braces`]: the brace counter (skipping literals and comments) behind
+//!   [`Generator::stop_when_closed`].
+//! - [`openings`]: C function openings from the data, as prompts.
+//! - [`code_eval`]: completions of a prompt set, stopped when their braces
+//!   close and checked with tree-sitter: closed rate, parse rate, syntax
+//!   accuracy, first error kinds.
 //! - [`bench`]: tokens/s at batch 1 and the cost of a cached token.
 
 pub mod background;
 pub mod bench;
+pub mod braces;
+pub mod code_eval;
 pub mod generator;
+pub mod openings;
 pub mod sampling;
 pub mod syntax;
 
 pub use background::{GenerationEvent, GenerationHandle, spawn_generation};
+pub use braces::{BraceCounter, CloseWatch};
+pub use code_eval::{
+    CodeEvalReport, CodeEvalSummary, PeriodicCodeCheck, SampleRecord, evaluate_completions,
+    evaluate_completions_with, function_prompts,
+};
 pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator};
+pub use openings::{Opening, extract_openings, sample_openings};
 pub use sampling::SamplingConfig;
 pub use syntax::{SyntaxError, SyntaxReport, check_c};
 

@@ -154,6 +154,19 @@ fn read_texts_until(
         .collect()
 }
 
+/// The validation split of `config`'s data as text, exactly as
+/// [`prepare`] cuts it (same files, same split), without tokenizing
+/// anything: for evaluations that need the text itself (function openings
+/// as prompts).
+pub fn validation_texts(
+    config: &TrainConfig,
+    cancel: &AtomicBool,
+) -> Result<Vec<(String, String)>, PrepareError> {
+    let texts = gather_texts(config, cancel, &mut |_| {})?;
+    let (_, val) = split_texts(&texts, Split::Fraction(config.val_fraction), config.seed);
+    Ok(val)
+}
+
 /// Prepares data for a run. With `tokenizer` given (a resumed run) it is
 /// reused; otherwise one is trained on the training side of the split (or
 /// the byte tokenizer taken). The split (`config.val_fraction` of the text
