@@ -130,6 +130,9 @@ pub struct TrainConfig {
     /// and a document cache mixed with the transformer, see `memory`), fit
     /// its mix at each evaluation and save it in the checkpoints.
     pub memory: bool,
+    /// Function openings of the validation split completed and parsed at
+    /// each evaluation (0 = no code check).
+    pub eval_gen: usize,
     /// Fraction of the data held out for validation.
     pub val_fraction: f32,
     /// Evaluate every K optimizer steps (0 = only at epoch ends).
@@ -188,6 +191,7 @@ impl Default for TrainConfig {
             accum_steps: 1,
             dropout: None,
             memory: true,
+            eval_gen: 0,
             val_fraction: 0.1,
             eval_every: 50,
             eval_batches: 16,

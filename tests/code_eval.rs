@@ -333,13 +333,13 @@ fn the_trainers_periodic_check_uses_the_validation_split() {
     );
     assert_eq!(check.sampling, trainer_sampling());
     let closer = forced_model(b'}');
-    let summary = check.run(&closer, &tok, &never).unwrap().unwrap();
+    let summary = check.run(&closer, &tok, None, &never).unwrap().unwrap();
     assert_eq!((summary.samples, summary.parsed_when_closed), (3, 3));
     let random = Gpt::new(byte_config(), 8).unwrap();
-    let a = check.run(&random, &tok, &never).unwrap().unwrap();
+    let a = check.run(&random, &tok, None, &never).unwrap().unwrap();
     assert_eq!(
         a,
-        check.run(&random, &tok, &never).unwrap().unwrap(),
+        check.run(&random, &tok, None, &never).unwrap().unwrap(),
         "same weights, same figures"
     );
     assert!(a.mean_generated_tokens <= 200.0);
@@ -347,7 +347,7 @@ fn the_trainers_periodic_check_uses_the_validation_split() {
     let rust = TokenDataset::from_texts(&tok, &[("a.rs".into(), "fn f() -> u8 { 1 }\n".into())]);
     let none = PeriodicCodeCheck::new(&rust, &tok, 64, TRAINER_PROMPTS, 5).unwrap();
     assert!(none.prompts.is_empty());
-    assert_eq!(none.run(&closer, &tok, &never).unwrap(), None);
+    assert_eq!(none.run(&closer, &tok, None, &never).unwrap(), None);
 }
 
 #[test]

@@ -175,8 +175,16 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
         params,
         tokenizer_json,
         train_config,
+        memory,
         ..
     } = ck;
+    let memory = match (memory, args.sampling.memory) {
+        (Some(bytes), super::eval::MemorySwitch::On) => Some(
+            crate::memory::Memory::from_bytes(&bytes)
+                .map_err(|e| format!("{}: its memory: {e}", args.model.display()))?,
+        ),
+        _ => None,
+    };
     let tok = Tokenizer::from_json(&tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", args.model.display()))?;
     let model = Gpt::from_params(model, params)
@@ -199,7 +207,10 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
         "functions"
     };
     if !args.json {
-        println!("{}", header(&args, &base, &set, model.config.n_ctx));
+        println!(
+            "{}",
+            header(&args, &base, &set, model.config.n_ctx, memory.is_some())
+        );
     }
     let progress = std::io::stderr().is_terminal();
     let cancel = AtomicBool::new(false);
@@ -230,6 +241,7 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
             &base,
             args.samples,
             &cancel,
+            memory.as_ref(),
             &mut write,
         )?;
         if progress {
@@ -248,6 +260,7 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
             "source": set.source,
             "openings_found": set.found,
             "samples_per_prompt": args.samples,
+            "memory": memory.is_some(),
             "sampling": base,
             "sets": sets,
             "samples_file": output.display().to_string(),
@@ -260,7 +273,13 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn header(args: &EvalGenArgs, base: &SamplingConfig, set: &PromptSet, n_ctx: usize) -> String {
+fn header(
+    args: &EvalGenArgs,
+    base: &SamplingConfig,
+    set: &PromptSet,
+    n_ctx: usize,
+    memory: bool,
+) -> String {
     let what = match set.found {
         Some(_) if args.functions == 0 => {
             "--functions 0: only the seed prompts are measured".to_string()
@@ -290,11 +309,16 @@ fn header(args: &EvalGenArgs, base: &SamplingConfig, set: &PromptSet, n_ctx: usi
     };
     format!(
         "{}: {what}\n{} completion{} per prompt, up to {} tokens, {temperature}, \
-         stopping when the prompt's braces close",
+         stopping when the prompt's braces close; {}",
         args.model.display(),
         args.samples,
         if args.samples == 1 { "" } else { "s" },
         base.max_new_tokens,
+        if memory {
+            "with the repository memory"
+        } else {
+            "model only (no memory)"
+        }
     )
 }
 

@@ -5,6 +5,7 @@
 use crate::checkpoint;
 use crate::data::tokenizer::Tokenizer;
 use crate::generate::{FinishReason, Generator, SamplingConfig};
+use crate::memory::Memory;
 use crate::model::Gpt;
 use clap::Args;
 use std::io::Write;
@@ -34,6 +35,9 @@ pub struct SamplingArgs {
     /// Random seed: same seed, same output
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Mix in the repository memory saved with the model, when it has one
+    #[arg(long, value_enum, default_value_t = super::eval::MemorySwitch::On)]
+    pub memory: super::eval::MemorySwitch,
 }
 
 impl SamplingArgs {
@@ -66,22 +70,37 @@ pub struct GenerateArgs {
 }
 
 /// Loads the model and tokenizer of a checkpoint; errors name the file.
-pub fn load_model(path: &Path) -> Result<(Gpt, Tokenizer), String> {
+/// The model, its tokenizer and, when asked for and saved with it, its
+/// repository memory.
+pub fn load_model(
+    path: &Path,
+    memory: super::eval::MemorySwitch,
+) -> Result<(Gpt, Tokenizer, Option<Memory>), String> {
     let ckpt = checkpoint::load(path).map_err(|e| e.to_string())?;
+    let repo_memory = match (&ckpt.memory, memory) {
+        (Some(bytes), super::eval::MemorySwitch::On) => Some(
+            Memory::from_bytes(bytes)
+                .map_err(|e| format!("{}: its memory: {e}", path.display()))?,
+        ),
+        _ => None,
+    };
     let tok = Tokenizer::from_json(&ckpt.tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
     let context = ckpt.trained_context();
     let model = Gpt::from_params(ckpt.model, ckpt.params)
         .and_then(|m| m.with_context(context))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((model, tok))
+    Ok((model, tok, repo_memory))
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), String> {
     let cfg = args.sampling.to_config();
     cfg.validate()?;
-    let (model, tok) = load_model(&args.model)?;
+    let (model, tok, memory) = load_model(&args.model, args.sampling.memory)?;
     let mut generator = Generator::new(&model, &tok, &args.prompt, cfg)?;
+    if let Some(memory) = &memory {
+        generator.use_memory(memory)?;
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let write_err = |e: std::io::Error| format!("cannot write to stdout: {e}");
@@ -107,12 +126,17 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         None => "unfinished",
     };
     eprintln!(
-        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why})",
+        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {})",
         stats.generated_tokens,
         stats.generate_secs,
         stats.tokens_per_sec,
         stats.prompt_tokens,
-        stats.prefill_secs
+        stats.prefill_secs,
+        if generator.has_memory() {
+            "with the repository memory"
+        } else {
+            "model only"
+        }
     );
     Ok(())
 }

@@ -74,6 +74,11 @@ pub struct TrainArgs {
     /// saved with the checkpoints [default: on]
     #[arg(long, value_enum, value_name = "on|off")]
     pub memory: Option<super::eval::MemorySwitch>,
+    /// At each evaluation, complete N function openings of the validation
+    /// split and report the share that closes and parses as C (0 = off)
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub eval_gen: Option<usize>,
     /// Fraction held out for validation (the tail of the data) [default: 0.1]
     #[arg(long)]
     pub val_fraction: Option<f32>,
@@ -164,6 +169,7 @@ impl TrainArgs {
         set!(vocab_size => vocab_size);
         set!(tokenizer => tokenizer);
         set!(val_fraction => val_fraction);
+        set!(eval_gen => eval_gen);
         set!(eval_every => eval_every);
         set!(eval_batches => eval_batches);
         set!(checkpoint_every => checkpoint_every);
@@ -442,8 +448,16 @@ impl Terminal {
                     .bits_per_byte_with_memory
                     .map(|b| format!(" ({b:.3} with memory)"))
                     .unwrap_or_default();
+                let code = match (e.syntax_accuracy, e.closed_rate) {
+                    (Some(s), Some(c)) => format!(
+                        "  code: {:.0}% closed, {:.0}% closed and parse",
+                        c * 100.0,
+                        s * 100.0
+                    ),
+                    _ => String::new(),
+                };
                 self.say(format!(
-                    "eval @ step {}: loss {:.4}  ppl {:.2}  {:.3} bits/byte{memory}  acc {:.3}  P/R/F1 {:.3}/{:.3}/{:.3}",
+                    "eval @ step {}: loss {:.4}  ppl {:.2}  {:.3} bits/byte{memory}  acc {:.3}  P/R/F1 {:.3}/{:.3}/{:.3}{code}",
                     e.step, e.loss, e.perplexity, e.bits_per_byte, e.accuracy, e.precision, e.recall, e.f1
                 ));
             }

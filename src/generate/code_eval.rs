@@ -33,6 +33,7 @@ use super::sampling::SamplingConfig;
 use super::syntax::{SyntaxError, check_c};
 use crate::data::dataset::TokenDataset;
 use crate::data::tokenizer::Tokenizer;
+use crate::memory::Memory;
 use crate::model::Gpt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -146,7 +147,8 @@ impl CodeEvalSummary {
 /// Completes every prompt `samples` times (sample `s` with seed
 /// `cfg.seed + s`, so samples differ and reruns agree), each stopping when
 /// its prompt's braces close, and checks each. `on_sample` sees every
-/// record as it is made (progress, streaming to a file). Errs if a prompt
+/// record as it is made (progress, streaming to a file). With a `memory`,
+/// the repository memory is mixed into every completion. Errs if a prompt
 /// cannot start (empty with no end-of-text token, ...), naming it, or with
 /// "stopped" once `cancel` is set.
 pub fn evaluate_completions_with(
@@ -156,6 +158,7 @@ pub fn evaluate_completions_with(
     cfg: &SamplingConfig,
     samples: usize,
     cancel: &AtomicBool,
+    memory: Option<&Memory>,
     on_sample: &mut dyn FnMut(&SampleRecord) -> Result<(), String>,
 ) -> Result<CodeEvalReport, String> {
     cfg.validate()?;
@@ -170,6 +173,9 @@ pub fn evaluate_completions_with(
             let mut generator = Generator::new(model, tok, prompt, sample_cfg)
                 .map_err(|e| format!("prompt {} ({:?}): {e}", p + 1, short(prompt)))?;
             generator.stop_when_closed(prompt);
+            if let Some(memory) = memory {
+                generator.use_memory(memory)?;
+            }
             loop {
                 if cancel.load(Ordering::Relaxed) {
                     return Err("stopped".into());
@@ -212,7 +218,9 @@ pub fn evaluate_completions(
     samples: usize,
     cancel: &AtomicBool,
 ) -> Result<CodeEvalReport, String> {
-    evaluate_completions_with(model, tok, prompts, cfg, samples, cancel, &mut |_| Ok(()))
+    evaluate_completions_with(model, tok, prompts, cfg, samples, cancel, None, &mut |_| {
+        Ok(())
+    })
 }
 
 /// Up to `n` function openings from `texts` (`(name, text)` pairs), seeded
@@ -288,12 +296,22 @@ impl PeriodicCodeCheck {
         &self,
         model: &Gpt,
         tok: &Tokenizer,
+        memory: Option<&Memory>,
         cancel: &AtomicBool,
     ) -> Result<Option<CodeEvalSummary>, String> {
         if self.prompts.is_empty() {
             return Ok(None);
         }
-        let report = evaluate_completions(model, tok, &self.prompts, &self.sampling, 1, cancel)?;
+        let report = evaluate_completions_with(
+            model,
+            tok,
+            &self.prompts,
+            &self.sampling,
+            1,
+            cancel,
+            memory,
+            &mut |_| Ok(()),
+        )?;
         Ok(Some(report.summary))
     }
 }

@@ -19,6 +19,7 @@
 use super::braces::CloseWatch;
 use super::sampling::{self, SamplingConfig};
 use crate::data::tokenizer::Tokenizer;
+use crate::memory::{Memory, MemorySession};
 use crate::model::{Gpt, KvCache};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,9 @@ pub struct Generator<'a> {
     generate_secs: Option<f64>,
     /// Ends the reply when the prompt's braces close (code evaluation).
     close_watch: Option<CloseWatch>,
+    /// The repository memory reading the prompt and the reply: its mix
+    /// replaces the model's distribution before sampling.
+    memory: Option<MemorySession<'a>>,
 }
 
 impl<'a> Generator<'a> {
@@ -155,6 +159,7 @@ impl<'a> Generator<'a> {
             started: Instant::now(),
             generate_secs: None,
             close_watch: None,
+            memory: None,
         })
     }
 
@@ -172,8 +177,20 @@ impl<'a> Generator<'a> {
             self.end(FinishReason::MaxTokens);
             return None;
         }
-        let probs = sampling::softmax(&self.logits, 1.0);
-        let id = sampling::sample_next(&self.logits, &self.context, &self.cfg, &mut self.rng);
+        let mut probs = sampling::softmax(&self.logits, 1.0);
+        let id = match self.memory.as_mut() {
+            // Sampling (temperature, top-k/p, repetition penalty) then works
+            // on the mix's log-probabilities as it does on logits.
+            Some(session) => {
+                session.mix_into(&mut probs);
+                let mixed: Vec<f32> = probs.iter().map(|&p| p.max(1e-30).ln()).collect();
+                sampling::sample_next(&mixed, &self.context, &self.cfg, &mut self.rng)
+            }
+            None => sampling::sample_next(&self.logits, &self.context, &self.cfg, &mut self.rng),
+        };
+        if let Some(session) = self.memory.as_mut() {
+            session.push(id);
+        }
         let top_alternatives = top_n(&probs, TOP_ALTERNATIVES)
             .into_iter()
             .map(|(i, p)| {
@@ -309,6 +326,31 @@ impl<'a> Generator<'a> {
     /// earlier in the text still wins.
     pub fn stop_when_closed(&mut self, prompt: &str) {
         self.close_watch = Some(CloseWatch::after_prompt(prompt));
+    }
+
+    /// Mixes `memory` (the repository memory saved with the model) into
+    /// every next-token distribution from here on; it first reads the
+    /// tokens the model sees. Refused when its vocabulary is not the
+    /// model's.
+    pub fn use_memory(&mut self, memory: &'a Memory) -> Result<(), String> {
+        if memory.vocab_size() != self.model.config.vocab_size {
+            return Err(format!(
+                "the memory's vocabulary has {} tokens, the model's {}: they do not belong together",
+                memory.vocab_size(),
+                self.model.config.vocab_size
+            ));
+        }
+        let mut session = memory.session();
+        for &t in &self.context {
+            session.push(t);
+        }
+        self.memory = Some(session);
+        Ok(())
+    }
+
+    /// Whether a memory is mixed in.
+    pub fn has_memory(&self) -> bool {
+        self.memory.is_some()
     }
 
     /// Asks the reply to stop: the next `next_token` returns `None`.

@@ -99,6 +99,14 @@ pub struct EvalStats {
     pub loss_with_memory: Option<f32>,
     #[serde(default)]
     pub bits_per_byte_with_memory: Option<f32>,
+    /// The code check (`--eval-gen N`): of N function openings from the
+    /// validation split, the share completed so that the braces close and
+    /// the function parses as C, and the share that closed at all. `None`
+    /// when off or when the split has no C functions.
+    #[serde(default)]
+    pub syntax_accuracy: Option<f64>,
+    #[serde(default)]
+    pub closed_rate: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use super::{Run, model_config_for};
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::data::batches::Batcher;
 use crate::data::fingerprint::DataFingerprint;
+use crate::generate::code_eval::PeriodicCodeCheck;
 use crate::memory::Memory;
 use crate::model::Gpt;
 use crate::train::TrainConfig;
@@ -95,6 +96,28 @@ impl Run {
                 model.config.vocab_size,
                 emit,
             ))
+        } else {
+            None
+        };
+
+        let code_check = if config.eval_gen > 0 {
+            let check = PeriodicCodeCheck::new(
+                &val,
+                &tokenizer,
+                model.config.n_ctx,
+                config.eval_gen,
+                config.seed,
+            )?;
+            if check.prompts.is_empty() {
+                emit(Event::Warning(format!(
+                    "--eval-gen: the validation split has no usable C function openings \
+                     ({} functions found): no code check in this run",
+                    check.openings_found
+                )));
+                None
+            } else {
+                Some(check)
+            }
         } else {
             None
         };
@@ -194,6 +217,7 @@ impl Run {
                 memory: repo_memory.as_ref().map(Memory::to_bytes),
             },
             repo_memory,
+            code_check,
             tokenizer,
             val,
             model,

@@ -93,6 +93,8 @@ pub struct Run {
     epoch_started: Instant,
     /// The repository memory over the training tokens (`config.memory`).
     repo_memory: Option<crate::memory::Memory>,
+    /// The code check at each evaluation (`config.eval_gen`).
+    code_check: Option<crate::generate::code_eval::PeriodicCodeCheck>,
     /// A run given time, until its warm-up fixes the run's length.
     budget: Option<timed::BudgetClock>,
     /// The last evaluation's time (with the checkpoint it wrote) and step,

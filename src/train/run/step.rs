@@ -205,6 +205,19 @@ impl Run {
                 self.state.step,
             ),
         };
+        let mut ev = ev;
+        if let Some(check) = &self.code_check {
+            let never = std::sync::atomic::AtomicBool::new(false);
+            if let Some(summary) = check.run(
+                &self.model,
+                &self.tokenizer,
+                self.repo_memory.as_ref(),
+                &never,
+            )? {
+                ev.syntax_accuracy = Some(summary.syntax_accuracy);
+                ev.closed_rate = Some(summary.closed_rate);
+            }
+        }
         self.log.eval(&ev)?;
         emit(Event::Eval(ev.clone()));
         let better = self.state.best_val_loss.is_none_or(|b| ev.loss < b);
