@@ -95,17 +95,17 @@ pub struct EvalStats {
     /// The same positions with the repository memory mixed in (`None`
     /// when the run has no memory). Its mix is fitted on these positions
     /// first, so the figure is in-sample for the mix's few weights.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_with_memory: Option<f32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bits_per_byte_with_memory: Option<f32>,
     /// The code check (`--eval-gen N`): of N function openings from the
     /// validation split, the share completed so that the braces close and
     /// the function parses as C, and the share that closed at all. `None`
     /// when off or when the split has no C functions.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syntax_accuracy: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_rate: Option<f64>,
 }
 
