@@ -416,6 +416,7 @@ fn background_generation_streams_the_same_tokens_and_can_be_cancelled() {
         Arc::clone(&tok),
         "for (".into(),
         cfg,
+        None,
         || {},
     );
     let mut got = Vec::new();
@@ -435,7 +436,7 @@ fn background_generation_streams_the_same_tokens_and_can_be_cancelled() {
         max_new_tokens: 100_000_000,
         ..SamplingConfig::default()
     };
-    let handle = spawn_generation(model, tok, "x".into(), cfg, || {});
+    let handle = spawn_generation(model, tok, "x".into(), cfg, None, || {});
     assert!(matches!(
         handle.events.recv().unwrap(),
         GenerationEvent::Token(_)

@@ -35,6 +35,8 @@ pub struct LlmSettings {
     pub stop: String,
     /// Shade each generated token by the model's probability for it.
     pub shade_tokens: bool,
+    /// Mix in the model's repository memory when it has one.
+    pub use_memory: bool,
 }
 
 impl Default for LlmSettings {
@@ -51,6 +53,7 @@ impl Default for LlmSettings {
             seed: s.seed,
             stop: String::new(),
             shade_tokens: true,
+            use_memory: true,
         }
     }
 }

@@ -147,6 +147,7 @@ impl LlmTab {
             loaded.tokenizer.clone(),
             settings.prompt.clone(),
             cfg,
+            loaded.memory.clone().filter(|_| settings.use_memory),
             notify,
         ));
     }
@@ -277,7 +278,7 @@ pub fn llm_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
                     ui.heading("Model");
                     model_picker_ui(ui, tab, settings);
                     ui.add_space(6.0);
-                    loaded_model_ui(ui, tab);
+                    loaded_model_ui(ui, tab, settings);
                     ui.add_space(6.0);
                     ui.separator();
                     model_list_ui(ui, tab, settings, dirs);
@@ -328,7 +329,7 @@ fn model_picker_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettin
     }
 }
 
-fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab) {
+fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab, settings: &mut LlmSettings) {
     let Some(m) = &tab.loaded else {
         ui.weak("No model loaded.");
         return;
@@ -384,6 +385,27 @@ fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab) {
                 format_count(m.state.step),
                 m.state.epoch
             ));
+            ui.end_row();
+            ui.label("Memory");
+            match &m.memory {
+                Some(memory) => {
+                    ui.checkbox(
+                        &mut settings.use_memory,
+                        format!(
+                            "repository memory ({} training tokens)",
+                            format_count(memory.tokens().len() as u64)
+                        ),
+                    )
+                    .on_hover_text(
+                        "Mix the n-gram index of the training tokens and a cache of the \
+                         reply into each next-token distribution: the model can copy \
+                         identifiers and idioms from your repository",
+                    );
+                }
+                None => {
+                    ui.weak("none saved with this model");
+                }
+            }
             ui.end_row();
             ui.label("File");
             ui.label(format!(

@@ -4,6 +4,7 @@
 
 use crate::checkpoint::{TrainingState, load};
 use crate::data::tokenizer::Tokenizer;
+use crate::memory::Memory;
 use crate::model::config::PRESET_NAMES;
 use crate::model::{Gpt, ModelConfig};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
@@ -22,6 +23,8 @@ pub struct LoadedModel {
     pub created_unix: u64,
     /// Whether the file can resume training (AdamW moments stored).
     pub has_optimizer: bool,
+    /// The repository memory saved with the model, if any.
+    pub memory: Option<Arc<Memory>>,
 }
 
 impl LoadedModel {
@@ -36,6 +39,14 @@ impl LoadedModel {
         let tokenizer = Tokenizer::from_json(&ckpt.tokenizer_json)
             .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
         let has_optimizer = ckpt.optimizer.is_some();
+        let memory = match &ckpt.memory {
+            Some(bytes) => {
+                Some(Arc::new(Memory::from_bytes(bytes).map_err(|e| {
+                    format!("{}: its memory: {e}", path.display())
+                })?))
+            }
+            None => None,
+        };
         let context = ckpt.trained_context();
         let model = Gpt::from_params(ckpt.model, ckpt.params)
             .and_then(|m| m.with_context(context))
@@ -48,6 +59,7 @@ impl LoadedModel {
             state: ckpt.state,
             created_unix: ckpt.created_unix,
             has_optimizer,
+            memory,
         })
     }
 }

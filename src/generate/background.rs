@@ -6,6 +6,7 @@
 use super::generator::{GeneratedToken, GenerationStats, Generator};
 use super::sampling::SamplingConfig;
 use crate::data::tokenizer::Tokenizer;
+use crate::memory::Memory;
 use crate::model::Gpt;
 use crossbeam_channel::{Receiver, unbounded};
 use std::sync::Arc;
@@ -54,13 +55,14 @@ impl Drop for GenerationHandle {
     }
 }
 
-/// Starts a reply on a new thread. `notify` is called after every event
+/// Starts a reply on a new thread, with `memory` mixed in when given. `notify` is called after every event
 /// (an egui app passes `move || ctx.request_repaint()`).
 pub fn spawn_generation(
     model: Arc<Gpt>,
     tok: Arc<Tokenizer>,
     prompt: String,
     cfg: SamplingConfig,
+    memory: Option<Arc<Memory>>,
     notify: impl Fn() + Send + 'static,
 ) -> GenerationHandle {
     let (tx, rx) = unbounded();
@@ -77,6 +79,13 @@ pub fn spawn_generation(
                     return;
                 }
             };
+            if let Some(memory) = &memory
+                && let Err(e) = generator.use_memory(memory)
+            {
+                let _ = tx.send(GenerationEvent::Error(e));
+                notify();
+                return;
+            }
             generator.set_cancel_flag(flag);
             while let Some(token) = generator.next_token() {
                 if tx.send(GenerationEvent::Token(token)).is_err() {

@@ -244,6 +244,7 @@ impl Run {
             last_eval_secs: None,
             last_eval_step: None,
             last_save_secs: None,
+            between_steps_secs: 0.0,
             config,
         })
     }

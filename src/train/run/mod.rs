@@ -97,11 +97,15 @@ pub struct Run {
     code_check: Option<crate::generate::code_eval::PeriodicCodeCheck>,
     /// A run given time, until its warm-up fixes the run's length.
     budget: Option<timed::BudgetClock>,
-    /// The last evaluation's time (with the checkpoint it wrote) and step,
-    /// and the last checkpoint's write time: what the warm-up measures.
+    /// The last evaluation's time (without the checkpoint it may write) and
+    /// step, and the last checkpoint's write time: what the warm-up
+    /// measures.
     last_eval_secs: Option<f64>,
     last_eval_step: Option<u64>,
     last_save_secs: Option<f64>,
+    /// Seconds spent between steps (evaluations, samples, checkpoints), so
+    /// the warm-up times the steps alone.
+    between_steps_secs: f64,
 }
 
 impl Run {

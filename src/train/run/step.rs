@@ -142,6 +142,7 @@ impl Run {
         save_now: bool,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), String> {
+        let started = Instant::now();
         let step = self.state.step;
         let epoch_end = step.is_multiple_of(self.plan.steps_per_epoch);
         let eval_due = (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
@@ -171,6 +172,7 @@ impl Run {
                 .join(format!("checkpoint_manual_step_{step}.cllm"));
             self.save(&path, SaveReason::Manual, emit)?;
         }
+        self.between_steps_secs += started.elapsed().as_secs_f64();
         self.time_warmup(emit)
     }
 
@@ -218,6 +220,9 @@ impl Run {
                 ev.closed_rate = Some(summary.closed_rate);
             }
         }
+        // Without the best checkpoint it may write (timed by `save`).
+        self.last_eval_secs = Some(started.elapsed().as_secs_f64());
+        self.last_eval_step = Some(self.state.step);
         self.log.eval(&ev)?;
         emit(Event::Eval(ev.clone()));
         let better = self.state.best_val_loss.is_none_or(|b| ev.loss < b);
@@ -239,8 +244,6 @@ impl Run {
                 self.summary.stopped_early = true;
             }
         }
-        self.last_eval_secs = Some(started.elapsed().as_secs_f64());
-        self.last_eval_step = Some(self.state.step);
         Ok(())
     }
 

@@ -15,8 +15,9 @@ pub struct BudgetClock {
     /// When this session's trainer started (data preparation counts).
     pub started: Instant,
     /// The first step pays page faults and cold caches: timing starts when
-    /// it ends (the instant and the step).
-    timing_from: Option<(Instant, u64)>,
+    /// it ends (the instant, the step, and the run's seconds between steps
+    /// then, which the timing leaves out).
+    timing_from: Option<(Instant, u64, f64)>,
     /// The step after which the warm-up is timed enough.
     warmup_end: Option<u64>,
 }
@@ -54,11 +55,12 @@ impl Run {
         let Some(clock) = self.budget.as_mut() else {
             return Ok(());
         };
-        let Some((t0, s0)) = clock.timing_from else {
-            clock.timing_from = Some((Instant::now(), step));
+        let Some((t0, s0, between0)) = clock.timing_from else {
+            clock.timing_from = Some((Instant::now(), step, self.between_steps_secs));
             return Ok(());
         };
-        let per_step = t0.elapsed().as_secs_f64() / (step - s0).max(1) as f64;
+        let stepping = t0.elapsed().as_secs_f64() - (self.between_steps_secs - between0);
+        let per_step = stepping.max(0.0) / (step - s0).max(1) as f64;
         let end = *clock
             .warmup_end
             .get_or_insert_with(|| s0 + warmup_steps_to_time(clock.budget_secs, per_step));
@@ -78,10 +80,19 @@ impl Run {
             }
         };
         let per_save = self.last_save_secs.unwrap_or_else(|| self.save_estimate());
+        // About half the evaluations of a run find a new best and write it.
         let times = WarmupTimes {
             per_step,
-            per_eval,
+            per_eval: per_eval + 0.5 * per_save,
             per_save,
+        };
+        // Before the final save, the memory's mix is fitted on the whole
+        // validation split: about two evaluations' work per evaluated share.
+        let final_fit = if self.repo_memory.is_some() && !self.val_windows.is_empty() {
+            let all = crate::train::evaluate::eval_windows(&self.val, self.config.seq_len, 0);
+            2.0 * per_eval * all.len() as f64 / self.val_windows.len() as f64
+        } else {
+            0.0
         };
         let overhead = times.overhead_per_step(
             self.config.eval_every,
@@ -92,7 +103,7 @@ impl Run {
             return Ok(());
         };
         let remaining = clock.remaining();
-        let steps = steps_that_fit(remaining, per_step, overhead, per_save);
+        let steps = steps_that_fit(remaining, per_step, overhead, per_save + final_fit);
         self.plan = self.plan.fixed(step, steps, self.config.max_steps);
         self.schedule.total_steps = self.plan.horizon;
         let capped = if self.plan.last_step < self.plan.horizon {
