@@ -412,7 +412,10 @@ fn the_repository_memory_is_used_and_can_be_switched_off() {
     h.run_steps(1);
     h.get_by_label_contains("repository memory (1,360 training tokens)");
     assert!(h.state().settings.llm.use_memory);
-    h.state_mut().settings.llm.prompt = "int main() {".into();
+    // Longer than the match generation needs before it copies.
+    let prompt = "int main() { return helper(42); }\nint main() {";
+    assert!(prompt.len() >= cllm::generate::generator::GENERATION_MIN_MATCH);
+    h.state_mut().settings.llm.prompt = prompt.into();
     h.state_mut().settings.llm.max_tokens = 24;
     h.state_mut().settings.llm.temperature = 0.0;
     h.run_steps(1);
@@ -420,7 +423,7 @@ fn the_repository_memory_is_used_and_can_be_switched_off() {
     let tok = Tokenizer::bytes();
     let sampling = h.state().settings.llm.sampling_config().unwrap();
     let reference = |with_memory: bool| {
-        let mut g = Generator::new(&model, &tok, "int main() {", sampling.clone()).unwrap();
+        let mut g = Generator::new(&model, &tok, prompt, sampling.clone()).unwrap();
         if with_memory {
             g.use_memory(&memory).unwrap();
         }

@@ -433,7 +433,11 @@ impl Terminal {
                         .last_plain
                         .is_none_or(|t| t.elapsed().as_secs_f64() >= 5.0);
                     if due || s.step == s.total_steps {
-                        println!("step {}/{} {line}", s.step, s.total_steps);
+                        if s.total_steps == 0 {
+                            println!("step {} (timing the warm-up) {line}", s.step);
+                        } else {
+                            println!("step {}/{} {line}", s.step, s.total_steps);
+                        }
                         self.last_plain = Some(std::time::Instant::now());
                     }
                 } else {

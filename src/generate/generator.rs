@@ -74,6 +74,14 @@ pub struct GenerationStats {
     pub finish: Option<FinishReason>,
 }
 
+/// Generation mixes the repository memory in only where it matches at
+/// least this many tokens. Measured on SQLite (`small`, 30 minutes; 40
+/// function openings of `sqlite_c.val.txt` × 2 samples): syntax accuracy
+/// 16% mixing everywhere, 32% from 12 tokens, 40% from 24, 42% without the
+/// memory. Short matches make sampling jump between unrelated places of
+/// the training text; long ones copy whole idioms and identifiers.
+pub const GENERATION_MIN_MATCH: usize = 24;
+
 pub struct Generator<'a> {
     model: &'a Gpt,
     tok: &'a Tokenizer,
@@ -103,6 +111,8 @@ pub struct Generator<'a> {
     /// The repository memory reading the prompt and the reply: its mix
     /// replaces the model's distribution before sampling.
     memory: Option<MemorySession<'a>>,
+    /// The prompt's tokens, all of them (the model sees the last n_ctx).
+    full_prompt: Vec<u32>,
 }
 
 impl<'a> Generator<'a> {
@@ -132,7 +142,10 @@ impl<'a> Generator<'a> {
             }
         }
         let n_ctx = model.config.n_ctx;
+        // The memory reads the whole prompt, the model its last n_ctx tokens.
+        let mut full_prompt = Vec::new();
         if ids.len() > n_ctx {
+            full_prompt = ids.clone();
             ids.drain(..ids.len() - n_ctx);
         }
         let start = Instant::now();
@@ -146,6 +159,11 @@ impl<'a> Generator<'a> {
             cfg,
             cache,
             prompt_tokens: ids.len(),
+            full_prompt: if full_prompt.is_empty() {
+                ids.clone()
+            } else {
+                full_prompt
+            },
             context: ids,
             logits,
             rng,
@@ -182,7 +200,7 @@ impl<'a> Generator<'a> {
             // Sampling (temperature, top-k/p, repetition penalty) then works
             // on the mix's log-probabilities as it does on logits.
             Some(session) => {
-                session.mix_into(&mut probs);
+                session.mix_into_from(&mut probs, GENERATION_MIN_MATCH);
                 let mixed: Vec<f32> = probs.iter().map(|&p| p.max(1e-30).ln()).collect();
                 sampling::sample_next(&mixed, &self.context, &self.cfg, &mut self.rng)
             }
@@ -330,7 +348,7 @@ impl<'a> Generator<'a> {
 
     /// Mixes `memory` (the repository memory saved with the model) into
     /// every next-token distribution from here on; it first reads the
-    /// tokens the model sees. Refused when its vocabulary is not the
+    /// whole prompt and what was generated so far. Refused when its vocabulary is not the
     /// model's.
     pub fn use_memory(&mut self, memory: &'a Memory) -> Result<(), String> {
         if memory.vocab_size() != self.model.config.vocab_size {
@@ -341,7 +359,7 @@ impl<'a> Generator<'a> {
             ));
         }
         let mut session = memory.session();
-        for &t in &self.context {
+        for &t in self.full_prompt.iter().chain(&self.generated_ids) {
             session.push(t);
         }
         self.memory = Some(session);

@@ -245,9 +245,21 @@ impl<'a> MemorySession<'a> {
     /// # Panics
     /// When `probs` is not one entry per token of the vocabulary.
     pub fn mix_into(&mut self, probs: &mut [f32]) {
+        self.mix_into_from(probs, 0);
+    }
+
+    /// [`MemorySession::mix_into`] only where the memory matches at least
+    /// `min_match` tokens (n-gram or cache); elsewhere `probs` is left as
+    /// the transformer gave it. Sampling from the mix at short matches
+    /// jumps between unrelated places of the training text, so generation
+    /// copies only from long matches.
+    pub fn mix_into_from(&mut self, probs: &mut [f32], min_match: usize) {
         let memory: &'a Memory = self.memory;
         assert_eq!(probs.len(), memory.vocab_size, "one probability per token");
         let (ngram, cached, features) = self.sources();
+        if features.ngram_len.max(features.cache_len) < min_match {
+            return;
+        }
         let eff = memory.mixer.effective(&features);
         // The tokens either source names, with their transformer
         // probability read before the pass below overwrites it.
