@@ -151,6 +151,7 @@ impl CodeEvalSummary {
 /// the repository memory is mixed into every completion. Errs if a prompt
 /// cannot start (empty with no end-of-text token, ...), naming it, or with
 /// "stopped" once `cancel` is set.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_completions_with(
     model: &Gpt,
     tok: &Tokenizer,
