@@ -128,6 +128,75 @@ pub fn evaluate_with_memory(
     memory: &Memory,
 ) -> Result<(EvalStats, MemoryEval), String> {
     check_vocabularies(model, memory)?;
+    let (stats, losses) = plain_with_losses(
+        spheres,
+        model,
+        val,
+        windows,
+        seq_len,
+        bytes_per_token,
+        (epoch, step),
+    );
+    let mixed = mixed_eval(memory, val, windows, seq_len, &losses, bytes_per_token);
+    Ok((stats, mixed))
+}
+
+/// The trainer's evaluation: [`evaluate`] without a memory; with one, the
+/// same forward pass also fits the memory's mix on those positions and
+/// scores them (in-sample for the mix's weights, as
+/// [`EvalStats::bits_per_byte_with_memory`] says).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_fitting_memory(
+    spheres: &mut Spheres,
+    model: &Gpt,
+    val: &TokenDataset,
+    windows: &[usize],
+    seq_len: usize,
+    bytes_per_token: f64,
+    epoch: usize,
+    step: u64,
+    memory: Option<&mut Memory>,
+) -> Result<EvalStats, String> {
+    let Some(memory) = memory else {
+        return Ok(evaluate(
+            spheres,
+            model,
+            val,
+            windows,
+            seq_len,
+            bytes_per_token,
+            epoch,
+            step,
+        ));
+    };
+    check_vocabularies(model, memory)?;
+    let (mut stats, losses) = plain_with_losses(
+        spheres,
+        model,
+        val,
+        windows,
+        seq_len,
+        bytes_per_token,
+        (epoch, step),
+    );
+    fit_on_losses(memory, val, windows, seq_len, &losses);
+    let mixed = mixed_eval(memory, val, windows, seq_len, &losses, bytes_per_token);
+    stats.loss_with_memory = Some(mixed.loss);
+    stats.bits_per_byte_with_memory = Some(mixed.bits_per_byte);
+    Ok(stats)
+}
+
+/// One forward pass over the windows: the plain figures, and every
+/// position's loss for the memory.
+fn plain_with_losses(
+    spheres: &mut Spheres,
+    model: &Gpt,
+    val: &TokenDataset,
+    windows: &[usize],
+    seq_len: usize,
+    bytes_per_token: f64,
+    (epoch, step): (usize, u64),
+) -> (EvalStats, Vec<f32>) {
     let (loss_sum, counts, losses) = model_losses(spheres, model, val, windows, seq_len);
     let stats = eval_stats(
         loss_sum,
@@ -137,50 +206,25 @@ pub fn evaluate_with_memory(
         epoch,
         step,
     );
-    let mixed = memory_losses(memory, val, windows, seq_len, &losses);
-    let loss = (mixed.iter().sum::<f64>() / mixed.len().max(1) as f64) as f32;
-    Ok((
-        stats,
-        MemoryEval {
-            loss,
-            bits_per_byte: bits_per_byte(loss, bytes_per_token),
-            positions: mixed.len(),
-        },
-    ))
+    (stats, losses)
 }
 
-/// The trainer's evaluation with a memory: one forward pass over the
-/// windows gives the plain figures; the memory's mix is then fitted on
-/// those same positions and scores them (in-sample for the mix's weights,
-/// as [`EvalStats::bits_per_byte_with_memory`] says).
-#[allow(clippy::too_many_arguments)]
-pub fn evaluate_and_fit_memory(
-    spheres: &mut Spheres,
-    model: &Gpt,
+/// The mix's figures over the windows, given the transformer's losses.
+fn mixed_eval(
+    memory: &Memory,
     val: &TokenDataset,
     windows: &[usize],
     seq_len: usize,
+    losses: &[f32],
     bytes_per_token: f64,
-    epoch: usize,
-    step: u64,
-    memory: &mut Memory,
-) -> Result<(EvalStats, FitStats), String> {
-    check_vocabularies(model, memory)?;
-    let (loss_sum, counts, losses) = model_losses(spheres, model, val, windows, seq_len);
-    let mut stats = eval_stats(
-        loss_sum,
-        &counts,
-        windows.len() * seq_len,
-        bytes_per_token,
-        epoch,
-        step,
-    );
-    let fit = fit_on_losses(memory, val, windows, seq_len, &losses);
-    let mixed = memory_losses(memory, val, windows, seq_len, &losses);
+) -> MemoryEval {
+    let mixed = memory_losses(memory, val, windows, seq_len, losses);
     let loss = (mixed.iter().sum::<f64>() / mixed.len().max(1) as f64) as f32;
-    stats.loss_with_memory = Some(loss);
-    stats.bits_per_byte_with_memory = Some(bits_per_byte(loss, bytes_per_token));
-    Ok((stats, fit))
+    MemoryEval {
+        loss,
+        bits_per_byte: bits_per_byte(loss, bytes_per_token),
+        positions: mixed.len(),
+    }
 }
 
 /// Fits `memory`'s mix on every window of `val` (the transformer's

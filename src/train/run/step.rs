@@ -4,7 +4,7 @@
 use super::{MAX_BAD_STEPS, Run, StepOutcome, TICK};
 use crate::checkpoint;
 use crate::data::batches::BatchPosition;
-use crate::train::evaluate::{eval_windows, evaluate, evaluate_and_fit_memory, fit_memory_on};
+use crate::train::evaluate::{eval_windows, evaluate_fitting_memory, fit_memory_on};
 use crate::train::events::{Event, SaveReason, StepStats, Summary};
 use crate::train::metrics::{imbalance, peak_memory_bytes};
 use crate::train::saving::{RUN_FINAL_NAME, copy_atomically, keep_previous_output};
@@ -180,33 +180,20 @@ impl Run {
     /// stopping counts evaluations without one.
     pub fn evaluate(&mut self, epoch: usize, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         let started = Instant::now();
-        let ev = match self.repo_memory.as_mut() {
-            Some(memory) => {
-                let (ev, _) = evaluate_and_fit_memory(
-                    &mut self.spheres,
-                    &self.model,
-                    &self.val,
-                    &self.val_windows,
-                    self.config.seq_len,
-                    self.bytes_per_token,
-                    epoch,
-                    self.state.step,
-                    memory,
-                )?;
-                self.saver.memory = Some(memory.to_bytes());
-                ev
-            }
-            None => evaluate(
-                &mut self.spheres,
-                &self.model,
-                &self.val,
-                &self.val_windows,
-                self.config.seq_len,
-                self.bytes_per_token,
-                epoch,
-                self.state.step,
-            ),
-        };
+        let ev = evaluate_fitting_memory(
+            &mut self.spheres,
+            &self.model,
+            &self.val,
+            &self.val_windows,
+            self.config.seq_len,
+            self.bytes_per_token,
+            epoch,
+            self.state.step,
+            self.repo_memory.as_mut(),
+        )?;
+        if let Some(memory) = &self.repo_memory {
+            self.saver.memory = Some(memory.to_bytes());
+        }
         let mut ev = ev;
         if let Some(check) = &self.code_check {
             let never = std::sync::atomic::AtomicBool::new(false);
