@@ -651,3 +651,19 @@ fn a_time_budget_replaces_the_epochs() {
     assert_eq!(cfg.time_budget_secs, 0.0);
     assert_eq!(cfg.epochs, TrainConfig::default().epochs);
 }
+
+/// Advanced: the repository memory (on by default) and the code check
+/// reach the config the trainer gets.
+#[test]
+fn memory_and_code_check_are_settings() {
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    assert!(h.state().run_config().unwrap().memory);
+    h.get_by_label("Advanced").click();
+    h.run();
+    set_number(&mut h, "Code check (functions)", 8.0);
+    h.get_by_label("Repository memory").click();
+    h.run();
+    let cfg = h.state().run_config().unwrap();
+    assert_eq!((cfg.eval_gen, cfg.memory), (8, false));
+}

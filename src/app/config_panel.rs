@@ -482,6 +482,23 @@ fn advanced_ui(
                 0..=1_000_000,
                 "0 = only at epoch ends",
             );
+            let lab = ui.label("Repository memory");
+            ui.checkbox(&mut cfg.memory, "index the training tokens")
+                .labelled_by(lab.id)
+                .on_hover_text(
+                    "An n-gram index of the training tokens and a cache of the document, \
+                     mixed with the model; fitted at each evaluation and saved with the \
+                     checkpoints",
+                );
+            ui.end_row();
+            int_field(
+                ui,
+                "Code check (functions)",
+                &mut cfg.eval_gen,
+                0..=1_000,
+                "At each evaluation, complete this many function openings of the validation \
+                 split and report the share that closes and parses as C (0 = off)",
+            );
             int_field(
                 ui,
                 "Early stop patience",

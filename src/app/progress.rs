@@ -60,6 +60,13 @@ pub fn loss_line(run: &RunView) -> String {
             .best_val_loss
             .map_or(String::new(), |b| format!(" (best {b:.4})"));
         parts.push(format!("val {:.4}{best} · ppl {:.1}", e.loss, e.perplexity));
+        parts.push(match e.bits_per_byte_with_memory {
+            Some(m) => format!("{:.3} bits/byte ({m:.3} with memory)", e.bits_per_byte),
+            None => format!("{:.3} bits/byte", e.bits_per_byte),
+        });
+        if let Some(s) = e.syntax_accuracy {
+            parts.push(format!("code {:.0}% parses", s * 100.0));
+        }
     }
     parts.join(" · ")
 }
