@@ -39,14 +39,7 @@ impl LoadedModel {
         let tokenizer = Tokenizer::from_json(&ckpt.tokenizer_json)
             .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
         let has_optimizer = ckpt.optimizer.is_some();
-        let memory = match &ckpt.memory {
-            Some(bytes) => {
-                Some(Arc::new(Memory::from_bytes(bytes).map_err(|e| {
-                    format!("{}: its memory: {e}", path.display())
-                })?))
-            }
-            None => None,
-        };
+        let memory = ckpt.repository_memory(path)?.map(Arc::new);
         let context = ckpt.trained_context();
         let model = Gpt::from_params(ckpt.model, ckpt.params)
             .and_then(|m| m.with_context(context))

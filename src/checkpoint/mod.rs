@@ -142,6 +142,19 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// The repository memory stored in the file (`None` without one); a
+    /// damaged one is an error naming `path`.
+    pub fn repository_memory(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Option<crate::memory::Memory>, String> {
+        self.memory
+            .as_deref()
+            .map(crate::memory::Memory::from_bytes)
+            .transpose()
+            .map_err(|e| format!("{}: its memory: {e}", path.display()))
+    }
+
     /// The context the model was trained at: its sequence length. Files
     /// written before a model's context was set to that length hold more
     /// positions than were ever trained; generation cuts them

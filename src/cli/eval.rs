@@ -5,7 +5,6 @@
 use crate::checkpoint;
 use crate::data::dataset::TokenDataset;
 use crate::data::tokenizer::Tokenizer;
-use crate::memory::Memory;
 use crate::model::Gpt;
 use crate::train::evaluate::evaluate_model_with_memory;
 use crate::train::prepare::{gather_files, prepare, read_texts};
@@ -83,12 +82,9 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
     } else {
         args.threads
     };
-    let memory = match (&ck.memory, args.memory) {
-        (Some(bytes), MemorySwitch::On) => Some(
-            Memory::from_bytes(bytes)
-                .map_err(|e| format!("{}: memory: {e}", args.model.display()))?,
-        ),
-        _ => None,
+    let memory = match args.memory {
+        MemorySwitch::On => ck.repository_memory(&args.model)?,
+        MemorySwitch::Off => None,
     };
     let model = Gpt::from_params(ck.model, ck.params)?;
     let (stats, with_memory) = evaluate_model_with_memory(

@@ -170,21 +170,17 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
     base.validate()?;
     let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
     let context = ck.trained_context();
+    let memory = match args.sampling.memory {
+        super::eval::MemorySwitch::On => ck.repository_memory(&args.model)?,
+        super::eval::MemorySwitch::Off => None,
+    };
     let checkpoint::Checkpoint {
         model,
         params,
         tokenizer_json,
         train_config,
-        memory,
         ..
     } = ck;
-    let memory = match (memory, args.sampling.memory) {
-        (Some(bytes), super::eval::MemorySwitch::On) => Some(
-            crate::memory::Memory::from_bytes(&bytes)
-                .map_err(|e| format!("{}: its memory: {e}", args.model.display()))?,
-        ),
-        _ => None,
-    };
     let tok = Tokenizer::from_json(&tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", args.model.display()))?;
     let model = Gpt::from_params(model, params)

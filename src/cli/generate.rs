@@ -77,12 +77,9 @@ pub fn load_model(
     memory: super::eval::MemorySwitch,
 ) -> Result<(Gpt, Tokenizer, Option<Memory>), String> {
     let ckpt = checkpoint::load(path).map_err(|e| e.to_string())?;
-    let repo_memory = match (&ckpt.memory, memory) {
-        (Some(bytes), super::eval::MemorySwitch::On) => Some(
-            Memory::from_bytes(bytes)
-                .map_err(|e| format!("{}: its memory: {e}", path.display()))?,
-        ),
-        _ => None,
+    let repo_memory = match memory {
+        super::eval::MemorySwitch::On => ckpt.repository_memory(path)?,
+        super::eval::MemorySwitch::Off => None,
     };
     let tok = Tokenizer::from_json(&ckpt.tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;

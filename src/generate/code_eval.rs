@@ -52,13 +52,8 @@ pub const TRAINER_PROMPTS: usize = 8;
 /// SQLite: 0 of 8 closed greedily, 37 of 80 sampled).
 pub fn trainer_sampling() -> SamplingConfig {
     SamplingConfig {
-        temperature: 0.8,
-        top_k: 40,
-        top_p: 1.0,
-        repetition_penalty: 1.0,
-        max_new_tokens: 200,
-        stop: Vec::new(),
         seed: 0x5eed,
+        ..SamplingConfig::default()
     }
 }
 

@@ -6,6 +6,7 @@ use super::TrainConfig;
 use super::events::{Event, SaveReason};
 use super::optimizer::AdamW;
 use crate::checkpoint::{self, CheckpointRef, OptimizerRef, TrainingState};
+use crate::memory::Memory;
 use crate::model::Gpt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -91,12 +92,10 @@ pub struct Saver {
     /// When the run began (saved states add the time spent so far).
     pub started: Instant,
     pub last_saved: Option<PathBuf>,
-    /// The run's repository memory in its stored form (refreshed after each
-    /// fit), written into every checkpoint; `None` without one.
-    pub memory: Option<Vec<u8>>,
 }
 
 impl Saver {
+    #[allow(clippy::too_many_arguments)]
     pub fn save(
         &mut self,
         path: &Path,
@@ -104,9 +103,12 @@ impl Saver {
         model: &Gpt,
         opt: &AdamW,
         state: &TrainingState,
+        memory: Option<&Memory>,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), String> {
         let mut state = state.clone();
+        // The run's repository memory, with the mix as last fitted.
+        let memory = memory.map(Memory::to_bytes);
         state.elapsed_secs += self.started.elapsed().as_secs_f64();
         let ck = CheckpointRef {
             model: &model.config,
@@ -120,7 +122,7 @@ impl Saver {
             tokenizer_json: &self.tokenizer_json,
             train_config: &self.config,
             state: &state,
-            memory: self.memory.as_deref(),
+            memory: memory.as_deref(),
         };
         match checkpoint::save(path, &ck) {
             Ok(_) => {

@@ -214,7 +214,6 @@ impl Run {
                 tokenizer_json: tokenizer.to_json(),
                 started,
                 last_saved: None,
-                memory: repo_memory.as_ref().map(Memory::to_bytes),
             },
             repo_memory,
             code_check,

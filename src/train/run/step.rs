@@ -191,9 +191,7 @@ impl Run {
             self.state.step,
             self.repo_memory.as_mut(),
         )?;
-        if let Some(memory) = &self.repo_memory {
-            self.saver.memory = Some(memory.to_bytes());
-        }
+
         let mut ev = ev;
         if let Some(check) = &self.code_check {
             let never = std::sync::atomic::AtomicBool::new(false);
@@ -276,7 +274,6 @@ impl Run {
             &windows,
             self.config.seq_len,
         )?;
-        self.saver.memory = Some(memory.to_bytes());
         let per_byte = |bits_per_token: f64| bits_per_token / self.bytes_per_token.max(1e-9);
         emit(Event::Info(format!(
             "repository memory fitted on {} validation tokens in {:.1} s: {:.3} bits/byte with \
@@ -302,8 +299,15 @@ impl Run {
         self.state.horizon = if pending { 0 } else { self.plan.horizon };
         self.state.last_step = if pending { 0 } else { self.plan.last_step };
         let started = Instant::now();
-        self.saver
-            .save(path, reason, &self.model, &self.opt, &self.state, emit)?;
+        self.saver.save(
+            path,
+            reason,
+            &self.model,
+            &self.opt,
+            &self.state,
+            self.repo_memory.as_ref(),
+            emit,
+        )?;
         self.last_save_secs = Some(started.elapsed().as_secs_f64());
         Ok(())
     }
