@@ -105,6 +105,9 @@ pub struct TrainConfig {
     pub vocab_size: usize,
     /// Worker threads (spheres); 0 = available parallelism.
     pub threads: usize,
+    /// Processes (MPI ranks) the run trains on, each with `threads`
+    /// spheres. Set by the trainer from how it was launched; 1 on one machine.
+    pub ranks: usize,
     /// Sequences per micro-batch group: one optimizer step sees
     /// `batch_size * accum_steps` sequences.
     pub batch_size: usize,
@@ -192,6 +195,7 @@ impl Default for TrainConfig {
             dropout: None,
             memory: true,
             eval_gen: 0,
+            ranks: 1,
             val_fraction: 0.1,
             eval_every: 50,
             eval_batches: 16,

@@ -261,6 +261,7 @@ fn an_injected_nan_is_skipped_and_reported() {
         config(d.path(), 2),
         Faults {
             nan_at_step: Some(5),
+            ..Faults::default()
         },
     );
     assert_eq!(out.summary.skipped_updates, 1);

@@ -44,6 +44,8 @@ impl RunView {
             Event::Phase(p) => self.phase = Some(p),
             Event::Ready(info) => self.info = Some(info),
             Event::Spheres(s) => self.spheres = s,
+            // The app trains on one machine.
+            Event::Cluster(_) => {}
             Event::Step(s) => {
                 self.phase = Some(Phase::Training);
                 if s.loss.is_finite() {

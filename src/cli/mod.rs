@@ -6,6 +6,7 @@
 //! the model (in its run's folder) unless an explicit `--output` says where.
 
 pub mod bench;
+pub mod cluster;
 pub mod eval;
 pub mod eval_gen;
 pub mod export;

@@ -1,7 +1,10 @@
 //! `cllm train`: the trainer with a terminal progress bar (or JSON lines).
 
+use crate::train::cluster::Cluster;
+use crate::train::events::ClusterStats;
 use crate::train::events::{Event, Phase, RunInfo, SaveReason, Summary};
-use crate::train::{ScheduleKind, TokenizerKind, TrainConfig, spawn};
+use crate::train::trainer::spawn_in_cluster;
+use crate::train::{ScheduleKind, TokenizerKind, TrainConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -211,17 +214,39 @@ fn parse_time(text: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
+    let launch = super::cluster::Launch::detect()?;
+    let cluster = launch.cluster();
+    let result = run_rank(args, cluster.clone());
+    if let Err(failure) = &result
+        && cluster.is_distributed()
+        && !failure.is_stop()
+    {
+        // The other ranks wait for this one in a collective: end them all.
+        launch.end_all_ranks(&failure.message, failure.code);
+    }
+    if !cluster.is_writer() {
+        // Rank 0 speaks for the run; the others only report their errors.
+        return result.map_err(|f| super::Failure {
+            message: format!("rank {}: {}", cluster.rank(), f.message),
+            ..f
+        });
+    }
+    result
+}
+
+fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     use super::Failure;
     use super::interrupt::{Interrupts, StopSignal, shell_quote};
     let config = args.to_config();
     config.validate()?;
+    let quiet = !cluster.is_writer();
     // Ctrl-C or SIGTERM: the first stops the trainer after its current
     // step (it then saves the final checkpoint); a second one quits at once.
     let interrupts = Interrupts::watch(
         "again: quitting now, without the final checkpoint (the last one saved stays intact)",
     )?;
-    let handle = spawn(config);
-    let mut view = if args.json {
+    let handle = spawn_in_cluster(config, super::cluster::faults_for_tests(), cluster);
+    let mut view = if args.json || quiet {
         None
     } else {
         Some(Terminal::new())
@@ -234,7 +259,7 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
         crossbeam_channel::select! {
             recv(handle.events) -> event => {
                 let Ok(event) = event else { break };
-                if args.json {
+                if args.json && !quiet {
                     println!(
                         "{}",
                         serde_json::to_string(&event).map_err(|e| e.to_string())?
@@ -276,6 +301,7 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
                 );
                 let line = line.as_str();
                 match view.as_ref() {
+                    _ if quiet => {}
                     Some(v) => v.notice(line),
                     None => eprintln!("{line}"),
                 }
@@ -322,6 +348,8 @@ struct Terminal {
     best: Option<f32>,
     epochs: usize,
     last_plain: Option<std::time::Instant>,
+    /// The last step's figures across ranks (distributed runs).
+    cluster: Option<ClusterStats>,
 }
 
 impl Terminal {
@@ -335,6 +363,7 @@ impl Terminal {
             best: None,
             epochs: 0,
             last_plain: None,
+            cluster: None,
         }
     }
 
@@ -416,8 +445,9 @@ impl Terminal {
                     .best
                     .map(|b| format!("{b:.4}"))
                     .unwrap_or_else(|| "-".into());
+                let ranks = self.cluster.as_ref().map(cluster_text).unwrap_or_default();
                 let line = format!(
-                    "epoch {} loss {:.4} best val {best} lr {:.2e} {:.0} tok/s ETA {}",
+                    "epoch {} loss {:.4} best val {best} lr {:.2e} {:.0} tok/s ETA {}{ranks}",
                     if s.epochs > 0 {
                         format!("{}/{}", s.epoch + 1, s.epochs)
                     } else {
@@ -486,6 +516,7 @@ impl Terminal {
             }
             Event::Info(text) => self.say(text.clone()),
             Event::Warning(w) => self.say(format!("warning: {w}")),
+            Event::Cluster(c) => self.cluster = Some(c.clone()),
             Event::Spheres(_) | Event::Finished(_) | Event::Error(_) => {}
         }
     }
@@ -550,6 +581,24 @@ impl Terminal {
 }
 
 /// How this program was called (`cllm`, or its path), for commands to type.
+/// The cluster's part of the progress line: ranks x spheres, each rank's
+/// tokens/s, and the all-reduce with the share of the step it was not hidden.
+fn cluster_text(c: &ClusterStats) -> String {
+    let per_rank: Vec<String> = c
+        .rank_tokens_per_sec
+        .iter()
+        .map(|t| format!("{t:.0}"))
+        .collect();
+    format!(
+        " | {} ranks x {}: {} tok/s, all-reduce {:.1} ms ({:.0}% of step exposed)",
+        c.ranks,
+        c.threads_per_rank,
+        per_rank.join("+"),
+        c.allreduce_secs * 1e3,
+        c.exposed_share * 100.0
+    )
+}
+
 fn program_name() -> String {
     std::env::args().next().unwrap_or_else(|| "cllm".into())
 }

@@ -21,6 +21,11 @@ use super::profile::{Profile, timed};
 use super::workspace::Workspace;
 use super::{ModelConfig, ParamLayout};
 use crate::rng::Rng;
+use std::ops::Range;
+
+/// Told which parameters' gradients are final, with the whole buffer
+/// (`Gpt::forward_backward_streaming`).
+pub type GradientsReady<'a> = &'a mut dyn FnMut(Range<usize>, &[f32]);
 
 /// A model: its config, the layout of its flat buffer, and the parameters.
 #[derive(Clone, Debug)]
@@ -136,6 +141,28 @@ impl Gpt {
         )
     }
 
+    /// [`Gpt::forward_backward`] (with per-sequence dropout streams when
+    /// `rngs` is given) that also calls `ready(range, grads)` as soon as the
+    /// gradients in `range` are final for this micro-batch: the top layer
+    /// with the final LayerNorm first, then each layer down, the embeddings
+    /// last. The ranges cover the buffer once. A data-parallel trainer sends
+    /// each range over the network while backward goes on with the rest.
+    pub fn forward_backward_streaming(
+        &self,
+        ws: &mut Workspace,
+        batch: &Batch,
+        grads: &mut [f32],
+        grad_scale: f32,
+        rngs: Option<&mut [Rng]>,
+        ready: &mut dyn FnMut(Range<usize>, &[f32]),
+    ) -> f32 {
+        let dropout = rngs.map(|r| {
+            assert_eq!(r.len(), batch.batch, "one dropout stream per sequence");
+            DropoutRng::PerSequence(r)
+        });
+        self.forward_backward_hooked(ws, batch, grads, grad_scale, dropout, None, Some(ready))
+    }
+
     /// [`Gpt::forward_backward`] that also adds each operation's wall time
     /// into `profile` (benchmarking).
     pub fn forward_backward_profiled(
@@ -158,7 +185,21 @@ impl Gpt {
         grads: &mut [f32],
         grad_scale: f32,
         dropout: Option<DropoutRng>,
+        profile: Option<&mut Profile>,
+    ) -> f32 {
+        self.forward_backward_hooked(ws, batch, grads, grad_scale, dropout, profile, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_backward_hooked(
+        &self,
+        ws: &mut Workspace,
+        batch: &Batch,
+        grads: &mut [f32],
+        grad_scale: f32,
+        dropout: Option<DropoutRng>,
         mut profile: Option<&mut Profile>,
+        mut ready: Option<GradientsReady<'_>>,
     ) -> f32 {
         assert_eq!(
             grads.len(),
@@ -196,7 +237,7 @@ impl Gpt {
                 grad_scale,
             )
         });
-        self.backward(ws, batch, grads, &mut profile);
+        self.backward(ws, batch, grads, &mut profile, &mut ready);
         (total / n as f64) as f32
     }
 
@@ -413,6 +454,7 @@ impl Gpt {
         batch: &Batch,
         grads: &mut [f32],
         profile: &mut Option<&mut Profile>,
+        ready: &mut Option<GradientsReady<'_>>,
     ) {
         let cfg = &self.config;
         let (c, inner, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
@@ -584,6 +626,11 @@ impl Gpt {
                     )
                 });
             }
+            // Layer l's block (and above the top layer, ln_f) is final.
+            if let Some(ready) = ready.as_mut() {
+                let end = lay.layers.get(l + 1).map_or(lay.total, |n| n.ln_1_weight);
+                ready(o.ln_1_weight..end, grads);
+            }
         }
         if masks {
             timed(profile, "dropout", || {
@@ -594,5 +641,9 @@ impl Gpt {
         timed(profile, "embedding", || {
             embedding::embedding_backward(dwte, dwpe, d_res, batch.inputs, t, c)
         });
+        if let Some(ready) = ready.as_mut() {
+            let end = lay.layers.first().map_or(lay.total, |o| o.ln_1_weight);
+            ready(0..end, grads);
+        }
     }
 }

@@ -201,6 +201,27 @@ pub struct RunInfo {
     pub workspace_bytes: u64,
 }
 
+/// One step of a run across several ranks (`mpirun -np K`): the level
+/// above the spheres.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStats {
+    pub ranks: usize,
+    /// Sphere threads on each rank.
+    pub threads_per_rank: usize,
+    /// Each rank's training tokens per second of its own compute this step.
+    pub rank_tokens_per_sec: Vec<f64>,
+    /// Seconds this rank spent inside all-reduce calls this step.
+    pub allreduce_secs: f64,
+    /// Of those, the seconds no compute hid: from the rank's last sphere
+    /// finishing backward to the gradient being summed everywhere.
+    pub exposed_secs: f64,
+    /// The step's wall time on this rank, and the exposed share of it.
+    pub step_secs: f64,
+    pub exposed_share: f64,
+    /// Gradient bytes all-reduced per step.
+    pub allreduce_bytes: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     Phase(Phase),
@@ -208,6 +229,8 @@ pub enum Event {
     Ready(RunInfo),
     Spheres(Vec<SphereStats>),
     Step(StepStats),
+    /// A distributed run's step across its ranks (after each `Step`).
+    Cluster(ClusterStats),
     Eval(EvalStats),
     Sample {
         step: u64,

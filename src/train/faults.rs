@@ -7,4 +7,7 @@ pub struct Faults {
     /// Poison the reduced gradient at this step (0-based), as a numerical
     /// blow-up would: the non-finite guard must skip the update.
     pub nan_at_step: Option<u64>,
+    /// Nudge one rank's weights at this step, as a replica that drifted
+    /// would be: the cross-rank check must stop the run.
+    pub perturb_rank_at_step: Option<(usize, u64)>,
 }

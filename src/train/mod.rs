@@ -3,7 +3,9 @@
 
 pub mod auto;
 pub mod budget;
+pub mod cluster;
 pub mod config;
+pub mod data_parallel;
 pub mod evaluate;
 pub mod events;
 pub mod faults;

@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 
 /// What the UI sees of a sphere while a step runs (updated lock-free).
 #[derive(Default)]
-struct Live {
-    state: AtomicU8,
-    sequences: AtomicU64,
+pub(super) struct Live {
+    pub(super) state: AtomicU8,
+    pub(super) sequences: AtomicU64,
 }
 
-fn state_code(s: SphereState) -> u8 {
+pub(super) fn state_code(s: SphereState) -> u8 {
     match s {
         SphereState::Idle => 0,
         SphereState::Computing => 1,
@@ -59,13 +59,13 @@ fn state_from(code: u8) -> SphereState {
 
 /// Running statistics of one sphere, kept between steps.
 #[derive(Clone, Debug, Default)]
-struct Tally {
-    sequences: u64,
-    loss_sum: f64,
-    last_loss: f32,
-    grad_norm: f32,
+pub(super) struct Tally {
+    pub(super) sequences: u64,
+    pub(super) loss_sum: f64,
+    pub(super) last_loss: f32,
+    pub(super) grad_norm: f32,
     /// Exponential average of the share of each step this sphere was busy.
-    busy: f32,
+    pub(super) busy: f32,
 }
 
 /// One optimizer step's input: `n_seqs` sequences of `seq_len` tokens.
@@ -88,15 +88,22 @@ pub struct GradOutcome {
     pub loss: f32,
     /// Global gradient norm of the reduced (averaged) gradient, before clipping.
     pub grad_norm: f32,
+    /// What the step's all-reduce across ranks cost (distributed runs).
+    pub comm: Option<crate::train::events::ClusterStats>,
 }
 
 pub struct Spheres {
-    n: usize,
-    max_share: usize,
-    workspaces: Vec<Workspace>,
-    grads: Vec<Vec<f32>>,
-    live: Arc<Vec<Live>>,
-    tally: Vec<Tally>,
+    pub(super) n: usize,
+    pub(super) max_share: usize,
+    pub(super) workspaces: Vec<Workspace>,
+    pub(super) grads: Vec<Vec<f32>>,
+    pub(super) live: Arc<Vec<Live>>,
+    pub(super) tally: Vec<Tally>,
+    /// The ranks above this tree (one machine: a cluster of one).
+    pub(super) cluster: crate::train::cluster::Cluster,
+    /// Where a distributed step's all-reduced gradient lands (then swapped
+    /// into sphere 0's buffer).
+    pub(super) reduced: Vec<f32>,
 }
 
 impl Spheres {
@@ -124,7 +131,15 @@ impl Spheres {
             grads: Vec::new(),
             live: Arc::new((0..n).map(|_| Live::default()).collect()),
             tally: vec![Tally::default(); n],
+            cluster: crate::train::cluster::Cluster::solo(),
+            reduced: Vec::new(),
         }
+    }
+
+    /// Puts this tree under `cluster`: each step, this rank takes its share
+    /// of the sequences and the ranks sum their gradients.
+    pub fn join_cluster(&mut self, cluster: crate::train::cluster::Cluster) {
+        self.cluster = cluster;
     }
 
     /// The sphere view's rows, as of now.
@@ -149,6 +164,9 @@ impl Spheres {
         tick_every: Duration,
         tick: &mut dyn FnMut(Vec<SphereStats>),
     ) -> GradOutcome {
+        if self.cluster.is_distributed() {
+            return self.compute_gradients_cluster(model, input, tick_every, tick);
+        }
         let n = self.n;
         let t = input.seq_len;
         assert!(input.n_seqs >= 1 && input.inputs.len() == input.n_seqs * t);
@@ -306,7 +324,11 @@ impl Spheres {
         }
         let loss = (loss_sums.iter().sum::<f64>() / input.n_seqs as f64) as f32;
         let grad_norm = total_sq.iter().sum::<f64>().sqrt() as f32;
-        GradOutcome { loss, grad_norm }
+        GradOutcome {
+            loss,
+            grad_norm,
+            comm: None,
+        }
     }
 
     /// Applies AdamW with the reduced gradient (times `grad_scale`, where
@@ -441,7 +463,7 @@ impl Spheres {
     }
 }
 
-fn snapshot(tally: &[Tally], live: &[Live]) -> Vec<SphereStats> {
+pub(super) fn snapshot(tally: &[Tally], live: &[Live]) -> Vec<SphereStats> {
     tally
         .iter()
         .zip(live)
@@ -464,7 +486,7 @@ fn snapshot(tally: &[Tally], live: &[Live]) -> Vec<SphereStats> {
         .collect()
 }
 
-fn sum_sq(xs: &[f32]) -> f64 {
+pub(super) fn sum_sq(xs: &[f32]) -> f64 {
     // Four partial sums: faster, and still one fixed order.
     let mut acc = [0.0f64; 4];
     let chunks = xs.chunks_exact(4);

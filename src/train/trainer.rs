@@ -4,6 +4,7 @@
 //! methods of [`Run`](super::run::Run).
 
 use super::TrainConfig;
+use super::cluster::Cluster;
 use super::events::{Command, Event, Summary};
 use super::faults::Faults;
 use super::run::Run;
@@ -42,6 +43,12 @@ pub fn spawn(config: TrainConfig) -> TrainerHandle {
 
 /// [`spawn`] with faults injected (for tests of the run's guards).
 pub fn spawn_with_faults(config: TrainConfig, faults: Faults) -> TrainerHandle {
+    spawn_in_cluster(config, faults, Cluster::solo())
+}
+
+/// [`spawn`] as one rank of a distributed run: `cluster` connects it to the
+/// others (MPI, or threads in tests), which must run the same config.
+pub fn spawn_in_cluster(config: TrainConfig, faults: Faults, cluster: Cluster) -> TrainerHandle {
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
@@ -51,7 +58,7 @@ pub fn spawn_with_faults(config: TrainConfig, faults: Faults) -> TrainerHandle {
                 let _ = ev_tx.send(e);
             };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_with_faults(config, faults, &cmd_rx, &mut emit)
+                run_in_cluster(config, faults, cluster, &cmd_rx, &mut emit)
             }));
             match outcome {
                 Ok(Ok(summary)) => emit(Event::Finished(summary)),
@@ -93,6 +100,18 @@ pub fn run_with_faults(
     commands: &Receiver<Command>,
     emit: &mut dyn FnMut(Event),
 ) -> Result<Summary, String> {
+    run_in_cluster(user_config, faults, Cluster::solo(), commands, emit)
+}
+
+/// [`run`] as one rank of a distributed run. Every rank reads and prepares
+/// the same data (checked by hash); rank 0 alone evaluates and saves.
+pub fn run_in_cluster(
+    user_config: TrainConfig,
+    faults: Faults,
+    cluster: Cluster,
+    commands: &Receiver<Command>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Summary, String> {
     let started = Instant::now();
     user_config.validate()?;
     let (config, resumed) = Run::settle_config(user_config, emit)?;
@@ -102,12 +121,14 @@ pub fn run_with_faults(
         ));
         return Ok(Summary::empty(started.elapsed().as_secs_f64()));
     };
-    let mut run = Run::build(config, faults, prepared, resumed, started, emit)?;
+    let mut run = Run::build(config, faults, prepared, resumed, started, cluster, emit)?;
     while !run.is_done() {
         let outcome = run.step(emit)?;
         let control = Control::read(commands);
         run.after_step(&outcome, control.save_now, emit)?;
-        if control.stop || run.stopped_early() {
+        // All ranks of a distributed run stop at the same step.
+        let stop = run.agree_to_stop(control.stop, emit);
+        if stop || run.stopped_early() {
             break;
         }
     }

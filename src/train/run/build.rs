@@ -11,6 +11,7 @@ use crate::memory::Memory;
 use crate::model::Gpt;
 use crate::train::TrainConfig;
 use crate::train::auto;
+use crate::train::cluster::Cluster;
 use crate::train::evaluate::eval_windows;
 use crate::train::events::{Event, Phase, RunInfo, Summary};
 use crate::train::faults::Faults;
@@ -35,6 +36,7 @@ impl Run {
         prepared: Prepared,
         resumed: Option<Checkpoint>,
         started: Instant,
+        cluster: Cluster,
         emit: &mut dyn FnMut(Event),
     ) -> Result<Run, String> {
         let Prepared {
@@ -45,9 +47,19 @@ impl Run {
             fingerprint,
         } = prepared;
         let threads = config.resolved_threads();
+        let writer = cluster.is_writer();
+        super::replicas::check_same_data(
+            &cluster,
+            &tokenizer.to_json(),
+            &train.tokens,
+            &val.tokens,
+        )?;
+        let ranks_before = resumed.as_ref().map(|ck| ck.train_config.ranks.max(1));
+        config.ranks = cluster.size();
         if resumed.is_none() && config.preset == auto::AUTO {
             let vocab = tokenizer.vocab_size();
-            let speed = (config.time_budget_secs > 0.0)
+            // Rank 0 measures and chooses; the others take its choice.
+            let speed = (config.time_budget_secs > 0.0 && writer)
                 .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
             let choice = auto::choose(&config, train.tokens.len(), vocab, speed);
             config.preset = choice.preset;
@@ -55,7 +67,36 @@ impl Run {
                 config.seq_len = choice.seq_len;
             }
             emit(Event::Info(choice.reason));
+            config = cluster.agree(config)?;
             memory::check_training_fits(&config, &model_config_for(&config, vocab)?, threads)?;
+        }
+        if cluster.is_distributed() {
+            emit(Event::Info(format!(
+                "cluster: {}; {threads} sphere thread{} per rank; each step's {} sequences \
+                 shared by rank, then by sphere; rank 0 writes checkpoints and the log",
+                cluster.describe(),
+                if threads == 1 { "" } else { "s" },
+                config.batch_size * config.accum_steps
+            )));
+            if config.batch_size * config.accum_steps < cluster.size() {
+                emit(Event::Warning(format!(
+                    "a step has fewer sequences ({}) than there are ranks ({}): some ranks \
+                     idle; raise --batch-size",
+                    config.batch_size * config.accum_steps,
+                    cluster.size()
+                )));
+            }
+        }
+        if let Some(before) = ranks_before
+            && before != cluster.size()
+        {
+            emit(Event::Warning(format!(
+                "resumed on {} rank{} (the checkpoint was trained on {before}): each step sees \
+                 the same sequences, so the run differs from an uninterrupted one only by the \
+                 order gradients are summed in",
+                cluster.size(),
+                if cluster.size() == 1 { "" } else { "s" }
+            )));
         }
         let seq_len = config.seq_len;
         let batcher = Batcher::new(&train, seq_len, config.seed)
@@ -89,7 +130,9 @@ impl Run {
             ));
         }
 
-        let repo_memory = if config.memory {
+        // Rank 0 alone evaluates and saves: the others need no memory and
+        // no code check.
+        let repo_memory = if config.memory && writer {
             Some(repository_memory(
                 saved_memory.as_deref(),
                 &train.tokens,
@@ -100,7 +143,7 @@ impl Run {
             None
         };
 
-        let code_check = if config.eval_gen > 0 {
+        let code_check = if config.eval_gen > 0 && writer {
             let check = PeriodicCodeCheck::new(
                 &val,
                 &tokenizer,
@@ -125,7 +168,7 @@ impl Run {
         // The run's own folder, under a name no other run has.
         let continues_its_run = saved_run_name.as_deref() == Some(config.run_name.as_str())
             && !config.run_name.is_empty();
-        if !continues_its_run {
+        if !continues_its_run && writer {
             let name = unique_run_name(&config);
             if !config.run_name.is_empty() && name != config.run_name {
                 emit(Event::Warning(format!(
@@ -135,22 +178,34 @@ impl Run {
             }
             config.run_name = name;
         }
+        config.run_name = cluster.agree(config.run_name)?;
         let run_dir = config.checkpoint_dir.join(&config.run_name);
-        std::fs::create_dir_all(&run_dir).map_err(|e| {
-            format!(
-                "cannot create the run's checkpoint folder {}: {e}",
-                run_dir.display()
-            )
-        })?;
-        let log = if state.step > 0 {
-            RunLog::resume(&config, &model.config, state.step)?
+        let log = if writer {
+            std::fs::create_dir_all(&run_dir).map_err(|e| {
+                format!(
+                    "cannot create the run's checkpoint folder {}: {e}",
+                    run_dir.display()
+                )
+            })?;
+            Some(if state.step > 0 {
+                RunLog::resume(&config, &model.config, state.step)?
+            } else {
+                RunLog::create(&config, &model.config)?
+            })
         } else {
-            RunLog::create(&config, &model.config)?
+            None
         };
 
         // Each sphere runs its share of a step as micro-batches of its share
         // of `batch_size`: memory does not grow with accumulation.
-        let spheres = Spheres::new(&model, threads, config.batch_size, seq_len);
+        // A rank's spheres hold its share of a micro-batch group.
+        let mut spheres = Spheres::new(
+            &model,
+            threads,
+            config.batch_size.div_ceil(cluster.size()),
+            seq_len,
+        );
+        spheres.join_cluster(cluster.clone());
         let val_windows = eval_windows(&val, seq_len, config.eval_batches * config.batch_size);
         if val_windows.is_empty() {
             emit(Event::Warning(format!(
@@ -230,6 +285,7 @@ impl Run {
             val_windows,
             bytes_per_token,
             log,
+            cluster,
             run_dir,
             summary,
             inputs: vec![0u32; seqs_per_step * seq_len],

@@ -79,7 +79,10 @@ pub struct Run {
     batcher: Batcher,
     val_windows: Vec<usize>,
     bytes_per_token: f64,
-    log: RunLog,
+    /// The metrics log: rank 0 of a distributed run alone writes it.
+    log: Option<RunLog>,
+    /// The ranks above this machine's sphere tree (one machine: solo).
+    cluster: super::cluster::Cluster,
     saver: Saver,
     run_dir: PathBuf,
     summary: Summary,
@@ -184,5 +187,6 @@ impl Run {
 }
 
 mod build;
+mod replicas;
 mod step;
 mod timed;

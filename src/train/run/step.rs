@@ -43,6 +43,13 @@ impl Run {
         let mut outcome = self
             .spheres
             .compute_gradients(&self.model, &input, TICK, &mut tick);
+        if let Some((rank, at)) = self.faults.perturb_rank_at_step
+            && rank == self.cluster.rank()
+            && at == step
+        {
+            // A replica that drifted (the replica check must catch it).
+            self.model.params[0] += 1e-3;
+        }
         if self.faults.nan_at_step == Some(step) {
             self.spheres.gradient_mut()[0] = f32::NAN;
             outcome.grad_norm = f32::NAN;
@@ -124,8 +131,13 @@ impl Run {
             elapsed_secs: self.state.elapsed_secs + elapsed,
             eta_secs,
         };
-        self.log.step(&stats)?;
+        if let Some(log) = self.log.as_mut() {
+            log.step(&stats)?;
+        }
         emit(Event::Step(stats));
+        if let Some(comm) = outcome.comm {
+            emit(Event::Cluster(comm));
+        }
         emit(Event::Spheres(self.spheres.stats()));
         Ok(StepOutcome {
             loss: outcome.loss,
@@ -147,10 +159,14 @@ impl Run {
         let epoch_end = step.is_multiple_of(self.plan.steps_per_epoch);
         let eval_due = (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
             || epoch_end;
-        if eval_due && !self.val_windows.is_empty() {
+        let writer = self.cluster.is_writer();
+        if eval_due && !self.val_windows.is_empty() && writer {
             self.evaluate(outcome.epoch, emit)?;
         }
-        if self.config.sample_every > 0 && step.is_multiple_of(self.config.sample_every) {
+        if self.cluster.is_distributed() && step.is_multiple_of(super::replicas::CHECK_EVERY) {
+            self.check_replicas()?;
+        }
+        if writer && self.config.sample_every > 0 && step.is_multiple_of(self.config.sample_every) {
             let text = crate::generate::sample_text(
                 &self.model,
                 &self.tokenizer,
@@ -166,7 +182,7 @@ impl Run {
         if epoch_end {
             self.end_epoch(outcome.loss, emit)?;
         }
-        if save_now {
+        if save_now && writer {
             let path = self
                 .run_dir
                 .join(format!("checkpoint_manual_step_{step}.cllm"));
@@ -208,7 +224,9 @@ impl Run {
         // Without the best checkpoint it may write (timed by `save`).
         self.last_eval_secs = Some(started.elapsed().as_secs_f64());
         self.last_eval_step = Some(self.state.step);
-        self.log.eval(&ev)?;
+        if let Some(log) = self.log.as_mut() {
+            log.eval(&ev)?;
+        }
         emit(Event::Eval(ev.clone()));
         let better = self.state.best_val_loss.is_none_or(|b| ev.loss < b);
         if better && ev.loss.is_finite() {
@@ -293,6 +311,9 @@ impl Run {
         reason: SaveReason,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), String> {
+        if !self.cluster.is_writer() {
+            return Ok(());
+        }
         // A run given time that has not fixed its length stores 0: resumed,
         // it times its warm-up again.
         let pending = self.plan.is_pending();
@@ -317,6 +338,12 @@ impl Run {
     pub fn finish(mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
         self.spheres.rest();
         emit(Event::Spheres(self.spheres.stats()));
+        if self.cluster.is_distributed() {
+            self.check_replicas()?;
+        }
+        if !self.cluster.is_writer() {
+            return Ok(self.replica_summary());
+        }
         let run_final = self.run_dir.join(RUN_FINAL_NAME);
         let output = self.config.output.clone();
         let publish = output != run_final;

@@ -48,7 +48,8 @@ impl Run {
     /// steps, then (with one evaluation timed too) fixes how many steps fit
     /// in the rest of the budget, and says so.
     pub(super) fn time_warmup(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
-        if !self.plan.is_pending() {
+        // Rank 0 times the run; the others take its plan (`agree_to_stop`).
+        if !self.plan.is_pending() || !self.cluster.is_writer() {
             return Ok(());
         }
         let step = self.state.step;

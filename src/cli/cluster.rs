@@ -1,0 +1,78 @@
+//! How `cllm train` was launched: on its own (one machine), or as one rank
+//! of `mpirun -np K cllm train ...` (with the `mpi` cargo feature).
+
+use crate::train::cluster::Cluster;
+use crate::train::faults::Faults;
+
+pub enum Launch {
+    Solo,
+    #[cfg(feature = "mpi")]
+    Mpi(crate::train::cluster::mpi::MpiWorld),
+}
+
+/// Ranks `mpirun` says this job has (1 when not under MPI).
+fn ranks_from_launcher() -> usize {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(1)
+}
+
+impl Launch {
+    pub fn detect() -> Result<Launch, String> {
+        #[cfg(feature = "mpi")]
+        if crate::train::cluster::mpi::launched_by_mpirun() {
+            return Ok(Launch::Mpi(crate::train::cluster::mpi::MpiWorld::init()?));
+        }
+        let ranks = ranks_from_launcher();
+        if ranks > 1 {
+            // K copies that do not talk would each train alone and all
+            // write the same files.
+            return Err(format!(
+                "started as one of {ranks} MPI processes, but this cllm was built without MPI: \
+                 build it with `cargo build --release --features mpi` (needs OpenMPI: \
+                 apt-get install openmpi-bin libopenmpi-dev libclang-dev)"
+            ));
+        }
+        Ok(Launch::Solo)
+    }
+
+    pub fn cluster(&self) -> Cluster {
+        match self {
+            Launch::Solo => Cluster::solo(),
+            #[cfg(feature = "mpi")]
+            Launch::Mpi(world) => Cluster::new(world.cluster()),
+        }
+    }
+
+    /// After an error on this rank: the others are waiting in a collective
+    /// for it, so the whole job ends now (MPI_Abort), with `code`.
+    pub fn end_all_ranks(&self, message: &str, code: u8) {
+        match self {
+            Launch::Solo => {}
+            #[cfg(feature = "mpi")]
+            Launch::Mpi(world) => {
+                eprintln!(
+                    "error on rank {}: {message}\nending every rank of the job",
+                    world.cluster().rank_index()
+                );
+                world.abort(i32::from(code))
+            }
+        }
+        let _ = (message, code);
+    }
+}
+
+/// Faults a test of the MPI path injects into a real `cllm train` (its
+/// processes are started by `mpirun`, so the test cannot pass them in):
+/// `CLLM_TEST_PERTURB_RANK=RANK:STEP` nudges one rank's weights.
+pub fn faults_for_tests() -> Faults {
+    let perturb = std::env::var("CLLM_TEST_PERTURB_RANK").ok().and_then(|v| {
+        let (r, s) = v.split_once(':')?;
+        Some((r.parse().ok()?, s.parse().ok()?))
+    });
+    Faults {
+        perturb_rank_at_step: perturb,
+        ..Faults::default()
+    }
+}

@@ -1,0 +1,135 @@
+//! The collectives over MPI (rsmpi over the system's OpenMPI), for
+//! `mpirun -np K cllm train`. Built only with the `mpi` cargo feature.
+
+use super::Collective;
+use mpi::collective::SystemOperation;
+use mpi::environment::{Threading, Universe};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use std::sync::Mutex;
+
+/// True when this process was started by an MPI launcher (`mpirun`,
+/// `srun`): only then is MPI initialised, so a build with the feature run
+/// on its own is one machine and never starts MPI's runtime.
+pub fn launched_by_mpirun() -> bool {
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_RANK",
+        "MPI_LOCALNRANKS",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
+}
+
+/// MPI initialised for this process. Keep it alive on the main thread for
+/// the whole run: dropping it finalises MPI.
+pub struct MpiWorld {
+    _universe: Universe,
+    cluster: std::sync::Arc<MpiCluster>,
+}
+
+/// This process's rank in `MPI_COMM_WORLD`.
+pub struct MpiCluster {
+    world: Mutex<SimpleCommunicator>,
+    rank: usize,
+    size: usize,
+    hosts: String,
+}
+
+// The communicator is a handle to MPI_COMM_WORLD. MPI was initialised with
+// at least MPI_THREAD_SERIALIZED, and every call goes through the mutex, so
+// no two threads are ever inside MPI at once.
+unsafe impl Send for MpiCluster {}
+unsafe impl Sync for MpiCluster {}
+
+impl MpiWorld {
+    /// Initialises MPI. Calls from several threads (the trainer, the
+    /// thread that all-reduces gradients while backward runs) need at least
+    /// `MPI_THREAD_SERIALIZED`.
+    pub fn init() -> Result<MpiWorld, String> {
+        let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
+            .ok_or("MPI was already initialised")?;
+        if threading < Threading::Serialized {
+            return Err(format!(
+                "this MPI library offers threading level {threading:?}; cllm needs Serialized"
+            ));
+        }
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        // Every rank's host name, for the run's log and errors.
+        let name = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
+        let mut mine = [0u8; 64];
+        let n = name.len().min(64);
+        mine[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let mut all = vec![0u8; 64 * size];
+        world.all_gather_into(&mine[..], &mut all[..]);
+        let mut names: Vec<String> = all
+            .chunks(64)
+            .map(|c| {
+                String::from_utf8_lossy(c)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .collect();
+        names.dedup();
+        let cluster = MpiCluster {
+            world: Mutex::new(world),
+            rank,
+            size,
+            hosts: names.join(", "),
+        };
+        Ok(MpiWorld {
+            _universe: universe,
+            cluster: std::sync::Arc::new(cluster),
+        })
+    }
+
+    pub fn cluster(&self) -> std::sync::Arc<MpiCluster> {
+        std::sync::Arc::clone(&self.cluster)
+    }
+
+    /// Ends every rank of the job at once (MPI_Abort): after an error on
+    /// one rank the others must not wait for it in a collective.
+    pub fn abort(&self, code: i32) -> ! {
+        let world = self.cluster.world.lock().unwrap_or_else(|p| p.into_inner());
+        world.abort(code)
+    }
+}
+
+impl Collective for MpiCluster {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn sum_f32(&self, buf: &mut [f32]) {
+        let send = buf.to_vec();
+        let world = self.world.lock().expect("MPI lock");
+        world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+    }
+    fn sum_f64(&self, buf: &mut [f64]) {
+        let send = buf.to_vec();
+        let world = self.world.lock().expect("MPI lock");
+        world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+    }
+    fn broadcast(&self, bytes: &mut Vec<u8>) {
+        let world = self.world.lock().expect("MPI lock");
+        let root = world.process_at_rank(0);
+        let mut len = bytes.len() as u64;
+        root.broadcast_into(&mut len);
+        bytes.resize(len as usize, 0);
+        root.broadcast_into(&mut bytes[..]);
+    }
+    fn describe(&self) -> String {
+        format!("MPI: {} ranks on {}", self.size, self.hosts)
+    }
+}
+
+impl MpiCluster {
+    /// This process's rank (for messages).
+    pub fn rank_index(&self) -> usize {
+        self.rank
+    }
+}

@@ -1,0 +1,301 @@
+//! One optimizer step across ranks: the level above the spheres.
+//!
+//! Rank r takes its share of the step's sequences (ranks first, then the
+//! spheres within the rank share that range). Every sphere runs forward and
+//! backward as on one machine, but on its last micro-batch it hands each
+//! layer's gradients over as soon as backward has finished that layer. A
+//! communication thread adds the spheres' copies of the layer (in sphere
+//! order) and all-reduces the sum across ranks while backward goes on with
+//! the layers below, so the network hides behind compute. The buckets are
+//! the same on every rank and all-reduced in the same order; the summed
+//! gradient is identical everywhere, so every rank clips with the same norm
+//! and applies the same AdamW update.
+
+use crate::model::{Batch, Gpt, ParamLayout};
+use crate::rng::Rng;
+use crate::train::events::{ClusterStats, SphereState, SphereStats};
+use crate::train::spheres::{GradOutcome, Spheres, StepInput, share, snapshot, state_code, sum_sq};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The parameter ranges in the order backward finishes them (the model's
+/// `forward_backward_streaming` reports them in this order): the top layer
+/// with the final LayerNorm, each layer down, then the embeddings.
+pub fn gradient_buckets(layout: &ParamLayout) -> Vec<Range<usize>> {
+    let starts: Vec<usize> = layout.layers.iter().map(|o| o.ln_1_weight).collect();
+    let mut buckets = Vec::with_capacity(starts.len() + 1);
+    for l in (0..starts.len()).rev() {
+        let end = starts.get(l + 1).copied().unwrap_or(layout.total);
+        buckets.push(starts[l]..end);
+    }
+    buckets.push(0..starts.first().copied().unwrap_or(layout.total));
+    buckets
+}
+
+/// A layer's gradients from one sphere, ready to be summed.
+struct Part {
+    bucket: usize,
+    range: Range<usize>,
+    sphere: usize,
+    grads: Vec<f32>,
+}
+
+impl Spheres {
+    /// [`Spheres::compute_gradients`] for a rank of a distributed run.
+    pub(super) fn compute_gradients_cluster(
+        &mut self,
+        model: &Gpt,
+        input: &StepInput,
+        tick_every: Duration,
+        tick: &mut dyn FnMut(Vec<SphereStats>),
+    ) -> GradOutcome {
+        let n = self.n;
+        let t = input.seq_len;
+        assert!(input.n_seqs >= 1 && input.inputs.len() == input.n_seqs * t);
+        assert_eq!(self.grads.len(), n, "spheres built for evaluation only");
+        let cluster = self.cluster.clone();
+        let mine = cluster.share(input.n_seqs);
+        let sphere_seqs = |id: usize| {
+            let r = share(mine.len(), n, id);
+            mine.start + r.start..mine.start + r.end
+        };
+        let active = (0..n).filter(|&id| !sphere_seqs(id).is_empty()).count();
+        // The gradient of the mean loss over the whole step, all ranks.
+        let grad_scale = 1.0 / (input.n_seqs * t) as f32;
+        let buckets = gradient_buckets(&model.layout);
+        let total = model.layout.total;
+        if self.reduced.len() != total {
+            self.reduced = vec![0.0; total];
+        }
+        let started = Instant::now();
+        let live = Arc::clone(&self.live);
+        let max_share = self.max_share;
+        let tally_now = self.tally.clone();
+        for (id, l) in live.iter().enumerate() {
+            let state = if sphere_seqs(id).is_empty() {
+                SphereState::Idle
+            } else {
+                SphereState::Computing
+            };
+            l.state.store(state_code(state), Ordering::Relaxed);
+        }
+        tick(snapshot(&tally_now, &live));
+
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, f64, Duration, f64)>();
+        let (part_tx, part_rx) = crossbeam_channel::unbounded::<Part>();
+        let mut loss_sums = vec![0.0f64; n];
+        let mut busy = vec![Duration::ZERO; n];
+        let mut own_sq = vec![0.0f64; n];
+        let mut computed_at = Instant::now();
+        let reduced = &mut self.reduced;
+        let (in_collective, total_sq, summed_at) = std::thread::scope(|scope| {
+            // The communication thread: sums each bucket once every active
+            // sphere has handed it over, then all-reduces it across ranks.
+            let comm = {
+                let cluster = cluster.clone();
+                let buckets = buckets.clone();
+                scope.spawn(move || {
+                    let mut parts: Vec<Vec<Option<Vec<f32>>>> =
+                        buckets.iter().map(|_| vec![None; n]).collect();
+                    let mut arrived = vec![0usize; buckets.len()];
+                    let (mut in_collective, mut sq) = (Duration::ZERO, 0.0f64);
+                    for (b, range) in buckets.iter().enumerate() {
+                        while arrived[b] < active {
+                            let part = part_rx
+                                .recv()
+                                .expect("a sphere stopped before handing over its gradients");
+                            assert_eq!(part.range, buckets[part.bucket], "gradient bucket order");
+                            parts[part.bucket][part.sphere] = Some(part.grads);
+                            arrived[part.bucket] += 1;
+                        }
+                        let out = &mut reduced[range.clone()];
+                        out.fill(0.0);
+                        for g in parts[b].iter_mut().filter_map(Option::take) {
+                            for (o, x) in out.iter_mut().zip(&g) {
+                                *o += x;
+                            }
+                        }
+                        let began = Instant::now();
+                        cluster.sum_f32(out);
+                        in_collective += began.elapsed();
+                        sq += sum_sq(out);
+                    }
+                    (in_collective, sq, Instant::now())
+                })
+            };
+            for (id, (ws, grads)) in self
+                .workspaces
+                .iter_mut()
+                .zip(self.grads.iter_mut())
+                .enumerate()
+            {
+                let done_tx = done_tx.clone();
+                let part_tx = part_tx.clone();
+                let live = &live[id];
+                let seqs = sphere_seqs(id);
+                scope.spawn(move || {
+                    let began = Instant::now();
+                    grads.fill(0.0);
+                    let mut loss_sum = 0.0f64;
+                    let starts: Vec<usize> = seqs.clone().step_by(max_share).collect();
+                    for (i, &chunk_start) in starts.iter().enumerate() {
+                        let chunk_end = (chunk_start + max_share).min(seqs.end);
+                        let rows = chunk_end - chunk_start;
+                        let batch = Batch {
+                            inputs: &input.inputs[chunk_start * t..chunk_end * t],
+                            targets: &input.targets[chunk_start * t..chunk_end * t],
+                            batch: rows,
+                            seq: t,
+                        };
+                        // One mask stream per sequence, as on one machine.
+                        let mut rngs: Option<Vec<Rng>> = input.dropout.then(|| {
+                            (chunk_start..chunk_end)
+                                .map(|s| Rng::derive(input.seed, &[input.step, s as u64]))
+                                .collect()
+                        });
+                        let loss = if i + 1 == starts.len() {
+                            // The last micro-batch: each layer leaves as soon
+                            // as it is final.
+                            let mut bucket = 0;
+                            let mut ready = |range: Range<usize>, g: &[f32]| {
+                                let grads = g[range.clone()].to_vec();
+                                let _ = part_tx.send(Part {
+                                    bucket,
+                                    range,
+                                    sphere: id,
+                                    grads,
+                                });
+                                bucket += 1;
+                            };
+                            model.forward_backward_streaming(
+                                ws,
+                                &batch,
+                                grads,
+                                grad_scale,
+                                rngs.as_deref_mut(),
+                                &mut ready,
+                            )
+                        } else if let Some(rngs) = rngs.as_mut() {
+                            model.forward_backward_per_sequence(ws, &batch, grads, grad_scale, rngs)
+                        } else {
+                            model.forward_backward(ws, &batch, grads, grad_scale, None)
+                        };
+                        loss_sum += loss as f64 * rows as f64;
+                        live.sequences.fetch_add(rows as u64, Ordering::Relaxed);
+                    }
+                    let own = if seqs.is_empty() { 0.0 } else { sum_sq(grads) };
+                    if !seqs.is_empty() {
+                        live.state
+                            .store(state_code(SphereState::Reducing), Ordering::Relaxed);
+                    }
+                    let _ = done_tx.send((id, loss_sum, began.elapsed(), own));
+                });
+            }
+            drop(done_tx);
+            drop(part_tx);
+            let mut finished = 0;
+            let mut last_tick = Instant::now();
+            while finished < n {
+                match done_rx.recv_timeout(tick_every) {
+                    Ok((id, loss_sum, took, own)) => {
+                        loss_sums[id] = loss_sum;
+                        busy[id] = took;
+                        own_sq[id] = own;
+                        finished += 1;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
+                if last_tick.elapsed() >= tick_every {
+                    tick(snapshot(&tally_now, &live));
+                    last_tick = Instant::now();
+                }
+            }
+            computed_at = Instant::now();
+            comm.join().expect("the gradient all-reduce thread")
+        });
+        // Sphere 0's buffer now holds the step's gradient, as on one machine;
+        // the old buffer is the next step's scratch (every bucket is rewritten).
+        std::mem::swap(&mut self.grads[0], &mut self.reduced);
+
+        // The loss over all ranks, and each rank's compute time.
+        let k = cluster.size();
+        let compute_secs = busy.iter().max().copied().unwrap_or_default().as_secs_f64();
+        let mut sums = vec![0.0f64; 1 + k];
+        sums[0] = loss_sums.iter().sum();
+        sums[1 + cluster.rank()] = compute_secs;
+        cluster.sum_f64(&mut sums);
+        let loss = (sums[0] / input.n_seqs as f64) as f32;
+        let rank_tokens_per_sec = (0..k)
+            .map(|r| {
+                let seqs = share(input.n_seqs, k, r).len();
+                (seqs * t) as f64 / sums[1 + r].max(1e-9)
+            })
+            .collect();
+
+        let step_secs = started.elapsed().as_secs_f64().max(1e-9);
+        let exposed = summed_at
+            .saturating_duration_since(computed_at)
+            .as_secs_f64();
+        for id in 0..n {
+            let seqs = sphere_seqs(id).len();
+            let tally = &mut self.tally[id];
+            tally.sequences += seqs as u64;
+            if seqs > 0 {
+                tally.loss_sum += loss_sums[id];
+                tally.last_loss = (loss_sums[id] / seqs as f64) as f32;
+                // Scaled as on one machine, comparable across layouts.
+                tally.grad_norm = (own_sq[id].sqrt() * input.n_seqs as f64 / seqs as f64) as f32;
+            }
+            let frac = (busy[id].as_secs_f64() / step_secs).min(1.0) as f32;
+            tally.busy = if tally.sequences == 0 {
+                frac
+            } else {
+                0.7 * tally.busy + 0.3 * frac
+            };
+        }
+        GradOutcome {
+            loss,
+            grad_norm: total_sq.sqrt() as f32,
+            comm: Some(ClusterStats {
+                ranks: k,
+                threads_per_rank: n,
+                rank_tokens_per_sec,
+                allreduce_secs: in_collective.as_secs_f64(),
+                exposed_secs: exposed,
+                step_secs,
+                exposed_share: exposed / step_secs,
+                allreduce_bytes: (total * size_of::<f32>()) as u64,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelConfig;
+
+    #[test]
+    fn buckets_cover_the_parameters_once_in_backward_order() {
+        let mut cfg = ModelConfig::preset("tiny").unwrap();
+        cfg.vocab_size = 64;
+        let layout = ParamLayout::new(&cfg);
+        let b = gradient_buckets(&layout);
+        assert_eq!(b.len(), cfg.n_layer + 1);
+        assert_eq!(b[0].end, layout.total);
+        assert_eq!(b.last().unwrap().start, 0);
+        let mut covered = vec![0u8; layout.total];
+        for r in &b {
+            for c in &mut covered[r.clone()] {
+                *c += 1;
+            }
+        }
+        assert!(covered.iter().all(|&c| c == 1));
+        // The first bucket holds ln_f; the last, the embeddings.
+        assert!(b[0].contains(&layout.ln_f_weight));
+        assert!(b.last().unwrap().contains(&layout.wte));
+    }
+}
