@@ -374,3 +374,23 @@ fn ranks_given_time_take_rank_zeros_plan() {
     assert_eq!(steps[0], steps[1]);
     assert_eq!(out[0].steps.last().unwrap().total_steps, steps[0]);
 }
+
+/// K copies of a build without MPI would each train alone and overwrite
+/// each other's files: under `mpirun` such a build refuses, and says how
+/// to build one that can.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_started_by_mpirun_refuses_to_train_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .args(["train", "--data", "data", "--max-steps", "1"])
+        .current_dir(d.path())
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("one of 2 MPI processes"), "{err}");
+    assert!(err.contains("--features mpi"), "{err}");
+    assert!(!d.path().join("checkpoints").exists());
+}

@@ -1,0 +1,335 @@
+//! `mpirun -np 2 cllm train`: the real MPI path, two processes over
+//! OpenMPI. Built only with `--features mpi` (`.ci/run` installs OpenMPI and
+//! runs these); tests/cluster_local.rs covers the same trainer code with
+//! threads as ranks on every machine.
+#![cfg(feature = "mpi")]
+
+use cllm::checkpoint;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn corpus(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut a = String::new();
+    for i in 0..400 {
+        a.push_str(&format!(
+            "int f{}(int x) {{ return x * {}; }} // fox {}\n",
+            i % 17,
+            i % 7,
+            i % 11
+        ));
+    }
+    std::fs::write(data.join("a.c"), a).unwrap();
+    data
+}
+
+/// `cllm train` on the tiny preset in `dir`, with `extra` flags.
+fn train_args(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let data = corpus(dir);
+    let mut args: Vec<String> = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--preset",
+        "tiny",
+        "--tokenizer",
+        "bytes",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "32",
+        "--lr",
+        "0.003",
+        "--warmup",
+        "3",
+        "--eval-every",
+        "5",
+        "--eval-batches",
+        "2",
+        "--memory",
+        "off",
+        "--dropout",
+        "0.1",
+        "--seed",
+        "9",
+        "--run-name",
+        "mpi",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn mpirun(ranks: usize, dir: &Path, args: &[String]) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["--oversubscribe", "-np", &ranks.to_string()])
+        .arg(env!("CARGO_BIN_EXE_cllm"))
+        .args(args)
+        .current_dir(dir)
+        // CI runs as root; OpenMPI refuses root unless told.
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+fn solo(dir: &Path, args: &[String]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cllm"));
+    c.args(args).current_dir(dir).stdin(Stdio::null());
+    c
+}
+
+/// Runs to the end (three minutes at most) and insists it succeeded.
+fn ok(c: Command) -> Output {
+    let out = finish(c, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A started job whose output goes to files (a pipe nobody reads while it
+/// runs would fill and stall it).
+struct Job {
+    child: Child,
+    out: tempfile::NamedTempFile,
+    err: tempfile::NamedTempFile,
+}
+
+fn start(mut c: Command) -> Job {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let child = c
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .expect("the command starts");
+    Job { child, out, err }
+}
+
+fn finish(c: Command, limit: Duration) -> Output {
+    wait_with_deadline(start(c), limit)
+}
+
+fn wait_with_deadline(mut job: Job, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = job.child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = job.child.kill();
+            let _ = job.child.wait();
+            panic!(
+                "did not end within {limit:?}:\n{}\n{}",
+                std::fs::read_to_string(job.out.path()).unwrap_or_default(),
+                std::fs::read_to_string(job.err.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(job.out.path()).unwrap(),
+        stderr: std::fs::read(job.err.path()).unwrap(),
+    }
+}
+
+/// The per-step losses in the JSON lines rank 0 printed.
+fn step_losses(out: &Output) -> Vec<f64> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("Step").map(|s| s["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+fn weights(path: &Path) -> Vec<f32> {
+    checkpoint::load(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .params
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+const FINAL: &str = "models/trained_model_kissing_spheres.cllm";
+
+#[test]
+fn two_ranks_match_one_machine_with_two_threads_and_repeat_bit_for_bit() {
+    let (da, db, d1) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let steps = ["--max-steps", "20", "--threads", "1"];
+    let a = ok(mpirun(2, da.path(), &train_args(da.path(), &steps)));
+    let b = ok(mpirun(2, db.path(), &train_args(db.path(), &steps)));
+    // Built with MPI but started without mpirun: one machine.
+    let one = ok(solo(
+        d1.path(),
+        &train_args(d1.path(), &["--max-steps", "20", "--threads", "2"]),
+    ));
+    let (la, lb, l1) = (step_losses(&a), step_losses(&b), step_losses(&one));
+    assert_eq!(la.len(), 20, "rank 0 alone prints the run's lines");
+    assert_eq!(la, lb, "same seed and layout: the same losses");
+    for (x, y) in la.iter().zip(&l1) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "{x} vs {y}");
+    }
+    let (wa, wb, w1) = (
+        weights(&da.path().join(FINAL)),
+        weights(&db.path().join(FINAL)),
+        weights(&d1.path().join(FINAL)),
+    );
+    assert_eq!(wa, wb);
+    assert!(max_diff(&wa, &w1) < 1e-3);
+    // The cluster's lines: ranks x spheres and the all-reduce.
+    let text = String::from_utf8_lossy(&a.stdout);
+    let cluster: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("Cluster").cloned())
+        .collect();
+    assert_eq!(cluster.len(), 20);
+    assert_eq!(cluster[0]["ranks"], 2);
+    assert!(cluster[0]["allreduce_bytes"].as_u64().unwrap() > 0);
+    assert!(text.contains("MPI: 2 ranks"));
+    // Only rank 0 wrote: one run folder.
+    assert_eq!(
+        std::fs::read_dir(da.path().join("checkpoints"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_two_rank_run_resumes_on_two_ranks_and_on_one() {
+    let (ds, dr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let straight = ok(mpirun(
+        2,
+        ds.path(),
+        &train_args(ds.path(), &["--max-steps", "16", "--threads", "1"]),
+    ));
+    let expect = step_losses(&straight);
+    let half = ok(mpirun(
+        2,
+        dr.path(),
+        &train_args(
+            dr.path(),
+            &[
+                "--max-steps",
+                "8",
+                "--threads",
+                "1",
+                "--output",
+                "half.cllm",
+            ],
+        ),
+    ));
+    assert_eq!(step_losses(&half).len(), 8);
+    let resume = |out: &str| {
+        vec![
+            "train".to_string(),
+            "--resume".into(),
+            "half.cllm".into(),
+            "--max-steps".into(),
+            "16".into(),
+            "--output".into(),
+            out.into(),
+            "--json".into(),
+        ]
+    };
+    let two = ok(mpirun(2, dr.path(), &resume("two.cllm")));
+    assert_eq!(
+        step_losses(&two),
+        expect[8..].to_vec(),
+        "exact on two ranks"
+    );
+    assert_eq!(
+        weights(&dr.path().join("two.cllm")),
+        weights(&ds.path().join(FINAL))
+    );
+    let one = ok(mpirun(1, dr.path(), &resume("one.cllm")));
+    assert!(String::from_utf8_lossy(&one.stdout).contains("resumed on 1 rank"));
+    for (x, y) in step_losses(&one).iter().zip(&expect[8..]) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "{x} vs {y}");
+    }
+    assert!(
+        max_diff(
+            &weights(&dr.path().join("one.cllm")),
+            &weights(&ds.path().join(FINAL))
+        ) < 1e-3
+    );
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_and_the_last_checkpoint_stays_intact() {
+    let d = tempfile::tempdir().unwrap();
+    let args = train_args(d.path(), &["--epochs", "100000", "--threads", "1"]);
+    let job = start(mpirun(2, d.path(), &args));
+    let best = checkpoint::best_path(&d.path().join("checkpoints/mpi"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !best.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint within two minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The ranks are mpirun's children running cllm: kill one of them.
+    let pids = String::from_utf8(
+        Command::new("pgrep")
+            .args(["-P", &job.child.id().to_string(), "-f", "cllm"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let victim = pids.lines().last().expect("a rank process").to_string();
+    let killed_at = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &victim])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = wait_with_deadline(job, Duration::from_secs(60));
+    assert!(!out.status.success(), "the job must fail when a rank dies");
+    assert!(killed_at.elapsed() < Duration::from_secs(60));
+    // Whatever was last written loads: written whole or not at all.
+    checkpoint::load(&best).expect("the best checkpoint is intact");
+}
+
+#[test]
+fn ranks_whose_weights_drift_stop_with_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = mpirun(
+        2,
+        d.path(),
+        &train_args(d.path(), &["--max-steps", "60", "--threads", "1"]),
+    );
+    c.env("CLLM_TEST_PERTURB_RANK", "1:3");
+    let out = finish(c, Duration::from_secs(120));
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("differ from rank 0's at step 50"), "{all}");
+}
