@@ -38,6 +38,19 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
+    // Under `mpirun -np K`: the thread-scaling table across K ranks.
+    let launch = super::cluster::Launch::detect()?;
+    let cluster = launch.cluster();
+    let result = run_rank(args, &cluster);
+    if let Err(e) = &result
+        && cluster.is_distributed()
+    {
+        launch.end_all_ranks(e, 1);
+    }
+    result
+}
+
+fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result<(), String> {
     let cfg = ModelConfig::preset(&args.preset)
         .ok_or_else(|| format!("unknown preset '{}'", args.preset))?;
     if args.generate {
@@ -57,7 +70,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         }
     }
     let peak = matmul_peak_gflops(1024, 10);
-    if !args.no_profile {
+    // Rank 0 speaks for a distributed bench; the single-thread profile is
+    // a one-machine figure.
+    let quiet = !cluster.is_writer();
+    if !args.no_profile && !cluster.is_distributed() {
         let r = bench_train_step(&cfg, args.batch, args.seq, args.steps, 1)?;
         if args.json {
             let line = json!({
@@ -102,10 +118,22 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             }
         }
     }
-    let points = scaling::measure(&cfg, args.batch, args.seq, &threads, args.steps)?;
+    let points =
+        scaling::measure_in_cluster(&cfg, args.batch, args.seq, &threads, args.steps, cluster)?;
+    if quiet {
+        return Ok(());
+    }
     // MFU of a multi-thread run is against the peak of the cores it can use.
     let mfu_of = |p: &scaling::ScalingPoint| p.gflops / (peak * p.threads.min(cores) as f64);
     if !args.json {
+        if cluster.is_distributed() {
+            println!(
+                "{}: {} ranks, each step's {} sequences shared by rank, then by sphere",
+                cluster.describe(),
+                cluster.size(),
+                args.batch
+            );
+        }
         println!("thread scaling (full optimizer steps on the sphere tree):");
         println!("  threads  tokens/s  speedup  efficiency  GFLOP/s   MFU");
     }
@@ -114,7 +142,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             let line = json!({
                 "measurement": "scaling",
                 "preset": args.preset,
+                "ranks": p.ranks,
                 "threads": p.threads,
+                "allreduce_secs": p.allreduce_secs,
+                "exposed_secs": p.exposed_secs,
+                "allreduce_bytes": p.allreduce_bytes,
                 "batch": args.batch,
                 "seq": args.seq,
                 "tokens_per_sec": p.tokens_per_sec,
@@ -136,6 +168,15 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 p.gflops,
                 100.0 * mfu_of(p)
             );
+            if p.ranks > 1 {
+                println!(
+                    "           all-reduce of {:.1} MB: {:.1} ms per step, {:.1} ms of it not \
+                     hidden behind backward",
+                    p.allreduce_bytes as f64 / 1e6,
+                    p.allreduce_secs * 1e3,
+                    p.exposed_secs * 1e3
+                );
+            }
         }
     }
     Ok(())

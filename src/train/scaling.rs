@@ -4,12 +4,15 @@
 
 use crate::model::{Gpt, ModelConfig};
 use crate::rng::Rng;
+use crate::train::cluster::Cluster;
 use crate::train::optimizer::{AdamW, AdamWConfig};
 use crate::train::spheres::{Spheres, StepInput};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ScalingPoint {
+    /// Ranks (MPI processes) the step ran on, each with `threads` spheres.
+    pub ranks: usize,
     pub threads: usize,
     pub tokens_per_sec: f64,
     /// Best step time seen.
@@ -20,6 +23,11 @@ pub struct ScalingPoint {
     /// threads can occupy.
     pub efficiency: f64,
     pub gflops: f64,
+    /// Distributed runs: seconds per step inside the gradient all-reduce,
+    /// of them the seconds no compute hid, and the bytes all-reduced.
+    pub allreduce_secs: f64,
+    pub exposed_secs: f64,
+    pub allreduce_bytes: u64,
 }
 
 /// Times `steps` full optimizer steps (forward, backward, tree reduction,
@@ -31,6 +39,21 @@ pub fn measure(
     seq: usize,
     thread_counts: &[usize],
     steps: usize,
+) -> Result<Vec<ScalingPoint>, String> {
+    measure_in_cluster(cfg, batch, seq, thread_counts, steps, &Cluster::solo())
+}
+
+/// [`measure`] on every rank of `cluster` at once: each step's `batch`
+/// sequences are shared by rank, then by sphere, and the gradients summed
+/// across ranks (`mpirun -np K cllm bench`). Every rank returns the same
+/// points: rank 0's step times.
+pub fn measure_in_cluster(
+    cfg: &ModelConfig,
+    batch: usize,
+    seq: usize,
+    thread_counts: &[usize],
+    steps: usize,
+    cluster: &Cluster,
 ) -> Result<Vec<ScalingPoint>, String> {
     if seq > cfg.n_ctx {
         return Err(format!(
@@ -51,7 +74,9 @@ pub fn measure(
     let mut points: Vec<ScalingPoint> = Vec::new();
     for &threads in thread_counts {
         let threads = threads.max(1);
-        let mut spheres = Spheres::new(&model, threads, batch, seq);
+        let mut spheres = Spheres::new(&model, threads, batch.div_ceil(cluster.size()), seq);
+        spheres.join_cluster(cluster.clone());
+        let (mut comm_secs, mut exposed_secs, mut comm_bytes) = (0.0, 0.0, 0u64);
         let mut opt = AdamW::new(
             AdamWConfig::default(),
             model.layout.total,
@@ -69,13 +94,21 @@ pub fn measure(
                 dropout: cfg.dropout > 0.0,
             };
             let t0 = Instant::now();
-            spheres.compute_gradients(&model, &input, Duration::from_secs(3600), &mut |_| {});
+            let out =
+                spheres.compute_gradients(&model, &input, Duration::from_secs(3600), &mut |_| {});
             spheres.apply_update(&mut model.params, &mut opt, 1e-4, 1.0);
             let took = t0.elapsed().as_secs_f64();
             if step > 0 {
                 best = best.min(took);
+                if let Some(c) = out.comm {
+                    comm_secs += c.allreduce_secs / steps.max(1) as f64;
+                    exposed_secs += c.exposed_secs / steps.max(1) as f64;
+                    comm_bytes = c.allreduce_bytes;
+                }
             }
         }
+        // Rank 0's best step, the same figure on every rank.
+        let best = cluster.gather(best)[0];
         let tokens_per_sec = n as f64 / best;
         let base = points
             .first()
@@ -83,12 +116,16 @@ pub fn measure(
             .unwrap_or(tokens_per_sec);
         let speedup = tokens_per_sec / base;
         points.push(ScalingPoint {
+            ranks: cluster.size(),
             threads,
             tokens_per_sec,
             step_secs: best,
             speedup,
             efficiency: speedup / threads.min(cores) as f64,
             gflops: tokens_per_sec * flops_per_token / 1e9,
+            allreduce_secs: comm_secs,
+            exposed_secs,
+            allreduce_bytes: comm_bytes,
         });
     }
     Ok(points)

@@ -97,6 +97,35 @@ impl MpiWorld {
     }
 }
 
+/// An all-reduce (sum) that waits without spinning. A blocking MPI
+/// collective busy-polls while the other ranks are still in backward, and
+/// that poll takes a core from this rank's own sphere threads. So: a
+/// non-blocking all-reduce, tested with a yield and then short sleeps
+/// between tests (MPI progresses it inside each test).
+fn sum_politely<T>(world: &SimpleCommunicator, buf: &mut [T])
+where
+    T: Copy + mpi::datatype::Equivalence,
+{
+    let send = buf.to_vec();
+    mpi::request::scope(|scope| {
+        let mut request =
+            world.immediate_all_reduce_into(scope, &send[..], &mut *buf, SystemOperation::sum());
+        let mut tries = 0u32;
+        loop {
+            match request.test() {
+                Ok(_) => break,
+                Err(pending) => request = pending,
+            }
+            tries += 1;
+            if tries < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    });
+}
+
 impl Collective for MpiCluster {
     fn rank(&self) -> usize {
         self.rank
@@ -105,14 +134,12 @@ impl Collective for MpiCluster {
         self.size
     }
     fn sum_f32(&self, buf: &mut [f32]) {
-        let send = buf.to_vec();
         let world = self.world.lock().expect("MPI lock");
-        world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+        sum_politely(&world, buf);
     }
     fn sum_f64(&self, buf: &mut [f64]) {
-        let send = buf.to_vec();
         let world = self.world.lock().expect("MPI lock");
-        world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+        sum_politely(&world, buf);
     }
     fn broadcast(&self, bytes: &mut Vec<u8>) {
         let world = self.world.lock().expect("MPI lock");
