@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if failure.is_stop() {
+            if failure.message.is_empty() {
+                // Already said where it belonged.
+            } else if failure.is_stop() {
                 eprintln!("{}", failure.message);
             } else {
                 eprintln!("error: {}", failure.message);

@@ -224,6 +224,19 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
         // The other ranks wait for this one in a collective: end them all.
         launch.end_all_ranks(&failure.message, failure.code);
     }
+    if let Err(failure) = &result
+        && cluster.is_distributed()
+        && cluster.is_writer()
+        && failure.is_stop()
+    {
+        // mpirun stops forwarding stderr once it has signalled the job: the
+        // stop and the command that resumes it go out on stdout, now.
+        println!("{}", failure.message);
+        return Err(super::Failure {
+            message: String::new(),
+            code: failure.code,
+        });
+    }
     if !cluster.is_writer() {
         // Rank 0 speaks for the run; the others only report their errors.
         return result.map_err(|f| super::Failure {
@@ -240,6 +253,7 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     let config = args.to_config();
     config.validate()?;
     let quiet = !cluster.is_writer();
+    let cluster_size = cluster.size();
     // Ctrl-C or SIGTERM: the first stops the trainer after its current
     // step (it then saves the final checkpoint); a second one quits at once.
     let interrupts = Interrupts::watch(
@@ -316,12 +330,18 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
         (Ok(_), None) => Ok(()),
         (Err(e), None) => Err(Failure::from(e)),
         (Ok(summary), Some(signal)) => {
+            // A cluster run resumes as it ran (any number of ranks works).
+            let launcher = if cluster_size > 1 {
+                format!("mpirun -np {cluster_size} ")
+            } else {
+                String::new()
+            };
             let at = format!("stopped by {} at step {}", signal.name(), summary.steps);
             Err(Failure::stopped_by(
                 signal.exit_code(),
                 match &summary.final_model {
                     Some(path) => format!(
-                        "{at}; final checkpoint: {}\nresume with: {} train --resume {}",
+                        "{at}; final checkpoint: {}\nresume with: {launcher}{} train --resume {}",
                         path.display(),
                         shell_quote(&program_name()),
                         shell_quote(&path.to_string_lossy())
@@ -348,8 +368,11 @@ struct Terminal {
     best: Option<f32>,
     epochs: usize,
     last_plain: Option<std::time::Instant>,
-    /// The last step's figures across ranks (distributed runs).
+    /// The last step's figures across ranks (distributed runs), and when
+    /// they were last printed.
     cluster: Option<ClusterStats>,
+    cluster_said: Option<std::time::Instant>,
+    cluster_steps: u64,
 }
 
 impl Terminal {
@@ -364,6 +387,8 @@ impl Terminal {
             epochs: 0,
             last_plain: None,
             cluster: None,
+            cluster_said: None,
+            cluster_steps: 0,
         }
     }
 
@@ -433,7 +458,7 @@ impl Terminal {
                 self.bar.set_position(*first_step);
                 self.bar.set_style(
                     ProgressStyle::with_template(
-                        "{bar:30.cyan/blue} {pos}/{len} steps {percent:>3}% | {msg}",
+                        "{bar:30.cyan/blue} {pos}/{len} steps {percent:>3}% | {wide_msg}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
@@ -445,7 +470,11 @@ impl Terminal {
                     .best
                     .map(|b| format!("{b:.4}"))
                     .unwrap_or_else(|| "-".into());
-                let ranks = self.cluster.as_ref().map(cluster_text).unwrap_or_default();
+                // Without a bar (piped), the cluster rides on the plain line.
+                let ranks = match &self.cluster {
+                    Some(c) if self.bar.is_hidden() => format!(" | {}", cluster_text(c)),
+                    _ => String::new(),
+                };
                 let line = format!(
                     "epoch {} loss {:.4} best val {best} lr {:.2e} {:.0} tok/s ETA {}{ranks}",
                     if s.epochs > 0 {
@@ -516,12 +545,34 @@ impl Terminal {
             }
             Event::Info(text) => self.say(text.clone()),
             Event::Warning(w) => self.say(format!("warning: {w}")),
-            Event::Cluster(c) => self.cluster = Some(c.clone()),
+            Event::Cluster(c) => {
+                // A line above the bar now and then (the bar's own line is
+                // full): ranks, their speeds, the all-reduce.
+                // The first steps warm caches and connections: skip them.
+                self.cluster_steps += 1;
+                let due = self.cluster_steps >= 10
+                    && self
+                        .cluster_said
+                        .is_none_or(|t| t.elapsed().as_secs_f64() >= 30.0);
+                if due && !self.bar.is_hidden() {
+                    self.say(format!("cluster: {}", cluster_text(c)));
+                    self.cluster_said = Some(std::time::Instant::now());
+                }
+                self.cluster = Some(c.clone());
+            }
             Event::Spheres(_) | Event::Finished(_) | Event::Error(_) => {}
         }
     }
 
     fn finish(&mut self, s: &Summary) {
+        if let Some(c) = &self.cluster {
+            self.say(format!(
+                "cluster: {} ranks x {} sphere{}; the per-sphere figures below are rank 0's",
+                c.ranks,
+                c.threads_per_rank,
+                if c.threads_per_rank == 1 { "" } else { "s" }
+            ));
+        }
         self.bar.finish_and_clear();
         let _ = self.epochs;
         println!(
@@ -590,9 +641,10 @@ fn cluster_text(c: &ClusterStats) -> String {
         .map(|t| format!("{t:.0}"))
         .collect();
     format!(
-        " | {} ranks x {}: {} tok/s, all-reduce {:.1} ms ({:.0}% of step exposed)",
+        "{} ranks x {} sphere{}: {} tok/s; all-reduce {:.1} ms a step, {:.0}% of the step not hidden",
         c.ranks,
         c.threads_per_rank,
+        if c.threads_per_rank == 1 { "" } else { "s" },
         per_rank.join("+"),
         c.allreduce_secs * 1e3,
         c.exposed_share * 100.0
