@@ -6,6 +6,7 @@
 //! on another rank count, agree on when to stop, and refuse to go on when
 //! their weights drift apart.
 
+mod cluster_support;
 use cllm::checkpoint;
 use cllm::train::cluster::Cluster;
 use cllm::train::cluster::local::LocalCluster;
@@ -13,29 +14,14 @@ use cllm::train::events::{Command, Event, StepStats, Summary};
 use cllm::train::faults::Faults;
 use cllm::train::trainer::{TrainerHandle, spawn_in_cluster};
 use cllm::train::{TokenizerKind, TrainConfig, spawn};
-use std::path::{Path, PathBuf};
+use cluster_support::corpus;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn corpus(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut a = String::new();
-    for i in 0..300 {
-        a.push_str(&format!(
-            "int f{}(int x) {{ return x * {}; }} // fox {}\n",
-            i % 17,
-            i % 7,
-            i % 11
-        ));
-    }
-    std::fs::write(data.join("a.c"), a).unwrap();
-    data
-}
-
 fn config(dir: &Path, threads: usize) -> TrainConfig {
     TrainConfig {
-        data: vec![corpus(dir)],
+        data: vec![corpus(dir, 300)],
         preset: "tiny".into(),
         tokenizer: TokenizerKind::Bytes,
         threads,

@@ -4,31 +4,17 @@
 //! threads as ranks on every machine.
 #![cfg(feature = "mpi")]
 
+mod cluster_support;
 use cllm::checkpoint;
+use cluster_support::corpus;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn corpus(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut a = String::new();
-    for i in 0..400 {
-        a.push_str(&format!(
-            "int f{}(int x) {{ return x * {}; }} // fox {}\n",
-            i % 17,
-            i % 7,
-            i % 11
-        ));
-    }
-    std::fs::write(data.join("a.c"), a).unwrap();
-    data
-}
-
 /// `cllm train` on the tiny preset in `dir`, with `extra` flags.
 fn train_args(dir: &Path, extra: &[&str]) -> Vec<String> {
-    let data = corpus(dir);
+    let data = corpus(dir, 400);
     let mut args: Vec<String> = [
         "train",
         "--data",

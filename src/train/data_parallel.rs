@@ -14,7 +14,9 @@
 use crate::model::{Batch, Gpt, ParamLayout};
 use crate::rng::Rng;
 use crate::train::events::{ClusterStats, SphereState, SphereStats};
-use crate::train::spheres::{GradOutcome, Spheres, StepInput, share, snapshot, state_code, sum_sq};
+use crate::train::spheres::{
+    GradOutcome, Spheres, StepInput, collect_spheres, share, snapshot, state_code, sum_sq,
+};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -195,24 +197,18 @@ impl Spheres {
             }
             drop(done_tx);
             drop(part_tx);
-            let mut finished = 0;
-            let mut last_tick = Instant::now();
-            while finished < n {
-                match done_rx.recv_timeout(tick_every) {
-                    Ok((id, loss_sum, took, own)) => {
-                        loss_sums[id] = loss_sum;
-                        busy[id] = took;
-                        own_sq[id] = own;
-                        finished += 1;
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                }
-                if last_tick.elapsed() >= tick_every {
-                    tick(snapshot(&tally_now, &live));
-                    last_tick = Instant::now();
-                }
-            }
+            let mut tick_now = || tick(snapshot(&tally_now, &live));
+            collect_spheres(
+                &done_rx,
+                n,
+                tick_every,
+                &mut tick_now,
+                |(id, loss_sum, took, own)| {
+                    loss_sums[id] = loss_sum;
+                    busy[id] = took;
+                    own_sq[id] = own;
+                },
+            );
             computed_at = Instant::now();
             comm.join().expect("the gradient all-reduce thread")
         });

@@ -237,23 +237,17 @@ impl Spheres {
                 });
             }
             drop(done_tx);
-            let mut finished = 0;
-            let mut last_tick = Instant::now();
-            while finished < n {
-                match done_rx.recv_timeout(tick_every) {
-                    Ok((id, loss_sum, took)) => {
-                        loss_sums[id] = loss_sum;
-                        busy[id] = took;
-                        finished += 1;
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                }
-                if last_tick.elapsed() >= tick_every {
-                    tick(snapshot(&tally_now, &live));
-                    last_tick = Instant::now();
-                }
-            }
+            let mut tick_now = || tick(snapshot(&tally_now, &live));
+            collect_spheres(
+                &done_rx,
+                n,
+                tick_every,
+                &mut tick_now,
+                |(id, loss_sum, took)| {
+                    loss_sums[id] = loss_sum;
+                    busy[id] = took;
+                },
+            );
         });
 
         // Per-sphere bookkeeping for the stats table.
@@ -460,6 +454,34 @@ impl Spheres {
     /// Mutable access for injecting faults in tests.
     pub(crate) fn gradient_mut(&mut self) -> &mut [f32] {
         &mut self.grads[0]
+    }
+}
+
+/// Waits for each of `n` spheres to report on `done` (calling `on_done`),
+/// calling `tick` about every `tick_every` meanwhile so a front end can
+/// watch the step live.
+pub(super) fn collect_spheres<T>(
+    done: &crossbeam_channel::Receiver<T>,
+    n: usize,
+    tick_every: Duration,
+    tick: &mut dyn FnMut(),
+    mut on_done: impl FnMut(T),
+) {
+    let mut finished = 0;
+    let mut last_tick = Instant::now();
+    while finished < n {
+        match done.recv_timeout(tick_every) {
+            Ok(report) => {
+                on_done(report);
+                finished += 1;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= tick_every {
+            tick();
+            last_tick = Instant::now();
+        }
     }
 }
 

@@ -14,21 +14,14 @@ impl Run {
     /// must be identical to the bit).
     pub(super) fn check_replicas(&self) -> Result<(), String> {
         let sums = self.cluster.gather_u64(params_checksum(&self.model.params));
-        let differ: Vec<String> = sums
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s != sums[0])
-            .map(|(r, _)| r.to_string())
-            .collect();
-        if differ.is_empty() {
-            return Ok(());
+        match ranks_unlike_rank_zero(&sums) {
+            None => Ok(()),
+            Some(ranks) => Err(format!(
+                "the weights on rank {ranks} differ from rank 0's at step {}: the ranks no \
+                 longer train one model; stopped (the last checkpoint is intact)",
+                self.state.step
+            )),
         }
-        Err(format!(
-            "the weights on rank {} differ from rank 0's at step {}: the ranks no longer train \
-             one model; stopped (the last checkpoint is intact)",
-            differ.join(", "),
-            self.state.step
-        ))
     }
 
     /// After each step, every rank learns whether any rank was asked to stop
@@ -104,21 +97,21 @@ pub(super) fn check_same_data(
         eat(&t.to_le_bytes());
     }
     eat(&(train.len() as u64).to_le_bytes());
-    let all = cluster.gather_u64(h);
-    let differ: Vec<String> = all
-        .iter()
-        .enumerate()
-        .filter(|(_, x)| **x != all[0])
-        .map(|(r, _)| r.to_string())
-        .collect();
-    if differ.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "rank {} prepared different data or a different tokenizer than rank 0 (do all \
+    match ranks_unlike_rank_zero(&cluster.gather_u64(h)) {
+        None => Ok(()),
+        Some(ranks) => Err(format!(
+            "rank {ranks} prepared different data or a different tokenizer than rank 0 (do all \
              machines see the same files at the same paths?); no rank may train on another \
-             vocabulary: stopped",
-            differ.join(", ")
-        ))
+             vocabulary: stopped"
+        )),
     }
+}
+
+/// The ranks whose value differs from rank 0's ("1, 3"), if any.
+fn ranks_unlike_rank_zero(values: &[u64]) -> Option<String> {
+    let differ: Vec<String> = (0..values.len())
+        .filter(|&r| values[r] != values[0])
+        .map(|r| r.to_string())
+        .collect();
+    (!differ.is_empty()).then(|| differ.join(", "))
 }
