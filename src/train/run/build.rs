@@ -142,7 +142,7 @@ impl Run {
                 run_dir.display()
             )
         })?;
-        let log = if state.step > 0 {
+        let mut log = if state.step > 0 {
             RunLog::resume(&config, &model.config, state.step)?
         } else {
             RunLog::create(&config, &model.config)?
@@ -170,7 +170,7 @@ impl Run {
         } else {
             val.bytes as f64 / val.tokens.len() as f64
         };
-        emit(Event::Ready(RunInfo {
+        let info = RunInfo {
             files,
             train_tokens: train.tokens.len(),
             val_tokens: val.tokens.len(),
@@ -182,7 +182,9 @@ impl Run {
             run_name: config.run_name.clone(),
             run_dir: run_dir.clone(),
             workspace_bytes: spheres.workspace_bytes(),
-        }));
+        };
+        log.ready(&info)?; // the log's `info` line (runlog)
+        emit(Event::Ready(info));
         emit(Event::Phase(Phase::Training));
         emit(Event::Spheres(spheres.stats()));
 

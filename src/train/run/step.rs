@@ -124,7 +124,7 @@ impl Run {
             elapsed_secs: self.state.elapsed_secs + elapsed,
             eta_secs,
         };
-        self.log.step(&stats)?;
+        self.log.step(&stats, &self.spheres.stats())?;
         emit(Event::Step(stats));
         emit(Event::Spheres(self.spheres.stats()));
         Ok(StepOutcome {
@@ -370,6 +370,11 @@ impl Run {
                 self.state.step, self.plan.last_step
             )));
         }
+        // The log's end line (runlog): stopped before the last step, or finished.
+        let stopped = self.plan.is_pending()
+            || (self.state.step < self.plan.last_step && !self.summary.stopped_early);
+        self.log
+            .end(&self.summary, stopped, &self.spheres.stats())?;
         Ok(self.summary)
     }
 }
