@@ -5,6 +5,7 @@
 //! app's Runs tab, `cllm runs` and `cllm report` are front ends over it.
 
 pub mod csv;
+pub mod diff;
 pub mod follow;
 pub mod record;
 pub mod report;

@@ -286,6 +286,12 @@ impl RunData {
         self.checkpoints().into_iter().last()
     }
 
+    /// The checkpoint a resume continues from: the newest the run wrote
+    /// (after a stop, its final one holds the last step).
+    pub fn best_resume_point(&self) -> Option<PathBuf> {
+        self.checkpoints().into_iter().last()
+    }
+
     /// The run's `.cllm` files, oldest first.
     pub fn checkpoints(&self) -> Vec<PathBuf> {
         let Some(dir) = self.checkpoint_dir() else {
