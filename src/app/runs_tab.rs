@@ -97,8 +97,8 @@ fn table_ui(ui: &mut egui::Ui, s: &mut RunsState) {
             ui.label("plot");
             for (i, c) in COLUMNS.iter().enumerate() {
                 let arrow = match (i == sort_col, desc) {
-                    (true, true) => " ⏷",
-                    (true, false) => " ⏶",
+                    (true, true) => " v",
+                    (true, false) => " ^",
                     _ => "",
                 };
                 if ui
@@ -112,8 +112,13 @@ fn table_ui(ui: &mut egui::Ui, s: &mut RunsState) {
             ui.end_row();
             for row in s.visible_rows() {
                 let mut ticked = s.selected.contains(&row.name);
-                if ui
-                    .checkbox(&mut ticked, "")
+                let tick = ui.checkbox(&mut ticked, "");
+                // Named for screen readers and tests: "plot <run>".
+                let label = format!("plot {}", row.name);
+                tick.widget_info(|| {
+                    egui::WidgetInfo::selected(egui::Role::CheckBox, true, ticked, &label)
+                });
+                if tick
                     .on_hover_text(format!("Overlay {}", row.name))
                     .changed()
                 {
