@@ -71,10 +71,11 @@ mod tests {
 
     #[test]
     fn only_differing_keys_remain() {
-        let mut a = RunData::default();
-        a.config = Some(serde_json::json!({"train": {"lr": 0.001, "seed": 1, "run_name": "a"}}));
-        let mut b = RunData::default();
-        b.config = Some(serde_json::json!({"train": {"lr": 0.002, "seed": 1, "run_name": "b"}}));
+        let run = |lr: f64, name: &str| RunData {
+            config: Some(serde_json::json!({"train": {"lr": lr, "seed": 1, "run_name": name}})),
+            ..RunData::default()
+        };
+        let (a, b) = (run(0.001, "a"), run(0.002, "b"));
         let d = differing(&[&a, &b]);
         assert_eq!(
             d,
