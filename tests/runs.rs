@@ -283,7 +283,7 @@ fn cllm_runs_lists_exports_and_reports() {
         "| Steps | 12 of 12 |".to_string(),
         format!("| Tokens seen | {} tokens |", last["tokens"]),
         format!(
-            "| Data | training_data: {} files, {} training tokens, {} validation tokens |",
+            "| Data | training_data: {} file(s), {} training tokens, {} validation tokens |",
             info["files"], info["train_tokens"], info["val_tokens"]
         ),
         format!("| Training time | {:.2} s |", f(&last["elapsed_secs"])),
@@ -434,6 +434,31 @@ fn the_runs_tab_lists_follows_compares_and_deletes() {
     step_until(&mut h, "the live run shown stopped", |a| {
         a.runs.row("third").is_some_and(|r| r.status == "stopped")
     });
+
+    // Resume the stopped run from the table: it trains on in its own log.
+    let stopped_at = h.state().runs.row("third").unwrap().steps;
+    h.query_all_by_label("third").next().unwrap().click();
+    h.run_steps(2);
+    h.get_by_label("Resume").click();
+    h.step();
+    assert_eq!(h.state().tab, cllm::app::Tab::Training);
+    assert!(h.state().session.is_training(), "the resumed run started");
+    step_until(&mut h, "the resumed run to pass its old last step", |a| {
+        a.session.run.history.train.len() > 2
+    });
+    h.state_mut().session.stop();
+    step_until(&mut h, "the resumed run to stop", |a| {
+        !a.session.is_training()
+    });
+    let run = load_run(&root.path().join("runs/third")).unwrap();
+    assert_eq!(run.resumes.len(), 1, "one resume line");
+    assert!(
+        run.last_step() > stopped_at,
+        "steps continue in the same log"
+    );
+    assert_eq!(run.status(SystemTime::now()).0, Status::Stopped);
+    h.get_by_label("Runs").click();
+    h.run_steps(2);
 
     // Delete the first run, after the confirmation.
     // The name in the table (drawn before the settings grid's header).

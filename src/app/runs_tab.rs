@@ -192,7 +192,7 @@ fn actions_ui(ui: &mut egui::Ui, s: &RunsState, training: bool) -> Option<Action
         if let Some(r) = row {
             ui.weak(format!("{} — {}", r.status, r.reason));
         }
-        let best = run.and_then(|r| r.best_checkpoint());
+        let best = run.and_then(|r| r.found_best.clone());
         if ui
             .add_enabled(best.is_some(), egui::Button::new("Open in LLM tab"))
             .on_hover_text("Load the run's best checkpoint (else its final one)")
@@ -201,7 +201,7 @@ fn actions_ui(ui: &mut egui::Ui, s: &RunsState, training: bool) -> Option<Action
             action = Some(Action::OpenInLlm(name.clone()));
         }
         let resumable = row.is_some_and(|r| r.status == "stopped" || r.status == "failed")
-            && best.is_some()
+            && run.is_some_and(|r| r.found_resume.is_some())
             && !training;
         if ui
             .add_enabled(resumable, egui::Button::new("Resume"))
@@ -351,7 +351,7 @@ fn confirm_delete_ui(ctx: &egui::Context, s: &mut RunsState, action: &mut Option
 fn perform(app: &mut WorkbenchApp, action: Action, ctx: &egui::Context) {
     match action {
         Action::OpenInLlm(name) => {
-            let Some(path) = app.runs.run(&name).and_then(|r| r.best_checkpoint()) else {
+            let Some(path) = app.runs.run(&name).and_then(|r| r.found_best.clone()) else {
                 return;
             };
             let text = path.display().to_string();
@@ -360,7 +360,7 @@ fn perform(app: &mut WorkbenchApp, action: Action, ctx: &egui::Context) {
             app.tab = Tab::Llm;
         }
         Action::Resume(name) => {
-            let Some(path) = app.runs.run(&name).and_then(|r| r.best_resume_point()) else {
+            let Some(path) = app.runs.run(&name).and_then(|r| r.found_resume.clone()) else {
                 return;
             };
             // The checkpoint's data and settings, this machine's threads

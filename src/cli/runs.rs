@@ -4,6 +4,7 @@
 use crate::runs::csv::{CSV_HEADER, csv_rows};
 use crate::runs::table::{format_table, rows};
 use crate::runs::{load_run, load_runs};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -45,6 +46,15 @@ pub fn run_dir(runs_dir: &Path, run: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Prints `text`; a closed pipe (`cllm runs --csv R | head`) is not an
+/// error.
+fn print_all(text: &str) -> Result<(), String> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(args: RunsArgs) -> Result<(), String> {
     if !args.csv.is_empty() {
         let mut out = format!("{CSV_HEADER}\n");
@@ -53,8 +63,7 @@ pub fn run(args: RunsArgs) -> Result<(), String> {
             let data = load_run(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             out.push_str(&csv_rows(&data));
         }
-        print!("{out}");
-        return Ok(());
+        return print_all(&out);
     }
     if !args.runs_dir.is_dir() {
         return Err(format!(
@@ -65,11 +74,10 @@ pub fn run(args: RunsArgs) -> Result<(), String> {
     let rows = rows(&load_runs(&args.runs_dir), SystemTime::now());
     if args.json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-        println!("{text}");
+        print_all(&(text + "\n"))
     } else if rows.is_empty() {
-        println!("no runs in {}", args.runs_dir.display());
+        print_all(&format!("no runs in {}\n", args.runs_dir.display()))
     } else {
-        print!("{}", format_table(&rows));
+        print_all(&format_table(&rows))
     }
-    Ok(())
 }

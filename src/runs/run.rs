@@ -49,6 +49,12 @@ pub struct RunData {
     pub pending_bytes: usize,
     /// When the log last changed.
     pub modified: Option<SystemTime>,
+    /// [`RunData::best_checkpoint`] and [`RunData::best_resume_point`] as
+    /// of the last poll, so a front end never lists folders itself.
+    pub found_best: Option<PathBuf>,
+    pub found_resume: Option<PathBuf>,
+    /// When `config.json` was written: the start of a version 1 run.
+    pub config_written_unix: Option<f64>,
 }
 
 /// Seconds since the Unix epoch of a system time.
@@ -150,13 +156,10 @@ impl RunData {
     /// Seconds since the Unix epoch the run started: the header, or (older
     /// logs) the config's modification time.
     pub fn started_unix(&self) -> Option<f64> {
-        if let Some(h) = &self.header {
-            return Some(h.started_unix);
+        match &self.header {
+            Some(h) => Some(h.started_unix),
+            None => self.config_written_unix,
         }
-        std::fs::metadata(self.dir.join("config.json"))
-            .and_then(|m| m.modified())
-            .ok()
-            .map(unix_secs)
     }
 
     /// Training time, all sessions together (the last step's clock).
@@ -345,13 +348,26 @@ impl RunReader {
                 .and_then(|t| serde_json::from_str(&t).ok());
             if config.is_some() {
                 self.data.config = config;
+                self.data.config_written_unix =
+                    std::fs::metadata(self.data.dir.join("config.json"))
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .map(unix_secs);
             }
         }
         let polled = self.follower.poll()?;
         if polled.restarted {
-            let kept = (self.data.config.take(), self.data.modified);
+            let kept = (
+                self.data.config.take(),
+                self.data.modified,
+                self.data.config_written_unix,
+            );
             self.data = RunData::new(&self.data.dir.clone());
-            (self.data.config, self.data.modified) = kept;
+            (
+                self.data.config,
+                self.data.modified,
+                self.data.config_written_unix,
+            ) = kept;
             changed = true;
         }
         changed |= !polled.lines.is_empty();
@@ -359,6 +375,9 @@ impl RunReader {
             self.data.apply_line(line);
         }
         self.data.pending_bytes = self.follower.pending_bytes();
+        let found = (self.data.best_checkpoint(), self.data.best_resume_point());
+        changed |= found != (self.data.found_best.clone(), self.data.found_resume.clone());
+        (self.data.found_best, self.data.found_resume) = found;
         Ok(changed)
     }
 }

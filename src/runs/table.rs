@@ -111,6 +111,19 @@ pub fn format_count(n: f64) -> String {
     }
 }
 
+/// The data's file or folder names without their folders (the full paths
+/// are in `--json` and the app's tooltip).
+pub fn short_data(data: &str) -> String {
+    data.split(", ")
+        .map(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .map_or(p.to_string(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".into())
 }
@@ -139,7 +152,7 @@ pub fn cells(r: &RunRow) -> [String; 12] {
         r.status.to_string(),
         r.preset.clone(),
         opt(r.params, |p| format_count(p as f64)),
-        r.data.clone(),
+        short_data(&r.data),
         opt(r.tokens_seen, |t| format_count(t as f64)),
         opt(r.best_val_loss, |l| format!("{l:.4}")),
         opt(r.best_bits_per_byte, |b| format!("{b:.3}")),

@@ -135,7 +135,7 @@ fn draw_figures(run: &RunData, dir: &Path) -> Result<Vec<PathBuf>, String> {
             name: "training tokens per second",
             points: throughput_series(run),
             colour: plotters::style::RGBColor(40, 110, 220),
-            bold: true,
+            bold: false,
             dots: false,
         }],
     )?;
@@ -263,9 +263,14 @@ fn model_markdown(run: &RunData, opts: &ReportOptions, md: &mut String) {
         md,
         "Checkpoint `{}`; sampling as the trainer's code check (temperature 0.8, top-k 40, \
          at most 200 new tokens, seed {:#x}); each completion stops when its prompt's braces \
-         close, and prompt + completion is parsed as C (tree-sitter).\n",
+         close, and prompt + completion is parsed as C (tree-sitter). {}\n",
         best.display(),
-        section.seed_value
+        section.seed_value,
+        if section.with_memory {
+            "The checkpoint's repository memory is mixed in (as `cllm eval-gen` does by default)."
+        } else {
+            "The checkpoint has no repository memory."
+        }
     );
     md.push_str("| Prompt set | Completions | Closed | Parses when closed | Syntax accuracy |\n|---|---|---|---|---|\n");
     let mut line = |name: &str, r: &crate::generate::code_eval::CodeEvalSummary| {

@@ -27,6 +27,8 @@ pub struct ModelSection {
     /// Openings found in the split before sampling.
     pub openings_found: usize,
     pub seed_value: u64,
+    /// The repository memory was mixed in.
+    pub with_memory: bool,
 }
 
 /// Completes the seed prompts (one sample each) and up to `functions`
@@ -38,6 +40,9 @@ pub fn model_section(
 ) -> Result<ModelSection, String> {
     let ck = checkpoint::load(path).map_err(|e| e.to_string())?;
     let context = ck.trained_context();
+    // As `cllm eval-gen` by default: with the repository memory when the
+    // checkpoint carries one.
+    let memory = ck.repository_memory(path)?;
     let tok = Tokenizer::from_json(&ck.tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
     let train_config = ck.train_config.clone();
@@ -47,7 +52,19 @@ pub fn model_section(
     let cfg = trainer_sampling();
     let never = AtomicBool::new(false);
     let prompts: Vec<String> = SEED_PROMPTS.iter().map(|s| s.to_string()).collect();
-    let seed = code_eval::evaluate_completions(&model, &tok, &prompts, &cfg, 1, &never)?;
+    let complete = |prompts: &[String], samples: usize| {
+        code_eval::evaluate_completions_with(
+            &model,
+            &tok,
+            prompts,
+            &cfg,
+            samples,
+            &never,
+            memory.as_ref(),
+            &mut |_| Ok(()),
+        )
+    };
+    let seed = complete(&prompts, 1)?;
     let (functions, openings_found) = if functions == 0 {
         (None, 0)
     } else {
@@ -59,8 +76,7 @@ pub fn model_section(
             (None, found)
         } else {
             let openings: Vec<String> = chosen.into_iter().map(|o| o.text).collect();
-            let report =
-                code_eval::evaluate_completions(&model, &tok, &openings, &cfg, samples, &never)?;
+            let report = complete(&openings, samples)?;
             (Some(report), found)
         }
     };
@@ -69,5 +85,6 @@ pub fn model_section(
         functions,
         openings_found,
         seed_value: cfg.seed,
+        with_memory: memory.is_some(),
     })
 }

@@ -54,7 +54,9 @@ pub struct Series<'a> {
     pub name: &'a str,
     pub points: Vec<(f64, f64)>,
     pub colour: RGBColor,
-    /// Thin line (raw) or bold; with `dots`, markers too.
+    /// Thin line (raw, noisy) or bold (smooth curves only: plotters joins
+    /// wide strokes with mitres, which spike at a noisy curve's sharp
+    /// turns); with `dots`, markers too.
     pub bold: bool,
     pub dots: bool,
 }
@@ -171,16 +173,17 @@ pub fn lr_grad_chart(
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let halves = root.split_evenly((2, 1));
-    for (area, (name, points, colour)) in halves.iter().zip([
-        ("learning rate", lr, GREEN),
-        ("gradient norm (before clipping)", grad, BLUE),
+    // The noisy gradient norm is drawn 1 px wide (see `Series::bold`).
+    for (area, (name, points, colour, width)) in halves.iter().zip([
+        ("learning rate", lr, GREEN, 2),
+        ("gradient norm (before clipping)", grad, BLUE, 1),
     ]) {
         let (x0, x1) = span(points.iter().map(|p| p.0), false);
         let (y0, y1) = span(points.iter().map(|p| p.1), false);
         let mut chart = ChartBuilder::on(area)
             .caption(name, (FONT, 18))
             .margin(8)
-            .x_label_area_size(30)
+            .x_label_area_size(40)
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(err)?;
@@ -195,7 +198,7 @@ pub fn lr_grad_chart(
         chart
             .draw_series(LineSeries::new(
                 points,
-                ShapeStyle::from(&colour).stroke_width(2),
+                ShapeStyle::from(&colour).stroke_width(width),
             ))
             .map_err(err)?;
     }
@@ -222,7 +225,8 @@ pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+            // An integer range's segments include its end: 0..n-1 is n bars.
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)
             .map_err(err)?;
         chart
             .configure_mesh()

@@ -82,7 +82,7 @@ pub fn sheet(run: &RunData, now: SystemTime) -> Sheet {
     );
     let data = match &run.info {
         Some(i) => format!(
-            "{}: {} files, {} training tokens, {} validation tokens",
+            "{}: {} file(s), {} training tokens, {} validation tokens",
             run.data(),
             i.files,
             i.train_tokens,
