@@ -92,9 +92,34 @@ fn a_finished_run_reads_back_as_its_log_says() {
 }
 
 #[test]
-fn a_live_run_is_followed_and_its_stop_is_read() {
+fn a_live_run_in_a_terminal_is_followed_and_its_stop_is_read() {
+    // `cllm train` in another process, writing runs/ under its own folder.
     let root = tempfile::tempdir().unwrap();
-    let handle = cllm::train::spawn(config(root.path(), "live", 1_000_000, 1e-3));
+    let data = std::env::current_dir().unwrap().join("training_data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .args(["train", "--data", data.to_str().unwrap()])
+        .args(["--preset", "tiny", "--tokenizer", "bytes", "--threads", "2"])
+        .args([
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "16",
+            "--max-steps",
+            "1000000",
+        ])
+        .args([
+            "--eval-every",
+            "4",
+            "--eval-batches",
+            "2",
+            "--run-name",
+            "live",
+        ])
+        .current_dir(root.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let dir = root.path().join("runs/live");
     wait_for("the log", || dir.join("metrics.jsonl").exists());
     let mut reader = RunReader::new(&dir);
@@ -113,11 +138,11 @@ fn a_live_run_is_followed_and_its_stop_is_read() {
         Status::Running,
         "no end line and a fresh log: running"
     );
-    handle.stop();
-    wait_for("the trainer to finish", || handle.is_finished());
-    while let Ok(e) = handle.events.try_recv() {
-        assert!(!matches!(e, Event::Error(_)), "{e:?}");
-    }
+    // SIGTERM stops it after the step, as Ctrl-C does: an end line.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
     reader.poll().unwrap();
     let (status, reason) = reader.data.status(SystemTime::now());
     assert_eq!(status, Status::Stopped, "{reason}");
@@ -125,6 +150,39 @@ fn a_live_run_is_followed_and_its_stop_is_read() {
     let fresh = load_run(&dir).unwrap();
     assert_eq!(fresh.steps.len(), reader.data.steps.len());
     assert_eq!(fresh.evals.len(), reader.data.evals.len());
+    assert_eq!(fresh.last_step(), reader.data.last_step());
+}
+
+#[test]
+fn a_log_that_stopped_growing_without_an_end_line_is_a_failed_run() {
+    let root = tempfile::tempdir().unwrap();
+    train(config(root.path(), "killed", 8, 1e-3));
+    let log = root.path().join("runs/killed/metrics.jsonl");
+    // As if the process was killed before its end line.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let cut: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(r#""kind":"end""#))
+        .collect();
+    std::fs::write(&log, cut.join("\n") + "\n").unwrap();
+    let dir = root.path().join("runs/killed");
+    let run = load_run(&dir).unwrap();
+    assert_eq!(
+        run.status(SystemTime::now()).0,
+        Status::Running,
+        "fresh: running"
+    );
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let run = load_run(&dir).unwrap();
+    let (status, reason) = run.status(SystemTime::now());
+    assert_eq!(status, Status::Failed);
+    assert!(reason.contains("without an end line"), "{reason}");
 }
 
 #[test]
