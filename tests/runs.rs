@@ -8,7 +8,6 @@ use cllm::app::WorkbenchApp;
 use cllm::app::settings::Settings;
 use cllm::runs::run::Status;
 use cllm::runs::{RunReader, load_run, load_runs};
-use cllm::train::events::Event;
 use cllm::train::{TokenizerKind, TrainConfig};
 use eframe::egui;
 use egui_kittest::Harness;
