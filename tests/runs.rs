@@ -536,6 +536,34 @@ fn the_runs_tab_lists_follows_compares_and_deletes() {
         a.runs.rows.iter().all(|r| r.name != "first") && a.runs.rows.len() == 2
     });
 
+    // Sort by name, both ways, then filter.
+    let order = |h: &Harness<'_, WorkbenchApp>| -> Vec<String> {
+        h.state()
+            .runs
+            .visible_rows()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    h.get_by_label("name").click();
+    h.run_steps(2);
+    assert_eq!(order(&h), ["second", "third"]);
+    h.get_by_label("name ^").click();
+    h.run_steps(2);
+    assert_eq!(order(&h), ["third", "second"]);
+    h.get_by_label("Filter").click();
+    h.run_steps(1);
+    h.get_by_label("Filter").type_text("thi");
+    h.run_steps(2);
+    assert_eq!(order(&h), ["third"]);
+    assert_eq!(
+        h.query_all_by_label("second").count(),
+        0,
+        "filtered out of the table"
+    );
+    h.state_mut().runs.filter.clear();
+    h.run_steps(2);
+
     // Open the second run's best checkpoint in the LLM tab.
     h.query_all_by_label("second").next().unwrap().click();
     h.run_steps(2);
