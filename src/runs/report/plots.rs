@@ -304,16 +304,33 @@ pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
     let ring = if levels == 0 {
         0.0
     } else {
-        (c - 60.0) / levels as f64
+        (c - 100.0) / levels as f64
     };
+    // Level 1 evenly round the root; deeper spheres side by side centred
+    // on their parent's direction, so a subtree stays together (as in the
+    // app's view), spaced for circles as large as level 1's.
+    let level1 = (1..n).filter(|&i| level_of(i) == 1).count().max(1);
+    let target_r = ring * (std::f64::consts::PI / level1.max(2) as f64).sin() * 0.8;
+    let mut angle = vec![0.0f64; n];
     let mut pos = vec![(c, c); n];
     for level in 1..=levels {
-        let members: Vec<usize> = (0..n).filter(|&i| level_of(i) == level).collect();
-        for (k, &i) in members.iter().enumerate() {
-            let a = std::f64::consts::TAU * k as f64 / members.len() as f64
-                - std::f64::consts::FRAC_PI_2;
-            let r = ring * level as f64;
-            pos[i] = (c + r * a.cos(), c + r * a.sin());
+        let r = ring * level as f64;
+        for parent in (0..n).filter(|&p| level_of(p) == level - 1) {
+            let kids: Vec<usize> = (1..n).filter(|&i| (i - 1) / 12 == parent).collect();
+            let len = kids.len() as f64;
+            let step = if level == 1 {
+                std::f64::consts::TAU / len
+            } else {
+                (2.2 * target_r / r).min(std::f64::consts::TAU / len)
+            };
+            for (k, &i) in kids.iter().enumerate() {
+                angle[i] = if level == 1 {
+                    -std::f64::consts::FRAC_PI_2 + step * k as f64
+                } else {
+                    angle[parent] + step * (k as f64 - (len - 1.0) / 2.0)
+                };
+                pos[i] = (c + r * angle[i].cos(), c + r * angle[i].sin());
+            }
         }
     }
     let px = |p: (f64, f64)| (p.0 as i32, p.1 as i32);
@@ -325,11 +342,15 @@ pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
         ))
         .map_err(err)?;
     }
-    let radius = if n <= 1 {
-        60
-    } else {
-        (ring * 0.35).clamp(14.0, 46.0) as i32
-    };
+    // As large as the closest pair allows without overlap.
+    let mut radius: f64 = if n <= 1 { 60.0 } else { ring * 0.42 };
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = ((pos[i].0 - pos[j].0).powi(2) + (pos[i].1 - pos[j].1).powi(2)).sqrt();
+            radius = radius.min(d * 0.45);
+        }
+    }
+    let radius = radius.clamp(8.0, 60.0) as i32;
     for i in 0..n {
         let b = busy.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0);
         // Idle grey to busy green, as the app's palette fades.
@@ -367,4 +388,34 @@ pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
     .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_figure_draws_with_the_bundled_font_and_a_deep_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        // 20 spheres: the root, 12 children, 7 grandchildren.
+        let seqs: Vec<u64> = (0..20).map(|i| 100 + i).collect();
+        let busy: Vec<f64> = (0..20).map(|i| i as f64 / 20.0).collect();
+        let view = dir.path().join("view.png");
+        sphere_view(&view, &seqs, &busy).unwrap();
+        let bars = dir.path().join("bars.png");
+        sphere_bars(&bars, &seqs, &busy).unwrap();
+        let pts: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, 5.0 - i as f64 / 20.0)).collect();
+        let loss = dir.path().join("loss.png");
+        loss_chart(&loss, pts.clone(), pts.clone(), Vec::new()).unwrap();
+        let lr = dir.path().join("lr.png");
+        lr_grad_chart(&lr, pts.clone(), pts).unwrap();
+        for p in [view, bars, loss, lr] {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(bytes.starts_with(b"\x89PNG"), "{}", p.display());
+            if let Some(keep) = std::env::var_os("CLLM_KEEP_PLOTS") {
+                std::fs::copy(&p, std::path::Path::new(&keep).join(p.file_name().unwrap()))
+                    .unwrap();
+            }
+        }
+    }
 }
