@@ -395,6 +395,24 @@ fn cllm_runs_lists_exports_and_reports() {
         norms[11]
     );
     assert!(md.contains(&grad), "missing {grad}");
+    let header = &log[0];
+    let started = format!(
+        "| Started | {} UTC |",
+        cllm::runs::table::format_utc(f(&header["started_unix"]))
+    );
+    assert!(md.contains(&started), "missing {started}");
+    let accuracy = format!(
+        "| Validation accuracy at best | {:.1} % (top-1 next token) |",
+        f(&best["accuracy"]) * 100.0
+    );
+    assert!(md.contains(&accuracy), "missing {accuracy}");
+    let spheres = end["spheres"].as_array().unwrap();
+    let mean_busy = spheres.iter().map(|s| f(&s["busy"])).sum::<f64>() / spheres.len() as f64;
+    let utilisation = format!(
+        "| Sphere utilisation | {:.1} % mean busy share |",
+        mean_busy * 100.0
+    );
+    assert!(md.contains(&utilisation), "missing {utilisation}");
     for s in end["spheres"].as_array().unwrap() {
         let row = format!(
             "| {} | {} | {:.1} % |",
