@@ -3,7 +3,7 @@
 //! checkpoints, generation and a memory of the training tokens (`memory`: an
 //! n-gram index and a document cache mixed with the model). The two front
 //! ends, the desktop app (`app`) and the command line (`cli`), sit on top;
-//! nothing under `model`, `data`, `train`, `checkpoint` or `memory` imports
+//! nothing under `model`, `data`, `train`, `checkpoint`, `memory` or `runs` imports
 //! them.
 
 pub mod bench;
@@ -14,6 +14,7 @@ pub mod generate;
 pub mod memory;
 pub mod model;
 pub mod rng;
+pub mod runs;
 pub mod train;
 
 pub mod app;

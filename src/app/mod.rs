@@ -1,4 +1,4 @@
-//! The desktop app (eframe/egui): the Training tab and the LLM tab. `WorkbenchApp` holds persisted `Settings` apart from runtime state
+//! The desktop app (eframe/egui): the Training, LLM and Runs tabs. `WorkbenchApp` holds persisted `Settings` apart from runtime state
 //! (scan job, trainer session); each tab and big widget has its own file,
 //! and the logic they show (event folding, sorting, downsampling,
 //! validation) lives in plain structs and functions that tests drive.
@@ -18,6 +18,8 @@ pub mod palette;
 pub mod progress;
 pub mod reply;
 pub mod run_state;
+pub mod runs_state;
+pub mod runs_tab;
 pub mod sampling_panel;
 pub mod session;
 pub mod settings;
@@ -40,6 +42,7 @@ use std::time::{Duration, Instant};
 pub enum Tab {
     Training,
     Llm,
+    Runs,
 }
 
 /// How long the last frames took to build (our UI code, not the GPU) and
@@ -88,6 +91,8 @@ pub struct WorkbenchApp {
     pub tab: Tab,
     /// The LLM tab's runtime side (model list, loaded model, reply).
     pub llm: llm_tab::LlmTab,
+    /// The Runs tab's state (its watcher starts when the tab is first shown).
+    pub runs: runs_state::RunsState,
     pub frame_stats: FrameStats,
     /// Resident memory, refreshed twice a second.
     pub memory: Option<u64>,
@@ -132,6 +137,7 @@ impl WorkbenchApp {
             sort: Default::default(),
             tab: Tab::Training,
             llm: llm_tab::LlmTab::new(repaint.clone()),
+            runs: runs_state::RunsState::default(),
             frame_stats: FrameStats::default(),
             memory: None,
             memory_at: None,
@@ -278,6 +284,7 @@ impl WorkbenchApp {
                 ui.add_space(16.0);
                 ui.selectable_value(&mut self.tab, Tab::Training, "Training");
                 ui.selectable_value(&mut self.tab, Tab::Llm, "LLM");
+                ui.selectable_value(&mut self.tab, Tab::Runs, "Runs");
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.weak(format!(
                         "UI {:.1} ms/frame · {} fps",
@@ -291,6 +298,7 @@ impl WorkbenchApp {
         match self.tab {
             Tab::Training => training_tab::training_tab_ui(ui, self),
             Tab::Llm => llm_tab::llm_tab_ui(ui, self),
+            Tab::Runs => runs_tab::runs_tab_ui(ui, self),
         }
 
         if self.session.is_training() || self.data.is_scanning() || self.llm.is_busy() {
@@ -299,6 +307,11 @@ impl WorkbenchApp {
             ui.ctx().request_repaint_after(Duration::from_millis(33));
         } else if news > 0 || llm_news || dialog_news {
             ui.ctx().request_repaint();
+        }
+        if self.tab == Tab::Runs {
+            // The runs watcher reports from its own thread: look again
+            // about when its next scan is due.
+            ui.ctx().request_repaint_after(runs_state::RESCAN_EVERY);
         }
         self.frame_stats
             .record(started, started.elapsed().as_secs_f64() * 1000.0);

@@ -15,6 +15,8 @@ pub mod inspect;
 pub mod interrupt;
 pub mod prepare;
 pub mod progress;
+pub mod report;
+pub mod runs;
 pub mod tokenize;
 pub mod train;
 
@@ -57,6 +59,10 @@ pub enum Commands {
     /// preset prompts) until their braces close; closed rate, parse rate,
     /// syntax accuracy and first error kinds
     EvalGen(eval_gen::EvalGenArgs),
+    /// List the training runs (status, size, data, best loss, speed); --csv exports metrics
+    Runs(runs::RunsArgs),
+    /// Write a run's report: runs/<name>/report.md with its benchmark sheet and PNG plots
+    Report(report::ReportArgs),
 }
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
@@ -110,6 +116,8 @@ pub fn run(command: Commands) -> Result<(), Failure> {
         Commands::Export(args) => Ok(export::run(args.resolve()?)?),
         Commands::Generate(args) => Ok(generate::run(args)?),
         Commands::EvalGen(args) => Ok(eval_gen::run(args)?),
+        Commands::Runs(args) => Ok(runs::run(args)?),
+        Commands::Report(args) => Ok(report::run(args)?),
     }
 }
 

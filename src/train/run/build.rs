@@ -180,7 +180,7 @@ impl Run {
         }
         config.run_name = cluster.agree(config.run_name)?;
         let run_dir = config.checkpoint_dir.join(&config.run_name);
-        let log = if writer {
+        let mut log = if writer {
             std::fs::create_dir_all(&run_dir).map_err(|e| {
                 format!(
                     "cannot create the run's checkpoint folder {}: {e}",
@@ -225,7 +225,7 @@ impl Run {
         } else {
             val.bytes as f64 / val.tokens.len() as f64
         };
-        emit(Event::Ready(RunInfo {
+        let info = RunInfo {
             files,
             train_tokens: train.tokens.len(),
             val_tokens: val.tokens.len(),
@@ -237,7 +237,11 @@ impl Run {
             run_name: config.run_name.clone(),
             run_dir: run_dir.clone(),
             workspace_bytes: spheres.workspace_bytes(),
-        }));
+        };
+        if let Some(log) = log.as_mut() {
+            log.ready(&info)?; // the log's `info` line (runlog)
+        }
+        emit(Event::Ready(info));
         emit(Event::Phase(Phase::Training));
         emit(Event::Spheres(spheres.stats()));
 

@@ -132,7 +132,7 @@ impl Run {
             eta_secs,
         };
         if let Some(log) = self.log.as_mut() {
-            log.step(&stats)?;
+            log.step(&stats, &self.spheres.stats())?;
         }
         emit(Event::Step(stats));
         if let Some(comm) = outcome.comm {
@@ -396,6 +396,12 @@ impl Run {
                 "stopped at step {} of {}",
                 self.state.step, self.plan.last_step
             )));
+        }
+        // The log's end line (runlog): stopped before the last step, or finished.
+        let stopped = self.plan.is_pending()
+            || (self.state.step < self.plan.last_step && !self.summary.stopped_early);
+        if let Some(log) = self.log.as_mut() {
+            log.end(&self.summary, stopped, &self.spheres.stats())?;
         }
         Ok(self.summary)
     }
