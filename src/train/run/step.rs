@@ -260,7 +260,8 @@ impl Run {
         self.summary.epochs_done += 1;
         let n_epoch = self.state.step / self.plan.steps_per_epoch;
         let every = self.config.checkpoint_every as u64;
-        if every > 0 && n_epoch.is_multiple_of(every) {
+        // Rank 0 alone touches the run's files (saving and pruning).
+        if every > 0 && n_epoch.is_multiple_of(every) && self.cluster.is_writer() {
             let loss = self.state.best_val_loss.unwrap_or(last_loss);
             let path = checkpoint::periodic_path(&self.run_dir, n_epoch, loss);
             self.save(&path, SaveReason::Periodic, emit)?;
