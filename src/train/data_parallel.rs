@@ -112,9 +112,15 @@ impl Spheres {
                             parts[part.bucket][part.sphere] = Some(part.grads);
                             arrived[part.bucket] += 1;
                         }
+                        // The spheres' copies added in sphere order (the
+                        // first copied, not added to zeros: one pass less).
                         let out = &mut reduced[range.clone()];
-                        out.fill(0.0);
-                        for g in parts[b].iter_mut().filter_map(Option::take) {
+                        let mut given = parts[b].iter_mut().filter_map(Option::take);
+                        match given.next() {
+                            Some(first) => out.copy_from_slice(&first),
+                            None => out.fill(0.0),
+                        }
+                        for g in given {
                             for (o, x) in out.iter_mut().zip(&g) {
                                 *o += x;
                             }
