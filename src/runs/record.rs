@@ -18,6 +18,8 @@ pub struct Header {
     pub program_version: String,
     pub preset: String,
     pub threads: usize,
+    /// MPI ranks (0 in logs written before ranks existed: one machine).
+    pub ranks: usize,
     pub data: Vec<String>,
 }
 

@@ -199,6 +199,11 @@ impl RunData {
             .unwrap_or_default()
     }
 
+    /// MPI ranks the run trained on (1: one machine).
+    pub fn ranks(&self) -> usize {
+        self.header.as_ref().map_or(1, |h| h.ranks.max(1))
+    }
+
     /// Threads of the latest session.
     pub fn threads(&self) -> Option<usize> {
         self.resumes

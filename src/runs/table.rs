@@ -24,6 +24,8 @@ pub struct RunRow {
     pub best_bits_per_byte: Option<f64>,
     pub tokens_per_sec: Option<f64>,
     pub threads: Option<usize>,
+    /// MPI ranks, each with `threads` spheres.
+    pub ranks: usize,
     pub log_version: u32,
     pub damaged_lines: usize,
 }
@@ -50,6 +52,7 @@ impl RunRow {
             best_bits_per_byte: best.map(|e| e.bits_per_byte),
             tokens_per_sec: run.tokens_per_sec(),
             threads: run.threads(),
+            ranks: run.ranks(),
             log_version: run.version(),
             damaged_lines: run.damaged(now),
         }
@@ -157,7 +160,11 @@ pub fn cells(r: &RunRow) -> [String; 12] {
         opt(r.best_val_loss, |l| format!("{l:.4}")),
         opt(r.best_bits_per_byte, |b| format!("{b:.3}")),
         opt(r.tokens_per_sec, |t| format!("{t:.0}")),
-        opt(r.threads, |t| t.to_string()),
+        // A cluster run: ranks x threads per rank.
+        opt(r.threads, |t| match r.ranks {
+            1 => t.to_string(),
+            k => format!("{k}x{t}"),
+        }),
     ]
 }
 

@@ -63,6 +63,8 @@ struct Header<'a> {
     program_version: &'static str,
     preset: &'a str,
     threads: usize,
+    /// MPI ranks, each with `threads` spheres (1 on one machine).
+    ranks: usize,
     data: &'a [PathBuf],
 }
 
@@ -257,6 +259,7 @@ impl RunLog {
                 program_version: env!("CARGO_PKG_VERSION"),
                 preset: &config.preset,
                 threads,
+                ranks: config.ranks.max(1),
                 data: &config.data,
             })?,
         }

@@ -78,7 +78,12 @@ pub fn sheet(run: &RunData, now: SystemTime) -> Sheet {
     add("Model", format!("{}{params}", run.preset()));
     add(
         "Threads (spheres)",
-        run.threads().map_or("-".into(), |t| t.to_string()),
+        run.threads().map_or("-".into(), |t| match run.ranks() {
+            1 => t.to_string(),
+            k => {
+                format!("{t} per rank on {k} MPI ranks (the per-sphere figures below are rank 0's)")
+            }
+        }),
     );
     let data = match &run.info {
         Some(i) => format!(
