@@ -331,6 +331,13 @@ fn ranks_whose_weights_drift_apart_stop_with_an_error_and_keep_the_checkpoint() 
     let best = checkpoint::best_path(&d.path().join("checkpoints/test"));
     assert!(checkpoint::load(&best).is_ok(), "{}", best.display());
     assert!(!d.path().join("models/final.cllm").exists());
+    // The run's log ends with the failure and its reason.
+    let log = std::fs::read_to_string(d.path().join("runs/test/metrics.jsonl")).unwrap();
+    let end = log.lines().last().unwrap();
+    assert!(
+        end.contains("\"failed\"") && end.contains("differ from rank 0"),
+        "{end}"
+    );
 }
 
 #[test]

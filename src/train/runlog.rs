@@ -388,6 +388,26 @@ impl RunLog {
     }
 }
 
+impl RunLog {
+    /// The end line of a run stopped by an error, with the error's message.
+    pub fn fail(&mut self, message: &str) {
+        if self.ended {
+            return;
+        }
+        let line = EndLine {
+            kind: "end",
+            status: "failed",
+            reason: message,
+            step: self.last_step,
+            time: unix_now(),
+            summary: None,
+            spheres: self.sphere_lines(&self.last_spheres.clone()),
+        };
+        let _ = self.write_json(&line);
+        self.ended = true;
+    }
+}
+
 impl Drop for RunLog {
     /// A run that ends without [`RunLog::end`] ended on an error or a panic
     /// (its message went to the front end): the log says so, so a reader

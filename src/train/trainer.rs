@@ -122,15 +122,22 @@ pub fn run_in_cluster(
         return Ok(Summary::empty(started.elapsed().as_secs_f64()));
     };
     let mut run = Run::build(config, faults, prepared, resumed, started, cluster, emit)?;
-    while !run.is_done() {
-        let outcome = run.step(emit)?;
-        let control = Control::read(commands);
-        run.after_step(&outcome, control.save_now, emit)?;
-        // All ranks of a distributed run stop at the same step.
-        let stop = run.agree_to_stop(control.stop, emit);
-        if stop || run.stopped_early() {
-            break;
+    let mut train = || -> Result<(), String> {
+        while !run.is_done() {
+            let outcome = run.step(emit)?;
+            let control = Control::read(commands);
+            run.after_step(&outcome, control.save_now, emit)?;
+            // All ranks of a distributed run stop at the same step.
+            let stop = run.agree_to_stop(control.stop, emit);
+            if stop || run.stopped_early() {
+                break;
+            }
         }
+        Ok(())
+    };
+    if let Err(message) = train() {
+        run.log_failure(&message);
+        return Err(message);
     }
     run.finish(emit)
 }

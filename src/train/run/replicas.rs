@@ -61,6 +61,13 @@ impl Run {
         v[0] > 0.0
     }
 
+    /// The run stopped on `message`: the log's end line says why.
+    pub fn log_failure(&mut self, message: &str) {
+        if let Some(log) = self.log.as_mut() {
+            log.fail(message);
+        }
+    }
+
     /// A rank other than 0 ends without saving: its summary is what it
     /// trained.
     pub(super) fn replica_summary(&self) -> Summary {

@@ -337,6 +337,14 @@ impl Run {
     /// Phase 6: the final model (also after a stop: the last step's
     /// weights) in the run's folder and at the output path, and the summary.
     pub fn finish(mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
+        let finished = self.wrap_up(emit);
+        if let Err(message) = &finished {
+            self.log_failure(message);
+        }
+        finished
+    }
+
+    fn wrap_up(&mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
         self.spheres.rest();
         emit(Event::Spheres(self.spheres.stats()));
         if self.cluster.is_distributed() {
@@ -404,6 +412,6 @@ impl Run {
         if let Some(log) = self.log.as_mut() {
             log.end(&self.summary, stopped, &self.spheres.stats())?;
         }
-        Ok(self.summary)
+        Ok(self.summary.clone())
     }
 }
