@@ -6,6 +6,7 @@
 //! the model (in its run's folder) unless an explicit `--output` says where.
 
 pub mod bench;
+pub mod crawl;
 pub mod eval;
 pub mod eval_gen;
 pub mod export;
@@ -56,6 +57,9 @@ pub enum Commands {
     /// preset prompts) until their braces close; closed rate, parse rate,
     /// syntax accuracy and first error kinds
     EvalGen(eval_gen::EvalGenArgs),
+    /// Collect training text from web pages: in scope, polite (robots.txt,
+    /// delays), resumable; pages land in the data folder the trainer scans
+    Crawl(crawl::CrawlArgs),
 }
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
@@ -109,6 +113,7 @@ pub fn run(command: Commands) -> Result<(), Failure> {
         Commands::Export(args) => Ok(export::run(args.resolve()?)?),
         Commands::Generate(args) => Ok(generate::run(args)?),
         Commands::EvalGen(args) => Ok(eval_gen::run(args)?),
+        Commands::Crawl(args) => crawl::run(args),
     }
 }
 
