@@ -230,10 +230,10 @@ impl Writer {
                     "li" => {
                         self.flush();
                         let indent = "  ".repeat(self.list_depth.saturating_sub(1));
-                        self.children(node);
-                        // A nested list inside flushed its own items; what
-                        // is left is this item's own text.
+                        // The item's text takes the marker; a nested list
+                        // or paragraph inside flushes it first.
                         self.prefix = format!("{indent}- ");
+                        self.children(node);
                         self.flush();
                     }
                     "ul" | "ol" => {
@@ -332,7 +332,7 @@ mod tests {
         let e = html_to_text(html);
         assert_eq!(
             e.text,
-            "# Title\n\nSome bold text with `x + 1` .\n\n- one\n\n  - deep\n\n- two\n\n\
+            "# Title\n\nSome bold text with `x + 1` .\n\n- one\n\n- two\n\n  - deep\n\n\
              ```c\nint main() {\n    if (x) {\n        return 1;\n    }\n}\n```"
         );
         assert_eq!(e.links, vec!["/a", "/b"]);
