@@ -119,7 +119,7 @@ pub fn options(args: &CrawlArgs) -> Result<CrawlOptions, String> {
 
 pub fn run(args: CrawlArgs) -> Result<(), Failure> {
     let opts = options(&args)?;
-    let interrupts = Interrupts::watch("quitting without saving the crawl state")?;
+    let interrupts = Interrupts::watch("quitting now; the state saved a moment ago is kept")?;
     let crawler = Crawler::start(opts, None)?;
     let mut view = if args.json {
         None
@@ -200,6 +200,10 @@ fn print_summary(s: &Summary) {
 struct Terminal {
     bar: ProgressBar,
     verbose: bool,
+    /// Pages kept and skipped, queue, bytes.
+    stats: String,
+    /// The URL being fetched.
+    current: String,
 }
 
 impl Terminal {
@@ -210,7 +214,12 @@ impl Terminal {
             ProgressStyle::with_template("{bar:20.cyan/blue} {pos}/{len} pages | {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Terminal { bar, verbose }
+        Terminal {
+            bar,
+            verbose,
+            stats: "starting".into(),
+            current: String::new(),
+        }
     }
 
     fn say(&self, line: &str) {
@@ -227,6 +236,11 @@ impl Terminal {
         } else {
             self.bar.suspend(|| println!("{line}"));
         }
+    }
+
+    fn redraw(&self) {
+        self.bar
+            .set_message(format!("{} | {}", self.stats, self.current));
     }
 
     fn show(&mut self, event: &CrawlEvent) {
@@ -247,24 +261,25 @@ impl Terminal {
                 self.say(&format!("{what}; pages go to {}/", output.display()));
             }
             CrawlEvent::Fetching { url } => {
-                let t = self.bar.message();
-                let head = t.split(" | ").next().unwrap_or("").to_string();
-                self.bar.set_message(format!("{head} | {url}"));
+                self.current = url.clone();
+                self.redraw();
             }
             CrawlEvent::Logged { entry, totals, .. } => {
                 self.bar.set_position(totals.fetched as u64);
-                self.bar.set_message(format!(
+                self.stats = format!(
                     "{} kept, {} skipped, {} queued, {}",
-                    totals.kept,
+                    totals.kept + totals.unchanged,
                     totals.skipped,
                     totals.queued,
                     human_bytes(totals.bytes)
-                ));
+                );
+                self.redraw();
                 match entry.outcome {
                     Outcome::Kept if self.verbose => {
                         self.say(&format!("kept {}", entry.url));
                     }
-                    Outcome::Skipped if self.verbose => {
+                    // A seed skipped is always said: it may be all there was.
+                    Outcome::Skipped if self.verbose || entry.depth == 0 => {
                         let reason = entry.reason.map_or("skipped", |r| r.label());
                         let detail = entry
                             .detail

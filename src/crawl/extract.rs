@@ -206,11 +206,7 @@ impl Writer {
             Node::Text(t) => self.inline.push_str(t),
             Node::Element(e) => {
                 let name = e.name();
-                if DROPPED.contains(&name)
-                    || e.attr("hidden").is_some()
-                    || e.attr("aria-hidden") == Some("true")
-                    || e.attr("role") == Some("navigation")
-                {
+                if is_dropped(e) {
                     return;
                 }
                 match name {
@@ -285,19 +281,7 @@ impl Writer {
     fn code_block(&mut self, node: NodeRef<'_, Node>) {
         let mut text = String::new();
         let mut lang = None;
-        for d in node.descendants() {
-            match d.value() {
-                Node::Text(t) => text.push_str(t),
-                Node::Element(e) if lang.is_none() => {
-                    lang = e.classes().find_map(|c| {
-                        c.strip_prefix("language-")
-                            .or_else(|| c.strip_prefix("lang-"))
-                            .map(str::to_string)
-                    });
-                }
-                _ => {}
-            }
-        }
+        code_text(node, &mut text, &mut lang);
         // HTML drops a newline right after <pre>; html5ever already does.
         let text = text.trim_end();
         let text = text.trim_start_matches(['\n', '\r']);
@@ -309,6 +293,73 @@ impl Writer {
             "{fence}{}\n{text}\n{fence}",
             lang.unwrap_or_default()
         ));
+    }
+}
+
+/// Whether an element is left out with all it holds: scripts, styles,
+/// navigation (`nav`, `role="navigation"`, and the ids and classes sites
+/// give their menus, tables of contents and sidebars), hidden elements.
+fn is_dropped(e: &scraper::node::Element) -> bool {
+    if DROPPED.contains(&e.name())
+        || e.attr("hidden").is_some()
+        || e.attr("aria-hidden") == Some("true")
+        || e.attr("role") == Some("navigation")
+    {
+        return true;
+    }
+    let chrome = |token: &str| {
+        let t = token.to_ascii_lowercase();
+        NAV_TOKENS.contains(&t.as_str())
+            || t.starts_with("toc")
+            || t.ends_with("-toc")
+            || t.contains("sidebar")
+            || t.contains("breadcrumb")
+            || t.contains("navbar")
+    };
+    e.id().is_some_and(chrome) || e.classes().any(chrome)
+}
+
+/// Ids and classes of page chrome.
+const NAV_TOKENS: &[&str] = &[
+    "nav",
+    "navigation",
+    "menu",
+    "gtoc",
+    "skip-to-content",
+    "skip-link",
+    "picker",
+    "copy-button",
+    "headerlink",
+    "site-header",
+    "site-footer",
+];
+
+/// The text of a code block: its text nodes in order, dropped elements
+/// (buttons, inputs, hidden parts) left out, a newline between two
+/// `code` elements side by side; `lang` from the first `language-x` or
+/// `lang-x` class.
+fn code_text(node: NodeRef<'_, Node>, text: &mut String, lang: &mut Option<String>) {
+    for child in node.children() {
+        match child.value() {
+            Node::Text(t) => text.push_str(t),
+            Node::Element(e) => {
+                if is_dropped(e) || e.name() == "input" {
+                    continue;
+                }
+                if lang.is_none() {
+                    *lang = e.classes().find_map(|c| {
+                        c.strip_prefix("language-")
+                            .or_else(|| c.strip_prefix("lang-"))
+                            .map(str::to_string)
+                    });
+                }
+                if e.name() == "code" && !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                code_text(child, text, lang);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -336,6 +387,18 @@ mod tests {
              ```c\nint main() {\n    if (x) {\n        return 1;\n    }\n}\n```"
         );
         assert_eq!(e.links, vec!["/a", "/b"]);
+    }
+
+    #[test]
+    fn page_chrome_is_dropped_and_code_variants_are_split() {
+        let html = r##"<a class="skip-to-content" href="#c">Skip</a>
+            <div id="toc"><ul><li>Contents</li></ul></div>
+            <div class="left-sidebar">Menu</div><h2>API<a class="headerlink">#</a></h2>
+            <pre><input type="checkbox"><code class="language-js cjs">const a = require('a');</code><code class="language-js mjs">import a from 'a';</code><button>copy</button></pre>"##;
+        assert_eq!(
+            html_to_text(html).text,
+            "## API\n\n```js\nconst a = require('a');\nimport a from 'a';\n```"
+        );
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! redirects followed within scope up to a limit, slow servers timed out,
 //! page size and total bytes capped, query-string traps limited per path
 //! pattern. Every URL met goes to `crawl.jsonl` with what happened to it;
-//! kept pages go to `DIR/<host>/<path>.md`; the state is saved after every
-//! URL so a stopped crawl continues where it was, and a finished one,
-//! run again, refetches only pages whose ETag / Last-Modified changed.
+//! kept pages go to `DIR/<host>/<path>.md`; the state is saved every
+//! second and whenever the crawl stops, so a stopped crawl continues where
+//! it was, and a finished one, run again, asks again with If-None-Match /
+//! If-Modified-Since and rewrites only the pages that changed.
 //!
 //! [`Crawler::start`] runs it on its own thread and sends [`CrawlEvent`]s
 //! over a channel, like the trainer; [`run`] is the same loop inline.
@@ -38,6 +39,9 @@ use frontier::{CrawlState, PageRecord, QueuedUrl, Totals};
 use log::{CrawlLog, Entry, Outcome, Reason};
 use robots::{RobotsText, Rules};
 use scope::{Scope, ScopeKind};
+
+/// How often the state is saved while crawling (and always at the end).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The default output folder: inside the folder the trainer and the app
 /// scan by default, so crawled pages are trained on.
@@ -309,7 +313,7 @@ impl Prepared {
             log,
             rules: HashMap::new(),
             last_request: HashMap::new(),
-            reasons: BTreeMap::new(),
+            last_save: Instant::now(),
             stop,
             send,
         };
@@ -321,7 +325,7 @@ impl Prepared {
         let save_error = c.state.save(&c.opts.output).err();
         let summary = Summary {
             totals: c.state.totals,
-            reasons: std::mem::take(&mut c.reasons),
+            reasons: c.state.reasons.clone(),
             stopped,
             limit,
             output: c.opts.output.clone(),
@@ -340,7 +344,7 @@ struct Crawl<'a> {
     log: CrawlLog,
     rules: HashMap<String, Rules>,
     last_request: HashMap<String, Instant>,
-    reasons: BTreeMap<Reason, usize>,
+    last_save: Instant,
     stop: &'a AtomicBool,
     send: &'a mut dyn FnMut(CrawlEvent),
 }
@@ -386,7 +390,12 @@ impl Crawl<'_> {
                 return Ok((true, None, None));
             }
             self.state.frontier.pop_front();
-            self.state.save(&self.opts.output)?;
+            // Saved at most every SAVE_EVERY (the state of a big crawl is
+            // megabytes), and always when the crawl stops or ends.
+            if self.last_save.elapsed() >= SAVE_EVERY {
+                self.state.save(&self.opts.output)?;
+                self.last_save = Instant::now();
+            }
         }
     }
 
@@ -397,7 +406,7 @@ impl Crawl<'_> {
             Outcome::Skipped => {
                 self.state.totals.skipped += 1;
                 if let Some(r) = entry.reason {
-                    *self.reasons.entry(r).or_default() += 1;
+                    *self.state.reasons.entry(r).or_default() += 1;
                 }
             }
         }
@@ -668,7 +677,10 @@ impl Crawl<'_> {
                 return Ok(None);
             };
             if !rules.allowed(url.as_str()) {
-                let detail = (!chain.is_empty()).then(|| format!("redirect to {url}"));
+                let detail = match rules.unreachable() {
+                    Some(why) => Some(format!("robots.txt unreachable: {why}")),
+                    None => (!chain.is_empty()).then(|| format!("redirect to {url}")),
+                };
                 return Ok(Some(Fetched::Skipped(Reason::Robots, detail, None)));
             }
             let origin = scope::origin(&url);

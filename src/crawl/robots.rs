@@ -26,6 +26,8 @@ pub enum RobotsText {
 pub struct Rules {
     robot: Option<Robot>,
     deny_all: bool,
+    /// Why robots.txt could not be read, when it could not.
+    unreachable: Option<String>,
 }
 
 impl Rules {
@@ -34,15 +36,18 @@ impl Rules {
             RobotsText::Missing => Rules {
                 robot: None,
                 deny_all: false,
+                unreachable: None,
             },
-            RobotsText::Unreachable(_) => Rules {
+            RobotsText::Unreachable(why) => Rules {
                 robot: None,
                 deny_all: true,
+                unreachable: Some(why.clone()),
             },
             RobotsText::Text(t) => Rules {
                 // A file texting_robots cannot read is treated as missing.
                 robot: Robot::new(ROBOTS_AGENT, t.as_bytes()).ok(),
                 deny_all: false,
+                unreachable: None,
             },
         }
     }
@@ -52,6 +57,11 @@ impl Rules {
             return false;
         }
         self.robot.as_ref().is_none_or(|r| r.allowed(url))
+    }
+
+    /// Why robots.txt could not be read (everything is then disallowed).
+    pub fn unreachable(&self) -> Option<&str> {
+        self.unreachable.as_deref()
     }
 
     /// Crawl-delay in seconds, if the file gives one.

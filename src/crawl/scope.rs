@@ -60,6 +60,14 @@ pub fn parse_seed(text: &str) -> Result<Url, String> {
     let with_scheme = if text.contains("://") {
         text.to_string()
     } else {
+        // Without a scheme only something that looks like a host is taken
+        // (`docs.rs/…`, `localhost:8000`), with https.
+        let host = text.split('/').next().unwrap_or("");
+        if !(host.contains('.') || host.contains(':') || host == "localhost") {
+            return Err(format!(
+                "{text:?} is not a URL: give it as https://host/path"
+            ));
+        }
         format!("https://{text}")
     };
     let mut url = Url::parse(&with_scheme).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
@@ -220,6 +228,7 @@ mod tests {
     #[test]
     fn seeds_are_checked() {
         assert!(parse_seed("").is_err());
+        assert!(parse_seed("htp//x").unwrap_err().contains("not a URL"));
         assert!(parse_seed("ftp://a.test/").unwrap_err().contains("ftp"));
         assert_eq!(
             parse_seed("a.test/docs").unwrap().as_str(),

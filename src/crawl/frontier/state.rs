@@ -3,10 +3,11 @@
 //! never leaves half a state behind.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use crate::crawl::fetch::Validators;
+use crate::crawl::log::Reason;
 use crate::crawl::robots::RobotsText;
 use crate::crawl::scope::TrapGuard;
 
@@ -85,6 +86,9 @@ pub struct CrawlState {
     pub robots: HashMap<String, RobotsText>,
     pub traps: TrapGuard,
     pub totals: Totals,
+    /// Skipped URLs of this round by reason.
+    #[serde(default)]
+    pub reasons: BTreeMap<Reason, usize>,
     /// Pages kept or unchanged in any round, by URL.
     pub pages: HashMap<String, PageRecord>,
     /// Content hash -> the URL whose page has that content.
@@ -137,6 +141,7 @@ impl CrawlState {
         self.robots.clear();
         self.traps = TrapGuard::default();
         self.totals = Totals::default();
+        self.reasons.clear();
     }
 
     /// Writes the state: a temporary file, then a rename.
