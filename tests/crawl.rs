@@ -752,3 +752,85 @@ fn the_crawl_panel_adds_pages_to_the_file_list() {
         );
     }
 }
+
+/// Ctrl-C (SIGINT) in `cllm crawl`: it stops after the current request,
+/// saves, says how to continue and exits 130; the same command continues
+/// and nothing is requested twice.
+#[test]
+fn ctrl_c_stops_the_command_and_the_same_command_continues() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let f = fixture();
+    let out = f.out();
+    let args = [
+        "crawl",
+        &f.main.url("/"),
+        "--json",
+        "--delay",
+        "0.1",
+        "--timeout",
+        "0.3",
+        "--max-per-pattern",
+        "3",
+        "--max-page-bytes",
+        "100K",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .current_dir(f.dir.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut kept = 0;
+    while kept < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("three pages kept in time");
+        if line.contains("\"event\":\"logged\"") && line.contains("\"outcome\":\"kept\"") {
+            kept += 1;
+        }
+    }
+    // SAFETY: kill(2) with the pid of a child this test started.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("run the same command to continue"),
+        "{stderr}"
+    );
+    let last: Vec<String> = rx.try_iter().collect();
+    let finished = last.last().expect("a finished event");
+    assert!(finished.contains("\"stopped\":true"), "{finished}");
+    let before = f.main.requests().len();
+
+    let again = cllm(f.dir.path(), &args);
+    assert!(again.status.success(), "{again:?}");
+    let text = String::from_utf8(again.stdout).unwrap();
+    assert!(
+        text.lines().next().unwrap().contains("\"resumed\":true"),
+        "{text}"
+    );
+    assert!(f.main.requests().len() > before);
+    for (path, n) in f.main.counts() {
+        assert_eq!(n, 1, "{path} requested {n} times across the two runs");
+    }
+}

@@ -156,7 +156,7 @@ pub fn run(args: CrawlArgs) -> Result<(), Failure> {
             }
         }
     };
-    drop(crawler);
+    crawler.join();
     if let Some(v) = &view {
         v.bar.finish_and_clear();
     }

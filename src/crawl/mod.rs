@@ -40,7 +40,8 @@ use log::{CrawlLog, Entry, Outcome, Reason};
 use robots::{RobotsText, Rules};
 use scope::{Scope, ScopeKind};
 
-/// How often the state is saved while crawling (and always at the end).
+/// How often the state is saved while crawling, at most (and always when
+/// the crawl stops or ends).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The default output folder: inside the folder the trainer and the app
@@ -143,14 +144,15 @@ pub struct Crawler {
 }
 
 impl Crawler {
-    /// Checks the options (seeds, output folder, saved state) and starts
-    /// the crawl on a new thread; `on_event` runs after each event is sent
-    /// (the app asks for a repaint there).
+    /// Checks the seeds and starts the crawl on a new thread, which makes
+    /// the output folder and loads the saved state (a problem there ends
+    /// the crawl at once: `Finished` with the error); `on_event` runs after
+    /// each event is sent (the app asks for a repaint there).
     pub fn start(
         opts: CrawlOptions,
         on_event: Option<Box<dyn Fn() + Send>>,
     ) -> Result<Crawler, String> {
-        let prepared = Prepared::new(opts)?;
+        check_seeds(&opts.seeds)?;
         let (tx, rx) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -163,9 +165,21 @@ impl Crawler {
                         f();
                     }
                 };
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    prepared.run(&flag, &mut send)
-                }));
+                let output = opts.output.clone();
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match Prepared::new(
+                        opts,
+                    ) {
+                        Ok(prepared) => prepared.run(&flag, &mut send),
+                        Err(e) => send(CrawlEvent::Finished {
+                            summary: Summary {
+                                error: Some(e),
+                                stopped: true,
+                                output: output.clone(),
+                                ..Summary::default()
+                            },
+                        }),
+                    }));
                 if let Err(panic) = outcome {
                     let text = panic
                         .downcast_ref::<&str>()
@@ -201,13 +215,31 @@ impl Crawler {
     }
 }
 
-impl Drop for Crawler {
-    fn drop(&mut self) {
-        self.stop();
+impl Crawler {
+    /// Waits for the crawl's thread to end (after `Finished`, at once).
+    pub fn join(mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+impl Drop for Crawler {
+    /// Asks the crawl to stop and does not wait: a request in flight may
+    /// take up to the timeout, and the app's window must not wait for it.
+    /// The state is written to a temporary file and renamed, so a process
+    /// that ends meanwhile leaves the last saved state intact.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The seeds, checked: something to crawl, and each an http(s) URL.
+fn check_seeds(seeds: &[String]) -> Result<Vec<Url>, String> {
+    if seeds.is_empty() {
+        return Err("no URL to crawl".into());
+    }
+    seeds.iter().map(|s| scope::parse_seed(s)).collect()
 }
 
 /// Runs a crawl on this thread, calling `on_event` for every event;
@@ -239,14 +271,7 @@ struct Prepared {
 
 impl Prepared {
     fn new(opts: CrawlOptions) -> Result<Prepared, String> {
-        if opts.seeds.is_empty() {
-            return Err("no URL to crawl".into());
-        }
-        let seeds = opts
-            .seeds
-            .iter()
-            .map(|s| scope::parse_seed(s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let seeds = check_seeds(&opts.seeds)?;
         let dir = &opts.output;
         if dir.exists() && !dir.is_dir() {
             return Err(format!("{}: the output is not a folder", dir.display()));
@@ -314,6 +339,7 @@ impl Prepared {
             rules: HashMap::new(),
             last_request: HashMap::new(),
             last_save: Instant::now(),
+            save_every: SAVE_EVERY,
             stop,
             send,
         };
@@ -345,6 +371,7 @@ struct Crawl<'a> {
     rules: HashMap<String, Rules>,
     last_request: HashMap<String, Instant>,
     last_save: Instant,
+    save_every: Duration,
     stop: &'a AtomicBool,
     send: &'a mut dyn FnMut(CrawlEvent),
 }
@@ -392,9 +419,12 @@ impl Crawl<'_> {
             self.state.frontier.pop_front();
             // Saved at most every SAVE_EVERY (the state of a big crawl is
             // megabytes), and always when the crawl stops or ends.
-            if self.last_save.elapsed() >= SAVE_EVERY {
+            if self.last_save.elapsed() >= self.save_every {
+                let began = Instant::now();
                 self.state.save(&self.opts.output)?;
                 self.last_save = Instant::now();
+                // A big state is saved less often: at most 5% of the time.
+                self.save_every = SAVE_EVERY.max(began.elapsed() * 20);
             }
         }
     }
@@ -587,7 +617,13 @@ impl Crawl<'_> {
             last_modified: response.validators.last_modified.clone(),
             file: None,
             hash: None,
-            links: links.clone(),
+            // Kept for a later round that finds the page unchanged: only
+            // the links it may follow (the others are logged this round).
+            links: links
+                .iter()
+                .filter(|l| Url::parse(l).is_ok_and(|u| self.scope.contains(&u)))
+                .cloned()
+                .collect(),
         };
         let mut path = None;
         if page.noindex {
