@@ -94,8 +94,6 @@ impl CrawlPanel {
                 self.stopping = false;
                 self.totals = Totals::default();
                 self.current = None;
-                self.skipped.clear();
-                self.kept.clear();
                 self.message = None;
             }
             Err(e) => self.message = Some((e, true)),
@@ -128,6 +126,11 @@ impl CrawlPanel {
                             format!("continuing the stopped crawl ({queued} queued)"),
                             false,
                         ));
+                    } else {
+                        // A new crawl: the lists start again (a continued
+                        // one adds to them).
+                        self.skipped.clear();
+                        self.kept.clear();
                     }
                 }
                 Ok(CrawlEvent::Fetching { url }) => self.current = Some(url),
@@ -234,9 +237,12 @@ pub fn crawl_panel_ui(ui: &mut egui::Ui, data: &mut DataState, data_dir: &str, e
             ui.add_enabled_ui(enabled && idle, |ui| {
                 ui.horizontal(|ui| {
                     let label = ui.label("URL");
-                    ui.add(
+                    // Exactly the width left: a field asking for more would
+                    // widen the resizable panel a little every frame.
+                    let size = egui::vec2(ui.available_width(), ui.spacing().interact_size.y);
+                    ui.add_sized(
+                        size,
                         egui::TextEdit::singleline(&mut panel.url)
-                            .desired_width(ui.available_width())
                             .hint_text("https://docs.example.org/"),
                     )
                     .labelled_by(label.id)
@@ -262,7 +268,7 @@ pub fn crawl_panel_ui(ui: &mut egui::Ui, data: &mut DataState, data_dir: &str, e
                     );
                 });
             });
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 if panel.is_crawling() {
                     if ui
                         .add_enabled(!panel.stopping, egui::Button::new("Stop crawl"))
@@ -318,20 +324,30 @@ pub fn crawl_panel_ui(ui: &mut egui::Ui, data: &mut DataState, data_dir: &str, e
                             .max_height(160.0)
                             .auto_shrink([false, true])
                             .show(ui, |ui| {
+                                let row_h = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
                                 for (url, why) in &panel.skipped {
                                     ui.horizontal(|ui| {
+                                        // Both parts truncated within the
+                                        // panel's width, never widening it.
+                                        let w = (ui.available_width() * 0.6).max(80.0);
+                                        ui.allocate_ui(egui::vec2(w, row_h), |ui| {
+                                            ui.add(
+                                                egui::Label::new(
+                                                    egui::RichText::new(format!("× {url}")).weak(),
+                                                )
+                                                .truncate(),
+                                            )
+                                            .on_hover_text(url);
+                                        });
                                         ui.add(
                                             egui::Label::new(
-                                                egui::RichText::new(format!("× {url}")).weak(),
+                                                egui::RichText::new(format!("skipped: {why}"))
+                                                    .color(ui.visuals().warn_fg_color)
+                                                    .small(),
                                             )
                                             .truncate(),
                                         )
-                                        .on_hover_text(url);
-                                        ui.label(
-                                            egui::RichText::new(format!("skipped: {why}"))
-                                                .color(ui.visuals().warn_fg_color)
-                                                .small(),
-                                        );
+                                        .on_hover_text(why);
                                     });
                                 }
                             });
