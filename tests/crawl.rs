@@ -834,3 +834,43 @@ fn ctrl_c_stops_the_command_and_the_same_command_continues() {
         assert_eq!(n, 1, "{path} requested {n} times across the two runs");
     }
 }
+
+/// Stopped between the hops of a redirect, the crawl continues by
+/// following the redirect again from its start (the page is not lost).
+#[test]
+fn a_crawl_stopped_inside_a_redirect_follows_it_again() {
+    let server = Server::start(Arc::new(|req: &Request| match req.target.as_str() {
+        "/" => Response::html("<p>Start page.</p><a href=\"/r\">r</a>"),
+        "/r" => Response::redirect("/target"),
+        "/target" => Response::html("<p>Where the redirect leads.</p>"),
+        _ => Response::not_found(),
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CrawlOptions {
+        seeds: vec![server.url("/")],
+        output: dir.path().to_path_buf(),
+        delay: Duration::ZERO,
+        timeout: Duration::from_secs(5),
+        ..CrawlOptions::default()
+    };
+    let stop = AtomicBool::new(false);
+    let first = run(opts.clone(), &stop, &mut |e| {
+        if let CrawlEvent::Fetching { url } = &e
+            && url.ends_with("/r")
+        {
+            stop.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    assert!(first.stopped, "{first:?}");
+    assert_eq!(server.count("/r"), 1);
+    assert_eq!(server.count("/target"), 0, "stopped before the second hop");
+
+    let (second, _) = crawl(opts);
+    assert!(!second.stopped, "{second:?}");
+    let log = read_log(dir.path()).unwrap();
+    let r = entry(&log, &server.url("/r"));
+    assert_eq!(r.outcome, Outcome::Kept, "{r:?}");
+    assert_eq!(r.final_url.as_deref(), Some(server.url("/target").as_str()));
+    assert_eq!(server.count("/target"), 1);
+}

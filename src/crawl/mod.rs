@@ -344,7 +344,7 @@ impl Prepared {
             send,
         };
         let (stopped, limit, error) = match c.crawl() {
-            Ok(end) => end,
+            Ok((stopped, limit)) => (stopped, limit, None),
             Err(e) => (true, None, Some(e)),
         };
         c.state.finished = !stopped;
@@ -391,20 +391,19 @@ impl Crawl<'_> {
     }
 
     /// The loop: returns (stopped, the limit that ended it).
-    #[allow(clippy::type_complexity)]
-    fn crawl(&mut self) -> Result<(bool, Option<&'static str>, Option<String>), String> {
+    fn crawl(&mut self) -> Result<(bool, Option<&'static str>), String> {
         loop {
             if self.stopping() {
-                return Ok((true, None, None));
+                return Ok((true, None));
             }
             if self.state.totals.fetched >= self.opts.max_pages {
-                return Ok((false, Some("max pages"), None));
+                return Ok((false, Some("max pages")));
             }
             if self.state.totals.bytes >= self.opts.max_bytes {
-                return Ok((false, Some("max bytes"), None));
+                return Ok((false, Some("max bytes")));
             }
             let Some(next) = self.state.frontier.front().cloned() else {
-                return Ok((false, None, None));
+                return Ok((false, None));
             };
             if self.state.fetched.contains(&next.url) {
                 // Reached earlier as a redirect's target: already logged.
@@ -414,7 +413,7 @@ impl Crawl<'_> {
             let done = self.visit(&next)?;
             if !done {
                 // Stopped while waiting: the URL stays queued.
-                return Ok((true, None, None));
+                return Ok((true, None));
             }
             self.state.frontier.pop_front();
             // Saved at most every SAVE_EVERY (the state of a big crawl is
@@ -703,6 +702,15 @@ impl Crawl<'_> {
         Ok(())
     }
 
+    /// Stopped in the middle of a redirect chain: its hops are forgotten,
+    /// so the URL still queued is followed again from its start when the
+    /// crawl continues (rather than passed over as already fetched).
+    fn forget_chain(&mut self, chain: &[Url]) {
+        for hop in chain {
+            self.state.fetched.remove(hop.as_str());
+        }
+    }
+
     /// Requests `start`, following redirects within scope; None when
     /// stopped before a request.
     fn fetch_following(&mut self, start: &Url) -> Result<Option<Fetched>, String> {
@@ -710,6 +718,7 @@ impl Crawl<'_> {
         let mut url = start.clone();
         loop {
             let Some(rules) = self.robots(&url) else {
+                self.forget_chain(&chain);
                 return Ok(None);
             };
             if !rules.allowed(url.as_str()) {
@@ -721,6 +730,7 @@ impl Crawl<'_> {
             }
             let origin = scope::origin(&url);
             if !self.wait_turn(&origin) {
+                self.forget_chain(&chain);
                 return Ok(None);
             }
             let validators = self
