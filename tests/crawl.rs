@@ -874,3 +874,34 @@ fn a_crawl_stopped_inside_a_redirect_follows_it_again() {
     assert_eq!(r.final_url.as_deref(), Some(server.url("/target").as_str()));
     assert_eq!(server.count("/target"), 1);
 }
+
+/// A server that answers 429 Too Many Requests with Retry-After gets the
+/// pause it asks for before the next request.
+#[test]
+fn retry_after_pauses_the_next_request() {
+    let server = Server::start(Arc::new(|req: &Request| match req.target.as_str() {
+        "/" => {
+            Response::html("<p>Start.</p><a href=\"/busy\">busy</a><a href=\"/after\">after</a>")
+        }
+        "/busy" => Response::new(429, "text/plain", "slow down").with_header("Retry-After", "1"),
+        "/after" => Response::html("<p>After the pause.</p>"),
+        _ => Response::not_found(),
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, _) = crawl(CrawlOptions {
+        seeds: vec![server.url("/")],
+        output: dir.path().to_path_buf(),
+        delay: Duration::ZERO,
+        timeout: Duration::from_secs(5),
+        ..CrawlOptions::default()
+    });
+    assert_eq!(summary.totals.kept, 2, "{summary:?}");
+    let log = read_log(dir.path()).unwrap();
+    assert_eq!(entry(&log, &server.url("/busy")).status, Some(429));
+    let times: HashMap<String, std::time::Instant> = server.requests().into_iter().collect();
+    let gap = times["/after"].duration_since(times["/busy"]);
+    assert!(
+        gap >= Duration::from_millis(950),
+        "only {gap:?} after the 429"
+    );
+}

@@ -42,6 +42,8 @@ pub struct Response {
     /// The charset parameter of Content-Type, if any.
     pub charset: Option<String>,
     pub validators: Validators,
+    /// Retry-After of a 429 or 503, as sent.
+    pub retry_after: Option<String>,
     /// The body (empty for redirects, 304s and refused bodies).
     pub body: Vec<u8>,
 }
@@ -123,6 +125,7 @@ impl Fetcher {
                 etag: header("etag"),
                 last_modified: header("last-modified"),
             },
+            retry_after: header("retry-after"),
             body: Vec::new(),
         };
         let length = header("content-length").and_then(|l| l.parse::<u64>().ok());

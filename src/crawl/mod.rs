@@ -44,6 +44,9 @@ use scope::{Scope, ScopeKind};
 /// the crawl stops or ends).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest pause a Retry-After can ask for, in seconds.
+const MAX_PAUSE_S: u64 = 60;
+
 /// The default output folder: inside the folder the trainer and the app
 /// scan by default, so crawled pages are trained on.
 pub const DEFAULT_OUTPUT: &str = "training_data/crawl";
@@ -340,6 +343,7 @@ impl Prepared {
             last_request: HashMap::new(),
             last_save: Instant::now(),
             save_every: SAVE_EVERY,
+            not_before: HashMap::new(),
             stop,
             send,
         };
@@ -372,6 +376,8 @@ struct Crawl<'a> {
     last_request: HashMap<String, Instant>,
     last_save: Instant,
     save_every: Duration,
+    /// No request to an origin before this (a 429 or 503 asked to wait).
+    not_before: HashMap<String, Instant>,
     stop: &'a AtomicBool,
     send: &'a mut dyn FnMut(CrawlEvent),
 }
@@ -470,7 +476,10 @@ impl Crawl<'_> {
             .unwrap_or_default();
         let delay = self.opts.delay.max(crawl_delay);
         if let Some(last) = self.last_request.get(origin) {
-            let due = *last + delay;
+            let mut due = *last + delay;
+            if let Some(until) = self.not_before.get(origin) {
+                due = due.max(*until);
+            }
             while Instant::now() < due {
                 if self.stopping() {
                     return false;
@@ -768,6 +777,20 @@ impl Crawl<'_> {
                     return Ok(Some(Fetched::Skipped(reason, Some(e.to_string()), None)));
                 }
             };
+            if matches!(response.status, 429 | 503) {
+                // The server asks for a pause: Retry-After seconds (at most
+                // a minute; an HTTP date or nothing: 5 s) before the next
+                // request to it. The page itself is skipped.
+                let pause = response
+                    .retry_after
+                    .as_deref()
+                    .and_then(|r| r.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_secs(5), |s| {
+                        Duration::from_secs(s.min(MAX_PAUSE_S))
+                    });
+                self.not_before
+                    .insert(origin.clone(), Instant::now() + pause);
+            }
             let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
             if !redirect {
                 return Ok(Some(Fetched::Page {
