@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod crawl;
 pub mod data;
 pub mod generate;
 pub mod memory;

@@ -9,11 +9,12 @@ use crate::data::scan::{FileStatus, ScanOptions, ScannedFile, SkipReason};
 use crate::train::TokenizerKind;
 use crossbeam_channel::{Receiver, TryRecvError, unbounded};
 use eframe::egui;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::crawl_panel::CrawlPanel;
 use super::format::{format_bytes, format_count};
 use super::settings::Settings;
 
@@ -123,6 +124,10 @@ pub struct DataState {
     pub error: Option<String>,
     /// Files seen by the current scan.
     pub seen_this_scan: usize,
+    /// The Crawl section (`crawl_panel`): its fields and running crawl.
+    pub crawl: CrawlPanel,
+    /// Source URLs of crawled pages in the list, by path.
+    pub sources: HashMap<PathBuf, String>,
 }
 
 impl DataState {
@@ -202,6 +207,12 @@ impl DataState {
         }
         let checked = file.status == FileStatus::Kept;
         self.rows.push(FileRow { file, checked });
+    }
+
+    /// Adds a page the crawler kept, checked, remembering its source URL.
+    pub fn add_crawled(&mut self, file: ScannedFile, source: String) {
+        self.sources.insert(file.path.clone(), source);
+        self.add_file(file);
     }
 
     /// Rows shown under the extension filter (empty filter: all).
@@ -389,7 +400,15 @@ pub fn data_panel_ui(
                                             egui::Checkbox::new(&mut row.checked, name.clone())
                                                 .indeterminate(false),
                                         )
-                                        .on_hover_text(row.file.path.display().to_string());
+                                        .on_hover_text(
+                                            match data.sources.get(&row.file.path) {
+                                                Some(url) => format!(
+                                                    "{}\nfrom {url}",
+                                                    row.file.path.display()
+                                                ),
+                                                None => row.file.path.display().to_string(),
+                                            },
+                                        );
                                     });
                                 });
                                 ui.add_sized(

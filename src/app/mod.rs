@@ -5,6 +5,7 @@
 
 use eframe::egui;
 pub mod config_panel;
+pub mod crawl_panel;
 pub mod data_panel;
 pub mod dialog;
 pub mod format;

@@ -4,6 +4,7 @@
 
 use super::WorkbenchApp;
 use super::config_panel::{ConfigAction, config_panel_ui};
+use super::crawl_panel::crawl_panel_ui;
 use super::data_panel::{DataAction, data_panel_ui};
 use super::dialog::PickPurpose;
 use super::loss_plot::loss_plot_ui;
@@ -37,6 +38,7 @@ pub fn training_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
                         DataAction::Browse => app.open_dialog(PickPurpose::DataFolder),
                         DataAction::None => {}
                     }
+                    crawl_panel_ui(ui, &mut app.data, &app.settings.data_dir, idle);
                     ui.add_space(6.0);
                     ui.separator();
                     ui.heading("Configuration");

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod crawl;
 pub mod eval;
 pub mod eval_gen;
 pub mod export;
@@ -63,6 +64,9 @@ pub enum Commands {
     Runs(runs::RunsArgs),
     /// Write a run's report: runs/<name>/report.md with its benchmark sheet and PNG plots
     Report(report::ReportArgs),
+    /// Collect training text from web pages: in scope, polite (robots.txt,
+    /// delays), resumable; pages land in the data folder the trainer scans
+    Crawl(crawl::CrawlArgs),
 }
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
@@ -118,6 +122,7 @@ pub fn run(command: Commands) -> Result<(), Failure> {
         Commands::EvalGen(args) => Ok(eval_gen::run(args)?),
         Commands::Runs(args) => Ok(runs::run(args)?),
         Commands::Report(args) => Ok(report::run(args)?),
+        Commands::Crawl(args) => crawl::run(args),
     }
 }
 
