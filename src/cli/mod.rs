@@ -17,6 +17,7 @@ pub mod prepare;
 pub mod progress;
 pub mod report;
 pub mod runs;
+pub mod serve;
 pub mod tokenize;
 pub mod train;
 
@@ -63,6 +64,8 @@ pub enum Commands {
     Runs(runs::RunsArgs),
     /// Write a run's report: runs/<name>/report.md with its benchmark sheet and PNG plots
     Report(report::ReportArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API (loopback by default); Ctrl-C stops
+    Serve(serve::ServeArgs),
 }
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
@@ -118,6 +121,7 @@ pub fn run(command: Commands) -> Result<(), Failure> {
         Commands::EvalGen(args) => Ok(eval_gen::run(args)?),
         Commands::Runs(args) => Ok(runs::run(args)?),
         Commands::Report(args) => Ok(report::run(args)?),
+        Commands::Serve(args) => Ok(serve::run(args)?),
     }
 }
 
