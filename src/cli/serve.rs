@@ -100,8 +100,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .recv()
         .map_err(|_| "the Ctrl-C watcher stopped".to_string())?;
     eprintln!("\n{}: stopping the server", signal.name());
-    let stats = handle.stats();
-    handle.stop();
+    let stats = handle.stop();
     eprintln!(
         "stopped: {} requests answered, {} cancelled by their client, {} refused as busy, {} tokens generated",
         stats.completed, stats.cancelled, stats.rejected, stats.tokens

@@ -216,9 +216,11 @@ impl ServerHandle {
     }
 
     /// Stops taking requests, cancels the ones being generated (within a
-    /// token), answers queued ones 503, and waits for every thread.
-    pub fn stop(mut self) {
+    /// token), answers queued ones 503, waits for every thread, and
+    /// returns the final counts.
+    pub fn stop(mut self) -> StatsSnapshot {
         self.shutdown();
+        self.stats()
     }
 
     fn shutdown(&mut self) {
