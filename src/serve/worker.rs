@@ -190,8 +190,9 @@ fn run(shared: &Shared, job: Job) {
                 "usage": usage,
             }),
         };
-        http::respond_json(conn, 200, &body.to_string());
+        // Counted first, so a client that has its answer sees it counted.
         shared.stats.completed.fetch_add(1, Ordering::SeqCst);
+        http::respond_json(conn, 200, &body.to_string());
         finish.to_string()
     };
     if shared.config.log {
