@@ -105,14 +105,9 @@ pub fn parse(
             ));
         }
     }
-    if let Some(s) = f.string("suffix")?
-        && !s.is_empty()
-    {
-        return Err(ApiError::invalid(
-            Some("suffix"),
-            "suffix (fill in the middle) is not supported",
-        ));
-    }
+    // A suffix (fill in the middle, sent by editors' autocompletion) is
+    // accepted and ignored: a GPT completes from the prefix only.
+    f.string("suffix")?;
     if f.get("logit_bias")
         .is_some_and(|v| v.as_object().is_none_or(|m| !m.is_empty()))
     {
