@@ -261,6 +261,10 @@ fn completion_is_the_engine_reply_with_usage_and_finish_reason() {
     assert_eq!(v["usage"]["completion_tokens"], 8);
     assert_eq!(v["usage"]["total_tokens"], 16);
 
+    // A suffix (editors' fill in the middle) is accepted and ignored.
+    let body = json!({"prompt": "int main", "suffix": "}", "max_tokens": 8, "temperature": 0});
+    let (status, v) = post(server.addr(), "/v1/completions", &body);
+    assert_eq!((status, text_of(&v)), (200, expected.as_str()), "{v}");
     // echo puts the prompt first; logprobs report each token.
     let body = json!({"prompt": "int main", "max_tokens": 8, "temperature": 0, "echo": true});
     let (_, v) = post(server.addr(), "/v1/completions", &body);
@@ -557,6 +561,13 @@ fn bad_requests_get_openai_error_bodies_and_the_server_carries_on() {
             r#"{"prompt":"a","logprobs":9}"#.into(),
             400,
             Some("logprobs"),
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            r#"{"prompt":"a","suffix":5}"#.into(),
+            400,
+            Some("suffix"),
         ),
         (
             "POST",
