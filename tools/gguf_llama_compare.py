@@ -69,8 +69,10 @@ def main():
     agree = float(np.mean(np.argmax(theirs, axis=1) == np.argmax(ours, axis=1)))
     print(f"{len(ids)} tokens, vocabulary {vocab}, {args.outtype}: "
           f"max |difference| {diff:.3g}, arg-max agreement {100 * agree:.1f}%")
-    print(f"llama.cpp's tokenizer {'gives the same ids' if theirs_ids == ids else 'differs'} "
-          f"({len(theirs_ids)} vs {len(ids)} tokens)")
+    # cllm cut the ids to the model's context; compare that many.
+    same = theirs_ids[: len(ids)] == ids
+    print(f"llama.cpp's tokenizer {'gives the same ids' if same else 'differs'} "
+          f"(first {len(ids)} of its {len(theirs_ids)} tokens)")
     ok = diff <= tol and agree >= 0.99
     print("OK" if ok else f"FAIL (tolerance {tol}, arg-max >= 99%)")
     return 0 if ok else 1
