@@ -16,6 +16,7 @@ pub mod memory;
 pub mod model;
 pub mod rng;
 pub mod runs;
+pub mod serve;
 pub mod train;
 
 pub mod app;

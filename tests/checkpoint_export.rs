@@ -140,6 +140,7 @@ fn commands_succeed_on_good_files_and_explain_bad_ones() {
     cllm::cli::export::run(ExportArgs {
         file: path.clone(),
         format: "hf".into(),
+        outtype: "f32".into(),
         output: out.clone(),
         check_text: None,
     })
@@ -148,6 +149,7 @@ fn commands_succeed_on_good_files_and_explain_bad_ones() {
     let err = cllm::cli::export::run(ExportArgs {
         file: path,
         format: "onnx".into(),
+        outtype: "f32".into(),
         output: out,
         check_text: None,
     })
@@ -156,6 +158,7 @@ fn commands_succeed_on_good_files_and_explain_bad_ones() {
     let err = cllm::cli::export::run(ExportArgs {
         file: bad,
         format: "hf".into(),
+        outtype: "f32".into(),
         output: dir.path().join("never"),
         check_text: None,
     })

@@ -18,6 +18,7 @@ use super::settings::Settings;
 use super::token_view::{displayable, legend_ui, token_text_ui};
 use crate::data::tokenizer::Tokenizer;
 use crate::generate::{GenerationHandle, spawn_generation};
+use crate::serve::{self, ServeConfig, ServeModel, ServerHandle};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
 use eframe::egui;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,12 @@ pub struct LlmTab {
     listed_after: Option<PathBuf>,
     browse: Option<Receiver<Option<PathBuf>>>,
     repaint: Option<egui::Context>,
+    /// The OpenAI-compatible server over the loaded model (`cllm serve`).
+    pub server: Option<ServerHandle>,
+    /// The port the next Start server listens on (127.0.0.1 only).
+    pub server_port: u16,
+    /// Why the server could not start, or why it stopped.
+    pub server_message: Option<String>,
 }
 
 impl LlmTab {
@@ -59,7 +66,53 @@ impl LlmTab {
             listed_after: None,
             browse: None,
             repaint,
+            server: None,
+            server_port: 8080,
+            server_message: None,
         }
+    }
+
+    /// Starts the server over the loaded model on 127.0.0.1. Binding is
+    /// immediate; the server's threads do the rest.
+    pub fn start_server(&mut self, use_memory: bool) {
+        if self.server.is_some() {
+            return;
+        }
+        let Some(loaded) = &self.loaded else {
+            self.server_message = Some("load a model first".into());
+            return;
+        };
+        let model = ServeModel {
+            id: loaded
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "cllm".into()),
+            gpt: loaded.model.clone(),
+            tok: loaded.tokenizer.clone(),
+            memory: loaded.memory.clone().filter(|_| use_memory),
+        };
+        let config = ServeConfig {
+            port: self.server_port,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ..ServeConfig::default()
+        };
+        match serve::start(model, config) {
+            Ok(handle) => {
+                self.server = Some(handle);
+                self.server_message = None;
+            }
+            Err(e) => self.server_message = Some(e),
+        }
+    }
+
+    /// Stops the server on a thread of its own (it waits for its threads,
+    /// a running reply stops within a token), so the UI never waits.
+    pub fn stop_server(&mut self, why: Option<String>) {
+        if let Some(handle) = self.server.take() {
+            std::thread::spawn(move || handle.stop());
+        }
+        self.server_message = why;
     }
 
     /// `models/`, `checkpoints/`, and the folders the training settings
@@ -196,6 +249,9 @@ impl LlmTab {
         {
             match result {
                 Ok(model) => {
+                    if self.server.is_some() {
+                        self.stop_server(Some("server stopped: another model was loaded".into()));
+                    }
                     self.loaded = Some(model);
                     self.load_error = None;
                     self.message = None;
@@ -279,6 +335,7 @@ pub fn llm_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
                     model_picker_ui(ui, tab, settings);
                     ui.add_space(6.0);
                     loaded_model_ui(ui, tab, settings);
+                    server_ui(ui, tab, settings);
                     ui.add_space(6.0);
                     ui.separator();
                     model_list_ui(ui, tab, settings, dirs);
@@ -420,6 +477,57 @@ fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab, settings: &mut LlmSettings) 
             ));
             ui.end_row();
         });
+}
+
+/// Start/Stop of the OpenAI-compatible server for the loaded model, and
+/// its address while it runs.
+fn server_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &LlmSettings) {
+    if tab.loaded.is_none() && tab.server.is_none() {
+        return;
+    }
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        ui.label("Server");
+        match &tab.server {
+            Some(handle) => {
+                let url = handle.base_url();
+                ui.label(egui::RichText::new(&url).monospace().strong())
+                    .on_hover_text(
+                        "OpenAI-compatible API (/v1/models, /v1/completions, \
+                         /v1/chat/completions) on this machine only: point an editor \
+                         or an OpenAI client's base URL here",
+                    );
+                let stats = handle.stats();
+                ui.weak(format!(
+                    "{} answered · {} running",
+                    stats.completed, stats.active
+                ));
+                ui.ctx()
+                    .request_repaint_after(std::time::Duration::from_secs(1));
+                if ui.button("Stop server").clicked() {
+                    tab.stop_server(None);
+                }
+            }
+            None => {
+                ui.add(
+                    egui::DragValue::new(&mut tab.server_port)
+                        .range(0..=65535)
+                        .prefix("port "),
+                )
+                .on_hover_text("127.0.0.1 only; 0 picks a free port");
+                if ui
+                    .button("Start server")
+                    .on_hover_text("Serve the loaded model over the OpenAI API, like `cllm serve`")
+                    .clicked()
+                {
+                    tab.start_server(settings.use_memory);
+                }
+            }
+        }
+    });
+    if let Some(m) = &tab.server_message {
+        ui.colored_label(ui.visuals().warn_fg_color, m);
+    }
 }
 
 /// The models on disk; refreshing and loading go through the tab.

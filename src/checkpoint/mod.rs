@@ -13,6 +13,7 @@
 //! - [`export_hf`]: the Hugging Face `transformers` GPT-2 export.
 
 pub mod error;
+pub mod export_gguf;
 pub mod export_hf;
 pub mod format;
 pub mod naming;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// `cllm export` as typed on the command line.
 #[derive(clap::Args, Debug, Clone)]
 #[command(
-    override_usage = "cllm export --model <FILE> [--format hf] [--output <DIR>] [--check-text <TEXT>]"
+    override_usage = "cllm export --model <FILE> [--format hf|gguf] [--outtype f32|f16] [--output <DIR or FILE>] [--check-text <TEXT>]"
 )]
 pub struct ExportCommand {
     /// The `.cllm` checkpoint or model to export
@@ -19,12 +19,16 @@ pub struct ExportCommand {
     /// The old positional form, `cllm export FILE` (hidden; still accepted)
     #[arg(hide = true, value_name = "FILE", conflicts_with = "model")]
     pub file: Option<PathBuf>,
-    /// Target format (only `hf`: Hugging Face transformers GPT-2)
+    /// Target format: `hf` (Hugging Face transformers GPT-2 folder) or
+    /// `gguf` (one file for llama.cpp and Ollama)
     #[arg(long, default_value = "hf")]
     pub format: String,
-    /// Folder to write, created if missing [default: beside the model,
-    /// <model dir>/<model stem>-hf/]
-    #[arg(long, value_name = "DIR")]
+    /// GGUF tensor type: f32, or f16 for the matrices (norms and biases stay f32)
+    #[arg(long, default_value = "f32")]
+    pub outtype: String,
+    /// Folder (hf) or file (gguf) to write [default: beside the model,
+    /// <model dir>/<model stem>-hf/ or <model dir>/<model stem>.gguf]
+    #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
     /// Also write cllm's logits for this text to `cllm_logits.json`
     #[arg(long)]
@@ -34,12 +38,18 @@ pub struct ExportCommand {
 impl ExportCommand {
     pub fn resolve(self) -> Result<ExportArgs, String> {
         let file = super::model_path(self.model, self.file)?;
+        let suffix = if self.format == "gguf" {
+            ".gguf"
+        } else {
+            "-hf"
+        };
         let output = self
             .output
-            .unwrap_or_else(|| super::beside_model(&file, "-hf"));
+            .unwrap_or_else(|| super::beside_model(&file, suffix));
         Ok(ExportArgs {
             file,
             format: self.format,
+            outtype: self.outtype,
             output,
             check_text: self.check_text,
         })
@@ -51,8 +61,10 @@ impl ExportCommand {
 pub struct ExportArgs {
     /// The `.cllm` checkpoint to export.
     pub file: PathBuf,
-    /// Target format (only `hf`).
+    /// Target format: `hf` or `gguf`.
     pub format: String,
+    /// GGUF tensor type (`f32` or `f16`).
+    pub outtype: String,
     /// Folder to write (created if missing).
     pub output: PathBuf,
     /// Also write cllm's logits for this text to `cllm_logits.json`.
@@ -60,9 +72,12 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> Result<(), String> {
+    if args.format == "gguf" {
+        return run_gguf(args);
+    }
     if args.format != "hf" {
         return Err(format!(
-            "unknown export format '{}' (supported: hf)",
+            "unknown export format '{}' (supported: hf, gguf)",
             args.format
         ));
     }
@@ -85,5 +100,26 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
             args.output.display()
         );
     }
+    Ok(())
+}
+
+/// `--format gguf`: one file for llama.cpp and Ollama.
+fn run_gguf(args: ExportArgs) -> Result<(), String> {
+    use crate::checkpoint::export_gguf::{GgufType, export_gguf};
+    let ty = GgufType::parse(&args.outtype)?;
+    if args.check_text.is_some() {
+        return Err("--check-text goes with --format hf".into());
+    }
+    let ckpt = load(&args.file).map_err(|e| e.to_string())?;
+    let summary = export_gguf(&ckpt, &args.output, ty).map_err(|e| e.to_string())?;
+    println!(
+        "exported {} tensors and {} metadata keys ({}, {} bytes) from {} to {}",
+        summary.tensors,
+        summary.metadata,
+        args.outtype,
+        summary.bytes,
+        args.file.display(),
+        args.output.display()
+    );
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod prepare;
 pub mod progress;
 pub mod report;
 pub mod runs;
+pub mod serve;
 pub mod tokenize;
 pub mod train;
 
@@ -67,6 +68,8 @@ pub enum Commands {
     /// Collect training text from web pages: in scope, polite (robots.txt,
     /// delays), resumable; pages land in the data folder the trainer scans
     Crawl(crawl::CrawlArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API (loopback by default); Ctrl-C stops
+    Serve(serve::ServeArgs),
 }
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
@@ -123,6 +126,7 @@ pub fn run(command: Commands) -> Result<(), Failure> {
         Commands::Runs(args) => Ok(runs::run(args)?),
         Commands::Report(args) => Ok(report::run(args)?),
         Commands::Crawl(args) => crawl::run(args),
+        Commands::Serve(args) => Ok(serve::run(args)?),
     }
 }
 

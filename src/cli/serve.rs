@@ -1,0 +1,109 @@
+//! `cllm serve`: the model behind an OpenAI-compatible HTTP API on this
+//! machine (loopback unless `--host` says otherwise) until Ctrl-C.
+
+use super::eval::MemorySwitch;
+use super::interrupt::Interrupts;
+use crate::serve::{self, ServeConfig, ServeModel};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The `.cllm` checkpoint or model to serve
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Address to listen on; anything but loopback must be asked for here
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every request
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Decoding threads (requests generated at once; 0 = one per core)
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Requests that may wait for a decoding thread; more get HTTP 429
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+    /// Most max_tokens one request may ask for
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens_limit: usize,
+    /// Load the repository memory saved with the model (requests switch it with "memory")
+    #[arg(long, value_enum, default_value_t = MemorySwitch::On)]
+    pub memory: MemorySwitch,
+    /// Do not print a line per request
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let (gpt, tok, memory) = super::generate::load_model(&args.model, args.memory)?;
+    let id = args
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cllm".into());
+    let n_ctx = gpt.config.n_ctx;
+    let model = ServeModel {
+        id,
+        gpt: Arc::new(gpt),
+        tok: Arc::new(tok),
+        memory: memory.map(Arc::new),
+    };
+    let workers = if args.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.workers
+    };
+    let config = ServeConfig {
+        host: args.host.clone(),
+        port: args.port,
+        api_key: args.api_key.clone(),
+        workers,
+        queue: args.queue,
+        max_tokens: args.max_tokens_limit,
+        log: !args.quiet,
+    };
+    let interrupts = Interrupts::watch("quitting without waiting for replies")?;
+    let has_memory = model.memory.is_some();
+    let handle = serve::start(model, config)?;
+    eprintln!(
+        "serving {} ({} context tokens, {}) at {}",
+        handle.model_id(),
+        n_ctx,
+        if has_memory {
+            "with its repository memory"
+        } else {
+            "no repository memory"
+        },
+        handle.base_url()
+    );
+    eprintln!(
+        "  {workers} decoding threads, up to {} waiting requests; endpoints /v1/models, /v1/completions, /v1/chat/completions",
+        args.queue
+    );
+    if !serve::is_loopback(&args.host) {
+        if args.api_key.is_none() {
+            eprintln!(
+                "  warning: listening on {} without --api-key: anyone who can reach this machine can use the model",
+                args.host
+            );
+        } else {
+            eprintln!("  listening beyond this machine; requests need the API key");
+        }
+    }
+    eprintln!("  Ctrl-C stops the server");
+    let signal = interrupts
+        .first
+        .recv()
+        .map_err(|_| "the Ctrl-C watcher stopped".to_string())?;
+    eprintln!("\n{}: stopping the server", signal.name());
+    let stats = handle.stop();
+    eprintln!(
+        "stopped: {} requests answered, {} cancelled by their client, {} refused as busy, {} tokens generated",
+        stats.completed, stats.cancelled, stats.rejected, stats.tokens
+    );
+    Ok(())
+}
