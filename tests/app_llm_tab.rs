@@ -234,7 +234,14 @@ fn stop_ends_a_long_reply_midway() {
         a.llm.reply.as_ref().is_some_and(|r| r.tokens.len() >= 5)
     });
     h.run_steps(1);
-    assert!(!h.state().llm.reply.as_ref().unwrap().is_done());
+    let reply = h.state().llm.reply.as_ref().unwrap();
+    assert!(
+        !reply.is_done(),
+        "the reply ended before Stop: {:?} / {:?} after {} tokens",
+        reply.stats.as_ref().map(|s| s.finish),
+        reply.error,
+        reply.tokens.len()
+    );
     h.get_by_label_contains("generating…");
     h.get_by_label("Stop").click();
     h.step();
