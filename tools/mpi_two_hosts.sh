@@ -38,6 +38,11 @@ for ns in cllm-a cllm-b; do
 done
 ip -n cllm-a link set cllm-va up
 ip -n cllm-b link set cllm-vb up
+# The link takes a moment to come up; mpirun's daemons fail if it is not.
+for _ in $(seq 50); do
+  ip netns exec cllm-a ping -c1 -W1 10.77.0.2 >/dev/null 2>&1 && break
+  sleep 0.1
+done
 
 # mpirun starts each rank through this agent: "ssh" into a namespace.
 cat > "$work/agent" <<'AGENT'

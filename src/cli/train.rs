@@ -262,6 +262,8 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     let handle = spawn_in_cluster(config, super::cluster::faults_for_tests(), cluster);
     let mut view = if args.json || quiet {
         None
+    } else if cluster_size > 1 {
+        Some(Terminal::plain())
     } else {
         Some(Terminal::new())
     };
@@ -377,7 +379,18 @@ struct Terminal {
 
 impl Terminal {
     fn new() -> Terminal {
-        let bar = ProgressBar::with_draw_target(None, super::progress::stdout_target());
+        Terminal::with_target(super::progress::stdout_target())
+    }
+
+    /// Plain lines, no bar: under `mpirun` a rank's stdout looks like a
+    /// terminal even when the job's output goes to a file or a scheduler's
+    /// log, and a bar's redraws would fill it.
+    fn plain() -> Terminal {
+        Terminal::with_target(indicatif::ProgressDrawTarget::hidden())
+    }
+
+    fn with_target(target: indicatif::ProgressDrawTarget) -> Terminal {
+        let bar = ProgressBar::with_draw_target(None, target);
         bar.set_style(ProgressStyle::default_spinner());
         bar.set_message("preparing data");
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
