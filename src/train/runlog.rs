@@ -141,23 +141,45 @@ pub fn default_run_name(preset: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = UtcTime::from_unix(secs as i64);
     format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{preset}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{preset}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
+}
+
+/// A moment in UTC, from seconds since the Unix epoch (run names, the runs
+/// table and reports).
+pub struct UtcTime {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+}
+
+impl UtcTime {
+    pub fn from_unix(secs: i64) -> UtcTime {
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        UtcTime {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+        }
+    }
 }
 
 /// The name a new run gets: the one asked for (or the clock and preset),
@@ -438,6 +460,21 @@ impl Drop for RunLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_time_agrees_with_pythons_datetime() {
+        // Expected values from Python's datetime.utcfromtimestamp.
+        let cases = [
+            (1_795_972_561, (2026, 11, 29, 17, 16, 1)),
+            (951_782_400, (2000, 2, 29, 0, 0, 0)),
+            (0, (1970, 1, 1, 0, 0, 0)),
+            (4_102_444_799, (2099, 12, 31, 23, 59, 59)),
+        ];
+        for (secs, want) in cases {
+            let t = UtcTime::from_unix(secs);
+            assert_eq!((t.year, t.month, t.day, t.hour, t.minute, t.second), want);
+        }
+    }
 
     #[test]
     fn run_name_is_a_clock_reading() {
