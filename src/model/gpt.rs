@@ -143,10 +143,14 @@ impl Gpt {
 
     /// [`Gpt::forward_backward`] (with per-sequence dropout streams when
     /// `rngs` is given) that also calls `ready(range, grads)` as soon as the
-    /// gradients in `range` are final for this micro-batch: the top layer
-    /// with the final LayerNorm first, then each layer down, the embeddings
-    /// last. The ranges cover the buffer once. A data-parallel trainer sends
-    /// each range over the network while backward goes on with the rest.
+    /// gradients in `range` are final for this micro-batch: the token
+    /// embedding right after the tied head, the top layer with the final
+    /// LayerNorm, each layer down, the position embedding last. The ranges
+    /// cover the buffer once. One exception: the input embedding's backward,
+    /// last of all, still adds into the wte rows of this micro-batch's
+    /// tokens after wte was reported; the caller takes those rows from the
+    /// buffer at the end. A data-parallel trainer sends each range over the
+    /// network while backward goes on with the rest.
     pub fn forward_backward_streaming(
         &self,
         ws: &mut Workspace,
@@ -237,6 +241,12 @@ impl Gpt {
                 grad_scale,
             )
         });
+        // The head has written its whole share of wte's gradient: it can
+        // travel now; the input embedding adds to a few rows of it at the
+        // very end (the caller takes those rows separately).
+        if let Some(ready) = ready.as_mut() {
+            ready(lay.wte..lay.wte + v * c, grads);
+        }
         self.backward(ws, batch, grads, &mut profile, &mut ready);
         (total / n as f64) as f32
     }
@@ -643,7 +653,7 @@ impl Gpt {
         });
         if let Some(ready) = ready.as_mut() {
             let end = lay.layers.first().map_or(lay.total, |o| o.ln_1_weight);
-            ready(0..end, grads);
+            ready(lay.wpe..end, grads);
         }
     }
 }

@@ -23,17 +23,43 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// The parameter ranges in the order backward finishes them (the model's
-/// `forward_backward_streaming` reports them in this order): the top layer
-/// with the final LayerNorm, each layer down, then the embeddings.
+/// `forward_backward_streaming` reports them in this order): the token
+/// embedding as soon as the tied head is done (the largest bucket by far,
+/// so it travels while the whole transformer's backward runs), the top
+/// layer with the final LayerNorm, each layer down, the position embedding.
+/// The rows of wte the input embedding adds to at the very end follow
+/// again, final, as one more small bucket ([`step_rows`]) that replaces
+/// them.
 pub fn gradient_buckets(layout: &ParamLayout) -> Vec<Range<usize>> {
     let starts: Vec<usize> = layout.layers.iter().map(|o| o.ln_1_weight).collect();
-    let mut buckets = Vec::with_capacity(starts.len() + 1);
+    let mut buckets = Vec::with_capacity(starts.len() + 2);
+    buckets.push(layout.wte..layout.wpe);
     for l in (0..starts.len()).rev() {
         let end = starts.get(l + 1).copied().unwrap_or(layout.total);
         buckets.push(starts[l]..end);
     }
-    buckets.push(0..starts.first().copied().unwrap_or(layout.total));
+    buckets.push(layout.wpe..starts.first().copied().unwrap_or(layout.total));
     buckets
+}
+
+/// The token ids of the whole step, sorted, once each: the wte rows the
+/// input embedding touches on some rank. Every rank holds the whole step's
+/// inputs, so every rank finds the same rows.
+pub fn step_rows(inputs: &[u32]) -> Vec<u32> {
+    let mut rows = inputs.to_vec();
+    rows.sort_unstable();
+    rows.dedup();
+    rows
+}
+
+/// The given rows of the `c`-wide matrix at `at` in `buf`, one after another.
+fn gather_rows(buf: &[f32], at: usize, c: usize, rows: &[u32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * c);
+    for &r in rows {
+        let start = at + r as usize * c;
+        out.extend_from_slice(&buf[start..start + c]);
+    }
+    out
 }
 
 /// A layer's gradients from one sphere, ready to be summed.
@@ -68,6 +94,11 @@ impl Spheres {
         let grad_scale = 1.0 / (input.n_seqs * t) as f32;
         let buckets = gradient_buckets(&model.layout);
         let total = model.layout.total;
+        let (c, wte) = (model.config.n_embd, model.layout.wte);
+        let touched = step_rows(input.inputs);
+        let touched = &touched[..];
+        // The extra bucket: the input embedding's additions to those rows.
+        let rows_bucket = buckets.len();
         if self.reduced.len() != total {
             self.reduced = vec![0.0; total];
         }
@@ -99,22 +130,29 @@ impl Spheres {
                 let cluster = cluster.clone();
                 let buckets = buckets.clone();
                 scope.spawn(move || {
+                    let mut ranges = buckets.clone();
+                    ranges.push(0..touched.len() * c);
                     let mut parts: Vec<Vec<Option<Vec<f32>>>> =
-                        buckets.iter().map(|_| vec![None; n]).collect();
-                    let mut arrived = vec![0usize; buckets.len()];
+                        ranges.iter().map(|_| vec![None; n]).collect();
+                    let mut arrived = vec![0usize; ranges.len()];
                     let (mut in_collective, mut sq) = (Duration::ZERO, 0.0f64);
-                    for (b, range) in buckets.iter().enumerate() {
+                    let mut row_sums = vec![0.0f32; touched.len() * c];
+                    for (b, range) in ranges.iter().enumerate() {
                         while arrived[b] < active {
                             let part = part_rx
                                 .recv()
                                 .expect("a sphere stopped before handing over its gradients");
-                            assert_eq!(part.range, buckets[part.bucket], "gradient bucket order");
+                            assert_eq!(part.range, ranges[part.bucket], "gradient bucket order");
                             parts[part.bucket][part.sphere] = Some(part.grads);
                             arrived[part.bucket] += 1;
                         }
                         // The spheres' copies added in sphere order (the
                         // first copied, not added to zeros: one pass less).
-                        let out = &mut reduced[range.clone()];
+                        let out = if b == rows_bucket {
+                            &mut row_sums[..]
+                        } else {
+                            &mut reduced[range.clone()]
+                        };
                         let mut given = parts[b].iter_mut().filter_map(Option::take);
                         match given.next() {
                             Some(first) => out.copy_from_slice(&first),
@@ -128,9 +166,23 @@ impl Spheres {
                         let began = Instant::now();
                         cluster.sum_f32(out);
                         in_collective += began.elapsed();
-                        sq += sum_sq(out);
+                        if b == rows_bucket {
+                            // The final rows replace the head-only ones (the
+                            // norm taken again over them). Summed in the same
+                            // order as the rest, so the result is what one
+                            // late wte bucket would have given, bit for bit.
+                            for (i, &row) in touched.iter().enumerate() {
+                                let at = wte + row as usize * c;
+                                let dst = &mut reduced[at..at + c];
+                                sq -= sum_sq(dst);
+                                dst.copy_from_slice(&row_sums[i * c..(i + 1) * c]);
+                                sq += sum_sq(dst);
+                            }
+                        } else {
+                            sq += sum_sq(out);
+                        }
                     }
-                    (in_collective, sq, Instant::now())
+                    (in_collective, sq.max(0.0), Instant::now())
                 })
             };
             for (id, (ws, grads)) in self
@@ -177,14 +229,24 @@ impl Spheres {
                                 });
                                 bucket += 1;
                             };
-                            model.forward_backward_streaming(
+                            let loss = model.forward_backward_streaming(
                                 ws,
                                 &batch,
                                 grads,
                                 grad_scale,
                                 rngs.as_deref_mut(),
                                 &mut ready,
-                            )
+                            );
+                            // The step's rows of wte again, now final: they
+                            // replace what the early wte bucket summed.
+                            let final_rows = gather_rows(grads, wte, c, touched);
+                            let _ = part_tx.send(Part {
+                                bucket: rows_bucket,
+                                range: 0..final_rows.len(),
+                                sphere: id,
+                                grads: final_rows,
+                            });
+                            loss
                         } else if let Some(rngs) = rngs.as_mut() {
                             model.forward_backward_per_sequence(ws, &batch, grads, grad_scale, rngs)
                         } else {
@@ -286,9 +348,9 @@ mod tests {
         cfg.vocab_size = 64;
         let layout = ParamLayout::new(&cfg);
         let b = gradient_buckets(&layout);
-        assert_eq!(b.len(), cfg.n_layer + 1);
-        assert_eq!(b[0].end, layout.total);
-        assert_eq!(b.last().unwrap().start, 0);
+        assert_eq!(b.len(), cfg.n_layer + 2);
+        assert_eq!(b[0], layout.wte..layout.wpe);
+        assert_eq!(b[1].end, layout.total);
         let mut covered = vec![0u8; layout.total];
         for r in &b {
             for c in &mut covered[r.clone()] {
@@ -296,8 +358,9 @@ mod tests {
             }
         }
         assert!(covered.iter().all(|&c| c == 1));
-        // The first bucket holds ln_f; the last, the embeddings.
-        assert!(b[0].contains(&layout.ln_f_weight));
-        assert!(b.last().unwrap().contains(&layout.wte));
+        // After wte: the top layer with ln_f; the last, the positions.
+        assert!(b[1].contains(&layout.ln_f_weight));
+        assert!(b.last().unwrap().contains(&layout.wpe));
+        assert_eq!(step_rows(&[5, 3, 5, 9, 3]), vec![3, 5, 9]);
     }
 }
