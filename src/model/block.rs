@@ -7,9 +7,11 @@
 //!   mid = x + dropout(attn_proj(causal_mha(ln_1(x))))
 //!   out = mid + dropout(mlp_proj(gelu(c_fc(ln_2(mid)))))
 
+use super::bf16_weights::{LayerPacks, WeightPacks};
 use super::ops::attention::{self, AttnShape};
 use super::ops::dropout::DropoutRng;
-use super::ops::{gelu, layernorm, matmul, residual};
+use super::ops::linear_bf16::LinearWeight;
+use super::ops::{gelu, layernorm, residual};
 use super::params::LayerOffsets;
 use super::profile::{Profile, timed};
 
@@ -72,12 +74,25 @@ pub struct BlockDropout<'r, 'a> {
     pub mlp_mask: &'r mut [f32],
 }
 
-/// The parameters of one block: the flat buffer and the block's offsets.
+/// The parameters of one block: the flat buffer and the block's offsets,
+/// and the block's bf16 weight packs when the model runs in bf16.
 pub struct BlockParams<'a> {
     pub params: &'a [f32],
     pub offsets: &'a LayerOffsets,
     pub channels: usize,
     pub inner: usize,
+    pub packs: Option<&'a LayerPacks>,
+}
+
+impl<'a> BlockParams<'a> {
+    /// The linear weight at `offset`, in bf16 (`pick` from the packs) when
+    /// the block has packs.
+    pub fn linear(&self, offset: usize, pick: fn(&LayerPacks) -> &WeightPacks) -> LinearWeight<'a> {
+        match self.packs {
+            Some(packs) => LinearWeight::Bf16(pick(packs)),
+            None => LinearWeight::F32(&self.params[offset..]),
+        }
+    }
 }
 
 /// Runs one block over `n` rows.
@@ -102,10 +117,9 @@ pub fn block_forward(
         )
     });
     timed(profile, "matmul c_attn", || {
-        matmul::linear_forward(
+        w.linear(o.c_attn_weight, |k| &k.c_attn).forward(
             b.qkv,
             b.ln1,
-            &p[o.c_attn_weight..],
             Some(&p[o.c_attn_bias..o.c_attn_bias + 3 * c]),
             n,
             c,
@@ -135,10 +149,9 @@ pub fn block_forward(
         }
     });
     timed(profile, "matmul attn.c_proj", || {
-        matmul::linear_forward(
+        w.linear(o.attn_proj_weight, |k| &k.attn_proj).forward(
             b.branch,
             b.attn,
-            &p[o.attn_proj_weight..],
             Some(&p[o.attn_proj_bias..o.attn_proj_bias + c]),
             n,
             c,
@@ -166,10 +179,9 @@ pub fn block_forward(
         )
     });
     timed(profile, "matmul mlp.c_fc", || {
-        matmul::linear_forward(
+        w.linear(o.c_fc_weight, |k| &k.c_fc).forward(
             b.fc,
             b.ln2,
-            &p[o.c_fc_weight..],
             Some(&p[o.c_fc_bias..o.c_fc_bias + inner]),
             n,
             c,
@@ -178,10 +190,9 @@ pub fn block_forward(
     });
     timed(profile, "gelu", || gelu::gelu_forward(b.fc_gelu, b.fc));
     timed(profile, "matmul mlp.c_proj", || {
-        matmul::linear_forward(
+        w.linear(o.mlp_proj_weight, |k| &k.mlp_proj).forward(
             b.branch,
             b.fc_gelu,
-            &p[o.mlp_proj_weight..],
             Some(&p[o.mlp_proj_bias..o.mlp_proj_bias + c]),
             n,
             inner,

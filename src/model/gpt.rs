@@ -12,11 +12,14 @@
 //! their data, so an id out of range is a programming error and panics with
 //! a message naming it (never undefined behaviour).
 
+use super::bf16_weights::{Bf16Weights, LayerPacks, WeightPacks};
 use super::block::{Attend, BlockBuffers, BlockDropout, BlockParams, block_forward};
 use super::ops::attention::{self, AttnShape};
-use super::ops::crossentropy::{self, HeadShape};
+use super::ops::bf16::Precision;
+use super::ops::crossentropy::{self, HeadShape, HeadWeights};
 use super::ops::dropout::DropoutRng;
-use super::ops::{dropout, embedding, gelu, layernorm, matmul};
+use super::ops::linear_bf16::LinearWeight;
+use super::ops::{dropout, embedding, gelu, layernorm};
 use super::profile::{Profile, timed};
 use super::workspace::Workspace;
 use super::{ModelConfig, ParamLayout};
@@ -27,12 +30,14 @@ use std::ops::Range;
 /// (`Gpt::forward_backward_streaming`).
 pub type GradientsReady<'a> = &'a mut dyn FnMut(Range<usize>, &[f32]);
 
-/// A model: its config, the layout of its flat buffer, and the parameters.
+/// A model: its config, the layout of its flat buffer, and the parameters;
+/// in bf16, also the weights' bf16 packs, derived from the parameters.
 #[derive(Clone, Debug)]
 pub struct Gpt {
     pub config: ModelConfig,
     pub layout: ParamLayout,
     pub params: Vec<f32>,
+    bf16: Option<Box<Bf16Weights>>,
 }
 
 /// One micro-batch: `batch` rows of `seq` tokens, row-major; target[i] is
@@ -63,6 +68,7 @@ impl Gpt {
             config,
             layout,
             params,
+            bf16: None,
         })
     }
 
@@ -80,7 +86,74 @@ impl Gpt {
             config,
             layout,
             params,
+            bf16: None,
         })
+    }
+
+    /// The matmul precision: bf16 packs the weights now, and the owner
+    /// must call [`refresh_precision`](Self::refresh_precision) after every
+    /// change of `params`.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.bf16 = match precision {
+            Precision::Fp32 => None,
+            Precision::Bf16 => {
+                let cfg = &self.config;
+                Some(Box::new(Bf16Weights::new(
+                    &self.layout,
+                    cfg.vocab_size,
+                    cfg.n_embd,
+                    cfg.n_inner,
+                    &self.params,
+                )))
+            }
+        };
+    }
+
+    pub fn precision(&self) -> Precision {
+        if self.bf16.is_some() {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        }
+    }
+
+    /// Re-derives the bf16 packs from `params` (after an update); a no-op
+    /// in f32.
+    pub fn refresh_precision(&mut self) {
+        if let Some(w) = self.bf16.as_mut() {
+            let cfg = &self.config;
+            w.refresh(
+                &self.layout,
+                cfg.vocab_size,
+                cfg.n_embd,
+                cfg.n_inner,
+                &self.params,
+            );
+        }
+    }
+
+    /// The tied embedding as the head multiplies it.
+    fn head_weights(&self) -> HeadWeights<'_> {
+        match &self.bf16 {
+            Some(w) => HeadWeights::Bf16(&w.wte),
+            None => {
+                let (c, v) = (self.config.n_embd, self.config.vocab_size);
+                HeadWeights::F32(&self.params[self.layout.wte..self.layout.wte + v * c])
+            }
+        }
+    }
+
+    /// Layer `l`'s linear weight at `offset` (`pick` in bf16).
+    fn linear_weight(
+        &self,
+        l: usize,
+        offset: usize,
+        pick: fn(&LayerPacks) -> &WeightPacks,
+    ) -> LinearWeight<'_> {
+        match &self.bf16 {
+            Some(w) => LinearWeight::Bf16(pick(&w.layers[l])),
+            None => LinearWeight::F32(&self.params[offset..]),
+        }
     }
 
     /// The model cut to its first `n_ctx` positions: for generation from a
@@ -228,7 +301,7 @@ impl Gpt {
             vocab: v,
             chunk: ws.head_chunk,
         };
-        let wte = &self.params[lay.wte..lay.wte + v * c];
+        let wte = self.head_weights();
         let total = timed(&mut profile, "head+softmax+cross-entropy (fwd+bwd)", || {
             crossentropy::head_loss_backward(
                 &mut ws.d_ln[..n * c],
@@ -288,7 +361,7 @@ impl Gpt {
             vocab: v,
             chunk: ws.head_chunk,
         };
-        let wte = &self.params[self.layout.wte..self.layout.wte + v * c];
+        let wte = self.head_weights();
         let total = crossentropy::head_loss_rows(
             &ws.lnf[..n * c],
             batch.targets,
@@ -437,6 +510,7 @@ impl Gpt {
                 offsets: o,
                 channels: c,
                 inner,
+                packs: self.bf16.as_ref().map(|w| &w.layers[l]),
             };
             block_forward(&weights, n, buffers, attend, block_dropout, profile);
         }
@@ -518,17 +592,17 @@ impl Gpt {
             {
                 let (dw, db) = two_mut(grads, (o.mlp_proj_weight, c * inner), (o.mlp_proj_bias, c));
                 timed(profile, "matmul mlp.c_proj", || {
-                    matmul::linear_backward(
-                        Some(&mut ws.d_gelu[..n * inner]),
-                        dw,
-                        Some(db),
-                        d_branch,
-                        &ws.fc_gelu[ni..ni + n * inner],
-                        &p[o.mlp_proj_weight..],
-                        n,
-                        inner,
-                        c,
-                    )
+                    self.linear_weight(l, o.mlp_proj_weight, |k| &k.mlp_proj)
+                        .backward(
+                            Some(&mut ws.d_gelu[..n * inner]),
+                            dw,
+                            Some(db),
+                            d_branch,
+                            &ws.fc_gelu[ni..ni + n * inner],
+                            n,
+                            inner,
+                            c,
+                        )
                 });
             }
             timed(profile, "gelu", || {
@@ -541,13 +615,12 @@ impl Gpt {
             {
                 let (dw, db) = two_mut(grads, (o.c_fc_weight, inner * c), (o.c_fc_bias, inner));
                 timed(profile, "matmul mlp.c_fc", || {
-                    matmul::linear_backward(
+                    self.linear_weight(l, o.c_fc_weight, |k| &k.c_fc).backward(
                         Some(&mut ws.d_ln[..n * c]),
                         dw,
                         Some(db),
                         &ws.d_fc[..n * inner],
                         &ws.ln2[nc..nc + n * c],
-                        &p[o.c_fc_weight..],
                         n,
                         c,
                         inner,
@@ -581,17 +654,17 @@ impl Gpt {
             {
                 let (dw, db) = two_mut(grads, (o.attn_proj_weight, c * c), (o.attn_proj_bias, c));
                 timed(profile, "matmul attn.c_proj", || {
-                    matmul::linear_backward(
-                        Some(&mut ws.d_attn[..n * c]),
-                        dw,
-                        Some(db),
-                        d_branch,
-                        &ws.attn[nc..nc + n * c],
-                        &p[o.attn_proj_weight..],
-                        n,
-                        c,
-                        c,
-                    )
+                    self.linear_weight(l, o.attn_proj_weight, |k| &k.attn_proj)
+                        .backward(
+                            Some(&mut ws.d_attn[..n * c]),
+                            dw,
+                            Some(db),
+                            d_branch,
+                            &ws.attn[nc..nc + n * c],
+                            n,
+                            c,
+                            c,
+                        )
                 });
             }
             timed(profile, "attention", || {
@@ -607,17 +680,17 @@ impl Gpt {
             {
                 let (dw, db) = two_mut(grads, (o.c_attn_weight, 3 * c * c), (o.c_attn_bias, 3 * c));
                 timed(profile, "matmul c_attn", || {
-                    matmul::linear_backward(
-                        Some(&mut ws.d_ln[..n * c]),
-                        dw,
-                        Some(db),
-                        &ws.d_qkv[..n * 3 * c],
-                        &ws.ln1[nc..nc + n * c],
-                        &p[o.c_attn_weight..],
-                        n,
-                        c,
-                        3 * c,
-                    )
+                    self.linear_weight(l, o.c_attn_weight, |k| &k.c_attn)
+                        .backward(
+                            Some(&mut ws.d_ln[..n * c]),
+                            dw,
+                            Some(db),
+                            &ws.d_qkv[..n * 3 * c],
+                            &ws.ln1[nc..nc + n * c],
+                            n,
+                            c,
+                            3 * c,
+                        )
                 });
             }
             {

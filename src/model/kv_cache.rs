@@ -231,6 +231,7 @@ impl KvCache {
                 offsets: o,
                 channels: c,
                 inner,
+                packs: None,
             };
             block_forward(&weights, n, buffers, attend, None, &mut None);
             // The block's output is the next block's input.

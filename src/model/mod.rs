@@ -2,6 +2,7 @@
 //! buffer, one file per operation (forward and backward side by side), and
 //! the model's forward/backward over them.
 
+pub mod bf16_weights;
 pub mod block;
 pub mod config;
 pub mod gpt;

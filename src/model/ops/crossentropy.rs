@@ -10,8 +10,65 @@
 //!   dx_chunk = dlogits · wte,  dwte += dlogitsᵀ · x_chunk
 //! The only V-sized buffer is the (chunk, V) scratch.
 
+use super::bf16::{matmul_pairs, pack_columns, pack_rows};
+use super::linear_bf16::with_scratch;
 use super::matmul::{MatMut, MatRef, matmul};
 use super::softmax::softmax_in_place;
+use crate::model::bf16_weights::WeightPacks;
+
+/// The tied embedding as the head multiplies it: f32, or its bf16 packs
+/// (bf16 inputs, f32 accumulation; softmax and loss stay f32).
+#[derive(Clone, Copy)]
+pub enum HeadWeights<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a WeightPacks),
+}
+
+impl HeadWeights<'_> {
+    /// logits (rows, V) = x (rows, C) · wteᵀ.
+    fn logits(&self, logits: &mut [f32], x: &[f32], rows: usize, c: usize, v: usize) {
+        match self {
+            HeadWeights::F32(wte) => head_logits(logits, x, wte, rows, c, v),
+            HeadWeights::Bf16(w) => with_scratch(|a, _| {
+                let xa = pack_rows(a, MatRef::new(x, rows, c));
+                matmul_pairs(MatMut::new(logits, rows, v), xa, w.forward(), false);
+            }),
+        }
+    }
+
+    /// dx (rows, C) `=` dlogits · wte and dwte (V, C) `+=` dlogitsᵀ · x.
+    fn backward(
+        &self,
+        dx: &mut [f32],
+        dwte: &mut [f32],
+        dlogits: &[f32],
+        x: &[f32],
+        rows: usize,
+        c: usize,
+        v: usize,
+    ) {
+        match self {
+            HeadWeights::F32(wte) => {
+                let dl = MatRef::new(dlogits, rows, v);
+                matmul(MatMut::new(dx, rows, c), dl, MatRef::new(wte, v, c), false);
+                matmul(
+                    MatMut::new(dwte, v, c),
+                    dl.t(),
+                    MatRef::new(x, rows, c),
+                    true,
+                );
+            }
+            HeadWeights::Bf16(w) => with_scratch(|a, b| {
+                let dl = MatRef::new(dlogits, rows, v);
+                let da = pack_rows(a, dl);
+                matmul_pairs(MatMut::new(dx, rows, c), da, w.backward(), false);
+                let dt = pack_columns(a, dl);
+                let xc = pack_columns(b, MatRef::new(x, rows, c));
+                matmul_pairs(MatMut::new(&mut dwte[..v * c], v, c), dt, xc, true);
+            }),
+        }
+    }
+}
 
 /// Rows of logits held at once: 256 x 50,000 floats is 51 MB per worker.
 /// Every chunk streams all of wte (twice) and dwte (read and write)
@@ -55,7 +112,7 @@ pub fn head_loss_backward(
     dwte: &mut [f32],
     x: &[f32],
     targets: &[u32],
-    wte: &[f32],
+    wte: HeadWeights,
     scratch: &mut [f32],
     s: HeadShape,
     grad_scale: f32,
@@ -67,7 +124,7 @@ pub fn head_loss_backward(
         let rows = s.chunk.min(s.rows - start);
         let x_chunk = &x[start * c..(start + rows) * c];
         let logits = &mut scratch[..rows * v];
-        head_logits(logits, x_chunk, wte, rows, c, v);
+        wte.logits(logits, x_chunk, rows, c, v);
         for (row, &target) in logits
             .chunks_exact_mut(v)
             .zip(&targets[start..start + rows])
@@ -78,19 +135,8 @@ pub fn head_loss_backward(
             total += (lse - logit) as f64;
             row[target] -= grad_scale;
         }
-        let dlogits = MatRef::new(logits, rows, v);
-        matmul(
-            MatMut::new(&mut dx[start * c..(start + rows) * c], rows, c),
-            dlogits,
-            MatRef::new(wte, v, c),
-            false,
-        );
-        matmul(
-            MatMut::new(dwte, v, c),
-            dlogits.t(),
-            MatRef::new(x_chunk, rows, c),
-            true,
-        );
+        let dx_chunk = &mut dx[start * c..(start + rows) * c];
+        wte.backward(dx_chunk, dwte, logits, x_chunk, rows, c, v);
         start += rows;
     }
     total
@@ -101,7 +147,7 @@ pub fn head_loss_backward(
 pub fn head_loss(
     x: &[f32],
     targets: &[u32],
-    wte: &[f32],
+    wte: HeadWeights,
     scratch: &mut [f32],
     s: HeadShape,
     predictions: Option<&mut [u32]>,
@@ -114,7 +160,7 @@ pub fn head_loss(
 pub fn head_loss_rows(
     x: &[f32],
     targets: &[u32],
-    wte: &[f32],
+    wte: HeadWeights,
     scratch: &mut [f32],
     s: HeadShape,
     mut predictions: Option<&mut [u32]>,
@@ -126,7 +172,7 @@ pub fn head_loss_rows(
     while start < s.rows {
         let rows = s.chunk.min(s.rows - start);
         let logits = &mut scratch[..rows * v];
-        head_logits(logits, &x[start * c..(start + rows) * c], wte, rows, c, v);
+        wte.logits(logits, &x[start * c..(start + rows) * c], rows, c, v);
         for (r, row) in logits.chunks_exact_mut(v).enumerate() {
             let target = checked_target(targets[start + r], v);
             let logit = row[target];
@@ -202,11 +248,26 @@ mod tests {
         let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
         let want = naive_loss(&x, &wte, &targets, s);
         let mut pred = vec![0u32; s.rows];
-        let eval = head_loss(&x, &targets, &wte, &mut scratch, s, Some(&mut pred));
+        let eval = head_loss(
+            &x,
+            &targets,
+            HeadWeights::F32(&wte),
+            &mut scratch,
+            s,
+            Some(&mut pred),
+        );
         let mut dx = vec![0.0; x.len()];
         let mut dwte = vec![0.0; wte.len()];
-        let train =
-            head_loss_backward(&mut dx, &mut dwte, &x, &targets, &wte, &mut scratch, s, 1.0);
+        let train = head_loss_backward(
+            &mut dx,
+            &mut dwte,
+            &x,
+            &targets,
+            HeadWeights::F32(&wte),
+            &mut scratch,
+            s,
+            1.0,
+        );
         assert!((eval - want).abs() < 1e-4 * want.abs(), "{eval} vs {want}");
         assert!(
             (train - want).abs() < 1e-4 * want.abs(),
@@ -233,17 +294,67 @@ mod tests {
             &mut dwte,
             &x,
             &targets,
-            &wte,
+            HeadWeights::F32(&wte),
             &mut scratch,
             s,
             scale,
         );
         let mut sc = scratch.clone();
         fd::check("dx", &x, &dx, 2e-3, &mut |p| {
-            scale as f64 * head_loss(p, &targets, &wte, &mut sc, s, None)
+            scale as f64 * head_loss(p, &targets, HeadWeights::F32(&wte), &mut sc, s, None)
         });
         fd::check("dwte", &wte, &dwte, 2e-3, &mut |p| {
-            scale as f64 * head_loss(&x, &targets, p, &mut sc, s, None)
+            scale as f64 * head_loss(&x, &targets, HeadWeights::F32(p), &mut sc, s, None)
         });
+    }
+
+    /// The bf16 head (bf16 logits and gradient products, f32 softmax and
+    /// loss) stays within bf16 rounding of the f32 head: loss and both
+    /// gradients, on a shape whose vocabulary is odd and crosses a lane
+    /// tile.
+    #[test]
+    fn bf16_head_is_within_rounding_of_f32() {
+        let s = HeadShape {
+            rows: 29,
+            channels: 24,
+            vocab: 301,
+            chunk: 16,
+        };
+        let x = fd::random(s.rows * s.channels, 5);
+        let wte = fd::random(s.vocab * s.channels, 6);
+        let targets: Vec<u32> = (0..s.rows as u32).map(|r| (r * 37 + 1) % 301).collect();
+        let mut packs = WeightPacks::default();
+        packs.pack_for_test(&wte, s.vocab, s.channels);
+        let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
+        let run = |w: HeadWeights, scratch: &mut [f32]| {
+            let mut dx = vec![0.0; x.len()];
+            let mut dwte = vec![0.0; wte.len()];
+            let loss = head_loss_backward(&mut dx, &mut dwte, &x, &targets, w, scratch, s, 1.0);
+            (loss, dx, dwte)
+        };
+        let (l32, dx32, dw32) = run(HeadWeights::F32(&wte), &mut scratch);
+        let (l16, dx16, dw16) = run(HeadWeights::Bf16(&packs), &mut scratch);
+        assert!((l16 - l32).abs() < 5e-3 * l32.abs(), "loss {l16} vs {l32}");
+        let eval = head_loss(
+            &x,
+            &targets,
+            HeadWeights::Bf16(&packs),
+            &mut scratch,
+            s,
+            None,
+        );
+        assert_eq!(eval, l16, "evaluation and training agree in bf16");
+        for (name, a, b) in [("dx", &dx16, &dx32), ("dwte", &dw16, &dw32)] {
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(b.iter())
+                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(
+                worst < 2e-2 * scale,
+                "{name}: error {worst} of scale {scale}"
+            );
+            assert!(worst > 0.0, "{name}: bf16 should differ from f32 somewhere");
+        }
     }
 }

@@ -114,7 +114,16 @@ impl<'a> MatMut<'a> {
     }
 }
 
-impl MatMut<'_> {
+impl<'a> MatMut<'a> {
+    pub fn row_stride(&self) -> usize {
+        self.row_stride
+    }
+
+    /// The slice the view writes into (for kernels that take raw rows).
+    pub fn into_data(self) -> &'a mut [f32] {
+        self.data
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }

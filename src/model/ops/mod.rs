@@ -7,12 +7,14 @@
 //! (`+=`). Parameter gradients always add, so micro-batches accumulate.
 
 pub mod attention;
+pub mod bf16;
 pub mod crossentropy;
 pub mod dropout;
 pub mod embedding;
 pub mod fast_math;
 pub mod gelu;
 pub mod layernorm;
+pub mod linear_bf16;
 pub mod matmul;
 pub mod residual;
 pub mod softmax;
