@@ -3,6 +3,7 @@
 //! and one full training step (forward, backward, AdamW) on one thread with
 //! a per-operation profile.
 
+use crate::model::ops::bf16::{Kernel, Precision, matmul_pairs, pack_columns, pack_rows};
 use crate::model::ops::matmul::{MatMut, MatRef, matmul};
 use crate::model::profile::{Profile, add_time, thread_cpu_seconds};
 use crate::model::{Batch, Gpt, ModelConfig, Workspace};
@@ -73,6 +74,46 @@ pub fn matmul_peak(n: usize, repeats: usize) -> Clocks {
     }
 }
 
+/// [`matmul_peak`] of the bf16 kernel (inputs packed before timing), or
+/// of the f32 one for [`Precision::Fp32`]: the peak a run's MFU is
+/// measured against.
+pub fn matmul_peak_for(precision: Precision, n: usize, repeats: usize) -> Clocks {
+    if precision == Precision::Fp32 {
+        return matmul_peak(n, repeats);
+    }
+    let mut rng = Rng::new(1);
+    let a: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
+    let b: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
+    let (mut pa, mut pb) = (Vec::new(), Vec::new());
+    let a = pack_rows(&mut pa, MatRef::new(&a, n, n));
+    let b = pack_columns(&mut pb, MatRef::new(&b, n, n));
+    let mut c = vec![0.0f32; n * n];
+    let flops = 2.0 * (n as f64).powi(3);
+    let mut run = || matmul_pairs(MatMut::new(&mut c, n, n), a, b, false);
+    run();
+    let mut best = Clocks {
+        wall: f64::INFINITY,
+        cpu: f64::INFINITY,
+    };
+    for _ in 0..repeats.max(1) {
+        let start = Clocks::now();
+        run();
+        best = best.min(Clocks::since(start));
+    }
+    Clocks {
+        wall: flops / best.wall / 1e9,
+        cpu: flops / best.cpu.max(1e-9) / 1e9,
+    }
+}
+
+/// The name of the kernel a precision runs on this CPU.
+pub fn kernel_name(precision: Precision) -> &'static str {
+    match precision {
+        Precision::Fp32 => "gemm f32",
+        Precision::Bf16 => Kernel::detect().name(),
+    }
+}
+
 /// Best-of-`repeats` GFLOP/s (wall time) of an (n, n) x (n, n) multiply on
 /// the calling thread with the model's kernel.
 pub fn matmul_peak_gflops(n: usize, repeats: usize) -> f64 {
@@ -84,6 +125,7 @@ pub fn matmul_peak_gflops(n: usize, repeats: usize) -> f64 {
 /// CPU time.
 #[derive(Clone, Debug)]
 pub struct StepBench {
+    pub precision: Precision,
     pub batch: usize,
     pub seq: usize,
     pub threads: usize,
@@ -98,7 +140,8 @@ pub struct StepBench {
     /// Model FLOPs per second of the best step
     /// (`ModelConfig::train_flops_per_token` x tokens / time).
     pub gflops: f64,
-    /// Matmul peak measured in the same run (1024³, same kernel, 1 thread).
+    /// Matmul peak measured in the same run (1024³, the precision's
+    /// kernel, 1 thread).
     pub peak_gflops: f64,
     /// gflops / peak_gflops, a fraction.
     pub mfu: f64,
@@ -150,6 +193,12 @@ pub struct TrainStepRig {
 }
 
 impl TrainStepRig {
+    /// The rig with its matmuls in `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.model.set_precision(precision);
+        self
+    }
+
     pub fn new(
         cfg: &ModelConfig,
         batch: usize,
@@ -189,7 +238,8 @@ impl TrainStepRig {
     }
 
     /// One full step: zero gradients, forward + backward (with the config's
-    /// dropout), AdamW. Returns its wall time in seconds; with a profile,
+    /// dropout), AdamW (and, in bf16, packing the updated weights).
+    /// Returns its wall time in seconds; with a profile,
     /// adds each part's time to it.
     pub fn step(&mut self, profile: Option<&mut Profile>) -> f64 {
         self.step_clocks(profile).wall
@@ -220,8 +270,15 @@ impl TrainStepRig {
         let t_opt = thread_cpu_seconds();
         self.optimizer
             .update(&mut self.model.params, &self.grads, 1e-4);
-        if let Some(p) = profile {
-            add_time(p, "adamw", thread_cpu_seconds() - t_opt);
+        let t_pack = thread_cpu_seconds();
+        if let Some(p) = profile.as_deref_mut() {
+            add_time(p, "adamw", t_pack - t_opt);
+        }
+        if self.model.precision() == Precision::Bf16 {
+            self.model.refresh_precision();
+            if let Some(p) = profile {
+                add_time(p, "bf16 weight packing", thread_cpu_seconds() - t_pack);
+            }
         }
         Clocks::since(start)
     }
@@ -236,7 +293,28 @@ pub fn bench_train_step_with_chunk(
     warmup: usize,
     head_chunk: usize,
 ) -> Result<StepBench, String> {
-    let mut rig = TrainStepRig::new(preset, batch, seq, head_chunk)?;
+    bench_train_step_in(
+        preset,
+        batch,
+        seq,
+        steps,
+        warmup,
+        head_chunk,
+        Precision::Fp32,
+    )
+}
+
+/// [`bench_train_step_with_chunk`] with the matmuls in `precision`.
+pub fn bench_train_step_in(
+    preset: &ModelConfig,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+    warmup: usize,
+    head_chunk: usize,
+    precision: Precision,
+) -> Result<StepBench, String> {
+    let mut rig = TrainStepRig::new(preset, batch, seq, head_chunk)?.with_precision(precision);
     let n = batch * seq;
     for _ in 0..warmup {
         rig.step(None);
@@ -256,7 +334,7 @@ pub fn bench_train_step_with_chunk(
     );
     let mean = times.iter().map(|t| t.wall).sum::<f64>() / times.len() as f64;
     let flops = preset.train_flops_per_token(seq) * n as f64;
-    let peak = matmul_peak(1024, 10);
+    let peak = matmul_peak_for(precision, 1024, 10);
     let mut per_op: Vec<(String, f64)> = profile
         .into_iter()
         .map(|(k, v)| (k.to_string(), v / profiled_steps as f64))
@@ -265,6 +343,7 @@ pub fn bench_train_step_with_chunk(
     let gflops = flops / best.wall / 1e9;
     let cpu_gflops = flops / best.cpu / 1e9;
     Ok(StepBench {
+        precision,
         batch,
         seq,
         threads: 1,

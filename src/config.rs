@@ -5,6 +5,7 @@
 //! flags.
 
 use crate::data::tokenizer::{DEFAULT_VOCAB_SIZE, MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};
+use crate::model::ops::bf16::PrecisionChoice;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -136,6 +137,9 @@ pub struct TrainConfig {
     /// Function openings of the validation split completed and parsed at
     /// each evaluation (0 = no code check).
     pub eval_gen: usize,
+    /// Matmul precision: auto (bf16 where the CPU has AVX512_BF16), fp32
+    /// or bf16. A run may resume in another precision.
+    pub precision: PrecisionChoice,
     /// Fraction of the data held out for validation.
     pub val_fraction: f32,
     /// Evaluate every K optimizer steps (0 = only at epoch ends).
@@ -195,6 +199,7 @@ impl Default for TrainConfig {
             dropout: None,
             memory: true,
             eval_gen: 0,
+            precision: PrecisionChoice::Auto,
             ranks: 1,
             val_fraction: 0.1,
             eval_every: 50,

@@ -8,6 +8,7 @@ use super::memory_estimate::{estimate_memory, memory_problem};
 use super::palette::notice_frame;
 use crate::data::tokenizer::{MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};
 use crate::model::PRESET_NAMES;
+use crate::model::ops::bf16::{Kernel, PrecisionChoice};
 use crate::train::memory::{self};
 use crate::train::{ScheduleKind, TokenizerKind, TrainConfig};
 use eframe::egui;
@@ -417,6 +418,28 @@ fn advanced_ui(
                 })
                 .response
                 .labelled_by(lab.id);
+            ui.end_row();
+            let lab = ui.label("Precision");
+            egui::ComboBox::from_id_salt("precision")
+                .selected_text(cfg.precision.name())
+                .show_ui(ui, |ui| {
+                    for name in PrecisionChoice::NAMES {
+                        if let Ok(p) = PrecisionChoice::parse(name) {
+                            ui.selectable_value(&mut cfg.precision, p, name);
+                        }
+                    }
+                })
+                .response
+                .labelled_by(lab.id)
+                .on_hover_text(format!(
+                    "Matmul precision. auto: bf16 where the CPU has AVX512_BF16 (this one: {}); \
+                     bf16 rounds the matmuls' inputs and keeps f32 sums, weights and optimizer",
+                    if Kernel::detect() == Kernel::Avx512 {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                ));
             ui.end_row();
             float_field(
                 ui,

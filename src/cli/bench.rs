@@ -2,8 +2,10 @@
 //! profile and MFU against the kernel's measured peak, then thread scaling
 //! of full optimizer steps on the sphere tree.
 
-use crate::bench::{bench_train_step, matmul_peak_gflops};
+use crate::bench::{bench_train_step_in, kernel_name, matmul_peak_for};
 use crate::model::ModelConfig;
+use crate::model::ops::bf16::PrecisionChoice;
+use crate::model::ops::crossentropy::DEFAULT_CHUNK_ROWS;
 use crate::train::scaling;
 use clap::Args;
 use serde_json::json;
@@ -25,6 +27,10 @@ pub struct BenchArgs {
     /// Timed steps per measurement (the best is reported)
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// Matmul precision: auto (bf16 where the CPU has AVX512_BF16), fp32
+    /// or bf16
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
     /// Skip the single-thread profile, only measure scaling
     #[arg(long)]
     pub no_profile: bool,
@@ -69,15 +75,36 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             threads.push(t);
         }
     }
-    let peak = matmul_peak_gflops(1024, 10);
+    let precision = PrecisionChoice::parse(&args.precision)?.resolve();
+    let peak = matmul_peak_for(precision, 1024, 10).wall;
     // Rank 0 speaks for a distributed bench; the single-thread profile is
     // a one-machine figure.
     let quiet = !cluster.is_writer();
     if !args.no_profile && !cluster.is_distributed() {
-        let r = bench_train_step(&cfg, args.batch, args.seq, args.steps, 1)?;
+        let r = bench_train_step_in(
+            &cfg,
+            args.batch,
+            args.seq,
+            args.steps,
+            1,
+            DEFAULT_CHUNK_ROWS,
+            precision,
+        )?;
+        // The tied head's three products (logits, dx, dwte) against the
+        // kernel's peak, both by thread CPU time.
+        let head_flops = 6.0 * (args.batch * args.seq * cfg.n_embd * cfg.vocab_size) as f64;
+        let head_secs = r
+            .per_op_profile
+            .iter()
+            .find(|(op, _)| op.starts_with("head"))
+            .map_or(f64::NAN, |(_, s)| *s);
+        let head_share = head_flops / head_secs / 1e9 / r.cpu_peak_gflops;
         if args.json {
             let line = json!({
                 "measurement": "train_step",
+                "precision": precision.name(),
+                "kernel": kernel_name(precision),
+                "head_share_of_peak": head_share,
                 "preset": args.preset,
                 "threads": 1,
                 "batch": args.batch,
@@ -92,11 +119,13 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             println!("{line}");
         } else {
             println!(
-                "{} preset ({:.2}M parameters), {} x {} tokens, one thread, best of {} steps",
+                "{} preset ({:.2}M parameters), {} x {} tokens, {} matmuls ({}), one thread, best of {} steps",
                 args.preset,
                 cfg.num_params() as f64 / 1e6,
                 args.batch,
                 args.seq,
+                precision.name(),
+                kernel_name(precision),
                 r.steps
             );
             println!(
@@ -106,6 +135,11 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 r.gflops,
                 100.0 * r.mfu,
                 r.peak_gflops
+            );
+            println!(
+                "  the head's matmuls run at {:.1}% of the kernel's {:.1} GFLOP/s (CPU time)",
+                100.0 * head_share,
+                r.cpu_peak_gflops
             );
             let total: f64 = r.per_op_profile.iter().map(|(_, s)| s).sum();
             println!("  where a step's time goes:");
@@ -118,8 +152,9 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             }
         }
     }
-    let points =
-        scaling::measure_in_cluster(&cfg, args.batch, args.seq, &threads, args.steps, cluster)?;
+    let points = scaling::measure_in_cluster(
+        &cfg, args.batch, args.seq, &threads, args.steps, cluster, precision,
+    )?;
     if quiet {
         return Ok(());
     }
@@ -134,13 +169,17 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 args.batch
             );
         }
-        println!("thread scaling (full optimizer steps on the sphere tree):");
+        println!(
+            "thread scaling (full optimizer steps on the sphere tree, {} matmuls):",
+            precision.name()
+        );
         println!("  threads  tokens/s  speedup  efficiency  GFLOP/s   MFU");
     }
     for p in &points {
         if args.json {
             let line = json!({
                 "measurement": "scaling",
+                "precision": precision.name(),
                 "preset": args.preset,
                 "ranks": p.ranks,
                 "params": cfg.num_params(),

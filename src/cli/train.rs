@@ -1,5 +1,6 @@
 //! `cllm train`: the trainer with a terminal progress bar (or JSON lines).
 
+use crate::model::ops::bf16::PrecisionChoice;
 use crate::train::cluster::Cluster;
 use crate::train::events::ClusterStats;
 use crate::train::events::{Event, Phase, RunInfo, SaveReason, Summary};
@@ -82,6 +83,11 @@ pub struct TrainArgs {
     /// [default: 0]
     #[arg(long, value_name = "N")]
     pub eval_gen: Option<usize>,
+    /// Matmul precision: auto (bf16 where the CPU has AVX512_BF16), fp32
+    /// or bf16 (bf16 inputs, f32 accumulation, f32 master weights)
+    /// [default: auto]
+    #[arg(long, value_name = "auto|fp32|bf16", value_parser = parse_precision)]
+    pub precision: Option<PrecisionChoice>,
     /// Fraction held out for validation (the tail of the data) [default: 0.1]
     #[arg(long)]
     pub val_fraction: Option<f32>,
@@ -173,6 +179,7 @@ impl TrainArgs {
         set!(tokenizer => tokenizer);
         set!(val_fraction => val_fraction);
         set!(eval_gen => eval_gen);
+        set!(precision => precision);
         set!(eval_every => eval_every);
         set!(eval_batches => eval_batches);
         set!(checkpoint_every => checkpoint_every);
@@ -679,4 +686,8 @@ pub fn clock(secs: f64) -> String {
     } else {
         format!("{}:{:02}", s / 60, s % 60)
     }
+}
+
+fn parse_precision(s: &str) -> Result<PrecisionChoice, String> {
+    PrecisionChoice::parse(s)
 }

@@ -103,6 +103,12 @@ pub fn resumed_config(
                 show(saved_value),
                 show(user_value)
             )),
+            "precision" => notes.push(format!(
+                "matmul precision changed from {} to {}: the run goes on from the same f32 \
+                 weights, and differs from an uninterrupted one by the rounding of its products",
+                show(saved_value),
+                show(user_value)
+            )),
             "run_name" => {}
             _ => notes.push(format!(
                 "{} changed from {} to {}",

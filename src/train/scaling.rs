@@ -2,6 +2,7 @@
 //! one run, so tokens/s, speedup and parallel efficiency come from the same
 //! machine state. Used by `cllm bench --threads`.
 
+use crate::model::ops::bf16::Precision;
 use crate::model::{Gpt, ModelConfig};
 use crate::rng::Rng;
 use crate::train::cluster::Cluster;
@@ -40,7 +41,15 @@ pub fn measure(
     thread_counts: &[usize],
     steps: usize,
 ) -> Result<Vec<ScalingPoint>, String> {
-    measure_in_cluster(cfg, batch, seq, thread_counts, steps, &Cluster::solo())
+    measure_in_cluster(
+        cfg,
+        batch,
+        seq,
+        thread_counts,
+        steps,
+        &Cluster::solo(),
+        Precision::Fp32,
+    )
 }
 
 /// [`measure`] on every rank of `cluster` at once: each step's `batch`
@@ -54,6 +63,7 @@ pub fn measure_in_cluster(
     thread_counts: &[usize],
     steps: usize,
     cluster: &Cluster,
+    precision: Precision,
 ) -> Result<Vec<ScalingPoint>, String> {
     if seq > cfg.n_ctx {
         return Err(format!(
@@ -62,6 +72,7 @@ pub fn measure_in_cluster(
         ));
     }
     let mut model = Gpt::new(cfg.clone(), 1)?;
+    model.set_precision(precision);
     let mut rng = Rng::new(7);
     let n = batch * seq;
     let vocab = cfg.vocab_size as u64;
@@ -97,6 +108,7 @@ pub fn measure_in_cluster(
             let out =
                 spheres.compute_gradients(&model, &input, Duration::from_secs(3600), &mut |_| {});
             spheres.apply_update(&mut model.params, &mut opt, 1e-4, 1.0);
+            model.refresh_precision();
             let took = t0.elapsed().as_secs_f64();
             if step > 0 {
                 best = best.min(took);

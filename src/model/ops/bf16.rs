@@ -38,7 +38,8 @@ pub enum Precision {
 }
 
 /// What the user asked for: `auto` is bf16 where the CPU has AVX512_BF16.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PrecisionChoice {
     #[default]
     Auto,
@@ -123,14 +124,17 @@ impl Kernel {
 }
 
 /// f32 -> bf16, round to nearest, ties to even; NaN stays a (quiet) NaN.
+/// Branch-free, so loops of it vectorise.
 #[inline]
 pub fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
+    let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+    let quiet_nan = ((bits >> 16) | 0x40) as u16;
+    if bits & 0x7fff_ffff > 0x7f80_0000 {
+        quiet_nan
+    } else {
+        rounded
     }
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1));
-    (rounded >> 16) as u16
 }
 
 /// bf16 -> f32 (exact).
@@ -257,11 +261,29 @@ pub fn pack_rows<'a>(dst: &'a mut Vec<u32>, x: MatRef) -> PairsRef<'a> {
     dst.clear();
     dst.resize(rows * pairs, 0);
     for (r, out) in dst.chunks_exact_mut(pairs.max(1)).enumerate().take(rows) {
-        for (p, o) in out.iter_mut().enumerate() {
-            *o = pair(get_or_zero(&x, r, 2 * p), get_or_zero(&x, r, 2 * p + 1));
+        match x.row_slice(r) {
+            Some(row) => pack_row_into(out, row),
+            None => {
+                for (p, o) in out.iter_mut().enumerate() {
+                    *o = pair(get_or_zero(&x, r, 2 * p), get_or_zero(&x, r, 2 * p + 1));
+                }
+            }
         }
     }
     PairsRef::new(dst, rows, pairs, pairs, 1)
+}
+
+/// One row's pairs: `out[p]` = (row[2p], row[2p+1]), an odd tail padded
+/// with zero.
+#[inline]
+pub fn pack_row_into(out: &mut [u32], row: &[f32]) {
+    let whole = row.len() / 2;
+    for (o, two) in out[..whole].iter_mut().zip(row.chunks_exact(2)) {
+        *o = pair(two[0], two[1]);
+    }
+    if row.len() % 2 == 1 {
+        out[whole] = pair(row[row.len() - 1], 0.0);
+    }
 }
 
 /// Packs X (K, N) as pairs down its columns: element (c, p) = (X[2p, c],
@@ -272,12 +294,35 @@ pub fn pack_columns<'a>(dst: &'a mut Vec<u32>, x: MatRef) -> PairsRef<'a> {
     let stride = round_up_lanes(cols);
     dst.clear();
     dst.resize(pairs * stride, 0);
-    for (p, out) in dst.chunks_exact_mut(stride).enumerate() {
-        for (c, o) in out[..cols].iter_mut().enumerate() {
-            *o = pair(get_or_zero(&x, 2 * p, c), get_or_zero(&x, 2 * p + 1, c));
+    pack_columns_range(dst, x, 0);
+    PairsRef::new(dst, cols, pairs, 1, stride)
+}
+
+/// The pair rows `first ..` of [`pack_columns`] into `dst` (whole rows of
+/// the padded stride).
+pub fn pack_columns_range(dst: &mut [u32], x: MatRef, first: usize) {
+    let cols = x.cols();
+    let stride = round_up_lanes(cols);
+    for (k, out) in dst.chunks_exact_mut(stride).enumerate() {
+        let p = first + k;
+        match (x.row_slice(2 * p), x.row_slice(2 * p + 1)) {
+            (Some(lo), Some(hi)) => {
+                for ((o, &l), &h) in out[..cols].iter_mut().zip(lo).zip(hi) {
+                    *o = pair(l, h);
+                }
+            }
+            (Some(lo), None) => {
+                for (o, &l) in out[..cols].iter_mut().zip(lo) {
+                    *o = pair(l, 0.0);
+                }
+            }
+            _ => {
+                for (c, o) in out[..cols].iter_mut().enumerate() {
+                    *o = pair(get_or_zero(&x, 2 * p, c), get_or_zero(&x, 2 * p + 1, c));
+                }
+            }
         }
     }
-    PairsRef::new(dst, cols, pairs, 1, stride)
 }
 
 /// Packs X (N, K) as its row pairs laid out transposed: element (r, p) =
@@ -288,13 +333,44 @@ pub fn pack_rows_transposed<'a>(dst: &'a mut Vec<u32>, x: MatRef) -> PairsRef<'a
     let stride = round_up_lanes(rows);
     dst.clear();
     dst.resize(pairs * stride, 0);
-    for r in 0..rows {
-        for p in 0..pairs {
-            dst[p * stride + r] = pair(get_or_zero(&x, r, 2 * p), get_or_zero(&x, r, 2 * p + 1));
-        }
-    }
+    pack_rows_transposed_range(dst, x, 0);
     PairsRef::new(dst, rows, pairs, 1, stride)
 }
+
+/// The pair rows `first ..` of [`pack_rows_transposed`] into `dst`.
+pub fn pack_rows_transposed_range(dst: &mut [u32], x: MatRef, first: usize) {
+    let rows = x.rows();
+    let stride = round_up_lanes(rows);
+    let count = dst.len() / stride;
+    // Blocks of rows, so the source rows stay in cache while every pair
+    // row of the block is written.
+    const BLOCK: usize = 64;
+    let cols = x.cols();
+    for r0 in (0..rows).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(rows);
+        let slices: Option<Vec<&[f32]>> = (r0..r1).map(|r| x.row_slice(r)).collect();
+        for k in 0..count {
+            let p = first + k;
+            let out = &mut dst[k * stride + r0..k * stride + r1];
+            match &slices {
+                Some(rows_here) if 2 * p + 1 < cols => {
+                    for (o, row) in out.iter_mut().zip(rows_here) {
+                        *o = pair(row[2 * p], row[2 * p + 1]);
+                    }
+                }
+                _ => {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let r = r0 + i;
+                        *o = pair(get_or_zero(&x, r, 2 * p), get_or_zero(&x, r, 2 * p + 1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Pair rows per parallel packing job.
+pub const PACK_JOB_PAIRS: usize = 32;
 
 /// `out = A · Bᵀ` over pairs (or `out +=` when `accumulate`): out (m, n)
 /// with m = `a.rows()`, n = `b.rows()`, both over the same pairs. In f32

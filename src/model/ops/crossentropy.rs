@@ -10,8 +10,8 @@
 //!   dx_chunk = dlogits · wte,  dwte += dlogitsᵀ · x_chunk
 //! The only V-sized buffer is the (chunk, V) scratch.
 
-use super::bf16::{matmul_pairs, pack_columns, pack_rows};
-use super::linear_bf16::with_scratch;
+use super::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_row_into, pack_rows, to_bf16};
+use super::linear_bf16::{with_scratch, with_scratch3};
 use super::matmul::{MatMut, MatRef, matmul};
 use super::softmax::softmax_in_place;
 use crate::model::bf16_weights::WeightPacks;
@@ -32,39 +32,6 @@ impl HeadWeights<'_> {
             HeadWeights::Bf16(w) => with_scratch(|a, _| {
                 let xa = pack_rows(a, MatRef::new(x, rows, c));
                 matmul_pairs(MatMut::new(logits, rows, v), xa, w.forward(), false);
-            }),
-        }
-    }
-
-    /// dx (rows, C) `=` dlogits · wte and dwte (V, C) `+=` dlogitsᵀ · x.
-    fn backward(
-        &self,
-        dx: &mut [f32],
-        dwte: &mut [f32],
-        dlogits: &[f32],
-        x: &[f32],
-        rows: usize,
-        c: usize,
-        v: usize,
-    ) {
-        match self {
-            HeadWeights::F32(wte) => {
-                let dl = MatRef::new(dlogits, rows, v);
-                matmul(MatMut::new(dx, rows, c), dl, MatRef::new(wte, v, c), false);
-                matmul(
-                    MatMut::new(dwte, v, c),
-                    dl.t(),
-                    MatRef::new(x, rows, c),
-                    true,
-                );
-            }
-            HeadWeights::Bf16(w) => with_scratch(|a, b| {
-                let dl = MatRef::new(dlogits, rows, v);
-                let da = pack_rows(a, dl);
-                matmul_pairs(MatMut::new(dx, rows, c), da, w.backward(), false);
-                let dt = pack_columns(a, dl);
-                let xc = pack_columns(b, MatRef::new(x, rows, c));
-                matmul_pairs(MatMut::new(&mut dwte[..v * c], v, c), dt, xc, true);
             }),
         }
     }
@@ -124,20 +91,80 @@ pub fn head_loss_backward(
         let rows = s.chunk.min(s.rows - start);
         let x_chunk = &x[start * c..(start + rows) * c];
         let logits = &mut scratch[..rows * v];
-        wte.logits(logits, x_chunk, rows, c, v);
-        for (row, &target) in logits
-            .chunks_exact_mut(v)
-            .zip(&targets[start..start + rows])
-        {
-            let target = checked_target(target, v);
-            let logit = row[target];
-            let (lse, _) = softmax_in_place(row, 1.0, grad_scale, false);
-            total += (lse - logit) as f64;
-            row[target] -= grad_scale;
-        }
+        let targets = &targets[start..start + rows];
         let dx_chunk = &mut dx[start * c..(start + rows) * c];
-        wte.backward(dx_chunk, dwte, logits, x_chunk, rows, c, v);
+        wte.logits(logits, x_chunk, rows, c, v);
+        match wte {
+            HeadWeights::F32(w) => {
+                total += softmax_rows(logits, targets, v, grad_scale, |_, _| {});
+                // dx (rows, C) = dlogits · wte, dwte (V, C) += dlogitsᵀ · x.
+                let dl = MatRef::new(logits, rows, v);
+                matmul(
+                    MatMut::new(dx_chunk, rows, c),
+                    dl,
+                    MatRef::new(w, v, c),
+                    false,
+                );
+                matmul(
+                    MatMut::new(dwte, v, c),
+                    dl.t(),
+                    MatRef::new(x_chunk, rows, c),
+                    true,
+                );
+            }
+            HeadWeights::Bf16(w) => with_scratch3(|a, b, xs| {
+                // dlogits go to bf16 pairs straight from the softmax, while
+                // each row is still in cache: along the row for dx, down
+                // the rows (two rows a pair) for dwte.
+                let pairs = v.div_ceil(2);
+                let stride = v.next_multiple_of(LANES);
+                a.clear();
+                a.resize(rows * pairs, 0);
+                b.clear();
+                b.resize(rows.div_ceil(2) * stride, 0);
+                total += softmax_rows(logits, targets, v, grad_scale, |r, row| {
+                    pack_row_into(&mut a[r * pairs..(r + 1) * pairs], row);
+                    let down = &mut b[(r / 2) * stride..(r / 2) * stride + v];
+                    if r % 2 == 0 {
+                        for (o, &g) in down.iter_mut().zip(row) {
+                            *o = to_bf16(g) as u32;
+                        }
+                    } else {
+                        for (o, &g) in down.iter_mut().zip(row) {
+                            *o |= (to_bf16(g) as u32) << 16;
+                        }
+                    }
+                });
+                let along = PairsRef::new(a, rows, pairs, pairs, 1);
+                matmul_pairs(MatMut::new(dx_chunk, rows, c), along, w.backward(), false);
+                let down = PairsRef::new(b, v, rows.div_ceil(2), 1, stride);
+                let xc = pack_columns(xs, MatRef::new(x_chunk, rows, c));
+                matmul_pairs(MatMut::new(&mut dwte[..v * c], v, c), down, xc, true);
+            }),
+        }
         start += rows;
+    }
+    total
+}
+
+/// Softmax and cross-entropy of each row of logits in place, leaving
+/// `grad_scale · (p - onehot(target))`; `each(r, row)` sees every finished
+/// row. Returns the sum of the rows' losses.
+fn softmax_rows(
+    logits: &mut [f32],
+    targets: &[u32],
+    v: usize,
+    grad_scale: f32,
+    mut each: impl FnMut(usize, &[f32]),
+) -> f64 {
+    let mut total = 0.0f64;
+    for (r, (row, &target)) in logits.chunks_exact_mut(v).zip(targets).enumerate() {
+        let target = checked_target(target, v);
+        let logit = row[target];
+        let (lse, _) = softmax_in_place(row, 1.0, grad_scale, false);
+        total += (lse - logit) as f64;
+        row[target] -= grad_scale;
+        each(r, row);
     }
     total
 }

@@ -12,15 +12,22 @@ use crate::model::bf16_weights::WeightPacks;
 use std::cell::RefCell;
 
 thread_local! {
-    static SCRATCH: RefCell<[Vec<u32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+    static SCRATCH: RefCell<[Vec<u32>; 3]> =
+        const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
 }
 
-/// Runs `f` with this thread's two conversion buffers.
+/// Runs `f` with two of this thread's conversion buffers.
 pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u32>, &mut Vec<u32>) -> R) -> R {
+    with_scratch3(|a, b, _| f(a, b))
+}
+
+/// Runs `f` with this thread's three conversion buffers (not re-entrant:
+/// `f` must not call it again).
+pub fn with_scratch3<R>(f: impl FnOnce(&mut Vec<u32>, &mut Vec<u32>, &mut Vec<u32>) -> R) -> R {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        let [a, b] = &mut *s;
-        f(a, b)
+        let [a, b, c] = &mut *s;
+        f(a, b, c)
     })
 }
 

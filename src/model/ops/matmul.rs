@@ -70,6 +70,14 @@ impl<'a> MatRef<'a> {
         );
     }
 
+    /// Row `r` as a slice when its elements are contiguous (not a
+    /// transposed view).
+    #[inline]
+    pub fn row_slice(&self, r: usize) -> Option<&'a [f32]> {
+        (self.col_stride == 1 && r < self.rows)
+            .then(|| &self.data[r * self.row_stride..r * self.row_stride + self.cols])
+    }
+
     #[inline]
     pub fn at(&self, r: usize, c: usize) -> f32 {
         self.data[r * self.row_stride + c * self.col_stride]

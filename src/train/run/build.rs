@@ -9,6 +9,7 @@ use crate::data::fingerprint::DataFingerprint;
 use crate::generate::code_eval::PeriodicCodeCheck;
 use crate::memory::Memory;
 use crate::model::Gpt;
+use crate::model::ops::bf16::{Kernel, Precision};
 use crate::train::TrainConfig;
 use crate::train::auto;
 use crate::train::cluster::Cluster;
@@ -106,7 +107,7 @@ impl Run {
         // A resumed run continues in its own folders unless given a new name.
         let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
         let mut saved_memory = None;
-        let (model, opt, state, plan) = match resumed {
+        let (mut model, opt, state, plan) = match resumed {
             Some(ck) => {
                 saved_memory = ck.memory.clone();
                 restore(&config, ck, fingerprint, windows, threads, &mut notes)?
@@ -115,6 +116,20 @@ impl Run {
         };
         for note in notes {
             emit(Event::Warning(note));
+        }
+        let precision = config.precision.resolve();
+        model.set_precision(precision);
+        if precision == Precision::Bf16 {
+            let kernel = Kernel::detect();
+            emit(Event::Info(format!(
+                "matmuls in bf16 with f32 accumulation ({}){}",
+                kernel.name(),
+                if kernel == Kernel::Model {
+                    ": this CPU lacks AVX512_BF16, so every product runs on the scalar model, slowly"
+                } else {
+                    ""
+                }
+            )));
         }
         if model.config.vocab_size < tokenizer.vocab_size() {
             return Err(format!(

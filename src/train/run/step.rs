@@ -66,6 +66,7 @@ impl Run {
             }
             self.spheres
                 .apply_update(&mut self.model.params, &mut self.opt, lr, scale);
+            self.model.refresh_precision();
             if let Some(w) = self.norm_watch.observe(outcome.grad_norm, step) {
                 emit(Event::Warning(w));
             }
