@@ -182,6 +182,9 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             }
         }
     }
+    if !cluster.is_distributed() {
+        scaling::print_dispatch_overhead(&threads, args.json);
+    }
     Ok(())
 }
 
