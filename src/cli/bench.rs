@@ -158,6 +158,11 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
     if quiet {
         return Ok(());
     }
+    // What the sphere pool saves each phase (before the scaling table,
+    // which stays the output's last section).
+    if !cluster.is_distributed() {
+        scaling::print_dispatch_overhead(&threads, args.json);
+    }
     // MFU of a multi-thread run is against the peak of the cores it can use.
     let mfu_of = |p: &scaling::ScalingPoint| p.gflops / (peak * p.threads.min(cores) as f64);
     if !args.json {

@@ -11,12 +11,14 @@
 //! gradient is identical everywhere, so every rank clips with the same norm
 //! and applies the same AdamW update.
 
-use crate::model::{Batch, Gpt, ParamLayout};
+use crate::model::{Batch, Gpt, ParamLayout, Workspace};
 use crate::rng::Rng;
 use crate::train::events::{ClusterStats, SphereState, SphereStats};
 use crate::train::spheres::{
-    GradOutcome, Spheres, StepInput, collect_spheres, share, snapshot, state_code, sum_sq,
+    GradOutcome, SphereJob, Spheres, StepInput, collect_spheres, compute_share, share, snapshot,
+    state_code, sum_sq,
 };
+use crossbeam_channel::{Receiver, Sender};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -70,6 +72,96 @@ struct Part {
     grads: Vec<f32>,
 }
 
+/// What a sphere reports when its share is done: id, summed loss, busy
+/// time, squared norm of its own gradient.
+type Report = (usize, f64, Duration, f64);
+
+/// What the communication job measured: time inside the collective, the
+/// squared norm of the summed gradient, when the last bucket was summed.
+type CommOutcome = (Duration, f64, Instant);
+
+/// A distributed step's jobs on the sphere pool: one per sphere, and the
+/// communication job on one more thread.
+enum Task<'a> {
+    Sphere {
+        job: SphereJob<'a, Report>,
+        parts: Option<Sender<Part>>,
+    },
+    Comm {
+        reduced: &'a mut [f32],
+        parts: Option<Receiver<Part>>,
+        outcome: Option<CommOutcome>,
+    },
+}
+
+/// The communication job: sums each bucket once every active sphere has
+/// handed it over (in sphere order), then all-reduces it across ranks. The
+/// last range is the step's rows of wte, which replace the head-only ones.
+#[allow(clippy::too_many_arguments)]
+fn sum_buckets(
+    cluster: &crate::train::cluster::Cluster,
+    part_rx: &Receiver<Part>,
+    ranges: &[Range<usize>],
+    reduced: &mut [f32],
+    active: usize,
+    n: usize,
+    touched: &[u32],
+    wte: usize,
+    c: usize,
+) -> CommOutcome {
+    let rows_bucket = ranges.len() - 1;
+    let mut parts: Vec<Vec<Option<Vec<f32>>>> = ranges.iter().map(|_| vec![None; n]).collect();
+    let mut arrived = vec![0usize; ranges.len()];
+    let (mut in_collective, mut sq) = (Duration::ZERO, 0.0f64);
+    let mut row_sums = vec![0.0f32; touched.len() * c];
+    for (b, range) in ranges.iter().enumerate() {
+        while arrived[b] < active {
+            let part = part_rx
+                .recv()
+                .expect("a sphere stopped before handing over its gradients");
+            assert_eq!(part.range, ranges[part.bucket], "gradient bucket order");
+            parts[part.bucket][part.sphere] = Some(part.grads);
+            arrived[part.bucket] += 1;
+        }
+        // The spheres' copies added in sphere order (the first copied, not
+        // added to zeros: one pass less).
+        let out = if b == rows_bucket {
+            &mut row_sums[..]
+        } else {
+            &mut reduced[range.clone()]
+        };
+        let mut given = parts[b].iter_mut().filter_map(Option::take);
+        match given.next() {
+            Some(first) => out.copy_from_slice(&first),
+            None => out.fill(0.0),
+        }
+        for g in given {
+            for (o, x) in out.iter_mut().zip(&g) {
+                *o += x;
+            }
+        }
+        let began = Instant::now();
+        cluster.sum_f32(out);
+        in_collective += began.elapsed();
+        if b == rows_bucket {
+            // The final rows replace the head-only ones (the norm taken
+            // again over them). Summed in the same order as the rest, so the
+            // result is what one late wte bucket would have given, bit for
+            // bit.
+            for (i, &row) in touched.iter().enumerate() {
+                let at = wte + row as usize * c;
+                let dst = &mut reduced[at..at + c];
+                sq -= sum_sq(dst);
+                dst.copy_from_slice(&row_sums[i * c..(i + 1) * c]);
+                sq += sum_sq(dst);
+            }
+        } else {
+            sq += sum_sq(out);
+        }
+    }
+    (in_collective, sq.max(0.0), Instant::now())
+}
+
 impl Spheres {
     /// [`Spheres::compute_gradients`] for a rank of a distributed run.
     pub(super) fn compute_gradients_cluster(
@@ -116,170 +208,139 @@ impl Spheres {
         }
         tick(snapshot(&tally_now, &live));
 
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, f64, Duration, f64)>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Report>();
         let (part_tx, part_rx) = crossbeam_channel::unbounded::<Part>();
         let mut loss_sums = vec![0.0f64; n];
         let mut busy = vec![Duration::ZERO; n];
         let mut own_sq = vec![0.0f64; n];
         let mut computed_at = Instant::now();
-        let reduced = &mut self.reduced;
-        let (in_collective, total_sq, summed_at) = std::thread::scope(|scope| {
-            // The communication thread: sums each bucket once every active
-            // sphere has handed it over, then all-reduces it across ranks.
-            let comm = {
-                let cluster = cluster.clone();
-                let buckets = buckets.clone();
-                scope.spawn(move || {
-                    let mut ranges = buckets.clone();
-                    ranges.push(0..touched.len() * c);
-                    let mut parts: Vec<Vec<Option<Vec<f32>>>> =
-                        ranges.iter().map(|_| vec![None; n]).collect();
-                    let mut arrived = vec![0usize; ranges.len()];
-                    let (mut in_collective, mut sq) = (Duration::ZERO, 0.0f64);
-                    let mut row_sums = vec![0.0f32; touched.len() * c];
-                    for (b, range) in ranges.iter().enumerate() {
-                        while arrived[b] < active {
-                            let part = part_rx
-                                .recv()
-                                .expect("a sphere stopped before handing over its gradients");
-                            assert_eq!(part.range, ranges[part.bucket], "gradient bucket order");
-                            parts[part.bucket][part.sphere] = Some(part.grads);
-                            arrived[part.bucket] += 1;
-                        }
-                        // The spheres' copies added in sphere order (the
-                        // first copied, not added to zeros: one pass less).
-                        let out = if b == rows_bucket {
-                            &mut row_sums[..]
-                        } else {
-                            &mut reduced[range.clone()]
-                        };
-                        let mut given = parts[b].iter_mut().filter_map(Option::take);
-                        match given.next() {
-                            Some(first) => out.copy_from_slice(&first),
-                            None => out.fill(0.0),
-                        }
-                        for g in given {
-                            for (o, x) in out.iter_mut().zip(&g) {
-                                *o += x;
-                            }
-                        }
-                        let began = Instant::now();
-                        cluster.sum_f32(out);
-                        in_collective += began.elapsed();
-                        if b == rows_bucket {
-                            // The final rows replace the head-only ones (the
-                            // norm taken again over them). Summed in the same
-                            // order as the rest, so the result is what one
-                            // late wte bucket would have given, bit for bit.
-                            for (i, &row) in touched.iter().enumerate() {
-                                let at = wte + row as usize * c;
-                                let dst = &mut reduced[at..at + c];
-                                sq -= sum_sq(dst);
-                                dst.copy_from_slice(&row_sums[i * c..(i + 1) * c]);
-                                sq += sum_sq(dst);
-                            }
-                        } else {
-                            sq += sum_sq(out);
-                        }
-                    }
-                    (in_collective, sq.max(0.0), Instant::now())
-                })
-            };
-            for (id, (ws, grads)) in self
-                .workspaces
-                .iter_mut()
-                .zip(self.grads.iter_mut())
-                .enumerate()
-            {
-                let done_tx = done_tx.clone();
-                let part_tx = part_tx.clone();
-                let live = &live[id];
-                let seqs = sphere_seqs(id);
-                scope.spawn(move || {
+        let mut tasks: Vec<Task> = self
+            .workspaces
+            .iter_mut()
+            .zip(self.grads.iter_mut())
+            .map(|(ws, grads)| Task::Sphere {
+                job: SphereJob {
+                    ws,
+                    grads,
+                    done: Some(done_tx.clone()),
+                },
+                parts: Some(part_tx.clone()),
+            })
+            .collect();
+        tasks.push(Task::Comm {
+            reduced: &mut self.reduced,
+            parts: Some(part_rx),
+            outcome: None,
+        });
+        drop((done_tx, part_tx));
+        let panic_at = self.panic_next.take();
+        let mut ranges = buckets;
+        ranges.push(0..touched.len() * c);
+        let ranges = &ranges[..];
+        self.pool.scope(
+            &mut tasks,
+            |id, task| match task {
+                Task::Sphere { job, parts } => {
+                    let (done, parts) = (job.done.take(), parts.take());
                     let began = Instant::now();
-                    grads.fill(0.0);
-                    let mut loss_sum = 0.0f64;
-                    let starts: Vec<usize> = seqs.clone().step_by(max_share).collect();
-                    for (i, &chunk_start) in starts.iter().enumerate() {
-                        let chunk_end = (chunk_start + max_share).min(seqs.end);
-                        let rows = chunk_end - chunk_start;
-                        let batch = Batch {
-                            inputs: &input.inputs[chunk_start * t..chunk_end * t],
-                            targets: &input.targets[chunk_start * t..chunk_end * t],
-                            batch: rows,
-                            seq: t,
-                        };
-                        // One mask stream per sequence, as on one machine.
-                        let mut rngs: Option<Vec<Rng>> = input.dropout.then(|| {
-                            (chunk_start..chunk_end)
-                                .map(|s| Rng::derive(input.seed, &[input.step, s as u64]))
-                                .collect()
-                        });
-                        let loss = if i + 1 == starts.len() {
-                            // The last micro-batch: each layer leaves as soon
-                            // as it is final.
-                            let mut bucket = 0;
-                            let mut ready = |range: Range<usize>, g: &[f32]| {
-                                let grads = g[range.clone()].to_vec();
-                                let _ = part_tx.send(Part {
+                    if panic_at == Some(id) {
+                        panic!(
+                            "sphere {id} failed at step {} (injected fault)",
+                            input.step + 1
+                        );
+                    }
+                    let seqs = sphere_seqs(id);
+                    let busy_with = !seqs.is_empty();
+                    // The last micro-batch: each layer leaves as soon as it
+                    // is final, then the step's rows of wte again.
+                    let mut last = |ws: &mut Workspace,
+                                    batch: &Batch,
+                                    grads: &mut [f32],
+                                    rngs: Option<&mut [Rng]>| {
+                        let mut bucket = 0;
+                        let mut ready = |range: Range<usize>, g: &[f32]| {
+                            let grads = g[range.clone()].to_vec();
+                            if let Some(parts) = &parts {
+                                let _ = parts.send(Part {
                                     bucket,
                                     range,
                                     sphere: id,
                                     grads,
                                 });
-                                bucket += 1;
-                            };
-                            let loss = model.forward_backward_streaming(
-                                ws,
-                                &batch,
-                                grads,
-                                grad_scale,
-                                rngs.as_deref_mut(),
-                                &mut ready,
-                            );
-                            // The step's rows of wte again, now final: they
-                            // replace what the early wte bucket summed.
-                            let final_rows = gather_rows(grads, wte, c, touched);
-                            let _ = part_tx.send(Part {
+                            }
+                            bucket += 1;
+                        };
+                        let loss = model.forward_backward_streaming(
+                            ws, batch, grads, grad_scale, rngs, &mut ready,
+                        );
+                        // Now final: they replace what the early wte bucket
+                        // summed.
+                        let final_rows = gather_rows(grads, wte, c, touched);
+                        if let Some(parts) = &parts {
+                            let _ = parts.send(Part {
                                 bucket: rows_bucket,
                                 range: 0..final_rows.len(),
                                 sphere: id,
                                 grads: final_rows,
                             });
-                            loss
-                        } else if let Some(rngs) = rngs.as_mut() {
-                            model.forward_backward_per_sequence(ws, &batch, grads, grad_scale, rngs)
-                        } else {
-                            model.forward_backward(ws, &batch, grads, grad_scale, None)
-                        };
-                        loss_sum += loss as f64 * rows as f64;
-                        live.sequences.fetch_add(rows as u64, Ordering::Relaxed);
-                    }
-                    let own = if seqs.is_empty() { 0.0 } else { sum_sq(grads) };
-                    if !seqs.is_empty() {
-                        live.state
+                        }
+                        loss
+                    };
+                    let loss_sum = compute_share(
+                        model,
+                        job.ws,
+                        job.grads,
+                        input,
+                        seqs,
+                        max_share,
+                        grad_scale,
+                        &live[id],
+                        Some(&mut last),
+                    );
+                    let own = if busy_with { sum_sq(job.grads) } else { 0.0 };
+                    if busy_with {
+                        live[id]
+                            .state
                             .store(state_code(SphereState::Reducing), Ordering::Relaxed);
                     }
-                    let _ = done_tx.send((id, loss_sum, began.elapsed(), own));
-                });
-            }
-            drop(done_tx);
-            drop(part_tx);
-            let mut tick_now = || tick(snapshot(&tally_now, &live));
-            collect_spheres(
-                &done_rx,
-                n,
-                tick_every,
-                &mut tick_now,
-                |(id, loss_sum, took, own)| {
-                    loss_sums[id] = loss_sum;
-                    busy[id] = took;
-                    own_sq[id] = own;
-                },
-            );
-            computed_at = Instant::now();
-            comm.join().expect("the gradient all-reduce thread")
-        });
+                    if let Some(done) = done {
+                        let _ = done.send((id, loss_sum, began.elapsed(), own));
+                    }
+                }
+                Task::Comm {
+                    reduced,
+                    parts,
+                    outcome,
+                } => {
+                    let parts = parts.take().expect("one communication job a step");
+                    *outcome = Some(sum_buckets(
+                        &cluster, &parts, ranges, reduced, active, n, touched, wte, c,
+                    ));
+                }
+            },
+            || {
+                let mut tick_now = || tick(snapshot(&tally_now, &live));
+                collect_spheres(
+                    &done_rx,
+                    n,
+                    tick_every,
+                    &mut tick_now,
+                    |(id, loss_sum, took, own)| {
+                        loss_sums[id] = loss_sum;
+                        busy[id] = took;
+                        own_sq[id] = own;
+                    },
+                );
+                computed_at = Instant::now();
+            },
+        );
+        let Some(Task::Comm {
+            outcome: Some((in_collective, total_sq, summed_at)),
+            ..
+        }) = tasks.pop()
+        else {
+            unreachable!("the communication job reports or panics")
+        };
         // Sphere 0's buffer now holds the step's gradient, as on one machine;
         // the old buffer is the next step's scratch (every bucket is rewritten).
         std::mem::swap(&mut self.grads[0], &mut self.reduced);

@@ -10,4 +10,7 @@ pub struct Faults {
     /// Nudge one rank's weights at this step, as a replica that drifted
     /// would be: the cross-rank check must stop the run.
     pub perturb_rank_at_step: Option<(usize, u64)>,
+    /// Make this sphere panic in this step (0-based), as a bug in a sphere
+    /// would: the run must end with an error, not hang, and its threads end.
+    pub panic_in_sphere_at_step: Option<(usize, u64)>,
 }

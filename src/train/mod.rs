@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod optimizer;
 pub mod plan;
+pub mod pool;
 pub mod prepare;
 pub mod resume;
 pub mod run;

@@ -142,3 +142,86 @@ pub fn measure_in_cluster(
     }
     Ok(points)
 }
+
+/// What starting the spheres' threads costs one parallel phase: threads
+/// spawned and joined for the phase (as before the pool), against the
+/// pool's dispatch and join of parked threads. A step has three such
+/// phases (compute, reduction, AdamW).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DispatchPoint {
+    pub threads: usize,
+    /// Mean seconds per phase, threads spawned for it.
+    pub spawn_secs: f64,
+    /// Mean seconds per phase on the pool.
+    pub pool_secs: f64,
+}
+
+/// Phases per optimizer step on one machine.
+pub const PHASES_PER_STEP: usize = 3;
+
+/// Times `rounds` empty phases (one trivial job per sphere) both ways at
+/// each thread count: the fixed cost a phase pays before and after any
+/// work, without the work.
+pub fn dispatch_overhead(thread_counts: &[usize], rounds: usize) -> Vec<DispatchPoint> {
+    let rounds = rounds.max(1);
+    thread_counts
+        .iter()
+        .map(|&threads| {
+            let threads = threads.max(1);
+            let mut items = vec![0usize; threads];
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                std::thread::scope(|scope| {
+                    for (i, x) in items.iter_mut().enumerate() {
+                        scope.spawn(move || *x = std::hint::black_box(i));
+                    }
+                });
+            }
+            let spawn_secs = t0.elapsed().as_secs_f64() / rounds as f64;
+            let mut pool = crate::train::pool::SpherePool::new();
+            // The threads start once, outside the timing, as in a run.
+            pool.for_each(&mut items, |i, x| *x = i);
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                pool.for_each(&mut items, |i, x| *x = std::hint::black_box(i));
+            }
+            let pool_secs = t0.elapsed().as_secs_f64() / rounds as f64;
+            DispatchPoint {
+                threads,
+                spawn_secs,
+                pool_secs,
+            }
+        })
+        .collect()
+}
+
+/// Prints [`dispatch_overhead`] after `cllm bench`'s scaling table (or one
+/// JSON line per thread count).
+pub fn print_dispatch_overhead(thread_counts: &[usize], json: bool) {
+    let points = dispatch_overhead(thread_counts, 300);
+    if !json {
+        println!("sphere threads, cost of one empty phase ({PHASES_PER_STEP} phases a step):");
+        println!("  threads  spawned+joined  pool dispatch+join  saved per step");
+    }
+    for p in &points {
+        let saved = (p.spawn_secs - p.pool_secs) * PHASES_PER_STEP as f64;
+        if json {
+            let line = serde_json::json!({
+                "measurement": "dispatch",
+                "threads": p.threads,
+                "spawn_secs": p.spawn_secs,
+                "pool_secs": p.pool_secs,
+                "phases_per_step": PHASES_PER_STEP,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "  {:>7}  {:>11.1} us  {:>15.1} us  {:>11.1} us",
+                p.threads,
+                p.spawn_secs * 1e6,
+                p.pool_secs * 1e6,
+                saved * 1e6
+            );
+        }
+    }
+}

@@ -16,6 +16,10 @@
 //! tree reduction, but every core shares the work. The same slices then
 //! carry the global-norm computation and the AdamW update.
 //!
+//! The spheres are the threads of one [`SpherePool`], started with the
+//! first step and kept, parked, between phases and steps until the spheres
+//! are dropped (the run ends, stops or fails).
+//!
 //! Determinism: the split of sequences, the reduction order and the slices
 //! depend only on N, and dropout masks are drawn per sequence from
 //! (seed, step, sequence), so the same seed and N give bit-identical runs and
@@ -26,8 +30,10 @@ use crate::rng::Rng;
 use crate::train::events::{SphereState, SphereStats};
 use crate::train::metrics::ClassCounts;
 use crate::train::optimizer::{AdamW, AdamWStep};
+use crate::train::pool::SpherePool;
 pub use crate::train::tree::{FANOUT, children_of, level_of, parent_of, share};
 use crate::train::tree::{shares_mut, tree_reduce};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -81,6 +87,93 @@ pub struct StepInput<'a> {
     pub dropout: bool,
 }
 
+impl<'a> StepInput<'a> {
+    /// Sequences `rows` of the step as one batch.
+    pub(super) fn batch(&self, rows: Range<usize>) -> Batch<'a> {
+        let t = self.seq_len;
+        Batch {
+            inputs: &self.inputs[rows.start * t..rows.end * t],
+            targets: &self.targets[rows.start * t..rows.end * t],
+            batch: rows.len(),
+            seq: t,
+        }
+    }
+
+    /// With dropout on, one mask stream per sequence of `rows`, drawn from
+    /// (seed, step, sequence): masks do not depend on how sequences were
+    /// shared out (across spheres or ranks).
+    pub(super) fn dropout_streams(&self, rows: Range<usize>) -> Option<Vec<Rng>> {
+        self.dropout.then(|| {
+            rows.map(|s| Rng::derive(self.seed, &[self.step, s as u64]))
+                .collect()
+        })
+    }
+}
+
+/// `seqs` cut into consecutive chunks of at most `max` sequences: the
+/// micro-batches a sphere runs its share in.
+pub(super) fn chunks(seqs: Range<usize>, max: usize) -> impl Iterator<Item = Range<usize>> {
+    let end = seqs.end;
+    seqs.step_by(max.max(1))
+        .map(move |start| start..(start + max).min(end))
+}
+
+/// How a sphere runs its share's last micro-batch when the caller wants it
+/// run differently (the distributed step streams its gradients out).
+pub(super) type LastChunk<'f> =
+    &'f mut dyn FnMut(&mut Workspace, &Batch, &mut [f32], Option<&mut [Rng]>) -> f32;
+
+/// One sphere's part of the gradient phase, shared by the one-machine and
+/// the distributed step: zero `grads`, then forward and backward over the
+/// sequences `seqs` of `input` in micro-batches of at most `max_share`,
+/// counting sequences into `live`. Returns the summed per-sequence loss.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn compute_share(
+    model: &Gpt,
+    ws: &mut Workspace,
+    grads: &mut [f32],
+    input: &StepInput,
+    seqs: Range<usize>,
+    max_share: usize,
+    grad_scale: f32,
+    live: &Live,
+    mut last: Option<LastChunk>,
+) -> f64 {
+    grads.fill(0.0);
+    let mut loss_sum = 0.0f64;
+    let end = seqs.end;
+    for rows in chunks(seqs, max_share) {
+        let batch = input.batch(rows.clone());
+        let mut rngs = input.dropout_streams(rows.clone());
+        let loss = match (&mut last, rngs.as_mut()) {
+            (Some(last), rngs) if rows.end == end => {
+                last(ws, &batch, grads, rngs.map(|r| &mut r[..]))
+            }
+            (_, Some(rngs)) => {
+                model.forward_backward_per_sequence(ws, &batch, grads, grad_scale, rngs)
+            }
+            (_, None) => model.forward_backward(ws, &batch, grads, grad_scale, None),
+        };
+        loss_sum += loss as f64 * rows.len() as f64;
+        live.sequences
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+    }
+    loss_sum
+}
+
+/// A sphere's borrowed state for one phase on the pool.
+pub(super) struct SphereJob<'a, R> {
+    pub(super) ws: &'a mut Workspace,
+    pub(super) grads: &'a mut Vec<f32>,
+    /// Where the sphere reports; taken by the job, so it is dropped when the
+    /// job ends, also by a panic (the collector then stops waiting).
+    pub(super) done: Option<crossbeam_channel::Sender<R>>,
+}
+
+/// One sphere's evaluation: summed loss, prediction counts, per-position
+/// losses (when asked for).
+type EvalShare = (f64, ClassCounts, Vec<f32>);
+
 /// What the gradient phase measured.
 #[derive(Clone, Debug)]
 pub struct GradOutcome {
@@ -104,6 +197,10 @@ pub struct Spheres {
     /// Where a distributed step's all-reduced gradient lands (then swapped
     /// into sphere 0's buffer).
     pub(super) reduced: Vec<f32>,
+    /// The sphere threads, started by the first phase that needs them.
+    pub(super) pool: SpherePool,
+    /// A test's fault: this sphere panics in the next gradient phase.
+    pub(super) panic_next: Option<usize>,
 }
 
 impl Spheres {
@@ -133,6 +230,8 @@ impl Spheres {
             tally: vec![Tally::default(); n],
             cluster: crate::train::cluster::Cluster::solo(),
             reduced: Vec::new(),
+            pool: SpherePool::new(),
+            panic_next: None,
         }
     }
 
@@ -140,6 +239,18 @@ impl Spheres {
     /// of the sequences and the ranks sum their gradients.
     pub fn join_cluster(&mut self, cluster: crate::train::cluster::Cluster) {
         self.cluster = cluster;
+    }
+
+    /// Makes sphere `id` panic in the next gradient phase (a test of how a
+    /// run survives a bug in a sphere: it must end with an error, not hang).
+    pub(crate) fn inject_panic(&mut self, id: usize) {
+        self.panic_next = Some(id.min(self.n - 1));
+    }
+
+    /// Sphere threads started so far (they stay up until the spheres are
+    /// dropped).
+    pub fn threads_started(&self) -> usize {
+        self.pool.threads()
     }
 
     /// The sphere view's rows, as of now.
@@ -191,64 +302,57 @@ impl Spheres {
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, f64, Duration)>();
         let mut loss_sums = vec![0.0f64; n];
         let mut busy = vec![Duration::ZERO; n];
-        std::thread::scope(|scope| {
-            for (id, (ws, grads)) in self
-                .workspaces
-                .iter_mut()
-                .zip(self.grads.iter_mut())
-                .enumerate()
-            {
-                let done_tx = done_tx.clone();
-                let live = &live[id];
+        let mut jobs: Vec<SphereJob<_>> = self
+            .workspaces
+            .iter_mut()
+            .zip(self.grads.iter_mut())
+            .map(|(ws, grads)| SphereJob {
+                ws,
+                grads,
+                done: Some(done_tx.clone()),
+            })
+            .collect();
+        drop(done_tx);
+        let panic_at = self.panic_next.take();
+        self.pool.scope(
+            &mut jobs,
+            |id, job| {
+                let done = job.done.take();
+                let began = Instant::now();
+                if panic_at == Some(id) {
+                    panic!(
+                        "sphere {id} failed at step {} (injected fault)",
+                        input.step + 1
+                    );
+                }
                 let seqs = share(input.n_seqs, n, id);
-                scope.spawn(move || {
-                    let began = Instant::now();
-                    grads.fill(0.0);
-                    let mut loss_sum = 0.0f64;
-                    for chunk_start in seqs.clone().step_by(max_share) {
-                        let chunk_end = (chunk_start + max_share).min(seqs.end);
-                        let rows = chunk_end - chunk_start;
-                        let batch = Batch {
-                            inputs: &input.inputs[chunk_start * t..chunk_end * t],
-                            targets: &input.targets[chunk_start * t..chunk_end * t],
-                            batch: rows,
-                            seq: t,
-                        };
-                        let loss = if input.dropout {
-                            // One mask stream per sequence, so masks do not
-                            // depend on how sequences were shared out.
-                            let mut rngs: Vec<Rng> = (chunk_start..chunk_end)
-                                .map(|s| Rng::derive(input.seed, &[input.step, s as u64]))
-                                .collect();
-                            model.forward_backward_per_sequence(
-                                ws, &batch, grads, grad_scale, &mut rngs,
-                            )
-                        } else {
-                            model.forward_backward(ws, &batch, grads, grad_scale, None)
-                        };
-                        loss_sum += loss as f64 * rows as f64;
-                        live.sequences.fetch_add(rows as u64, Ordering::Relaxed);
-                    }
-                    if !seqs.is_empty() {
-                        live.state
-                            .store(state_code(SphereState::Waiting), Ordering::Relaxed);
-                    }
-                    let _ = done_tx.send((id, loss_sum, began.elapsed()));
-                });
-            }
-            drop(done_tx);
-            let mut tick_now = || tick(snapshot(&tally_now, &live));
-            collect_spheres(
-                &done_rx,
-                n,
-                tick_every,
-                &mut tick_now,
-                |(id, loss_sum, took)| {
-                    loss_sums[id] = loss_sum;
-                    busy[id] = took;
-                },
-            );
-        });
+                let busy_with = !seqs.is_empty();
+                let loss_sum = compute_share(
+                    model, job.ws, job.grads, input, seqs, max_share, grad_scale, &live[id], None,
+                );
+                if busy_with {
+                    live[id]
+                        .state
+                        .store(state_code(SphereState::Waiting), Ordering::Relaxed);
+                }
+                if let Some(done) = done {
+                    let _ = done.send((id, loss_sum, began.elapsed()));
+                }
+            },
+            || {
+                let mut tick_now = || tick(snapshot(&tally_now, &live));
+                collect_spheres(
+                    &done_rx,
+                    n,
+                    tick_every,
+                    &mut tick_now,
+                    |(id, loss_sum, took)| {
+                        loss_sums[id] = loss_sum;
+                        busy[id] = took;
+                    },
+                );
+            },
+        );
 
         // Per-sphere bookkeeping for the stats table.
         for (id, (tally, &loss_sum)) in self.tally.iter_mut().zip(&loss_sums).enumerate() {
@@ -279,21 +383,17 @@ impl Spheres {
                     slot.push(slice);
                 }
             }
-            std::thread::scope(|scope| {
-                for ((bufs, own), total) in per_slice
-                    .into_iter()
-                    .zip(own_sq.iter_mut())
-                    .zip(total_sq.iter_mut())
-                {
-                    scope.spawn(move || {
-                        let mut bufs = bufs;
-                        for (j, b) in bufs.iter().enumerate() {
-                            own[j] = sum_sq(b);
-                        }
-                        tree_reduce(&mut bufs);
-                        *total = sum_sq(bufs[0]);
-                    });
+            let mut slices: Vec<_> = per_slice
+                .into_iter()
+                .zip(own_sq.iter_mut())
+                .zip(total_sq.iter_mut())
+                .collect();
+            self.pool.for_each(&mut slices, |_, ((bufs, own), total)| {
+                for (j, b) in bufs.iter().enumerate() {
+                    own[j] = sum_sq(b);
                 }
+                tree_reduce(bufs);
+                **total = sum_sq(bufs[0]);
             });
         }
         let reduce_took = reduce_started.elapsed();
@@ -332,17 +432,14 @@ impl Spheres {
         let n = self.n;
         let len = params.len();
         let grads = &self.grads[0][..];
-        let slices = shares_mut(params, n)
+        let mut slices: Vec<_> = shares_mut(params, n)
             .into_iter()
             .zip(shares_mut(&mut opt.m, n))
-            .zip(shares_mut(&mut opt.v, n));
-        std::thread::scope(|scope| {
-            for (s, ((p, m), v)) in slices.enumerate() {
-                let r = share(len, n, s);
-                let g = &grads[r.clone()];
-                let step = &step;
-                scope.spawn(move || step.apply(r.start, p, g, m, v));
-            }
+            .zip(shares_mut(&mut opt.v, n))
+            .collect();
+        self.pool.for_each(&mut slices, |s, ((p, m), v)| {
+            let r = share(len, n, s);
+            step.apply(r.start, p, &grads[r], m, v);
         });
     }
 
@@ -382,47 +479,38 @@ impl Spheres {
         n_seqs: usize,
         seq_len: usize,
         keep_losses: bool,
-    ) -> (f64, ClassCounts, Vec<f32>) {
+    ) -> EvalShare {
         let n = self.n;
         let t = seq_len;
         let max_share = self.max_share;
-        let results: Vec<(f64, ClassCounts, Vec<f32>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .workspaces
-                .iter_mut()
-                .enumerate()
-                .map(|(id, ws)| {
-                    let seqs = share(n_seqs, n, id);
-                    scope.spawn(move || {
-                        let mut loss_sum = 0.0f64;
-                        let mut counts = ClassCounts::default();
-                        let mut predictions = vec![0u32; max_share * t];
-                        let mut losses = vec![0f32; if keep_losses { seqs.len() * t } else { 0 }];
-                        for start in seqs.clone().step_by(max_share) {
-                            let end = (start + max_share).min(seqs.end);
-                            let rows = end - start;
-                            let batch = Batch {
-                                inputs: &inputs[start * t..end * t],
-                                targets: &targets[start * t..end * t],
-                                batch: rows,
-                                seq: t,
-                            };
-                            let preds = &mut predictions[..rows * t];
-                            let at = (start - seqs.start) * t;
-                            let row_losses = keep_losses.then(|| &mut losses[at..at + rows * t]);
-                            let loss = model.evaluate_rows(ws, &batch, Some(preds), row_losses);
-                            loss_sum += loss as f64 * (rows * t) as f64;
-                            counts.add(batch.targets, preds);
-                        }
-                        (loss_sum, counts, losses)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("evaluation thread"))
-                .collect()
+        let mut jobs: Vec<(&mut Workspace, EvalShare)> = self
+            .workspaces
+            .iter_mut()
+            .map(|ws| (ws, Default::default()))
+            .collect();
+        self.pool.for_each(&mut jobs, |id, (ws, result)| {
+            let seqs = share(n_seqs, n, id);
+            let mut loss_sum = 0.0f64;
+            let mut counts = ClassCounts::default();
+            let mut predictions = vec![0u32; max_share * t];
+            let mut losses = vec![0f32; if keep_losses { seqs.len() * t } else { 0 }];
+            for rows in chunks(seqs.clone(), max_share) {
+                let batch = Batch {
+                    inputs: &inputs[rows.start * t..rows.end * t],
+                    targets: &targets[rows.start * t..rows.end * t],
+                    batch: rows.len(),
+                    seq: t,
+                };
+                let preds = &mut predictions[..rows.len() * t];
+                let at = (rows.start - seqs.start) * t;
+                let row_losses = keep_losses.then(|| &mut losses[at..at + rows.len() * t]);
+                let loss = model.evaluate_rows(ws, &batch, Some(preds), row_losses);
+                loss_sum += loss as f64 * (rows.len() * t) as f64;
+                counts.add(batch.targets, preds);
+            }
+            *result = (loss_sum, counts, losses);
         });
+        let results = jobs.into_iter().map(|(_, result)| result);
         let mut loss_sum = 0.0;
         let mut counts = ClassCounts::default();
         let mut losses = Vec::with_capacity(if keep_losses { n_seqs * t } else { 0 });

@@ -39,6 +39,11 @@ impl Run {
             seed: config.seed,
             dropout: self.model.config.dropout > 0.0,
         };
+        if let Some((sphere, at)) = self.faults.panic_in_sphere_at_step
+            && at == step
+        {
+            self.spheres.inject_panic(sphere);
+        }
         let mut tick = |stats| emit(Event::Spheres(stats));
         let mut outcome = self
             .spheres
