@@ -7,6 +7,7 @@
 //! (`+=`). Parameter gradients always add, so micro-batches accumulate.
 
 pub mod attention;
+pub mod bf16_gemv;
 pub mod crossentropy;
 pub mod dropout;
 pub mod embedding;
