@@ -473,11 +473,11 @@ mod tests {
         pack_vector(&x, &mut xb);
         let mut out = vec![0.0; rows];
         rows_model(&mut out, &m, &xb, None, 0);
-        for r in 0..rows {
+        for (r, &o) in out.iter().enumerate() {
             let exact: f64 = (0..cols)
                 .map(|k| bf16_to_f32(m.data[r * m.stride + k]) as f64 * bf16_to_f32(xb[k]) as f64)
                 .sum();
-            assert!((out[r] as f64 - exact).abs() < 1e-4, "row {r}");
+            assert!((o as f64 - exact).abs() < 1e-4, "row {r}");
         }
     }
 
