@@ -93,7 +93,8 @@ fn generate_streams_the_library_reply_and_reports_speed() {
     let again = cllm(&args);
     assert_eq!(first.stdout, again.stdout, "same seed, same output");
 
-    // What the library produces with the same settings.
+    // What the library produces with the same settings (the CLI decodes
+    // on every core, bf16 where the CPU has it).
     let tok = Tokenizer::bytes();
     let cfg = SamplingConfig {
         temperature: 0.9,
@@ -103,7 +104,8 @@ fn generate_streams_the_library_reply_and_reports_speed() {
         seed: 5,
         ..SamplingConfig::default()
     };
-    let mut g = Generator::new(&model, &tok, "int main() {", cfg).unwrap();
+    let options = cllm::generate::decoder::DecodeOptions::interactive();
+    let mut g = Generator::with_options(&model, &tok, "int main() {", cfg, options).unwrap();
     while g.next_token().is_some() {}
     assert_eq!(text(&first.stdout), format!("int main() {{{}\n", g.text()));
 

@@ -96,9 +96,11 @@ pub fn resolve_threads(threads: usize) -> usize {
     }
 }
 
-/// A product is split between threads only from this many weights: below
-/// it, waking the workers costs more than the rows save.
-pub const DEFAULT_MIN_PARALLEL: usize = 32 * 1024;
+/// A product is split between threads only from this many bytes of
+/// weights: below it, waking the workers (about 10 us a dispatch on a
+/// 2-core AMD EPYC, `cllm bench --generate`) costs more than the rows save
+/// (512 KB take about 20 us to stream on one core there).
+pub const DEFAULT_MIN_PARALLEL_BYTES: usize = 512 * 1024;
 
 /// Rows per thread's share are whole multiples of this.
 const GRANULE: usize = 16;
@@ -149,7 +151,7 @@ impl Decoder {
             precision: options.precision.resolve(),
             f32_kernel: F32Kernel::detect(),
             bf16_kernel: Bf16Kernel::detect(),
-            min_parallel: DEFAULT_MIN_PARALLEL,
+            min_parallel: DEFAULT_MIN_PARALLEL_BYTES,
             bf16: None,
             config: None,
             x: Vec::new(),
@@ -182,10 +184,10 @@ impl Decoder {
         self.precision == Precision::Bf16 && self.bf16_kernel == Bf16Kernel::Avx512Bf16
     }
 
-    /// The smallest product (in weights) split between threads; the
-    /// results do not depend on it.
-    pub fn set_min_parallel(&mut self, weights: usize) {
-        self.min_parallel = weights;
+    /// The smallest product (in bytes of weights) split between threads;
+    /// the results do not depend on it.
+    pub fn set_min_parallel(&mut self, bytes: usize) {
+        self.min_parallel = bytes;
     }
 
     /// Runs the scalar models instead of the kernels (for tests: what a
@@ -422,7 +424,11 @@ impl Products<'_> {
             Weights::Bf16(m) => bf16_gemv::gemv_rows(self.bf16_kernel, o, m, packed, bias, row0),
         };
         let threads = self.pool.threads();
-        if threads == 1 || rows * cols < self.min_parallel || rows < 2 * GRANULE {
+        let bytes = match w {
+            Weights::F32(_) => rows * cols * 4,
+            Weights::Bf16(m) => m.bytes(),
+        };
+        if threads == 1 || bytes < self.min_parallel || rows < 2 * GRANULE {
             rows_of(out, 0);
             return;
         }
