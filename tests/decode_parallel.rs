@@ -217,3 +217,39 @@ fn bytes_per_token_count_every_weight_read() {
         assert_eq!(bf16, fp32 - 2 * matrices, "{preset}");
     }
 }
+
+/// The bench's figures hang together: one run per thread count and
+/// precision (bf16 only where the CPU has it), each limit the measured read
+/// bandwidth over the bytes a token reads, each share the speed over it.
+#[test]
+fn the_generation_bench_puts_each_speed_beside_its_bandwidth_limit() {
+    use cllm::generate::bench::{bench_generate, measure_bandwidth};
+    let bandwidth: Vec<_> = [1, 2]
+        .iter()
+        .map(|&t| measure_bandwidth(t, 8 << 20, 1))
+        .collect();
+    for b in &bandwidth {
+        assert!(
+            b.read_bytes_per_sec > 1e8 && b.copy_bytes_per_sec > 1e8,
+            "{b:?}"
+        );
+    }
+    let r = bench_generate("tiny", 8, 20, 1, &[1, 2], &bandwidth).unwrap();
+    let precisions = if Precision::Auto.resolve() == Precision::Bf16 {
+        2
+    } else {
+        1
+    };
+    assert_eq!(r.runs.len(), 2 * precisions);
+    assert_eq!(r.generated_tokens, 20);
+    for run in &r.runs {
+        let bw = bandwidth.iter().find(|b| b.threads == run.threads).unwrap();
+        let bytes = Decoder::weight_bytes_per_token(&config("tiny"), run.precision);
+        assert_eq!(run.weight_bytes_per_token, bytes);
+        let limit = bw.read_bytes_per_sec / bytes as f64;
+        assert!((run.limit_tokens_per_sec / limit - 1.0).abs() < 1e-9);
+        assert!(run.tokens_per_sec > 0.0);
+        assert!((run.share_of_limit * limit / run.tokens_per_sec - 1.0).abs() < 1e-9);
+        assert_eq!(run.in_hardware, run.precision == Precision::Bf16);
+    }
+}
