@@ -216,8 +216,10 @@ impl Decoder {
         matrices * matrix_bytes + vectors * 4
     }
 
-    /// Makes the bf16 copies for `model` unless they are already its.
-    fn prepare(&mut self, model: &Gpt) {
+    /// Sizes the scratch for `model` and, decoding in bf16, rounds its
+    /// matrices to bf16 (done by the first [`Decoder::step`] otherwise;
+    /// nothing when already done for this model).
+    pub fn prepare(&mut self, model: &Gpt) {
         let cfg = &model.config;
         if self.config.as_ref() != Some(cfg) {
             let (c, i, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);

@@ -65,7 +65,8 @@ pub struct GenerationStats {
     /// Prompt tokens the model saw (after cutting a long prompt to n_ctx).
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
-    /// Time of the prompt's forward pass.
+    /// Time of the prompt's forward pass (and, decoding in bf16, of
+    /// rounding the weights to bf16).
     pub prefill_secs: f64,
     /// Time from the end of the prefill to the last token.
     pub generate_secs: f64,
@@ -168,6 +169,10 @@ impl<'a> Generator<'a> {
         let start = Instant::now();
         let mut cache = KvCache::new(&model.config);
         let logits = cache.append(model, &ids)?.to_vec();
+        // Rounding the weights to bf16 (when decoding in bf16) belongs to
+        // the wait before the first token, not to the reply's speed.
+        let mut decoder = Decoder::new(options);
+        decoder.prepare(model);
         let prefill_secs = start.elapsed().as_secs_f64();
         let rng = Rng::new(cfg.seed);
         Ok(Generator {
@@ -175,7 +180,7 @@ impl<'a> Generator<'a> {
             tok,
             cfg,
             cache,
-            decoder: Decoder::new(options),
+            decoder,
             prompt_tokens: ids.len(),
             full_prompt: if full_prompt.is_empty() {
                 ids.clone()
