@@ -56,10 +56,12 @@ fn decode_all(model: &Gpt, decoder: &mut Decoder, tokens: &[u32]) -> Vec<Vec<f32
 }
 
 fn decoder(threads: usize, precision: Precision) -> Decoder {
-    let mut d = Decoder::new(DecodeOptions { threads, precision });
     // Split every product, however small, so the tiny models exercise it.
-    d.set_min_parallel(0);
-    d
+    Decoder::new(DecodeOptions {
+        threads,
+        precision,
+        split_bytes: 0,
+    })
 }
 
 #[test]
@@ -158,7 +160,11 @@ fn a_reply_is_the_same_with_one_thread_or_two() {
     };
     for precision in [Precision::Fp32, Precision::Bf16] {
         let reply = |threads: usize| {
-            let opts = DecodeOptions { threads, precision };
+            let opts = DecodeOptions {
+                threads,
+                precision,
+                split_bytes: 0,
+            };
             let mut g =
                 Generator::with_options(&model, &tok, "int main() {", sampling.clone(), opts)
                     .unwrap();

@@ -110,6 +110,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     let options = DecodeOptions {
         threads: args.threads,
         precision: args.precision,
+        ..DecodeOptions::default()
     };
     let mut generator = Generator::with_options(&model, &tok, &args.prompt, cfg, options)?;
     if let Some(memory) = &memory {

@@ -77,6 +77,7 @@ pub fn spawn_generation(
             let options = DecodeOptions {
                 threads: 0,
                 precision: Precision::Fp32,
+                ..DecodeOptions::default()
             };
             let mut generator = match Generator::with_options(&model, &tok, &prompt, cfg, options) {
                 Ok(g) => g,

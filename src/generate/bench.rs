@@ -228,6 +228,7 @@ pub fn bench_generate(
             let options = DecodeOptions {
                 threads: t,
                 precision,
+                ..DecodeOptions::default()
             };
             let mut best = 0.0f64;
             let mut in_hardware = false;

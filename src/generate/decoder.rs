@@ -61,6 +61,9 @@ impl Precision {
 pub struct DecodeOptions {
     pub threads: usize,
     pub precision: Precision,
+    /// The smallest product, in bytes of weights, split between the
+    /// threads (the results do not depend on it).
+    pub split_bytes: usize,
 }
 
 impl Default for DecodeOptions {
@@ -71,6 +74,7 @@ impl Default for DecodeOptions {
         DecodeOptions {
             threads: 1,
             precision: Precision::Fp32,
+            split_bytes: DEFAULT_MIN_PARALLEL_BYTES,
         }
     }
 }
@@ -81,6 +85,7 @@ impl DecodeOptions {
         DecodeOptions {
             threads: 0,
             precision: Precision::Auto,
+            split_bytes: DEFAULT_MIN_PARALLEL_BYTES,
         }
     }
 }
@@ -97,10 +102,14 @@ pub fn resolve_threads(threads: usize) -> usize {
 }
 
 /// A product is split between threads only from this many bytes of
-/// weights: below it, waking the workers (about 10 us a dispatch on a
-/// 2-core AMD EPYC, `cllm bench --generate`) costs more than the rows save
-/// (512 KB take about 20 us to stream on one core there).
-pub const DEFAULT_MIN_PARALLEL_BYTES: usize = 512 * 1024;
+/// weights: below it, waking the workers costs more than the rows save.
+/// Measured on a 2-core AMD EPYC (one core already saturates its memory
+/// bandwidth; a dispatch costs about 10 us): `seed`, 2 threads, per token,
+/// splitting every product from 512 KB took 2.76 ms in fp32 and 1.23 ms in
+/// bf16, from 1 MB 2.55 / 1.55 ms, only the head (from 4 MB) 2.16 /
+/// 1.17 ms, nothing 2.44 / 1.23 ms. So the head is split, and the layers'
+/// products (at most 1 MB each up to `seed`) are not.
+pub const DEFAULT_MIN_PARALLEL_BYTES: usize = 4 << 20;
 
 /// Rows per thread's share are whole multiples of this.
 const GRANULE: usize = 16;
@@ -151,7 +160,7 @@ impl Decoder {
             precision: options.precision.resolve(),
             f32_kernel: F32Kernel::detect(),
             bf16_kernel: Bf16Kernel::detect(),
-            min_parallel: DEFAULT_MIN_PARALLEL_BYTES,
+            min_parallel: options.split_bytes,
             bf16: None,
             config: None,
             x: Vec::new(),
