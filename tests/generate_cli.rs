@@ -93,7 +93,8 @@ fn generate_streams_the_library_reply_and_reports_speed() {
     let again = cllm(&args);
     assert_eq!(first.stdout, again.stdout, "same seed, same output");
 
-    // What the library produces with the same settings.
+    // What the library produces with the same settings (the CLI decodes
+    // on every core, bf16 where the CPU has it).
     let tok = Tokenizer::bytes();
     let cfg = SamplingConfig {
         temperature: 0.9,
@@ -103,7 +104,8 @@ fn generate_streams_the_library_reply_and_reports_speed() {
         seed: 5,
         ..SamplingConfig::default()
     };
-    let mut g = Generator::new(&model, &tok, "int main() {", cfg).unwrap();
+    let options = cllm::generate::decoder::DecodeOptions::interactive();
+    let mut g = Generator::with_options(&model, &tok, "int main() {", cfg, options).unwrap();
     while g.next_token().is_some() {}
     assert_eq!(text(&first.stdout), format!("int main() {{{}\n", g.text()));
 
@@ -392,4 +394,52 @@ fn bench_generate_prints_speed_and_the_cached_token_cost() {
     assert!(stdout.contains("tokens/s"), "{stdout}");
     assert!(stdout.contains("at context 16"), "{stdout}");
     assert!(stdout.contains("of the full forward"), "{stdout}");
+}
+
+#[test]
+fn bench_generate_json_names_precision_threads_and_the_bandwidth_limit() {
+    let out = cllm(&[
+        "bench",
+        "--generate",
+        "--preset",
+        "tiny",
+        "--steps",
+        "1",
+        "--threads",
+        "1,2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str| {
+        lines
+            .iter()
+            .filter(|l| l["measurement"] == kind)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let bandwidth = of("memory_bandwidth");
+    assert_eq!(bandwidth.len(), 2, "{lines:?}");
+    assert!(
+        bandwidth
+            .iter()
+            .all(|b| b["read_bytes_per_sec"].as_f64().unwrap() > 0.0)
+    );
+    let runs = of("generate");
+    assert!(runs.len() == 2 || runs.len() == 4, "{runs:?}");
+    for r in &runs {
+        assert_eq!(r["preset"], "tiny");
+        assert!(r["precision"] == "fp32" || r["precision"] == "bf16");
+        let (tps, limit, share) = (
+            r["tokens_per_sec"].as_f64().unwrap(),
+            r["bandwidth_limit_tokens_per_sec"].as_f64().unwrap(),
+            r["share_of_bandwidth_limit"].as_f64().unwrap(),
+        );
+        assert!((share * limit / tps - 1.0).abs() < 1e-9, "{r}");
+        assert!(r["weight_bytes_per_token"].as_u64().unwrap() > 0);
+    }
+    assert!(runs.iter().any(|r| r["threads"] == 2));
 }

@@ -37,8 +37,10 @@ pub struct BenchArgs {
     /// One JSON object per line per measurement
     #[arg(long)]
     pub json: bool,
-    /// Measure generation instead (batch 1): tokens/s and the cost of a
-    /// cached token against a full forward over the context
+    /// Measure generation instead (batch 1): tokens/s on `small` and `seed`
+    /// (or the --preset named) at each --threads count, fp32 and (where the
+    /// CPU has AVX512_BF16) bf16, beside the memory-bandwidth limit; and the
+    /// cost of a cached token against a full forward over the context
     #[arg(long)]
     pub generate: bool,
 }
@@ -229,37 +231,145 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
     Ok(())
 }
 
-/// `--generate`: a greedy reply of 128 tokens after a 64-token prompt with
-/// random weights, then one cached token vs a full forward at n_ctx.
+/// `--generate`: greedy replies of 128 tokens after a 64-token prompt with
+/// random weights, on `small` and `seed` (or the `--preset` named, when it
+/// is not the default `seed`), at each `--threads` count in fp32 and, where
+/// the CPU has AVX512_BF16, bf16; beside each, the memory-bandwidth limit
+/// (weight bytes per token / read bandwidth measured at that thread count)
+/// and the share of it reached. Then one cached token vs a full forward at
+/// n_ctx.
 fn run_generate(args: &BenchArgs) -> Result<(), String> {
-    let r = crate::generate::bench::bench_generate(&args.preset, 64, 128, args.steps)?;
+    use crate::generate::bench::{bench_generate, measure_bandwidth, measure_dispatch};
+    use crate::generate::decoder::resolve_threads;
+    let presets: Vec<&str> = if args.preset == "seed" {
+        vec!["small", "seed"]
+    } else {
+        vec![args.preset.as_str()]
+    };
+    for p in &presets {
+        ModelConfig::preset(p).ok_or_else(|| format!("unknown preset '{p}'"))?;
+    }
+    if args.threads.iter().any(|&t| t > 1024) {
+        return Err("--threads takes counts from 0 (all cores) to 1024".into());
+    }
+    let mut threads: Vec<usize> = Vec::new();
+    for t in args.threads.iter().map(|&t| resolve_threads(t)) {
+        if !threads.contains(&t) {
+            threads.push(t);
+        }
+    }
+    // 256 MB: 8x a 32 MB L3, so the weights' bandwidth is DRAM's.
+    let bandwidth: Vec<_> = threads
+        .iter()
+        .map(|&t| measure_bandwidth(t, 256 << 20, 3))
+        .collect();
+    let dispatch: Vec<(usize, f64, f64)> = threads
+        .iter()
+        .filter(|&&t| t > 1)
+        .map(|&t| {
+            let (own, rayon) = measure_dispatch(t, 500);
+            (t, own, rayon)
+        })
+        .collect();
+    let cpu = cpu_name();
+    if args.json {
+        for b in &bandwidth {
+            println!(
+                "{}",
+                json!({
+                    "measurement": "memory_bandwidth",
+                    "cpu": cpu,
+                    "threads": b.threads,
+                    "buffer_bytes": b.buffer_bytes,
+                    "read_bytes_per_sec": b.read_bytes_per_sec,
+                    "copy_bytes_per_sec": b.copy_bytes_per_sec,
+                })
+            );
+        }
+        for (t, own, rayon) in &dispatch {
+            println!(
+                "{}",
+                json!({
+                    "measurement": "decode_dispatch",
+                    "threads": t,
+                    "pool_secs": own,
+                    "rayon_broadcast_secs": rayon,
+                })
+            );
+        }
+    } else {
+        println!("CPU: {cpu}");
+        for b in &bandwidth {
+            println!(
+                "  memory bandwidth, {} thread{}: read {:.1} GB/s, copy {:.1} GB/s (over {} MB)",
+                b.threads,
+                if b.threads == 1 { "" } else { "s" },
+                b.read_bytes_per_sec / 1e9,
+                b.copy_bytes_per_sec / 1e9,
+                b.buffer_bytes >> 20
+            );
+        }
+        for (t, own, rayon) in &dispatch {
+            println!(
+                "  one dispatch to {t} threads: decoder pool {:.1} us, rayon broadcast {:.1} us",
+                own * 1e6,
+                rayon * 1e6
+            );
+        }
+    }
+    for preset in presets {
+        let r = bench_generate(preset, 64, 128, args.steps.min(3), &threads, &bandwidth)?;
+        print_generate(args, &r);
+    }
+    Ok(())
+}
+
+fn print_generate(args: &BenchArgs, r: &crate::generate::bench::GenerateBench) {
     let ratio = r.cached_token_secs / r.full_forward_secs;
     if args.json {
-        let line = json!({
-            "measurement": "generate",
-            "preset": r.preset,
-            "batch": 1,
-            "prompt_tokens": r.prompt_tokens,
-            "generated_tokens": r.generated_tokens,
-            "tokens_per_sec": r.tokens_per_sec,
-            "context": r.context,
-            "cached_token_secs": r.cached_token_secs,
-            "full_forward_secs": r.full_forward_secs,
-            "prefill_secs": r.prefill_secs,
-        });
-        println!("{line}");
+        for run in &r.runs {
+            let line = json!({
+                "measurement": "generate",
+                "preset": r.preset,
+                "batch": 1,
+                "threads": run.threads,
+                "precision": run.precision.name(),
+                "bf16_in_hardware": run.in_hardware,
+                "prompt_tokens": r.prompt_tokens,
+                "generated_tokens": r.generated_tokens,
+                "tokens_per_sec": run.tokens_per_sec,
+                "weight_bytes_per_token": run.weight_bytes_per_token,
+                "bandwidth_limit_tokens_per_sec": run.limit_tokens_per_sec,
+                "share_of_bandwidth_limit": run.share_of_limit,
+                "context": r.context,
+                "cached_token_secs": r.cached_token_secs,
+                "full_forward_secs": r.full_forward_secs,
+                "prefill_secs": r.prefill_secs,
+            });
+            println!("{line}");
+        }
     } else {
         println!(
-            "{} preset ({:.2}M parameters), generation at batch 1, random weights",
+            "{} preset ({:.2}M parameters), generation at batch 1, random weights, {} tokens after a {}-token prompt, greedy, KV cache",
             r.preset,
-            r.num_params as f64 / 1e6
+            r.num_params as f64 / 1e6,
+            r.generated_tokens,
+            r.prompt_tokens
         );
+        for run in &r.runs {
+            println!(
+                "  {} thread{}, {}: {:.1} tokens/s; reads {:.1} MB of weights a token, bandwidth limit {:.1} tokens/s: {:.0}% of it",
+                run.threads,
+                if run.threads == 1 { " " } else { "s" },
+                run.precision.name(),
+                run.tokens_per_sec,
+                run.weight_bytes_per_token as f64 / 1e6,
+                run.limit_tokens_per_sec,
+                100.0 * run.share_of_limit
+            );
+        }
         println!(
-            "  {:.1} tokens/s ({} tokens after a {}-token prompt, greedy, KV cache)",
-            r.tokens_per_sec, r.generated_tokens, r.prompt_tokens
-        );
-        println!(
-            "  at context {}: one cached token {:.2} ms; full forward without a cache (Gpt::logits, all {} positions) {:.1} ms; \
+            "  at context {}: one cached token {:.2} ms (one thread, fp32); full forward without a cache (Gpt::logits, all {} positions) {:.1} ms; \
              prefill of {} tokens with last logits only {:.1} ms",
             r.context,
             r.cached_token_secs * 1e3,
@@ -274,5 +384,31 @@ fn run_generate(args: &BenchArgs) -> Result<(), String> {
             100.0 * r.cached_token_secs / r.prefill_secs
         );
     }
-    Ok(())
+}
+
+/// The CPU's model name and its AVX-512 flags (Linux), for quoting figures.
+fn cpu_name() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let name = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let mut flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|f| f.starts_with("avx512"))
+                .collect()
+        })
+        .unwrap_or_default();
+    flags.sort_unstable();
+    flags.dedup();
+    if flags.is_empty() {
+        name
+    } else {
+        format!("{name} ({})", flags.join(" "))
+    }
 }

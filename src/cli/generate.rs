@@ -4,9 +4,11 @@
 
 use crate::checkpoint;
 use crate::data::tokenizer::Tokenizer;
+use crate::generate::decoder::{DecodeOptions, Precision};
 use crate::generate::{FinishReason, Generator, SamplingConfig};
 use crate::memory::Memory;
 use crate::model::Gpt;
+use crate::model::ops::bf16_gemv;
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,6 +67,14 @@ pub struct GenerateArgs {
     /// Print only the completion, not the prompt before it
     #[arg(long)]
     pub no_echo: bool,
+    /// Threads for each token's products (0 = every core); the reply is
+    /// the same at any count
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Weights' precision for decoding: auto = bf16 where the CPU has
+    /// AVX512_BF16, else fp32
+    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    pub precision: Precision,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }
@@ -93,8 +103,16 @@ pub fn load_model(
 pub fn run(args: GenerateArgs) -> Result<(), String> {
     let cfg = args.sampling.to_config();
     cfg.validate()?;
+    if args.precision == Precision::Bf16 && !bf16_gemv::has_avx512_bf16() {
+        return Err("--precision bf16: this CPU lacks AVX512_BF16 (use auto or fp32)".into());
+    }
     let (model, tok, memory) = load_model(&args.model, args.sampling.memory)?;
-    let mut generator = Generator::new(&model, &tok, &args.prompt, cfg)?;
+    let options = DecodeOptions {
+        threads: args.threads,
+        precision: args.precision,
+        ..DecodeOptions::default()
+    };
+    let mut generator = Generator::with_options(&model, &tok, &args.prompt, cfg, options)?;
     if let Some(memory) = &memory {
         generator.use_memory(memory)?;
     }
@@ -122,8 +140,9 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         Some(FinishReason::Closed) => "braces closed",
         None => "unfinished",
     };
+    let (threads, precision) = generator.decoding();
     eprintln!(
-        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {})",
+        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {}; {threads} thread{}, {})",
         stats.generated_tokens,
         stats.generate_secs,
         stats.tokens_per_sec,
@@ -133,7 +152,9 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             "with the repository memory"
         } else {
             "model only"
-        }
+        },
+        if threads == 1 { "" } else { "s" },
+        precision.name()
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! the reply within one token. The UI drains the channel each frame and
 //! never waits on the worker.
 
+use super::decoder::{DecodeOptions, Precision};
 use super::generator::{GeneratedToken, GenerationStats, Generator};
 use super::sampling::SamplingConfig;
 use crate::data::tokenizer::Tokenizer;
@@ -71,7 +72,14 @@ pub fn spawn_generation(
     let thread = std::thread::Builder::new()
         .name("cllm-generate".into())
         .spawn(move || {
-            let mut generator = match Generator::new(&model, &tok, &prompt, cfg) {
+            // Every core for the reply, fp32: the same reply, bit for bit,
+            // as `Generator::new` gives (tests/app_llm_tab.rs compares).
+            let options = DecodeOptions {
+                threads: 0,
+                precision: Precision::Fp32,
+                ..DecodeOptions::default()
+            };
+            let mut generator = match Generator::with_options(&model, &tok, &prompt, cfg, options) {
                 Ok(g) => g,
                 Err(e) => {
                     let _ = tx.send(GenerationEvent::Error(e));

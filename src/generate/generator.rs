@@ -17,6 +17,7 @@
 //! tokens while the model still sees at least half a context of history.
 
 use super::braces::CloseWatch;
+use super::decoder::{DecodeOptions, Decoder};
 use super::sampling::{self, SamplingConfig};
 use crate::data::tokenizer::Tokenizer;
 use crate::memory::{Memory, MemorySession};
@@ -64,7 +65,8 @@ pub struct GenerationStats {
     /// Prompt tokens the model saw (after cutting a long prompt to n_ctx).
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
-    /// Time of the prompt's forward pass.
+    /// Time of the prompt's forward pass (and, decoding in bf16, of
+    /// rounding the weights to bf16).
     pub prefill_secs: f64,
     /// Time from the end of the prefill to the last token.
     pub generate_secs: f64,
@@ -87,6 +89,8 @@ pub struct Generator<'a> {
     tok: &'a Tokenizer,
     cfg: SamplingConfig,
     cache: KvCache,
+    /// Runs each new token through the cache (threads, precision).
+    decoder: Decoder,
     /// The tokens in the cache: what the model currently sees.
     context: Vec<u32>,
     /// (V) logits predicting the next token.
@@ -126,6 +130,20 @@ impl<'a> Generator<'a> {
         prompt: &str,
         cfg: SamplingConfig,
     ) -> Result<Generator<'a>, String> {
+        Generator::with_options(model, tok, prompt, cfg, DecodeOptions::default())
+    }
+
+    /// As [`Generator::new`], decoding with `options`: the threads each
+    /// token's products are split between (they stay up for the reply;
+    /// the reply is the same bit for bit at any count) and the weights'
+    /// precision. The prompt's prefill is the same in every case.
+    pub fn with_options(
+        model: &'a Gpt,
+        tok: &'a Tokenizer,
+        prompt: &str,
+        cfg: SamplingConfig,
+        options: DecodeOptions,
+    ) -> Result<Generator<'a>, String> {
         cfg.validate()?;
         let vocab = model.config.vocab_size;
         if tok.vocab_size() > vocab {
@@ -151,6 +169,10 @@ impl<'a> Generator<'a> {
         let start = Instant::now();
         let mut cache = KvCache::new(&model.config);
         let logits = cache.append(model, &ids)?.to_vec();
+        // Rounding the weights to bf16 (when decoding in bf16) belongs to
+        // the wait before the first token, not to the reply's speed.
+        let mut decoder = Decoder::new(options);
+        decoder.prepare(model);
         let prefill_secs = start.elapsed().as_secs_f64();
         let rng = Rng::new(cfg.seed);
         Ok(Generator {
@@ -158,6 +180,7 @@ impl<'a> Generator<'a> {
             tok,
             cfg,
             cache,
+            decoder,
             prompt_tokens: ids.len(),
             full_prompt: if full_prompt.is_empty() {
                 ids.clone()
@@ -271,7 +294,7 @@ impl<'a> Generator<'a> {
             self.cache.clear();
             self.cache.append(self.model, &self.context)
         } else {
-            self.cache.append(self.model, &[id])
+            self.decoder.step(self.model, &mut self.cache, id)
         };
         // Sampled ids are below the vocabulary and the window fits, so the
         // cache cannot refuse; should it, the reply ends instead of looping.
@@ -400,6 +423,11 @@ impl<'a> Generator<'a> {
     /// sliding window).
     pub fn context_tokens(&self) -> &[u32] {
         &self.context
+    }
+
+    /// The decoder's threads and its precision (`Fp32` or `Bf16`).
+    pub fn decoding(&self) -> (usize, super::decoder::Precision) {
+        (self.decoder.threads(), self.decoder.precision())
     }
 
     /// (V) logits for the next token, as the cache computed them.

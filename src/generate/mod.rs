@@ -20,8 +20,11 @@ pub mod background;
 pub mod bench;
 pub mod braces;
 pub mod code_eval;
+pub mod decoder;
+pub mod gemv;
 pub mod generator;
 pub mod openings;
+pub mod pool;
 pub mod sampling;
 pub mod syntax;
 

@@ -152,7 +152,9 @@ impl KvCache {
         Ok(out)
     }
 
-    fn check(&self, model: &Gpt, tokens: &[u32]) -> Result<(), String> {
+    /// Errors when `tokens` cannot be appended for `model` (see
+    /// [`KvCache::append`]).
+    pub fn check(&self, model: &Gpt, tokens: &[u32]) -> Result<(), String> {
         if model.config != self.config {
             return Err("the key/value cache was made for another model config".into());
         }
@@ -177,6 +179,26 @@ impl KvCache {
             ));
         }
         Ok(())
+    }
+
+    /// Layer `l`'s keys and values (n_ctx, C) and the attention scratch, for
+    /// a decoder that runs the new position's forward itself
+    /// (`generate::Decoder`) and then calls [`KvCache::advance`].
+    pub fn layer_parts(&mut self, l: usize) -> (&mut [f32], &mut [f32], &mut [f32]) {
+        let at = l * self.config.n_ctx * self.config.n_embd;
+        let len = self.config.n_ctx * self.config.n_embd;
+        (
+            &mut self.keys[at..at + len],
+            &mut self.values[at..at + len],
+            &mut self.scores,
+        )
+    }
+
+    /// Counts `n` more positions as filled (their keys and values written
+    /// through [`KvCache::layer_parts`]).
+    pub fn advance(&mut self, n: usize) {
+        assert!(n <= self.remaining(), "the cache holds no more positions");
+        self.len += n;
     }
 
     /// The forward pass of the n new rows at positions len .. len + n, up

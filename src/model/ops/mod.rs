@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod bf16;
+pub mod bf16_gemv;
 pub mod crossentropy;
 pub mod dropout;
 pub mod embedding;
