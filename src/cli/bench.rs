@@ -117,6 +117,7 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 "peak_gflops": r.peak_gflops,
                 "mfu": r.mfu,
                 "profile": r.per_op_profile.iter().map(|(k, v)| json!({"op": k, "secs": v})).collect::<Vec<_>>(),
+                "limits": limits_json(&cfg, &r),
             });
             println!("{line}");
         } else {
@@ -143,15 +144,15 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 100.0 * head_share,
                 r.cpu_peak_gflops
             );
-            let total: f64 = r.per_op_profile.iter().map(|(_, s)| s).sum();
-            println!("  where a step's time goes:");
-            for (op, secs) in &r.per_op_profile {
-                println!(
-                    "    {op:<34} {:>8.1} ms {:>5.1}%",
-                    secs * 1e3,
-                    100.0 * secs / total
-                );
-            }
+            let (bw, rows) = crate::bench::profile_limits(&cfg, &r);
+            println!(
+                "  where a step's time goes (thread CPU time), against each op's floor \
+                 max(bytes / bandwidth, FLOPs / FMA peak):"
+            );
+            print!(
+                "{}",
+                crate::bench::format_profile_limits(&bw, r.cpu_peak_gflops, &rows)
+            );
         }
     }
     let points = scaling::measure_in_cluster(
@@ -411,4 +412,17 @@ fn cpu_name() -> String {
     } else {
         format!("{name} ({})", flags.join(" "))
     }
+}
+
+/// Each profiled op's floor, for the bench's JSON line.
+fn limits_json(cfg: &ModelConfig, r: &crate::bench::StepBench) -> serde_json::Value {
+    let (bw, rows) = crate::bench::profile_limits(cfg, r);
+    json!({
+        "bandwidth_bytes_per_sec": {"l2": bw.l2, "l3": bw.l3, "dram": bw.dram},
+        "fma_peak_gflops": r.cpu_peak_gflops,
+        "ops": rows.iter().map(|o| json!({
+            "op": o.name, "secs": o.secs, "bytes": o.bytes, "flops": o.flops,
+            "level": o.level, "bound": o.bound(), "floor_secs": o.floor_secs, "ratio": o.ratio,
+        })).collect::<Vec<_>>(),
+    })
 }

@@ -4,16 +4,26 @@
 //! the interleaved qkv buffer (B, T, 3C) and scale = 1 / sqrt(hs):
 //!   S = scale · Q Kᵀ (T, T),  P = softmax of each row over columns j <= i,
 //!   O = P V (T, hs), written to the head's columns of out (B, T, C).
-//! Both products are batched matrix multiplies through the fast kernel.
 //!
 //! Memory: instead of keeping P (B·H·T² values: 400 MB per worker for the
 //! seed preset at T = 512) the forward keeps only each row's log-sum-exp
 //! (B, H, T) and the backward recomputes P = exp(scale · Q Kᵀ - lse), one
 //! (T, T) tile at a time. That costs one extra Q Kᵀ, a few percent of the step.
+//!
+//! The products run through one register-tiled kernel ([`product`]) that
+//! skips the masked future: a block of rows i0 .. i0 + R needs scores only
+//! for columns j < i0 + R, and P V only those columns, so about half of the
+//! T² work is never done. With hs = 32 (the presets) a general matrix
+//! multiply call per head cost more in set-up and in the masked half than
+//! in useful work (attention was 3x its FMA floor; see `cllm bench`).
+//! The kernel uses fused multiply-adds where the CPU has them (AVX-512 or
+//! AVX2 + FMA, chosen at run time; both give the same bits) and separate
+//! multiplies and adds otherwise.
 
-use super::fast_math::{self, simd_fn};
+use super::fast_math::{self, SimdPath, simd_fn};
 use super::matmul::{MatMut, MatRef, matmul};
 use super::softmax::softmax_in_place;
+use std::cell::RefCell;
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -30,14 +40,194 @@ impl AttnShape {
     }
 }
 
-/// Scratch floats the forward needs: one (T, T) tile.
-pub fn forward_scratch_len(seq: usize) -> usize {
-    seq * seq
+/// Columns of the kernel's register tile, and the padded row length of a
+/// (T, T) tile: T rounded up to a multiple of it.
+const W: usize = 16;
+/// Rows of the kernel's register tile.
+const R: usize = 8;
+
+fn padded(t: usize) -> usize {
+    t.div_ceil(W) * W
 }
 
-/// Scratch floats the backward needs: two (T, T) tiles.
+/// Scratch floats the forward needs: one (T, T) tile (rows padded).
+pub fn forward_scratch_len(seq: usize) -> usize {
+    seq * padded(seq)
+}
+
+/// Scratch floats the backward needs: two (T, T) tiles (rows padded).
 pub fn backward_scratch_len(seq: usize) -> usize {
-    2 * seq * seq
+    2 * seq * padded(seq)
+}
+
+/// a · b + c, fused or not (the kernel is generic over it).
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// One rounding: `vfmadd` where the code is compiled with FMA enabled.
+struct Fused;
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// Two roundings, for CPUs without FMA (`mul_add` would be a library call).
+struct Separate;
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// A read-only matrix view for [`product`]: element (r, k) at
+/// `data[r * rs + k * cs]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+/// `c[i][j] (+)= Σ_k a(i, k) · b[k * b_rs + j]` for i < rows and
+/// j < cols(i0), k in ks(i0) where i0 is the first row of i's block of
+/// [`R`] rows (tail rows go one at a time). `b`'s rows are contiguous and
+/// must hold `padded(cols)` readable floats when `pad_b` (a packed, zero-padded
+/// operand; then whole [`W`]-wide tiles are computed and stored up to the
+/// padded width, which `c` must hold) or else columns past `cols` are done
+/// one at a time. Tiles of R x W accumulators stay in registers.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn product<M: MulAdd>(
+    c: &mut [f32],
+    c_rs: usize,
+    rows: usize,
+    a: View,
+    b: &[f32],
+    b_rs: usize,
+    pad_b: bool,
+    accumulate: bool,
+    cols: impl Fn(usize) -> usize,
+    ks: impl Fn(usize) -> (usize, usize),
+) {
+    let mut i0 = 0;
+    while i0 < rows {
+        let block = if rows - i0 >= R { R } else { 1 };
+        let n_cols = cols(i0);
+        let (k0, k1) = ks(i0);
+        let wide = if pad_b {
+            padded(n_cols)
+        } else {
+            n_cols - n_cols % W
+        };
+        let mut j0 = 0;
+        // Two vectors wide where there is room: 16 independent
+        // accumulator chains hide the FMA latency and halve the
+        // broadcasts of `a` per multiply-add.
+        while j0 + 2 * W <= wide {
+            if block == R {
+                tile::<R, { 2 * W }, M>(c, c_rs, i0, j0, a, b, b_rs, k0, k1, accumulate);
+            } else {
+                tile::<1, { 2 * W }, M>(c, c_rs, i0, j0, a, b, b_rs, k0, k1, accumulate);
+            }
+            j0 += 2 * W;
+        }
+        while j0 < wide {
+            if block == R {
+                tile::<R, W, M>(c, c_rs, i0, j0, a, b, b_rs, k0, k1, accumulate);
+            } else {
+                tile::<1, W, M>(c, c_rs, i0, j0, a, b, b_rs, k0, k1, accumulate);
+            }
+            j0 += W;
+        }
+        while j0 < n_cols {
+            if block == R {
+                tile::<R, 1, M>(c, c_rs, i0, j0, a, b, b_rs, k0, k1, accumulate);
+            } else {
+                tile::<1, 1, M>(c, c_rs, i0, j0, a, b, b_rs, k0, k1, accumulate);
+            }
+            j0 += 1;
+        }
+        i0 += block;
+    }
+}
+
+/// One RR x WW tile of [`product`] at rows i0.., columns j0...
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<const RR: usize, const WW: usize, M: MulAdd>(
+    c: &mut [f32],
+    c_rs: usize,
+    i0: usize,
+    j0: usize,
+    a: View,
+    b: &[f32],
+    b_rs: usize,
+    k0: usize,
+    k1: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[0.0f32; WW]; RR];
+    if accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let at = (i0 + r) * c_rs + j0;
+            row.copy_from_slice(&c[at..at + WW]);
+        }
+    }
+    if k0 < k1 {
+        // Every index the loop below forms is at most these, checked once
+        // here so the loop runs without per-element bounds checks.
+        let a_last = (i0 + RR - 1) * a.rs + (k1 - 1) * a.cs;
+        let b_last = (k1 - 1) * b_rs + j0 + WW - 1;
+        assert!(
+            a_last < a.data.len() && b_last < b.len(),
+            "attention tile out of bounds"
+        );
+        for k in k0..k1 {
+            // SAFETY: k * b_rs + j0 + WW - 1 <= b_last < b.len().
+            let b_row: &[f32; WW] = unsafe { &*b.as_ptr().add(k * b_rs + j0).cast::<[f32; WW]>() };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: (i0 + r) * a.rs + k * a.cs <= a_last < a.data.len().
+                let av = unsafe { *a.data.get_unchecked((i0 + r) * a.rs + k * a.cs) };
+                for (o, &bv) in row.iter_mut().zip(b_row) {
+                    *o = M::mul_add(av, bv, *o);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let at = (i0 + r) * c_rs + j0;
+        c[at..at + WW].copy_from_slice(row);
+    }
+}
+
+thread_local! {
+    /// Each thread's packed Kᵀ and Vᵀ (hs, padded T), zero-padded.
+    static PACKS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes the transpose of the (t, hs) strided slice `src` (row stride
+/// `rs`) into `dst` (hs, ld), zero in columns t .. ld.
+#[inline(always)]
+fn pack_transposed(dst: &mut [f32], src: &[f32], t: usize, hs: usize, rs: usize, ld: usize) {
+    let dst = &mut dst[..hs * ld];
+    if t == 0 {
+        return;
+    }
+    assert!((t - 1) * rs + hs <= src.len(), "pack out of bounds");
+    for (d, out) in dst.chunks_exact_mut(ld).enumerate() {
+        let (live, pad) = out.split_at_mut(t);
+        // A strided gather per destination vector (inlined into the
+        // caller's instruction set).
+        for (j, o) in live.iter_mut().enumerate() {
+            // SAFETY: j * rs + d <= (t - 1) * rs + hs - 1 < src.len().
+            *o = unsafe { *src.get_unchecked(j * rs + d) };
+        }
+        pad.fill(0.0);
+    }
 }
 
 /// Forward. qkv (B, T, 3C) -> out (B, T, C) and lse (B, H, T);
@@ -49,29 +239,111 @@ pub fn attention_forward(
     scratch: &mut [f32],
     s: AttnShape,
 ) {
-    let (t, c, hs) = (s.seq, s.channels, s.head_size());
-    let scale = 1.0 / (hs as f32).sqrt();
-    let tile = &mut scratch[..t * t];
-    for b in 0..s.batch {
-        let qkv_b = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
-        for h in 0..s.heads {
-            let q = MatRef::strided(&qkv_b[h * hs..], t, hs, 3 * c);
-            let k = MatRef::strided(&qkv_b[c + h * hs..], t, hs, 3 * c);
-            let v = MatRef::strided(&qkv_b[2 * c + h * hs..], t, hs, 3 * c);
-            matmul(MatMut::new(tile, t, t), q, k.t(), false);
-            let lse_bh = &mut lse[(b * s.heads + h) * t..(b * s.heads + h + 1) * t];
-            for (i, row) in tile.chunks_exact_mut(t).enumerate() {
-                lse_bh[i] = causal_softmax_row(row, i, scale);
-            }
-            let out_b = &mut out[b * t * c..(b + 1) * t * c];
-            matmul(
-                MatMut::strided(&mut out_b[h * hs..], t, hs, c),
-                MatRef::new(tile, t, t),
-                v,
-                false,
-            );
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,fma")]
+        fn avx512(
+            out: &mut [f32],
+            lse: &mut [f32],
+            qkv: &[f32],
+            scratch: &mut [f32],
+            s: AttnShape,
+        ) {
+            forward_impl::<Fused>(out, lse, qkv, scratch, s)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(out: &mut [f32], lse: &mut [f32], qkv: &[f32], scratch: &mut [f32], s: AttnShape) {
+            forward_impl::<Fused>(out, lse, qkv, scratch, s)
+        }
+        match kernel_path() {
+            // SAFETY: `kernel_path` names a path only where the CPU has
+            // the features it was compiled for.
+            SimdPath::Avx512 => return unsafe { avx512(out, lse, qkv, scratch, s) },
+            // SAFETY: as above.
+            SimdPath::Avx2 => return unsafe { avx2(out, lse, qkv, scratch, s) },
+            SimdPath::Portable => {}
         }
     }
+    forward_impl::<Separate>(out, lse, qkv, scratch, s)
+}
+
+/// The path the attention kernels take: [`fast_math::simd_path`], where
+/// the fused paths also need FMA.
+fn kernel_path() -> SimdPath {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let path = fast_math::simd_path();
+        if path != SimdPath::Portable && std::arch::is_x86_feature_detected!("fma") {
+            return path;
+        }
+    }
+    SimdPath::Portable
+}
+
+#[inline(always)]
+fn forward_impl<M: MulAdd>(
+    out: &mut [f32],
+    lse: &mut [f32],
+    qkv: &[f32],
+    scratch: &mut [f32],
+    s: AttnShape,
+) {
+    let (t, c, hs) = (s.seq, s.channels, s.head_size());
+    let tp = padded(t);
+    let scale = 1.0 / (hs as f32).sqrt();
+    let tile = &mut scratch[..t * tp];
+    // Taken out of the thread-local rather than used in a closure: a
+    // closure would be compiled without this function's target features.
+    // Packed rows one vector longer than the tile's: a power-of-two row
+    // length made the transposing stores alias the loads (4K aliasing).
+    let ld = tp + W;
+    let mut packs = PACKS.take();
+    packs.resize(hs * ld, 0.0);
+    {
+        let kt = &mut packs[..hs * ld];
+        for b in 0..s.batch {
+            let qkv_b = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
+            let out_b = &mut out[b * t * c..(b + 1) * t * c];
+            for h in 0..s.heads {
+                pack_transposed(kt, &qkv_b[c + h * hs..], t, hs, 3 * c, ld);
+                // Scores for the live columns of each block: j < i0 + R.
+                let live = |i0: usize| (i0 + R).min(t);
+                let q = View {
+                    data: &qkv_b[h * hs..],
+                    rs: 3 * c,
+                    cs: 1,
+                };
+                product::<M>(tile, tp, t, q, kt, ld, true, false, live, |_| (0, hs));
+                let lse_bh = &mut lse[(b * s.heads + h) * t..(b * s.heads + h + 1) * t];
+                for (i, row) in tile.chunks_exact_mut(tp).enumerate() {
+                    // The block's computed columns: zeros past i up to
+                    // its end, as P V reads them.
+                    let width = padded(live(i - i % R));
+                    lse_bh[i] = masked_softmax_row(&mut row[..width], i + 1, scale);
+                }
+                // O = P V over the live columns, into the head's columns.
+                let p = View {
+                    data: tile,
+                    rs: tp,
+                    cs: 1,
+                };
+                let v = &qkv_b[2 * c + h * hs..];
+                product::<M>(
+                    &mut out_b[h * hs..],
+                    c,
+                    t,
+                    p,
+                    v,
+                    3 * c,
+                    false,
+                    false,
+                    |_| hs,
+                    |i0| (0, live(i0)),
+                );
+            }
+        }
+    }
+    PACKS.set(packs);
 }
 
 /// The decoder's attention: `n` new rows at positions `start .. start + n`
@@ -134,24 +406,72 @@ pub fn causal_softmax_row(row: &mut [f32], i: usize, scale: f32) -> f32 {
 
 const LANES: usize = 16;
 
-simd_fn! {
-    /// p = exp(scale · s - lse) in place: a row of P from its raw scores.
-    fn probs_from_scores(x: &mut [f32], scale: f32, lse: f32) {
-        for v in x.iter_mut() {
-            *v = fast_math::exp(*v * scale - lse);
+/// Folds lanes in a fixed order.
+#[inline(always)]
+fn fold(lanes: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut a = lanes;
+    let mut width = LANES / 2;
+    while width > 0 {
+        for k in 0..width {
+            a[k] = f(a[k], a[k + width]);
         }
+        width /= 2;
+    }
+    a[0]
+}
+
+simd_fn! {
+    /// A row of P in place from its raw scores, over a padded row (length
+    /// a multiple of 16): p_j = softmax(scale · x)_j over j < live, 0 for
+    /// j >= live. Whole vectors throughout, the masked tail included, so no
+    /// scalar remainder loop runs. Returns the live scaled scores'
+    /// log-sum-exp.
+    fn masked_softmax_row(x: &mut [f32], live: usize, scale: f32) -> f32 {
+        assert!(x.len().is_multiple_of(LANES) && live >= 1 && live <= x.len());
+        let mut lane_max = [f32::NEG_INFINITY; LANES];
+        for (ci, ch) in x.chunks_exact(LANES).enumerate() {
+            for k in 0..LANES {
+                let v = if ci * LANES + k < live { ch[k] * scale } else { f32::NEG_INFINITY };
+                lane_max[k] = if v > lane_max[k] { v } else { lane_max[k] };
+            }
+        }
+        let max = fold(lane_max, |a, b| if b > a { b } else { a });
+        let mut lane_sum = [0.0f32; LANES];
+        for (ci, ch) in x.chunks_exact_mut(LANES).enumerate() {
+            for k in 0..LANES {
+                let e = fast_math::exp(ch[k] * scale - max);
+                let e = if ci * LANES + k < live { e } else { 0.0 };
+                ch[k] = e;
+                lane_sum[k] += e;
+            }
+        }
+        let sum = fold(lane_sum, |a, b| a + b);
+        let inv = 1.0 / sum;
+        for v in x.iter_mut() {
+            *v *= inv;
+        }
+        max + sum.ln()
     }
 }
 
 simd_fn! {
-    /// dS row in place of dP: ds = scale · p ⊙ (dp - Σ p ⊙ dp).
-    fn softmax_backward_row(dp: &mut [f32], p: &[f32], scale: f32) {
-        let mut lanes = [0.0f32; LANES];
-        for (k, (a, b)) in p.iter().zip(dp.iter()).enumerate() {
-            lanes[k % LANES] += a * b;
+    /// One row of the backward over a padded row (length a multiple of
+    /// 16): `p` holds raw scores and becomes P = exp(scale · s - lse) (0
+    /// for j >= live); `dp` holds dP and becomes the scaled
+    /// dS = scale · p ⊙ (dp - Σ p ⊙ dp).
+    fn masked_backward_row(p: &mut [f32], dp: &mut [f32], live: usize, scale: f32, lse: f32) {
+        assert!(p.len().is_multiple_of(LANES) && dp.len() == p.len() && live <= p.len());
+        let mut lane_dot = [0.0f32; LANES];
+        for (ci, (pc, dc)) in p.chunks_exact_mut(LANES).zip(dp.chunks_exact(LANES)).enumerate() {
+            for k in 0..LANES {
+                let e = fast_math::exp(pc[k] * scale - lse);
+                let e = if ci * LANES + k < live { e } else { 0.0 };
+                pc[k] = e;
+                lane_dot[k] += e * dc[k];
+            }
         }
-        let dot: f32 = lanes.iter().sum();
-        for (d, &pv) in dp.iter_mut().zip(p) {
+        let dot = fold(lane_dot, |a, b| a + b);
+        for (d, &pv) in dp.iter_mut().zip(p.iter()) {
             *d = scale * pv * (*d - dot);
         }
     }
@@ -170,57 +490,158 @@ pub fn attention_backward(
     scratch: &mut [f32],
     s: AttnShape,
 ) {
-    let (t, c, hs) = (s.seq, s.channels, s.head_size());
-    let scale = 1.0 / (hs as f32).sqrt();
-    let (p_tile, dp_tile) = scratch[..2 * t * t].split_at_mut(t * t);
-    for b in 0..s.batch {
-        let qkv_b = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
-        let dout_b = &dout[b * t * c..(b + 1) * t * c];
-        let dqkv_b = &mut dqkv[b * t * 3 * c..(b + 1) * t * 3 * c];
-        for h in 0..s.heads {
-            let q = MatRef::strided(&qkv_b[h * hs..], t, hs, 3 * c);
-            let k = MatRef::strided(&qkv_b[c + h * hs..], t, hs, 3 * c);
-            let v = MatRef::strided(&qkv_b[2 * c + h * hs..], t, hs, 3 * c);
-            let d_o = MatRef::strided(&dout_b[h * hs..], t, hs, c);
-            let lse_bh = &lse[(b * s.heads + h) * t..(b * s.heads + h + 1) * t];
-            // Recompute P from the stored log-sum-exp.
-            matmul(MatMut::new(p_tile, t, t), q, k.t(), false);
-            for (i, row) in p_tile.chunks_exact_mut(t).enumerate() {
-                let (live, future) = row.split_at_mut(i + 1);
-                probs_from_scores(live, scale, lse_bh[i]);
-                future.fill(0.0);
-            }
-            matmul(MatMut::new(dp_tile, t, t), d_o, v.t(), false);
-            matmul(
-                MatMut::strided(&mut dqkv_b[2 * c + h * hs..], t, hs, 3 * c),
-                MatRef::new(p_tile, t, t).t(),
-                d_o,
-                false,
-            );
-            // dS, scaled, into dp_tile (zero in the masked future).
-            for (i, (p_row, dp_row)) in p_tile
-                .chunks_exact(t)
-                .zip(dp_tile.chunks_exact_mut(t))
-                .enumerate()
-            {
-                softmax_backward_row(&mut dp_row[..=i], &p_row[..=i], scale);
-                dp_row[i + 1..].fill(0.0);
-            }
-            let ds = MatRef::new(dp_tile, t, t);
-            matmul(
-                MatMut::strided(&mut dqkv_b[h * hs..], t, hs, 3 * c),
-                ds,
-                k,
-                false,
-            );
-            matmul(
-                MatMut::strided(&mut dqkv_b[c + h * hs..], t, hs, 3 * c),
-                ds.t(),
-                q,
-                false,
-            );
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,fma")]
+        fn avx512(
+            dqkv: &mut [f32],
+            dout: &[f32],
+            qkv: &[f32],
+            lse: &[f32],
+            scratch: &mut [f32],
+            s: AttnShape,
+        ) {
+            backward_impl::<Fused>(dqkv, dout, qkv, lse, scratch, s)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(
+            dqkv: &mut [f32],
+            dout: &[f32],
+            qkv: &[f32],
+            lse: &[f32],
+            scratch: &mut [f32],
+            s: AttnShape,
+        ) {
+            backward_impl::<Fused>(dqkv, dout, qkv, lse, scratch, s)
+        }
+        match kernel_path() {
+            // SAFETY: `kernel_path` names a path only where the CPU has
+            // the features it was compiled for.
+            SimdPath::Avx512 => return unsafe { avx512(dqkv, dout, qkv, lse, scratch, s) },
+            // SAFETY: as above.
+            SimdPath::Avx2 => return unsafe { avx2(dqkv, dout, qkv, lse, scratch, s) },
+            SimdPath::Portable => {}
         }
     }
+    backward_impl::<Separate>(dqkv, dout, qkv, lse, scratch, s)
+}
+
+#[inline(always)]
+fn backward_impl<M: MulAdd>(
+    dqkv: &mut [f32],
+    dout: &[f32],
+    qkv: &[f32],
+    lse: &[f32],
+    scratch: &mut [f32],
+    s: AttnShape,
+) {
+    let (t, c, hs) = (s.seq, s.channels, s.head_size());
+    let tp = padded(t);
+    let scale = 1.0 / (hs as f32).sqrt();
+    let (p_tile, ds_tile) = scratch[..2 * t * tp].split_at_mut(t * tp);
+    let live = |i0: usize| (i0 + R).min(t);
+    // Taken out of the thread-local, as in the forward.
+    let mut packs = PACKS.take();
+    let ld = tp + W;
+    packs.resize(2 * hs * ld, 0.0);
+    {
+        let (kt, vt) = packs[..2 * hs * ld].split_at_mut(hs * ld);
+        for b in 0..s.batch {
+            let qkv_b = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
+            let dout_b = &dout[b * t * c..(b + 1) * t * c];
+            let dqkv_b = &mut dqkv[b * t * 3 * c..(b + 1) * t * 3 * c];
+            for h in 0..s.heads {
+                let lse_bh = &lse[(b * s.heads + h) * t..(b * s.heads + h + 1) * t];
+                let q_rows = &qkv_b[h * hs..];
+                let k_rows = &qkv_b[c + h * hs..];
+                pack_transposed(kt, k_rows, t, hs, 3 * c, ld);
+                pack_transposed(vt, &qkv_b[2 * c + h * hs..], t, hs, 3 * c, ld);
+                let q = View {
+                    data: q_rows,
+                    rs: 3 * c,
+                    cs: 1,
+                };
+                let d_o = View {
+                    data: &dout_b[h * hs..],
+                    rs: c,
+                    cs: 1,
+                };
+                // Recompute P from the stored log-sum-exp, live columns only.
+                product::<M>(p_tile, tp, t, q, kt, ld, true, false, live, |_| (0, hs));
+                product::<M>(ds_tile, tp, t, d_o, vt, ld, true, false, live, |_| (0, hs));
+                for (i, (p_row, dp_row)) in p_tile
+                    .chunks_exact_mut(tp)
+                    .zip(ds_tile.chunks_exact_mut(tp))
+                    .enumerate()
+                {
+                    // P, and dS (scaled) in place of dP, zero in the
+                    // masked future of the block's computed columns.
+                    let width = padded(live(i - i % R));
+                    masked_backward_row(
+                        &mut p_row[..width],
+                        &mut dp_row[..width],
+                        i + 1,
+                        scale,
+                        lse_bh[i],
+                    );
+                }
+                // dV = Pᵀ dO: row j of dV gathers rows i >= j (i >= j0).
+                let pt = View {
+                    data: p_tile,
+                    rs: 1,
+                    cs: tp,
+                };
+                product::<M>(
+                    &mut dqkv_b[2 * c + h * hs..],
+                    3 * c,
+                    t,
+                    pt,
+                    &dout_b[h * hs..],
+                    c,
+                    false,
+                    false,
+                    |_| hs,
+                    |j0| (j0, t),
+                );
+                // dQ = dS K over live columns; dK = dSᵀ Q over rows i >= j.
+                let ds = View {
+                    data: ds_tile,
+                    rs: tp,
+                    cs: 1,
+                };
+                product::<M>(
+                    &mut dqkv_b[h * hs..],
+                    3 * c,
+                    t,
+                    ds,
+                    k_rows,
+                    3 * c,
+                    false,
+                    false,
+                    |_| hs,
+                    |i0| (0, live(i0)),
+                );
+                let dst = View {
+                    data: ds_tile,
+                    rs: 1,
+                    cs: tp,
+                };
+                product::<M>(
+                    &mut dqkv_b[c + h * hs..],
+                    3 * c,
+                    t,
+                    dst,
+                    q_rows,
+                    3 * c,
+                    false,
+                    false,
+                    |_| hs,
+                    |j0| (j0, t),
+                );
+            }
+        }
+    }
+    PACKS.set(packs);
 }
 
 #[cfg(test)]
@@ -254,6 +675,111 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The backward in f64, written out plainly: dqkv for upstream `g`.
+    fn naive_backward(qkv: &[f32], g: &[f32], s: AttnShape) -> Vec<f64> {
+        let (t, c, hs) = (s.seq, s.channels, s.head_size());
+        let scale = 1.0 / (hs as f64).sqrt();
+        let mut dqkv = vec![0.0f64; qkv.len()];
+        let at = |b: usize, i: usize, col: usize| qkv[(b * t + i) * 3 * c + col] as f64;
+        for b in 0..s.batch {
+            for h in 0..s.heads {
+                let (qo, ko, vo) = (h * hs, c + h * hs, 2 * c + h * hs);
+                for i in 0..t {
+                    let sc: Vec<f64> = (0..=i)
+                        .map(|j| {
+                            (0..hs)
+                                .map(|d| at(b, i, qo + d) * at(b, j, ko + d))
+                                .sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let max = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = sc.iter().map(|x| (x - max).exp()).sum();
+                    let p: Vec<f64> = sc.iter().map(|x| (x - max).exp() / z).collect();
+                    let go = |d: usize| g[(b * t + i) * c + h * hs + d] as f64;
+                    let dp: Vec<f64> = (0..=i)
+                        .map(|j| (0..hs).map(|d| go(d) * at(b, j, vo + d)).sum())
+                        .collect();
+                    let dot: f64 = (0..=i).map(|j| p[j] * dp[j]).sum();
+                    for j in 0..=i {
+                        let ds = p[j] * (dp[j] - dot) * scale;
+                        for d in 0..hs {
+                            dqkv[(b * t + i) * 3 * c + qo + d] += ds * at(b, j, ko + d);
+                            dqkv[(b * t + j) * 3 * c + ko + d] += ds * at(b, i, qo + d);
+                            dqkv[(b * t + j) * 3 * c + vo + d] += p[j] * go(d);
+                        }
+                    }
+                }
+            }
+        }
+        dqkv
+    }
+
+    /// Forward and backward against the f64 references at the presets'
+    /// head size and at sequence lengths around the kernel's 8-row blocks
+    /// and 16-column tiles, on every path this CPU runs; the two fused paths
+    /// must give the same bits.
+    #[test]
+    fn kernel_matches_f64_reference_on_every_path() {
+        use crate::model::ops::fast_math::{SimdPath, available_paths, with_path};
+        for &(seq, channels, heads) in &[
+            (37usize, 64usize, 2usize),
+            (64, 64, 2),
+            (9, 40, 2),
+            (23, 12, 3),
+        ] {
+            let s = AttnShape {
+                batch: 2,
+                seq,
+                channels,
+                heads,
+            };
+            let qkv: Vec<f32> = fd::random(s.batch * seq * 3 * channels, 21)
+                .iter()
+                .map(|v| 2.0 * v)
+                .collect();
+            let g = fd::random(s.batch * seq * channels, 22);
+            let want_out = naive_forward(&qkv, s);
+            let want_d = naive_backward(&qkv, &g, s);
+            let mut runs = Vec::new();
+            for path in available_paths() {
+                let (out, dqkv) = with_path(path, || {
+                    let mut out = vec![f32::NAN; g.len()];
+                    let mut lse = vec![0.0; s.batch * heads * seq];
+                    let mut scratch = vec![f32::NAN; backward_scratch_len(seq)];
+                    attention_forward(&mut out, &mut lse, &qkv, &mut scratch, s);
+                    let mut dqkv = vec![f32::NAN; qkv.len()];
+                    attention_backward(&mut dqkv, &g, &qkv, &lse, &mut scratch, s);
+                    (out, dqkv)
+                });
+                for (a, b) in out.iter().zip(&want_out) {
+                    assert!(
+                        (*a as f64 - b).abs() < 2e-5 * (1.0 + b.abs()),
+                        "{path:?} {s:?}: out {a} vs {b}"
+                    );
+                }
+                for (a, b) in dqkv.iter().zip(&want_d) {
+                    assert!(
+                        (*a as f64 - b).abs() < 5e-5 * (1.0 + b.abs()),
+                        "{path:?} {s:?}: dqkv {a} vs {b}"
+                    );
+                }
+                runs.push((path, out, dqkv));
+            }
+            let fused: Vec<_> = runs.iter().filter(|r| r.0 != SimdPath::Portable).collect();
+            for pair in fused.windows(2) {
+                let same =
+                    |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same(&pair[0].1, &pair[1].1) && same(&pair[0].2, &pair[1].2),
+                    "{:?} vs {:?}",
+                    pair[0].0,
+                    pair[1].0
+                );
+            }
+        }
     }
 
     const SHAPE: AttnShape = AttnShape {

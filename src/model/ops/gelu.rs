@@ -47,6 +47,62 @@ mod tests {
         });
     }
 
+    fn gelu_f64(x: f64) -> (f64, f64) {
+        let s = (2.0 / std::f64::consts::PI).sqrt();
+        let k = 0.044715;
+        let t = (s * (x + k * x * x * x)).tanh();
+        let dy = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * s * (1.0 + 3.0 * k * x * x);
+        (0.5 * x * (1.0 + t), dy)
+    }
+
+    /// Forward and backward against f64 over the whole range GELU sees (and
+    /// far beyond), on every instruction-set path the CPU has, which must
+    /// all give the same bits.
+    #[test]
+    fn matches_f64_over_the_range_on_every_path() {
+        let mut x: Vec<f32> = (0..60001).map(|i| (i as f32 - 30000.0) * 1e-3).collect();
+        x.extend([-1e4f32, -200.0, -50.0, 50.0, 200.0, 1e4, 1e-30, -1e-30]);
+        let g: Vec<f32> = (0..x.len()).map(|i| 1.0 - (i % 7) as f32 * 0.3).collect();
+        let run = |path| {
+            fast_math::with_path(path, || {
+                let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                gelu_forward(&mut y, &x);
+                gelu_backward(&mut dx, &g, &x);
+                (y, dx)
+            })
+        };
+        let (y, dx) = run(fast_math::SimdPath::Portable);
+        for i in 0..x.len() {
+            let (want, dwant) = gelu_f64(x[i] as f64);
+            let err = (y[i] as f64 - want).abs();
+            assert!(
+                err < 4e-7 * (1.0 + want.abs()),
+                "gelu({}) = {} vs {want}",
+                x[i],
+                y[i]
+            );
+            let derr = (dx[i] as f64 - g[i] as f64 * dwant).abs();
+            assert!(
+                derr < 1e-6 * (1.0 + x[i].abs() as f64),
+                "gelu'({}) = {} vs {}",
+                x[i],
+                dx[i],
+                g[i] as f64 * dwant
+            );
+        }
+        for path in fast_math::available_paths() {
+            let (py, pdx) = run(path);
+            assert!(
+                py.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{path:?}"
+            );
+            assert!(
+                pdx.iter().zip(&dx).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{path:?}"
+            );
+        }
+    }
+
     #[test]
     fn forward_matches_the_formula_in_f64() {
         for &v in &[-5.0f32, -1.0, -0.1, 0.0, 0.003, 0.5, 2.0, 8.0] {
