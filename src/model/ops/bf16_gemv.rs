@@ -330,7 +330,11 @@ mod tests {
     }
 
     fn flush(v: f32) -> f32 {
-        if v.is_subnormal() { 0.0f32.copysign(v) } else { v }
+        if v.is_subnormal() {
+            0.0f32.copysign(v)
+        } else {
+            v
+        }
     }
 
     fn random_bf16(rng: &mut Rng, spread: i32) -> u16 {
