@@ -6,6 +6,7 @@
 use cllm::app::WorkbenchApp;
 use cllm::app::settings::Settings;
 use cllm::data::scan::{FileStatus, ScanOptions, ScannedFile, SkipReason};
+use cllm::model::ops::bf16::PrecisionChoice;
 use cllm::train::events::{
     EvalStats, Phase, RunInfo, SaveReason, SphereState, SphereStats, StepStats, Summary,
 };
@@ -666,4 +667,26 @@ fn memory_and_code_check_are_settings() {
     h.run();
     let cfg = h.state().run_config().unwrap();
     assert_eq!((cfg.eval_gen, cfg.memory), (8, false));
+}
+
+/// Advanced: the matmul precision (auto by default) reaches the config the
+/// trainer gets, picked from its list.
+#[test]
+fn precision_is_a_setting() {
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    assert_eq!(
+        h.state().run_config().unwrap().precision,
+        PrecisionChoice::Auto
+    );
+    h.get_by_label("Advanced").click();
+    h.run();
+    h.get_by_label("Precision").click();
+    h.run();
+    h.get_by_label("fp32").click();
+    h.run();
+    assert_eq!(
+        h.state().run_config().unwrap().precision,
+        PrecisionChoice::Fp32
+    );
 }

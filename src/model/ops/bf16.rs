@@ -342,28 +342,34 @@ pub fn pack_rows_transposed_range(dst: &mut [u32], x: MatRef, first: usize) {
     let rows = x.rows();
     let stride = round_up_lanes(rows);
     let count = dst.len() / stride;
-    // Blocks of rows, so the source rows stay in cache while every pair
-    // row of the block is written.
+    // Blocks of rows: a block's pairs are converted row by row (contiguous,
+    // vectorised) into a small buffer, then written out transposed, one
+    // contiguous run of the block's rows per pair row.
     const BLOCK: usize = 64;
-    let cols = x.cols();
+    let mut block = vec![0u32; BLOCK * count];
     for r0 in (0..rows).step_by(BLOCK) {
         let r1 = (r0 + BLOCK).min(rows);
-        let slices: Option<Vec<&[f32]>> = (r0..r1).map(|r| x.row_slice(r)).collect();
-        for k in 0..count {
-            let p = first + k;
-            let out = &mut dst[k * stride + r0..k * stride + r1];
-            match &slices {
-                Some(rows_here) if 2 * p + 1 < cols => {
-                    for (o, row) in out.iter_mut().zip(rows_here) {
-                        *o = pair(row[2 * p], row[2 * p + 1]);
-                    }
+        for (i, r) in (r0..r1).enumerate() {
+            let out = &mut block[i * count..(i + 1) * count];
+            match x.row_slice(r) {
+                Some(row) => {
+                    let lo = (2 * first).min(row.len());
+                    let hi = (2 * (first + count)).min(row.len());
+                    out.fill(0);
+                    pack_row_into(out, &row[lo..hi]);
                 }
-                _ => {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        let r = r0 + i;
+                None => {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        let p = first + k;
                         *o = pair(get_or_zero(&x, r, 2 * p), get_or_zero(&x, r, 2 * p + 1));
                     }
                 }
+            }
+        }
+        for k in 0..count {
+            let out = &mut dst[k * stride + r0..k * stride + r1];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = block[i * count + k];
             }
         }
     }
