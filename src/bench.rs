@@ -44,52 +44,34 @@ impl Clocks {
 /// the model's kernel on the calling thread: the machine's peak for MFU.
 /// `.wall` from wall time, `.cpu` from thread CPU time.
 pub fn matmul_peak(n: usize, repeats: usize) -> Clocks {
+    matmul_peak_for(Precision::Fp32, n, repeats)
+}
+
+/// [`matmul_peak`] of the precision's kernel (bf16: inputs packed before
+/// timing): the peak a run's MFU is measured against.
+pub fn matmul_peak_for(precision: Precision, n: usize, repeats: usize) -> Clocks {
     let mut rng = Rng::new(1);
     let a: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
     let b: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
     let mut c = vec![0.0f32; n * n];
     let flops = 2.0 * (n as f64).powi(3);
-    let mut run = || {
-        matmul(
+    let (mut pa, mut pb) = (Vec::new(), Vec::new());
+    let packed = (precision == Precision::Bf16).then(|| {
+        (
+            pack_rows(&mut pa, MatRef::new(&a, n, n)),
+            pack_columns(&mut pb, MatRef::new(&b, n, n)),
+        )
+    });
+    let mut run = || match packed {
+        Some((pa, pb)) => matmul_pairs(MatMut::new(&mut c, n, n), pa, pb, false),
+        None => matmul(
             MatMut::new(&mut c, n, n),
             MatRef::new(&a, n, n),
             MatRef::new(&b, n, n),
             false,
-        )
+        ),
     };
     // One untimed call warms caches and the kernel's dispatch.
-    run();
-    let mut best = Clocks {
-        wall: f64::INFINITY,
-        cpu: f64::INFINITY,
-    };
-    for _ in 0..repeats.max(1) {
-        let start = Clocks::now();
-        run();
-        best = best.min(Clocks::since(start));
-    }
-    Clocks {
-        wall: flops / best.wall / 1e9,
-        cpu: flops / best.cpu.max(1e-9) / 1e9,
-    }
-}
-
-/// [`matmul_peak`] of the bf16 kernel (inputs packed before timing), or
-/// of the f32 one for [`Precision::Fp32`]: the peak a run's MFU is
-/// measured against.
-pub fn matmul_peak_for(precision: Precision, n: usize, repeats: usize) -> Clocks {
-    if precision == Precision::Fp32 {
-        return matmul_peak(n, repeats);
-    }
-    let mut rng = Rng::new(1);
-    let a: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
-    let b: Vec<f32> = (0..n * n).map(|_| rng.normal()).collect();
-    let (mut pa, mut pb) = (Vec::new(), Vec::new());
-    let a = pack_rows(&mut pa, MatRef::new(&a, n, n));
-    let b = pack_columns(&mut pb, MatRef::new(&b, n, n));
-    let mut c = vec![0.0f32; n * n];
-    let flops = 2.0 * (n as f64).powi(3);
-    let mut run = || matmul_pairs(MatMut::new(&mut c, n, n), a, b, false);
     run();
     let mut best = Clocks {
         wall: f64::INFINITY,
