@@ -5,7 +5,7 @@
 # random tokens, best step of N. Prints the two ratios the issue asks for.
 #
 #   cargo build --release --features mpi
-#   tools/mpi_scaling.sh [PRESET] [STEPS] [BATCH] [SEQ]
+#   tools/mpi_scaling.sh [PRESET] [STEPS] [BATCH] [SEQ] [PRECISION]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="$PWD/target/release/cllm"
@@ -13,8 +13,9 @@ preset="${1:-seed}"
 steps="${2:-5}"
 batch="${3:-8}"
 seq="${4:-128}"
+precision="${5:-auto}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-common=(bench --preset "$preset" --steps "$steps" --batch "$batch" --seq "$seq" --no-profile --json)
+common=(bench --preset "$preset" --steps "$steps" --batch "$batch" --seq "$seq" --no-profile --json --precision "$precision")
 
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores;" \
      "flags: $(grep -o 'avx512[a-z_0-9]*\|avx2\|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')"
@@ -27,7 +28,7 @@ two = json.loads("""$two""".splitlines()[-1])
 r11 = next(p for p in one if p["threads"] == 1)
 r12 = next(p for p in one if p["threads"] == 2)
 preset, batch, seq = sys.argv[1:4]
-print(f"preset {preset}, {batch} x {seq} tokens per step, {two['params']/1e6:.2f}M parameters")
+print(f"preset {preset}, {batch} x {seq} tokens per step, {two['params']/1e6:.2f}M parameters, {two.get('precision', 'fp32')} matmuls")
 print(f"  1 rank  x 1 thread : {r11['tokens_per_sec']:8.0f} tokens/s  (step {r11['step_secs']*1e3:.0f} ms)")
 print(f"  1 rank  x 2 threads: {r12['tokens_per_sec']:8.0f} tokens/s  (step {r12['step_secs']*1e3:.0f} ms)")
 print(f"  2 ranks x 1 thread : {two['tokens_per_sec']:8.0f} tokens/s  (step {two['step_secs']*1e3:.0f} ms)")
