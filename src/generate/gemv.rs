@@ -114,37 +114,15 @@ pub fn rows_model(
     }
 }
 
-/// The kernel's horizontal sum: lanes l and l + 8, then + 4, + 2, + 1.
-#[inline(always)]
-pub fn reduce16(a: &[f32; 16]) -> f32 {
-    let mut s8 = [0.0f32; 8];
-    for i in 0..8 {
-        s8[i] = a[i] + a[i + 8];
-    }
-    let mut s4 = [0.0f32; 4];
-    for i in 0..4 {
-        s4[i] = s8[i] + s8[i + 4];
-    }
-    let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
-    s2[0] + s2[1]
-}
+// The lanes' tree sum (l and l + 8, then + 4, + 2, + 1), in scalar code
+// and in registers, shared with the bf16 kernel.
+pub use crate::model::ops::bf16_gemv::reduce16;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    /// The 16-lane tree sum of [`super::reduce16`] in registers.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) fn hsum16(acc: __m512) -> f32 {
-        let lo = _mm512_castps512_ps256(acc);
-        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
-        let s8 = _mm256_add_ps(lo, hi);
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
-        _mm_cvtss_f32(s1)
-    }
+    pub(crate) use crate::model::ops::bf16_gemv::x86::hsum16;
 
     #[target_feature(enable = "fma")]
     pub(super) unsafe fn rows_model_fma(

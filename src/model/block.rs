@@ -88,10 +88,7 @@ impl<'a> BlockParams<'a> {
     /// The linear weight at `offset`, in bf16 (`pick` from the packs) when
     /// the block has packs.
     pub fn linear(&self, offset: usize, pick: fn(&LayerPacks) -> &WeightPacks) -> LinearWeight<'a> {
-        match self.packs {
-            Some(packs) => LinearWeight::Bf16(pick(packs)),
-            None => LinearWeight::F32(&self.params[offset..]),
-        }
+        LinearWeight::of_layer(self.params, offset, self.packs, pick)
     }
 }
 

@@ -150,10 +150,8 @@ impl Gpt {
         offset: usize,
         pick: fn(&LayerPacks) -> &WeightPacks,
     ) -> LinearWeight<'_> {
-        match &self.bf16 {
-            Some(w) => LinearWeight::Bf16(pick(&w.layers[l])),
-            None => LinearWeight::F32(&self.params[offset..]),
-        }
+        let packs = self.bf16.as_ref().map(|w| &w.layers[l]);
+        LinearWeight::of_layer(&self.params, offset, packs, pick)
     }
 
     /// The model cut to its first `n_ctx` positions: for generation from a

@@ -172,13 +172,15 @@ pub fn gemv_rows(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::Bf16Matrix;
     use std::arch::x86_64::*;
 
+    /// The 16-lane tree sum of [`super::reduce16`] in registers (also the
+    /// f32 decoding kernel's, `generate::gemv`).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn hsum16(acc: __m512) -> f32 {
+    pub(crate) fn hsum16(acc: __m512) -> f32 {
         let lo = _mm512_castps512_ps256(acc);
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
         let s8 = _mm256_add_ps(lo, hi);

@@ -6,9 +6,9 @@
 //! The activations' packs live in per-thread buffers: each sphere thread
 //! grows them once to its largest layer and reuses them every call.
 
-use super::bf16::{PairsRef, matmul_pairs, pack_columns, pack_rows};
-use super::matmul::{MatMut, MatRef};
-use crate::model::bf16_weights::WeightPacks;
+use super::bf16::{matmul_pairs, pack_columns, pack_rows};
+use super::matmul::{MatMut, MatRef, add_bias_gradient, start_from_bias};
+use crate::model::bf16_weights::{LayerPacks, WeightPacks};
 use std::cell::RefCell;
 
 thread_local! {
@@ -42,11 +42,7 @@ pub fn linear_forward(
     o: usize,
 ) {
     let out = &mut out[..n * o];
-    if let Some(b) = bias {
-        for row in out.chunks_exact_mut(o) {
-            row.copy_from_slice(&b[..o]);
-        }
-    }
+    start_from_bias(out, bias, o);
     with_scratch(|a, _| {
         let xa = pack_rows(a, MatRef::new(x, n, i));
         matmul_pairs(MatMut::new(out, n, o), xa, w.forward(), bias.is_some());
@@ -74,15 +70,10 @@ pub fn linear_backward(
         }
         let dt = pack_columns(a, MatRef::new(dout, n, o));
         let xc = pack_columns(b, MatRef::new(x, n, i));
-        weight_gradient(dw, dt, xc, o, i);
+        matmul_pairs(MatMut::new(&mut dw[..o * i], o, i), dt, xc, true);
     });
     if let Some(db) = dbias {
-        let db = &mut db[..o];
-        for row in dout[..n * o].chunks_exact(o) {
-            for (d, &g) in db.iter_mut().zip(row) {
-                *d += g;
-            }
-        }
+        add_bias_gradient(db, dout, n, o);
     }
 }
 
@@ -94,7 +85,21 @@ pub enum LinearWeight<'a> {
     Bf16(&'a WeightPacks),
 }
 
-impl LinearWeight<'_> {
+impl<'a> LinearWeight<'a> {
+    /// A layer's weight at `offset` in the f32 `params`, or (`pick`ed from
+    /// the layer's packs) in bf16 when the model has packs.
+    pub fn of_layer(
+        params: &'a [f32],
+        offset: usize,
+        packs: Option<&'a LayerPacks>,
+        pick: fn(&LayerPacks) -> &WeightPacks,
+    ) -> Self {
+        match packs {
+            Some(packs) => LinearWeight::Bf16(pick(packs)),
+            None => LinearWeight::F32(&params[offset..]),
+        }
+    }
+
     /// `matmul::linear_forward` or this module's, by precision.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
@@ -132,10 +137,6 @@ impl LinearWeight<'_> {
             LinearWeight::Bf16(w) => linear_backward(dx, dw, dbias, dout, x, w, n, i, o),
         }
     }
-}
-
-fn weight_gradient(dw: &mut [f32], dout_t: PairsRef, x: PairsRef, o: usize, i: usize) {
-    matmul_pairs(MatMut::new(&mut dw[..o * i], o, i), dout_t, x, true);
 }
 
 #[cfg(test)]

@@ -233,6 +233,26 @@ pub fn matmul_naive(out: MatMut, a: MatRef, b: MatRef, accumulate: bool) {
 // ----------------------------------------------------------------------------
 // Linear layer: y (N, O) = x (N, I) · Wᵀ + b, W stored (O, I) like torch.
 
+/// Every row of `out` (rows of `o`) set to the bias, when there is one:
+/// the product then adds onto it.
+pub fn start_from_bias(out: &mut [f32], bias: Option<&[f32]>, o: usize) {
+    if let Some(b) = bias {
+        for row in out.chunks_exact_mut(o) {
+            row.copy_from_slice(&b[..o]);
+        }
+    }
+}
+
+/// dbias (O) `+=` the column sums of dout (N, O).
+pub fn add_bias_gradient(db: &mut [f32], dout: &[f32], n: usize, o: usize) {
+    let db = &mut db[..o];
+    for row in dout[..n * o].chunks_exact(o) {
+        for (d, &g) in db.iter_mut().zip(row) {
+            *d += g;
+        }
+    }
+}
+
 /// Forward. x (N, I), w (O, I), bias (O) or none, out (N, O).
 pub fn linear_forward(
     out: &mut [f32],
@@ -244,11 +264,7 @@ pub fn linear_forward(
     o: usize,
 ) {
     let out = &mut out[..n * o];
-    if let Some(b) = bias {
-        for row in out.chunks_exact_mut(o) {
-            row.copy_from_slice(&b[..o]);
-        }
-    }
+    start_from_bias(out, bias, o);
     matmul(
         MatMut::new(out, n, o),
         MatRef::new(x, n, i),
@@ -287,12 +303,7 @@ pub fn linear_backward(
         true,
     );
     if let Some(db) = dbias {
-        let db = &mut db[..o];
-        for row in dout[..n * o].chunks_exact(o) {
-            for (d, &g) in db.iter_mut().zip(row) {
-                *d += g;
-            }
-        }
+        add_bias_gradient(db, dout, n, o);
     }
 }
 
