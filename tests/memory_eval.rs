@@ -10,7 +10,7 @@ use cllm::memory::Memory;
 use cllm::model::{Gpt, ModelConfig, Workspace};
 use cllm::train::TrainConfig;
 use cllm::train::evaluate::{
-    eval_windows, evaluate, evaluate_model, evaluate_model_with_memory, evaluate_with_memory,
+    EvalWindows, evaluate, evaluate_model, evaluate_model_with_memory, evaluate_with_memory,
     fit_memory,
 };
 use cllm::train::spheres::Spheres;
@@ -46,17 +46,23 @@ fn per_position_losses_are_the_models_log_probabilities() {
     let model = model();
     let val = dataset(&text()[..2000]);
     let seq_len = 16;
-    let windows = eval_windows(&val, seq_len, 0);
+    let windows = EvalWindows::new(&val, seq_len, seq_len, 0);
+    let windows = windows.starts();
     let mut inputs = Vec::new();
     let mut targets = Vec::new();
-    for &w in &windows {
+    for &w in windows {
         inputs.extend_from_slice(&val.tokens[w..w + seq_len]);
         targets.extend_from_slice(&val.tokens[w + 1..w + seq_len + 1]);
     }
     for threads in [1, 3] {
         let mut spheres = Spheres::for_evaluation(&model, threads, 8 * threads, seq_len);
-        let (sum, _, losses) =
-            spheres.evaluate_with_losses(&model, &inputs, &targets, windows.len(), seq_len);
+        let (sum, _, losses) = spheres.evaluate_with_losses(
+            &model,
+            &inputs,
+            &targets,
+            &vec![0; windows.len()],
+            seq_len,
+        );
         assert_eq!(losses.len(), windows.len() * seq_len);
         let total: f64 = losses.iter().map(|&l| l as f64).sum();
         assert!(
@@ -95,42 +101,30 @@ fn the_memory_lowers_the_loss_on_text_it_has_seen_and_leaves_the_plain_figures_a
     let val = dataset(&text[text.len() / 2..]);
     let memory = Memory::build(train.tokens.clone(), 256);
     let seq_len = 16;
-    let plain = evaluate_model(&model, &val, seq_len, 2, 0).unwrap();
-    let (stats, with) =
-        evaluate_model_with_memory(&model, &val, seq_len, 2, 0, Some(&memory)).unwrap();
+    let all = EvalWindows::overlapping(&val, seq_len, 0);
+    let plain = evaluate_model(&model, &val, &all, 2).unwrap();
+    let (stats, with) = evaluate_model_with_memory(&model, &val, &all, 2, Some(&memory)).unwrap();
     assert_eq!(stats, plain);
     let with = with.unwrap();
-    assert_eq!(
-        with.positions,
-        eval_windows(&val, seq_len, 0).len() * seq_len
-    );
+    // Every token after the first is scored once.
+    assert_eq!(with.positions, val.tokens.len() - 1);
     // An untrained model is near uniform; the memory has seen every byte.
     assert!(
         with.bits_per_byte < 0.25 * plain.bits_per_byte,
         "{with:?} vs {plain:?}"
     );
     // The trainer's form gives the same numbers.
-    let windows = eval_windows(&val, seq_len, 5);
+    let windows = EvalWindows::overlapping(&val, seq_len, 5);
     let bpt = val.bytes as f64 / val.tokens.len() as f64;
     let mut spheres = Spheres::for_evaluation(&model, 2, 4, seq_len);
-    let a = evaluate(&mut spheres, &model, &val, &windows, seq_len, bpt, 1, 7);
-    let (b, m) = evaluate_with_memory(
-        &mut spheres,
-        &model,
-        &val,
-        &windows,
-        seq_len,
-        bpt,
-        1,
-        7,
-        &memory,
-    )
-    .unwrap();
+    let a = evaluate(&mut spheres, &model, &val, &windows, bpt, 1, 7);
+    let (b, m) =
+        evaluate_with_memory(&mut spheres, &model, &val, &windows, bpt, 1, 7, &memory).unwrap();
     assert_eq!(a, b);
     assert_eq!(m.positions, 5 * seq_len);
     // A memory of another vocabulary is refused.
     let other = Memory::build(vec![1, 2, 3], 300);
-    assert!(evaluate_model_with_memory(&model, &val, seq_len, 1, 0, Some(&other)).is_err());
+    assert!(evaluate_model_with_memory(&model, &val, &all, 1, Some(&other)).is_err());
 }
 
 #[test]
@@ -139,18 +133,19 @@ fn fitting_from_the_model_never_worsens_the_fitted_stream() {
     let text = text();
     let mut memory = Memory::build(dataset(&text[..text.len() / 2]).tokens, 256);
     let val = dataset(&text[text.len() / 2..]);
-    let before = evaluate_model_with_memory(&model, &val, 16, 2, 0, Some(&memory))
+    let windows = EvalWindows::overlapping(&val, 16, 0);
+    let before = evaluate_model_with_memory(&model, &val, &windows, 2, Some(&memory))
         .unwrap()
         .1
         .unwrap();
-    let stats = fit_memory(&model, &mut memory, &val, 16, 2).unwrap();
-    let after = evaluate_model_with_memory(&model, &val, 16, 2, 0, Some(&memory))
+    let stats = fit_memory(&model, &mut memory, &val, &windows, 2).unwrap();
+    let after = evaluate_model_with_memory(&model, &val, &windows, 2, Some(&memory))
         .unwrap()
         .1
         .unwrap();
     assert!(stats.bits_fitted <= stats.bits_default, "{stats:?}");
     assert!(after.loss <= before.loss + 1e-6, "{before:?} -> {after:?}");
-    assert_eq!(stats.positions, eval_windows(&val, 16, 0).len() * 16);
+    assert_eq!(stats.positions, windows.scored());
 }
 
 #[test]
@@ -219,21 +214,12 @@ fn windows_with_gaps_are_read_as_separate_documents() {
     let val = dataset(&text[text.len() / 2..]);
     let mut memory = Memory::build(dataset(&text[..text.len() / 2]).tokens, 256);
     let seq_len = 16;
-    let windows = [0, 16, 64, 80, 96, 160];
+    let starts = [0, 16, 64, 80, 96, 160];
+    let windows = EvalWindows::from_starts(seq_len, starts.to_vec()).unwrap();
     let bpt = val.bytes as f64 / val.tokens.len() as f64;
     let mut spheres = Spheres::for_evaluation(&model, 2, 4, seq_len);
-    let (_, with) = evaluate_with_memory(
-        &mut spheres,
-        &model,
-        &val,
-        &windows,
-        seq_len,
-        bpt,
-        0,
-        0,
-        &memory,
-    )
-    .unwrap();
+    let (_, with) =
+        evaluate_with_memory(&mut spheres, &model, &val, &windows, bpt, 0, 0, &memory).unwrap();
     assert_eq!(with.positions, windows.len() * seq_len);
     // By hand: the model's losses per window, the memory over each run.
     let mut ws = Workspace::new(&model.config, 1, seq_len);
@@ -250,7 +236,7 @@ fn windows_with_gaps_are_read_as_separate_documents() {
         (row[val.tokens[w + t + 1] as usize] as f64 - lse).exp() as f32
     };
     let mut total = 0.0f64;
-    for run in [&windows[0..2], &windows[2..5], &windows[5..6]] {
+    for run in [&starts[0..2], &starts[2..5], &starts[5..6]] {
         let probs: Vec<f32> = run
             .iter()
             .flat_map(|&w| (0..seq_len).map(move |t| (w, t)))
@@ -270,15 +256,60 @@ fn windows_with_gaps_are_read_as_separate_documents() {
         with.loss
     );
     // Fitting on the same windows sees as many positions.
-    let stats = cllm::train::evaluate::fit_memory_on(
-        &mut spheres,
-        &model,
-        &mut memory,
-        &val,
-        &windows,
-        seq_len,
-    )
-    .unwrap();
+    let stats =
+        cllm::train::evaluate::fit_memory_on(&mut spheres, &model, &mut memory, &val, &windows)
+            .unwrap();
     assert_eq!(stats.positions, windows.len() * seq_len);
     assert!(stats.bits_fitted <= stats.bits_default);
+}
+
+#[test]
+fn overlapping_windows_score_each_token_from_its_own_window() {
+    let model = model();
+    let val = dataset(&text()[..700]);
+    let seq_len = 16;
+    let windows = EvalWindows::new(&val, seq_len, 5, 0);
+    let starts = windows.starts();
+    let mut inputs = Vec::new();
+    let mut targets = Vec::new();
+    for &w in starts {
+        inputs.extend_from_slice(&val.tokens[w..w + seq_len]);
+        targets.extend_from_slice(&val.tokens[w + 1..w + seq_len + 1]);
+    }
+    let mut spheres = Spheres::for_evaluation(&model, 2, 8, seq_len);
+    let (sum, _, losses) =
+        spheres.evaluate_with_losses(&model, &inputs, &targets, &windows.skips(), seq_len);
+    assert_eq!(losses.len(), val.tokens.len() - 1);
+    assert_eq!(windows.scored(), val.tokens.len() - 1);
+    let total: f64 = losses.iter().map(|&l| l as f64).sum();
+    assert!((total - sum).abs() < 1e-6 * sum.abs(), "{total} vs {sum}");
+    // Brute force: position p of the stream is scored by the first window
+    // that reaches it, at the place it has in that window.
+    let mut ws = Workspace::new(&model.config, 1, seq_len);
+    let mut at = 0;
+    for (k, &w) in starts.iter().enumerate() {
+        let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
+        for t in windows.skip(k)..seq_len {
+            let row = &logits[t * 256..(t + 1) * 256];
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&x| (x as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            let want = lse - row[val.tokens[w + t + 1] as usize] as f64;
+            assert_eq!(at, w + t, "scored in stream order");
+            assert!(
+                (losses[at] as f64 - want).abs() < 1e-4,
+                "window {k} position {t}"
+            );
+            at += 1;
+        }
+    }
+    // Context helps a trained model; here the check is only that the
+    // figure is the mean of exactly these losses.
+    let bpt = val.bytes as f64 / val.tokens.len() as f64;
+    let stats = evaluate(&mut spheres, &model, &val, &windows, bpt, 0, 0);
+    assert!((stats.loss as f64 - total / losses.len() as f64).abs() < 1e-5);
 }

@@ -6,7 +6,7 @@ use crate::checkpoint;
 use crate::data::dataset::TokenDataset;
 use crate::data::tokenizer::Tokenizer;
 use crate::model::Gpt;
-use crate::train::evaluate::evaluate_model_with_memory;
+use crate::train::evaluate::{EvalWindows, default_stride, evaluate_model_with_memory};
 use crate::train::prepare::{gather_files, prepare, read_texts};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -26,7 +26,15 @@ pub struct EvalArgs {
     /// Worker threads; 0 = all cores
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Evaluate at most this many windows (0 = all)
+    /// Tokens from one window's start to the next. Windows overlap when it
+    /// is less than the window, and each token is scored once, by the first
+    /// window where it has at least `seq-len - stride` tokens of context;
+    /// `--stride` equal to `--seq-len` scores non-overlapping windows
+    /// [default: half the window]
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Evaluate only the first this many windows' worth of tokens
+    /// (`max-windows x seq-len`; 0 = all)
     #[arg(long, default_value_t = 0)]
     pub max_windows: usize,
     /// Print one JSON object
@@ -76,6 +84,13 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         (TokenDataset::from_texts(&tokenizer, &texts), files.len())
     };
     let seq_len = args.seq_len.unwrap_or(cfg.seq_len);
+    let stride = args.stride.unwrap_or_else(|| default_stride(seq_len));
+    if stride == 0 || stride > seq_len {
+        return Err(format!(
+            "--stride {stride} must be between 1 and the window of {seq_len} tokens"
+        ));
+    }
+    let windows = EvalWindows::new(&data, seq_len, stride, args.max_windows);
     let threads = if args.threads == 0 {
         cfg.threads = 0;
         cfg.resolved_threads()
@@ -87,16 +102,15 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         MemorySwitch::Off => None,
     };
     let model = Gpt::from_params(ck.model, ck.params)?;
-    let (stats, with_memory) = evaluate_model_with_memory(
-        &model,
-        &data,
-        seq_len,
-        threads,
-        args.max_windows,
-        memory.as_ref(),
-    )?;
+    let (stats, with_memory) =
+        evaluate_model_with_memory(&model, &data, &windows, threads, memory.as_ref())?;
     if args.json {
         let mut value = serde_json::to_value(&stats).map_err(|e| e.to_string())?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("seq_len".into(), serde_json::json!(seq_len));
+            map.insert("stride".into(), serde_json::json!(stride));
+            map.insert("positions".into(), serde_json::json!(windows.scored()));
+        }
         if let (Some(map), Some(with)) = (value.as_object_mut(), with_memory) {
             map.insert(
                 "bits_per_byte_with_memory".into(),
@@ -115,9 +129,11 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
             format!("{file_count} files")
         };
         println!(
-            "{} on {what} ({} tokens, windows of {seq_len}):",
+            "{} on {what} ({} tokens, windows of {seq_len} every {stride}: each token scored \
+             once, with at least {} tokens of context after the first window):",
             args.model.display(),
-            data.tokens.len()
+            data.tokens.len(),
+            seq_len - stride
         );
         println!(
             "  loss {:.4} nats/token, perplexity {:.2}, {:.3} bits/byte",

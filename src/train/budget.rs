@@ -98,6 +98,24 @@ impl WarmupTimes {
     }
 }
 
+/// Most of a time budget that evaluations take when the person did not say
+/// how often to evaluate: the rest trains. (At the default of one
+/// evaluation every 50 steps, a 10-minute run of `small` spent about a
+/// quarter of its budget evaluating.)
+pub const EVAL_SHARE: f64 = 0.05;
+
+/// The evaluation interval of a run given time that left it to the
+/// trainer: `eval_every`, or the shortest interval at which evaluations
+/// (`per_eval` seconds each) take at most [`EVAL_SHARE`] of the steps'
+/// time (`per_step` seconds each). 0 (never) stays 0.
+pub fn eval_every_within_share(eval_every: u64, per_step: f64, per_eval: f64) -> u64 {
+    if eval_every == 0 || !(per_step > 0.0 && per_eval > 0.0) {
+        return eval_every;
+    }
+    let shortest = (per_eval / (EVAL_SHARE * per_step)).ceil();
+    eval_every.max(shortest.min(1e12) as u64)
+}
+
 /// How many more steps fit in `remaining` seconds when each costs
 /// `per_step` plus `overhead` (evaluations and checkpoints spread over the
 /// steps), keeping `final_save` seconds for the final checkpoint. At least
@@ -129,6 +147,20 @@ pub fn warmup_steps_to_time(budget_secs: f64, secs_per_step_guess: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evaluations_are_spaced_to_a_twentieth_of_the_steps_time() {
+        // 36 ms steps, 0.6 s evaluations: every 50 steps would be 33% of
+        // the steps' time; every 334 steps is 4.99%.
+        let every = eval_every_within_share(50, 0.036, 0.6);
+        assert_eq!(every, 334);
+        assert!(0.6 / every as f64 <= EVAL_SHARE * 0.036);
+        assert!(0.6 / (every - 1) as f64 > EVAL_SHARE * 0.036);
+        // Cheap evaluations keep the interval asked for; never stays never.
+        assert_eq!(eval_every_within_share(50, 1.0, 0.01), 50);
+        assert_eq!(eval_every_within_share(0, 0.036, 0.6), 0);
+        assert_eq!(eval_every_within_share(50, 0.0, 0.6), 50);
+    }
 
     #[test]
     fn durations_as_people_type_them() {

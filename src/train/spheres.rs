@@ -443,32 +443,36 @@ impl Spheres {
         });
     }
 
-    /// Mean-free evaluation over `n_seqs` sequences shared across spheres:
-    /// returns the summed per-token loss and the prediction counts.
+    /// Mean-free evaluation over `skips.len()` sequences of `seq_len`
+    /// tokens shared across spheres: returns the summed per-token loss and
+    /// the prediction counts. Sequence `i` scores its positions from
+    /// `skips[i]` on; the ones before are context only (an earlier,
+    /// overlapping window scored them).
     pub fn evaluate(
         &mut self,
         model: &Gpt,
         inputs: &[u32],
         targets: &[u32],
-        n_seqs: usize,
+        skips: &[usize],
         seq_len: usize,
     ) -> (f64, ClassCounts) {
         let (loss_sum, counts, _) =
-            self.evaluate_inner(model, inputs, targets, n_seqs, seq_len, false);
+            self.evaluate_inner(model, inputs, targets, skips, seq_len, false);
         (loss_sum, counts)
     }
 
-    /// [`evaluate`](Self::evaluate), also returning every position's loss
-    /// (`-ln p(target)`, nats) in the order of `targets` (window by window).
+    /// [`evaluate`](Self::evaluate), also returning every scored position's
+    /// loss (`-ln p(target)`, nats) in the order of `targets` (window by
+    /// window, each from its skip on).
     pub fn evaluate_with_losses(
         &mut self,
         model: &Gpt,
         inputs: &[u32],
         targets: &[u32],
-        n_seqs: usize,
+        skips: &[usize],
         seq_len: usize,
     ) -> (f64, ClassCounts, Vec<f32>) {
-        self.evaluate_inner(model, inputs, targets, n_seqs, seq_len, true)
+        self.evaluate_inner(model, inputs, targets, skips, seq_len, true)
     }
 
     fn evaluate_inner(
@@ -476,12 +480,13 @@ impl Spheres {
         model: &Gpt,
         inputs: &[u32],
         targets: &[u32],
-        n_seqs: usize,
+        skips: &[usize],
         seq_len: usize,
         keep_losses: bool,
     ) -> EvalShare {
         let n = self.n;
         let t = seq_len;
+        let n_seqs = skips.len();
         let max_share = self.max_share;
         let mut jobs: Vec<(&mut Workspace, EvalShare)> = self
             .workspaces
@@ -493,7 +498,8 @@ impl Spheres {
             let mut loss_sum = 0.0f64;
             let mut counts = ClassCounts::default();
             let mut predictions = vec![0u32; max_share * t];
-            let mut losses = vec![0f32; if keep_losses { seqs.len() * t } else { 0 }];
+            let mut row_losses = vec![0f32; max_share * t];
+            let mut losses = Vec::new();
             for rows in chunks(seqs.clone(), max_share) {
                 let batch = Batch {
                     inputs: &inputs[rows.start * t..rows.end * t],
@@ -502,18 +508,35 @@ impl Spheres {
                     seq: t,
                 };
                 let preds = &mut predictions[..rows.len() * t];
-                let at = (rows.start - seqs.start) * t;
-                let row_losses = keep_losses.then(|| &mut losses[at..at + rows.len() * t]);
-                let loss = model.evaluate_rows(ws, &batch, Some(preds), row_losses);
-                loss_sum += loss as f64 * (rows.len() * t) as f64;
-                counts.add(batch.targets, preds);
+                let all = &mut row_losses[..rows.len() * t];
+                let mean = model.evaluate_rows(ws, &batch, Some(preds), Some(all));
+                let skipped = &skips[rows.clone()];
+                if skipped.iter().all(|&s| s == 0) {
+                    // Every position scored: the model's own mean, as before
+                    // windows could overlap.
+                    loss_sum += mean as f64 * (rows.len() * t) as f64;
+                    counts.add(batch.targets, preds);
+                    if keep_losses {
+                        losses.extend_from_slice(all);
+                    }
+                    continue;
+                }
+                for (r, &skip) in skipped.iter().enumerate() {
+                    let scored = r * t + skip.min(t)..(r + 1) * t;
+                    loss_sum += all[scored.clone()].iter().map(|&l| l as f64).sum::<f64>();
+                    counts.add(&batch.targets[scored.clone()], &preds[scored.clone()]);
+                    if keep_losses {
+                        losses.extend_from_slice(&all[scored]);
+                    }
+                }
             }
             *result = (loss_sum, counts, losses);
         });
         let results = jobs.into_iter().map(|(_, result)| result);
         let mut loss_sum = 0.0;
         let mut counts = ClassCounts::default();
-        let mut losses = Vec::with_capacity(if keep_losses { n_seqs * t } else { 0 });
+        let scored: usize = skips.iter().map(|&s| t - s.min(t)).sum();
+        let mut losses = Vec::with_capacity(if keep_losses { scored } else { 0 });
         // Sphere i holds the sequences of share(n_seqs, n, i), in order.
         for (l, c, sphere_losses) in results {
             loss_sum += l;

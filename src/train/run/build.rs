@@ -13,7 +13,7 @@ use crate::model::ops::bf16::{Kernel, Precision};
 use crate::train::TrainConfig;
 use crate::train::auto;
 use crate::train::cluster::Cluster;
-use crate::train::evaluate::eval_windows;
+use crate::train::evaluate::EvalWindows;
 use crate::train::events::{Event, Phase, RunInfo, Summary};
 use crate::train::faults::Faults;
 use crate::train::memory;
@@ -221,7 +221,8 @@ impl Run {
             seq_len,
         );
         spheres.join_cluster(cluster.clone());
-        let val_windows = eval_windows(&val, seq_len, config.eval_batches * config.batch_size);
+        let val_windows =
+            EvalWindows::overlapping(&val, seq_len, config.eval_batches * config.batch_size);
         if val_windows.is_empty() {
             emit(Event::Warning(format!(
                 "the validation split ({} tokens) is too small to evaluate at sequence length \

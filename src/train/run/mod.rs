@@ -77,7 +77,7 @@ pub struct Run {
     schedule: Schedule,
     spheres: Spheres,
     batcher: Batcher,
-    val_windows: Vec<usize>,
+    val_windows: crate::train::evaluate::EvalWindows,
     bytes_per_token: f64,
     /// The metrics log: rank 0 of a distributed run alone writes it.
     log: Option<RunLog>,

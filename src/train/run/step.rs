@@ -4,7 +4,7 @@
 use super::{MAX_BAD_STEPS, Run, StepOutcome, TICK};
 use crate::checkpoint;
 use crate::data::batches::BatchPosition;
-use crate::train::evaluate::{eval_windows, evaluate_fitting_memory, fit_memory_on};
+use crate::train::evaluate::{EvalWindows, evaluate_fitting_memory, fit_memory_on};
 use crate::train::events::{Event, SaveReason, StepStats, Summary};
 use crate::train::metrics::{imbalance, peak_memory_bytes};
 use crate::train::saving::{RUN_FINAL_NAME, copy_atomically, keep_previous_output};
@@ -207,7 +207,6 @@ impl Run {
             &self.model,
             &self.val,
             &self.val_windows,
-            self.config.seq_len,
             self.bytes_per_token,
             epoch,
             self.state.step,
@@ -286,24 +285,17 @@ impl Run {
         let Some(memory) = self.repo_memory.as_mut() else {
             return Ok(());
         };
-        let windows = eval_windows(&self.val, self.config.seq_len, 0);
+        let windows = EvalWindows::overlapping(&self.val, self.config.seq_len, 0);
         if windows.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
-        let fit = fit_memory_on(
-            &mut self.spheres,
-            &self.model,
-            memory,
-            &self.val,
-            &windows,
-            self.config.seq_len,
-        )?;
+        let fit = fit_memory_on(&mut self.spheres, &self.model, memory, &self.val, &windows)?;
         let per_byte = |bits_per_token: f64| bits_per_token / self.bytes_per_token.max(1e-9);
         emit(Event::Info(format!(
             "repository memory fitted on {} validation tokens in {:.1} s: {:.3} bits/byte with \
              it, {:.3} without (in-sample for the mix's weights)",
-            windows.len() * self.config.seq_len,
+            windows.scored(),
             started.elapsed().as_secs_f64(),
             per_byte(fit.bits_fitted),
             per_byte(fit.bits_transformer),

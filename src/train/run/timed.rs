@@ -2,7 +2,10 @@
 //! where the steps that fit in what is left of the budget are fixed.
 
 use super::Run;
-use crate::train::budget::{WarmupTimes, format_duration, steps_that_fit, warmup_steps_to_time};
+use crate::train::budget::{
+    EVAL_SHARE, WarmupTimes, eval_every_within_share, format_duration, steps_that_fit,
+    warmup_steps_to_time,
+};
 use crate::train::events::Event;
 use std::time::Instant;
 
@@ -90,10 +93,27 @@ impl Run {
         // Before the final save, the memory's mix is fitted on the whole
         // validation split: about two evaluations' work per evaluated share.
         let final_fit = if self.repo_memory.is_some() && !self.val_windows.is_empty() {
-            let all = crate::train::evaluate::eval_windows(&self.val, self.config.seq_len, 0);
+            let all =
+                crate::train::evaluate::EvalWindows::overlapping(&self.val, self.config.seq_len, 0);
             2.0 * per_eval * all.len() as f64 / self.val_windows.len() as f64
         } else {
             0.0
+        };
+        // Unless the person chose how often to evaluate, evaluations take
+        // at most a twentieth of the steps' time.
+        let asked_every = self.config.eval_every;
+        if !self.config.given.iter().any(|g| g == "eval_every") {
+            self.config.eval_every = eval_every_within_share(asked_every, per_step, times.per_eval);
+        }
+        let spaced = if self.config.eval_every != asked_every {
+            format!(
+                "; evaluating every {} steps instead of {asked_every} keeps evaluations within {:.0}% \
+                 of the time",
+                self.config.eval_every,
+                100.0 * EVAL_SHARE
+            )
+        } else {
+            String::new()
         };
         let overhead = times.overhead_per_step(
             self.config.eval_every,
@@ -116,7 +136,7 @@ impl Run {
             total_steps: self.plan.last_step,
             message: format!(
                 "time budget {}: a step takes {:.0} ms and an evaluation {:.1} s, so {steps} more \
-                 steps fit in the {} left; the schedule ends at step {}{capped}",
+                 steps fit in the {} left; the schedule ends at step {}{capped}{spaced}",
                 format_duration(clock.budget_secs),
                 per_step * 1e3,
                 per_eval,
