@@ -8,8 +8,8 @@ use cllm::data::dataset::TokenDataset;
 use cllm::data::tokenizer::Tokenizer;
 use cllm::generate::braces::CloseWatch;
 use cllm::generate::code_eval::{
-    CodeEvalReport, PeriodicCodeCheck, TRAINER_PROMPTS, function_prompts, texts_of_dataset,
-    trainer_sampling,
+    CodeEvalReport, PeriodicCodeCheck, TRAINER_MAX_TOKENS, TRAINER_PROMPTS, function_prompts,
+    texts_of_dataset, trainer_sampling,
 };
 use cllm::generate::{
     FinishReason, Generator, SamplingConfig, check_c, evaluate_completions, extract_openings,
@@ -274,7 +274,12 @@ fn evaluate_completions_on_a_random_model_agrees_with_its_records() {
     for cfg in [greedy_cfg, trainer_sampling()] {
         let report = evaluate_completions(&model, &tok, &prompts, &cfg, 1, &never).unwrap();
         assert_consistent(&report, &prompts, 1);
-        assert!(report.records.iter().all(|r| r.tokens <= 200));
+        assert!(
+            report
+                .records
+                .iter()
+                .all(|r| r.tokens <= cfg.max_new_tokens)
+        );
     }
 }
 
@@ -342,7 +347,7 @@ fn the_trainers_periodic_check_uses_the_validation_split() {
         check.run(&random, &tok, None, &never).unwrap().unwrap(),
         "same weights, same figures"
     );
-    assert!(a.mean_generated_tokens <= 200.0);
+    assert!(a.mean_generated_tokens <= TRAINER_MAX_TOKENS as f64);
     // Not C: no prompts, no figures, no error.
     let rust = TokenDataset::from_texts(&tok, &[("a.rs".into(), "fn f() -> u8 { 1 }\n".into())]);
     let none = PeriodicCodeCheck::new(&rust, &tok, 64, TRAINER_PROMPTS, 5).unwrap();

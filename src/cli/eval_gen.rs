@@ -166,7 +166,7 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
     if args.samples == 0 {
         return Err("--samples must be at least 1".into());
     }
-    let base = args.sampling.to_config();
+    let base = args.sampling.to_config(code_eval::EVAL_GEN_MAX_TOKENS);
     base.validate()?;
     let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
     let context = ck.trained_context();

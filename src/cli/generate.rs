@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 /// Sampling flags shared by `generate` and `eval-gen`.
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
-    /// Most new tokens per completion
-    #[arg(long, default_value_t = 200)]
-    pub max_tokens: usize,
+    /// Most new tokens per completion [default: 200 for generate, 1024 for
+    /// eval-gen]
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// 0 = greedy; higher = more varied
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,
@@ -42,14 +43,19 @@ pub struct SamplingArgs {
     pub memory: super::eval::MemorySwitch,
 }
 
+/// `generate`'s token limit unless given.
+pub const GENERATE_MAX_TOKENS: usize = 200;
+
 impl SamplingArgs {
-    pub fn to_config(&self) -> SamplingConfig {
+    /// The sampling asked for, with `default_max_tokens` when no
+    /// `--max-tokens` was given.
+    pub fn to_config(&self, default_max_tokens: usize) -> SamplingConfig {
         SamplingConfig {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
             repetition_penalty: self.repetition_penalty,
-            max_new_tokens: self.max_tokens,
+            max_new_tokens: self.max_tokens.unwrap_or(default_max_tokens),
             stop: self.stop.clone(),
             seed: self.seed,
         }
@@ -101,7 +107,7 @@ pub fn load_model(
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), String> {
-    let cfg = args.sampling.to_config();
+    let cfg = args.sampling.to_config(GENERATE_MAX_TOKENS);
     cfg.validate()?;
     if args.precision == Precision::Bf16 && !bf16_gemv::has_avx512_bf16() {
         return Err("--precision bf16: this CPU lacks AVX512_BF16 (use auto or fp32)".into());
