@@ -1,5 +1,6 @@
-//! The loss graph: history of training/validation loss, learning rate and
-//! gradient norm per step, exponential smoothing, min/max downsampling for
+//! The loss graph: history of training/validation loss (and the
+//! validation loss with the repository memory), learning rate, gradient
+//! norm and the code check's syntax accuracy per step, exponential smoothing, min/max downsampling for
 //! long runs, and the egui_plot drawing with its controls.
 
 use super::settings::PlotSettings;
@@ -16,6 +17,10 @@ pub const MAX_DRAWN_POINTS: usize = 1500;
 pub struct LossHistory {
     pub train: Vec<[f64; 2]>,
     pub val: Vec<[f64; 2]>,
+    /// Validation loss of the transformer mixed with the repository memory.
+    pub val_memory: Vec<[f64; 2]>,
+    /// The code check's syntax accuracy (closed and parses), percent.
+    pub syntax: Vec<[f64; 2]>,
     pub lr: Vec<[f64; 2]>,
     pub grad_norm: Vec<[f64; 2]>,
     /// The smoothed training curve, extended as points arrive so a long
@@ -67,8 +72,15 @@ impl LossHistory {
     }
 
     pub fn push_eval(&mut self, e: &EvalStats) {
+        let x = e.step as f64;
         if e.loss.is_finite() {
-            self.val.push([e.step as f64, e.loss as f64]);
+            self.val.push([x, e.loss as f64]);
+        }
+        if let Some(l) = e.loss_with_memory.filter(|l| l.is_finite()) {
+            self.val_memory.push([x, l as f64]);
+        }
+        if let Some(a) = e.syntax_accuracy.filter(|a| a.is_finite()) {
+            self.syntax.push([x, 100.0 * a]);
         }
     }
 }
@@ -140,6 +152,7 @@ pub struct DrawnSeries {
     pub raw: Vec<[f64; 2]>,
     pub smoothed: Vec<[f64; 2]>,
     pub val: Vec<[f64; 2]>,
+    pub val_memory: Vec<[f64; 2]>,
 }
 
 pub fn prepare(history: &mut LossHistory, settings: &PlotSettings) -> DrawnSeries {
@@ -151,19 +164,28 @@ pub fn prepare(history: &mut LossHistory, settings: &PlotSettings) -> DrawnSerie
     );
     let raw = downsample(&history.train, MAX_DRAWN_POINTS);
     let val = downsample(&history.val, MAX_DRAWN_POINTS);
+    let val_memory = downsample(&history.val_memory, MAX_DRAWN_POINTS);
     if settings.log_scale {
         DrawnSeries {
             raw: to_log(raw),
             smoothed: to_log(smoothed),
             val: to_log(val),
+            val_memory: to_log(val_memory),
         }
     } else {
-        DrawnSeries { raw, smoothed, val }
+        DrawnSeries {
+            raw,
+            smoothed,
+            val,
+            val_memory,
+        }
     }
 }
 
 const TRAIN_COLOUR: Color32 = Color32::from_rgb(80, 160, 255);
 const VAL_COLOUR: Color32 = Color32::from_rgb(255, 170, 60);
+const MEMORY_COLOUR: Color32 = Color32::from_rgb(230, 90, 90);
+const SYNTAX_COLOUR: Color32 = Color32::from_rgb(120, 200, 220);
 
 /// Controls above the graph.
 pub fn plot_controls_ui(ui: &mut egui::Ui, s: &mut PlotSettings) {
@@ -176,6 +198,11 @@ pub fn plot_controls_ui(ui: &mut egui::Ui, s: &mut PlotSettings) {
         ui.checkbox(&mut s.follow, "Follow newest");
         ui.checkbox(&mut s.show_lr, "Show learning rate");
         ui.checkbox(&mut s.show_grad_norm, "Show gradient norm");
+        ui.checkbox(&mut s.show_syntax, "Show syntax accuracy")
+            .on_hover_text(
+                "The code check's completions of function openings that close and parse as C \
+                 (runs with a code check, at each evaluation)",
+            );
     });
 }
 
@@ -187,7 +214,8 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, history: &mut LossHistory, s: &mut PlotSe
     if history.train.is_empty() {
         ui.weak("Training and validation loss appear here once training starts.");
     }
-    let extra = usize::from(s.show_lr) + usize::from(s.show_grad_norm);
+    let show_syntax = s.show_syntax && !history.syntax.is_empty();
+    let extra = usize::from(s.show_lr) + usize::from(s.show_grad_norm) + usize::from(show_syntax);
     // Measured after everything above the graphs: asking a resizable panel
     // for more than it has makes it grow every frame.
     let total_h = ui.available_height().max(60.0);
@@ -267,6 +295,19 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, history: &mut LossHistory, s: &mut PlotSe
                         .radius(3.0),
                 );
             }
+            if !drawn.val_memory.is_empty() {
+                let name = "validation with memory";
+                plot.line(
+                    Line::new(name, PlotPoints::from(drawn.val_memory.clone()))
+                        .color(MEMORY_COLOUR)
+                        .width(2.0),
+                );
+                plot.points(
+                    Points::new(name, PlotPoints::from(drawn.val_memory))
+                        .color(MEMORY_COLOUR)
+                        .radius(3.0),
+                );
+            }
         });
     let small = |ui: &mut egui::Ui, id: &str, name: &str, data: &[[f64; 2]], colour: Color32| {
         Plot::new(id)
@@ -299,6 +340,15 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, history: &mut LossHistory, s: &mut PlotSe
             "gradient norm",
             &history.grad_norm,
             Color32::from_rgb(220, 140, 220),
+        );
+    }
+    if show_syntax {
+        small(
+            ui,
+            "syntax_plot",
+            "syntax accuracy (%)",
+            &history.syntax,
+            SYNTAX_COLOUR,
         );
     }
 }
@@ -337,6 +387,26 @@ mod tests {
         h.train.truncate(10);
         let expected = smooth(&h.train, 0.3);
         assert_eq!(h.smoothed(0.3), expected.as_slice());
+    }
+
+    #[test]
+    fn evaluations_feed_the_memory_and_syntax_series() {
+        let mut h = LossHistory::default();
+        let eval = |step, loss_with_memory, syntax_accuracy| EvalStats {
+            step,
+            loss: 2.5,
+            loss_with_memory,
+            syntax_accuracy,
+            ..EvalStats::default()
+        };
+        h.push_eval(&eval(10, Some(1.5), Some(0.25)));
+        h.push_eval(&eval(20, None, None));
+        h.push_eval(&eval(30, Some(f32::NAN), Some(0.5)));
+        assert_eq!(h.val, vec![[10.0, 2.5], [20.0, 2.5], [30.0, 2.5]]);
+        assert_eq!(h.val_memory, vec![[10.0, 1.5]]);
+        assert_eq!(h.syntax, vec![[10.0, 25.0], [30.0, 50.0]]);
+        let drawn = prepare(&mut h, &PlotSettings::default());
+        assert_eq!(drawn.val_memory, vec![[10.0, 1.5]]);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct PlotSettings {
     pub log_scale: bool,
     pub show_lr: bool,
     pub show_grad_norm: bool,
+    /// The code check's syntax accuracy under the loss (when the run has one).
+    pub show_syntax: bool,
     /// Keep the newest data in view while training.
     pub follow: bool,
 }
@@ -49,6 +51,7 @@ impl Default for PlotSettings {
             log_scale: false,
             show_lr: false,
             show_grad_norm: false,
+            show_syntax: true,
             follow: true,
         }
     }
