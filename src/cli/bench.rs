@@ -77,6 +77,7 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             threads.push(t);
         }
     }
+    super::cluster::size_rayon_for_rank(cluster, threads.iter().copied().max().unwrap_or(1));
     let precision = PrecisionChoice::parse(&args.precision)?.resolve();
     let peak = matmul_peak_for(precision, 1024, 10).wall;
     // Rank 0 speaks for a distributed bench; the single-thread profile is

@@ -76,3 +76,19 @@ pub fn faults_for_tests() -> Faults {
         ..Faults::default()
     }
 }
+
+/// Sizes rayon's global pool (weight packing for bf16, data preparation) to
+/// the `threads` this process computes with when it is one rank of several:
+/// K ranks on one machine, each with rayon's default of one thread per
+/// core, would run K times the cores' worth of threads at every weight
+/// refresh, and rayon's idle threads spin before they sleep, taking cycles
+/// from the other ranks' spheres. Alone, rayon keeps every core.
+pub fn size_rayon_for_rank(cluster: &Cluster, threads: usize) {
+    if cluster.is_distributed() {
+        // Fails only when the pool already exists (nothing in a rank's
+        // start uses rayon before this); it then keeps its size.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build_global();
+    }
+}

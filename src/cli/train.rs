@@ -259,6 +259,7 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     use super::interrupt::{Interrupts, StopSignal, shell_quote};
     let config = args.to_config();
     config.validate()?;
+    super::cluster::size_rayon_for_rank(&cluster, config.resolved_threads());
     let quiet = !cluster.is_writer();
     let cluster_size = cluster.size();
     // Ctrl-C or SIGTERM: the first stops the trainer after its current
