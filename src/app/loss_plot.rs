@@ -219,7 +219,14 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, history: &mut LossHistory, s: &mut PlotSe
     // Measured after everything above the graphs: asking a resizable panel
     // for more than it has makes it grow every frame.
     let total_h = ui.available_height().max(60.0);
-    let main_h = if extra == 0 { total_h } else { total_h * 0.6 };
+    // The loss keeps 60% of the height, and at least 120 points where the
+    // small graphs below can still have 30 each.
+    let main_h = if extra == 0 {
+        total_h
+    } else {
+        let room_for_extras = 30.0 * extra as f32;
+        (total_h * 0.6).max(120.0f32.min(total_h - room_for_extras))
+    };
     let extra_h = if extra == 0 {
         0.0
     } else {
