@@ -496,7 +496,7 @@ mod tests {
     fn stream(len: usize) -> TokenDataset {
         TokenDataset {
             tokens: (0..len as u32).collect(),
-            docs: vec![0..len],
+            docs: std::iter::once(0..len).collect(),
             bytes: len as u64,
             doc_bytes: vec![len as u64],
             names: vec!["s".into()],
