@@ -63,14 +63,215 @@ pub fn backward_scratch_len(seq: usize) -> usize {
 /// a · b + c, fused or not (the kernel is generic over it).
 trait MulAdd {
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
+
+    /// The k loop of an RR x WW tile written out by hand, where the path
+    /// has one: `acc[r][j] = mul_add(a(i0 + r, k), b[k * b_rs + j0 + j],
+    /// acc[r][j])` for k in k0..k1, in that order (so the bits are those
+    /// of the generic loop). Returns false to leave it to the generic loop.
+    ///
+    /// # Safety
+    /// Every index the loop forms is in bounds (the caller checks the last
+    /// ones), and the path's CPU features are present.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_loop<const RR: usize, const WW: usize>(
+        _acc: &mut [[f32; WW]; RR],
+        _a: View,
+        _i0: usize,
+        _b: &[f32],
+        _b_rs: usize,
+        _j0: usize,
+        _k0: usize,
+        _k1: usize,
+    ) -> bool {
+        false
+    }
+
+    /// Whether [`MulAdd::transpose8x8`] is implemented.
+    const TRANSPOSE8: bool = false;
+
+    /// dst[d * ld + j] = src[j * rs + d] for d, j < 8.
+    ///
+    /// # Safety
+    /// Both 8 x 8 blocks are in bounds; the path's CPU features are present.
+    #[inline(always)]
+    unsafe fn transpose8x8(_src: *const f32, _rs: usize, _dst: *mut f32, _ld: usize) {
+        unreachable!("no block transpose on this path")
+    }
 }
 
-/// One rounding: `vfmadd` where the code is compiled with FMA enabled.
-struct Fused;
-impl MulAdd for Fused {
+/// One rounding (`vfmadd`: the AVX-512 path is compiled with FMA), and
+/// the tile's k loop in AVX-512 intrinsics. Left to itself
+/// the compiler's SLP vectoriser assembled the 8 x 32 tile's B row from
+/// scalar loads, blends and permutes (`vmovss`, `vinsertf32x4`,
+/// `vpermt2pd` around every other FMA in `perf annotate`); here each k is
+/// two vector loads of B, RR broadcasts of A and 2·RR FMAs.
+#[cfg(target_arch = "x86_64")]
+struct FusedAvx512;
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for FusedAvx512 {
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
+    }
+
+    #[inline(always)]
+    unsafe fn tile_loop<const RR: usize, const WW: usize>(
+        acc: &mut [[f32; WW]; RR],
+        a: View,
+        i0: usize,
+        b: &[f32],
+        b_rs: usize,
+        j0: usize,
+        k0: usize,
+        k1: usize,
+    ) -> bool {
+        let acc = acc.as_mut_ptr().cast::<f32>();
+        let a_ptr = a.data.as_ptr();
+        let b_ptr = b.as_ptr();
+        // SAFETY: the trait method's contract (bounds, and `FusedAvx512`
+        // is instantiated only on the AVX-512 path, see `kernel_path`).
+        unsafe {
+            match WW {
+                32 => avx512_tile::<RR, 2>(acc, a_ptr, a.rs, a.cs, i0, b_ptr, b_rs, j0, k0, k1),
+                16 => avx512_tile::<RR, 1>(acc, a_ptr, a.rs, a.cs, i0, b_ptr, b_rs, j0, k0, k1),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    const TRANSPOSE8: bool = true;
+
+    #[inline(always)]
+    unsafe fn transpose8x8(src: *const f32, rs: usize, dst: *mut f32, ld: usize) {
+        // SAFETY: the trait method's contract.
+        unsafe { avx_transpose8x8(src, rs, dst, ld) }
+    }
+}
+
+/// One rounding (`vfmadd`: the AVX2 path is compiled with FMA) and the
+/// block transpose; the compiler's own tile loop is kept (16 ymm registers
+/// leave no room for a wider hand-written tile).
+#[cfg(target_arch = "x86_64")]
+struct FusedAvx2;
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for FusedAvx2 {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+
+    const TRANSPOSE8: bool = true;
+
+    #[inline(always)]
+    unsafe fn transpose8x8(src: *const f32, rs: usize, dst: *mut f32, ld: usize) {
+        // SAFETY: the trait method's contract (AVX2 implies AVX).
+        unsafe { avx_transpose8x8(src, rs, dst, ld) }
+    }
+}
+
+/// An 8 x 8 block transpose in AVX registers (unpack, shuffle, swap the
+/// 128-bit halves). Packing Kᵀ and Vᵀ by strided gathers (`vgatherqps`)
+/// was the hottest spot of the backward after the products: at T = 128,
+/// hs = 32 a head's pack is 1/8 of its Q Kᵀ in element count, and each
+/// gathered element was a separate cache line.
+///
+/// # Safety
+/// The CPU has AVX; rows `src + j * rs` and `dst + d * ld` hold 8 floats
+/// for j, d < 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn avx_transpose8x8(src: *const f32, rs: usize, dst: *mut f32, ld: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole body): as the function's contract.
+    unsafe {
+        let r: [__m256; 8] = std::array::from_fn(|j| _mm256_loadu_ps(src.add(j * rs)));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (d, v) in out.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(d * ld), *v);
+        }
+    }
+}
+
+/// The k loop of [`FusedAvx512::tile_loop`]: `acc` is RR rows of NV
+/// vectors of 16 floats.
+///
+/// # Safety
+/// The CPU has AVX-512F; every a, b index for rows i0..i0+RR, columns
+/// j0..j0+16·NV and k in k0..k1 is in bounds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx512_tile<const RR: usize, const NV: usize>(
+    acc: *mut f32,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    i0: usize,
+    b: *const f32,
+    b_rs: usize,
+    j0: usize,
+    k0: usize,
+    k1: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY (whole body): as the function's contract.
+    unsafe {
+        let mut v = [[_mm512_setzero_ps(); NV]; RR];
+        for (r, row) in v.iter_mut().enumerate() {
+            for (n, x) in row.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(acc.add(r * 16 * NV + n * 16));
+            }
+        }
+        let mut a_k = a.add(i0 * a_rs + k0 * a_cs);
+        let mut b_k = b.add(k0 * b_rs + j0);
+        for _ in k0..k1 {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (n, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(b_k.add(n * 16));
+            }
+            for (r, row) in v.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a_k.add(r * a_rs));
+                for (x, &bn) in row.iter_mut().zip(&bv) {
+                    *x = _mm512_fmadd_ps(av, bn, *x);
+                }
+            }
+            a_k = a_k.add(a_cs);
+            b_k = b_k.add(b_rs);
+        }
+        for (r, row) in v.iter().enumerate() {
+            for (n, x) in row.iter().enumerate() {
+                _mm512_storeu_ps(acc.add(r * 16 * NV + n * 16), *x);
+            }
+        }
     }
 }
 
@@ -186,15 +387,11 @@ fn tile<const RR: usize, const WW: usize, M: MulAdd>(
             a_last < a.data.len() && b_last < b.len(),
             "attention tile out of bounds"
         );
-        for k in k0..k1 {
-            // SAFETY: k * b_rs + j0 + WW - 1 <= b_last < b.len().
-            let b_row: &[f32; WW] = unsafe { &*b.as_ptr().add(k * b_rs + j0).cast::<[f32; WW]>() };
-            for (r, row) in acc.iter_mut().enumerate() {
-                // SAFETY: (i0 + r) * a.rs + k * a.cs <= a_last < a.data.len().
-                let av = unsafe { *a.data.get_unchecked((i0 + r) * a.rs + k * a.cs) };
-                for (o, &bv) in row.iter_mut().zip(b_row) {
-                    *o = M::mul_add(av, bv, *o);
-                }
+        // SAFETY: indices checked just above; M's features are those of
+        // the path the caller was compiled for.
+        unsafe {
+            if !M::tile_loop(&mut acc, a, i0, b, b_rs, j0, k0, k1) {
+                generic_tile_loop::<RR, WW, M>(&mut acc, a, i0, b, b_rs, j0, k0, k1);
             }
         }
     }
@@ -204,25 +401,84 @@ fn tile<const RR: usize, const WW: usize, M: MulAdd>(
     }
 }
 
+/// The k loop of [`tile`] as plain Rust, vectorised by the compiler.
+///
+/// # Safety
+/// Every index the loop forms is in bounds (the caller checks the last).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn generic_tile_loop<const RR: usize, const WW: usize, M: MulAdd>(
+    acc: &mut [[f32; WW]; RR],
+    a: View,
+    i0: usize,
+    b: &[f32],
+    b_rs: usize,
+    j0: usize,
+    k0: usize,
+    k1: usize,
+) {
+    for k in k0..k1 {
+        // SAFETY: k * b_rs + j0 + WW - 1 <= b_last < b.len() (caller).
+        let b_row: &[f32; WW] = unsafe { &*b.as_ptr().add(k * b_rs + j0).cast::<[f32; WW]>() };
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: (i0 + r) * a.rs + k * a.cs <= a_last < a.data.len() (caller).
+            let av = unsafe { *a.data.get_unchecked((i0 + r) * a.rs + k * a.cs) };
+            for (o, &bv) in row.iter_mut().zip(b_row) {
+                *o = M::mul_add(av, bv, *o);
+            }
+        }
+    }
+}
+
 thread_local! {
     /// Each thread's packed Kᵀ and Vᵀ (hs, padded T), zero-padded.
     static PACKS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Writes the transpose of the (t, hs) strided slice `src` (row stride
-/// `rs`) into `dst` (hs, ld), zero in columns t .. ld.
+/// `rs`) into `dst` (hs, ld), zero in columns t .. ld: 8 x 8 blocks where
+/// the path has a block transpose, element by element elsewhere.
 #[inline(always)]
-fn pack_transposed(dst: &mut [f32], src: &[f32], t: usize, hs: usize, rs: usize, ld: usize) {
+fn pack_transposed<M: MulAdd>(
+    dst: &mut [f32],
+    src: &[f32],
+    t: usize,
+    hs: usize,
+    rs: usize,
+    ld: usize,
+) {
     let dst = &mut dst[..hs * ld];
     if t == 0 {
         return;
     }
     assert!((t - 1) * rs + hs <= src.len(), "pack out of bounds");
+    assert!(t <= ld, "pack: {t} rows do not fit a row of {ld}");
+    let (tb, hb) = if M::TRANSPOSE8 {
+        (t - t % 8, hs - hs % 8)
+    } else {
+        (0, 0)
+    };
+    for d0 in (0..hb).step_by(8) {
+        for j0 in (0..tb).step_by(8) {
+            // SAFETY: rows j0..j0+8 <= t of src hold columns d0..d0+8 <= hs
+            // (checked above), rows d0..d0+8 <= hs of dst hold columns
+            // j0..j0+8 <= t <= ld; M's features are the caller's path.
+            unsafe {
+                M::transpose8x8(
+                    src.as_ptr().add(j0 * rs + d0),
+                    rs,
+                    dst.as_mut_ptr().add(d0 * ld + j0),
+                    ld,
+                )
+            }
+        }
+    }
     for (d, out) in dst.chunks_exact_mut(ld).enumerate() {
         let (live, pad) = out.split_at_mut(t);
-        // A strided gather per destination vector (inlined into the
-        // caller's instruction set).
-        for (j, o) in live.iter_mut().enumerate() {
+        // What the blocks left: the tail columns of their rows, and whole
+        // rows past them (or every row, where the path has no blocks).
+        let first = if d < hb { tb } else { 0 };
+        for (j, o) in live.iter_mut().enumerate().skip(first) {
             // SAFETY: j * rs + d <= (t - 1) * rs + hs - 1 < src.len().
             *o = unsafe { *src.get_unchecked(j * rs + d) };
         }
@@ -249,11 +505,11 @@ pub fn attention_forward(
             scratch: &mut [f32],
             s: AttnShape,
         ) {
-            forward_impl::<Fused>(out, lse, qkv, scratch, s)
+            forward_impl::<FusedAvx512>(out, lse, qkv, scratch, s)
         }
         #[target_feature(enable = "avx2,fma")]
         fn avx2(out: &mut [f32], lse: &mut [f32], qkv: &[f32], scratch: &mut [f32], s: AttnShape) {
-            forward_impl::<Fused>(out, lse, qkv, scratch, s)
+            forward_impl::<FusedAvx2>(out, lse, qkv, scratch, s)
         }
         match kernel_path() {
             // SAFETY: `kernel_path` names a path only where the CPU has
@@ -305,7 +561,7 @@ fn forward_impl<M: MulAdd>(
             let qkv_b = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
             let out_b = &mut out[b * t * c..(b + 1) * t * c];
             for h in 0..s.heads {
-                pack_transposed(kt, &qkv_b[c + h * hs..], t, hs, 3 * c, ld);
+                pack_transposed::<M>(kt, &qkv_b[c + h * hs..], t, hs, 3 * c, ld);
                 // Scores for the live columns of each block: j < i0 + R.
                 let live = |i0: usize| (i0 + R).min(t);
                 let q = View {
@@ -501,7 +757,7 @@ pub fn attention_backward(
             scratch: &mut [f32],
             s: AttnShape,
         ) {
-            backward_impl::<Fused>(dqkv, dout, qkv, lse, scratch, s)
+            backward_impl::<FusedAvx512>(dqkv, dout, qkv, lse, scratch, s)
         }
         #[target_feature(enable = "avx2,fma")]
         fn avx2(
@@ -512,7 +768,7 @@ pub fn attention_backward(
             scratch: &mut [f32],
             s: AttnShape,
         ) {
-            backward_impl::<Fused>(dqkv, dout, qkv, lse, scratch, s)
+            backward_impl::<FusedAvx2>(dqkv, dout, qkv, lse, scratch, s)
         }
         match kernel_path() {
             // SAFETY: `kernel_path` names a path only where the CPU has
@@ -554,8 +810,8 @@ fn backward_impl<M: MulAdd>(
                 let lse_bh = &lse[(b * s.heads + h) * t..(b * s.heads + h + 1) * t];
                 let q_rows = &qkv_b[h * hs..];
                 let k_rows = &qkv_b[c + h * hs..];
-                pack_transposed(kt, k_rows, t, hs, 3 * c, ld);
-                pack_transposed(vt, &qkv_b[2 * c + h * hs..], t, hs, 3 * c, ld);
+                pack_transposed::<M>(kt, k_rows, t, hs, 3 * c, ld);
+                pack_transposed::<M>(vt, &qkv_b[2 * c + h * hs..], t, hs, 3 * c, ld);
                 let q = View {
                     data: q_rows,
                     rs: 3 * c,

@@ -474,6 +474,19 @@ mod avx512 {
                         let cols = LANES.min(j_end - j);
                         // SAFETY: rows, cols and kc stay inside the views.
                         unsafe {
+                            if load && i0 + MR < m {
+                                // A product with a short inner size (the
+                                // head's dwte: 128 pairs per chunk) spends
+                                // as long loading its output from DRAM as
+                                // multiplying; fetch the next row block's
+                                // outputs while this one computes.
+                                let next = out_ptr.add((i0 + MR) * out_stride + j);
+                                for r in 0..MR.min(m - i0 - MR) {
+                                    let o = next.add(r * out_stride) as *const i8;
+                                    _mm_prefetch::<_MM_HINT_T0>(o);
+                                    _mm_prefetch::<_MM_HINT_T0>(o.add(64 * usize::from(cols > 16)));
+                                }
+                            }
                             let a_ptr = a.data.as_ptr().add(i0 * a.row_stride + p0 * a.pair_stride);
                             let b_ptr = b.data.as_ptr().add(j + p0 * b.pair_stride);
                             let o_ptr = out_ptr.add(i0 * out_stride + j);

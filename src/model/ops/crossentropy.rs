@@ -13,6 +13,7 @@
 use super::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_row_into, pack_rows, to_bf16};
 use super::linear_bf16::{with_scratch, with_scratch3};
 use super::matmul::{MatMut, MatRef, matmul};
+use super::matmul_tn::matmul_tn_acc;
 use super::softmax::softmax_in_place;
 use crate::model::bf16_weights::WeightPacks;
 
@@ -105,12 +106,7 @@ pub fn head_loss_backward(
                     MatRef::new(w, v, c),
                     false,
                 );
-                matmul(
-                    MatMut::new(dwte, v, c),
-                    dl.t(),
-                    MatRef::new(x_chunk, rows, c),
-                    true,
-                );
+                matmul_tn_acc(dwte, logits, x_chunk, rows, v, c);
             }
             HeadWeights::Bf16(w) => with_scratch3(|a, b, xs| {
                 // dlogits go to bf16 pairs straight from the softmax, while

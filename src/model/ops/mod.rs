@@ -17,6 +17,7 @@ pub mod gelu;
 pub mod layernorm;
 pub mod linear_bf16;
 pub mod matmul;
+pub mod matmul_tn;
 pub mod residual;
 pub mod softmax;
 

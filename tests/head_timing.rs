@@ -1,0 +1,150 @@
+//! Timing of the tied head's pieces, one 256-row chunk of the seed preset
+//! (ignored; run by hand under the bench lock:
+//! `cargo test --release --test head_timing -- --ignored --nocapture`).
+use cllm::model::bf16_weights::WeightPacks;
+use cllm::model::ops::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_rows};
+use cllm::model::ops::crossentropy::{HeadShape, HeadWeights, head_loss_backward, scratch_len};
+use cllm::model::ops::matmul::{MatMut, MatRef, matmul};
+use std::time::Instant;
+
+fn rnd(n: usize, s: u64) -> Vec<f32> {
+    let mut x = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+        })
+        .collect()
+}
+
+fn best(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut b = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f();
+        b = b.min(t.elapsed().as_secs_f64());
+    }
+    b
+}
+
+#[test]
+#[ignore]
+fn head_pieces() {
+    let (n, c, v, chunk) = (1024usize, 256usize, 50257usize, 256usize);
+    let x = rnd(n * c, 1);
+    let wte = rnd(v * c, 2);
+    let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();
+    let mut packs = WeightPacks::default();
+    packs.pack_for_test(&wte, v, c);
+    let mut scratch = vec![0.0; scratch_len(chunk, v)];
+    let mut dx = vec![0.0; n * c];
+    let mut dwte = vec![0.0; v * c];
+    let s = HeadShape {
+        rows: n,
+        channels: c,
+        vocab: v,
+        chunk,
+    };
+    let gf = |t: f64, f: f64| f / t / 1e9;
+    let fl = 2.0 * (chunk * c * v) as f64;
+    for prec in ["fp32", "bf16"] {
+        let w = if prec == "fp32" {
+            HeadWeights::F32(&wte)
+        } else {
+            HeadWeights::Bf16(&packs)
+        };
+        let t = best(|| {
+            head_loss_backward(&mut dx, &mut dwte, &x, &targets, w, &mut scratch, s, 1.0);
+        });
+        println!(
+            "{prec} whole head: {:.1} ms, {:.1} GFLOP/s",
+            t * 1e3,
+            gf(t, 3.0 * fl * 4.0)
+        );
+    }
+    // fp32 pieces, one chunk
+    let xc = &x[..chunk * c];
+    let logits = &mut scratch[..chunk * v];
+    let t = best(|| {
+        matmul(
+            MatMut::new(logits, chunk, v),
+            MatRef::new(xc, chunk, c),
+            MatRef::new(&wte, v, c).t(),
+            false,
+        )
+    });
+    println!("fp32 logits: {:.2} ms {:.1} GFLOP/s", t * 1e3, gf(t, fl));
+    let t = best(|| {
+        matmul(
+            MatMut::new(&mut dx[..chunk * c], chunk, c),
+            MatRef::new(logits, chunk, v),
+            MatRef::new(&wte, v, c),
+            false,
+        )
+    });
+    println!("fp32 dx: {:.2} ms {:.1} GFLOP/s", t * 1e3, gf(t, fl));
+    let t = best(|| {
+        matmul(
+            MatMut::new(&mut dwte, v, c),
+            MatRef::new(logits, chunk, v).t(),
+            MatRef::new(xc, chunk, c),
+            true,
+        )
+    });
+    println!("fp32 dwte: {:.2} ms {:.1} GFLOP/s", t * 1e3, gf(t, fl));
+    let t = best(|| unsafe {
+        gemm::gemm(
+            c,
+            v,
+            chunk,
+            dwte.as_mut_ptr(),
+            c as isize,
+            1,
+            true,
+            xc.as_ptr(),
+            c as isize,
+            1,
+            logits.as_ptr(),
+            1,
+            v as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    });
+    println!(
+        "fp32 dwte as (C,V): {:.2} ms {:.1} GFLOP/s",
+        t * 1e3,
+        gf(t, fl)
+    );
+    // bf16 pieces
+    let mut pa = Vec::new();
+    let xa = pack_rows(&mut pa, MatRef::new(xc, chunk, c));
+    let t = best(|| matmul_pairs(MatMut::new(logits, chunk, v), xa, packs.forward(), false));
+    println!("bf16 logits: {:.2} ms {:.1} GFLOP/s", t * 1e3, gf(t, fl));
+    let pairs = v.div_ceil(2);
+    let along = vec![0x3f803f80u32; chunk * pairs];
+    let a = PairsRef::new(&along, chunk, pairs, pairs, 1);
+    let t = best(|| {
+        matmul_pairs(
+            MatMut::new(&mut dx[..chunk * c], chunk, c),
+            a,
+            packs.backward(),
+            false,
+        )
+    });
+    println!("bf16 dx: {:.2} ms {:.1} GFLOP/s", t * 1e3, gf(t, fl));
+    let stride = v.next_multiple_of(LANES);
+    let down = vec![0x3f803f80u32; chunk / 2 * stride];
+    let d = PairsRef::new(&down, v, chunk / 2, 1, stride);
+    let mut pxs = Vec::new();
+    let xcp = pack_columns(&mut pxs, MatRef::new(xc, chunk, c));
+    let t = best(|| matmul_pairs(MatMut::new(&mut dwte, v, c), d, xcp, true));
+    println!("bf16 dwte: {:.2} ms {:.1} GFLOP/s", t * 1e3, gf(t, fl));
+}
