@@ -23,7 +23,12 @@ const PROMPT_LABEL: &str = "Prompt text (Ctrl+Enter generates)";
 
 /// A tiny model over the byte tokenizer, saved to `models/tiny.cllm`.
 fn write_checkpoint(root: &Path) -> PathBuf {
-    let mut cfg = ModelConfig::preset("tiny").unwrap();
+    write_checkpoint_of(root, "tiny")
+}
+
+/// [`write_checkpoint`] of another preset's shape (bytes as tokens).
+fn write_checkpoint_of(root: &Path, preset: &str) -> PathBuf {
+    let mut cfg = ModelConfig::preset(preset).unwrap();
     cfg.vocab_size = 256;
     let model = Gpt::new(cfg, 11).unwrap();
     let path = root.join("models/tiny.cllm");
@@ -219,12 +224,15 @@ fn load_generate_stream_and_check_syntax() {
 #[test]
 fn stop_ends_a_long_reply_midway() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_checkpoint(dir.path());
+    // The tab's limit is 4,096 tokens, which the `tiny` model decodes in
+    // about 50 ms, a few frames of this test: a reply that long from
+    // `small` takes well over the frames between its first tokens and Stop.
+    let path = write_checkpoint_of(dir.path(), "small");
     let mut h = app_in(dir.path());
     h.step();
     load(&mut h, &path);
-    // Far more tokens than the test will wait for: only Stop ends it.
-    let max = 50_000_000;
+    // As many tokens as the tab allows: only Stop ends the reply in time.
+    let max = 4096;
     h.state_mut().settings.llm.max_tokens = max;
     h.state_mut().settings.llm.prompt = "void cllm_".into();
     h.run_steps(1);
@@ -248,7 +256,13 @@ fn stop_ends_a_long_reply_midway() {
     step_until(&mut h, "the stop", |a| !a.llm.is_generating());
     let reply = h.state().llm.reply.clone().unwrap();
     let stats = reply.stats.expect("a stopped reply still reports stats");
-    assert_eq!(stats.finish, Some(FinishReason::Cancelled));
+    assert_eq!(
+        stats.finish,
+        Some(FinishReason::Cancelled),
+        "{} tokens, error {:?}",
+        stats.generated_tokens,
+        reply.error
+    );
     assert!(stats.generated_tokens < max);
     assert_eq!(stats.generated_tokens, reply.tokens.len());
     h.run_steps(1);
