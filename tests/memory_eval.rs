@@ -41,6 +41,19 @@ fn dataset(text: &str) -> TokenDataset {
     )
 }
 
+/// `-ln p(target)` from one row of logits, in f64: the brute-force
+/// reference for the evaluation's per-position losses.
+fn nll(row: &[f32], target: u32) -> f64 {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = max
+        + row
+            .iter()
+            .map(|&x| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    lse - row[target as usize] as f64
+}
+
 #[test]
 fn per_position_losses_are_the_models_log_probabilities() {
     let model = model();
@@ -74,15 +87,7 @@ fn per_position_losses_are_the_models_log_probabilities() {
         for (k, &w) in windows.iter().enumerate() {
             let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
             for t in 0..seq_len {
-                let row = &logits[t * 256..(t + 1) * 256];
-                let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-                let lse = max
-                    + row
-                        .iter()
-                        .map(|&x| (x as f64 - max).exp())
-                        .sum::<f64>()
-                        .ln();
-                let want = lse - row[val.tokens[w + t + 1] as usize] as f64;
+                let want = nll(&logits[t * 256..(t + 1) * 256], val.tokens[w + t + 1]);
                 let got = losses[k * seq_len + t] as f64;
                 assert!(
                     (got - want).abs() < 1e-4,
@@ -225,15 +230,7 @@ fn windows_with_gaps_are_read_as_separate_documents() {
     let mut ws = Workspace::new(&model.config, 1, seq_len);
     let mut model_prob = |w: usize, t: usize| {
         let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
-        let row = &logits[t * 256..(t + 1) * 256];
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max
-            + row
-                .iter()
-                .map(|&x| (x as f64 - max).exp())
-                .sum::<f64>()
-                .ln();
-        (row[val.tokens[w + t + 1] as usize] as f64 - lse).exp() as f32
+        (-nll(&logits[t * 256..(t + 1) * 256], val.tokens[w + t + 1])).exp() as f32
     };
     let mut total = 0.0f64;
     for run in [&starts[0..2], &starts[2..5], &starts[5..6]] {
@@ -290,15 +287,7 @@ fn overlapping_windows_score_each_token_from_its_own_window() {
     for (k, &w) in starts.iter().enumerate() {
         let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
         for t in windows.skip(k)..seq_len {
-            let row = &logits[t * 256..(t + 1) * 256];
-            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max
-                + row
-                    .iter()
-                    .map(|&x| (x as f64 - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            let want = lse - row[val.tokens[w + t + 1] as usize] as f64;
+            let want = nll(&logits[t * 256..(t + 1) * 256], val.tokens[w + t + 1]);
             assert_eq!(at, w + t, "scored in stream order");
             assert!(
                 (losses[at] as f64 - want).abs() < 1e-4,
