@@ -38,9 +38,11 @@ fn forced_model(byte: u8) -> Gpt {
     Gpt::from_params(cfg, params).unwrap()
 }
 
+/// Greedy decoding of the raw logits (no repetition penalty).
 fn greedy(max_new_tokens: usize) -> SamplingConfig {
     SamplingConfig {
         temperature: 0.0,
+        repetition_penalty: 1.0,
         max_new_tokens,
         ..SamplingConfig::default()
     }
@@ -159,6 +161,7 @@ fn evaluate_completions_counts_what_a_forced_model_does() {
     let cfg = SamplingConfig {
         temperature: 1.0,
         top_k: 0,
+        repetition_penalty: 1.0,
         max_new_tokens: 6,
         ..SamplingConfig::default()
     };

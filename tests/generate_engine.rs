@@ -113,9 +113,11 @@ fn kv_cache_rejects_bad_input_without_changing() {
 // ----------------------------------------------------------------------------
 // Generator
 
+/// Greedy decoding of the raw logits (no repetition penalty).
 fn greedy(max_new_tokens: usize) -> SamplingConfig {
     SamplingConfig {
         temperature: 0.0,
+        repetition_penalty: 1.0,
         max_new_tokens,
         ..SamplingConfig::default()
     }
@@ -367,6 +369,7 @@ fn top_k_one_is_greedy() {
     let cfg = SamplingConfig {
         temperature: 1.0,
         top_k: 1,
+        repetition_penalty: 1.0,
         max_new_tokens: 20,
         seed: 5,
         ..SamplingConfig::default()

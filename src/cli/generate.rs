@@ -21,16 +21,16 @@ pub struct SamplingArgs {
     #[arg(long)]
     pub max_tokens: Option<usize>,
     /// 0 = greedy; higher = more varied
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = SamplingConfig::default().temperature)]
     pub temperature: f32,
     /// Keep only the K most probable tokens (0 = off)
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = SamplingConfig::default().top_k)]
     pub top_k: usize,
     /// Keep the most probable tokens up to this total probability (1 = off)
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SamplingConfig::default().top_p)]
     pub top_p: f32,
-    /// Above 1 discourages repeating tokens already in the context
-    #[arg(long, default_value_t = 1.0)]
+    /// Above 1 discourages repeating tokens already in the context (1 = off)
+    #[arg(long, default_value_t = SamplingConfig::default().repetition_penalty)]
     pub repetition_penalty: f32,
     /// Stop before this text (may be given several times)
     #[arg(long)]

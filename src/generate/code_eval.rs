@@ -54,8 +54,8 @@ pub const EVAL_GEN_MAX_TOKENS: usize = 1024;
 /// 512 tokens decode in well under a second for the `small` preset).
 pub const TRAINER_MAX_TOKENS: usize = 512;
 
-/// The trainer's periodic check: temperature 0.8 with top-k 40 (the
-/// defaults people generate with) and a fixed seed, so every evaluation of
+/// The trainer's periodic check: the default sampling (what people generate
+/// with) and a fixed seed, so every evaluation of
 /// the same weights gives the same figures and changes come from the
 /// weights; at most [`TRAINER_MAX_TOKENS`] new tokens, no stop strings. Not greedy: a small
 /// model decoded greedily falls into a loop (`int rc = SQLITE_OK;` line

@@ -43,7 +43,7 @@ use crate::data::tokenizer::Tokenizer;
 use crate::model::Gpt;
 
 /// A short sample for the trainer's "sample every K steps": `max_tokens`
-/// tokens after `prompt` at temperature 0.8 with top-k 40, seeded. Returns
+/// tokens after `prompt` with the default sampling, seeded. Returns
 /// only the generated text; if generation cannot start (an empty prompt
 /// with a tokenizer that has no end-of-text token, a prompt id outside the
 /// model's vocabulary) the text says why in brackets.
@@ -55,8 +55,6 @@ pub fn sample_text(
     seed: u64,
 ) -> String {
     let cfg = SamplingConfig {
-        temperature: 0.8,
-        top_k: 40,
         max_new_tokens: max_tokens,
         seed,
         ..SamplingConfig::default()

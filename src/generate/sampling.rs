@@ -11,8 +11,18 @@ use crate::model::ops::softmax::softmax_in_place;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
-/// How to pick tokens. `Default`: temperature 0.8, top-k 40, top-p 1 (off),
-/// repetition penalty 1 (off), 200 new tokens, no stop strings, seed 42.
+/// How to pick tokens. `Default`: temperature 0.6, top-k 40, top-p 1 (off),
+/// repetition penalty 1.1, 200 new tokens, no stop strings, seed 42.
+///
+/// The temperature and penalty are what made `small` models write C that
+/// closes and parses more often (`cllm eval-gen`, 160 completions of 40
+/// function openings, 1,024 tokens; temperature 0.8 without a penalty →
+/// these): trained on SQLite and completing SQLite's held-out tail, 33.8% →
+/// 49.4%, 42.5% → 51.2%, 43.8% → 49.4%, 36.2% → 38.1% for four models;
+/// completing C from other projects, 24.4% → 31.9% (tree-sitter's runtime)
+/// and 23.1% → 33.1% (libffi). At 0.8 the models close more functions but
+/// half of what they write does not parse; much colder, they loop (greedy
+/// closes about one in eight).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SamplingConfig {
@@ -37,10 +47,10 @@ pub struct SamplingConfig {
 impl Default for SamplingConfig {
     fn default() -> Self {
         SamplingConfig {
-            temperature: 0.8,
+            temperature: 0.6,
             top_k: 40,
             top_p: 1.0,
-            repetition_penalty: 1.0,
+            repetition_penalty: 1.1,
             max_new_tokens: 200,
             stop: Vec::new(),
             seed: 42,

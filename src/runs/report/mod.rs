@@ -259,12 +259,17 @@ fn model_markdown(run: &RunData, opts: &ReportOptions, md: &mut String) {
             return;
         }
     };
+    let sampling = crate::generate::code_eval::trainer_sampling();
     let _ = writeln!(
         md,
-        "Checkpoint `{}`; sampling as the trainer's code check (temperature 0.8, top-k 40, \
-         at most 200 new tokens, seed {:#x}); each completion stops when its prompt's braces \
-         close, and prompt + completion is parsed as C (tree-sitter). {}\n",
+        "Checkpoint `{}`; sampling as the trainer's code check (temperature {}, top-k {}, \
+         repetition penalty {}, at most {} new tokens, seed {:#x}); each completion stops when \
+         its prompt's braces close, and prompt + completion is parsed as C (tree-sitter). {}\n",
         best.display(),
+        sampling.temperature,
+        sampling.top_k,
+        sampling.repetition_penalty,
+        sampling.max_new_tokens,
         section.seed_value,
         if section.with_memory {
             "The checkpoint's repository memory is mixed in (as `cllm eval-gen` does by default)."
