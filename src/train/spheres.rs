@@ -509,19 +509,8 @@ impl Spheres {
                 };
                 let preds = &mut predictions[..rows.len() * t];
                 let all = &mut row_losses[..rows.len() * t];
-                let mean = model.evaluate_rows(ws, &batch, Some(preds), Some(all));
-                let skipped = &skips[rows.clone()];
-                if skipped.iter().all(|&s| s == 0) {
-                    // Every position scored: the model's own mean, as before
-                    // windows could overlap.
-                    loss_sum += mean as f64 * (rows.len() * t) as f64;
-                    counts.add(batch.targets, preds);
-                    if keep_losses {
-                        losses.extend_from_slice(all);
-                    }
-                    continue;
-                }
-                for (r, &skip) in skipped.iter().enumerate() {
+                model.evaluate_rows(ws, &batch, Some(preds), Some(all));
+                for (r, &skip) in skips[rows.clone()].iter().enumerate() {
                     let scored = r * t + skip.min(t)..(r + 1) * t;
                     loss_sum += all[scored.clone()].iter().map(|&l| l as f64).sum::<f64>();
                     counts.add(&batch.targets[scored.clone()], &preds[scored.clone()]);

@@ -88,20 +88,7 @@ mod avx512 {
                         out: o.add(i0 * n + j),
                         cols,
                     };
-                    match rows {
-                        12 => tile::<12>(&t),
-                        11 => tile::<11>(&t),
-                        10 => tile::<10>(&t),
-                        9 => tile::<9>(&t),
-                        8 => tile::<8>(&t),
-                        7 => tile::<7>(&t),
-                        6 => tile::<6>(&t),
-                        5 => tile::<5>(&t),
-                        4 => tile::<4>(&t),
-                        3 => tile::<3>(&t),
-                        2 => tile::<2>(&t),
-                        _ => tile::<1>(&t),
-                    }
+                    crate::model::ops::dispatch_tile_rows!(rows, tile, &t)
                 }
             }
         }

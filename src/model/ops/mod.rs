@@ -6,6 +6,29 @@
 //! function says for each gradient whether it overwrites (`=`) or adds
 //! (`+=`). Parameter gradients always add, so micro-batches accumulate.
 
+/// Calls `$tile::<R>($t)` with the const `R` equal to `$rows` (1 to 12, the
+/// register tiles' heights; anything else runs as 1), so that every edge
+/// height of a blocked kernel is its own fully unrolled instance.
+macro_rules! dispatch_tile_rows {
+    ($rows:expr, $tile:ident, $t:expr) => {
+        match $rows {
+            12 => $tile::<12>($t),
+            11 => $tile::<11>($t),
+            10 => $tile::<10>($t),
+            9 => $tile::<9>($t),
+            8 => $tile::<8>($t),
+            7 => $tile::<7>($t),
+            6 => $tile::<6>($t),
+            5 => $tile::<5>($t),
+            4 => $tile::<4>($t),
+            3 => $tile::<3>($t),
+            2 => $tile::<2>($t),
+            _ => $tile::<1>($t),
+        }
+    };
+}
+pub(crate) use dispatch_tile_rows;
+
 pub mod attention;
 pub mod bf16;
 pub mod bf16_gemv;
