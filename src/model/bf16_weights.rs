@@ -10,7 +10,8 @@
 //! bytes, about 1% of a step's matmul work at 512 rows per sphere.
 
 use super::ops::bf16::{
-    LANES, PACK_JOB_PAIRS, PairsRef, pack_columns_range, pack_rows_transposed_range,
+    LANES, PACK_JOB_PAIRS, PACK_JOB_PAIRS_TRANSPOSED, PairsRef, pack_columns_range,
+    pack_rows_transposed_range,
 };
 use super::ops::matmul::MatRef;
 use super::params::ParamLayout;
@@ -40,9 +41,11 @@ impl WeightPacks {
         rayon::join(
             || {
                 self.forward
-                    .par_chunks_mut(PACK_JOB_PAIRS * f_stride)
+                    .par_chunks_mut(PACK_JOB_PAIRS_TRANSPOSED * f_stride)
                     .enumerate()
-                    .for_each(|(j, d)| pack_rows_transposed_range(d, w, j * PACK_JOB_PAIRS))
+                    .for_each(|(j, d)| {
+                        pack_rows_transposed_range(d, w, j * PACK_JOB_PAIRS_TRANSPOSED)
+                    })
             },
             || {
                 self.backward

@@ -1,0 +1,252 @@
+//! Rounding f32 to bf16 pairs with AVX-512F, for the packers of
+//! [`super::bf16`]: the same bits as the scalar [`pair`] (round to nearest
+//! even, NaNs quieted, subnormals kept), sixteen at a time.
+//!
+//! Why: the packers ran as baseline x86-64 code (SSE2) and re-packing the
+//! `seed` preset's weights took 45 ms of a 388 ms one-thread bf16 step,
+//! 10x its memory floor, most of it the transposed layout of the 50k-row
+//! embedding written one element at a time. Here rows are converted 32
+//! floats at a time and 16 x 16 tiles of pairs are transposed in registers.
+//! `vcvtne2ps2bf16` would round in one instruction but flushes subnormal
+//! inputs to zero, which the scalar rounding does not; integer arithmetic
+//! keeps the two paths bit-identical (tested below on every kind of float).
+//! Where AVX-512F is missing the callers keep the scalar code.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// True where these kernels run (decided at run time; std caches it).
+#[inline]
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Each 32-bit lane's float rounded to bf16, in the low 16 bits (the
+/// vector form of [`super::bf16::to_bf16`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn round16(bits: __m512i) -> __m512i {
+    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+    let bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb);
+    let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, bias));
+    let magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7fff_ffff));
+    let nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7f80_0000));
+    let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x40));
+    _mm512_mask_mov_epi32(rounded, nan, quiet)
+}
+
+/// The 16 pairs of 32 consecutive floats at `src`.
+///
+/// # Safety
+/// `src` must be valid for 32 reads; AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pairs16(src: *const f32) -> __m512i {
+    // SAFETY: 32 floats readable (the caller's promise).
+    let (a, b) = unsafe {
+        (
+            round16(_mm512_castps_si512(_mm512_loadu_ps(src))),
+            round16(_mm512_castps_si512(_mm512_loadu_ps(src.add(16)))),
+        )
+    };
+    // A 64-bit lane holds bf16(x[2j]) in bits 0..16 and bf16(x[2j+1]) in
+    // bits 32..48: or-ing in the lane shifted right by 16 puts the pair in
+    // its low 32 bits, which vpmovqd keeps.
+    let a = _mm512_cvtepi64_epi32(_mm512_or_si512(a, _mm512_srli_epi64::<16>(a)));
+    let b = _mm512_cvtepi64_epi32(_mm512_or_si512(b, _mm512_srli_epi64::<16>(b)));
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b)
+}
+
+/// [`super::bf16::pack_row_into`] for the whole pairs of `row`: returns
+/// how many pairs it wrote (a multiple of 16); the caller packs the rest.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn pack_row_pairs(out: &mut [u32], row: &[f32]) -> usize {
+    let tiles = (row.len() / 32).min(out.len() / 16);
+    for t in 0..tiles {
+        // SAFETY: 32 floats from 32 t and 16 pairs from 16 t are in bounds.
+        unsafe {
+            let v = pairs16(row.as_ptr().add(32 * t));
+            _mm512_storeu_si512(out.as_mut_ptr().add(16 * t).cast(), v);
+        }
+    }
+    16 * tiles
+}
+
+/// `out[c]` = (lo[c], hi[c]) as a pair, for the first multiple of 16
+/// columns; returns how many it wrote.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn pack_column_pairs(out: &mut [u32], lo: &[f32], hi: &[f32]) -> usize {
+    let n = out.len().min(lo.len()).min(hi.len()) / 16 * 16;
+    for c in (0..n).step_by(16) {
+        // SAFETY: 16 elements from c are in bounds of all three.
+        unsafe {
+            let l = round16(_mm512_castps_si512(_mm512_loadu_ps(lo.as_ptr().add(c))));
+            let h = round16(_mm512_castps_si512(_mm512_loadu_ps(hi.as_ptr().add(c))));
+            let v = _mm512_or_si512(l, _mm512_slli_epi32::<16>(h));
+            _mm512_storeu_si512(out.as_mut_ptr().add(c).cast(), v);
+        }
+    }
+    n
+}
+
+/// Transposes 16 vectors of 16 u32 (rows) into columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    // Within 128-bit lanes: 4 x 4 blocks, column j of lane L = column 4L+j.
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    let mut u = [_mm512_setzero_si512(); 16];
+    for g in 0..4 {
+        let b = 4 * g;
+        u[b] = _mm512_unpacklo_epi64(t[b], t[b + 2]);
+        u[b + 1] = _mm512_unpackhi_epi64(t[b], t[b + 2]);
+        u[b + 2] = _mm512_unpacklo_epi64(t[b + 1], t[b + 3]);
+        u[b + 3] = _mm512_unpackhi_epi64(t[b + 1], t[b + 3]);
+    }
+    // u[4g + j], lane L = column 4L + j of rows 4g..4g+4: a 4 x 4
+    // transpose of 128-bit lanes over g gives whole columns.
+    let mut out = [_mm512_setzero_si512(); 16];
+    for j in 0..4 {
+        let (a, b, c, d) = (u[j], u[4 + j], u[8 + j], u[12 + j]);
+        let v0 = _mm512_shuffle_i32x4::<0x44>(a, b);
+        let v1 = _mm512_shuffle_i32x4::<0xee>(a, b);
+        let v2 = _mm512_shuffle_i32x4::<0x44>(c, d);
+        let v3 = _mm512_shuffle_i32x4::<0xee>(c, d);
+        out[j] = _mm512_shuffle_i32x4::<0x88>(v0, v2);
+        out[4 + j] = _mm512_shuffle_i32x4::<0xdd>(v0, v2);
+        out[8 + j] = _mm512_shuffle_i32x4::<0x88>(v1, v3);
+        out[12 + j] = _mm512_shuffle_i32x4::<0xdd>(v1, v3);
+    }
+    out
+}
+
+/// The transposed layout of [`super::bf16::pack_rows_transposed_range`] for
+/// 16 rows starting at `r0` (each with at least `2 (first + 16 tiles)`
+/// floats) and pair rows `0 .. 16 tiles` of `dst`: element (r, k) is the
+/// pair (row[2 (first + k)], row[2 (first + k) + 1]) at `k * stride + r`.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn pack_tile_rows_transposed(
+    dst: &mut [u32],
+    stride: usize,
+    r0: usize,
+    rows: [&[f32]; 16],
+    first: usize,
+    tiles: usize,
+) {
+    for t in 0..tiles {
+        let at = 2 * (first + 16 * t);
+        let mut v = [_mm512_setzero_si512(); 16];
+        for (x, row) in v.iter_mut().zip(&rows) {
+            let src = &row[at..at + 32];
+            // SAFETY: 32 floats, bounds-checked just above.
+            *x = unsafe { pairs16(src.as_ptr()) };
+        }
+        let cols = transpose16(v);
+        for (j, c) in cols.iter().enumerate() {
+            let start = (16 * t + j) * stride + r0;
+            let out = &mut dst[start..start + 16];
+            // SAFETY: 16 u32, bounds-checked just above.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), *c) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::bf16::{
+        pack_columns, pack_columns_range_scalar, pack_row_into, pack_row_into_scalar,
+        pack_rows_transposed, pack_rows_transposed_range_scalar, round_up_lanes,
+    };
+    use super::super::matmul::MatRef;
+    use crate::rng::Rng;
+
+    /// Floats of every kind: normal of many scales, both zeros, subnormal,
+    /// infinities, NaNs (quiet, signalling, negative), and values at a
+    /// rounding tie.
+    fn awkward(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..n)
+            .map(|i| match i % 11 {
+                0 => f32::from_bits(rng.next_u64() as u32),
+                1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
+                2 => [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY][(i / 11) % 4],
+                3 => f32::from_bits(0x7f80_0001 + (i as u32 % 5)),
+                4 => f32::from_bits(0xffc0_0000 | i as u32),
+                5 => f32::from_bits(0x3f80_8000 + ((i as u32 & 1) << 16)),
+                _ => (rng.next_f32() - 0.5) * 10f32.powi((i % 7) as i32 - 3),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_packers_give_the_scalar_bits() {
+        if !super::available() {
+            eprintln!("no AVX-512F here: the scalar packers are the only path");
+            return;
+        }
+        for (rows, cols, seed) in [
+            (1, 1, 1),
+            (17, 33, 2),
+            (40, 64, 3),
+            (50, 257, 4),
+            (33, 96, 5),
+        ] {
+            let x = awkward(rows * cols, seed);
+            let m = MatRef::new(&x, rows, cols);
+            // Rows of pairs.
+            for r in 0..rows {
+                let row = &x[r * cols..(r + 1) * cols];
+                let (mut fast, mut slow) =
+                    (vec![7u32; cols.div_ceil(2)], vec![7u32; cols.div_ceil(2)]);
+                pack_row_into(&mut fast, row);
+                pack_row_into_scalar(&mut slow, row);
+                assert_eq!(fast, slow, "row {r} of {rows}x{cols}");
+            }
+            // Column pairs, whole and from a later pair row.
+            let mut fast = Vec::new();
+            pack_columns(&mut fast, m);
+            let mut slow = vec![0u32; fast.len()];
+            pack_columns_range_scalar(&mut slow, m, 0);
+            assert_eq!(fast, slow, "columns of {rows}x{cols}");
+            // Transposed, whole and for pair rows from `first` on.
+            let mut fast = Vec::new();
+            pack_rows_transposed(&mut fast, m);
+            let mut slow = vec![0u32; fast.len()];
+            pack_rows_transposed_range_scalar(&mut slow, m, 0);
+            assert_eq!(fast, slow, "transposed {rows}x{cols}");
+            let stride = round_up_lanes(rows);
+            let pairs = cols.div_ceil(2);
+            for first in [1, 3, 16].into_iter().filter(|&f| f < pairs) {
+                let count = pairs - first;
+                let mut fast = vec![0u32; count * stride];
+                super::super::bf16::pack_rows_transposed_range(&mut fast, m, first);
+                let mut slow = vec![0u32; count * stride];
+                pack_rows_transposed_range_scalar(&mut slow, m, first);
+                assert_eq!(fast, slow, "transposed {rows}x{cols} from pair {first}");
+            }
+        }
+    }
+}
