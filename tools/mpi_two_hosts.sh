@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # One training run across two "hosts" on this machine, over real TCP: two
-# network namespaces joined by a veth pair, one MPI rank in each. Checks the
-# run matches the same command on loopback (shared memory), step for step.
+# network namespaces joined by a veth pair, one MPI rank in each (or
+# PER_HOST ranks: then the ranks of a host sum through shared memory and
+# the hosts over TCP, the hierarchical all-reduce). Checks the run matches
+# the same command on loopback, step for step: bit for bit with one rank a
+# host (two ranks sum the same two numbers either way), to float rounding
+# with more (the sums group differently: the first 10 step losses within
+# 1e-4; the difference grows as training amplifies it).
 #
 #   cargo build --release --features mpi
-#   sudo tools/mpi_two_hosts.sh [DATA] [STEPS] [PRESET]
+#   sudo tools/mpi_two_hosts.sh [DATA] [STEPS] [PRESET] [PER_HOST]
 #
 # Needs root (ip netns) and OpenMPI. Not part of the default test command.
 set -euo pipefail
@@ -13,6 +18,8 @@ bin="$PWD/target/release/cllm"
 data="$(realpath "${1:-src}")"
 steps="${2:-30}"
 preset="${3:-small}"
+per_host="${4:-1}"
+ranks=$((2 * per_host))
 [ -x "$bin" ] || { echo "build first: cargo build --release --features mpi" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root for ip netns" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -51,7 +58,7 @@ host="$1"; shift
 exec ip netns exec "$host" sh -c "$*"
 AGENT
 chmod +x "$work/agent"
-printf 'cllm-a slots=1\ncllm-b slots=1\n' > "$work/hosts"
+printf 'cllm-a slots=%s\ncllm-b slots=%s\n' "$per_host" "$per_host" > "$work/hosts"
 
 args=(train --data "$data" --preset "$preset" --tokenizer bytes --batch-size 8 --seq-len 64
       --max-steps "$steps" --threads 1 --memory off --seed 3 --run-name two --json)
@@ -60,7 +67,7 @@ mkdir -p "$work/net" "$work/loop"
 echo "== two namespaces over TCP (veth, 10.77.0.0/24)"
 start=$(date +%s.%N)
 (cd "$work/net" && ip netns exec cllm-a mpirun --mca plm_rsh_agent "$work/agent" \
-   --hostfile "$work/hosts" -np 2 --mca btl tcp,self \
+   --hostfile "$work/hosts" -np "$ranks" --map-by slot --oversubscribe --mca btl tcp,self \
    --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
    "$bin" "${args[@]}" > out.jsonl)
 printf "   %.1f s\n" "$(echo "$(date +%s.%N) - $start" | bc)"
@@ -68,7 +75,7 @@ grep -o '"Info":"cluster: [^"]*"' "$work/net/out.jsonl" | head -1
 
 echo "== loopback on one host"
 start=$(date +%s.%N)
-(cd "$work/loop" && mpirun --oversubscribe -np 2 "$bin" "${args[@]}" > out.jsonl)
+(cd "$work/loop" && mpirun --oversubscribe -np "$ranks" "$bin" "${args[@]}" > out.jsonl)
 printf "   %.1f s\n" "$(echo "$(date +%s.%N) - $start" | bc)"
 
 losses() { grep -o '"Step":{[^}]*' "$1" | grep -o '"loss":[^,]*'; }
@@ -79,8 +86,13 @@ grep -o '"allreduce_secs":[^,]*' "$work/net/out.jsonl" | tail -n +5 |
   awk -F: '{s+=$2; n++} END {printf "   all-reduce over the veth pair: %.2f ms per step (mean of %d steps)\n", 1000*s/n, n}'
 if [ "$n" -eq "$steps" ] && cmp -s "$work/net.loss" "$work/loop.loss"; then
   echo "match: all $n step losses are bit-identical over TCP and on loopback (last $(tail -1 "$work/net.loss"))"
+elif [ "$n" -eq "$steps" ] && [ "$per_host" -gt 1 ] &&
+     paste -d' ' "$work/net.loss" "$work/loop.loss" | tr ':' ' ' |
+     awk '{d = $2 - $4; if (d < 0) d = -d; if (d > m) m = d; if (NR <= 10 && d > f) f = d}
+          END {printf "   largest step-loss difference: %.2e over the first 10 steps, %.2e over all (rounding grows as training goes)\n", f, m; exit !(f < 1e-4)}'; then
+  echo "match to float rounding: $n step losses (last $(tail -1 "$work/net.loss") over TCP, $(tail -1 "$work/loop.loss") on loopback)"
 else
   echo "MISMATCH between the two runs ($n steps over TCP)" >&2
-  diff "$work/net.loss" "$work/loop.loss" | head >&2
+  paste -d" " "$work/net.loss" "$work/loop.loss" | head -40 >&2
   exit 1
 fi

@@ -12,6 +12,8 @@
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "mpi")]
+mod shared_window;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! `mpirun -np K cllm train`. Built only with the `mpi` cargo feature.
 
 use super::Collective;
+use super::shared_window::NodeReduce;
 use mpi::collective::SystemOperation;
 use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
@@ -31,15 +32,24 @@ pub struct MpiWorld {
 
 /// This process's rank in `MPI_COMM_WORLD`.
 pub struct MpiCluster {
-    world: Mutex<SimpleCommunicator>,
+    comms: Mutex<Comms>,
     rank: usize,
     size: usize,
     hosts: String,
 }
 
-// The communicator is a handle to MPI_COMM_WORLD. MPI was initialised with
-// at least MPI_THREAD_SERIALIZED, and every call goes through the mutex, so
-// no two threads are ever inside MPI at once.
+/// The communicators, behind one lock.
+struct Comms {
+    world: SimpleCommunicator,
+    /// Sums within a host through shared memory (`None`: MPI's all-reduce
+    /// does all of it; see [`NodeReduce::new`]).
+    node: Option<NodeReduce>,
+}
+
+// The communicators are handles to MPI objects and the shared window's
+// segments are mapped for the whole run. MPI was initialised with at least
+// MPI_THREAD_SERIALIZED, and every call goes through the mutex, so no two
+// threads are ever inside MPI at once.
 unsafe impl Send for MpiCluster {}
 unsafe impl Sync for MpiCluster {}
 
@@ -73,8 +83,9 @@ impl MpiWorld {
             })
             .collect();
         names.dedup();
+        let node = NodeReduce::new(&world);
         let cluster = MpiCluster {
-            world: Mutex::new(world),
+            comms: Mutex::new(Comms { world, node }),
             rank,
             size,
             hosts: names.join(", "),
@@ -92,8 +103,19 @@ impl MpiWorld {
     /// Ends every rank of the job at once (MPI_Abort): after an error on
     /// one rank the others must not wait for it in a collective.
     pub fn abort(&self, code: i32) -> ! {
-        let world = self.cluster.world.lock().unwrap_or_else(|p| p.into_inner());
-        world.abort(code)
+        let comms = self.cluster.comms.lock().unwrap_or_else(|p| p.into_inner());
+        comms.world.abort(code)
+    }
+}
+
+impl Drop for MpiWorld {
+    /// The shared window and the host's communicators go before MPI is
+    /// finalised (when the universe drops, after this).
+    fn drop(&mut self) {
+        let mut comms = self.cluster.comms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut node) = comms.node.take() {
+            node.free();
+        }
     }
 }
 
@@ -102,7 +124,7 @@ impl MpiWorld {
 /// that poll takes a core from this rank's own sphere threads. So: a
 /// non-blocking all-reduce, tested with a yield and then short sleeps
 /// between tests (MPI progresses it inside each test).
-fn sum_politely<T>(world: &SimpleCommunicator, buf: &mut [T])
+pub(super) fn sum_politely<T>(world: &SimpleCommunicator, buf: &mut [T])
 where
     T: Copy + mpi::datatype::Equivalence,
 {
@@ -134,23 +156,36 @@ impl Collective for MpiCluster {
         self.size
     }
     fn sum_f32(&self, buf: &mut [f32]) {
-        let world = self.world.lock().expect("MPI lock");
-        sum_politely(&world, buf);
+        let mut comms = self.comms.lock().expect("MPI lock");
+        let Comms { world, node } = &mut *comms;
+        let through_memory = node.as_mut().is_some_and(|n| n.sum_f32(world, buf));
+        if !through_memory {
+            sum_politely(world, buf);
+        }
     }
     fn sum_f64(&self, buf: &mut [f64]) {
-        let world = self.world.lock().expect("MPI lock");
-        sum_politely(&world, buf);
+        let comms = self.comms.lock().expect("MPI lock");
+        sum_politely(&comms.world, buf);
     }
     fn broadcast(&self, bytes: &mut Vec<u8>) {
-        let world = self.world.lock().expect("MPI lock");
-        let root = world.process_at_rank(0);
+        let comms = self.comms.lock().expect("MPI lock");
+        let root = comms.world.process_at_rank(0);
         let mut len = bytes.len() as u64;
         root.broadcast_into(&mut len);
         bytes.resize(len as usize, 0);
         root.broadcast_into(&mut bytes[..]);
     }
     fn describe(&self) -> String {
-        format!("MPI: {} ranks on {}", self.size, self.hosts)
+        let comms = self.comms.lock().expect("MPI lock");
+        match &comms.node {
+            Some(node) => format!(
+                "MPI: {} ranks on {}; the {} ranks of a host sum through shared memory",
+                self.size,
+                self.hosts,
+                node.local_ranks()
+            ),
+            None => format!("MPI: {} ranks on {}", self.size, self.hosts),
+        }
     }
 }
 
