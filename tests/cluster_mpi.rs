@@ -202,6 +202,38 @@ fn two_ranks_match_one_machine_with_two_threads_and_repeat_bit_for_bit() {
     );
 }
 
+/// The ranks of one host sum through a shared window; OpenMPI's all-reduce
+/// (asked for with `CLLM_MPI_SHARED_MEMORY=0`, or taken when the window's
+/// directory has no room) must give the same run: two ranks add the same
+/// two numbers either way, so bit for bit.
+#[test]
+fn summing_through_shared_memory_or_through_mpi_gives_the_same_run() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let steps = ["--max-steps", "12", "--threads", "1"];
+    let window = ok(mpirun(2, dirs[0].path(), &train_args(dirs[0].path(), &steps)));
+    let mut plain = mpirun(2, dirs[1].path(), &train_args(dirs[1].path(), &steps));
+    plain.env("CLLM_MPI_SHARED_MEMORY", "0");
+    let plain = ok(plain);
+    let mut no_room = mpirun(2, dirs[2].path(), &train_args(dirs[2].path(), &steps));
+    no_room.env(
+        "OMPI_MCA_osc_sm_backing_directory",
+        dirs[2].path().join("no such directory"),
+    );
+    let no_room = ok(no_room);
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text(&window).contains("sum through shared memory"), "{}", text(&window));
+    assert!(!text(&plain).contains("shared memory"));
+    let err = String::from_utf8_lossy(&no_room.stderr);
+    assert!(err.contains("summing gradients through MPI instead"), "{err}");
+    let losses = step_losses(&window);
+    assert_eq!(losses.len(), 12);
+    assert_eq!(losses, step_losses(&plain));
+    assert_eq!(losses, step_losses(&no_room));
+    let w = weights(&dirs[0].path().join(FINAL));
+    assert_eq!(w, weights(&dirs[1].path().join(FINAL)));
+    assert_eq!(w, weights(&dirs[2].path().join(FINAL)));
+}
+
 #[test]
 fn a_two_rank_run_resumes_on_two_ranks_and_on_one() {
     let (ds, dr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
