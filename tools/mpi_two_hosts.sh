@@ -66,6 +66,8 @@ args=(train --data "$data" --preset "$preset" --tokenizer bytes --batch-size 8 -
 mkdir -p "$work/net" "$work/loop"
 echo "== two namespaces over TCP (veth, 10.77.0.0/24)"
 start=$(date +%s.%N)
+# btl tcp,self: with OpenMPI 4.1.4's vader transport added, ranks sharing a
+# namespace crashed (SIGSEGV, with or without cllm's shared window).
 (cd "$work/net" && ip netns exec cllm-a mpirun --mca plm_rsh_agent "$work/agent" \
    --hostfile "$work/hosts" -np "$ranks" --map-by slot --oversubscribe --mca btl tcp,self \
    --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
