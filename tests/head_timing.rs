@@ -55,7 +55,12 @@ fn head_pieces() {
     };
     let gf = |t: f64, f: f64| f / t / 1e9;
     let fl = 2.0 * (chunk * c * v) as f64;
+    // HEAD_ONLY=bf16 (or fp32) times just that head, for a profiler.
+    let only = std::env::var("HEAD_ONLY").ok();
     for prec in ["fp32", "bf16"] {
+        if only.as_deref().is_some_and(|o| o != prec) {
+            continue;
+        }
         let w = if prec == "fp32" {
             HeadWeights::F32(&wte)
         } else {
@@ -80,6 +85,9 @@ fn head_pieces() {
             t * 1e3,
             100.0 * rate / peak
         );
+    }
+    if only.is_some() {
+        return;
     }
     // fp32 pieces, one chunk
     let xc = &x[..chunk * c];

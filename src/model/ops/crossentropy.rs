@@ -53,9 +53,19 @@ pub struct HeadShape {
     pub chunk: usize,
 }
 
-/// Scratch floats needed: one (chunk, V) logits tile.
+/// Scratch floats needed: a chunk's logits, tile after tile, each tile
+/// (rows, its width) contiguous.
 pub fn scratch_len(chunk: usize, vocab: usize) -> usize {
-    chunk * vocab
+    chunk * vocab.next_multiple_of(VOCAB_TILE)
+}
+
+/// Where tile `t` of a chunk of `rows` rows starts in the scratch: tiles
+/// are stored one after another, each a dense (rows, width) block, so a
+/// pass reads or writes one contiguous block per tile (the hardware
+/// prefetcher follows it; rows of 2 KiB, 200 KiB apart, defeat it and
+/// cost a page a row).
+fn tile_offset(rows: usize, t: usize) -> usize {
+    rows * t * VOCAB_TILE
 }
 
 /// Logits for all rows: out (N, V) = x (N, C) · wteᵀ. For short inputs
@@ -158,10 +168,10 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// `out = e · factor` (f32).
-    fn scale_into(out: &mut [f32], e: &[f32], factor: f32) {
-        for (o, &x) in out.iter_mut().zip(e) {
-            *o = x * factor;
+    /// `row = row · factor`.
+    fn scale_in_place(row: &mut [f32], factor: f32) {
+        for x in row.iter_mut() {
+            *x *= factor;
         }
     }
 }
@@ -245,11 +255,9 @@ fn logits_pass(
     let tiles = v.div_ceil(VOCAB_TILE);
     stats.clear();
     stats.resize(rows * tiles, TileStat::default());
-    let logits = &mut logits[..rows * v];
-    let mut finish_tile = |logits: &mut [f32], j0: usize, width: usize| {
+    let mut finish_tile = |block: &mut [f32], j0: usize, width: usize| {
         let t = j0 / VOCAB_TILE;
-        for (r, &target) in targets.iter().enumerate() {
-            let row = &mut logits[r * v + j0..r * v + j0 + width];
+        for (r, (row, &target)) in block.chunks_exact_mut(width).zip(targets).enumerate() {
             let target = checked_target(target, v);
             let target_logit = if (j0..j0 + width).contains(&target) {
                 row[target - j0]
@@ -269,26 +277,28 @@ fn logits_pass(
         HeadWeights::F32(w) => {
             for j0 in (0..v).step_by(VOCAB_TILE) {
                 let width = VOCAB_TILE.min(v - j0);
+                let block = &mut logits[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
                 matmul(
-                    MatMut::strided(&mut logits[j0..], rows, width, v),
+                    MatMut::new(block, rows, width),
                     MatRef::new(x, rows, c),
                     MatRef::new(&w[j0 * c..(j0 + width) * c], width, c).t(),
                     false,
                 );
-                finish_tile(logits, j0, width);
+                finish_tile(block, j0, width);
             }
         }
         HeadWeights::Bf16(w) => with_scratch(|a, _| {
             let xa = pack_rows(a, MatRef::new(x, rows, c));
             for j0 in (0..v).step_by(VOCAB_TILE) {
                 let width = VOCAB_TILE.min(v - j0);
+                let block = &mut logits[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
                 matmul_pairs(
-                    MatMut::strided(&mut logits[j0..], rows, width, v),
+                    MatMut::new(block, rows, width),
                     xa,
                     w.forward().row_block(j0, width),
                     false,
                 );
-                finish_tile(logits, j0, width);
+                finish_tile(block, j0, width);
             }
         }),
     }
@@ -321,11 +331,11 @@ pub fn head_loss_backward(
     let tiles = v.div_ceil(VOCAB_TILE);
     let mut total = 0.0f64;
     let mut start = 0;
-    with_head_scratch(|stats, factors, tile_buf| {
+    with_head_scratch(|stats, factors, _| {
         while start < s.rows {
             let rows = s.chunk.min(s.rows - start);
             let x_chunk = &x[start * c..(start + rows) * c];
-            let logits = &mut scratch[..rows * v];
+            let logits = &mut *scratch;
             let targets = &targets[start..start + rows];
             let dx_chunk = &mut dx[start * c..(start + rows) * c];
             logits_pass(wte, logits, x_chunk, targets, c, v, stats, false);
@@ -346,29 +356,30 @@ pub fn head_loss_backward(
                     for t in 0..tiles {
                         let j0 = t * VOCAB_TILE;
                         let width = VOCAB_TILE.min(v - j0);
-                        // The tile's dlogits, contiguous (rows, width).
-                        tile_buf.clear();
-                        tile_buf.resize(rows * width, 0.0);
-                        for (r, out) in tile_buf.chunks_exact_mut(width).enumerate() {
-                            let e = &logits[r * v + j0..r * v + j0 + width];
-                            scale_into(out, e, factors[r * tiles + t]);
+                        // The tile's dlogits, in place (rows, width).
+                        let block = &mut logits[tile_offset(rows, t)..][..rows * width];
+                        for (r, row) in block.chunks_exact_mut(width).enumerate() {
+                            let f = factors[r * tiles + t];
                             let target = targets[r] as usize;
-                            if (j0..j0 + width).contains(&target) {
-                                out[target - j0] =
-                                    e[target - j0] * factors[r * tiles + t] - grad_scale;
+                            let hit = (j0..j0 + width).contains(&target);
+                            let e_target = if hit { row[target - j0] } else { 0.0 };
+                            scale_in_place(row, f);
+                            if hit {
+                                row[target - j0] = e_target * f - grad_scale;
                             }
                         }
+                        let block = &*block;
                         let wt = &w[j0 * c..(j0 + width) * c];
                         // dx (rows, C) += dlogits · wte, dwte += dlogitsᵀ · x.
                         matmul(
                             MatMut::new(dx_chunk, rows, c),
-                            MatRef::new(tile_buf, rows, width),
+                            MatRef::new(block, rows, width),
                             MatRef::new(wt, width, c),
                             t > 0,
                         );
                         matmul_tn_acc(
                             &mut dwte[j0 * c..(j0 + width) * c],
-                            tile_buf,
+                            block,
                             x_chunk,
                             rows,
                             width,
@@ -380,19 +391,27 @@ pub fn head_loss_backward(
                     let xc = pack_columns(xs, MatRef::new(x_chunk, rows, c));
                     let tile_pairs = VOCAB_TILE / 2;
                     let down_stride = VOCAB_TILE;
+                    // Resized once a chunk: each tile overwrites what the
+                    // products read (the odd last column's pad below).
+                    a.clear();
+                    a.resize(rows * tile_pairs, 0);
+                    b.clear();
+                    b.resize(rows.div_ceil(2) * down_stride, 0);
                     for t in 0..tiles {
                         let j0 = t * VOCAB_TILE;
                         let width = VOCAB_TILE.min(v - j0);
                         let pairs = width.div_ceil(2);
                         // Along the rows (dx's left operand): row r's
                         // pairs, one bf16 per column through a u16 view.
-                        a.clear();
-                        a.resize(rows * tile_pairs, 0);
                         {
                             let along = as_halves(a);
                             for r in 0..rows {
-                                let out = &mut along[r * VOCAB_TILE..r * VOCAB_TILE + width];
-                                let e = &logits[r * v + j0..r * v + j0 + width];
+                                let row = &mut along[r * VOCAB_TILE..(r + 1) * VOCAB_TILE];
+                                if width % 2 == 1 {
+                                    row[width] = 0;
+                                }
+                                let out = &mut row[..width];
+                                let e = &logits[tile_offset(rows, t) + r * width..][..width];
                                 let f = factors[r * tiles + t];
                                 scale_to_bf16(out, e, f);
                                 let target = targets[r] as usize;
@@ -402,8 +421,6 @@ pub fn head_loss_backward(
                             }
                             // Down the rows (dwte's left operand): rows
                             // 2q and 2q + 1 of a column as one pair.
-                            b.clear();
-                            b.resize(rows.div_ceil(2) * down_stride, 0);
                             for (q, out) in b.chunks_exact_mut(down_stride).enumerate() {
                                 let lo = &along[2 * q * VOCAB_TILE..2 * q * VOCAB_TILE + width];
                                 if 2 * q + 1 < rows {
