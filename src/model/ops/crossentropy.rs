@@ -28,12 +28,15 @@ pub enum HeadWeights<'a> {
     Bf16(&'a WeightPacks),
 }
 
-/// Rows of logits held at once: 256 x 50,000 floats is 51 MB per worker.
+/// Rows of logits held at once: 512 x 50,000 floats is 104 MB per worker.
 /// Every chunk streams all of wte (twice) and dwte (read and write)
 /// through memory, so fewer, larger chunks are faster: on the seed preset,
 /// 8 x 128 tokens, one thread, a step took 1.01 s (CPU time) with 64 rows,
-/// 0.87-0.89 s with 128 and 0.80-0.81 s with 256.
-pub const DEFAULT_CHUNK_ROWS: usize = 256;
+/// 0.87-0.89 s with 128 and 0.80-0.81 s with 256 (f32, before the
+/// vocabulary tiles). With the tiles, the bf16 head alone (same preset,
+/// Zen 5, `tests/head_timing.rs`, one run) took 221 ms with 256 rows,
+/// 204-206 ms with 512 and 198 ms with 1,024 (208 MB).
+pub const DEFAULT_CHUNK_ROWS: usize = 512;
 
 /// Vocabulary columns per tile of the two passes: a chunk's tile of logits
 /// (256 rows x 512 floats, 512 KiB) is still in L2 when its exponentials
