@@ -2,7 +2,7 @@
 //! (ignored; run by hand under the bench lock:
 //! `cargo test --release --test head_timing -- --ignored --nocapture`).
 use cllm::model::bf16_weights::WeightPacks;
-use cllm::model::ops::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_rows};
+use cllm::model::ops::bf16::{LANES, PairsRef, Precision, matmul_pairs, pack_columns, pack_rows};
 use cllm::model::ops::crossentropy::{HeadShape, HeadWeights, head_loss_backward, scratch_len};
 use cllm::model::ops::matmul::{MatMut, MatRef, matmul};
 use std::time::Instant;
@@ -33,7 +33,12 @@ fn best(mut f: impl FnMut()) -> f64 {
 #[test]
 #[ignore]
 fn head_pieces() {
-    let (n, c, v, chunk) = (1024usize, 256usize, 50257usize, 256usize);
+    // HEAD_CHUNK=512 (say) times the whole head with another chunk size.
+    let chunk = std::env::var("HEAD_CHUNK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256usize);
+    let (n, c, v) = (1024usize, 256usize, 50257usize);
     let x = rnd(n * c, 1);
     let wte = rnd(v * c, 2);
     let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();
@@ -50,7 +55,12 @@ fn head_pieces() {
     };
     let gf = |t: f64, f: f64| f / t / 1e9;
     let fl = 2.0 * (chunk * c * v) as f64;
+    // HEAD_ONLY=bf16 (or fp32) times just that head, for a profiler.
+    let only = std::env::var("HEAD_ONLY").ok();
     for prec in ["fp32", "bf16"] {
+        if only.as_deref().is_some_and(|o| o != prec) {
+            continue;
+        }
         let w = if prec == "fp32" {
             HeadWeights::F32(&wte)
         } else {
@@ -59,11 +69,25 @@ fn head_pieces() {
         let t = best(|| {
             head_loss_backward(&mut dx, &mut dwte, &x, &targets, w, &mut scratch, s, 1.0);
         });
+        let peak = cllm::bench::matmul_peak_for(
+            if prec == "fp32" {
+                Precision::Fp32
+            } else {
+                Precision::Bf16
+            },
+            1024,
+            5,
+        )
+        .wall;
+        let rate = gf(t, 6.0 * (n * c * v) as f64);
         println!(
-            "{prec} whole head: {:.1} ms, {:.1} GFLOP/s",
+            "{prec} whole head ({chunk}-row chunks): {:.1} ms, {rate:.1} GFLOP/s, {:.1}% of the kernel's {peak:.1}",
             t * 1e3,
-            gf(t, 3.0 * fl * 4.0)
+            100.0 * rate / peak
         );
+    }
+    if only.is_some() {
+        return;
     }
     // fp32 pieces, one chunk
     let xc = &x[..chunk * c];

@@ -226,6 +226,39 @@ impl<'a> PairsRef<'a> {
         self.pairs
     }
 
+    /// Rows `start .. start + count` (a right operand's column block).
+    pub fn row_block(&self, start: usize, count: usize) -> PairsRef<'a> {
+        assert!(
+            start + count <= self.rows,
+            "bf16 pairs view: rows out of range"
+        );
+        let offset = (start * self.row_stride).min(self.data.len());
+        PairsRef::new(
+            &self.data[offset..],
+            count,
+            self.pairs,
+            self.row_stride,
+            self.pair_stride,
+        )
+    }
+
+    /// Pairs `start .. start + count` of every row (a block of the inner
+    /// dimension).
+    pub fn pair_block(&self, start: usize, count: usize) -> PairsRef<'a> {
+        assert!(
+            start + count <= self.pairs,
+            "bf16 pairs view: pairs out of range"
+        );
+        let offset = (start * self.pair_stride).min(self.data.len());
+        PairsRef::new(
+            &self.data[offset..],
+            self.rows,
+            count,
+            self.row_stride,
+            self.pair_stride,
+        )
+    }
+
     #[inline]
     fn at(&self, i: usize, p: usize) -> u32 {
         self.data[i * self.row_stride + p * self.pair_stride]

@@ -1,21 +1,24 @@
 //! The tied output head, softmax and cross-entropy, fused and computed in
-//! chunks of rows.
+//! chunks of rows and tiles of the vocabulary.
 //!
 //! Materialising the whole (B·T, V) logits tensor would take hundreds of MB
 //! per worker at V = 50,000, so rows are processed `chunk` at a time; for
-//! each chunk of x (rows, C):
-//!   logits = x_chunk · wteᵀ (rows, V)
-//!   p = softmax(logits), loss += Σ (logsumexp - logit[target])
-//!   dlogits = (p - onehot(target)) · grad_scale   (in place)
-//!   dx_chunk = dlogits · wte,  dwte += dlogitsᵀ · x_chunk
+//! each chunk of x (rows, C), in tiles of [`VOCAB_TILE`] columns:
+//!   pass 1, tile by tile: logits = x_chunk · wte_tileᵀ, then in cache
+//!     e = exp(logit - the row's maximum over the tile), its sum and maximum
+//!   between: each row's log-sum-exp and loss from its tiles' statistics
+//!   pass 2, tile by tile: dlogits = (p - onehot(target)) · grad_scale from
+//!     e with one multiply, then dx_chunk += dlogits · wte_tile and
+//!     dwte_tile += dlogitsᵀ · x_chunk
 //! The only V-sized buffer is the (chunk, V) scratch.
 
-use super::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_row_into, pack_rows, to_bf16};
+use super::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_rows, to_bf16};
+use super::fast_math::{self, simd_fn};
 use super::linear_bf16::{with_scratch, with_scratch3};
 use super::matmul::{MatMut, MatRef, matmul};
 use super::matmul_tn::matmul_tn_acc;
-use super::softmax::softmax_in_place;
 use crate::model::bf16_weights::WeightPacks;
+use std::cell::RefCell;
 
 /// The tied embedding as the head multiplies it: f32, or its bf16 packs
 /// (bf16 inputs, f32 accumulation; softmax and loss stay f32).
@@ -25,25 +28,23 @@ pub enum HeadWeights<'a> {
     Bf16(&'a WeightPacks),
 }
 
-impl HeadWeights<'_> {
-    /// logits (rows, V) = x (rows, C) · wteᵀ.
-    fn logits(&self, logits: &mut [f32], x: &[f32], rows: usize, c: usize, v: usize) {
-        match self {
-            HeadWeights::F32(wte) => head_logits(logits, x, wte, rows, c, v),
-            HeadWeights::Bf16(w) => with_scratch(|a, _| {
-                let xa = pack_rows(a, MatRef::new(x, rows, c));
-                matmul_pairs(MatMut::new(logits, rows, v), xa, w.forward(), false);
-            }),
-        }
-    }
-}
-
-/// Rows of logits held at once: 256 x 50,000 floats is 51 MB per worker.
+/// Rows of logits held at once: 512 x 50,000 floats is 104 MB per worker.
 /// Every chunk streams all of wte (twice) and dwte (read and write)
 /// through memory, so fewer, larger chunks are faster: on the seed preset,
 /// 8 x 128 tokens, one thread, a step took 1.01 s (CPU time) with 64 rows,
-/// 0.87-0.89 s with 128 and 0.80-0.81 s with 256.
-pub const DEFAULT_CHUNK_ROWS: usize = 256;
+/// 0.87-0.89 s with 128 and 0.80-0.81 s with 256 (f32, before the
+/// vocabulary tiles). With the tiles, the bf16 head alone (same preset,
+/// Zen 5, `tests/head_timing.rs`, one run) took 221 ms with 256 rows,
+/// 204-206 ms with 512 and 198 ms with 1,024 (208 MB).
+pub const DEFAULT_CHUNK_ROWS: usize = 512;
+
+/// Vocabulary columns per tile of the two passes: a chunk's tile of logits
+/// (256 rows x 512 floats, 512 KiB) is still in L2 when its exponentials
+/// are taken, and 512 columns are 256 pairs, one inner block of the bf16
+/// kernel. A multiple of [`LANES`], so every tile but the last is a whole
+/// number of the kernel's column tiles.
+pub const VOCAB_TILE: usize = 512;
+const _: () = assert!(VOCAB_TILE.is_multiple_of(LANES));
 
 /// Shapes: `rows` positions of `channels` features against a `vocab`-row
 /// embedding, `chunk` rows of logits at a time.
@@ -55,9 +56,19 @@ pub struct HeadShape {
     pub chunk: usize,
 }
 
-/// Scratch floats needed: one (chunk, V) logits tile.
+/// Scratch floats needed: a chunk's logits, tile after tile, each tile
+/// (rows, its width) contiguous.
 pub fn scratch_len(chunk: usize, vocab: usize) -> usize {
-    chunk * vocab
+    chunk * vocab.next_multiple_of(VOCAB_TILE)
+}
+
+/// Where tile `t` of a chunk of `rows` rows starts in the scratch: tiles
+/// are stored one after another, each a dense (rows, width) block, so a
+/// pass reads or writes one contiguous block per tile (the hardware
+/// prefetcher follows it; rows of 2 KiB, 200 KiB apart, defeat it and
+/// cost a page a row).
+fn tile_offset(rows: usize, t: usize) -> usize {
+    rows * t * VOCAB_TILE
 }
 
 /// Logits for all rows: out (N, V) = x (N, C) · wteᵀ. For short inputs
@@ -71,9 +82,243 @@ pub fn head_logits(out: &mut [f32], x: &[f32], wte: &[f32], n: usize, c: usize, 
     );
 }
 
+/// One row's softmax statistics over one vocabulary tile.
+#[derive(Clone, Copy, Debug, Default)]
+struct TileStat {
+    /// The row's largest logit in the tile, and its first column from the
+    /// tile's start (0 unless arg-maxes were asked for).
+    max: f32,
+    arg: u32,
+    /// Σ exp(logit - max) over the tile.
+    sum: f32,
+    /// The target's logit, in the tile that holds the target.
+    target_logit: f32,
+}
+
+/// A row's softmax over all its tiles.
+struct RowSoftmax {
+    /// The row's maximum and Σ exp(logit - max).
+    max: f32,
+    sum: f32,
+    /// -log p(target), nats.
+    loss: f32,
+    /// The first column holding the maximum (0 unless arg-maxes were found).
+    argmax: usize,
+}
+
+impl RowSoftmax {
+    /// Joins a row's tile statistics (tiles in order).
+    fn of(st: &[TileStat], target: usize) -> RowSoftmax {
+        let mut max = f32::NEG_INFINITY;
+        let mut argmax = 0;
+        for (t, s) in st.iter().enumerate() {
+            // Strictly greater: the first tile with the maximum wins.
+            if s.max > max {
+                max = s.max;
+                argmax = t * VOCAB_TILE + s.arg as usize;
+            }
+        }
+        let sum: f32 = st.iter().map(|s| s.sum * (s.max - max).exp()).sum();
+        let lse = max + sum.ln();
+        RowSoftmax {
+            max,
+            sum,
+            loss: lse - st[target / VOCAB_TILE].target_logit,
+            argmax,
+        }
+    }
+
+    /// p / e for the exponentials e of tile `t` (taken against its max).
+    fn tile_scale(&self, t: &TileStat) -> f32 {
+        (t.max - self.max).exp() / self.sum
+    }
+}
+
+simd_fn! {
+    /// `row = exp(row - max(row))` in place; returns (max, Σ, the first
+    /// index of the max or 0 unless `find_argmax`).
+    fn exp_tile(row: &mut [f32], find_argmax: bool) -> (f32, f32, usize) {
+        const L: usize = 16;
+        let mut lane_max = [f32::NEG_INFINITY; L];
+        let mut chunks = row.chunks_exact(L);
+        for ch in &mut chunks {
+            for k in 0..L {
+                lane_max[k] = if ch[k] > lane_max[k] { ch[k] } else { lane_max[k] };
+            }
+        }
+        let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        for m in lane_max {
+            max = max.max(m);
+        }
+        let arg = if find_argmax { row.iter().position(|&x| x == max).unwrap_or(0) } else { 0 };
+        let mut lane_sum = [0.0f32; L];
+        let mut chunks = row.chunks_exact_mut(L);
+        for ch in &mut chunks {
+            for k in 0..L {
+                let e = fast_math::exp(ch[k] - max);
+                ch[k] = e;
+                lane_sum[k] += e;
+            }
+        }
+        let mut sum = 0.0f32;
+        for x in chunks.into_remainder() {
+            *x = fast_math::exp(*x - max);
+            sum += *x;
+        }
+        sum += lane_sum.iter().sum::<f32>();
+        (max, sum, arg)
+    }
+}
+
+simd_fn! {
+    /// `row = row · factor`.
+    fn scale_in_place(row: &mut [f32], factor: f32) {
+        for x in row.iter_mut() {
+            *x *= factor;
+        }
+    }
+}
+
+simd_fn! {
+    /// `out = bf16(e · factor)`.
+    fn scale_to_bf16(out: &mut [u16], e: &[f32], factor: f32) {
+        for (o, &x) in out.iter_mut().zip(e) {
+            *o = to_bf16(x * factor);
+        }
+    }
+}
+
+simd_fn! {
+    /// Pairs of two rows of bf16: `out[j] = (lo[j], hi[j])`.
+    fn interleave(out: &mut [u32], lo: &[u16], hi: &[u16]) {
+        for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
+            *o = l as u32 | (h as u32) << 16;
+        }
+    }
+}
+
+/// Pairs of one row of bf16 and zeros (a chunk's odd last row).
+fn widen(out: &mut [u32], lo: &[u16]) {
+    for (o, &l) in out.iter_mut().zip(lo) {
+        *o = l as u32;
+    }
+}
+
+/// Pairs seen as their bf16 halves in memory order: on a little-endian
+/// machine half 2p is pair p's low half (k = 2p), as [`PairsRef`] wants;
+/// [`halves_to_pairs`] fixes the order where it is not.
+fn as_halves(pairs: &mut [u32]) -> &mut [u16] {
+    // SAFETY: the u16 view covers exactly the u32 slice's bytes, u16's
+    // alignment divides u32's, and every bit pattern is a valid u16.
+    unsafe { std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u16>(), pairs.len() * 2) }
+}
+
+/// After writing through [`as_halves`]: element 2p in each pair's low half.
+fn halves_to_pairs(pairs: &mut [u32]) {
+    if cfg!(target_endian = "big") {
+        for p in pairs {
+            *p = p.rotate_left(16);
+        }
+    }
+}
+
+thread_local! {
+    static HEAD_SCRATCH: RefCell<(Vec<TileStat>, Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's tile statistics, factors and f32 tile (not
+/// re-entrant).
+fn with_head_scratch<R>(
+    f: impl FnOnce(&mut Vec<TileStat>, &mut Vec<f32>, &mut Vec<f32>) -> R,
+) -> R {
+    HEAD_SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let (a, b, c) = &mut *s;
+        f(a, b, c)
+    })
+}
+
+/// Pass 1 over one chunk: logits (rows, V) = x · wteᵀ tile by tile, each
+/// tile's rows replaced by exp(logit - the row's maximum over the tile)
+/// while the tile is in cache; maxima, sums and the targets' logits go to
+/// `stats` (rows x tiles, row-major).
+#[allow(clippy::too_many_arguments)]
+fn logits_pass(
+    wte: HeadWeights,
+    logits: &mut [f32],
+    x: &[f32],
+    targets: &[u32],
+    c: usize,
+    v: usize,
+    stats: &mut Vec<TileStat>,
+    find_argmax: bool,
+) {
+    let rows = targets.len();
+    let tiles = v.div_ceil(VOCAB_TILE);
+    stats.clear();
+    stats.resize(rows * tiles, TileStat::default());
+    let mut finish_tile = |block: &mut [f32], j0: usize, width: usize| {
+        let t = j0 / VOCAB_TILE;
+        for (r, (row, &target)) in block.chunks_exact_mut(width).zip(targets).enumerate() {
+            let target = checked_target(target, v);
+            let target_logit = if (j0..j0 + width).contains(&target) {
+                row[target - j0]
+            } else {
+                0.0
+            };
+            let (max, sum, arg) = exp_tile(row, find_argmax);
+            stats[r * tiles + t] = TileStat {
+                max,
+                arg: arg as u32,
+                sum,
+                target_logit,
+            };
+        }
+    };
+    match wte {
+        HeadWeights::F32(w) => {
+            for j0 in (0..v).step_by(VOCAB_TILE) {
+                let width = VOCAB_TILE.min(v - j0);
+                let block = &mut logits[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
+                matmul(
+                    MatMut::new(block, rows, width),
+                    MatRef::new(x, rows, c),
+                    MatRef::new(&w[j0 * c..(j0 + width) * c], width, c).t(),
+                    false,
+                );
+                finish_tile(block, j0, width);
+            }
+        }
+        HeadWeights::Bf16(w) => with_scratch(|a, _| {
+            let xa = pack_rows(a, MatRef::new(x, rows, c));
+            for j0 in (0..v).step_by(VOCAB_TILE) {
+                let width = VOCAB_TILE.min(v - j0);
+                let block = &mut logits[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
+                matmul_pairs(
+                    MatMut::new(block, rows, width),
+                    xa,
+                    w.forward().row_block(j0, width),
+                    false,
+                );
+                finish_tile(block, j0, width);
+            }
+        }),
+    }
+}
+
 /// Forward and backward. x (N, C), targets (N), wte (V, C):
 /// dx (N, C) `=` grad_scale · dL/dx, dwte (V, C) `+=` grad_scale · dL/dwte,
 /// where L is the sum of per-row losses. Returns that sum.
+///
+/// Each chunk of rows runs in two passes over vocabulary tiles of
+/// [`VOCAB_TILE`] columns. Pass 1 multiplies a tile of logits and, while
+/// it is still in cache, exponentiates it against each row's maximum over
+/// the tile ([`logits_pass`]). Pass 2 turns a tile into
+/// `grad_scale · (p - onehot)` with one multiply per element (the tile's
+/// correction to the row's whole softmax), rounds it to bf16 once, in both
+/// layouts the products want, and runs that tile's share of dx and of
+/// dwte at once, so dlogits never go to memory as a whole.
 #[allow(clippy::too_many_arguments)]
 pub fn head_loss_backward(
     dx: &mut [f32],
@@ -86,82 +331,123 @@ pub fn head_loss_backward(
     grad_scale: f32,
 ) -> f64 {
     let (c, v) = (s.channels, s.vocab);
+    let tiles = v.div_ceil(VOCAB_TILE);
     let mut total = 0.0f64;
     let mut start = 0;
-    while start < s.rows {
-        let rows = s.chunk.min(s.rows - start);
-        let x_chunk = &x[start * c..(start + rows) * c];
-        let logits = &mut scratch[..rows * v];
-        let targets = &targets[start..start + rows];
-        let dx_chunk = &mut dx[start * c..(start + rows) * c];
-        wte.logits(logits, x_chunk, rows, c, v);
-        match wte {
-            HeadWeights::F32(w) => {
-                total += softmax_rows(logits, targets, v, grad_scale, |_, _| {});
-                // dx (rows, C) = dlogits · wte, dwte (V, C) += dlogitsᵀ · x.
-                let dl = MatRef::new(logits, rows, v);
-                matmul(
-                    MatMut::new(dx_chunk, rows, c),
-                    dl,
-                    MatRef::new(w, v, c),
-                    false,
-                );
-                matmul_tn_acc(dwte, logits, x_chunk, rows, v, c);
+    with_head_scratch(|stats, factors, _| {
+        while start < s.rows {
+            let rows = s.chunk.min(s.rows - start);
+            let x_chunk = &x[start * c..(start + rows) * c];
+            let logits = &mut *scratch;
+            let targets = &targets[start..start + rows];
+            let dx_chunk = &mut dx[start * c..(start + rows) * c];
+            logits_pass(wte, logits, x_chunk, targets, c, v, stats, false);
+            // Each row's loss, and each (row, tile)'s factor from its
+            // exponentials to grad_scale · p.
+            factors.clear();
+            factors.resize(rows * tiles, 0.0);
+            for (r, &target) in targets.iter().enumerate() {
+                let st = &stats[r * tiles..(r + 1) * tiles];
+                let row = RowSoftmax::of(st, target as usize);
+                total += row.loss as f64;
+                for (f, t) in factors[r * tiles..(r + 1) * tiles].iter_mut().zip(st) {
+                    *f = grad_scale * row.tile_scale(t);
+                }
             }
-            HeadWeights::Bf16(w) => with_scratch3(|a, b, xs| {
-                // dlogits go to bf16 pairs straight from the softmax, while
-                // each row is still in cache: along the row for dx, down
-                // the rows (two rows a pair) for dwte.
-                let pairs = v.div_ceil(2);
-                let stride = v.next_multiple_of(LANES);
-                a.clear();
-                a.resize(rows * pairs, 0);
-                b.clear();
-                b.resize(rows.div_ceil(2) * stride, 0);
-                total += softmax_rows(logits, targets, v, grad_scale, |r, row| {
-                    pack_row_into(&mut a[r * pairs..(r + 1) * pairs], row);
-                    let down = &mut b[(r / 2) * stride..(r / 2) * stride + v];
-                    if r % 2 == 0 {
-                        for (o, &g) in down.iter_mut().zip(row) {
-                            *o = to_bf16(g) as u32;
+            match wte {
+                HeadWeights::F32(w) => {
+                    for t in 0..tiles {
+                        let j0 = t * VOCAB_TILE;
+                        let width = VOCAB_TILE.min(v - j0);
+                        // The tile's dlogits, in place (rows, width).
+                        let block = &mut logits[tile_offset(rows, t)..][..rows * width];
+                        for (r, row) in block.chunks_exact_mut(width).enumerate() {
+                            let f = factors[r * tiles + t];
+                            let target = targets[r] as usize;
+                            let hit = (j0..j0 + width).contains(&target);
+                            let e_target = if hit { row[target - j0] } else { 0.0 };
+                            scale_in_place(row, f);
+                            if hit {
+                                row[target - j0] = e_target * f - grad_scale;
+                            }
                         }
-                    } else {
-                        for (o, &g) in down.iter_mut().zip(row) {
-                            *o |= (to_bf16(g) as u32) << 16;
-                        }
+                        let block = &*block;
+                        let wt = &w[j0 * c..(j0 + width) * c];
+                        // dx (rows, C) += dlogits · wte, dwte += dlogitsᵀ · x.
+                        matmul(
+                            MatMut::new(dx_chunk, rows, c),
+                            MatRef::new(block, rows, width),
+                            MatRef::new(wt, width, c),
+                            t > 0,
+                        );
+                        matmul_tn_acc(
+                            &mut dwte[j0 * c..(j0 + width) * c],
+                            block,
+                            x_chunk,
+                            rows,
+                            width,
+                            c,
+                        );
                     }
-                });
-                let along = PairsRef::new(a, rows, pairs, pairs, 1);
-                matmul_pairs(MatMut::new(dx_chunk, rows, c), along, w.backward(), false);
-                let down = PairsRef::new(b, v, rows.div_ceil(2), 1, stride);
-                let xc = pack_columns(xs, MatRef::new(x_chunk, rows, c));
-                matmul_pairs(MatMut::new(&mut dwte[..v * c], v, c), down, xc, true);
-            }),
+                }
+                HeadWeights::Bf16(w) => with_scratch3(|a, b, xs| {
+                    let xc = pack_columns(xs, MatRef::new(x_chunk, rows, c));
+                    let tile_pairs = VOCAB_TILE / 2;
+                    let down_stride = VOCAB_TILE;
+                    // Resized once a chunk: each tile overwrites what the
+                    // products read (the odd last column's pad below).
+                    a.clear();
+                    a.resize(rows * tile_pairs, 0);
+                    b.clear();
+                    b.resize(rows.div_ceil(2) * down_stride, 0);
+                    for t in 0..tiles {
+                        let j0 = t * VOCAB_TILE;
+                        let width = VOCAB_TILE.min(v - j0);
+                        let pairs = width.div_ceil(2);
+                        // Along the rows (dx's left operand): row r's
+                        // pairs, one bf16 per column through a u16 view.
+                        {
+                            let along = as_halves(a);
+                            for r in 0..rows {
+                                let row = &mut along[r * VOCAB_TILE..(r + 1) * VOCAB_TILE];
+                                if width % 2 == 1 {
+                                    row[width] = 0;
+                                }
+                                let out = &mut row[..width];
+                                let e = &logits[tile_offset(rows, t) + r * width..][..width];
+                                let f = factors[r * tiles + t];
+                                scale_to_bf16(out, e, f);
+                                let target = targets[r] as usize;
+                                if (j0..j0 + width).contains(&target) {
+                                    out[target - j0] = to_bf16(e[target - j0] * f - grad_scale);
+                                }
+                            }
+                            // Down the rows (dwte's left operand): rows
+                            // 2q and 2q + 1 of a column as one pair.
+                            for (q, out) in b.chunks_exact_mut(down_stride).enumerate() {
+                                let lo = &along[2 * q * VOCAB_TILE..2 * q * VOCAB_TILE + width];
+                                if 2 * q + 1 < rows {
+                                    let hi = &along[(2 * q + 1) * VOCAB_TILE
+                                        ..(2 * q + 1) * VOCAB_TILE + width];
+                                    interleave(&mut out[..width], lo, hi);
+                                } else {
+                                    widen(&mut out[..width], lo);
+                                }
+                            }
+                        }
+                        halves_to_pairs(a);
+                        let along = PairsRef::new(a, rows, pairs, tile_pairs, 1);
+                        let wb = w.backward().pair_block(j0 / 2, pairs);
+                        matmul_pairs(MatMut::new(dx_chunk, rows, c), along, wb, t > 0);
+                        let down = PairsRef::new(b, width, rows.div_ceil(2), 1, down_stride);
+                        let out = MatMut::new(&mut dwte[j0 * c..(j0 + width) * c], width, c);
+                        matmul_pairs(out, down, xc, true);
+                    }
+                }),
+            }
+            start += rows;
         }
-        start += rows;
-    }
-    total
-}
-
-/// Softmax and cross-entropy of each row of logits in place, leaving
-/// `grad_scale · (p - onehot(target))`; `each(r, row)` sees every finished
-/// row. Returns the sum of the rows' losses.
-fn softmax_rows(
-    logits: &mut [f32],
-    targets: &[u32],
-    v: usize,
-    grad_scale: f32,
-    mut each: impl FnMut(usize, &[f32]),
-) -> f64 {
-    let mut total = 0.0f64;
-    for (r, (row, &target)) in logits.chunks_exact_mut(v).zip(targets).enumerate() {
-        let target = checked_target(target, v);
-        let logit = row[target];
-        let (lse, _) = softmax_in_place(row, 1.0, grad_scale, false);
-        total += (lse - logit) as f64;
-        row[target] -= grad_scale;
-        each(r, row);
-    }
+    });
     total
 }
 
@@ -190,26 +476,38 @@ pub fn head_loss_rows(
     mut row_losses: Option<&mut [f32]>,
 ) -> f64 {
     let (c, v) = (s.channels, s.vocab);
+    let tiles = v.div_ceil(VOCAB_TILE);
     let mut total = 0.0f64;
     let mut start = 0;
-    while start < s.rows {
-        let rows = s.chunk.min(s.rows - start);
-        let logits = &mut scratch[..rows * v];
-        wte.logits(logits, &x[start * c..(start + rows) * c], rows, c, v);
-        for (r, row) in logits.chunks_exact_mut(v).enumerate() {
-            let target = checked_target(targets[start + r], v);
-            let logit = row[target];
-            let (lse, argmax) = softmax_in_place(row, 1.0, 1.0, predictions.is_some());
-            total += (lse - logit) as f64;
-            if let Some(pred) = predictions.as_deref_mut() {
-                pred[start + r] = argmax as u32;
+    with_head_scratch(|stats, _, _| {
+        while start < s.rows {
+            let rows = s.chunk.min(s.rows - start);
+            let x_chunk = &x[start * c..(start + rows) * c];
+            let chunk_targets = &targets[start..start + rows];
+            let find_argmax = predictions.is_some();
+            logits_pass(
+                wte,
+                scratch,
+                x_chunk,
+                chunk_targets,
+                c,
+                v,
+                stats,
+                find_argmax,
+            );
+            for (r, &target) in chunk_targets.iter().enumerate() {
+                let row = RowSoftmax::of(&stats[r * tiles..(r + 1) * tiles], target as usize);
+                total += row.loss as f64;
+                if let Some(pred) = predictions.as_deref_mut() {
+                    pred[start + r] = row.argmax as u32;
+                }
+                if let Some(losses) = row_losses.as_deref_mut() {
+                    losses[start + r] = row.loss;
+                }
             }
-            if let Some(losses) = row_losses.as_deref_mut() {
-                losses[start + r] = lse - logit;
-            }
+            start += rows;
         }
-        start += rows;
-    }
+    });
     total
 }
 
@@ -225,6 +523,7 @@ fn checked_target(target: u32, vocab: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::fast_math::SimdPath;
     use crate::model::ops::fd;
 
     const SHAPE: HeadShape = HeadShape {
@@ -378,6 +677,221 @@ mod tests {
                 "{name}: error {worst} of scale {scale}"
             );
             assert!(worst > 0.0, "{name}: bf16 should differ from f32 somewhere");
+        }
+    }
+
+    /// A vocabulary over several tiles (an odd one, a short last tile),
+    /// an odd number of rows and chunks that do not divide it: loss
+    /// against the f64 formula, gradients against finite differences
+    /// (f32), the bf16 head within rounding of f32, and the arg-max found
+    /// across tiles (a maximum planted in a late tile, and a tie between
+    /// two tiles going to the first).
+    #[test]
+    fn tiles_across_the_vocabulary_agree_with_the_whole_row() {
+        let s = HeadShape {
+            rows: 7,
+            channels: 6,
+            vocab: 2 * VOCAB_TILE + 37,
+            chunk: 4,
+        };
+        let x = fd::random(s.rows * s.channels, 11);
+        let mut wte = fd::random(s.vocab * s.channels, 12);
+        // Row 0's best token sits in the last tile; row 1 ties between
+        // tiles 0 and 2 (the same embedding row twice).
+        let late = 2 * VOCAB_TILE + 5;
+        for i in 0..s.channels {
+            wte[late * s.channels + i] = 4.0 * x[i];
+        }
+        let (a, b) = (7, 2 * VOCAB_TILE + 9);
+        for i in 0..s.channels {
+            let w = 5.0 * x[s.channels + i];
+            wte[a * s.channels + i] = w;
+            wte[b * s.channels + i] = w;
+        }
+        let targets: Vec<u32> = [3, late, VOCAB_TILE, s.vocab - 1, 0, b, VOCAB_TILE - 1]
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let want = naive_loss(&x, &wte, &targets, s);
+        let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
+        let mut pred = vec![0u32; s.rows];
+        let mut losses = vec![0.0f32; s.rows];
+        let eval = head_loss_rows(
+            &x,
+            &targets,
+            HeadWeights::F32(&wte),
+            &mut scratch,
+            s,
+            Some(&mut pred),
+            Some(&mut losses),
+        );
+        assert!((eval - want).abs() < 1e-4 * want.abs(), "{eval} vs {want}");
+        let sum: f64 = losses.iter().map(|&l| l as f64).sum();
+        assert!((sum - eval).abs() < 1e-4 * eval.abs());
+        let mut logits = vec![0.0; s.rows * s.vocab];
+        head_logits(&mut logits, &x, &wte, s.rows, s.channels, s.vocab);
+        for (r, row) in logits.chunks(s.vocab).enumerate() {
+            let best = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let first = row.iter().position(|&l| l == best).unwrap();
+            assert_eq!(pred[r] as usize, first, "row {r}");
+        }
+        assert_eq!(pred[0] as usize, late);
+        assert_eq!(pred[1] as usize, a, "a tie goes to the first tile");
+
+        let scale = 0.25;
+        let mut dx = vec![0.0; x.len()];
+        let mut dwte = vec![0.0; wte.len()];
+        let train = head_loss_backward(
+            &mut dx,
+            &mut dwte,
+            &x,
+            &targets,
+            HeadWeights::F32(&wte),
+            &mut scratch,
+            s,
+            scale,
+        );
+        assert_eq!(train, eval, "training and evaluation agree");
+        let mut sc = scratch.clone();
+        fd::check("dx", &x, &dx, 2e-3, &mut |p| {
+            scale as f64 * head_loss(p, &targets, HeadWeights::F32(&wte), &mut sc, s, None)
+        });
+        // dwte on the rows that matter (targets, the planted rows) and a
+        // few others: the whole (1,061 x 6) check is slow.
+        for j in [
+            0usize,
+            3,
+            7,
+            VOCAB_TILE - 1,
+            VOCAB_TILE,
+            late,
+            b,
+            s.vocab - 1,
+        ] {
+            for i in 0..s.channels {
+                let k = j * s.channels + i;
+                let h = 1e-2f32;
+                let mut wp = wte.clone();
+                wp[k] += h;
+                let up = head_loss(&x, &targets, HeadWeights::F32(&wp), &mut sc, s, None);
+                wp[k] -= 2.0 * h;
+                let down = head_loss(&x, &targets, HeadWeights::F32(&wp), &mut sc, s, None);
+                let num = scale as f64 * (up - down) / (2.0 * h as f64);
+                let got = dwte[k] as f64;
+                assert!(
+                    (got - num).abs() < 2e-3 * (1.0 + num.abs()),
+                    "dwte[{j}, {i}]: {got} vs {num}"
+                );
+            }
+        }
+
+        let mut packs = WeightPacks::default();
+        packs.pack_for_test(&wte, s.vocab, s.channels);
+        let mut dx16 = vec![0.0; x.len()];
+        let mut dw16 = vec![0.0; wte.len()];
+        let l16 = head_loss_backward(
+            &mut dx16,
+            &mut dw16,
+            &x,
+            &targets,
+            HeadWeights::Bf16(&packs),
+            &mut scratch,
+            s,
+            scale,
+        );
+        assert!((l16 - train).abs() < 5e-3 * train.abs(), "{l16} vs {train}");
+        for (name, a, b) in [("dx", &dx16, &dx), ("dwte", &dw16, &dwte)] {
+            let size = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(b.iter())
+                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(worst < 2e-2 * size, "{name}: error {worst} of scale {size}");
+        }
+    }
+
+    /// Every SIMD path the CPU has gives the bf16 head's bits, and the
+    /// f32 head's to rounding; the scalar bf16 model (what runs where
+    /// AVX512_BF16 is missing) matches the fast kernel on a tile product.
+    #[test]
+    fn every_simd_path_agrees_and_bf16_to_the_bit() {
+        use crate::model::ops::bf16::{Kernel, matmul_pairs_with};
+        use crate::model::ops::fast_math::{available_paths, with_path};
+        let s = HeadShape {
+            rows: 9,
+            channels: 8,
+            vocab: VOCAB_TILE + 77,
+            chunk: 4,
+        };
+        let x = fd::random(s.rows * s.channels, 21);
+        let wte = fd::random(s.vocab * s.channels, 22);
+        let targets: Vec<u32> = (0..s.rows as u32)
+            .map(|r| (r * 131 + 5) % s.vocab as u32)
+            .collect();
+        let mut packs = WeightPacks::default();
+        packs.pack_for_test(&wte, s.vocab, s.channels);
+        let run = |w: HeadWeights| {
+            let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
+            let mut dx = vec![0.0; x.len()];
+            let mut dwte = vec![0.5; wte.len()];
+            let loss =
+                head_loss_backward(&mut dx, &mut dwte, &x, &targets, w, &mut scratch, s, 0.5);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            (loss.to_bits(), bits(&dx), bits(&dwte))
+        };
+        // bf16: the products do not depend on the path, and the softmax
+        // pieces give the same bits on every path.
+        let reference = with_path(SimdPath::Portable, || run(HeadWeights::Bf16(&packs)));
+        for path in available_paths() {
+            let got = with_path(path, || run(HeadWeights::Bf16(&packs)));
+            assert!(
+                got == reference,
+                "bf16 head on {path:?} differs from the portable path"
+            );
+        }
+        // f32: the products differ by path (gemm, or the AVX-512 kernel
+        // for dwte), so only to rounding.
+        let reference = with_path(SimdPath::Portable, || run(HeadWeights::F32(&wte)));
+        for path in available_paths() {
+            let got = with_path(path, || run(HeadWeights::F32(&wte)));
+            let (a, b) = (f64::from_bits(got.0), f64::from_bits(reference.0));
+            assert!((a - b).abs() < 1e-6 * b.abs(), "{path:?}: loss {a} vs {b}");
+            for (x, y) in got
+                .1
+                .iter()
+                .chain(&got.2)
+                .zip(reference.1.iter().chain(&reference.2))
+            {
+                let (x, y) = (f32::from_bits(*x), f32::from_bits(*y));
+                assert!(
+                    (x - y).abs() < 1e-5 * (1.0 + y.abs()),
+                    "{path:?}: {x} vs {y}"
+                );
+            }
+        }
+        // The scalar model of the bf16 product and the fast kernel (where
+        // the CPU has it) agree on one of the head's tile products.
+        if Kernel::detect() == Kernel::Avx512 {
+            let mut pa = Vec::new();
+            let xa = pack_rows(&mut pa, MatRef::new(&x, s.rows, s.channels));
+            let wf = packs.forward().row_block(VOCAB_TILE, s.vocab - VOCAB_TILE);
+            let n = s.vocab - VOCAB_TILE;
+            let (mut fast, mut model) = (vec![0.0; s.rows * n], vec![0.0; s.rows * n]);
+            matmul_pairs_with(
+                Kernel::Avx512,
+                MatMut::new(&mut fast, s.rows, n),
+                xa,
+                wf,
+                false,
+            );
+            matmul_pairs_with(
+                Kernel::Model,
+                MatMut::new(&mut model, s.rows, n),
+                xa,
+                wf,
+                false,
+            );
+            assert_eq!(fast, model);
         }
     }
 }
