@@ -210,7 +210,11 @@ fn two_ranks_match_one_machine_with_two_threads_and_repeat_bit_for_bit() {
 fn summing_through_shared_memory_or_through_mpi_gives_the_same_run() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let steps = ["--max-steps", "12", "--threads", "1"];
-    let window = ok(mpirun(2, dirs[0].path(), &train_args(dirs[0].path(), &steps)));
+    let window = ok(mpirun(
+        2,
+        dirs[0].path(),
+        &train_args(dirs[0].path(), &steps),
+    ));
     let mut plain = mpirun(2, dirs[1].path(), &train_args(dirs[1].path(), &steps));
     plain.env("CLLM_MPI_SHARED_MEMORY", "0");
     let plain = ok(plain);
@@ -221,10 +225,17 @@ fn summing_through_shared_memory_or_through_mpi_gives_the_same_run() {
     );
     let no_room = ok(no_room);
     let text = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(text(&window).contains("sum through shared memory"), "{}", text(&window));
+    assert!(
+        text(&window).contains("sum through shared memory"),
+        "{}",
+        text(&window)
+    );
     assert!(!text(&plain).contains("shared memory"));
     let err = String::from_utf8_lossy(&no_room.stderr);
-    assert!(err.contains("summing gradients through MPI instead"), "{err}");
+    assert!(
+        err.contains("summing gradients through MPI instead"),
+        "{err}"
+    );
     let losses = step_losses(&window);
     assert_eq!(losses.len(), 12);
     assert_eq!(losses, step_losses(&plain));
