@@ -13,7 +13,7 @@
 //! The only V-sized buffer is the (chunk, V) scratch.
 
 use super::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_rows, to_bf16};
-use super::fast_math::{self, simd_fn};
+use super::fast_math::simd_fn;
 use super::linear_bf16::{with_scratch, with_scratch3};
 use super::matmul::{MatMut, MatRef, matmul};
 use super::matmul_tn::matmul_tn_acc;
@@ -138,35 +138,7 @@ simd_fn! {
     /// `row = exp(row - max(row))` in place; returns (max, Σ, the first
     /// index of the max or 0 unless `find_argmax`).
     fn exp_tile(row: &mut [f32], find_argmax: bool) -> (f32, f32, usize) {
-        const L: usize = 16;
-        let mut lane_max = [f32::NEG_INFINITY; L];
-        let mut chunks = row.chunks_exact(L);
-        for ch in &mut chunks {
-            for k in 0..L {
-                lane_max[k] = if ch[k] > lane_max[k] { ch[k] } else { lane_max[k] };
-            }
-        }
-        let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        for m in lane_max {
-            max = max.max(m);
-        }
-        let arg = if find_argmax { row.iter().position(|&x| x == max).unwrap_or(0) } else { 0 };
-        let mut lane_sum = [0.0f32; L];
-        let mut chunks = row.chunks_exact_mut(L);
-        for ch in &mut chunks {
-            for k in 0..L {
-                let e = fast_math::exp(ch[k] - max);
-                ch[k] = e;
-                lane_sum[k] += e;
-            }
-        }
-        let mut sum = 0.0f32;
-        for x in chunks.into_remainder() {
-            *x = fast_math::exp(*x - max);
-            sum += *x;
-        }
-        sum += lane_sum.iter().sum::<f32>();
-        (max, sum, arg)
+        super::softmax::exp_shifted(row, find_argmax)
     }
 }
 

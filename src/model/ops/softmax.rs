@@ -28,40 +28,62 @@ simd_fn! {
                 *x *= in_scale;
             }
         }
-        let mut lane_max = [f32::NEG_INFINITY; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for ch in &mut chunks {
-            for k in 0..LANES {
-                lane_max[k] = if ch[k] > lane_max[k] { ch[k] } else { lane_max[k] };
-            }
-        }
-        let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        for m in lane_max {
-            max = max.max(m);
-        }
-        // First index holding the maximum (ties go to the lowest index).
-        let argmax = if find_argmax { row.iter().position(|&x| x == max).unwrap_or(0) } else { 0 };
-        let mut lane_sum = [0.0f32; LANES];
-        let mut chunks = row.chunks_exact_mut(LANES);
-        for ch in &mut chunks {
-            for k in 0..LANES {
-                let e = fast_math::exp(ch[k] - max);
-                ch[k] = e;
-                lane_sum[k] += e;
-            }
-        }
-        let mut sum = 0.0f32;
-        for x in chunks.into_remainder() {
-            *x = fast_math::exp(*x - max);
-            sum += *x;
-        }
-        sum += lane_sum.iter().sum::<f32>();
+        let (max, sum, argmax) = exp_shifted(row, find_argmax);
         let factor = out_scale / sum;
         for x in row.iter_mut() {
             *x *= factor;
         }
         (max + sum.ln(), argmax)
     }
+}
+
+/// `row = exp(row - max(row))` in place; returns (max, Σ of the
+/// exponentials, the index of the first maximum or 0 unless `find_argmax`).
+/// The first half of [`softmax_in_place`], shared with the head's tiles
+/// (`crossentropy`); always inlined, so it is compiled for the SIMD path of
+/// the function that calls it.
+#[inline(always)]
+pub(super) fn exp_shifted(row: &mut [f32], find_argmax: bool) -> (f32, f32, usize) {
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for ch in &mut chunks {
+        for k in 0..LANES {
+            lane_max[k] = if ch[k] > lane_max[k] {
+                ch[k]
+            } else {
+                lane_max[k]
+            };
+        }
+    }
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    for m in lane_max {
+        max = max.max(m);
+    }
+    // First index holding the maximum (ties go to the lowest index).
+    let argmax = if find_argmax {
+        row.iter().position(|&x| x == max).unwrap_or(0)
+    } else {
+        0
+    };
+    let mut lane_sum = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        for k in 0..LANES {
+            let e = fast_math::exp(ch[k] - max);
+            ch[k] = e;
+            lane_sum[k] += e;
+        }
+    }
+    let mut sum = 0.0f32;
+    for x in chunks.into_remainder() {
+        *x = fast_math::exp(*x - max);
+        sum += *x;
+    }
+    sum += lane_sum.iter().sum::<f32>();
+    (max, sum, argmax)
 }
 
 #[cfg(test)]
