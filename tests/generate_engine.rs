@@ -111,6 +111,50 @@ fn kv_cache_rejects_bad_input_without_changing() {
 }
 
 // ----------------------------------------------------------------------------
+// Balanced brackets
+
+/// The tokens of each reply that a guard reading the prompt and then the
+/// reply refuses, over several seeds, with and without
+/// `balanced_brackets`.
+fn refused_tokens(balanced_brackets: bool) -> usize {
+    use cllm::generate::bracket_guard::BracketGuard;
+    let model = lively_model(byte_config("baby"), 31);
+    let tok = Tokenizer::bytes();
+    let prompt = "int f(int a){\n  if( g(a";
+    let mut refused = 0;
+    for seed in 0..6 {
+        let cfg = SamplingConfig {
+            temperature: 1.0,
+            top_k: 0,
+            repetition_penalty: 1.0,
+            max_new_tokens: 150,
+            seed,
+            balanced_brackets,
+            ..SamplingConfig::default()
+        };
+        let mut generator = Generator::new(&model, &tok, prompt, cfg).unwrap();
+        while generator.next_token().is_some() {}
+        let mut guard = BracketGuard::after_prompt(prompt);
+        for &id in generator.generated_ids() {
+            let bytes = tok.token_bytes(id);
+            if !guard.allows(&bytes) {
+                refused += 1;
+            }
+            guard.feed(&bytes);
+        }
+    }
+    refused
+}
+
+#[test]
+fn balanced_brackets_never_emit_a_token_the_guard_refuses() {
+    // A random model over bytes writes brackets, semicolons and line ends
+    // at random: without the guard some of them break the rules.
+    assert!(refused_tokens(false) > 0, "the check can fail");
+    assert_eq!(refused_tokens(true), 0);
+}
+
+// ----------------------------------------------------------------------------
 // Generator
 
 /// Greedy decoding of the raw logits (no repetition penalty).

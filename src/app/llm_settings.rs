@@ -37,6 +37,8 @@ pub struct LlmSettings {
     pub shade_tokens: bool,
     /// Mix in the model's repository memory when it has one.
     pub use_memory: bool,
+    /// Keep the reply's brackets balanced (for code; off for prose).
+    pub balanced_brackets: bool,
 }
 
 impl Default for LlmSettings {
@@ -54,6 +56,7 @@ impl Default for LlmSettings {
             stop: String::new(),
             shade_tokens: true,
             use_memory: true,
+            balanced_brackets: false,
         }
     }
 }
@@ -74,6 +77,7 @@ impl LlmSettings {
             max_new_tokens: self.max_tokens,
             stop: if stop.is_empty() { vec![] } else { vec![stop] },
             seed: self.seed,
+            balanced_brackets: self.balanced_brackets,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -455,7 +455,7 @@ fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab, settings: &mut LlmSettings) 
                     )
                     .on_hover_text(
                         "Mix the n-gram index of the training tokens and a cache of the \
-                         reply into each next-token distribution: the model can copy \
+                         prompt into each next-token distribution: the model can copy \
                          identifiers and idioms from your repository",
                     );
                 }

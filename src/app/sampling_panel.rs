@@ -1,6 +1,6 @@
 //! The sampling controls of the LLM tab: temperature, top-k, top-p,
 //! repetition penalty, max tokens, seed (with a clock-drawn Random) and the
-//! stop string, each labelled for screen readers and tests.
+//! stop string, and the balanced-brackets switch, each labelled for screen readers and tests.
 
 use super::llm_settings::LlmSettings;
 use eframe::egui;
@@ -65,6 +65,12 @@ pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
                 .hint_text("e.g. \\n\\n"),
             "Generation ends before this text; \\n and \\t are escapes. Empty = none",
         );
+        ui.checkbox(&mut s.balanced_brackets, "Balanced brackets")
+            .on_hover_text(
+                "For code: never pick a token that leaves the brackets impossible to \
+                 balance (a `)` closing a `{`, a `;` inside parentheses, a line end inside \
+                 a string). Leave it off for prose: an apostrophe reads as a quote",
+            );
     });
 }
 

@@ -41,13 +41,13 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Also score with the checkpoint's memory, when it has one
-    #[arg(long, value_enum, default_value_t = MemorySwitch::On)]
-    pub memory: MemorySwitch,
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub memory: Switch,
 }
 
-/// `--memory on|off`.
+/// An on/off flag's value (`--memory on|off`, `--brackets on|off`).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemorySwitch {
+pub enum Switch {
     On,
     Off,
 }
@@ -98,8 +98,8 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         args.threads
     };
     let memory = match args.memory {
-        MemorySwitch::On => ck.repository_memory(&args.model)?,
-        MemorySwitch::Off => None,
+        Switch::On => ck.repository_memory(&args.model)?,
+        Switch::Off => None,
     };
     let model = Gpt::from_params(ck.model, ck.params)?;
     let (stats, with_memory) =

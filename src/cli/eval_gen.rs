@@ -166,13 +166,15 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
     if args.samples == 0 {
         return Err("--samples must be at least 1".into());
     }
-    let base = args.sampling.to_config(code_eval::EVAL_GEN_MAX_TOKENS);
+    let base = args
+        .sampling
+        .to_config(code_eval::EVAL_GEN_MAX_TOKENS, true);
     base.validate()?;
     let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
     let context = ck.trained_context();
     let memory = match args.sampling.memory {
-        super::eval::MemorySwitch::On => ck.repository_memory(&args.model)?,
-        super::eval::MemorySwitch::Off => None,
+        super::eval::Switch::On => ck.repository_memory(&args.model)?,
+        super::eval::Switch::Off => None,
     };
     let checkpoint::Checkpoint {
         model,
@@ -305,11 +307,16 @@ fn header(
     };
     format!(
         "{}: {what}\n{} completion{} per prompt, up to {} tokens, {temperature}, \
-         stopping when the prompt's braces close; {}",
+         stopping when the prompt's braces close{}; {}",
         args.model.display(),
         args.samples,
         if args.samples == 1 { "" } else { "s" },
         base.max_new_tokens,
+        if base.balanced_brackets {
+            ", brackets kept balanced"
+        } else {
+            ""
+        },
         if memory {
             "with the repository memory"
         } else {

@@ -39,8 +39,13 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Mix in the repository memory saved with the model, when it has one
-    #[arg(long, value_enum, default_value_t = super::eval::MemorySwitch::On)]
-    pub memory: super::eval::MemorySwitch,
+    #[arg(long, value_enum, default_value_t = super::eval::Switch::On)]
+    pub memory: super::eval::Switch,
+    /// For code: never sample a token that leaves the brackets impossible
+    /// to balance (a `)` that closes a `{`, a `;` inside parentheses, a line
+    /// end inside a string) [default: on for eval-gen, off for generate]
+    #[arg(long, value_enum)]
+    pub brackets: Option<super::eval::Switch>,
 }
 
 /// `generate`'s token limit unless given.
@@ -48,8 +53,8 @@ pub const GENERATE_MAX_TOKENS: usize = 200;
 
 impl SamplingArgs {
     /// The sampling asked for, with `default_max_tokens` when no
-    /// `--max-tokens` was given.
-    pub fn to_config(&self, default_max_tokens: usize) -> SamplingConfig {
+    /// `--max-tokens` was given and `default_brackets` when no `--brackets`.
+    pub fn to_config(&self, default_max_tokens: usize, default_brackets: bool) -> SamplingConfig {
         SamplingConfig {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -58,6 +63,9 @@ impl SamplingArgs {
             max_new_tokens: self.max_tokens.unwrap_or(default_max_tokens),
             stop: self.stop.clone(),
             seed: self.seed,
+            balanced_brackets: self
+                .brackets
+                .map_or(default_brackets, |b| b == super::eval::Switch::On),
         }
     }
 }
@@ -90,12 +98,12 @@ pub struct GenerateArgs {
 /// repository memory.
 pub fn load_model(
     path: &Path,
-    memory: super::eval::MemorySwitch,
+    memory: super::eval::Switch,
 ) -> Result<(Gpt, Tokenizer, Option<Memory>), String> {
     let ckpt = checkpoint::load(path).map_err(|e| e.to_string())?;
     let repo_memory = match memory {
-        super::eval::MemorySwitch::On => ckpt.repository_memory(path)?,
-        super::eval::MemorySwitch::Off => None,
+        super::eval::Switch::On => ckpt.repository_memory(path)?,
+        super::eval::Switch::Off => None,
     };
     let tok = Tokenizer::from_json(&ckpt.tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
@@ -107,7 +115,7 @@ pub fn load_model(
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), String> {
-    let cfg = args.sampling.to_config(GENERATE_MAX_TOKENS);
+    let cfg = args.sampling.to_config(GENERATE_MAX_TOKENS, false);
     cfg.validate()?;
     if args.precision == Precision::Bf16 && !bf16_gemv::has_avx512_bf16() {
         return Err("--precision bf16: this CPU lacks AVX512_BF16 (use auto or fp32)".into());

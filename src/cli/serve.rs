@@ -1,7 +1,7 @@
 //! `cllm serve`: the model behind an OpenAI-compatible HTTP API on this
 //! machine (loopback unless `--host` says otherwise) until Ctrl-C.
 
-use super::eval::MemorySwitch;
+use super::eval::Switch;
 use super::interrupt::Interrupts;
 use crate::serve::{self, ServeConfig, ServeModel};
 use clap::Args;
@@ -31,8 +31,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4096)]
     pub max_tokens_limit: usize,
     /// Load the repository memory saved with the model (requests switch it with "memory")
-    #[arg(long, value_enum, default_value_t = MemorySwitch::On)]
-    pub memory: MemorySwitch,
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub memory: Switch,
     /// Do not print a line per request
     #[arg(long)]
     pub quiet: bool,

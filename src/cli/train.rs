@@ -77,7 +77,7 @@ pub struct TrainArgs {
     /// document cache mixed with the model, fitted at each evaluation and
     /// saved with the checkpoints [default: on]
     #[arg(long, value_enum, value_name = "on|off")]
-    pub memory: Option<super::eval::MemorySwitch>,
+    pub memory: Option<super::eval::Switch>,
     /// At each evaluation, complete N function openings of the validation
     /// split and report the share that closes and parses as C (0 = off)
     /// [default: 0]
@@ -195,7 +195,7 @@ impl TrainArgs {
             given.push("min_lr");
         }
         if let Some(m) = self.memory {
-            c.memory = m == super::eval::MemorySwitch::On;
+            c.memory = m == super::eval::Switch::On;
             given.push("memory");
         }
         if let Some(d) = self.dropout {

@@ -1,41 +1,21 @@
 //! When does a C completion close what its prompt opened? A brace counter
 //! over C text that skips braces inside string and character literals and
-//! comments: a small lexer state machine fed bytes as they come (a
-//! generated reply arrives in pieces, so every state, including "the last
-//! byte was a `/`", carries over from one piece to the next).
+//! comments ([`CLexer`]), fed bytes as they come.
 //!
 //! Only ASCII bytes change the state, and UTF-8 never uses ASCII values
-//! inside a multi-byte character, so any byte sequence is safe to feed and
-//! every offset this module returns is a character boundary.
+//! inside a multi-byte character, so every offset this module returns is a
+//! character boundary.
 //!
 //! What it does not know: the preprocessor. Braces in `#if`/`#else`
 //! branches are all counted, and a brace inside a `#define` counts like any
-//! other. A string or character literal ends at an unescaped line end (C
-//! does not let one span lines), so a stray quote costs at most a line.
+//! other.
 
-/// The lexer's state between bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Code,
-    /// `// ...` up to the line end (a backslash before it continues it).
-    LineComment,
-    /// `/* ... */`.
-    BlockComment,
-    /// `"..."`.
-    Str,
-    /// `'...'`.
-    Char,
-}
+use super::c_lexer::{CLexer, Lexed};
 
 /// Brace depth of C text fed in pieces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BraceCounter {
-    state: State,
-    /// The previous byte was a `\` that escapes this one (in a literal or a
-    /// line comment).
-    escaped: bool,
-    /// In code, the previous byte was `/`; in a block comment, `*`.
-    pending: bool,
+    lexer: CLexer,
     /// `{` minus `}` in code so far (may go negative).
     depth: i64,
 }
@@ -56,9 +36,7 @@ enum Brace {
 impl BraceCounter {
     pub fn new() -> BraceCounter {
         BraceCounter {
-            state: State::Code,
-            escaped: false,
-            pending: false,
+            lexer: CLexer::new(),
             depth: 0,
         }
     }
@@ -70,7 +48,7 @@ impl BraceCounter {
 
     /// True while the text fed so far ends inside a comment or a literal.
     pub fn in_comment_or_literal(&self) -> bool {
-        self.state != State::Code
+        self.lexer.in_comment_or_literal()
     }
 
     /// Feeds `text`.
@@ -82,60 +60,17 @@ impl BraceCounter {
 
     /// One byte; says whether it was a brace in code.
     fn step(&mut self, b: u8) -> Option<Brace> {
-        match self.state {
-            State::Code => {
-                let after_slash = std::mem::take(&mut self.pending);
-                match b {
-                    b'/' if after_slash => self.state = State::LineComment,
-                    b'*' if after_slash => self.state = State::BlockComment,
-                    b'/' => self.pending = true,
-                    b'"' => self.state = State::Str,
-                    b'\'' => self.state = State::Char,
-                    b'{' => {
-                        self.depth += 1;
-                        return Some(Brace::Open);
-                    }
-                    b'}' => {
-                        self.depth -= 1;
-                        return Some(Brace::Close);
-                    }
-                    _ => {}
-                }
+        match self.lexer.step(b) {
+            Lexed::Code(b'{') => {
+                self.depth += 1;
+                Some(Brace::Open)
             }
-            State::LineComment => {
-                if std::mem::take(&mut self.escaped) {
-                    // `\` then a line end continues the comment; `\r\n` too.
-                    self.escaped = b == b'\r';
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'\n' {
-                    self.state = State::Code;
-                }
+            Lexed::Code(b'}') => {
+                self.depth -= 1;
+                Some(Brace::Close)
             }
-            State::BlockComment => {
-                let after_star = std::mem::take(&mut self.pending);
-                if b == b'/' && after_star {
-                    self.state = State::Code;
-                } else if b == b'*' {
-                    self.pending = true;
-                }
-            }
-            State::Str | State::Char => {
-                let quote = if self.state == State::Str {
-                    b'"'
-                } else {
-                    b'\''
-                };
-                if std::mem::take(&mut self.escaped) {
-                    // Whatever follows a backslash is part of the literal.
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == quote || b == b'\n' {
-                    self.state = State::Code;
-                }
-            }
+            _ => None,
         }
-        None
     }
 }
 

@@ -55,7 +55,7 @@ pub const EVAL_GEN_MAX_TOKENS: usize = 1024;
 pub const TRAINER_MAX_TOKENS: usize = 512;
 
 /// The trainer's periodic check: the default sampling (what people generate
-/// with) and a fixed seed, so every evaluation of
+/// with, and the balanced brackets `cllm eval-gen` uses) and a fixed seed, so every evaluation of
 /// the same weights gives the same figures and changes come from the
 /// weights; at most [`TRAINER_MAX_TOKENS`] new tokens, no stop strings. Not greedy: a small
 /// model decoded greedily falls into a loop (`int rc = SQLITE_OK;` line
@@ -66,6 +66,7 @@ pub fn trainer_sampling() -> SamplingConfig {
     SamplingConfig {
         seed: 0x5eed,
         max_new_tokens: TRAINER_MAX_TOKENS,
+        balanced_brackets: true,
         ..SamplingConfig::default()
     }
 }

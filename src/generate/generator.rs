@@ -17,6 +17,7 @@
 //! tokens while the model still sees at least half a context of history.
 
 use super::braces::CloseWatch;
+use super::bracket_guard::BracketGuard;
 use super::decoder::{DecodeOptions, Decoder};
 use super::sampling::{self, SamplingConfig};
 use crate::data::tokenizer::Tokenizer;
@@ -117,6 +118,42 @@ pub struct Generator<'a> {
     memory: Option<MemorySession<'a>>,
     /// The prompt's tokens, all of them (the model sees the last n_ctx).
     full_prompt: Vec<u32>,
+    /// With [`SamplingConfig::balanced_brackets`]: the brackets so far.
+    brackets: Option<Brackets>,
+}
+
+/// The bracket guard and what it needs to judge every token.
+struct Brackets {
+    guard: BracketGuard,
+    /// `vocab[id]`: the token's bytes (empty past the tokenizer's vocabulary).
+    vocab: Vec<Vec<u8>>,
+    eot: Option<u32>,
+}
+
+impl Brackets {
+    fn new(tok: &Tokenizer, vocab_size: usize, prompt: &str) -> Brackets {
+        let known = tok.vocab_size();
+        Brackets {
+            guard: BracketGuard::after_prompt(prompt),
+            vocab: (0..vocab_size as u32)
+                .map(|id| {
+                    if (id as usize) < known {
+                        tok.token_bytes(id)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect(),
+            eot: tok.eot_id(),
+        }
+    }
+
+    /// `scores` with the tokens the guard refuses at −∞.
+    fn masked(&self, scores: &[f32]) -> Vec<f32> {
+        let mut out = scores.to_vec();
+        self.guard.mask(&self.vocab, self.eot, &mut out);
+        out
+    }
 }
 
 impl<'a> Generator<'a> {
@@ -175,6 +212,9 @@ impl<'a> Generator<'a> {
         decoder.prepare(model);
         let prefill_secs = start.elapsed().as_secs_f64();
         let rng = Rng::new(cfg.seed);
+        let brackets = cfg
+            .balanced_brackets
+            .then(|| Brackets::new(tok, vocab, prompt));
         Ok(Generator {
             model,
             tok,
@@ -201,6 +241,7 @@ impl<'a> Generator<'a> {
             generate_secs: None,
             close_watch: None,
             memory: None,
+            brackets,
         })
     }
 
@@ -223,12 +264,29 @@ impl<'a> Generator<'a> {
             // Sampling (temperature, top-k/p, repetition penalty) then works
             // on the mix's log-probabilities as it does on logits.
             Some(session) => {
-                session.mix_into_from(&mut probs, GENERATION_MIN_MATCH);
-                let mixed: Vec<f32> = probs.iter().map(|&p| p.max(1e-30).ln()).collect();
+                let mut mixed = if session.mix_into_from(&mut probs, GENERATION_MIN_MATCH) {
+                    mix_scores(&probs, &self.logits)
+                } else {
+                    self.logits.clone()
+                };
+                if let Some(b) = &self.brackets {
+                    mixed = b.masked(&mixed);
+                }
                 sampling::sample_next(&mixed, &self.context, &self.cfg, &mut self.rng)
             }
-            None => sampling::sample_next(&self.logits, &self.context, &self.cfg, &mut self.rng),
+            None => match &self.brackets {
+                Some(b) => {
+                    let masked = b.masked(&self.logits);
+                    sampling::sample_next(&masked, &self.context, &self.cfg, &mut self.rng)
+                }
+                None => {
+                    sampling::sample_next(&self.logits, &self.context, &self.cfg, &mut self.rng)
+                }
+            },
         };
+        if let Some(b) = self.brackets.as_mut() {
+            b.guard.feed(&b.vocab[id as usize]);
+        }
         if let Some(session) = self.memory.as_mut() {
             session.push(id);
         }
@@ -382,7 +440,12 @@ impl<'a> Generator<'a> {
             ));
         }
         let mut session = memory.session();
-        for &t in self.full_prompt.iter().chain(&self.generated_ids) {
+        for &t in &self.full_prompt {
+            session.push(t);
+        }
+        // The cache copies from the prompt, never from the reply itself.
+        session.stop_learning();
+        for &t in &self.generated_ids {
             session.push(t);
         }
         self.memory = Some(session);
@@ -465,6 +528,20 @@ impl<'a> Generator<'a> {
 
 /// Moves the longest valid UTF-8 start of `pending` into `out`; bytes that
 /// can never be valid become U+FFFD, an incomplete last character stays.
+/// Sampling scores for the memory's mix `probs`: its log-probabilities
+/// shifted by the log-normaliser of the model's `logits`, so that a token
+/// the mix leaves at the model's probability keeps its logit. The
+/// repetition penalty divides positive scores and multiplies negative ones,
+/// so it only acts alike with and without the memory on this scale; on
+/// bare log-probabilities (all negative) it barely touches a confident
+/// token, and a reply with the memory fell into loops more often.
+fn mix_scores(probs: &[f32], logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let shift = max + sum.ln() as f32;
+    probs.iter().map(|&p| p.max(1e-30).ln() + shift).collect()
+}
+
 fn drain_utf8(pending: &mut Vec<u8>, out: &mut String) {
     loop {
         match std::str::from_utf8(pending) {
@@ -509,6 +586,22 @@ fn top_n(probs: &[f32], n: usize) -> Vec<(u32, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mix_scores_of_an_unchanged_distribution_are_the_logits() {
+        let logits = [3.0f32, -1.5, 0.25, 7.0, -20.0];
+        let probs = sampling::softmax(&logits, 1.0);
+        let scores = mix_scores(&probs, &logits);
+        for (s, l) in scores.iter().zip(&logits) {
+            assert!((s - l).abs() < 1e-4, "{s} vs {l}");
+        }
+        // A token the mix makes 4 times as likely gains ln 4 (before the
+        // renormalisation that sampling's softmax does anyway).
+        let mut mixed = probs.clone();
+        mixed[1] *= 4.0;
+        let scores = mix_scores(&mixed, &logits);
+        assert!((scores[1] - (logits[1] + 4f32.ln())).abs() < 1e-4);
+    }
 
     #[test]
     fn drain_utf8_waits_for_split_characters() {

@@ -8,6 +8,8 @@
 //! - [`background`]: [`spawn_generation`], a generator on its own thread
 //!   sending [`GenerationEvent`]s over a channel, with a cancel flag.
 //! - [`syntax`]: does a C text parse (tree-sitter), and where it first fails.
+//! - [`bracket_guard`]: bracket-balanced decoding for code.
+//! - [`c_lexer`]: which bytes of C text are code (not comments or literals).
 //! - [`braces`]: the brace counter (skipping literals and comments) behind
 //!   [`Generator::stop_when_closed`].
 //! - [`openings`]: C function openings from the data, as prompts.
@@ -19,6 +21,8 @@
 pub mod background;
 pub mod bench;
 pub mod braces;
+pub mod bracket_guard;
+pub mod c_lexer;
 pub mod code_eval;
 pub mod decoder;
 pub mod gemv;

@@ -42,6 +42,10 @@ pub struct SamplingConfig {
     pub stop: Vec<String>,
     /// Same seed, same model, same prompt and settings: same output.
     pub seed: u64,
+    /// For code: never sample a token that leaves the brackets impossible
+    /// to balance ([`super::bracket_guard`]). Off for prose, where an
+    /// apostrophe reads as a character literal.
+    pub balanced_brackets: bool,
 }
 
 impl Default for SamplingConfig {
@@ -54,6 +58,7 @@ impl Default for SamplingConfig {
             max_new_tokens: 200,
             stop: Vec::new(),
             seed: 42,
+            balanced_brackets: false,
         }
     }
 }

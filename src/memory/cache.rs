@@ -94,6 +94,8 @@ pub struct DocCache {
     /// `BASE^k` for each order.
     powers: [u64; ORDERS.len()],
     maps: Vec<Map>,
+    /// Whether pushed tokens enter the maps (see [`DocCache::stop_learning`]).
+    learning: bool,
 }
 
 impl Default for DocCache {
@@ -113,6 +115,7 @@ impl DocCache {
             prefix: vec![0],
             powers,
             maps: (0..ORDERS.len()).map(|_| Map::default()).collect(),
+            learning: true,
         }
     }
 
@@ -127,11 +130,22 @@ impl DocCache {
         self.prefix[i].wrapping_sub(self.prefix[i - k].wrapping_mul(self.powers[o]))
     }
 
+    /// From here on, pushed tokens extend the context that predictions
+    /// match against but no longer enter the maps: the cache predicts only
+    /// from what followed windows of the text read before. Generation calls
+    /// it after the prompt, because a reply that copies from itself locks
+    /// into a loop: once it repeats a line, its own repeat is the longest,
+    /// most confident match, and the mix was fitted on real text, where a
+    /// long repeat is rarely a mistake.
+    pub fn stop_learning(&mut self) {
+        self.learning = false;
+    }
+
     /// Appends the next token of the document.
     pub fn push(&mut self, token: u32) {
         let i = self.tokens.len();
         for (o, &k) in ORDERS.iter().enumerate() {
-            if k > i {
+            if k > i || !self.learning {
                 break;
             }
             let h = self.window_hash(o, i);
@@ -245,6 +259,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn after_it_stops_learning_the_cache_predicts_from_the_text_before(
+            tokens in proptest::collection::vec(0u32..3, 1..120),
+            frozen_at in 0usize..120,
+        ) {
+            // The reference: the brute force over the learned prefix with
+            // the current tail appended, keeping only windows that end inside
+            // the prefix (their follower is a learned token).
+            let frozen_at = frozen_at.min(tokens.len());
+            let mut cache = DocCache::new();
+            for (i, &t) in tokens.iter().enumerate() {
+                if i == frozen_at {
+                    cache.stop_learning();
+                }
+                cache.push(t);
+                let m = cache.predict();
+                let (len, counts) = brute_learned(&tokens[..=i], frozen_at.min(i + 1));
+                prop_assert_eq!(m.len, len, "at {}", i);
+                prop_assert_eq!(m.counts, &counts[..], "at {}", i);
+            }
+        }
+    }
+
+    /// As [`brute`], with only the windows whose follower lies in
+    /// `tokens[..learned]` (ends below `learned`).
+    fn brute_learned(tokens: &[u32], learned: usize) -> (usize, Vec<(u32, u32)>) {
+        let i = tokens.len();
+        for &k in ORDERS.iter().rev() {
+            if k > i {
+                continue;
+            }
+            let tail = &tokens[i - k..];
+            let ends: Vec<usize> = (k..i.min(learned))
+                .filter(|&e| &tokens[e - k..e] == tail)
+                .collect();
+            if let Some(&latest) = ends.last() {
+                let mut counts: Vec<(u32, u32)> = Vec::new();
+                for &e in &ends {
+                    match counts.iter_mut().find(|(t, _)| *t == tokens[e]) {
+                        Some((_, c)) => *c += 1,
+                        None => counts.push((tokens[e], 1)),
+                    }
+                }
+                let mut len = k;
+                while len < MAX_CACHE_MATCH
+                    && len < latest
+                    && tokens[latest - 1 - len] == tokens[i - 1 - len]
+                {
+                    len += 1;
+                }
+                return (len, counts);
+            }
+        }
+        (0, Vec::new())
     }
 
     #[test]

@@ -184,6 +184,12 @@ impl<'a> MemorySession<'a> {
         self.cache.push(token);
     }
 
+    /// The document cache stops learning from the tokens pushed after this
+    /// (see [`DocCache::stop_learning`]); they still extend the context.
+    pub fn stop_learning(&mut self) {
+        self.cache.stop_learning();
+    }
+
     /// The document so far.
     pub fn tokens(&self) -> &[u32] {
         self.cache.tokens()
@@ -252,13 +258,13 @@ impl<'a> MemorySession<'a> {
     /// `min_match` tokens (n-gram or cache); elsewhere `probs` is left as
     /// the transformer gave it. Sampling from the mix at short matches
     /// jumps between unrelated places of the training text, so generation
-    /// copies only from long matches.
-    pub fn mix_into_from(&mut self, probs: &mut [f32], min_match: usize) {
+    /// copies only from long matches. Returns whether it mixed.
+    pub fn mix_into_from(&mut self, probs: &mut [f32], min_match: usize) -> bool {
         let memory: &'a Memory = self.memory;
         assert_eq!(probs.len(), memory.vocab_size, "one probability per token");
         let (ngram, cached, features) = self.sources();
         if features.ngram_len.max(features.cache_len) < min_match {
-            return;
+            return false;
         }
         let eff = memory.mixer.effective(&features);
         // The tokens either source names, with their transformer
@@ -283,5 +289,6 @@ impl<'a> MemorySession<'a> {
         for (t, pt, pn, pc) in named {
             probs[t as usize] = mixer::combine(&eff, pt, pn, pc);
         }
+        true
     }
 }

@@ -178,6 +178,9 @@ pub fn parse(
         }
         sampling.repetition_penalty = r as f32;
     }
+    if let Some(b) = f.boolean("balanced_brackets")? {
+        sampling.balanced_brackets = b;
+    }
     sampling.stop = stops(&f)?;
     if endpoint == Endpoint::Chat {
         for s in CHAT_STOPS {
@@ -511,6 +514,7 @@ mod tests {
     #[test]
     fn fields_are_checked_and_named() {
         let r = parse_c(r#"{"prompt":"ab","max_tokens":5,"stop":"x","seed":3}"#).unwrap();
+        assert!(!r.sampling.balanced_brackets, "off unless asked for");
         assert_eq!(r.sampling.max_new_tokens, 5);
         assert_eq!(r.sampling.stop, vec!["x"]);
         assert_eq!(r.sampling.seed, 3);
@@ -524,6 +528,10 @@ mod tests {
             (r#"{"prompt":"a","stop":[1]}"#, "stop"),
             (r#"{"prompt":"a","n":2}"#, "n"),
             (r#"{"prompt":"a","stream":"yes"}"#, "stream"),
+            (
+                r#"{"prompt":"a","balanced_brackets":1}"#,
+                "balanced_brackets",
+            ),
             (r#"{"prompt":"a","memory":true}"#, "memory"),
             (r#"{"prompt":5}"#, "prompt"),
         ] {
@@ -537,6 +545,12 @@ mod tests {
             Some("context_length_exceeded")
         );
         assert_eq!(parse_c("{not json").unwrap_err().code, Some("invalid_json"));
+    }
+
+    #[test]
+    fn balanced_brackets_can_be_asked_for() {
+        let r = parse_c(r#"{"prompt":"ab","balanced_brackets":true}"#).unwrap();
+        assert!(r.sampling.balanced_brackets);
     }
 
     #[test]

@@ -1,0 +1,430 @@
+//! Bracket-balanced decoding for C and languages that look like it: before
+//! each token is sampled, the tokens that would make the code's brackets
+//! impossible to balance are taken out of the choice, the way grammar-
+//! constrained decoding works (llama.cpp's GBNF), with a grammar of
+//! brackets alone.
+//!
+//! A token is refused when, fed after the text so far, one of its bytes in
+//! code (not in a comment or a literal, see [`CLexer`]):
+//! - closes a bracket that is not the innermost open one (`)` while a `{`
+//!   is innermost), or closes one that was never opened;
+//! - ends a statement (`;`) inside parentheses other than a `for (...)`
+//!   header, or inside `[...]`;
+//! - opens a block (`{`) inside `[...]`, or inside parentheses other than
+//!   right after a `)` (a compound literal: `f((Point){1, 2})`);
+//! - ends a line inside a string or character literal;
+//! - closes a brace opened before the innermost open `#if` while that `#if`
+//!   is still open (the `}` of a function whose `#ifdef` has no `#endif`
+//!   yet), or ends a `#else`, `#elif` or `#endif` line with no `#if` open.
+//!
+//! Preprocessor lines do not touch the brackets. The prompt is read
+//! leniently: what it leaves open is what the reply must close.
+//!
+//! Only for code: in prose an apostrophe opens a "character literal" that
+//! the line end then breaks, so the guard is off unless asked for
+//! ([`super::SamplingConfig::balanced_brackets`]).
+
+use super::c_lexer::{CLexer, Lexed};
+
+/// An open bracket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Open {
+    bracket: u8,
+    /// A `(` right after the keyword `for`: its `;`s are allowed.
+    for_header: bool,
+}
+
+/// Longest identifier kept to recognise `for` and directive names.
+const WORD_CAP: usize = 8;
+
+/// A short identifier (longer ones keep their first [`WORD_CAP`] bytes and
+/// never equal a keyword).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Word {
+    bytes: [u8; WORD_CAP],
+    len: usize,
+    overflow: bool,
+}
+
+impl Word {
+    fn push(&mut self, b: u8) {
+        if self.len < WORD_CAP {
+            self.bytes[self.len] = b;
+            self.len += 1;
+        } else {
+            self.overflow = true;
+        }
+    }
+
+    fn is(&self, keyword: &str) -> bool {
+        !self.overflow && &self.bytes[..self.len] == keyword.as_bytes()
+    }
+
+    fn starts_with(&self, prefix: &str) -> bool {
+        self.bytes[..self.len].starts_with(prefix.as_bytes())
+    }
+}
+
+/// Where the current line stands with the preprocessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// Only blanks in code so far.
+    Start,
+    /// An ordinary line of code.
+    Code,
+    /// A `#` line; the directive's name while it is being read.
+    Directive { name: Word, reading: bool },
+}
+
+/// The brackets of the text read so far, and what may come next.
+#[derive(Clone, Debug)]
+pub struct BracketGuard {
+    lexer: CLexer,
+    stack: Vec<Open>,
+    /// For each `#if` still open, the depth of `stack` when it began.
+    conditionals: Vec<usize>,
+    line: Line,
+    /// The identifier last read in code, while only blanks followed it.
+    word: Option<Word>,
+    /// The identifier being read (the previous code byte was part of it).
+    reading: Option<Word>,
+    /// The last code byte that was not a blank.
+    prev_solid: u8,
+    /// The previous byte was a `\` (a directive continues on the next line).
+    after_backslash: bool,
+}
+
+/// Bytes that can make the guard refuse a token: a token without any of
+/// them is always allowed.
+fn can_be_refused(b: u8) -> bool {
+    matches!(b, b'(' | b')' | b'[' | b']' | b'{' | b'}' | b';' | b'\n')
+}
+
+impl BracketGuard {
+    /// The guard after reading `prompt` leniently.
+    pub fn after_prompt(prompt: &str) -> BracketGuard {
+        let mut guard = BracketGuard {
+            lexer: CLexer::new(),
+            stack: Vec::new(),
+            conditionals: Vec::new(),
+            line: Line::Start,
+            word: None,
+            reading: None,
+            prev_solid: 0,
+            after_backslash: false,
+        };
+        guard.feed(prompt.as_bytes());
+        guard
+    }
+
+    /// Brackets open, innermost last (for tests and display).
+    pub fn open_brackets(&self) -> String {
+        self.stack.iter().map(|o| o.bracket as char).collect()
+    }
+
+    /// Whether `bytes`, coming next, keep the brackets balanceable.
+    pub fn allows(&self, bytes: &[u8]) -> bool {
+        if !bytes.iter().any(|&b| can_be_refused(b)) {
+            return true;
+        }
+        let mut trial = self.clone();
+        bytes.iter().all(|&b| trial.step(b, true))
+    }
+
+    /// Reads `bytes` as the text's continuation. What [`allows`] would
+    /// refuse is read leniently: a closing bracket that does not match the
+    /// innermost one is ignored, anything else is taken as it comes.
+    ///
+    /// [`allows`]: BracketGuard::allows
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.step(b, false);
+        }
+    }
+
+    /// Sets the score of every token of `vocab` (`vocab[id]`: its bytes)
+    /// that [`allows`](Self::allows) refuses to −∞, except `keep` (the
+    /// end-of-text token). Returns how many it refused; when that would be
+    /// every token still possible, it refuses none.
+    pub fn mask(&self, vocab: &[Vec<u8>], keep: Option<u32>, scores: &mut [f32]) -> usize {
+        let refused: Vec<usize> = vocab
+            .iter()
+            .enumerate()
+            .filter(|&(id, bytes)| {
+                Some(id as u32) != keep && scores[id] > f32::NEG_INFINITY && !self.allows(bytes)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let possible = scores.iter().filter(|&&s| s > f32::NEG_INFINITY).count();
+        if refused.len() >= possible {
+            return 0;
+        }
+        for &id in &refused {
+            scores[id] = f32::NEG_INFINITY;
+        }
+        refused.len()
+    }
+
+    /// One byte; `strict`: returns false where the byte breaks a rule
+    /// (the state is then unspecified and the trial copy is dropped).
+    fn step(&mut self, b: u8, strict: bool) -> bool {
+        let after_backslash = std::mem::replace(&mut self.after_backslash, b == b'\\');
+        let code = match self.lexer.step(b) {
+            Lexed::Code(c) => c,
+            Lexed::Inert => return true,
+            Lexed::BrokenLiteral => {
+                self.end_line(strict, false);
+                return !strict;
+            }
+        };
+        if code == b'\n' {
+            return self.end_line(strict, after_backslash);
+        }
+        let blank = code == b' ' || code == b'\t' || code == b'\r' || code == 0x0c;
+        let ident = code.is_ascii_alphanumeric() || code == b'_';
+        match &mut self.line {
+            Line::Start if blank => return true,
+            Line::Start if code == b'#' => {
+                self.line = Line::Directive {
+                    name: Word::default(),
+                    reading: true,
+                };
+                return true;
+            }
+            Line::Start => self.line = Line::Code,
+            Line::Directive { name, reading } => {
+                if *reading && ident {
+                    name.push(code);
+                } else if *reading && !(blank && name.len == 0) {
+                    *reading = false;
+                }
+                // Preprocessor lines leave the brackets alone.
+                return true;
+            }
+            Line::Code => {}
+        }
+        // Identifiers: remember the last one while only blanks follow it.
+        if ident {
+            self.reading.get_or_insert_with(Word::default).push(code);
+            self.word = None;
+            self.prev_solid = code;
+            return true;
+        }
+        if let Some(w) = self.reading.take() {
+            self.word = Some(w);
+        }
+        if blank {
+            return true;
+        }
+        let ok = self.bracket(code, strict);
+        self.word = None;
+        self.prev_solid = code;
+        ok
+    }
+
+    /// A solid code byte outside preprocessor lines.
+    fn bracket(&mut self, code: u8, strict: bool) -> bool {
+        let top = self.stack.last().copied();
+        let in_parens = top.map(|o| o.bracket == b'(');
+        let in_brackets = top.map(|o| o.bracket == b'[') == Some(true);
+        match code {
+            b'(' | b'[' => {
+                let for_header = code == b'(' && self.word.is_some_and(|w| w.is("for"));
+                self.stack.push(Open {
+                    bracket: code,
+                    for_header,
+                });
+            }
+            b'{' => {
+                let refused = in_brackets || (in_parens == Some(true) && self.prev_solid != b')');
+                if refused && strict {
+                    return false;
+                }
+                self.stack.push(Open {
+                    bracket: code,
+                    for_header: false,
+                });
+            }
+            b')' | b']' | b'}' => {
+                let opener = match code {
+                    b')' => b'(',
+                    b']' => b'[',
+                    _ => b'{',
+                };
+                let matches = top.map(|o| o.bracket) == Some(opener);
+                let crosses_if = code == b'}'
+                    && self
+                        .conditionals
+                        .last()
+                        .is_some_and(|&depth| self.stack.len() <= depth);
+                if strict && (!matches || crosses_if) {
+                    return false;
+                }
+                if matches {
+                    self.stack.pop();
+                }
+            }
+            b';' => {
+                let refused =
+                    in_brackets || (in_parens == Some(true) && !top.is_some_and(|o| o.for_header));
+                if refused && strict {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// A line end in code: a directive line takes effect (unless a `\`
+    /// continues it).
+    fn end_line(&mut self, strict: bool, continued: bool) -> bool {
+        self.reading = None;
+        self.word = None;
+        if continued {
+            return true;
+        }
+        let line = std::mem::replace(&mut self.line, Line::Start);
+        let Line::Directive { name, .. } = line else {
+            return true;
+        };
+        if name.starts_with("if") && !name.overflow {
+            // `#if`, `#ifdef`, `#ifndef`.
+            self.conditionals.push(self.stack.len());
+        } else if name.is("endif") || name.is("else") || name.starts_with("elif") {
+            if self.conditionals.is_empty() {
+                return !strict;
+            }
+            if name.is("endif") {
+                self.conditionals.pop();
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(prompt: &str) -> BracketGuard {
+        BracketGuard::after_prompt(prompt)
+    }
+
+    #[test]
+    fn the_prompt_leaves_its_brackets_open() {
+        assert_eq!(guard("int f(int a){\n  if( a>0 ){").open_brackets(), "{{");
+        assert_eq!(guard("x = a[f(\"(\"").open_brackets(), "[(");
+        assert_eq!(guard("/* ( */ y = '{';").open_brackets(), "");
+        // A prompt that closes what it never opened is read leniently.
+        assert_eq!(guard("} ) ( ").open_brackets(), "(");
+    }
+
+    #[test]
+    fn closers_must_match_the_innermost_opener() {
+        let g = guard("int f(int a){\n  if( g(a");
+        assert!(g.allows(b")"));
+        assert!(!g.allows(b"}"));
+        assert!(!g.allows(b"]"));
+        assert!(g.allows(b"))"));
+        assert!(!g.allows(b")))"), "the third `)` would close the brace");
+        assert!(g.allows(b")){ }"));
+        assert!(g.allows(b")){ }\n}"));
+        assert!(!g.allows(b")){ }\n}}"), "nothing left to close");
+        // In comments and literals brackets do not count.
+        assert!(g.allows(b" /* } */ , \"]\", ']')"));
+    }
+
+    #[test]
+    fn statements_and_blocks_do_not_start_inside_parentheses() {
+        let g = guard("void f(void){\n  x = g(a");
+        assert!(!g.allows(b";"));
+        assert!(!g.allows(b" {"));
+        assert!(g.allows(b");"));
+        assert!(g.allows(b", (Point){1, 2});"), "a compound literal");
+        let g = guard("void f(void){\n  for(i=0");
+        assert!(g.allows(b"; i<n; i++){"));
+        let g = guard("void f(void){\n  for (i=0");
+        assert!(g.allows(b"; i<n; i++) {"), "a blank between `for` and `(`");
+        let g = guard("void f(void){\n  format(i=0");
+        assert!(!g.allows(b";"), "only `for` itself");
+        let g = guard("void f(void){\n  x = a[i");
+        assert!(!g.allows(b";"));
+        assert!(!g.allows(b"{"));
+        assert!(g.allows(b"];"));
+    }
+
+    #[test]
+    fn lines_do_not_end_inside_literals() {
+        let g = guard("void f(void){\n  s = \"abc");
+        assert!(!g.allows(b"\n"));
+        assert!(g.allows(b"\\n\";\n"));
+        assert!(
+            g.allows(b"\\\n  more\";\n"),
+            "a backslash continues the literal"
+        );
+        let g = guard("void f(void){\n  c = '");
+        assert!(!g.allows(b"x\n"));
+        assert!(g.allows(b"x';\n"));
+    }
+
+    #[test]
+    fn conditionals_close_before_the_braces_around_them() {
+        let g = guard("void f(void){\n#ifdef X\n  a();\n");
+        assert!(!g.allows(b"}"), "the function cannot end inside its #ifdef");
+        assert!(g.allows(b"#endif\n}"));
+        assert!(
+            g.allows(b"  if( a ){\n  }\n"),
+            "a block opened and closed inside"
+        );
+        assert!(g.allows(b"#else\n  b();\n#endif\n}"));
+        let g = guard("void f(void){\n");
+        assert!(!g.allows(b"#endif\n"), "no #if open");
+        assert!(!g.allows(b"#else\n"));
+        assert!(
+            g.allows(b"#define M(a) ((a)+1\n"),
+            "directive lines leave brackets alone"
+        );
+        assert!(g.allows(b"#if defined(X) \\\n  && Y\n  x;\n#endif\n}"));
+    }
+
+    #[test]
+    fn feeding_in_any_pieces_gives_the_same_state() {
+        let text = "int f(int a){\n  for(i=0; i<n; i++){ s = \"}{\"; /* ( */ }\n#if X\n  g(a, (P){1});\n#endif\n";
+        let whole = {
+            let mut g = guard("");
+            g.feed(text.as_bytes());
+            g
+        };
+        assert_eq!(whole.open_brackets(), "{");
+        for cut in 0..=text.len() {
+            let mut g = guard("");
+            g.feed(&text.as_bytes()[..cut]);
+            assert!(g.allows(&text.as_bytes()[cut..]), "cut at {cut}");
+            g.feed(&text.as_bytes()[cut..]);
+            assert_eq!(g.open_brackets(), whole.open_brackets(), "cut at {cut}");
+            assert!(g.allows(b"}") && !g.allows(b"}}"), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn masking_refuses_only_what_breaks_and_never_everything() {
+        let vocab: Vec<Vec<u8>> = ["a", ";", "}", ")", ");", "<eot>"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let g = guard("void f(void){\n  g(x");
+        let mut scores = vec![0.0f32; vocab.len()];
+        assert_eq!(g.mask(&vocab, Some(5), &mut scores), 2);
+        assert_eq!(
+            scores.iter().map(|s| s.is_finite()).collect::<Vec<_>>(),
+            [true, false, false, true, true, true]
+        );
+        // When only refused tokens remain possible, nothing is refused.
+        let mut scores = vec![f32::NEG_INFINITY; vocab.len()];
+        scores[1] = 0.0;
+        scores[2] = -1.0;
+        assert_eq!(g.mask(&vocab, None, &mut scores), 0);
+        assert_eq!(scores[1], 0.0);
+    }
+}
