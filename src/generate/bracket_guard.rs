@@ -9,9 +9,13 @@
 //! - closes a bracket that is not the innermost open one (`)` while a `{`
 //!   is innermost), or closes one that was never opened;
 //! - ends a statement (`;`) inside parentheses other than a `for (...)`
-//!   header, or inside `[...]`;
-//! - opens a block (`{`) inside `[...]`, or inside parentheses other than
-//!   right after a `)` (a compound literal: `f((Point){1, 2})`);
+//!   header, inside `[...]`, or inside a list (an initializer's or an
+//!   `enum`'s braces);
+//! - opens a brace (`{`) inside `[...]`, or inside parentheses other than
+//!   right after what may be a cast (a compound literal:
+//!   `f(a, (Point){1, 2})`; not after a call's or an expression's `)`);
+//! - closes a block before its last statement ended: a block's `}` comes
+//!   after `;`, `}`, `{` or a label's `:` (a list's after anything);
 //! - ends a line inside a string or character literal;
 //! - closes a brace opened before the innermost open `#if` while that `#if`
 //!   is still open (the `}` of a function whose `#ifdef` has no `#endif`
@@ -32,6 +36,25 @@ struct Open {
     bracket: u8,
     /// A `(` right after the keyword `for`: its `;`s are allowed.
     for_header: bool,
+    /// A `(` not right after an identifier (a call's or a keyword's, other
+    /// than `return`) with only identifiers, blanks and `*` inside so far:
+    /// it may be a cast, and its `)` may be followed by a compound
+    /// literal's `{`.
+    cast: bool,
+    /// A `{` of a list (an initializer or an `enum`'s body), not a block:
+    /// its items end with `,`, not `;`.
+    list: bool,
+}
+
+impl Open {
+    fn new(bracket: u8) -> Open {
+        Open {
+            bracket,
+            for_header: false,
+            cast: false,
+            list: false,
+        }
+    }
 }
 
 /// Longest identifier kept to recognise `for` and directive names.
@@ -90,6 +113,11 @@ pub struct BracketGuard {
     reading: Option<Word>,
     /// The last code byte that was not a blank.
     prev_solid: u8,
+    /// The last `)` closed parentheses that may be a cast.
+    closed_cast: bool,
+    /// The keyword `enum` came since the last `;`, bracket or brace: the
+    /// next `{` opens a list.
+    enum_pending: bool,
     /// The previous byte was a `\` (a directive continues on the next line).
     after_backslash: bool,
 }
@@ -111,6 +139,8 @@ impl BracketGuard {
             word: None,
             reading: None,
             prev_solid: 0,
+            closed_cast: false,
+            enum_pending: false,
             after_backslash: false,
         };
         guard.feed(prompt.as_bytes());
@@ -211,6 +241,7 @@ impl BracketGuard {
             return true;
         }
         if let Some(w) = self.reading.take() {
+            self.enum_pending |= w.is("enum");
             self.word = Some(w);
         }
         if blank {
@@ -218,32 +249,49 @@ impl BracketGuard {
         }
         let ok = self.bracket(code, strict);
         self.word = None;
-        self.prev_solid = code;
+        // A `/` may turn out to open a comment with the next byte (the
+        // lexer cannot tell yet): it does not count as the last solid byte.
+        if code != b'/' {
+            self.prev_solid = code;
+        }
         ok
     }
 
     /// A solid code byte outside preprocessor lines.
     fn bracket(&mut self, code: u8, strict: bool) -> bool {
-        let top = self.stack.last().copied();
-        let in_parens = top.map(|o| o.bracket == b'(');
-        let in_brackets = top.map(|o| o.bracket == b'[') == Some(true);
-        match code {
-            b'(' | b'[' => {
-                let for_header = code == b'(' && self.word.is_some_and(|w| w.is("for"));
-                self.stack.push(Open {
-                    bracket: code,
-                    for_header,
-                });
+        let prev = self.prev_solid;
+        if code != b'*' && code != b')' {
+            // Anything but identifiers and `*` inside: not a cast.
+            if let Some(top) = self.stack.last_mut() {
+                top.cast = false;
             }
+        }
+        if matches!(code, b';' | b'(' | b')' | b'[' | b']' | b'{' | b'}') {
+            self.enum_pending = std::mem::take(&mut self.enum_pending) && code == b'{';
+        }
+        let top = self.stack.last().copied();
+        let top_is = |b: u8| top.is_some_and(|o| o.bracket == b);
+        match code {
+            b'(' => {
+                let mut open = Open::new(code);
+                open.for_header = self.word.is_some_and(|w| w.is("for"));
+                let after_word = prev.is_ascii_alphanumeric() || prev == b'_';
+                open.cast = !after_word || self.word.is_some_and(|w| w.is("return"));
+                self.stack.push(open);
+            }
+            b'[' => self.stack.push(Open::new(code)),
             b'{' => {
-                let refused = in_brackets || (in_parens == Some(true) && self.prev_solid != b')');
-                if refused && strict {
+                let literal = prev == b')' && self.closed_cast;
+                if strict && (top_is(b'[') || (top_is(b'(') && !literal)) {
                     return false;
                 }
-                self.stack.push(Open {
-                    bracket: code,
-                    for_header: false,
-                });
+                let mut open = Open::new(code);
+                open.list = matches!(prev, b'=' | b',')
+                    || (prev == b'{' && top.is_some_and(|o| o.list))
+                    || literal
+                    || self.enum_pending;
+                self.enum_pending = false;
+                self.stack.push(open);
             }
             b')' | b']' | b'}' => {
                 let opener = match code {
@@ -251,22 +299,28 @@ impl BracketGuard {
                     b']' => b'[',
                     _ => b'{',
                 };
-                let matches = top.map(|o| o.bracket) == Some(opener);
+                let matches = top_is(opener);
                 let crosses_if = code == b'}'
                     && self
                         .conditionals
                         .last()
                         .is_some_and(|&depth| self.stack.len() <= depth);
-                if strict && (!matches || crosses_if) {
+                // A block's statements end with `;` or `}` (or it is empty,
+                // or a label ends it).
+                let unfinished_statement = code == b'}'
+                    && top.is_some_and(|o| !o.list)
+                    && !matches!(prev, b';' | b'{' | b'}' | b':');
+                if strict && (!matches || crosses_if || unfinished_statement) {
                     return false;
                 }
-                if matches {
-                    self.stack.pop();
+                if matches && let Some(open) = self.stack.pop() {
+                    self.closed_cast = open.cast;
                 }
             }
             b';' => {
-                let refused =
-                    in_brackets || (in_parens == Some(true) && !top.is_some_and(|o| o.for_header));
+                let refused = top_is(b'[')
+                    || top.is_some_and(|o| o.list)
+                    || (top_is(b'(') && !top.is_some_and(|o| o.for_header));
                 if refused && strict {
                     return false;
                 }
@@ -355,6 +409,50 @@ mod tests {
     }
 
     #[test]
+    fn blocks_end_after_a_statement_and_lists_after_an_item() {
+        let g = guard("int f(int a){\n  x = a");
+        assert!(!g.allows(b"\n}"), "the statement lacks its `;`");
+        assert!(g.allows(b";\n}"));
+        assert!(g.allows(b";\n  if( a ){ }\n}"), "an empty block");
+        assert!(g.allows(b";\nend:\n}"), "a label");
+        assert!(!g.allows(b";\n  if( a ){ b() }"));
+        // Initializers and enums are lists: items, commas, no `;` inside.
+        let g = guard("void f(void){\n  static const int a[] = {1, 2");
+        assert!(g.allows(b"};\n}"));
+        assert!(g.allows(b", };\n}"), "a trailing comma");
+        assert!(!g.allows(b";"));
+        let g = guard("void f(void){\n  int m[2][2] = { {1, 2}, {3");
+        assert!(g.allows(b", 4} };\n}"));
+        assert!(!g.allows(b", 4}; };"));
+        let g = guard("enum color { RED, GREEN");
+        assert!(g.allows(b" };"));
+        assert!(!g.allows(b"; };"));
+        let g = guard("struct point { int x");
+        assert!(!g.allows(b" }"), "a struct's members end with `;`");
+        assert!(g.allows(b"; int y; };"));
+        // A compound literal is a list; `if (...)` opens a block.
+        let g = guard("void f(void){\n  p = (Point){1, 2");
+        assert!(g.allows(b"};\n}"));
+        let g = guard("Point f(void){\n  return (Point){1, 2");
+        assert!(g.allows(b"};\n}"));
+        let g = guard("void f(void){\n  if (x){ y = 1");
+        assert!(!g.allows(b"}"));
+        assert!(g.allows(b"; }\n}"));
+    }
+
+    #[test]
+    fn only_a_cast_is_followed_by_a_brace_inside_parentheses() {
+        let g = guard("void f(void){\n  g(a, (struct point *)");
+        assert!(g.allows(b"{1, 2});\n}"), "a compound literal argument");
+        let g = guard("void f(void){\n  if( (h(a) || (g(b))");
+        assert!(!g.allows(b"{"), "`(g(b))` holds a call: no cast");
+        let g = guard("void f(void){\n  g(a, h(b)");
+        assert!(!g.allows(b"{"), "a call's parentheses are no cast");
+        let g = guard("void f(void){\n  g(a, (b + c)");
+        assert!(!g.allows(b"{"), "an expression is no cast");
+    }
+
+    #[test]
     fn lines_do_not_end_inside_literals() {
         let g = guard("void f(void){\n  s = \"abc");
         assert!(!g.allows(b"\n"));
@@ -390,7 +488,7 @@ mod tests {
 
     #[test]
     fn feeding_in_any_pieces_gives_the_same_state() {
-        let text = "int f(int a){\n  for(i=0; i<n; i++){ s = \"}{\"; /* ( */ }\n#if X\n  g(a, (P){1});\n#endif\n";
+        let text = "int f(int a){\n  for(i=0; i<n; i++){ s = \"}{\"; /* ( */ } // ;\n#if X\n  g(a, (P){1});\n#endif\n";
         let whole = {
             let mut g = guard("");
             g.feed(text.as_bytes());
