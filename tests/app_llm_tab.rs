@@ -463,3 +463,57 @@ fn the_repository_memory_is_used_and_can_be_switched_off() {
     assert_eq!(without, reference(false));
     assert_ne!(without, with);
 }
+
+/// The Balanced brackets checkbox (off by default): ticked, the reply is
+/// exactly the library generator's with `balanced_brackets`, and a guard
+/// reading the prompt and then the reply refuses none of its tokens, while
+/// the same reply without it breaks the brackets somewhere.
+#[test]
+fn the_balanced_brackets_checkbox_keeps_the_reply_balanced() {
+    use cllm::generate::bracket_guard::BracketGuard;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_checkpoint(dir.path());
+    let mut h = app_in(dir.path());
+    h.step();
+    load(&mut h, &path);
+    assert!(h.state().llm.load_error.is_none());
+    assert!(!h.state().settings.llm.balanced_brackets);
+    let prompt = "int f(int a){\n  if( g(a";
+    h.state_mut().settings.llm.prompt = prompt.into();
+    h.state_mut().settings.llm.max_tokens = 300;
+    h.state_mut().settings.llm.temperature = 1.0;
+    h.state_mut().settings.llm.top_k = 0;
+    h.state_mut().settings.llm.repetition_penalty = 1.0;
+    h.run_steps(1);
+    h.get_by_label("Balanced brackets").click();
+    h.run_steps(1);
+    assert!(h.state().settings.llm.balanced_brackets);
+
+    let ck = cllm::checkpoint::load(&path).unwrap();
+    let model = Gpt::from_params(ck.model, ck.params).unwrap();
+    let tok = Tokenizer::bytes();
+    let sampling = h.state().settings.llm.sampling_config().unwrap();
+    let reply_of = |balanced: bool| {
+        let mut cfg = sampling.clone();
+        cfg.balanced_brackets = balanced;
+        let mut g = Generator::new(&model, &tok, prompt, cfg).unwrap();
+        while g.next_token().is_some() {}
+        (g.text().to_string(), g.generated_ids().to_vec())
+    };
+    let refused = |ids: &[u32]| {
+        let mut guard = BracketGuard::after_prompt(prompt);
+        let mut n = 0;
+        for &id in ids {
+            let bytes = tok.token_bytes(id);
+            n += usize::from(!guard.allows(&bytes));
+            guard.feed(&bytes);
+        }
+        n
+    };
+    let shown = generate_reply(&mut h);
+    let (text, ids) = reply_of(true);
+    assert_eq!(shown, text);
+    assert_eq!(refused(&ids), 0);
+    let (_, unguarded) = reply_of(false);
+    assert!(refused(&unguarded) > 0, "the check can fail");
+}

@@ -162,10 +162,11 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         stats.tokens_per_sec,
         stats.prompt_tokens,
         stats.prefill_secs,
-        if generator.has_memory() {
-            "with the repository memory"
-        } else {
-            "model only"
+        match (generator.has_memory(), generator.config().balanced_brackets) {
+            (true, true) => "with the repository memory, brackets kept balanced",
+            (true, false) => "with the repository memory",
+            (false, true) => "model only, brackets kept balanced",
+            (false, false) => "model only",
         },
         if threads == 1 { "" } else { "s" },
         precision.name()
