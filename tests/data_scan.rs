@@ -192,6 +192,22 @@ fn extensions_are_configurable_and_text_is_handed_over() {
             ("c.xyz".to_string(), Some("custom\n".to_string())),
         ]
     );
+    // A file named as a root is read whatever the extensions say: they
+    // choose among a folder's files.
+    let opts = ScanOptions {
+        roots: vec![tmp.path().join("b.py")],
+        extensions: vec!["c".to_string()],
+        max_file_bytes: None,
+    };
+    let mut got = Vec::new();
+    scan_with_text(&opts, &AtomicBool::new(false), &mut |f, text| {
+        got.push((f.relative.to_string_lossy().into_owned(), text));
+    })
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![("b.py".to_string(), Some("print(1)\n".to_string()))]
+    );
 }
 
 #[test]

@@ -161,7 +161,9 @@ pub fn scan_with_text(
                 continue;
             }
             let path = entry.path().to_path_buf();
-            if !has_extension(&path, &extensions) {
+            // The extensions choose among a folder's files; a file named
+            // as a root is read whatever its name.
+            if entry.depth() > 0 && !has_extension(&path, &extensions) {
                 continue;
             }
             let relative = match path.strip_prefix(root) {
