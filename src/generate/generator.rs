@@ -262,7 +262,7 @@ impl<'a> Generator<'a> {
         let mut probs = sampling::softmax(&self.logits, 1.0);
         let id = match self.memory.as_mut() {
             // Sampling (temperature, top-k/p, repetition penalty) then works
-            // on the mix's log-probabilities as it does on logits.
+            // on the mix's scores (see `mix_scores`) as it does on logits.
             Some(session) => {
                 let mut mixed = if session.mix_into_from(&mut probs, GENERATION_MIN_MATCH) {
                     mix_scores(&probs, &self.logits)
@@ -526,8 +526,6 @@ impl<'a> Generator<'a> {
     }
 }
 
-/// Moves the longest valid UTF-8 start of `pending` into `out`; bytes that
-/// can never be valid become U+FFFD, an incomplete last character stays.
 /// Sampling scores for the memory's mix `probs`: its log-probabilities
 /// shifted by the log-normaliser of the model's `logits`, so that a token
 /// the mix leaves at the model's probability keeps its logit. The
@@ -542,6 +540,8 @@ fn mix_scores(probs: &[f32], logits: &[f32]) -> Vec<f32> {
     probs.iter().map(|&p| p.max(1e-30).ln() + shift).collect()
 }
 
+/// Moves the longest valid UTF-8 start of `pending` into `out`; bytes that
+/// can never be valid become U+FFFD, an incomplete last character stays.
 fn drain_utf8(pending: &mut Vec<u8>, out: &mut String) {
     loop {
         match std::str::from_utf8(pending) {
