@@ -115,7 +115,9 @@ pub struct TrainArgs {
     /// Resume even though the training data changed since the checkpoint
     #[arg(long, requires = "resume")]
     pub allow_data_change: bool,
-    /// Where the final model goes (a copy also stays in the run's folder)
+    /// Where the final model goes (a copy also stays in the run's folder); a
+    /// folder (one that exists, or a path ending in `/`) gets
+    /// `trained_model_kissing_spheres.cllm` inside it
     #[arg(long, default_value = "models/trained_model_kissing_spheres.cllm")]
     pub output: PathBuf,
     /// Checkpoints go to <checkpoint-dir>/<run-name>/
@@ -208,7 +210,7 @@ impl TrainArgs {
         }
         c.resume = self.resume.clone();
         c.allow_data_change = self.allow_data_change;
-        c.output = self.output.clone();
+        c.output = model_path(&self.output);
         c.checkpoint_dir = self.checkpoint_dir.clone();
         c.given = given.into_iter().map(String::from).collect();
         c
@@ -216,6 +218,18 @@ impl TrainArgs {
 }
 
 /// `--time`: a duration with units, in seconds.
+/// `--output` as a model file: a folder (one that exists, or a path
+/// written with a trailing `/`) gets the default file name inside it, so
+/// `--output models/` does not replace the folder with a file.
+fn model_path(output: &std::path::Path) -> PathBuf {
+    let written_as_folder = output.as_os_str().to_string_lossy().ends_with('/');
+    if written_as_folder || output.is_dir() {
+        output.join("trained_model_kissing_spheres.cllm")
+    } else {
+        output.to_path_buf()
+    }
+}
+
 fn parse_time(text: &str) -> Result<f64, String> {
     crate::train::budget::parse_duration(text).map(|d| d.as_secs_f64())
 }
@@ -691,4 +705,23 @@ pub fn clock(secs: f64) -> String {
 
 fn parse_precision(s: &str) -> Result<PrecisionChoice, String> {
     PrecisionChoice::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_folder_gets_the_model_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("trained_model_kissing_spheres.cllm");
+        assert_eq!(model_path(dir.path()), inside);
+        let new_folder = dir.path().join("new/");
+        assert_eq!(
+            model_path(&new_folder),
+            dir.path().join("new").join("trained_model_kissing_spheres.cllm")
+        );
+        let file = dir.path().join("mine.cllm");
+        assert_eq!(model_path(&file), file);
+    }
 }
