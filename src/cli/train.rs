@@ -719,7 +719,9 @@ mod tests {
         let new_folder = dir.path().join("new/");
         assert_eq!(
             model_path(&new_folder),
-            dir.path().join("new").join("trained_model_kissing_spheres.cllm")
+            dir.path()
+                .join("new")
+                .join("trained_model_kissing_spheres.cllm")
         );
         let file = dir.path().join("mine.cllm");
         assert_eq!(model_path(&file), file);
