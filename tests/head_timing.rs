@@ -172,3 +172,70 @@ fn head_pieces() {
     let t = best(|| matmul_pairs(MatMut::new(&mut dwte, v, c), d, xcp, true));
     println!("bf16 dwte: {:.2} ms {:.1} GFLOP/s", t * 1e3, gf(t, fl));
 }
+
+/// The bf16 head's three products as the head runs them, one chunk of
+/// rows (HEAD_CHUNK, default 512) against every vocabulary tile, each
+/// product timed on its own against the kernel's 1024³ peak: where the
+/// head's matmul time goes, product by product.
+#[test]
+#[ignore]
+fn head_tile_products() {
+    use cllm::model::ops::crossentropy::VOCAB_TILE;
+    let rows = std::env::var("HEAD_CHUNK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512usize);
+    let (c, v) = (256usize, 50257usize);
+    let x = rnd(rows * c, 1);
+    let wte = rnd(v * c, 2);
+    let mut packs = WeightPacks::default();
+    packs.pack_for_test(&wte, v, c);
+    let peak = cllm::bench::matmul_peak_for(Precision::Bf16, 1024, 5).wall;
+    let tiles = v.div_ceil(VOCAB_TILE);
+    let flops = 2.0 * (rows * c * v) as f64;
+    let report = |name: &str, t: f64| {
+        let rate = flops / t / 1e9;
+        println!(
+            "bf16 {name:<28} {:6.2} ms {rate:6.1} GFLOP/s {:5.1}% of {peak:.1}",
+            t * 1e3,
+            100.0 * rate / peak
+        );
+    };
+    let mut pa = Vec::new();
+    let xa = pack_rows(&mut pa, MatRef::new(&x, rows, c));
+    let mut logits = vec![0.0f32; rows * VOCAB_TILE];
+    let width_of = |t: usize| VOCAB_TILE.min(v - t * VOCAB_TILE);
+    let t = best(|| {
+        for t in 0..tiles {
+            let w = width_of(t);
+            let wt = packs.forward().row_block(t * VOCAB_TILE, w);
+            matmul_pairs(MatMut::new(&mut logits[..rows * w], rows, w), xa, wt, false);
+        }
+    });
+    report("logits (tile of all rows)", t);
+    let pairs = VOCAB_TILE / 2;
+    let along = vec![0x3c003c00u32; rows * pairs];
+    let mut dx = vec![0.0f32; rows * c];
+    let t = best(|| {
+        for t in 0..tiles {
+            let p = width_of(t).div_ceil(2);
+            let a = PairsRef::new(&along, rows, p, pairs, 1);
+            let wb = packs.backward().pair_block(t * pairs, p);
+            matmul_pairs(MatMut::new(&mut dx, rows, c), a, wb, t > 0);
+        }
+    });
+    report("dx (accumulated over tiles)", t);
+    let down = vec![0x3c003c00u32; rows.div_ceil(2) * VOCAB_TILE];
+    let mut pxs = Vec::new();
+    let xc = pack_columns(&mut pxs, MatRef::new(&x, rows, c));
+    let mut dwte = vec![0.0f32; v * c];
+    let t = best(|| {
+        for t in 0..tiles {
+            let (j0, w) = (t * VOCAB_TILE, width_of(t));
+            let d = PairsRef::new(&down, w, rows.div_ceil(2), 1, VOCAB_TILE);
+            let out = MatMut::new(&mut dwte[j0 * c..(j0 + w) * c], w, c);
+            matmul_pairs(out, d, xc, true);
+        }
+    });
+    report("dwte (tile by tile)", t);
+}

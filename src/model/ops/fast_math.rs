@@ -139,12 +139,16 @@ pub fn exp(x: f32) -> f32 {
     let n = shifted - ROUND_MAGIC;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Taylor series of e^r to degree 7: truncation error < 2e-9 on |r| <= 0.347.
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // Evaluated in Estrin's scheme (pairs of terms, joined by r² and r⁴)
+    // rather than Horner's: six dependent operations instead of fourteen.
+    // A vector loop of exponentials is bound by that chain, not by the
+    // count of operations (the scheduler fills with waiting instructions):
+    // Horner's form cost the head's tile exponentials ~19 cycles a vector.
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let low = (1.0 + r) + r2 * (0.5 + r * (1.0 / 6.0));
+    let high = (1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0));
+    let p = low + r4 * high;
     // 2^n from the integer n held in the low mantissa bits of `shifted`
     // (its bits are those of 1.5 * 2^23 plus n, and 1.5 * 2^23's low 9 bits
     // are zero, so the shift leaves (n + 127) << 23). The same value as

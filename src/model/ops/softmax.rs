@@ -44,24 +44,7 @@ simd_fn! {
 /// the function that calls it.
 #[inline(always)]
 pub(super) fn exp_shifted(row: &mut [f32], find_argmax: bool) -> (f32, f32, usize) {
-    let mut lane_max = [f32::NEG_INFINITY; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for ch in &mut chunks {
-        for k in 0..LANES {
-            lane_max[k] = if ch[k] > lane_max[k] {
-                ch[k]
-            } else {
-                lane_max[k]
-            };
-        }
-    }
-    let mut max = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    for m in lane_max {
-        max = max.max(m);
-    }
+    let max = row_max(row);
     // First index holding the maximum (ties go to the lowest index).
     let argmax = if find_argmax {
         row.iter().position(|&x| x == max).unwrap_or(0)
@@ -84,6 +67,39 @@ pub(super) fn exp_shifted(row: &mut [f32], find_argmax: bool) -> (f32, f32, usiz
     }
     sum += lane_sum.iter().sum::<f32>();
     (max, sum, argmax)
+}
+
+/// The largest element (NaNs ignored; -inf for an empty row). Four
+/// vectors of lanes, so the compares do not wait on each other (one chain
+/// of 2-cycle compares cost a 512-wide head tile row as long as a third
+/// of its exponentials), then a halving tree. A maximum does not depend on
+/// the order it is taken in, so the result is that of a left-to-right
+/// scan.
+#[inline(always)]
+fn row_max(row: &[f32]) -> f32 {
+    const WIDE: usize = 4 * LANES;
+    let mut lanes = [f32::NEG_INFINITY; WIDE];
+    let mut chunks = row.chunks_exact(WIDE);
+    for ch in &mut chunks {
+        for k in 0..WIDE {
+            lanes[k] = if ch[k] > lanes[k] { ch[k] } else { lanes[k] };
+        }
+    }
+    for (k, &x) in chunks.remainder().iter().enumerate() {
+        lanes[k] = if x > lanes[k] { x } else { lanes[k] };
+    }
+    let mut width = WIDE / 2;
+    while width > 0 {
+        for k in 0..width {
+            lanes[k] = if lanes[k + width] > lanes[k] {
+                lanes[k + width]
+            } else {
+                lanes[k]
+            };
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 #[cfg(test)]
