@@ -180,13 +180,8 @@ fn extensions_are_configurable_and_text_is_handed_over() {
         extensions: vec![".XYZ".to_string(), "c".to_string()],
         max_file_bytes: None,
     };
-    let mut got = Vec::new();
-    scan_with_text(&opts, &AtomicBool::new(false), &mut |f, text| {
-        got.push((f.relative.to_string_lossy().into_owned(), text));
-    })
-    .unwrap();
     assert_eq!(
-        got,
+        scanned_texts(&opts),
         vec![
             ("a.c".to_string(), Some("int a;\n".to_string())),
             ("c.xyz".to_string(), Some("custom\n".to_string())),
@@ -199,15 +194,20 @@ fn extensions_are_configurable_and_text_is_handed_over() {
         extensions: vec!["c".to_string()],
         max_file_bytes: None,
     };
+    assert_eq!(
+        scanned_texts(&opts),
+        vec![("b.py".to_string(), Some("print(1)\n".to_string()))]
+    );
+}
+
+/// `(relative path, text)` of every file a scan hands over.
+fn scanned_texts(opts: &ScanOptions) -> Vec<(String, Option<String>)> {
     let mut got = Vec::new();
-    scan_with_text(&opts, &AtomicBool::new(false), &mut |f, text| {
+    scan_with_text(opts, &AtomicBool::new(false), &mut |f, text| {
         got.push((f.relative.to_string_lossy().into_owned(), text));
     })
     .unwrap();
-    assert_eq!(
-        got,
-        vec![("b.py".to_string(), Some("print(1)\n".to_string()))]
-    );
+    got
 }
 
 #[test]

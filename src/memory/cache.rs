@@ -215,32 +215,7 @@ mod tests {
     /// occurred earlier with a follower, the counts of those followers, and
     /// the match length against the latest such occurrence.
     fn brute(tokens: &[u32]) -> (usize, Vec<(u32, u32)>) {
-        let i = tokens.len();
-        for &k in ORDERS.iter().rev() {
-            if k > i {
-                continue;
-            }
-            let tail = &tokens[i - k..];
-            let ends: Vec<usize> = (k..i).filter(|&e| &tokens[e - k..e] == tail).collect();
-            if let Some(&latest) = ends.last() {
-                let mut counts: Vec<(u32, u32)> = Vec::new();
-                for &e in &ends {
-                    match counts.iter_mut().find(|(t, _)| *t == tokens[e]) {
-                        Some((_, c)) => *c += 1,
-                        None => counts.push((tokens[e], 1)),
-                    }
-                }
-                let mut len = k;
-                while len < MAX_CACHE_MATCH
-                    && len < latest
-                    && tokens[latest - 1 - len] == tokens[i - 1 - len]
-                {
-                    len += 1;
-                }
-                return (len, counts);
-            }
-        }
-        (0, Vec::new())
+        brute_learned(tokens, tokens.len())
     }
 
     proptest! {
@@ -285,7 +260,7 @@ mod tests {
         }
     }
 
-    /// As [`brute`], with only the windows whose follower lies in
+    /// [`brute`] over only the windows whose follower lies in
     /// `tokens[..learned]` (ends below `learned`).
     fn brute_learned(tokens: &[u32], learned: usize) -> (usize, Vec<(u32, u32)>) {
         let i = tokens.len();
