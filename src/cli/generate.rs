@@ -156,17 +156,21 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     };
     let (threads, precision) = generator.decoding();
     eprintln!(
-        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {}; {threads} thread{}, {})",
+        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {}{}; {threads} thread{}, {})",
         stats.generated_tokens,
         stats.generate_secs,
         stats.tokens_per_sec,
         stats.prompt_tokens,
         stats.prefill_secs,
-        match (generator.has_memory(), generator.config().balanced_brackets) {
-            (true, true) => "with the repository memory, brackets kept balanced",
-            (true, false) => "with the repository memory",
-            (false, true) => "model only, brackets kept balanced",
-            (false, false) => "model only",
+        if generator.has_memory() {
+            "with the repository memory"
+        } else {
+            "model only"
+        },
+        if generator.config().balanced_brackets {
+            ", brackets kept balanced"
+        } else {
+            ""
         },
         if threads == 1 { "" } else { "s" },
         precision.name()

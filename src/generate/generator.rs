@@ -25,6 +25,7 @@ use crate::memory::{Memory, MemorySession};
 use crate::model::{Gpt, KvCache};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -147,13 +148,6 @@ impl Brackets {
             eot: tok.eot_id(),
         }
     }
-
-    /// `scores` with the tokens the guard refuses at −∞.
-    fn masked(&self, scores: &[f32]) -> Vec<f32> {
-        let mut out = scores.to_vec();
-        self.guard.mask(&self.vocab, self.eot, &mut out);
-        out
-    }
 }
 
 impl<'a> Generator<'a> {
@@ -260,30 +254,19 @@ impl<'a> Generator<'a> {
             return None;
         }
         let mut probs = sampling::softmax(&self.logits, 1.0);
-        let id = match self.memory.as_mut() {
-            // Sampling (temperature, top-k/p, repetition penalty) then works
-            // on the mix's scores (see `mix_scores`) as it does on logits.
-            Some(session) => {
-                let mut mixed = if session.mix_into_from(&mut probs, GENERATION_MIN_MATCH) {
-                    mix_scores(&probs, &self.logits)
-                } else {
-                    self.logits.clone()
-                };
-                if let Some(b) = &self.brackets {
-                    mixed = b.masked(&mixed);
-                }
-                sampling::sample_next(&mixed, &self.context, &self.cfg, &mut self.rng)
-            }
-            None => match &self.brackets {
-                Some(b) => {
-                    let masked = b.masked(&self.logits);
-                    sampling::sample_next(&masked, &self.context, &self.cfg, &mut self.rng)
-                }
-                None => {
-                    sampling::sample_next(&self.logits, &self.context, &self.cfg, &mut self.rng)
-                }
-            },
-        };
+        // Sampling (temperature, top-k/p, repetition penalty) works on the
+        // memory's mix where it mixed (see `mix_scores`) as it does on the
+        // logits, with the tokens the bracket guard refuses at −∞.
+        let mut scores = Cow::Borrowed(&self.logits[..]);
+        if let Some(session) = self.memory.as_mut()
+            && session.mix_into_from(&mut probs, GENERATION_MIN_MATCH)
+        {
+            scores = Cow::Owned(mix_scores(&probs, &self.logits));
+        }
+        if let Some(b) = &self.brackets {
+            b.guard.mask(&b.vocab, b.eot, scores.to_mut());
+        }
+        let id = sampling::sample_next(&scores, &self.context, &self.cfg, &mut self.rng);
         if let Some(b) = self.brackets.as_mut() {
             b.guard.feed(&b.vocab[id as usize]);
         }
