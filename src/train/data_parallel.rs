@@ -97,6 +97,8 @@ enum Task<'a> {
 /// The communication job: sums each bucket once every active sphere has
 /// handed it over (in sphere order), then all-reduces it across ranks. The
 /// last range is the step's rows of wte, which replace the head-only ones.
+/// `None` when a sphere stopped before handing over its part: it panicked,
+/// and that panic is the step's error.
 #[allow(clippy::too_many_arguments)]
 fn sum_buckets(
     cluster: &crate::train::cluster::Cluster,
@@ -108,7 +110,7 @@ fn sum_buckets(
     touched: &[u32],
     wte: usize,
     c: usize,
-) -> CommOutcome {
+) -> Option<CommOutcome> {
     let rows_bucket = ranges.len() - 1;
     let mut parts: Vec<Vec<Option<Vec<f32>>>> = ranges.iter().map(|_| vec![None; n]).collect();
     let mut arrived = vec![0usize; ranges.len()];
@@ -116,9 +118,12 @@ fn sum_buckets(
     let mut row_sums = vec![0.0f32; touched.len() * c];
     for (b, range) in ranges.iter().enumerate() {
         while arrived[b] < active {
-            let part = part_rx
-                .recv()
-                .expect("a sphere stopped before handing over its gradients");
+            // A sphere that stops early has panicked: its panic is the
+            // step's error, so this job steps aside instead of raising a
+            // second one that could be reported first.
+            let Ok(part) = part_rx.recv() else {
+                return None;
+            };
             assert_eq!(part.range, ranges[part.bucket], "gradient bucket order");
             parts[part.bucket][part.sphere] = Some(part.grads);
             arrived[part.bucket] += 1;
@@ -159,7 +164,7 @@ fn sum_buckets(
             sq += sum_sq(out);
         }
     }
-    (in_collective, sq.max(0.0), Instant::now())
+    Some((in_collective, sq.max(0.0), Instant::now()))
 }
 
 impl Spheres {
@@ -313,9 +318,9 @@ impl Spheres {
                     outcome,
                 } => {
                     let parts = parts.take().expect("one communication job a step");
-                    *outcome = Some(sum_buckets(
+                    *outcome = sum_buckets(
                         &cluster, &parts, ranges, reduced, active, n, touched, wte, c,
-                    ));
+                    );
                 }
             },
             || {
