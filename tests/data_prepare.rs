@@ -175,7 +175,7 @@ fn stop_in_any_phase_is_stopped_and_failures_are_failed() {
     let empty = tempfile::tempdir().unwrap();
     let err = run(&config(empty.path(), 0.1), None).err().unwrap();
     assert!(
-        matches!(&err, PrepareError::Failed(m) if m.contains("no training files")),
+        matches!(&err, PrepareError::Failed(m) if m.contains("no usable text files")),
         "{err}"
     );
 }

@@ -199,6 +199,8 @@ fn eval_gen_writes_every_sample_and_the_parse_share() {
         "four openings and four seed prompts, three samples each"
     );
     let mut correct = [0usize; 2];
+    // Good completions per (set, prompt), for the standard error.
+    let mut per_prompt = std::collections::BTreeMap::<(String, u64), (f64, f64)>::new();
     for line in &lines {
         let prompt = line["prompt"].as_str().unwrap();
         let completion = line["completion"].as_str().unwrap();
@@ -216,7 +218,23 @@ fn eval_gen_writes_every_sample_and_the_parse_share() {
             assert_eq!(set, "seed");
         }
         correct[usize::from(set == "seed")] += usize::from(closed && report.parses);
+        let key = (set.to_string(), line["prompt_index"].as_u64().unwrap());
+        let e = per_prompt.entry(key).or_default();
+        e.0 += f64::from(u8::from(closed && report.parses));
+        e.1 += 1.0;
     }
+    // The spread of the prompts' shares over √prompts.
+    let stderr = |set: &str| {
+        let rates: Vec<f64> = per_prompt
+            .iter()
+            .filter(|((s, _), _)| s == set)
+            .map(|(_, (good, of))| good / of)
+            .collect();
+        let n = rates.len() as f64;
+        let mean = rates.iter().sum::<f64>() / n;
+        let var = rates.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1.0);
+        (var / n).sqrt()
+    };
     assert!(
         stdout.contains("4 function openings from 1 file (6 C functions found)"),
         "{stdout}"
@@ -227,7 +245,11 @@ fn eval_gen_writes_every_sample_and_the_parse_share() {
             .lines()
             .find(|l| l.starts_with(name))
             .unwrap_or_else(|| panic!("no {name} row:\n{stdout}"));
-        let shown = format!("{:.1}% ({ok}/12)", 100.0 * ok as f64 / 12.0);
+        let shown = format!(
+            "{:.1}% ±{:.1} ({ok}/12)",
+            100.0 * ok as f64 / 12.0,
+            100.0 * stderr(name)
+        );
         assert!(row.contains(&shown), "{name}: {shown} in {row}");
     }
 

@@ -303,7 +303,12 @@ fn header(
     let temperature = if base.is_greedy() {
         "greedy".to_string()
     } else {
-        format!("temperature {}", base.temperature)
+        let nucleus = if base.top_p < 1.0 {
+            format!(", top-p {}", base.top_p)
+        } else {
+            String::new()
+        };
+        format!("temperature {}{nucleus}", base.temperature)
     };
     format!(
         "{}: {what}\n{} completion{} per prompt, up to {} tokens, {temperature}, \
@@ -337,12 +342,12 @@ fn percent(n: usize, of: usize) -> String {
 /// errors.
 fn table(summaries: &[(&str, CodeEvalSummary)]) -> String {
     let mut s = format!(
-        "{:<10} {:>7} {:>7} {:>14} {:>20} {:>22} {:>7}\n",
+        "{:<10} {:>7} {:>7} {:>14} {:>20} {:>28} {:>7}\n",
         "set", "prompts", "samples", "closed", "parses when closed", "syntax accuracy", "tokens"
     );
     for (name, m) in summaries {
         s += &format!(
-            "{:<10} {:>7} {:>7} {:>14} {:>20} {:>22} {:>7.1}\n",
+            "{:<10} {:>7} {:>7} {:>14} {:>20} {:>28} {:>7.1}\n",
             name,
             m.prompts,
             m.samples,
@@ -354,8 +359,9 @@ fn table(summaries: &[(&str, CodeEvalSummary)]) -> String {
                 m.closed
             ),
             format!(
-                "{} ({}/{})",
+                "{} ±{:.1} ({}/{})",
                 percent(m.parsed_when_closed, m.samples),
+                100.0 * m.syntax_accuracy_stderr,
                 m.parsed_when_closed,
                 m.samples
             ),

@@ -19,6 +19,11 @@
 //!   its first syntax error ([`SyntaxError::kind`](super::SyntaxError),
 //!   e.g. `MISSING }`, `ERROR in compound_statement`); the counts sum to
 //!   `samples - parsed`.
+//! - `syntax_accuracy_stderr`: the standard error of `syntax_accuracy` over
+//!   the prompts (each prompt's share of good completions is one
+//!   observation): how much the figure would move with another draw of
+//!   openings from the same code. It does not include how much two
+//!   training runs of the same size differ, which is often larger.
 //!
 //! The trainer's periodic check is [`PeriodicCodeCheck`]: built once per
 //! run from the prepared validation split ([`TRAINER_PROMPTS`] openings,
@@ -102,6 +107,10 @@ pub struct CodeEvalSummary {
     pub closed_rate: f64,
     pub parse_rate_when_closed: f64,
     pub syntax_accuracy: f64,
+    /// Standard error of `syntax_accuracy` across prompts (0 with fewer
+    /// than two prompts).
+    #[serde(default)]
+    pub syntax_accuracy_stderr: f64,
     /// First error kind of each completion that does not parse.
     pub first_errors: BTreeMap<String, usize>,
     /// How the completions ended (`Closed`, `MaxTokens`, `EndOfText`, ...).
@@ -146,11 +155,37 @@ impl CodeEvalSummary {
             closed_rate: share(closed, samples),
             parse_rate_when_closed: share(parsed_when_closed, closed),
             syntax_accuracy: share(parsed_when_closed, samples),
+            syntax_accuracy_stderr: stderr_over_prompts(records),
             first_errors,
             finish,
             mean_generated_tokens: share(tokens, samples),
         }
     }
+}
+
+/// The standard error of the mean of the prompts' syntax accuracies (each
+/// prompt's share of completions that closed and parse): the sample
+/// standard deviation across prompts over √prompts. Samples of one prompt
+/// are not independent (they share its difficulty), so the prompt, not the
+/// completion, is the unit.
+fn stderr_over_prompts(records: &[SampleRecord]) -> f64 {
+    let mut per_prompt: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for r in records {
+        let e = per_prompt.entry(r.prompt_index).or_default();
+        e.0 += usize::from(r.closed && r.parses);
+        e.1 += 1;
+    }
+    let n = per_prompt.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let rates: Vec<f64> = per_prompt
+        .values()
+        .map(|&(good, of)| good as f64 / of as f64)
+        .collect();
+    let mean = rates.iter().sum::<f64>() / n as f64;
+    let var = rates.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (var / n as f64).sqrt()
 }
 
 /// Completes every prompt `samples` times (sample `s` with seed
@@ -384,5 +419,35 @@ mod tests {
         assert_eq!(s.mean_generated_tokens, 10.0);
         let empty = CodeEvalSummary::of(0, &[]);
         assert_eq!((empty.syntax_accuracy, empty.closed_rate), (0.0, 0.0));
+    }
+
+    #[test]
+    fn stderr_treats_each_prompt_as_one_observation() {
+        // Prompt shares 1, 1/2 and 0: mean 1/2, sample variance
+        // ((1/2)² + 0 + (1/2)²) / 2 = 1/4, standard error √(1/4 / 3).
+        let mut records = Vec::new();
+        for (p, goods) in [[true, true], [true, false], [false, false]]
+            .iter()
+            .enumerate()
+        {
+            for (k, &good) in goods.iter().enumerate() {
+                let mut r = record(true, good, "ERROR in compound_statement");
+                (r.prompt_index, r.sample) = (p, k);
+                records.push(r);
+            }
+        }
+        let s = CodeEvalSummary::of(3, &records);
+        assert_eq!(s.syntax_accuracy, 0.5);
+        assert!((s.syntax_accuracy_stderr - 0.5 / 3f64.sqrt()).abs() < 1e-12);
+        // Every prompt alike: no spread across prompts, whatever the rate.
+        for r in &mut records {
+            r.parses = r.sample == 0;
+        }
+        assert_eq!(CodeEvalSummary::of(3, &records).syntax_accuracy_stderr, 0.0);
+        // One prompt: no spread can be estimated.
+        assert_eq!(
+            CodeEvalSummary::of(1, &records[..2]).syntax_accuracy_stderr,
+            0.0
+        );
     }
 }

@@ -84,7 +84,19 @@ fn no_files(config: &TrainConfig) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    format!("no training files found in {where_}")
+    // Said the same way for `train` and for `eval-gen`, which reads its
+    // prompts' files through the same scan.
+    let extensions = scan::parse_extensions(&config.extensions);
+    let kinds = if extensions.is_empty() {
+        "the usual source and text types".to_string()
+    } else {
+        extensions
+            .iter()
+            .map(|e| format!(".{e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("no usable text files in {where_} (looked for {kinds}; see --ext)")
 }
 
 /// The `(name, cleaned text)` of every file a run trains on, in
