@@ -517,3 +517,84 @@ fn the_balanced_brackets_checkbox_keeps_the_reply_balanced() {
     let (_, unguarded) = reply_of(false);
     assert!(refused(&unguarded) > 0, "the check can fail");
 }
+
+/// "From your data" puts a function opening from the loaded model's own
+/// training tokens (its repository memory) into the prompt, another on the
+/// next click; it is disabled before a model is loaded and for a model
+/// saved without a memory, and Generate then continues the drawn opening.
+#[test]
+fn a_prompt_can_be_drawn_from_the_models_training_data() {
+    use egui_kittest::kittest::NodeT;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ModelConfig::preset("tiny").unwrap();
+    cfg.vocab_size = 256;
+    // Room for an opening: half the context, 32 bytes, holds one.
+    cfg.n_ctx = 64;
+    let model = Gpt::new(cfg, 5).unwrap();
+    let mut text = String::new();
+    for i in 0..30 {
+        text += &format!("static int add{i}(int a, int b){{\n  return a + b + {i};\n}}\n\n");
+    }
+    let memory = cllm::memory::Memory::build(text.bytes().map(u32::from).collect(), 256);
+    let path = dir.path().join("models/with_memory.cllm");
+    let save_with = |path: &Path, memory: Option<&[u8]>| {
+        save(
+            path,
+            &CheckpointRef {
+                model: &model.config,
+                params: &model.params,
+                optimizer: None,
+                tokenizer_json: &Tokenizer::bytes().to_json(),
+                train_config: &TrainConfig::default(),
+                state: &TrainingState::start(),
+                memory,
+            },
+        )
+        .unwrap();
+    };
+    save_with(&path, Some(&memory.to_bytes()));
+    let plain = dir.path().join("models/plain.cllm");
+    save_with(&plain, None);
+
+    let mut h = app_in(dir.path());
+    h.step();
+    let button_disabled = |h: &Harness<'_, WorkbenchApp>| {
+        h.get_by_label("From your data")
+            .accesskit_node()
+            .is_disabled()
+    };
+    assert!(button_disabled(&h), "no model loaded: nothing to draw from");
+
+    load(&mut h, &plain);
+    h.run_steps(1);
+    assert!(
+        button_disabled(&h),
+        "a model without a memory keeps no training text"
+    );
+
+    load(&mut h, &path);
+    assert!(h.state().llm.load_error.is_none());
+    h.run_steps(1);
+    assert!(!button_disabled(&h));
+    let mut drawn = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        h.get_by_label("From your data").click();
+        h.run_steps(1);
+        let prompt = h.state().settings.llm.prompt.clone();
+        assert!(
+            prompt.starts_with("static int add") && prompt.ends_with('{'),
+            "{prompt:?} ({:?})",
+            h.state().llm.message
+        );
+        assert!(text.contains(&prompt), "{prompt:?} is not from the data");
+        assert!(h.state().llm.message.is_none());
+        drawn.insert(prompt);
+    }
+    assert!(drawn.len() > 1, "each click draws again: {drawn:?}");
+
+    // The drawn opening is what Generate continues.
+    h.state_mut().settings.llm.max_tokens = 8;
+    let prompt = h.state().settings.llm.prompt.clone();
+    generate_reply(&mut h);
+    assert_eq!(h.state().llm.reply.as_ref().unwrap().prompt, prompt);
+}

@@ -17,6 +17,7 @@ use super::sampling_panel::sampling_ui;
 use super::settings::Settings;
 use super::token_view::{displayable, legend_ui, token_text_ui};
 use crate::data::tokenizer::Tokenizer;
+use crate::generate::prompt_from_data::opening_from_tokens;
 use crate::generate::{GenerationHandle, spawn_generation};
 use crate::serve::{self, ServeConfig, ServeModel, ServerHandle};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
@@ -50,6 +51,9 @@ pub struct LlmTab {
     pub server_port: u16,
     /// Why the server could not start, or why it stopped.
     pub server_message: Option<String>,
+    /// Prompts drawn from the loaded model's data so far: the next draw's
+    /// seed, so each click of "From your data" gives another opening.
+    prompt_draws: u64,
 }
 
 impl LlmTab {
@@ -69,6 +73,37 @@ impl LlmTab {
             server: None,
             server_port: 8080,
             server_message: None,
+            prompt_draws: 0,
+        }
+    }
+
+    /// Puts a function opening from the loaded model's training data (its
+    /// repository memory) into the prompt, or says why there is none.
+    pub fn prompt_from_data(&mut self, settings: &mut LlmSettings) {
+        let Some(loaded) = &self.loaded else {
+            self.message = Some("load a model first".into());
+            return;
+        };
+        let Some(memory) = &loaded.memory else {
+            self.message = Some(
+                "this model has no repository memory, so its training data is not in the file"
+                    .into(),
+            );
+            return;
+        };
+        let half_context = (loaded.config().n_ctx / 2).max(1);
+        let seed = self.prompt_draws;
+        self.prompt_draws += 1;
+        match opening_from_tokens(memory.tokens(), &loaded.tokenizer, seed, half_context) {
+            Ok(Some(opening)) => {
+                settings.prompt = opening;
+                self.message = None;
+            }
+            Ok(None) => {
+                self.message =
+                    Some("no C function opening found in this model's training data".into())
+            }
+            Err(e) => self.message = Some(e),
         }
     }
 
@@ -560,6 +595,20 @@ fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
             {
                 settings.prompt = preset.to_string();
             }
+        }
+        let has_data = tab.loaded.as_ref().is_some_and(|m| m.memory.is_some());
+        let from_data = ui
+            .add_enabled(has_data, egui::Button::new("From your data"))
+            .on_hover_text(
+                "A function opening from the code this model was trained on; each click draws \
+                 another",
+            )
+            .on_disabled_hover_text(
+                "Needs a loaded model saved with its repository memory (it keeps the training \
+                 tokens)",
+            );
+        if from_data.clicked() {
+            tab.prompt_from_data(settings);
         }
     });
     let label = ui.label("Prompt text (Ctrl+Enter generates)");

@@ -13,6 +13,8 @@
 //! - [`braces`]: the brace counter (skipping literals and comments) behind
 //!   [`Generator::stop_when_closed`].
 //! - [`openings`]: C function openings from the data, as prompts.
+//! - [`prompt_from_data`]: an opening drawn from a model's own training
+//!   tokens (its repository memory), for a first prompt shaped like them.
 //! - [`code_eval`]: completions of a prompt set, stopped when their braces
 //!   close and checked with tree-sitter: closed rate, parse rate, syntax
 //!   accuracy, first error kinds.
@@ -29,6 +31,7 @@ pub mod gemv;
 pub mod generator;
 pub mod openings;
 pub mod pool;
+pub mod prompt_from_data;
 pub mod sampling;
 pub mod syntax;
 
