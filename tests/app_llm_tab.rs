@@ -483,6 +483,7 @@ fn the_balanced_brackets_checkbox_keeps_the_reply_balanced() {
     h.state_mut().settings.llm.max_tokens = 300;
     h.state_mut().settings.llm.temperature = 1.0;
     h.state_mut().settings.llm.top_k = 0;
+    h.state_mut().settings.llm.top_p = 1.0;
     h.state_mut().settings.llm.repetition_penalty = 1.0;
     h.run_steps(1);
     h.get_by_label("Balanced brackets").click();
@@ -597,4 +598,27 @@ fn a_prompt_can_be_drawn_from_the_models_training_data() {
     let prompt = h.state().settings.llm.prompt.clone();
     generate_reply(&mut h);
     assert_eq!(h.state().llm.reply.as_ref().unwrap().prompt, prompt);
+}
+
+/// Settings persist between runs; Defaults puts the four sampling
+/// controls back to the library's defaults and leaves the rest alone.
+#[test]
+fn defaults_restores_the_sampling_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app_in(dir.path());
+    {
+        let s = &mut h.state_mut().settings.llm;
+        (s.temperature, s.top_k, s.top_p, s.repetition_penalty) = (1.7, 3, 0.2, 1.9);
+        (s.max_tokens, s.seed) = (77, 9);
+    }
+    h.run_steps(1);
+    h.get_by_label("Defaults").click();
+    h.run_steps(1);
+    let s = &h.state().settings.llm;
+    let d = cllm::generate::SamplingConfig::default();
+    assert_eq!(
+        (s.temperature, s.top_k, s.top_p, s.repetition_penalty),
+        (d.temperature, d.top_k, d.top_p, d.repetition_penalty)
+    );
+    assert_eq!((s.max_tokens, s.seed), (77, 9));
 }

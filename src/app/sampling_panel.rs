@@ -1,8 +1,10 @@
 //! The sampling controls of the LLM tab: temperature, top-k, top-p,
 //! repetition penalty, max tokens, seed (with a clock-drawn Random) and the
-//! stop string, and the balanced-brackets switch, each labelled for screen readers and tests.
+//! stop string, and the balanced-brackets switch, each labelled for screen readers and tests;
+//! Defaults puts the four sampling controls back to [`SamplingConfig`]'s.
 
 use super::llm_settings::LlmSettings;
+use crate::generate::SamplingConfig;
 use eframe::egui;
 
 pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
@@ -36,6 +38,23 @@ pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
             egui::Slider::new(&mut s.repetition_penalty, 1.0..=2.0).step_by(0.05),
             "Above 1 makes tokens already in the context less likely (1 = off)",
         );
+        // Settings persist between runs, so without this a person who once
+        // moved a slider never sees a later, better default.
+        let d = SamplingConfig::default();
+        if ui
+            .button("Defaults")
+            .on_hover_text(format!(
+                "Temperature {}, top-k {}, top-p {}, repetition penalty {}: the settings \
+                 with which trained models wrote C that closes and parses most often",
+                d.temperature, d.top_k, d.top_p, d.repetition_penalty
+            ))
+            .clicked()
+        {
+            s.temperature = d.temperature;
+            s.top_k = d.top_k;
+            s.top_p = d.top_p;
+            s.repetition_penalty = d.repetition_penalty;
+        }
     });
     ui.horizontal_wrapped(|ui| {
         labelled(
