@@ -621,4 +621,18 @@ fn defaults_restores_the_sampling_controls() {
         (d.temperature, d.top_k, d.top_p, d.repetition_penalty)
     );
     assert_eq!((s.max_tokens, s.seed), (77, 9));
+
+    // Stopping where the prompt's braces close is on by default and
+    // reaches the generator's settings; the checkbox turns it off.
+    assert!(s.sampling_config().unwrap().stop_when_closed);
+    h.get_by_label("Stop when the braces close").click();
+    h.run_steps(1);
+    assert!(
+        !h.state()
+            .settings
+            .llm
+            .sampling_config()
+            .unwrap()
+            .stop_when_closed
+    );
 }

@@ -106,6 +106,29 @@ fn generation_stops_when_the_prompts_braces_close() {
     );
 }
 
+/// `SamplingConfig::stop_when_closed` (what the LLM tab's checkbox and
+/// `generate --stop-when-closed` set) stops where the method does.
+#[test]
+fn the_sampling_setting_stops_like_the_method() {
+    let closer = forced_model(b'}');
+    let prompt = "int g(int x) {\n  if (x) {";
+    let mut cfg = greedy(50);
+    cfg.stop_when_closed = true;
+    assert_eq!(
+        run(&closer, prompt, cfg.clone(), false),
+        ("}}".to_string(), FinishReason::Closed)
+    );
+    assert_eq!(
+        run(&closer, prompt, cfg, false),
+        run(&closer, prompt, greedy(50), true)
+    );
+    // Off (the default), the same model runs to the limit.
+    assert_eq!(
+        run(&closer, prompt, greedy(3), false),
+        ("}}}".to_string(), FinishReason::MaxTokens)
+    );
+}
+
 fn assert_consistent(report: &CodeEvalReport, prompts: &[String], samples: usize) {
     let s = &report.summary;
     assert_eq!(s.prompts, prompts.len());

@@ -39,6 +39,8 @@ pub struct LlmSettings {
     pub use_memory: bool,
     /// Keep the reply's brackets balanced (for code; off for prose).
     pub balanced_brackets: bool,
+    /// End the reply where the prompt's braces (or its first block) close.
+    pub stop_when_closed: bool,
 }
 
 impl Default for LlmSettings {
@@ -57,6 +59,7 @@ impl Default for LlmSettings {
             shade_tokens: true,
             use_memory: true,
             balanced_brackets: false,
+            stop_when_closed: true,
         }
     }
 }
@@ -78,6 +81,7 @@ impl LlmSettings {
             stop: if stop.is_empty() { vec![] } else { vec![stop] },
             seed: self.seed,
             balanced_brackets: self.balanced_brackets,
+            stop_when_closed: self.stop_when_closed,
         };
         cfg.validate()?;
         Ok(cfg)

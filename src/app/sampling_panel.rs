@@ -90,6 +90,12 @@ pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
                  balance (a `)` closing a `{`, a `;` inside parentheses, a line end inside \
                  a string). Leave it off for prose: an apostrophe reads as a quote",
             );
+        ui.checkbox(&mut s.stop_when_closed, "Stop when the braces close")
+            .on_hover_text(
+                "End the reply at the `}` that closes the braces the prompt left open (a \
+                 function's body), or the first block the reply opens; braces in comments \
+                 and strings do not count",
+            );
     });
 }
 

@@ -46,6 +46,10 @@ pub struct SamplingArgs {
     /// end inside a string) [default: on for eval-gen, off for generate]
     #[arg(long, value_enum)]
     pub brackets: Option<super::eval::Switch>,
+    /// For code: end the reply at the `}` that closes the braces the prompt
+    /// left open (or the first block the reply opens) [always for eval-gen]
+    #[arg(long)]
+    pub stop_when_closed: bool,
 }
 
 /// `generate`'s token limit unless given.
@@ -66,6 +70,7 @@ impl SamplingArgs {
             balanced_brackets: self
                 .brackets
                 .map_or(default_brackets, |b| b == super::eval::Switch::On),
+            stop_when_closed: self.stop_when_closed,
         }
     }
 }

@@ -209,6 +209,9 @@ impl<'a> Generator<'a> {
         let brackets = cfg
             .balanced_brackets
             .then(|| Brackets::new(tok, vocab, prompt));
+        let close_watch = cfg
+            .stop_when_closed
+            .then(|| CloseWatch::after_prompt(prompt));
         Ok(Generator {
             model,
             tok,
@@ -233,7 +236,7 @@ impl<'a> Generator<'a> {
             prefill_secs,
             started: Instant::now(),
             generate_secs: None,
-            close_watch: None,
+            close_watch,
             memory: None,
             brackets,
         })

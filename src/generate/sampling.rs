@@ -50,6 +50,10 @@ pub struct SamplingConfig {
     /// to balance ([`super::bracket_guard`]). Off for prose, where an
     /// apostrophe reads as a character literal.
     pub balanced_brackets: bool,
+    /// For code: end the reply right after the `}` that closes the braces
+    /// the prompt left open (or, with none open, the first block the reply
+    /// opens), as `cllm eval-gen` does ([`super::Generator::stop_when_closed`]).
+    pub stop_when_closed: bool,
 }
 
 impl Default for SamplingConfig {
@@ -63,6 +67,7 @@ impl Default for SamplingConfig {
             stop: Vec::new(),
             seed: 42,
             balanced_brackets: false,
+            stop_when_closed: false,
         }
     }
 }
