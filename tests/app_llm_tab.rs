@@ -400,6 +400,24 @@ fn generate_reply(h: &mut Harness<'_, WorkbenchApp>) -> String {
     h.state().llm.reply.clone().unwrap().text
 }
 
+/// Saves `model` (bytes as tokens, fresh training state) with `memory`,
+/// a saved repository memory, when given.
+fn save_byte_model(path: &Path, model: &Gpt, memory: Option<&[u8]>) {
+    save(
+        path,
+        &CheckpointRef {
+            model: &model.config,
+            params: &model.params,
+            optimizer: None,
+            tokenizer_json: &Tokenizer::bytes().to_json(),
+            train_config: &TrainConfig::default(),
+            state: &TrainingState::start(),
+            memory,
+        },
+    )
+    .unwrap();
+}
+
 /// A model saved with a repository memory: the tab says so with a checkbox
 /// (on by default), the reply is exactly the library generator's with the
 /// memory mixed in, and unticking it gives the transformer's own reply.
@@ -411,21 +429,8 @@ fn the_repository_memory_is_used_and_can_be_switched_off() {
     let model = Gpt::new(cfg, 5).unwrap();
     let text = "int main() { return helper(42); }\n".repeat(40);
     let memory = cllm::memory::Memory::build(text.bytes().map(u32::from).collect(), 256);
-    let bytes = memory.to_bytes();
     let path = dir.path().join("models/with_memory.cllm");
-    save(
-        &path,
-        &CheckpointRef {
-            model: &model.config,
-            params: &model.params,
-            optimizer: None,
-            tokenizer_json: &Tokenizer::bytes().to_json(),
-            train_config: &TrainConfig::default(),
-            state: &TrainingState::start(),
-            memory: Some(&bytes),
-        },
-    )
-    .unwrap();
+    save_byte_model(&path, &model, Some(&memory.to_bytes()));
     let mut h = app_in(dir.path());
     h.step();
     load(&mut h, &path);
@@ -538,24 +543,9 @@ fn a_prompt_can_be_drawn_from_the_models_training_data() {
     }
     let memory = cllm::memory::Memory::build(text.bytes().map(u32::from).collect(), 256);
     let path = dir.path().join("models/with_memory.cllm");
-    let save_with = |path: &Path, memory: Option<&[u8]>| {
-        save(
-            path,
-            &CheckpointRef {
-                model: &model.config,
-                params: &model.params,
-                optimizer: None,
-                tokenizer_json: &Tokenizer::bytes().to_json(),
-                train_config: &TrainConfig::default(),
-                state: &TrainingState::start(),
-                memory,
-            },
-        )
-        .unwrap();
-    };
-    save_with(&path, Some(&memory.to_bytes()));
+    save_byte_model(&path, &model, Some(&memory.to_bytes()));
     let plain = dir.path().join("models/plain.cllm");
-    save_with(&plain, None);
+    save_byte_model(&plain, &model, None);
 
     let mut h = app_in(dir.path());
     h.step();
