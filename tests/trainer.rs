@@ -935,3 +935,56 @@ fn preset_auto_chooses_a_size_and_says_why() {
     assert!(said.contains(&ck.train_config.preset), "{said}");
     assert_ne!(ck.train_config.preset, "auto");
 }
+
+/// A validation split that mostly repeats the training part (this corpus
+/// is a few lines over and over) is a visible warning at the start of a
+/// run; one that does not is a plain note with its share.
+#[test]
+fn a_validation_split_that_repeats_training_is_a_visible_warning() {
+    let said = |out: &Outcome| -> (Vec<String>, Vec<String>) {
+        let pick = |warning: bool| {
+            out.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Warning(w) if warning && w.contains("passages") => Some(w.clone()),
+                    Event::Info(i) if !warning && i.contains("passages") => Some(i.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        (pick(true), pick(false))
+    };
+    let d = tempfile::tempdir().unwrap();
+    let out = run(TrainConfig {
+        max_steps: 2,
+        ..config(d.path(), 1)
+    });
+    let (warnings, notes) = said(&out);
+    assert_eq!(warnings.len(), 1, "{warnings:?} {notes:?}");
+    assert!(warnings[0].contains("flatter"), "{}", warnings[0]);
+    assert!(notes.is_empty());
+
+    // Text that never repeats a 32-byte passage: a note, no warning.
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("fresh");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut x = 12345u64;
+    let text: String = (0..20_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (b'a' + (x >> 59) as u8 % 26) as char
+        })
+        .collect();
+    std::fs::write(data.join("fresh.txt"), text).unwrap();
+    let out = run(TrainConfig {
+        data: vec![data],
+        max_steps: 2,
+        ..config(d.path(), 1)
+    });
+    let (warnings, notes) = said(&out);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].starts_with("validation: 0% "), "{}", notes[0]);
+}

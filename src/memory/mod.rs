@@ -13,10 +13,12 @@
 //!   compute each probability by the same arithmetic, so they agree exactly.
 //! - [`Memory::to_bytes`] / [`Memory::from_bytes`]: the stored form
 //!   ([`format`]), which the checkpoint carries.
+//! - [`overlap`]: how much of a validation split repeats the training part.
 
 pub mod cache;
 pub mod format;
 pub mod mixer;
+pub mod overlap;
 pub mod suffix;
 
 pub use format::MemoryError;

@@ -8,6 +8,7 @@ use crate::data::batches::Batcher;
 use crate::data::fingerprint::DataFingerprint;
 use crate::generate::code_eval::PeriodicCodeCheck;
 use crate::memory::Memory;
+use crate::memory::overlap::{REPEAT_SAMPLES, REPEAT_WINDOW, repeated_share};
 use crate::model::Gpt;
 use crate::model::ops::bf16::{Kernel, Precision};
 use crate::train::TrainConfig;
@@ -157,6 +158,9 @@ impl Run {
         } else {
             None
         };
+        if let Some(memory) = &repo_memory {
+            report_repeated_validation(memory, &val.tokens, emit);
+        }
 
         let code_check = if config.eval_gen > 0 && writer {
             let check = PeriodicCodeCheck::new(
@@ -352,6 +356,31 @@ fn repository_memory(
         started.elapsed().as_secs_f64()
     )));
     memory
+}
+
+/// Validation shares above this repeat too much of the training part for
+/// in-run figures to mean what they seem: a warning instead of a note.
+const REPEATED_VALIDATION_WARNING: f64 = 0.25;
+
+/// Says how much of the validation split repeats the training part
+/// verbatim (its index is the memory's), warning when most of it does.
+fn report_repeated_validation(memory: &Memory, val: &[u32], emit: &mut dyn FnMut(Event)) {
+    let Some(share) = repeated_share(memory.index(), val, REPEAT_WINDOW, REPEAT_SAMPLES) else {
+        return;
+    };
+    let measured = format!(
+        "{:.0}% of the validation split's {REPEAT_WINDOW}-token passages also occur in the \
+         training part",
+        100.0 * share
+    );
+    if share > REPEATED_VALIDATION_WARNING {
+        emit(Event::Warning(format!(
+            "{measured}: validation losses in this run will flatter the model. For an honest \
+             figure, keep a held-out file out of --data and score it with `cllm eval --data FILE`"
+        )));
+    } else {
+        emit(Event::Info(format!("validation: {measured}")));
+    }
 }
 
 /// What a run continues from: the checkpoint's model, optimizer, state and
