@@ -39,7 +39,10 @@ pub enum HeadWeights<'a> {
 /// 0.87-0.89 s with 128 and 0.80-0.81 s with 256 (f32, before the
 /// vocabulary tiles). With the tiles, the bf16 head alone (same preset,
 /// Zen 5, `tests/head_timing.rs`, one run) took 221 ms with 256 rows,
-/// 204-206 ms with 512 and 198 ms with 1,024 (208 MB).
+/// 204-206 ms with 512 and 198 ms with 1,024 (208 MB). The bf16 head,
+/// which stores its exponentials as bf16, runs twice these rows in the
+/// same scratch: with bf16 exponentials it took 196-199 ms with 512 rows
+/// and 192.5 ms with 1,024 (same machine, co-tenant busy).
 pub const DEFAULT_CHUNK_ROWS: usize = 512;
 
 /// Vocabulary columns per tile of the two passes: a chunk's tile of logits
@@ -166,12 +169,64 @@ simd_fn! {
     }
 }
 
+/// [`exp_tile`]'s statistics, the exponentials rounded to bf16 into
+/// `out` and `row` left as it is. `ahead` is where a later row of
+/// exponentials will be written: its lines are prefetched, as one row
+/// (1 KiB) takes less time than a DRAM read.
+fn exp_tile_bf16(
+    row: &[f32],
+    out: &mut [u16],
+    ahead: *const u16,
+    find_argmax: bool,
+) -> (f32, f32, usize) {
+    prefetch_for_write(ahead, row.len());
+    #[cfg(target_arch = "x86_64")]
+    if simd_path() == SimdPath::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the AVX-512 path is only chosen where the CPU has
+        // AVX-512F, and AVX512_BF16 was just detected.
+        return unsafe { exp_tile_bf16_convert(row, out, find_argmax) };
+    }
+    exp_tile_bf16_simd(row, out, find_argmax)
+}
+
 simd_fn! {
-    /// [`exp_tile`]'s statistics, the exponentials rounded to bf16 into
-    /// `out` and `row` left as it is.
-    fn exp_tile_bf16(row: &[f32], out: &mut [u16], find_argmax: bool) -> (f32, f32, usize) {
+    /// [`exp_tile_bf16`] on each SIMD path, rounding with integer
+    /// arithmetic.
+    fn exp_tile_bf16_simd(row: &[f32], out: &mut [u16], find_argmax: bool) -> (f32, f32, usize) {
         super::softmax::exp_shifted_bf16(row, out, find_argmax)
     }
+}
+
+/// [`exp_tile_bf16`] rounding sixteen exponentials with one
+/// `vcvtneps2bf16`. It flushes subnormal inputs, which the exponentials
+/// never are (exp's clamped argument keeps them at or above 2⁻¹²⁶),
+/// so its bits are those of the integer rounding; the integer rounding's
+/// truncating store (`vpmovdw` to memory, which LLVM chose) had cost the
+/// bf16 head's pass 1 more than all the bytes it saved.
+///
+/// # Safety
+/// AVX-512F and AVX512_BF16 must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn exp_tile_bf16_convert(
+    row: &[f32],
+    out: &mut [u16],
+    find_argmax: bool,
+) -> (f32, f32, usize) {
+    use std::arch::x86_64::*;
+    super::softmax::exp_shifted_rounding(row, out, find_argmax, |e, o| {
+        let o = &mut o[..16];
+        // SAFETY: 16 floats read from `e`, 16 u16 written to `o` (both
+        // bounds-checked); the features are the function's.
+        unsafe {
+            let h = _mm512_cvtneps_pbh(_mm512_loadu_ps(e.as_ptr()));
+            let h = std::mem::transmute::<__m256bh, __m256i>(h);
+            // Ordinary stores: streaming ones (which skip reading the
+            // line first) timed 3 ms a head slower on a Zen 5, pass 2
+            // then finding none of the chunk's last rows in L3.
+            _mm256_storeu_si256(o.as_mut_ptr().cast(), h);
+        }
+    })
 }
 
 simd_fn! {
@@ -339,7 +394,10 @@ fn with_head_scratch<R>(
     })
 }
 
-/// Asks for the cache lines of the `len` bf16 at `p` (the next row of
+/// Rows ahead whose stored exponentials' lines are prefetched in pass 1.
+const WRITE_AHEAD: usize = 4;
+
+/// Asks for the cache lines of the `len` bf16 at `p` (a later row of
 /// stored exponentials) in a state to be written.
 #[inline(always)]
 fn prefetch_for_write(p: *const u16, len: usize) {
@@ -394,8 +452,8 @@ fn logits_pass(
                 let target_logit = if hit { row[target - j0] } else { 0.0 };
                 let (max, sum, arg) = match exps.as_deref_mut() {
                     Some(e) => {
-                        prefetch_for_write(e.as_ptr().wrapping_add((i + 1) * width), width);
-                        exp_tile_bf16(row, &mut e[i * width..][..width], find_argmax)
+                        let ahead = e.as_ptr().wrapping_add((i + WRITE_AHEAD) * width);
+                        exp_tile_bf16(row, &mut e[i * width..][..width], ahead, find_argmax)
                     }
                     None => exp_tile(row, find_argmax),
                 };
@@ -479,11 +537,21 @@ pub fn head_loss_backward(
 ) -> f64 {
     let (c, v) = (s.channels, s.vocab);
     let tiles = v.div_ceil(VOCAB_TILE);
+    // The bf16 head's exponentials take half the bytes: the scratch holds
+    // twice the rows, and fewer chunks stream wte and dwte fewer times.
+    let chunk = match wte {
+        HeadWeights::F32(_) => s.chunk,
+        HeadWeights::Bf16(_) => 2 * s.chunk,
+    };
+    assert!(
+        scratch.len() >= scratch_len(s.chunk.min(s.rows), v),
+        "head scratch too small"
+    );
     let mut total = 0.0f64;
     let mut start = 0;
     with_head_scratch(|stats, factors, part| {
         while start < s.rows {
-            let rows = s.chunk.min(s.rows - start);
+            let rows = chunk.min(s.rows - start);
             let x_chunk = &x[start * c..(start + rows) * c];
             let logits = &mut *scratch;
             let targets = &targets[start..start + rows];
@@ -977,7 +1045,9 @@ mod tests {
                         (r, st)
                     });
                     let mut out = vec![7u16; n + 1];
-                    let got = with_path(path, || exp_tile_bf16(row, &mut out[..n], true));
+                    let got = with_path(path, || {
+                        exp_tile_bf16(row, &mut out[..n], std::ptr::null(), true)
+                    });
                     let bits = |(m, s, a): (f32, f32, usize)| (m.to_bits(), s.to_bits(), a);
                     assert_eq!(bits(got), bits(want), "{path:?} n {n}");
                     for (c, (&o, &e)) in out.iter().zip(&want_row).enumerate() {

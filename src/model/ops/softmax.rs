@@ -87,6 +87,24 @@ pub(super) fn exp_shifted_bf16(
     out: &mut [u16],
     find_argmax: bool,
 ) -> (f32, f32, usize) {
+    exp_shifted_rounding(row, out, find_argmax, |e, o| {
+        for k in 0..LANES {
+            o[k] = round_finite(e[k]);
+        }
+    })
+}
+
+/// [`exp_shifted_bf16`] with the rounding of each whole vector of
+/// exponentials given (`round16(e, out)` writes bf16(e) to `out`'s 16),
+/// for a caller with a rounding instruction; the row's tail uses
+/// [`round_finite`].
+#[inline(always)]
+pub(super) fn exp_shifted_rounding(
+    row: &[f32],
+    out: &mut [u16],
+    find_argmax: bool,
+    round16: impl Fn(&[f32; LANES], &mut [u16]),
+) -> (f32, f32, usize) {
     let max = row_max(row);
     let argmax = if find_argmax {
         row.iter().position(|&x| x == max).unwrap_or(0)
@@ -98,11 +116,12 @@ pub(super) fn exp_shifted_bf16(
     let mut chunks = row.chunks_exact(LANES);
     let mut outs = out.chunks_exact_mut(LANES);
     for (ch, o) in (&mut chunks).zip(&mut outs) {
+        let mut e = [0.0f32; LANES];
         for k in 0..LANES {
-            let e = fast_math::exp(ch[k] - max);
-            o[k] = round_finite(e);
-            lane_sum[k] += e;
+            e[k] = fast_math::exp(ch[k] - max);
+            lane_sum[k] += e[k];
         }
+        round16(&e, o);
     }
     let mut sum = 0.0f32;
     for (&x, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
@@ -117,7 +136,7 @@ pub(super) fn exp_shifted_bf16(
 /// [`to_bf16`](super::bf16::to_bf16) for a float that is not a NaN: round to nearest, ties to
 /// even.
 #[inline(always)]
-fn round_finite(x: f32) -> u16 {
+pub(super) fn round_finite(x: f32) -> u16 {
     let bits = x.to_bits();
     (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16
 }
