@@ -81,7 +81,10 @@ fn head_pieces() {
         .wall;
         let rate = gf(t, 6.0 * (n * c * v) as f64);
         println!(
-            "{prec} whole head ({chunk}-row chunks): {:.1} ms, {rate:.1} GFLOP/s, {:.1}% of the kernel's {peak:.1}",
+            "{prec} whole head ({}-row chunks): {:.1} ms, {rate:.1} GFLOP/s, {:.1}% of the kernel's {peak:.1}",
+            // The bf16 head takes twice the scratch's rows (bf16
+            // exponentials).
+            if prec == "fp32" { chunk } else { 2 * chunk },
             t * 1e3,
             100.0 * rate / peak
         );

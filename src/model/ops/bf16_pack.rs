@@ -174,12 +174,25 @@ pub unsafe fn pack_tile_rows_transposed(
     }
 }
 
+/// Sixteen bf16 values at `src` widened to f32 (exact).
+///
+/// # Safety
+/// `src` must be valid for 16 reads; AVX-512F must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn widen16(src: *const u16) -> __m512 {
+    // SAFETY: 16 u16 readable (the caller's promise).
+    let h = unsafe { _mm256_loadu_si256(src.cast()) };
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+}
+
 /// Two rows of a head tile's dlogits rounded to bf16 at once, in the two
-/// layouts the head's products read: `lo_out[c]` = bf16(lo[c] · f_lo),
-/// `hi_out[c]` = bf16(hi[c] · f_hi), and `down[c]` their pair. The same
-/// bits as the scalar `scale_to_bf16` and `interleave` in `crossentropy`,
-/// in one pass over the f32 rows instead of three. Returns how many
-/// columns it wrote (a multiple of 16); the caller does the rest.
+/// layouts the head's products read, from the tile's exponentials stored
+/// as bf16: `lo_out[c]` = bf16(f32(lo[c]) · f_lo), `hi_out[c]` =
+/// bf16(f32(hi[c]) · f_hi), and `down[c]` their pair. The same bits as
+/// the scalar `scale_to_bf16` and `interleave` in `crossentropy`, in one
+/// pass over the stored rows instead of three. Returns how many columns
+/// it wrote (a multiple of 16); the caller does the rest.
 ///
 /// # Safety
 /// AVX-512F must be present.
@@ -189,7 +202,7 @@ pub unsafe fn scale_round_two_rows(
     lo_out: &mut [u16],
     hi_out: &mut [u16],
     down: &mut [u32],
-    [lo, hi]: [&[f32]; 2],
+    [lo, hi]: [&[u16]; 2],
     [f_lo, f_hi]: [f32; 2],
     ahead: usize,
 ) -> usize {
@@ -203,16 +216,17 @@ pub unsafe fn scale_round_two_rows(
         * 16;
     let (f_lo, f_hi) = (_mm512_set1_ps(f_lo), _mm512_set1_ps(f_hi));
     for c in (0..n).step_by(16) {
-        // Two rows are two short streams (2 KiB each in a head tile) that
+        // Two rows are two short streams (1 KiB each in a head tile) that
         // the hardware prefetcher learns too late; ask for the same
-        // columns `ahead` floats on (the caller's next rows) instead.
+        // columns `ahead` elements on (the caller's next rows) instead.
         // Prefetches never fault, and wrapping_add makes no reference.
+        // (16 bf16 are half a cache line: every other one is a repeat.)
         _mm_prefetch::<_MM_HINT_T0>(lo.as_ptr().wrapping_add(c + ahead).cast());
         _mm_prefetch::<_MM_HINT_T0>(hi.as_ptr().wrapping_add(c + ahead).cast());
         // SAFETY: 16 elements from c are in bounds of all five slices.
         unsafe {
-            let a = _mm512_mul_ps(_mm512_loadu_ps(lo.as_ptr().add(c)), f_lo);
-            let b = _mm512_mul_ps(_mm512_loadu_ps(hi.as_ptr().add(c)), f_hi);
+            let a = _mm512_mul_ps(widen16(lo.as_ptr().add(c)), f_lo);
+            let b = _mm512_mul_ps(widen16(hi.as_ptr().add(c)), f_hi);
             let (a, b) = (
                 round16(_mm512_castps_si512(a)),
                 round16(_mm512_castps_si512(b)),
@@ -253,18 +267,30 @@ mod tests {
             .collect()
     }
 
-    /// Two rows scaled and rounded at once against `to_bf16` of each
-    /// product, on floats of every kind and factors that make products
-    /// overflow, go subnormal or stay exact.
+    /// Two rows of bf16 widened, scaled and rounded at once against
+    /// `to_bf16(from_bf16(x) · f)` of each element, on bf16 of every kind
+    /// (signalling NaNs too) and factors that make products overflow, go
+    /// subnormal or stay exact.
     #[test]
     fn two_row_rounding_gives_the_scalar_bits() {
         if !super::available() {
             eprintln!("no AVX-512F here: the scalar rounding is the only path");
             return;
         }
-        use super::super::bf16::to_bf16;
+        use super::super::bf16::{from_bf16, to_bf16};
+        let halves = |n: usize, seed: u64| -> Vec<u16> {
+            let x = awkward(n, seed);
+            (0..n)
+                .map(|i| match i % 13 {
+                    // Signalling NaNs and a bf16 subnormal, which rounding
+                    // an f32 never gives.
+                    12 => [0x7f81, 0xff85, 0x0003][(i / 13) % 3],
+                    _ => to_bf16(x[i]),
+                })
+                .collect()
+        };
         for (n, seed) in [(16, 1), (48, 2), (83, 3)] {
-            let (lo, hi) = (awkward(n, seed), awkward(n, seed + 10));
+            let (lo, hi) = (halves(n, seed), halves(n, seed + 10));
             for (f_lo, f_hi) in [(1.0, 1.0), (0.37, 3e37), (1e-39, -2.5)] {
                 let (mut a, mut b, mut d) = (vec![1u16; n], vec![2u16; n], vec![3u32; n]);
                 // SAFETY: AVX-512F is present (checked above).
@@ -285,7 +311,8 @@ mod tests {
                         assert_eq!((a[c], b[c], d[c]), (1, 2, 3));
                         continue;
                     }
-                    let (x, y) = (to_bf16(lo[c] * f_lo), to_bf16(hi[c] * f_hi));
+                    let x = to_bf16(from_bf16(lo[c]) * f_lo);
+                    let y = to_bf16(from_bf16(hi[c]) * f_hi);
                     assert_eq!((a[c], b[c]), (x, y), "column {c} of {n}");
                     assert_eq!(d[c], x as u32 | (y as u32) << 16, "pair {c} of {n}");
                 }

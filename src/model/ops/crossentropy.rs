@@ -10,9 +10,13 @@
 //!   pass 2, tile by tile: dlogits = (p - onehot(target)) · grad_scale from
 //!     e with one multiply, then dx_chunk += dlogits · wte_tile and
 //!     dwte_tile += dlogitsᵀ · x_chunk
-//! The only V-sized buffer is the (chunk, V) scratch.
+//! The only V-sized buffer is the (chunk, V) scratch, which holds the
+//! exponentials between the passes: f32 in the f32 head, bf16 in the bf16
+//! head (which rounds dlogits to bf16 anyway), halving the bytes written
+//! in pass 1 and read back in pass 2 (the head's only DRAM stream besides
+//! wte and dwte).
 
-use super::bf16::{LANES, PairsRef, matmul_pairs, pack_columns, pack_rows, to_bf16};
+use super::bf16::{LANES, PairsRef, from_bf16, matmul_pairs, pack_columns, pack_rows, to_bf16};
 use super::fast_math::{SimdPath, simd_fn, simd_path};
 use super::linear_bf16::{with_scratch, with_scratch3};
 use super::matmul::{MatMut, MatRef, matmul};
@@ -35,7 +39,10 @@ pub enum HeadWeights<'a> {
 /// 0.87-0.89 s with 128 and 0.80-0.81 s with 256 (f32, before the
 /// vocabulary tiles). With the tiles, the bf16 head alone (same preset,
 /// Zen 5, `tests/head_timing.rs`, one run) took 221 ms with 256 rows,
-/// 204-206 ms with 512 and 198 ms with 1,024 (208 MB).
+/// 204-206 ms with 512 and 198 ms with 1,024 (208 MB). The bf16 head,
+/// which stores its exponentials as bf16, runs twice these rows in the
+/// same scratch: with bf16 exponentials it took 196-199 ms with 512 rows
+/// and 192.5 ms with 1,024 (same machine, co-tenant busy).
 pub const DEFAULT_CHUNK_ROWS: usize = 512;
 
 /// Vocabulary columns per tile of the two passes: a chunk's tile of logits
@@ -63,7 +70,8 @@ pub struct HeadShape {
 }
 
 /// Scratch floats needed: a chunk's logits, tile after tile, each tile
-/// (rows, its width) contiguous.
+/// (rows, its width) contiguous (the bf16 head uses the first half, as
+/// bf16).
 pub fn scratch_len(chunk: usize, vocab: usize) -> usize {
     chunk * vocab.next_multiple_of(VOCAB_TILE)
 }
@@ -97,8 +105,12 @@ struct TileStat {
     arg: u32,
     /// Σ exp(logit - max) over the tile.
     sum: f32,
-    /// The target's logit, in the tile that holds the target.
+    /// The target's logit and exp(logit - max), in the tile that holds
+    /// the target: the bf16 head stores the other exponentials rounded,
+    /// and the target's dlogit, p - 1, would lose most of its bits to
+    /// that rounding when p is near 1.
     target_logit: f32,
+    target_e: f32,
 }
 
 /// A row's softmax over all its tiles.
@@ -157,11 +169,71 @@ simd_fn! {
     }
 }
 
+/// [`exp_tile`]'s statistics, the exponentials rounded to bf16 into
+/// `out` and `row` left as it is. `ahead` is where a later row of
+/// exponentials will be written: its lines are prefetched, as one row
+/// (1 KiB) takes less time than a DRAM read.
+fn exp_tile_bf16(
+    row: &[f32],
+    out: &mut [u16],
+    ahead: *const u16,
+    find_argmax: bool,
+) -> (f32, f32, usize) {
+    prefetch_for_write(ahead, row.len());
+    #[cfg(target_arch = "x86_64")]
+    if simd_path() == SimdPath::Avx512 && std::arch::is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the AVX-512 path is only chosen where the CPU has
+        // AVX-512F, and AVX512_BF16 was just detected.
+        return unsafe { exp_tile_bf16_convert(row, out, find_argmax) };
+    }
+    exp_tile_bf16_simd(row, out, find_argmax)
+}
+
 simd_fn! {
-    /// `out = bf16(e · factor)`.
-    fn scale_to_bf16(out: &mut [u16], e: &[f32], factor: f32) {
+    /// [`exp_tile_bf16`] on each SIMD path, rounding with integer
+    /// arithmetic.
+    fn exp_tile_bf16_simd(row: &[f32], out: &mut [u16], find_argmax: bool) -> (f32, f32, usize) {
+        super::softmax::exp_shifted_bf16(row, out, find_argmax)
+    }
+}
+
+/// [`exp_tile_bf16`] rounding sixteen exponentials with one
+/// `vcvtneps2bf16`. It flushes subnormal inputs, which the exponentials
+/// never are (exp's clamped argument keeps them at or above 2⁻¹²⁶),
+/// so its bits are those of the integer rounding; the integer rounding's
+/// truncating store (`vpmovdw` to memory, which LLVM chose) had cost the
+/// bf16 head's pass 1 more than all the bytes it saved.
+///
+/// # Safety
+/// AVX-512F and AVX512_BF16 must be present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn exp_tile_bf16_convert(
+    row: &[f32],
+    out: &mut [u16],
+    find_argmax: bool,
+) -> (f32, f32, usize) {
+    use std::arch::x86_64::*;
+    super::softmax::exp_shifted_rounding(row, out, find_argmax, |e, o| {
+        let o = &mut o[..16];
+        // SAFETY: 16 floats read from `e`, 16 u16 written to `o` (both
+        // bounds-checked); the features are the function's.
+        unsafe {
+            let h = _mm512_cvtneps_pbh(_mm512_loadu_ps(e.as_ptr()));
+            let h = std::mem::transmute::<__m256bh, __m256i>(h);
+            // Ordinary stores: streaming ones (which skip reading the
+            // line first) timed 3 ms a head slower on a Zen 5, pass 2
+            // then finding none of the chunk's last rows in L3.
+            _mm256_storeu_si256(o.as_mut_ptr().cast(), h);
+        }
+    })
+}
+
+simd_fn! {
+    /// `out = bf16(f32(e) · factor)` for exponentials `e` stored as bf16.
+    fn scale_to_bf16(out: &mut [u16], e: &[u16], factor: f32) {
         for (o, &x) in out.iter_mut().zip(e) {
-            *o = to_bf16(x * factor);
+            *o = to_bf16(from_bf16(x) * factor);
         }
     }
 }
@@ -200,9 +272,19 @@ fn halves_to_pairs(pairs: &mut [u32]) {
     }
 }
 
-/// A tile's exponentials (rows, width) and what turns them into dlogits.
+/// The head's f32 scratch seen as bf16 halves, where the bf16 head keeps
+/// its exponentials (tile `t` of a chunk at [`tile_offset`] in halves):
+/// half the bytes of f32 to write in pass 1 and read back in pass 2.
+fn scratch_halves(scratch: &mut [f32]) -> &mut [u16] {
+    // SAFETY: the u16 view covers exactly the f32 slice's bytes, u16's
+    // alignment divides f32's, and every bit pattern is a valid u16.
+    unsafe { std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u16>(), scratch.len() * 2) }
+}
+
+/// A tile's exponentials (rows, width), stored as bf16, and what turns
+/// them into dlogits.
 struct TileSource<'a> {
-    e: &'a [f32],
+    e: &'a [u16],
     width: usize,
     /// The tile's first column.
     j0: usize,
@@ -211,16 +293,24 @@ struct TileSource<'a> {
 }
 
 /// The tile's dlogits `factor(r) · e - grad_scale · onehot(target)`,
-/// rounded to bf16 once, into both layouts the products read: `along`
+/// rounded to bf16, into both layouts the products read: `along`
 /// (row r's bf16 at `r · VOCAB_TILE ..`, dx's left operand) and `down`
 /// (rows 2q and 2q + 1 of column c as one pair at `q · VOCAB_TILE + c`,
-/// dwte's left operand). Two rows at a time, so the f32 tile, which
+/// dwte's left operand). Two rows at a time, so the stored tile, which
 /// comes from memory, is read once.
+///
+/// `e` was rounded to bf16 when stored, so an element is
+/// bf16(f32(bf16(e)) · factor), rounded twice: relative error up to
+/// about 1.5 · 2⁻⁸ rather than 2⁻⁸, on dlogits whose own bf16 rounding
+/// the products already accept. The target's element, p - 1, is taken
+/// from its f32 exponential `target_e(r)` and rounded once: near p = 1
+/// the stored exponential's rounding would be most of its value.
 fn tile_dlogits(
     along: &mut [u16],
     down: &mut [u32],
     s: &TileSource,
     factor: &dyn Fn(usize) -> f32,
+    target_e: &dyn Fn(usize) -> f32,
 ) {
     let (width, rows) = (s.width, s.targets.len());
     for (q, down) in down
@@ -255,7 +345,7 @@ fn tile_dlogits(
             let target = s.targets[row] as usize;
             if (s.j0..s.j0 + width).contains(&target) {
                 let c = target - s.j0;
-                let value = to_bf16(s.e[row * width + c] * factor(row) - s.grad_scale);
+                let value = to_bf16(target_e(row) * factor(row) - s.grad_scale);
                 along[row * VOCAB_TILE + c] = value;
                 let shift = 16 * half;
                 down[c] = down[c] & !(0xffff << shift) | (value as u32) << shift;
@@ -270,7 +360,7 @@ fn round_two_rows_fast(
     lo: &mut [u16],
     hi: &mut [u16],
     down: &mut [u32],
-    e: [&[f32]; 2],
+    e: [&[u16]; 2],
     factors: [f32; 2],
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -304,14 +394,40 @@ fn with_head_scratch<R>(
     })
 }
 
+/// Rows ahead whose stored exponentials' lines are prefetched in pass 1.
+const WRITE_AHEAD: usize = 4;
+
+/// Asks for the cache lines of the `len` bf16 at `p` (a later row of
+/// stored exponentials) in a state to be written.
+#[inline(always)]
+fn prefetch_for_write(p: *const u16, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for i in (0..len).step_by(32) {
+        // SAFETY: a prefetch never faults, whatever the address;
+        // wrapping_add makes no reference.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_ET0>(p.wrapping_add(i).cast());
+        }
+    }
+    let _ = (p, len);
+}
+
 /// Pass 1 over one chunk: logits (rows, V) = x · wteᵀ tile by tile, each
-/// tile's rows replaced by exp(logit - the row's maximum over the tile)
-/// while the tile is in cache; maxima, sums and the targets' logits go to
-/// `stats` (rows x tiles, row-major).
+/// tile's rows turned into exp(logit - the row's maximum over the tile)
+/// while the tile is in cache; maxima, sums and the targets' logits and
+/// exponentials go to `stats` (rows x tiles, row-major). The f32 head
+/// leaves the exponentials in `scratch`, in place of the logits; the
+/// bf16 head multiplies a few rows at a time into `part` and, when
+/// `keep_exps` (a backward pass will read them), stores the
+/// exponentials rounded to bf16 in `scratch`'s halves
+/// ([`scratch_halves`]).
 #[allow(clippy::too_many_arguments)]
 fn logits_pass(
     wte: HeadWeights,
-    logits: &mut [f32],
+    scratch: &mut [f32],
+    keep_exps: bool,
+    part: &mut Vec<f32>,
     x: &[f32],
     targets: &[u32],
     c: usize,
@@ -324,54 +440,71 @@ fn logits_pass(
     stats.clear();
     stats.resize(rows * tiles, TileStat::default());
     // Rows `r0..` of tile `j0 / VOCAB_TILE`, just multiplied: exponentials
-    // and statistics, while the rows are still in cache.
-    let mut finish_rows = |block: &mut [f32], r0: usize, j0: usize, width: usize| {
-        let t = j0 / VOCAB_TILE;
-        let rows = block.chunks_exact_mut(width).zip(&targets[r0..]);
-        for (r, (row, &target)) in (r0..).zip(rows) {
-            let target = checked_target(target, v);
-            let target_logit = if (j0..j0 + width).contains(&target) {
-                row[target - j0]
-            } else {
-                0.0
-            };
-            let (max, sum, arg) = exp_tile(row, find_argmax);
-            stats[r * tiles + t] = TileStat {
-                max,
-                arg: arg as u32,
-                sum,
-                target_logit,
-            };
-        }
-    };
+    // and statistics, while the rows are still in cache; the exponentials
+    // also rounded into `exps` (rows after rows, `width` apart) if given.
+    let mut finish_rows =
+        |block: &mut [f32], mut exps: Option<&mut [u16]>, r0: usize, j0: usize, width: usize| {
+            let t = j0 / VOCAB_TILE;
+            let rows = block.chunks_exact_mut(width).zip(&targets[r0..]);
+            for (i, (row, &target)) in rows.enumerate() {
+                let target = checked_target(target, v);
+                let hit = (j0..j0 + width).contains(&target);
+                let target_logit = if hit { row[target - j0] } else { 0.0 };
+                let (max, sum, arg) = match exps.as_deref_mut() {
+                    Some(e) => {
+                        let ahead = e.as_ptr().wrapping_add((i + WRITE_AHEAD) * width);
+                        exp_tile_bf16(row, &mut e[i * width..][..width], ahead, find_argmax)
+                    }
+                    None => exp_tile(row, find_argmax),
+                };
+                // The same bits as the exponential in the row's sum (one
+                // scalar `exp`, a lane of the vector one).
+                let target_e = if hit {
+                    super::fast_math::exp(target_logit - max)
+                } else {
+                    0.0
+                };
+                stats[(r0 + i) * tiles + t] = TileStat {
+                    max,
+                    arg: arg as u32,
+                    sum,
+                    target_logit,
+                    target_e,
+                };
+            }
+        };
     match wte {
         HeadWeights::F32(w) => {
             for j0 in (0..v).step_by(VOCAB_TILE) {
                 let width = VOCAB_TILE.min(v - j0);
-                let block = &mut logits[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
+                let block = &mut scratch[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
                 matmul(
                     MatMut::new(block, rows, width),
                     MatRef::new(x, rows, c),
                     MatRef::new(&w[j0 * c..(j0 + width) * c], width, c).t(),
                     false,
                 );
-                finish_rows(block, 0, j0, width);
+                finish_rows(block, None, 0, j0, width);
             }
         }
         HeadWeights::Bf16(w) => with_scratch(|a, _| {
             let xa = pack_rows(a, MatRef::new(x, rows, c));
+            part.clear();
+            part.resize(FORWARD_ROWS * VOCAB_TILE, 0.0);
+            let halves = scratch_halves(scratch);
             for j0 in (0..v).step_by(VOCAB_TILE) {
                 let width = VOCAB_TILE.min(v - j0);
                 let wt = w.forward().row_block(j0, width);
-                let block = &mut logits[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
-                // A few of the kernel's row blocks at a time, so that the
-                // exponentials read logits the kernel left in L1/L2 rather
-                // than a whole (rows, 512) tile that has spilled to L3.
+                let exps = &mut halves[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
+                // A few of the kernel's row blocks at a time, into the same
+                // small block, so that the exponentials read logits the
+                // kernel left in L1/L2 and only their bf16 go to memory.
                 for r0 in (0..rows).step_by(FORWARD_ROWS) {
                     let n = FORWARD_ROWS.min(rows - r0);
-                    let part = &mut block[r0 * width..(r0 + n) * width];
-                    matmul_pairs(MatMut::new(part, n, width), xa.row_block(r0, n), wt, false);
-                    finish_rows(part, r0, j0, width);
+                    let block = &mut part[..n * width];
+                    matmul_pairs(MatMut::new(block, n, width), xa.row_block(r0, n), wt, false);
+                    let out = keep_exps.then(|| &mut exps[r0 * width..(r0 + n) * width]);
+                    finish_rows(block, out, r0, j0, width);
                 }
             }
         }),
@@ -387,9 +520,10 @@ fn logits_pass(
 /// it is still in cache, exponentiates it against each row's maximum over
 /// the tile ([`logits_pass`]). Pass 2 turns a tile into
 /// `grad_scale · (p - onehot)` with one multiply per element (the tile's
-/// correction to the row's whole softmax), rounds it to bf16 once, in both
-/// layouts the products want, and runs that tile's share of dx and of
-/// dwte at once, so dlogits never go to memory as a whole.
+/// correction to the row's whole softmax), rounds it to bf16 (from the
+/// stored bf16 exponentials: see [`tile_dlogits`]), in both layouts the
+/// products want, and runs that tile's share of dx and of dwte at once,
+/// so dlogits never go to memory as a whole.
 #[allow(clippy::too_many_arguments)]
 pub fn head_loss_backward(
     dx: &mut [f32],
@@ -403,16 +537,28 @@ pub fn head_loss_backward(
 ) -> f64 {
     let (c, v) = (s.channels, s.vocab);
     let tiles = v.div_ceil(VOCAB_TILE);
+    // The bf16 head's exponentials take half the bytes: the scratch holds
+    // twice the rows, and fewer chunks stream wte and dwte fewer times.
+    let chunk = match wte {
+        HeadWeights::F32(_) => s.chunk,
+        HeadWeights::Bf16(_) => 2 * s.chunk,
+    };
+    assert!(
+        scratch.len() >= scratch_len(s.chunk.min(s.rows), v),
+        "head scratch too small"
+    );
     let mut total = 0.0f64;
     let mut start = 0;
-    with_head_scratch(|stats, factors, _| {
+    with_head_scratch(|stats, factors, part| {
         while start < s.rows {
-            let rows = s.chunk.min(s.rows - start);
+            let rows = chunk.min(s.rows - start);
             let x_chunk = &x[start * c..(start + rows) * c];
             let logits = &mut *scratch;
             let targets = &targets[start..start + rows];
             let dx_chunk = &mut dx[start * c..(start + rows) * c];
-            logits_pass(wte, logits, x_chunk, targets, c, v, stats, false);
+            logits_pass(
+                wte, logits, true, part, x_chunk, targets, c, v, stats, false,
+            );
             // Each row's loss, and each (row, tile)'s factor from its
             // exponentials to grad_scale · p.
             factors.clear();
@@ -462,6 +608,7 @@ pub fn head_loss_backward(
                     }
                 }
                 HeadWeights::Bf16(w) => with_scratch3(|a, b, xs| {
+                    let exps = &*scratch_halves(logits);
                     let xc = pack_columns(xs, MatRef::new(x_chunk, rows, c));
                     let tile_pairs = VOCAB_TILE / 2;
                     let down_stride = VOCAB_TILE;
@@ -478,14 +625,15 @@ pub fn head_loss_backward(
                         // The tile's dlogits in both layouts; `along`
                         // through a u16 view, one bf16 per column.
                         let factor = |r: usize| factors[r * tiles + t];
+                        let target_e = |r: usize| stats[r * tiles + t].target_e;
                         let src = TileSource {
-                            e: &logits[tile_offset(rows, t)..][..rows * width],
+                            e: &exps[tile_offset(rows, t)..][..rows * width],
                             width,
                             j0,
                             targets,
                             grad_scale,
                         };
-                        tile_dlogits(as_halves(a), b, &src, &factor);
+                        tile_dlogits(as_halves(a), b, &src, &factor, &target_e);
                         halves_to_pairs(a);
                         let along = PairsRef::new(a, rows, pairs, tile_pairs, 1);
                         // dwte first, while `down`, just written, is in
@@ -533,15 +681,19 @@ pub fn head_loss_rows(
     let tiles = v.div_ceil(VOCAB_TILE);
     let mut total = 0.0f64;
     let mut start = 0;
-    with_head_scratch(|stats, _, _| {
+    with_head_scratch(|stats, _, part| {
         while start < s.rows {
             let rows = s.chunk.min(s.rows - start);
             let x_chunk = &x[start * c..(start + rows) * c];
             let chunk_targets = &targets[start..start + rows];
             let find_argmax = predictions.is_some();
+            // Nothing reads the exponentials afterwards: the bf16 head
+            // need not store them.
             logits_pass(
                 wte,
                 scratch,
+                false,
+                part,
                 x_chunk,
                 chunk_targets,
                 c,
@@ -864,20 +1016,67 @@ mod tests {
         }
     }
 
+    /// The bf16 head's exponentials: on every SIMD path, the statistics
+    /// of [`exp_tile`] to the bit and its exponentials rounded by
+    /// `to_bf16`, on rows with NaN, infinite and far-apart logits (the
+    /// rounding there has no NaN case) and lengths around the lanes.
+    #[test]
+    fn bf16_exponentials_are_the_f32_ones_rounded() {
+        use crate::model::ops::fast_math::{available_paths, with_path};
+        for (n, seed) in [(1usize, 41u64), (15, 42), (16, 43), (37, 44), (512, 45)] {
+            let mut row: Vec<f32> = fd::random(n, seed).iter().map(|v| v * 40.0).collect();
+            if n > 3 {
+                row[1] = f32::NAN;
+                row[2] = -1e30;
+                row[3] = f32::NEG_INFINITY;
+            }
+            let mut rows = vec![row.clone()];
+            if n > 5 {
+                let mut inf = row.clone();
+                inf[5] = f32::INFINITY;
+                rows.push(inf);
+            }
+            rows.push(vec![f32::NAN; n]);
+            for row in &rows {
+                for path in available_paths() {
+                    let (want_row, want) = with_path(path, || {
+                        let mut r = row.clone();
+                        let st = exp_tile(&mut r, true);
+                        (r, st)
+                    });
+                    let mut out = vec![7u16; n + 1];
+                    let got = with_path(path, || {
+                        exp_tile_bf16(row, &mut out[..n], std::ptr::null(), true)
+                    });
+                    let bits = |(m, s, a): (f32, f32, usize)| (m.to_bits(), s.to_bits(), a);
+                    assert_eq!(bits(got), bits(want), "{path:?} n {n}");
+                    for (c, (&o, &e)) in out.iter().zip(&want_row).enumerate() {
+                        assert_eq!(o, to_bf16(e), "{path:?} n {n} column {c}");
+                    }
+                    assert_eq!(out[n], 7, "nothing written past the row");
+                }
+            }
+        }
+    }
+
     /// A tile's dlogits in both layouts, on every SIMD path, against a
-    /// plain per-element rounding of `factor · e` (and `- grad_scale` at
-    /// the target): an odd number of rows (the last pair half empty), an
-    /// odd width past whole vectors, targets inside and outside the tile.
+    /// plain per-element rounding of `factor · e` for the stored bf16
+    /// exponentials `e`, and of `factor · target_e - grad_scale` (the
+    /// f32 exponential, not the stored one) at the target: an odd number
+    /// of rows (the last pair half empty), an odd width past whole
+    /// vectors, targets inside and outside the tile.
     #[test]
     fn tile_dlogits_round_each_element_once_in_both_layouts() {
         use crate::model::ops::fast_math::{available_paths, with_path};
         let (rows, width, j0, grad_scale) = (5usize, 83usize, 1024usize, 0.75f32);
-        let e: Vec<f32> = fd::random(rows * width, 31)
+        let e: Vec<u16> = fd::random(rows * width, 31)
             .iter()
-            .map(|v| v.abs())
+            .map(|v| to_bf16(v.abs()))
             .collect();
         let targets = [1024 + 3, 7, 1024 + 82, 1024 + 16, 1024];
         let factors = [0.5f32, 1.25, 3e-3, 0.75, 2.0];
+        // Not any stored value: taking the target's from `e` fails.
+        let target_es = [0.9990001f32, 0.3, 0.123457, 0.999, 0.77777];
         let src = TileSource {
             e: &e,
             width,
@@ -888,13 +1087,17 @@ mod tests {
         let run = || {
             let mut along = vec![9u16; rows * VOCAB_TILE];
             let mut down = vec![9u32; rows.div_ceil(2) * VOCAB_TILE];
-            tile_dlogits(&mut along, &mut down, &src, &|r| factors[r]);
+            tile_dlogits(&mut along, &mut down, &src, &|r| factors[r], &|r| {
+                target_es[r]
+            });
             (along, down)
         };
         let want = |r: usize, c: usize| {
-            let hit = targets[r] as usize == j0 + c;
-            let shift = if hit { grad_scale } else { 0.0 };
-            to_bf16(e[r * width + c] * factors[r] - shift)
+            if targets[r] as usize == j0 + c {
+                to_bf16(target_es[r] * factors[r] - grad_scale)
+            } else {
+                to_bf16(from_bf16(e[r * width + c]) * factors[r])
+            }
         };
         for path in available_paths() {
             let (along, down) = with_path(path, run);

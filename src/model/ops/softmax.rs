@@ -69,6 +69,78 @@ pub(super) fn exp_shifted(row: &mut [f32], find_argmax: bool) -> (f32, f32, usiz
     (max, sum, argmax)
 }
 
+/// [`exp_shifted`] where the exponentials are wanted only as bf16 (the
+/// bf16 head's tiles): `out = bf16(exp(row - max(row)))`, `row` left as
+/// it is. The sum is of the f32 exponentials, in [`exp_shifted`]'s order,
+/// so the two give the same bits for (max, sum, argmax). One pass that
+/// stores two bytes an element instead of storing four and reading them
+/// back to round.
+///
+/// The rounding is [`to_bf16`](super::bf16::to_bf16)'s without its NaN case: `fast_math::exp`
+/// clamps its argument (a NaN goes to the lower bound), so it returns a
+/// finite, normal, positive float, where the two roundings agree; the
+/// select cost as much as the rest of the rounding (tested against
+/// `to_bf16` with NaN and infinite logits in `crossentropy`).
+#[inline(always)]
+pub(super) fn exp_shifted_bf16(
+    row: &[f32],
+    out: &mut [u16],
+    find_argmax: bool,
+) -> (f32, f32, usize) {
+    exp_shifted_rounding(row, out, find_argmax, |e, o| {
+        for k in 0..LANES {
+            o[k] = round_finite(e[k]);
+        }
+    })
+}
+
+/// [`exp_shifted_bf16`] with the rounding of each whole vector of
+/// exponentials given (`round16(e, out)` writes bf16(e) to `out`'s 16),
+/// for a caller with a rounding instruction; the row's tail uses
+/// [`round_finite`].
+#[inline(always)]
+pub(super) fn exp_shifted_rounding(
+    row: &[f32],
+    out: &mut [u16],
+    find_argmax: bool,
+    round16: impl Fn(&[f32; LANES], &mut [u16]),
+) -> (f32, f32, usize) {
+    let max = row_max(row);
+    let argmax = if find_argmax {
+        row.iter().position(|&x| x == max).unwrap_or(0)
+    } else {
+        0
+    };
+    let out = &mut out[..row.len()];
+    let mut lane_sum = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    let mut outs = out.chunks_exact_mut(LANES);
+    for (ch, o) in (&mut chunks).zip(&mut outs) {
+        let mut e = [0.0f32; LANES];
+        for k in 0..LANES {
+            e[k] = fast_math::exp(ch[k] - max);
+            lane_sum[k] += e[k];
+        }
+        round16(&e, o);
+    }
+    let mut sum = 0.0f32;
+    for (&x, o) in chunks.remainder().iter().zip(outs.into_remainder()) {
+        let e = fast_math::exp(x - max);
+        *o = round_finite(e);
+        sum += e;
+    }
+    sum += lane_sum.iter().sum::<f32>();
+    (max, sum, argmax)
+}
+
+/// [`to_bf16`](super::bf16::to_bf16) for a float that is not a NaN: round to nearest, ties to
+/// even.
+#[inline(always)]
+pub(super) fn round_finite(x: f32) -> u16 {
+    let bits = x.to_bits();
+    (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+}
+
 /// The largest element (NaNs ignored; -inf for an empty row). Four
 /// vectors of lanes, so the compares do not wait on each other (one chain
 /// of 2-cycle compares cost a 512-wide head tile row as long as a third
