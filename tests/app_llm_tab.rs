@@ -36,19 +36,7 @@ fn write_checkpoint_of(root: &Path, preset: &str) -> PathBuf {
     state.step = 120;
     state.epoch = 2;
     state.best_val_loss = Some(2.3456);
-    save(
-        &path,
-        &CheckpointRef {
-            model: &model.config,
-            params: &model.params,
-            optimizer: None,
-            tokenizer_json: &Tokenizer::bytes().to_json(),
-            train_config: &TrainConfig::default(),
-            state: &state,
-            memory: None,
-        },
-    )
-    .unwrap();
+    save_byte_model(&path, &model, &state, None);
     path
 }
 
@@ -400,9 +388,9 @@ fn generate_reply(h: &mut Harness<'_, WorkbenchApp>) -> String {
     h.state().llm.reply.clone().unwrap().text
 }
 
-/// Saves `model` (bytes as tokens, fresh training state) with `memory`,
-/// a saved repository memory, when given.
-fn save_byte_model(path: &Path, model: &Gpt, memory: Option<&[u8]>) {
+/// Saves `model` (bytes as tokens) at `state` with `memory`, a saved
+/// repository memory, when given.
+fn save_byte_model(path: &Path, model: &Gpt, state: &TrainingState, memory: Option<&[u8]>) {
     save(
         path,
         &CheckpointRef {
@@ -411,7 +399,7 @@ fn save_byte_model(path: &Path, model: &Gpt, memory: Option<&[u8]>) {
             optimizer: None,
             tokenizer_json: &Tokenizer::bytes().to_json(),
             train_config: &TrainConfig::default(),
-            state: &TrainingState::start(),
+            state,
             memory,
         },
     )
@@ -430,7 +418,12 @@ fn the_repository_memory_is_used_and_can_be_switched_off() {
     let text = "int main() { return helper(42); }\n".repeat(40);
     let memory = cllm::memory::Memory::build(text.bytes().map(u32::from).collect(), 256);
     let path = dir.path().join("models/with_memory.cllm");
-    save_byte_model(&path, &model, Some(&memory.to_bytes()));
+    save_byte_model(
+        &path,
+        &model,
+        &TrainingState::start(),
+        Some(&memory.to_bytes()),
+    );
     let mut h = app_in(dir.path());
     h.step();
     load(&mut h, &path);
@@ -543,9 +536,14 @@ fn a_prompt_can_be_drawn_from_the_models_training_data() {
     }
     let memory = cllm::memory::Memory::build(text.bytes().map(u32::from).collect(), 256);
     let path = dir.path().join("models/with_memory.cllm");
-    save_byte_model(&path, &model, Some(&memory.to_bytes()));
+    save_byte_model(
+        &path,
+        &model,
+        &TrainingState::start(),
+        Some(&memory.to_bytes()),
+    );
     let plain = dir.path().join("models/plain.cllm");
-    save_byte_model(&plain, &model, None);
+    save_byte_model(&plain, &model, &TrainingState::start(), None);
 
     let mut h = app_in(dir.path());
     h.step();

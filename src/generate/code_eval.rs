@@ -213,11 +213,11 @@ pub fn evaluate_completions_with(
             let seed = cfg.seed.wrapping_add(s as u64);
             let sample_cfg = SamplingConfig {
                 seed,
+                stop_when_closed: true,
                 ..cfg.clone()
             };
             let mut generator = Generator::new(model, tok, prompt, sample_cfg)
                 .map_err(|e| format!("prompt {} ({:?}): {e}", p + 1, short(prompt)))?;
-            generator.stop_when_closed(prompt);
             if let Some(memory) = memory {
                 generator.use_memory(memory)?;
             }
