@@ -590,7 +590,7 @@ mod tests {
         // by design (it is legal indented).
         let text = include_str!("../../tests/fixtures/sqlite_functions.c");
         let openings =
-            super::super::openings::extract_openings(&[("sqlite".into(), text.into())]).unwrap();
+            crate::generate::openings::extract_openings(&[("sqlite".into(), text.into())]).unwrap();
         assert_eq!(openings.len(), 7, "the clean openings of the 9 functions");
         let mut refused = Vec::new();
         for o in &openings {
