@@ -42,6 +42,38 @@ pub enum ScheduleKind {
     Step,
 }
 
+/// Which weights a finished run's final model holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalWeights {
+    /// Those of the best validation loss when the last step's are worse
+    /// (the run went on past its best: many epochs over a small corpus).
+    #[default]
+    Best,
+    /// Always the last step's.
+    Last,
+}
+
+impl FinalWeights {
+    pub fn name(self) -> &'static str {
+        match self {
+            FinalWeights::Best => "best",
+            FinalWeights::Last => "last",
+        }
+    }
+}
+
+impl std::str::FromStr for FinalWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "best" => Ok(FinalWeights::Best),
+            "last" => Ok(FinalWeights::Last),
+            _ => Err(format!("unknown final weights '{s}' (use best or last)")),
+        }
+    }
+}
+
 impl ScheduleKind {
     pub const ALL: [ScheduleKind; 4] = [
         ScheduleKind::Constant,
@@ -113,12 +145,15 @@ pub struct TrainConfig {
     /// `batch_size * accum_steps` sequences.
     pub batch_size: usize,
     pub seq_len: usize,
+    /// Passes over the training split; with a time budget, the most it may
+    /// make (0: `train::budget::MAX_EPOCHS`).
     pub epochs: usize,
     /// Stop after this many optimizer steps (0 = no limit).
     pub max_steps: u64,
     /// Train for this long instead of a number of epochs (seconds, 0 =
     /// none): the step count is fixed after a measured warm-up (see
-    /// `train::budget`). Epochs are then ignored; `max_steps` still caps.
+    /// `train::budget`), no more than `epochs` passes (its cap when 0);
+    /// `max_steps` still caps.
     pub time_budget_secs: f64,
     pub lr: f32,
     pub min_lr: f32,
@@ -152,6 +187,9 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Stop after this many evaluations without improvement (0 = never).
     pub early_stop_patience: usize,
+    /// The final model's weights: the best validation loss's or the last
+    /// step's (a run evaluates its last step before choosing).
+    pub final_weights: FinalWeights,
     /// Generate a short sample every K steps (0 = never).
     pub sample_every: u64,
     /// What the samples continue.
@@ -207,6 +245,7 @@ impl Default for TrainConfig {
             checkpoint_every: 2,
             keep_checkpoints: 3,
             early_stop_patience: 0,
+            final_weights: FinalWeights::Best,
             sample_every: 0,
             sample_prompt: "// ".into(),
             seed: 1337,

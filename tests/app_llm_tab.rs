@@ -288,6 +288,17 @@ fn damaged_files_and_empty_prompts_are_refused_with_a_message() {
     assert!(h.state().llm.loaded.is_none());
     h.run_steps(1);
     h.get_by_label_contains("Cannot load:");
+    // Picking another file in the list clears the error about the last one.
+    let good_name = good.file_name().unwrap().to_string_lossy().into_owned();
+    h.get_by_label(&good_name).click();
+    h.run_steps(2);
+    assert!(
+        h.state().settings.llm.model_path.ends_with(&good_name),
+        "{}",
+        h.state().settings.llm.model_path
+    );
+    assert!(h.state().llm.load_error.is_none());
+    assert!(h.query_by_label_contains("Cannot load:").is_none());
 
     load(&mut h, &dir.path().join("models/missing.cllm"));
     assert!(

@@ -875,6 +875,39 @@ fn a_run_given_time_fixes_its_steps_after_a_timed_warmup() {
     assert_eq!((ck.state.horizon, ck.state.last_step), (total, total));
 }
 
+/// A budget that would fit more passes over the data than the cap (here
+/// `--epochs 1` given with the time) ends at the cap, long before the
+/// time, with the schedule at its floor, and says so.
+#[test]
+fn a_run_given_time_stops_at_its_epoch_cap() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        max_steps: 0,
+        time_budget_secs: 30.0,
+        ..config(d.path(), 2)
+    };
+    let out = run(cfg.clone());
+    let plan = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Planned { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .expect("the length is fixed");
+    assert!(
+        plan.contains("stops after 1 (") && plan.contains("as --epochs asks"),
+        "{plan}"
+    );
+    assert_eq!(out.summary.epoch_cap, Some(1));
+    assert_eq!(out.summary.epochs_done, 1);
+    let last = out.steps.last().unwrap();
+    let span = cfg.lr - cfg.min_lr;
+    assert!(last.lr <= cfg.min_lr + 0.01 * span, "lr {}", last.lr);
+    assert!(out.summary.budget_used_secs.unwrap() < 30.0);
+}
+
 /// Stopped after its length was fixed, a run given time resumes with no
 /// flag to the same last step, without timing a warm-up again.
 #[test]
@@ -987,4 +1020,79 @@ fn a_validation_split_that_repeats_training_is_a_visible_warning() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(notes.len(), 1);
     assert!(notes[0].starts_with("validation: 0% "), "{}", notes[0]);
+}
+
+/// A run that trains past its best validation loss ends with the best
+/// step's weights (the default), or the last step's when asked; a resumed
+/// run whose best came before the resume reads them from the best
+/// checkpoint and ends with the same model as a straight run.
+#[test]
+fn a_run_past_its_best_ends_with_the_best_weights() {
+    use cllm::train::FinalWeights;
+    // Digits that count up, and a validation tail (the last tenth) that
+    // counts down: the model first learns which characters occur (both
+    // losses fall), then that each digit follows the one below it, which
+    // the validation text contradicts.
+    let cfg = |d: &Path, final_weights: FinalWeights| {
+        let data = d.join("counting");
+        std::fs::create_dir_all(&data).unwrap();
+        let text = "0123456789\n".repeat(900) + &"9876543210\n".repeat(100);
+        std::fs::write(data.join("digits.txt"), text).unwrap();
+        TrainConfig {
+            data: vec![data],
+            epochs: 0,
+            max_steps: 60,
+            lr: 1e-2,
+            min_lr: 1e-2,
+            warmup_steps: 0,
+            eval_every: 3,
+            final_weights,
+            ..config(d, 2)
+        }
+    };
+    let (db, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let best = run(cfg(db.path(), FinalWeights::Best));
+    let last = run(cfg(dl.path(), FinalWeights::Last));
+    let evals: Vec<(u64, f32)> = best
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Eval(ev) => Some((ev.step, ev.loss)),
+            _ => None,
+        })
+        .collect();
+    let step = best
+        .summary
+        .final_weights_step
+        .unwrap_or_else(|| panic!("the run went past its best (the test needs it to): {evals:?}"));
+    assert!(
+        step < 60 && step.is_multiple_of(3),
+        "best at step {step}: {evals:?}"
+    );
+    let (b, l) = (
+        best.summary.best_val_loss.unwrap(),
+        best.summary.last_val_loss.unwrap(),
+    );
+    assert!(b < l, "best {b} last {l}");
+    assert!(
+        best.events
+            .iter()
+            .any(|e| matches!(e, Event::Info(t) if t.contains(&format!("step {step}'s weights")))),
+        "the choice is announced"
+    );
+    // The final model is the best checkpoint's weights, which the run that
+    // keeps the last step's ends without.
+    let best_ck = weights(&db.path().join("checkpoints/test/checkpoint_best.cllm"));
+    let final_best = weights(&db.path().join("models/final.cllm"));
+    let final_last = weights(&dl.path().join("models/final.cllm"));
+    assert_eq!(final_best, best_ck);
+    assert_ne!(final_last, best_ck);
+    assert_eq!(last.summary.final_weights_step, None);
+    assert_eq!(
+        weights(&dl.path().join("checkpoints/test/checkpoint_best.cllm")),
+        best_ck,
+        "same seed, same trajectory"
+    );
+    // Stopped after its best and resumed: the best comes from the file.
+    check_exact_resume(|d| cfg(d, FinalWeights::Best), step + 7);
 }

@@ -393,6 +393,10 @@ fn model_picker_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettin
                 .desired_width(230.0),
         );
         let field = field.labelled_by(label.id);
+        if field.changed() {
+            // The error was about the file that was there.
+            tab.load_error = None;
+        }
         let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if ui
             .add_enabled(tab.browse.is_none(), egui::Button::new("Browse…"))
@@ -572,7 +576,13 @@ fn model_list_ui(
     settings: &mut LlmSettings,
     dirs: Vec<PathBuf>,
 ) {
-    match models_on_disk_ui(ui, &tab.list, &mut settings.model_path) {
+    let picked_before = settings.model_path.clone();
+    let action = models_on_disk_ui(ui, &tab.list, &mut settings.model_path);
+    if settings.model_path != picked_before {
+        // Another file picked: the error was about the one before.
+        tab.load_error = None;
+    }
+    match action {
         Some(ListAction::Refresh) => tab.refresh(dirs),
         Some(ListAction::Load(path)) => {
             settings.model_path = path;

@@ -137,15 +137,23 @@ pub fn progress_ui(ui: &mut egui::Ui, run: &RunView, memory: Option<u64>) {
         } else {
             ""
         };
+        let how = match sum.epoch_cap {
+            Some(cap) if how.is_empty() => format!(" after {cap} epochs, before the time ran out"),
+            _ => how.to_string(),
+        };
         ui.label(format!(
-            "Finished{}: {} steps in {} · loss {:.4} -> {:.4}{}",
+            "Finished{}: {} steps in {} · loss {:.4} -> {:.4}{}{}",
             how,
             format_count(sum.steps),
             format_duration(sum.total_secs),
             sum.initial_loss,
             sum.final_loss,
             sum.best_val_loss
-                .map_or(String::new(), |v| format!(" · best val {v:.4}"))
+                .map_or(String::new(), |v| format!(" · best val {v:.4}")),
+            sum.final_weights_step.map_or(String::new(), |s| format!(
+                " · the model holds step {}'s weights (the best)",
+                format_count(s)
+            ))
         ));
     }
     for n in run.notices.iter().rev().take(3) {

@@ -5,7 +5,7 @@ use crate::train::cluster::Cluster;
 use crate::train::events::ClusterStats;
 use crate::train::events::{Event, Phase, RunInfo, SaveReason, Summary};
 use crate::train::trainer::spawn_in_cluster;
-use crate::train::{ScheduleKind, TokenizerKind, TrainConfig};
+use crate::train::{FinalWeights, ScheduleKind, TokenizerKind, TrainConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -33,12 +33,14 @@ pub struct TrainArgs {
     /// Tokens per sequence; also the model's context [default: 128]
     #[arg(long)]
     pub seq_len: Option<usize>,
-    /// Passes over the data; 0 = train by --max-steps [default: 10]
+    /// Passes over the data; 0 = train by --max-steps [default: 10]. With
+    /// --time: the most passes the run makes [default: 16]
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Train for this long instead of epochs (e.g. 30m, 1h, 90s): the steps
-    /// that fit are fixed after a timed warm-up
-    #[arg(long, value_name = "DURATION", value_parser = parse_time, conflicts_with = "epochs")]
+    /// that fit are fixed after a timed warm-up, at most 16 passes over the
+    /// data unless --epochs says otherwise (more overfit a small corpus)
+    #[arg(long, value_name = "DURATION", value_parser = parse_time)]
     pub time: Option<f64>,
     /// Stop after this many optimizer steps (0 = no limit) [default: 0]
     #[arg(long)]
@@ -103,6 +105,11 @@ pub struct TrainArgs {
     /// Stop after this many evaluations without improvement (0 = off) [default: 0]
     #[arg(long)]
     pub patience: Option<usize>,
+    /// The final model's weights: best (the best validation loss's, when
+    /// the last step's are worse: the run trained past its best) or last
+    /// [default: best]
+    #[arg(long, value_name = "best|last")]
+    pub final_weights: Option<FinalWeights>,
     /// Print a short generated sample every K steps (0 = never) [default: 0]
     #[arg(long)]
     pub sample_every: Option<u64>,
@@ -164,8 +171,9 @@ impl TrainArgs {
         set!(max_steps => max_steps);
         set!(time => time_budget_secs);
         if self.time.is_some() {
-            // The budget decides the length, not the default epochs.
-            c.epochs = 0;
+            // The budget decides the length, not the default epochs; epochs
+            // given with it are its cap.
+            c.epochs = self.epochs.unwrap_or(0);
         } else if self.epochs.is_some() {
             // Epochs given to a run that was given time (on resume): the
             // epochs decide from here.
@@ -186,6 +194,7 @@ impl TrainArgs {
         set!(eval_batches => eval_batches);
         set!(checkpoint_every => checkpoint_every);
         set!(patience => early_stop_patience);
+        set!(final_weights => final_weights);
         set!(sample_every => sample_every);
         set!(sample_prompt => sample_prompt);
         set!(run_name => run_name);
@@ -639,6 +648,12 @@ impl Terminal {
         if let (Some(l), Some(b)) = (s.best_val_loss, s.best_bits_per_byte) {
             println!("  best validation loss {l:.4} ({b:.3} bits per byte)");
         }
+        if let (Some(step), Some(last)) = (s.final_weights_step, s.last_val_loss) {
+            println!(
+                "  final weights: step {step}'s, the best; the last step's validation loss \
+                 was {last:.4}"
+            );
+        }
         println!(
             "  sequences per sphere: {:?} (imbalance {:.1}%)",
             s.sphere_sequences,
@@ -653,8 +668,11 @@ impl Terminal {
         }
         if let (Some(budget), Some(used)) = (s.time_budget_secs, s.budget_used_secs) {
             use crate::train::budget::format_duration;
+            let cap = s.epoch_cap.map_or(String::new(), |e| {
+                format!(", the run ended at its cap of {e} epochs")
+            });
             println!(
-                "  time budget {}: used {} ({:.1}%)",
+                "  time budget {}: used {} ({:.1}%){cap}",
                 format_duration(budget),
                 format_duration(used),
                 100.0 * used / budget

@@ -10,6 +10,7 @@
 //! budgets: `tools/size_sweep.sh`, table in `docs/model-size-sweep.md`.
 
 use super::TrainConfig;
+use super::budget::MAX_EPOCHS;
 use super::spheres::{Spheres, StepInput};
 use crate::model::{Gpt, ModelConfig};
 use std::time::{Duration, Instant};
@@ -71,7 +72,14 @@ pub fn choose(
         let params = mc.num_params() as f64;
         let tokens = if config.time_budget_secs > 0.0 {
             let per_token = mc.train_flops_per_token(mc.n_ctx);
-            flops_per_sec.unwrap_or(0.0) / per_token * config.time_budget_secs * STEP_SHARE
+            let in_time =
+                flops_per_sec.unwrap_or(0.0) / per_token * config.time_budget_secs * STEP_SHARE;
+            // A run given time makes no more than its cap of epochs.
+            let cap = match config.epochs {
+                0 => MAX_EPOCHS,
+                n => n as u64,
+            };
+            in_time.min(train_tokens as f64 * cap as f64)
         } else if config.epochs > 0 {
             train_tokens as f64 * config.epochs as f64
         } else {
@@ -192,10 +200,38 @@ mod tests {
         // The speed at which medium gets exactly TOKENS_PER_PARAM per parameter.
         let tokens_needed = mc.num_params() as f64 * TOKENS_PER_PARAM;
         let speed = tokens_needed / (600.0 * STEP_SHARE) * mc.train_flops_per_token(mc.n_ctx);
-        assert_eq!(choose(&cfg, 1, 2048, Some(speed * 1.01)).preset, "medium");
-        assert_eq!(choose(&cfg, 1, 2048, Some(speed * 0.99)).preset, "small");
+        let corpus = 1 << 40; // too large for the epoch cap to count
+        assert_eq!(
+            choose(&cfg, corpus, 2048, Some(speed * 1.01)).preset,
+            "medium"
+        );
+        assert_eq!(
+            choose(&cfg, corpus, 2048, Some(speed * 0.99)).preset,
+            "small"
+        );
         // No measurement: the smallest.
-        assert_eq!(choose(&cfg, 1, 2048, None).preset, "small");
+        assert_eq!(choose(&cfg, corpus, 2048, None).preset, "small");
+        // A corpus whose capped epochs fall short of the tokens medium
+        // needs keeps the smaller size however fast the machine.
+        let short = (tokens_needed / MAX_EPOCHS as f64 * 0.99) as usize;
+        assert_eq!(
+            choose(&cfg, short, 2048, Some(speed * 10.0)).preset,
+            "small"
+        );
+        let enough = (tokens_needed / MAX_EPOCHS as f64 * 1.01) as usize;
+        assert_eq!(
+            choose(&cfg, enough, 2048, Some(speed * 10.0)).preset,
+            "medium"
+        );
+        // Epochs given with the time are the cap.
+        let four = TrainConfig {
+            epochs: 4,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            choose(&four, enough, 2048, Some(speed * 10.0)).preset,
+            "small"
+        );
     }
 
     #[test]

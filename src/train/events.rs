@@ -152,6 +152,17 @@ pub struct Summary {
     pub time_budget_secs: Option<f64>,
     #[serde(default)]
     pub budget_used_secs: Option<f64>,
+    /// The step whose weights the final model holds when they are not the
+    /// last step's (`FinalWeights::Best` and the run went past its best),
+    /// with the last step's validation loss.
+    #[serde(default)]
+    pub final_weights_step: Option<u64>,
+    #[serde(default)]
+    pub last_val_loss: Option<f32>,
+    /// A run given time that stopped at its most epochs before the budget
+    /// ran out (`train::budget::MAX_EPOCHS` or `--epochs`).
+    #[serde(default)]
+    pub epoch_cap: Option<u64>,
 }
 
 impl Summary {
@@ -176,6 +187,9 @@ impl Summary {
             final_model: None,
             time_budget_secs: None,
             budget_used_secs: None,
+            final_weights_step: None,
+            last_val_loss: None,
+            epoch_cap: None,
         }
     }
 }

@@ -25,7 +25,7 @@ pub mod spheres;
 pub mod tree;
 pub mod watch;
 
-pub use config::{TokenizerKind, TrainConfig};
+pub use config::{FinalWeights, TokenizerKind, TrainConfig};
 pub use events::{Command, Event};
 pub use optimizer::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};

@@ -4,6 +4,7 @@
 use super::{MAX_BAD_STEPS, Run, StepOutcome, TICK};
 use crate::checkpoint;
 use crate::data::batches::BatchPosition;
+use crate::train::FinalWeights;
 use crate::train::evaluate::{EvalWindows, evaluate_fitting_memory, fit_memory_on};
 use crate::train::events::{Event, SaveReason, StepStats, Summary};
 use crate::train::metrics::{imbalance, peak_memory_bytes};
@@ -11,6 +12,12 @@ use crate::train::saving::{RUN_FINAL_NAME, copy_atomically, keep_previous_output
 use crate::train::spheres::StepInput;
 use std::path::Path;
 use std::time::Instant;
+
+/// How much worse (relative) than the best the last step's validation loss
+/// must be before the final model takes the best step's weights: a run that
+/// ends on its plateau (6 epochs of tinyshakespeare: 4.3001 against a best
+/// of 4.2985 six steps before) keeps its last step's.
+const PAST_BEST: f32 = 0.005;
 
 impl Run {
     /// Phase 3: one optimizer step: the step's sequences, forward and
@@ -233,8 +240,19 @@ impl Run {
             log.eval(&ev)?;
         }
         emit(Event::Eval(ev.clone()));
+        self.last_val_loss = Some(ev.loss);
         let better = self.state.best_val_loss.is_none_or(|b| ev.loss < b);
         if better && ev.loss.is_finite() {
+            if self.config.final_weights == FinalWeights::Best {
+                let step = self.state.step;
+                match &mut self.best_weights {
+                    Some((at, weights)) => {
+                        *at = step;
+                        weights.clone_from(&self.model.params);
+                    }
+                    None => self.best_weights = Some((step, self.model.params.clone())),
+                }
+            }
             self.state.best_val_loss = Some(ev.loss);
             self.state.evals_without_gain = 0;
             self.summary.best_val_loss = Some(ev.loss);
@@ -276,6 +294,71 @@ impl Run {
                 emit(Event::Warning(format!("old checkpoints not pruned: {e}")));
             }
         }
+        Ok(())
+    }
+
+    /// Before the final save, in a run that finished its schedule: the last
+    /// step evaluated (when its step was not), and under `FinalWeights::Best` the
+    /// best validation loss's weights in place of the last step's when those
+    /// are worse. Many epochs over a small corpus overfit: on
+    /// tinyshakespeare, 59 epochs in 10 minutes ended at 5.4 bits per byte
+    /// on held-out text where the best checkpoint had 2.6.
+    fn settle_final_weights(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+        // A run cut short by --max-steps or a stop is resumable exactly: its
+        // final model keeps the last step's weights. One that finished its
+        // schedule (or stopped early) is done.
+        let finished = self.state.step >= self.plan.horizon || self.summary.stopped_early;
+        if !finished || self.plan.is_pending() || self.val_windows.is_empty() {
+            return Ok(());
+        }
+        if self.last_eval_step != Some(self.state.step) {
+            // An evaluation, not a patience check: the run has ended.
+            let stopped_early = self.summary.stopped_early;
+            self.evaluate(self.state.epoch as usize, emit)?;
+            self.summary.stopped_early = stopped_early;
+        }
+        let (Some(best), Some(last)) = (self.state.best_val_loss, self.last_val_loss) else {
+            return Ok(());
+        };
+        self.summary.last_val_loss = Some(last);
+        if self.config.final_weights != FinalWeights::Best || last <= best * (1.0 + PAST_BEST) {
+            return Ok(());
+        }
+        let (step, weights) = match self.best_weights.take() {
+            Some(kept) => kept,
+            None => {
+                // The best came before this process resumed the run.
+                let path = checkpoint::best_path(&self.run_dir);
+                match checkpoint::load(&path) {
+                    Ok(ck) if ck.params.len() == self.model.params.len() => {
+                        (ck.state.step, ck.params)
+                    }
+                    Ok(_) => {
+                        emit(Event::Warning(format!(
+                            "{} holds another model's weights: the final model holds the \
+                             last step's",
+                            path.display()
+                        )));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        emit(Event::Warning(format!(
+                            "the best checkpoint could not be read ({e}): the final model \
+                             holds the last step's weights"
+                        )));
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        self.model.params = weights;
+        self.model.refresh_precision();
+        self.summary.final_weights_step = Some(step);
+        emit(Event::Info(format!(
+            "the final model holds step {step}'s weights, the best validation loss ({best:.4}); \
+             the last step's were worse ({last:.4}): the run trained past its best \
+             (--final-weights last keeps the last step's)"
+        )));
         Ok(())
     }
 
@@ -351,6 +434,7 @@ impl Run {
         if !self.cluster.is_writer() {
             return Ok(self.replica_summary());
         }
+        self.settle_final_weights(emit)?;
         let run_final = self.run_dir.join(RUN_FINAL_NAME);
         let output = self.config.output.clone();
         let publish = output != run_final;

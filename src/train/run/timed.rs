@@ -3,8 +3,8 @@
 
 use super::Run;
 use crate::train::budget::{
-    EVAL_SHARE, WarmupTimes, eval_every_within_share, format_duration, steps_that_fit,
-    warmup_steps_to_time,
+    EVAL_SHARE, MAX_EPOCHS, WarmupTimes, eval_every_within_share, format_duration, steps_that_fit,
+    steps_within_epochs, warmup_steps_to_time,
 };
 use crate::train::events::Event;
 use std::time::Instant;
@@ -56,6 +56,11 @@ impl Run {
             return Ok(());
         }
         let step = self.state.step;
+        // The warm-up ends by the epoch cap: a small corpus may have fewer
+        // steps in all than the warm-up would time.
+        let cap_steps = self
+            .max_epochs_in_budget()
+            .saturating_mul(self.plan.steps_per_epoch);
         let Some(clock) = self.budget.as_mut() else {
             return Ok(());
         };
@@ -65,9 +70,9 @@ impl Run {
         };
         let stepping = t0.elapsed().as_secs_f64() - (self.between_steps_secs - between0);
         let per_step = stepping.max(0.0) / (step - s0).max(1) as f64;
-        let end = *clock
-            .warmup_end
-            .get_or_insert_with(|| s0 + warmup_steps_to_time(clock.budget_secs, per_step));
+        let end = *clock.warmup_end.get_or_insert_with(|| {
+            (s0 + warmup_steps_to_time(clock.budget_secs, per_step)).min(cap_steps.max(s0 + 3))
+        });
         if step < end && step < self.plan.last_step {
             return Ok(());
         }
@@ -124,7 +129,10 @@ impl Run {
             return Ok(());
         };
         let remaining = clock.remaining();
-        let steps = steps_that_fit(remaining, per_step, overhead, per_save + final_fit);
+        let fit = steps_that_fit(remaining, per_step, overhead, per_save + final_fit);
+        let max_epochs = self.max_epochs_in_budget();
+        let (steps, by_epochs) =
+            steps_within_epochs(fit, step, self.plan.steps_per_epoch, max_epochs);
         self.plan = self.plan.fixed(step, steps, self.config.max_steps);
         self.schedule.total_steps = self.plan.horizon;
         let capped = if self.plan.last_step < self.plan.horizon {
@@ -132,19 +140,50 @@ impl Run {
         } else {
             String::new()
         };
+        let fits = if by_epochs {
+            let epochs = (step + fit) as f64 / self.plan.steps_per_epoch as f64;
+            let why = if self.config.epochs > 0 {
+                "as --epochs asks".to_string()
+            } else {
+                "since more passes over a corpus this small overfit (--epochs N with --time \
+                 sets another cap)"
+                    .to_string()
+            };
+            self.summary.epoch_cap = Some(max_epochs);
+            format!(
+                "{fit} more steps fit in the {} left, {epochs:.0} passes over the data; the run \
+                 stops after {max_epochs} ({steps} more steps, about {}), {why}",
+                format_duration(remaining.max(0.0)),
+                format_duration(steps as f64 * (per_step + overhead)),
+            )
+        } else {
+            format!(
+                "{steps} more steps fit in the {} left",
+                format_duration(remaining.max(0.0))
+            )
+        };
         emit(Event::Planned {
             total_steps: self.plan.last_step,
             message: format!(
-                "time budget {}: a step takes {:.0} ms and an evaluation {:.1} s, so {steps} more \
-                 steps fit in the {} left; the schedule ends at step {}{capped}{spaced}",
+                "time budget {}: a step takes {:.0} ms and an evaluation {:.1} s, so {fits}; the \
+                 schedule ends at step {}{capped}{spaced}",
                 format_duration(clock.budget_secs),
                 per_step * 1e3,
                 per_eval,
-                format_duration(remaining.max(0.0)),
                 self.plan.horizon,
             ),
         });
         Ok(())
+    }
+
+    /// The most epochs a run given time makes: `--epochs` when given with
+    /// `--time`, else [`MAX_EPOCHS`].
+    fn max_epochs_in_budget(&self) -> u64 {
+        if self.config.epochs > 0 {
+            self.config.epochs as u64
+        } else {
+            MAX_EPOCHS
+        }
     }
 
     /// A checkpoint's write time before one was timed: the weights and both
