@@ -123,6 +123,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             sphere(2, 9, 0.1, SphereState::Idle),
         ]),
         Event::Step(step(1, 5.0)),
+        Event::Info("repository memory: 9 training tokens indexed".into()),
         Event::Step(step(2, 4.0)),
         Event::Step(step(3, f32::NAN)),
         Event::Warning("loss was NaN: update skipped".into()),
@@ -325,7 +326,9 @@ fn scripted_run_updates_table_plot_progress_and_stops() {
     assert_eq!(h.get_all_by_label("#0").count(), 3);
     h.get_by_label_contains("step 4/10");
     h.get_by_label_contains("ETA 6s");
-    h.get_by_label_contains("loss was NaN: update skipped");
+    h.get_by_label_contains("Warning at step 3: loss was NaN: update skipped");
+    // What the run did is a note, not a warning.
+    h.get_by_label_contains("Note at step 1: repository memory");
     h.get_by_label_contains("checkpoint_epoch_1_loss_3.8000.cllm");
 
     // Sorting by sequences, descending: sphere 2 (9 sequences) first.

@@ -4,7 +4,7 @@
 
 use super::format::{format_bytes, format_count, format_duration};
 use super::palette::notice_frame;
-use super::run_state::RunView;
+use super::run_state::{NoticeKind, RunView};
 use crate::train::events::{Phase, SaveReason};
 use eframe::egui;
 
@@ -16,9 +16,13 @@ pub fn progress_text(run: &RunView) -> (f32, String) {
             (
                 run.fraction(),
                 format!(
-                    "epoch {}/{} · step {}/{} · {pct:.1}% · ETA {}",
-                    s.epoch + 1,
-                    s.epochs,
+                    "epoch {} · step {}/{} · {pct:.1}% · ETA {}",
+                    // A run given time has no epoch count to show.
+                    if s.epochs > 0 {
+                        format!("{}/{}", s.epoch + 1, s.epochs)
+                    } else {
+                        (s.epoch + 1).to_string()
+                    },
                     format_count(s.step),
                     format_count(s.total_steps),
                     format_duration(s.eta_secs)
@@ -157,13 +161,50 @@ pub fn progress_ui(ui: &mut egui::Ui, run: &RunView, memory: Option<u64>) {
         ));
     }
     for n in run.notices.iter().rev().take(3) {
-        let (colour, icon) = if n.is_error {
-            (ui.visuals().error_fg_color, "Error")
-        } else {
-            (ui.visuals().warn_fg_color, "Warning")
+        let (colour, icon) = match n.kind {
+            NoticeKind::Error => (ui.visuals().error_fg_color, "Error"),
+            NoticeKind::Warning => (ui.visuals().warn_fg_color, "Warning"),
+            NoticeKind::Note => (ui.visuals().hyperlink_color, "Note"),
         };
         notice_frame(colour).show(ui, |ui| {
             ui.colored_label(colour, format!("{icon} at step {}: {}", n.step, n.text));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::events::StepStats;
+
+    fn at(epoch: usize, epochs: usize) -> RunView {
+        RunView {
+            last_step: Some(StepStats {
+                epoch,
+                epochs,
+                step: 7,
+                total_steps: 20,
+                loss: 2.0,
+                lr: 1e-3,
+                grad_norm: 1.0,
+                clipped: false,
+                tokens_per_sec: 100.0,
+                elapsed_secs: 7.0,
+                eta_secs: 13.0,
+            }),
+            ..RunView::default()
+        }
+    }
+
+    #[test]
+    fn a_run_given_time_shows_its_epoch_without_a_count() {
+        assert!(
+            progress_text(&at(2, 4))
+                .1
+                .starts_with("epoch 3/4 · step 7/20")
+        );
+        // Epochs 0: the run has a time budget, not an epoch count.
+        let (_, text) = progress_text(&at(12, 0));
+        assert!(text.starts_with("epoch 13 · step 7/20"), "{text}");
     }
 }

@@ -9,11 +9,21 @@ use std::path::PathBuf;
 
 pub use crate::train::events::RunInfo;
 
-/// A warning or error shown as a visible notice.
+/// How a notice reads: what the run decided or did (the plan a time
+/// budget fixed, the weights the final model holds), what may be wrong, or
+/// why it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    Note,
+    Warning,
+    Error,
+}
+
+/// A note, warning or error shown as a visible notice.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notice {
     pub text: String,
-    pub is_error: bool,
+    pub kind: NoticeKind,
     /// Step the notice arrived at (0 before training).
     pub step: u64,
 }
@@ -73,24 +83,24 @@ impl RunView {
                 }
                 self.notices.push(Notice {
                     text: message,
-                    is_error: false,
+                    kind: NoticeKind::Note,
                     step,
                 });
             }
             Event::Info(text) => self.notices.push(Notice {
                 text,
-                is_error: false,
+                kind: NoticeKind::Note,
                 step,
             }),
             Event::Warning(text) => self.notices.push(Notice {
                 text,
-                is_error: false,
+                kind: NoticeKind::Warning,
                 step,
             }),
             Event::Error(text) => {
                 self.notices.push(Notice {
                     text,
-                    is_error: true,
+                    kind: NoticeKind::Error,
                     step,
                 });
                 self.ended = true;
