@@ -324,7 +324,6 @@ impl Run {
             last_eval_step: None,
             last_save_secs: None,
             between_steps_secs: 0.0,
-            best_weights: None,
             last_val_loss: None,
             config,
         })

@@ -109,10 +109,6 @@ pub struct Run {
     /// Seconds spent between steps (evaluations, samples, checkpoints), so
     /// the warm-up times the steps alone.
     between_steps_secs: f64,
-    /// The weights of the best validation loss and their step, kept (rank 0,
-    /// `FinalWeights::Best`) so the final model can hold them. A resumed
-    /// run whose best came before the resume reads the best checkpoint.
-    best_weights: Option<(u64, Vec<f32>)>,
     /// The last evaluation's validation loss.
     last_val_loss: Option<f32>,
 }

@@ -243,16 +243,6 @@ impl Run {
         self.last_val_loss = Some(ev.loss);
         let better = self.state.best_val_loss.is_none_or(|b| ev.loss < b);
         if better && ev.loss.is_finite() {
-            if self.config.final_weights == FinalWeights::Best {
-                let step = self.state.step;
-                match &mut self.best_weights {
-                    Some((at, weights)) => {
-                        *at = step;
-                        weights.clone_from(&self.model.params);
-                    }
-                    None => self.best_weights = Some((step, self.model.params.clone())),
-                }
-            }
             self.state.best_val_loss = Some(ev.loss);
             self.state.evals_without_gain = 0;
             self.summary.best_val_loss = Some(ev.loss);
@@ -324,31 +314,30 @@ impl Run {
         if self.config.final_weights != FinalWeights::Best || last <= best * (1.0 + PAST_BEST) {
             return Ok(());
         }
-        let (step, weights) = match self.best_weights.take() {
-            Some(kept) => kept,
-            None => {
-                // The best came before this process resumed the run.
-                let path = checkpoint::best_path(&self.run_dir);
-                match checkpoint::load(&path) {
-                    Ok(ck) if ck.params.len() == self.model.params.len() => {
-                        (ck.state.step, ck.params)
-                    }
-                    Ok(_) => {
-                        emit(Event::Warning(format!(
-                            "{} holds another model's weights: the final model holds the \
-                             last step's",
-                            path.display()
-                        )));
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        emit(Event::Warning(format!(
-                            "the best checkpoint could not be read ({e}): the final model \
-                             holds the last step's weights"
-                        )));
-                        return Ok(());
-                    }
-                }
+        // The best checkpoint holds them (written at each new best, by this
+        // process or the one this run resumed from): no copy kept in memory.
+        let path = checkpoint::best_path(&self.run_dir);
+        let (step, weights) = match checkpoint::load(&path) {
+            Ok(ck)
+                if ck.params.len() == self.model.params.len()
+                    && ck.state.best_val_loss == Some(best) =>
+            {
+                (ck.state.step, ck.params)
+            }
+            Ok(_) => {
+                emit(Event::Warning(format!(
+                    "{} is not this run's best (another model, or another validation loss): \
+                     the final model holds the last step's weights",
+                    path.display()
+                )));
+                return Ok(());
+            }
+            Err(e) => {
+                emit(Event::Warning(format!(
+                    "the best checkpoint could not be read ({e}): the final model holds the \
+                     last step's weights"
+                )));
+                return Ok(());
             }
         };
         self.model.params = weights;
