@@ -54,15 +54,6 @@ pub enum FinalWeights {
     Last,
 }
 
-impl FinalWeights {
-    pub fn name(self) -> &'static str {
-        match self {
-            FinalWeights::Best => "best",
-            FinalWeights::Last => "last",
-        }
-    }
-}
-
 impl std::str::FromStr for FinalWeights {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -10,7 +10,7 @@
 //! budgets: `tools/size_sweep.sh`, table in `docs/model-size-sweep.md`.
 
 use super::TrainConfig;
-use super::budget::MAX_EPOCHS;
+use super::budget::max_epochs;
 use super::spheres::{Spheres, StepInput};
 use crate::model::{Gpt, ModelConfig};
 use std::time::{Duration, Instant};
@@ -75,11 +75,7 @@ pub fn choose(
             let in_time =
                 flops_per_sec.unwrap_or(0.0) / per_token * config.time_budget_secs * STEP_SHARE;
             // A run given time makes no more than its cap of epochs.
-            let cap = match config.epochs {
-                0 => MAX_EPOCHS,
-                n => n as u64,
-            };
-            in_time.min(train_tokens as f64 * cap as f64)
+            in_time.min(train_tokens as f64 * max_epochs(config) as f64)
         } else if config.epochs > 0 {
             train_tokens as f64 * config.epochs as f64
         } else {
@@ -157,6 +153,7 @@ pub fn measure_flops_per_sec(config: &TrainConfig, vocab_size: usize, threads: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::budget::MAX_EPOCHS;
 
     fn params(name: &str, cfg: &TrainConfig) -> f64 {
         shape(name, cfg, 2048).unwrap().num_params() as f64

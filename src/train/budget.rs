@@ -139,6 +139,15 @@ pub fn steps_that_fit(remaining: f64, per_step: f64, overhead: f64, final_save: 
 /// 30-minute runs make 7 (Zen 4) to 14 (Zen 5) epochs: not capped.
 pub const MAX_EPOCHS: u64 = 16;
 
+/// The most passes a run given time makes: `--epochs` when given with
+/// `--time`, else [`MAX_EPOCHS`].
+pub fn max_epochs(config: &crate::config::TrainConfig) -> u64 {
+    match config.epochs {
+        0 => MAX_EPOCHS,
+        n => n as u64,
+    }
+}
+
 /// The steps a run given time takes from `step`: the `fit` that fit in
 /// the budget, but no more than `max_epochs` passes over the training split
 /// in all (`steps_per_epoch` each). True when the epochs decided.

@@ -3,7 +3,7 @@
 
 use super::Run;
 use crate::train::budget::{
-    EVAL_SHARE, MAX_EPOCHS, WarmupTimes, eval_every_within_share, format_duration, steps_that_fit,
+    EVAL_SHARE, WarmupTimes, eval_every_within_share, format_duration, max_epochs, steps_that_fit,
     steps_within_epochs, warmup_steps_to_time,
 };
 use crate::train::events::Event;
@@ -58,9 +58,7 @@ impl Run {
         let step = self.state.step;
         // The warm-up ends by the epoch cap: a small corpus may have fewer
         // steps in all than the warm-up would time.
-        let cap_steps = self
-            .max_epochs_in_budget()
-            .saturating_mul(self.plan.steps_per_epoch);
+        let cap_steps = max_epochs(&self.config).saturating_mul(self.plan.steps_per_epoch);
         let Some(clock) = self.budget.as_mut() else {
             return Ok(());
         };
@@ -130,7 +128,7 @@ impl Run {
         };
         let remaining = clock.remaining();
         let fit = steps_that_fit(remaining, per_step, overhead, per_save + final_fit);
-        let max_epochs = self.max_epochs_in_budget();
+        let max_epochs = max_epochs(&self.config);
         let (steps, by_epochs) =
             steps_within_epochs(fit, step, self.plan.steps_per_epoch, max_epochs);
         self.plan = self.plan.fixed(step, steps, self.config.max_steps);
@@ -174,16 +172,6 @@ impl Run {
             ),
         });
         Ok(())
-    }
-
-    /// The most epochs a run given time makes: `--epochs` when given with
-    /// `--time`, else [`MAX_EPOCHS`].
-    fn max_epochs_in_budget(&self) -> u64 {
-        if self.config.epochs > 0 {
-            self.config.epochs as u64
-        } else {
-            MAX_EPOCHS
-        }
     }
 
     /// A checkpoint's write time before one was timed: the weights and both
