@@ -528,6 +528,51 @@ fn the_balanced_brackets_checkbox_keeps_the_reply_balanced() {
     assert!(refused(&unguarded) > 0, "the check can fail");
 }
 
+/// The Rewrite looping lines checkbox (off by default): ticked, the reply
+/// shown is exactly the library generator's with `line_guard`, which took
+/// lines back; unticked it is the plain reply.
+#[test]
+fn the_line_guard_checkbox_rewrites_lines_that_run_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_checkpoint(dir.path());
+    let mut h = app_in(dir.path());
+    h.step();
+    load(&mut h, &path);
+    assert!(h.state().llm.load_error.is_none());
+    assert!(!h.state().settings.llm.line_guard);
+    let prompt = "int f(int a){\n";
+    h.state_mut().settings.llm.prompt = prompt.into();
+    h.state_mut().settings.llm.max_tokens = 400;
+    h.state_mut().settings.llm.temperature = 1.0;
+    h.run_steps(1);
+    let ck = cllm::checkpoint::load(&path).unwrap();
+    let model = Gpt::from_params(ck.model, ck.params).unwrap();
+    let tok = Tokenizer::bytes();
+    let reply_of = |line_guard: bool, sampling: &cllm::generate::SamplingConfig| {
+        let mut cfg = sampling.clone();
+        cfg.line_guard = line_guard;
+        let mut g = Generator::new(&model, &tok, prompt, cfg).unwrap();
+        while g.next_token().is_some() {}
+        (g.text().to_string(), g.stats().rewritten_lines)
+    };
+    let sampling = h.state().settings.llm.sampling_config().unwrap();
+    let plain = generate_reply(&mut h);
+    assert_eq!(plain, reply_of(false, &sampling).0);
+
+    h.get_by_label("Rewrite looping lines").click();
+    h.run_steps(1);
+    assert!(h.state().settings.llm.line_guard);
+    let sampling = h.state().settings.llm.sampling_config().unwrap();
+    let shown = generate_reply(&mut h);
+    let (text, rewritten) = reply_of(true, &sampling);
+    assert_eq!(shown, text);
+    assert!(
+        rewritten > 0,
+        "the check can fail: the model's lines run on"
+    );
+    assert_ne!(shown, plain);
+}
+
 /// "From your data" puts a function opening from the loaded model's own
 /// training tokens (its repository memory) into the prompt, another on the
 /// next click; it is disabled before a model is loaded and for a model

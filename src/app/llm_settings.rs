@@ -41,6 +41,8 @@ pub struct LlmSettings {
     pub balanced_brackets: bool,
     /// End the reply where the prompt's braces (or its first block) close.
     pub stop_when_closed: bool,
+    /// Sample again a line that repeats a recent one or runs on (for code).
+    pub line_guard: bool,
 }
 
 impl Default for LlmSettings {
@@ -60,6 +62,7 @@ impl Default for LlmSettings {
             use_memory: true,
             balanced_brackets: false,
             stop_when_closed: true,
+            line_guard: false,
         }
     }
 }
@@ -82,6 +85,7 @@ impl LlmSettings {
             seed: self.seed,
             balanced_brackets: self.balanced_brackets,
             stop_when_closed: self.stop_when_closed,
+            line_guard: self.line_guard,
         };
         cfg.validate()?;
         Ok(cfg)

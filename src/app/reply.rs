@@ -97,12 +97,17 @@ impl Reply {
                 format!("generating… {} tokens{speed}", self.tokens.len())
             }
             Some(s) => format!(
-                "{} tokens · {:.1} tokens/s · prompt {} tokens (prefill {:.0} ms) · {}",
+                "{} tokens · {:.1} tokens/s · prompt {} tokens (prefill {:.0} ms) · {}{}",
                 s.generated_tokens,
                 s.tokens_per_sec,
                 s.prompt_tokens,
                 s.prefill_secs * 1000.0,
-                finish_text(s.finish)
+                finish_text(s.finish),
+                match s.rewritten_lines {
+                    0 => String::new(),
+                    1 => " · 1 line sampled again".to_string(),
+                    n => format!(" · {n} lines sampled again"),
+                }
             ),
         }
     }
@@ -158,6 +163,7 @@ mod tests {
             generate_secs: 0.5,
             tokens_per_sec: n as f64 / 0.5,
             finish: Some(FinishReason::MaxTokens),
+            rewritten_lines: 0,
         })
     }
 

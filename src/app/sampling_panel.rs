@@ -90,6 +90,12 @@ pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
                  balance (a `)` closing a `{`, a `;` inside parentheses, a line end inside \
                  a string). Leave it off for prose: an apostrophe reads as a quote",
             );
+        ui.checkbox(&mut s.line_guard, "Rewrite looping lines")
+            .on_hover_text(
+                "For code: a line that repeats a recent line, or runs past 200 characters, \
+                 is taken back and sampled again (at most 4 times a line, 16 a reply). The \
+                 reply then appears a line at a time",
+            );
         ui.checkbox(&mut s.stop_when_closed, "Stop when the braces close")
             .on_hover_text(
                 "End the reply at the `}` that closes the braces the prompt left open (a \

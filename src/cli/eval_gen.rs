@@ -312,13 +312,18 @@ fn header(
     };
     format!(
         "{}: {what}\n{} completion{} per prompt, up to {} tokens, {temperature}, \
-         stopping when the prompt's braces close{}; {}",
+         stopping when the prompt's braces close{}{}; {}",
         args.model.display(),
         args.samples,
         if args.samples == 1 { "" } else { "s" },
         base.max_new_tokens,
         if base.balanced_brackets {
             ", brackets kept balanced"
+        } else {
+            ""
+        },
+        if base.line_guard {
+            ", looping lines sampled again"
         } else {
             ""
         },
@@ -367,6 +372,15 @@ fn table(summaries: &[(&str, CodeEvalSummary)]) -> String {
             ),
             m.mean_generated_tokens,
         );
+    }
+    for (name, m) in summaries {
+        if m.rewritten_lines > 0 {
+            s += &format!(
+                "{name}: the line guard sampled {} line{} again\n",
+                m.rewritten_lines,
+                if m.rewritten_lines == 1 { "" } else { "s" }
+            );
+        }
     }
     for (name, m) in summaries {
         if m.first_errors.is_empty() {

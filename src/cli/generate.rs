@@ -46,6 +46,11 @@ pub struct SamplingArgs {
     /// end inside a string) [default: on for eval-gen, off for generate]
     #[arg(long, value_enum)]
     pub brackets: Option<super::eval::Switch>,
+    /// For code: sample again a line that repeats a recent line or runs past
+    /// 200 characters (the reply then arrives a line at a time) [default: on
+    /// for eval-gen, off for generate]
+    #[arg(long, value_enum)]
+    pub line_guard: Option<super::eval::Switch>,
     /// For code: end the reply at the `}` that closes the braces the prompt
     /// left open (or the first block the reply opens) [always for eval-gen]
     #[arg(long)]
@@ -57,8 +62,12 @@ pub const GENERATE_MAX_TOKENS: usize = 200;
 
 impl SamplingArgs {
     /// The sampling asked for, with `default_max_tokens` when no
-    /// `--max-tokens` was given and `default_brackets` when no `--brackets`.
-    pub fn to_config(&self, default_max_tokens: usize, default_brackets: bool) -> SamplingConfig {
+    /// `--max-tokens` was given and `code` (the code guards on) when no
+    /// `--brackets` or `--line-guard`.
+    pub fn to_config(&self, default_max_tokens: usize, code: bool) -> SamplingConfig {
+        let on = |switch: Option<super::eval::Switch>| {
+            switch.map_or(code, |b| b == super::eval::Switch::On)
+        };
         SamplingConfig {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -67,10 +76,9 @@ impl SamplingArgs {
             max_new_tokens: self.max_tokens.unwrap_or(default_max_tokens),
             stop: self.stop.clone(),
             seed: self.seed,
-            balanced_brackets: self
-                .brackets
-                .map_or(default_brackets, |b| b == super::eval::Switch::On),
+            balanced_brackets: on(self.brackets),
             stop_when_closed: self.stop_when_closed,
+            line_guard: on(self.line_guard),
         }
     }
 }
@@ -161,7 +169,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     };
     let (threads, precision) = generator.decoding();
     eprintln!(
-        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {}{}; {threads} thread{}, {})",
+        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {}{}{}; {threads} thread{}, {})",
         stats.generated_tokens,
         stats.generate_secs,
         stats.tokens_per_sec,
@@ -176,6 +184,11 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             ", brackets kept balanced"
         } else {
             ""
+        },
+        match (generator.config().line_guard, stats.rewritten_lines) {
+            (false, _) => String::new(),
+            (true, 1) => ", 1 line sampled again".to_string(),
+            (true, n) => format!(", {n} lines sampled again"),
         },
         if threads == 1 { "" } else { "s" },
         precision.name()

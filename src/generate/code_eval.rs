@@ -72,6 +72,7 @@ pub fn trainer_sampling() -> SamplingConfig {
         seed: 0x5eed,
         max_new_tokens: TRAINER_MAX_TOKENS,
         balanced_brackets: true,
+        line_guard: true,
         ..SamplingConfig::default()
     }
 }
@@ -94,6 +95,9 @@ pub struct SampleRecord {
     pub parses: bool,
     pub first_error: Option<SyntaxError>,
     pub tokens: usize,
+    /// Lines the line guard took back and sampled again.
+    #[serde(default)]
+    pub rewritten_lines: usize,
 }
 
 /// The figures of one prompt set (see the module's documentation).
@@ -116,6 +120,10 @@ pub struct CodeEvalSummary {
     /// How the completions ended (`Closed`, `MaxTokens`, `EndOfText`, ...).
     pub finish: BTreeMap<String, usize>,
     pub mean_generated_tokens: f64,
+    /// Lines the line guard took back and sampled again, over all
+    /// completions.
+    #[serde(default)]
+    pub rewritten_lines: usize,
 }
 
 /// A prompt set's figures and every completion.
@@ -159,6 +167,7 @@ impl CodeEvalSummary {
             first_errors,
             finish,
             mean_generated_tokens: share(tokens, samples),
+            rewritten_lines: records.iter().map(|r| r.rewritten_lines).sum(),
         }
     }
 }
@@ -243,6 +252,7 @@ pub fn evaluate_completions_with(
                 parses: report.parses,
                 first_error: report.first_error,
                 tokens: generator.generated_ids().len(),
+                rewritten_lines: generator.stats().rewritten_lines,
             };
             on_sample(&record)?;
             records.push(record);
@@ -395,6 +405,7 @@ mod tests {
                 kind: kind.into(),
             }),
             tokens: 10,
+            rewritten_lines: 0,
         }
     }
 

@@ -19,6 +19,7 @@
 use super::braces::CloseWatch;
 use super::bracket_guard::BracketGuard;
 use super::decoder::{DecodeOptions, Decoder};
+use super::line_guard::{LineFault, LineGuard, RETRIES_PER_LINE, RETRIES_PER_REPLY};
 use super::sampling::{self, SamplingConfig};
 use crate::data::tokenizer::Tokenizer;
 use crate::memory::{Memory, MemorySession};
@@ -76,6 +77,10 @@ pub struct GenerationStats {
     pub tokens_per_sec: f64,
     /// `None` while the reply is still going.
     pub finish: Option<FinishReason>,
+    /// Lines the line guard took back and sampled again (their tokens are
+    /// not counted in `generated_tokens`).
+    #[serde(default)]
+    pub rewritten_lines: usize,
 }
 
 /// Generation mixes the repository memory in only where it matches at
@@ -121,6 +126,41 @@ pub struct Generator<'a> {
     full_prompt: Vec<u32>,
     /// With [`SamplingConfig::balanced_brackets`]: the brackets so far.
     brackets: Option<Brackets>,
+    /// With [`SamplingConfig::line_guard`]: the line being written and where
+    /// it began.
+    lines: Option<Lines>,
+    /// Lines the line guard took back and sampled again.
+    rewritten_lines: usize,
+    /// Times the context window slid (a line taken back across a slide
+    /// needs a new prefill).
+    slides: usize,
+}
+
+/// The reply as it was after the last token that ended a line: what going
+/// back to that line's start restores.
+struct LineStart {
+    generated: usize,
+    text_len: usize,
+    pending_bytes: Vec<u8>,
+    logits: Vec<f32>,
+    slides: usize,
+    brackets: Option<BracketGuard>,
+    close_watch: Option<CloseWatch>,
+    guard: LineGuard,
+}
+
+/// The line guard, the start of the line it watches, and the tokens it
+/// refuses there.
+struct Lines {
+    /// The guard after everything sampled so far.
+    guard: LineGuard,
+    start: LineStart,
+    /// `(tokens since the line's start, token)`: refused after exactly
+    /// those tokens. A line rejected as a repeat refuses the token its text
+    /// began with, so that the next attempt takes another way.
+    refused: Vec<(Vec<u32>, u32)>,
+    line_retries: usize,
+    reply_retries: usize,
 }
 
 /// The bracket guard and what it needs to judge every token.
@@ -212,6 +252,25 @@ impl<'a> Generator<'a> {
         let close_watch = cfg
             .stop_when_closed
             .then(|| CloseWatch::after_prompt(prompt));
+        let lines = cfg.line_guard.then(|| {
+            let guard = LineGuard::after_prompt(prompt);
+            Lines {
+                start: LineStart {
+                    generated: 0,
+                    text_len: 0,
+                    pending_bytes: Vec::new(),
+                    logits: logits.clone(),
+                    slides: 0,
+                    brackets: brackets.as_ref().map(|b| b.guard.clone()),
+                    close_watch: close_watch.clone(),
+                    guard: guard.clone(),
+                },
+                guard,
+                refused: Vec::new(),
+                line_retries: 0,
+                reply_retries: 0,
+            }
+        });
         Ok(Generator {
             model,
             tok,
@@ -239,22 +298,35 @@ impl<'a> Generator<'a> {
             close_watch,
             memory: None,
             brackets,
+            lines,
+            slides: 0,
+            rewritten_lines: 0,
         })
     }
 
     /// The next token, or `None` once the reply has finished (see
     /// [`Generator::finish_reason`]).
     pub fn next_token(&mut self) -> Option<GeneratedToken> {
+        loop {
+            if let Some(token) = self.try_next_token() {
+                return token;
+            }
+        }
+    }
+
+    /// One attempt at [`Generator::next_token`]: `None` when the line guard
+    /// took the line back and the token must be sampled again.
+    fn try_next_token(&mut self) -> Option<Option<GeneratedToken>> {
         if self.finish.is_some() {
-            return None;
+            return Some(None);
         }
         if self.cancel.load(Ordering::Relaxed) {
             self.end(FinishReason::Cancelled);
-            return None;
+            return Some(None);
         }
         if self.generated_ids.len() >= self.cfg.max_new_tokens {
             self.end(FinishReason::MaxTokens);
-            return None;
+            return Some(None);
         }
         let mut probs = sampling::softmax(&self.logits, 1.0);
         // Sampling (temperature, top-k/p, repetition penalty) works on the
@@ -268,6 +340,14 @@ impl<'a> Generator<'a> {
         }
         if let Some(b) = &self.brackets {
             b.guard.mask(&b.vocab, b.eot, scores.to_mut());
+        }
+        if let Some(lines) = &self.lines {
+            let since = &self.generated_ids[lines.start.generated..];
+            for (after, id) in &lines.refused {
+                if after[..] == *since {
+                    refuse(scores.to_mut(), *id);
+                }
+            }
         }
         let id = sampling::sample_next(&scores, &self.context, &self.cfg, &mut self.rng);
         if let Some(b) = self.brackets.as_mut() {
@@ -293,7 +373,13 @@ impl<'a> Generator<'a> {
             self.flush_all()
         } else {
             self.pending_bytes.extend(self.tok.token_bytes(id));
+            let before = self.text.len();
             drain_utf8(&mut self.pending_bytes, &mut self.text);
+            if let Some(fault) = self.judge_line(before)
+                && self.take_line_back(fault)
+            {
+                return None;
+            }
             let stop = self.find_stop();
             let text = &self.text;
             let closed = self
@@ -315,18 +401,130 @@ impl<'a> Generator<'a> {
                 self.flush_all()
             } else {
                 let hold = self.stop_prefix_len();
-                self.take_piece(self.text.len() - hold)
+                // The line being written may still be taken back.
+                let line_start = match &self.lines {
+                    Some(lines) if !self.text[lines.start.text_len..].contains('\n') => {
+                        lines.start.text_len
+                    }
+                    _ => self.text.len(),
+                };
+                self.take_piece((self.text.len() - hold).min(line_start).max(self.emitted))
             }
         };
         if self.finish.is_none() {
             self.advance(id);
+            self.mark_line_start();
         }
-        Some(GeneratedToken {
+        Some(Some(GeneratedToken {
             id,
             text_piece,
             prob,
             top_alternatives,
-        })
+        }))
+    }
+
+    /// With the line guard: reads the text from byte `from` on, and the
+    /// fault of the line it ends or makes too long, if any.
+    fn judge_line(&mut self, from: usize) -> Option<LineFault> {
+        let lines = self.lines.as_mut()?;
+        let fault = lines.guard.feed(&self.text[from..]);
+        if fault.is_some() {
+            // The guard stopped at the fault: read the line again, unjudged,
+            // for when it stands.
+            lines.guard = lines.start.guard.clone();
+            lines
+                .guard
+                .feed_unjudged(&self.text[lines.start.text_len..]);
+        }
+        fault
+    }
+
+    /// Goes back to the start of the line the guard found `fault` in, so
+    /// that it is sampled again; false (the line stands) once the line or
+    /// the reply has used its attempts, or when the window slid so far that
+    /// the line's start is gone.
+    fn take_line_back(&mut self, fault: LineFault) -> bool {
+        let Some(lines) = self.lines.as_mut() else {
+            return false;
+        };
+        // The newest token is not in the context yet.
+        let taken = self.generated_ids.len() - lines.start.generated - 1;
+        if lines.line_retries >= RETRIES_PER_LINE || lines.reply_retries >= RETRIES_PER_REPLY {
+            return false;
+        }
+        let Some(mut lines) = self.lines.take() else {
+            return false;
+        };
+        let start = &lines.start;
+        lines.line_retries += 1;
+        lines.reply_retries += 1;
+        let line = &self.generated_ids[start.generated..];
+        if fault == LineFault::Repeats {
+            let first_solid = line.iter().position(|&t| {
+                self.tok
+                    .token_bytes(t)
+                    .iter()
+                    .any(|b| !b.is_ascii_whitespace())
+            });
+            if let Some(at) = first_solid {
+                lines.refused.push((line[..at].to_vec(), line[at]));
+            }
+        }
+        self.generated_ids.truncate(start.generated);
+        self.text.truncate(start.text_len);
+        self.pending_bytes.clone_from(&start.pending_bytes);
+        if self.slides == start.slides {
+            // Everything since the line's start is in the cache's last rows.
+            self.context.truncate(self.context.len() - taken);
+            self.cache.truncate(self.cache.len() - taken);
+            self.logits.copy_from_slice(&start.logits);
+        } else {
+            // The window slid since: see the last half-window of the prompt
+            // and the kept reply, as a slide there would have left it.
+            let keep = (self.cache.capacity() / 2).max(1);
+            let mut seen = self.full_prompt.clone();
+            seen.extend_from_slice(&self.generated_ids);
+            self.context = seen.split_off(seen.len().saturating_sub(keep));
+            self.cache.clear();
+            match self.cache.append(self.model, &self.context) {
+                Ok(logits) => self.logits.copy_from_slice(logits),
+                Err(_) => self.end(FinishReason::MaxTokens),
+            }
+        }
+        if let (Some(b), Some(saved)) = (self.brackets.as_mut(), &start.brackets) {
+            b.guard = saved.clone();
+        }
+        self.close_watch.clone_from(&start.close_watch);
+        if let Some(session) = self.memory.as_mut() {
+            session.truncate(self.full_prompt.len() + start.generated);
+        }
+        lines.guard = start.guard.clone();
+        self.lines = Some(lines);
+        self.rewritten_lines += 1;
+        true
+    }
+
+    /// With the line guard: after a token that ended a line, the reply as
+    /// it now is becomes the start to go back to.
+    fn mark_line_start(&mut self) {
+        let Some(lines) = self.lines.as_mut() else {
+            return;
+        };
+        if !self.text[lines.start.text_len..].contains('\n') {
+            return;
+        }
+        lines.start = LineStart {
+            generated: self.generated_ids.len(),
+            text_len: self.text.len(),
+            pending_bytes: self.pending_bytes.clone(),
+            logits: self.logits.clone(),
+            slides: self.slides,
+            brackets: self.brackets.as_ref().map(|b| b.guard.clone()),
+            close_watch: self.close_watch.clone(),
+            guard: lines.guard.clone(),
+        };
+        lines.refused.clear();
+        lines.line_retries = 0;
     }
 
     /// Runs the new token through the cache, sliding the window when full.
@@ -335,6 +533,7 @@ impl<'a> Generator<'a> {
         let result = if self.cache.remaining() == 0 {
             let keep = (self.cache.capacity() / 2).max(1);
             self.context.drain(..self.context.len() - keep);
+            self.slides += 1;
             self.cache.clear();
             self.cache.append(self.model, &self.context)
         } else {
@@ -508,7 +707,19 @@ impl<'a> Generator<'a> {
                 0.0
             },
             finish: self.finish,
+            rewritten_lines: self.rewritten_lines,
         }
+    }
+}
+
+/// Sets `id`'s score to −∞ unless no other token would be left.
+fn refuse(scores: &mut [f32], id: u32) {
+    let others = scores
+        .iter()
+        .enumerate()
+        .any(|(i, &s)| i != id as usize && s > f32::NEG_INFINITY);
+    if others && let Some(s) = scores.get_mut(id as usize) {
+        *s = f32::NEG_INFINITY;
     }
 }
 

@@ -9,6 +9,8 @@
 //!   sending [`GenerationEvent`]s over a channel, with a cancel flag.
 //! - [`syntax`]: does a C text parse (tree-sitter), and where it first fails.
 //! - [`bracket_guard`]: bracket-balanced decoding for code.
+//! - [`line_guard`]: for code, lines that repeat or run on are sampled
+//!   again.
 //! - [`c_lexer`]: which bytes of C text are code (not comments or literals).
 //! - [`braces`]: the brace counter (skipping literals and comments) behind
 //!   [`Generator::stop_when_closed`].
@@ -29,6 +31,7 @@ pub mod code_eval;
 pub mod decoder;
 pub mod gemv;
 pub mod generator;
+pub mod line_guard;
 pub mod openings;
 pub mod pool;
 pub mod prompt_from_data;

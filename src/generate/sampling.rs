@@ -54,6 +54,11 @@ pub struct SamplingConfig {
     /// the prompt left open (or, with none open, the first block the reply
     /// opens), as `cllm eval-gen` does ([`super::Generator::stop_when_closed`]).
     pub stop_when_closed: bool,
+    /// For code: a line of the reply that repeats a recent line or runs
+    /// past any sensible length is taken back and sampled again
+    /// ([`super::line_guard`]). The reply's text then arrives a line at a
+    /// time.
+    pub line_guard: bool,
 }
 
 impl Default for SamplingConfig {
@@ -68,6 +73,7 @@ impl Default for SamplingConfig {
             seed: 42,
             balanced_brackets: false,
             stop_when_closed: false,
+            line_guard: false,
         }
     }
 }

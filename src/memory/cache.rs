@@ -96,6 +96,8 @@ pub struct DocCache {
     maps: Vec<Map>,
     /// Whether pushed tokens enter the maps (see [`DocCache::stop_learning`]).
     learning: bool,
+    /// Tokens read when learning stopped: the maps know nothing after them.
+    learned: usize,
 }
 
 impl Default for DocCache {
@@ -116,6 +118,7 @@ impl DocCache {
             powers,
             maps: (0..ORDERS.len()).map(|_| Map::default()).collect(),
             learning: true,
+            learned: 0,
         }
     }
 
@@ -139,6 +142,22 @@ impl DocCache {
     /// long repeat is rarely a mistake.
     pub fn stop_learning(&mut self) {
         self.learning = false;
+        self.learned = self.tokens.len();
+    }
+
+    /// Forgets the tokens from `len` on, as if they had never been pushed
+    /// (a generator taking back a line it rejected).
+    ///
+    /// # Panics
+    /// Unless learning has stopped and `len` keeps every token read before
+    /// that: the maps cannot forget.
+    pub fn truncate(&mut self, len: usize) {
+        assert!(
+            !self.learning && len >= self.learned,
+            "only tokens read after stop_learning can be taken back"
+        );
+        self.tokens.truncate(len);
+        self.prefix.truncate(len + 1);
     }
 
     /// Appends the next token of the document.
@@ -258,6 +277,60 @@ mod tests {
                 prop_assert_eq!(m.counts, &counts[..], "at {}", i);
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn tokens_taken_back_leave_the_cache_as_if_never_read(
+            tokens in proptest::collection::vec(0u32..3, 1..100),
+            other in proptest::collection::vec(0u32..3, 1..30),
+            frozen_at in 0usize..100,
+            back_to in 0usize..100,
+        ) {
+            // Read a text, take its end back to `back_to`, read `other`:
+            // every prediction is that of a cache that read the kept
+            // prefix and `other` straight.
+            let frozen_at = frozen_at.min(tokens.len());
+            let back_to = frozen_at + back_to % (tokens.len() - frozen_at + 1);
+            let mut cache = DocCache::new();
+            let mut straight = DocCache::new();
+            for (i, &t) in tokens.iter().enumerate() {
+                if i == frozen_at {
+                    cache.stop_learning();
+                }
+                cache.push(t);
+            }
+            if frozen_at == tokens.len() {
+                cache.stop_learning();
+            }
+            for &t in &tokens[..frozen_at] {
+                straight.push(t);
+            }
+            straight.stop_learning();
+            for &t in &tokens[frozen_at..back_to] {
+                straight.push(t);
+            }
+            cache.truncate(back_to);
+            prop_assert_eq!(cache.tokens(), straight.tokens());
+            for &t in &other {
+                cache.push(t);
+                straight.push(t);
+                let (a, b) = (cache.predict(), straight.predict());
+                prop_assert_eq!((a.len, a.counts, a.total), (b.len, b.counts, b.total));
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "only tokens read after stop_learning")]
+    fn tokens_the_maps_learned_cannot_be_taken_back() {
+        let mut cache = DocCache::new();
+        for t in [1, 2, 1, 2] {
+            cache.push(t);
+        }
+        cache.stop_learning();
+        cache.push(1);
+        cache.truncate(3);
     }
 
     /// [`brute`] over only the windows whose follower lies in

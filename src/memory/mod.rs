@@ -192,6 +192,14 @@ impl<'a> MemorySession<'a> {
         self.cache.stop_learning();
     }
 
+    /// Forgets the document's tokens from `len` on (see
+    /// [`cache::DocCache::truncate`]: only tokens read after
+    /// [`MemorySession::stop_learning`]).
+    pub fn truncate(&mut self, len: usize) {
+        self.cache.truncate(len);
+        self.last_ngram = None;
+    }
+
     /// The document so far.
     pub fn tokens(&self) -> &[u32] {
         self.cache.tokens()

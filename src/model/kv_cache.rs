@@ -111,6 +111,17 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Forgets the positions from `len` on (a generator going back over
+    /// tokens it rejected); the next token is written at position `len`.
+    pub fn truncate(&mut self, len: usize) {
+        assert!(
+            len <= self.len,
+            "the cache holds only {} positions",
+            self.len
+        );
+        self.len = len;
+    }
+
     /// Runs `tokens` at the next positions and returns the logits (V) that
     /// predict the token after the last of them. Errors (nothing changes)
     /// when the model does not match the cache, `tokens` is empty, they do

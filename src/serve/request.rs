@@ -181,6 +181,9 @@ pub fn parse(
     if let Some(b) = f.boolean("balanced_brackets")? {
         sampling.balanced_brackets = b;
     }
+    if let Some(b) = f.boolean("line_guard")? {
+        sampling.line_guard = b;
+    }
     sampling.stop = stops(&f)?;
     if endpoint == Endpoint::Chat {
         for s in CHAT_STOPS {
@@ -551,6 +554,12 @@ mod tests {
     fn balanced_brackets_can_be_asked_for() {
         let r = parse_c(r#"{"prompt":"ab","balanced_brackets":true}"#).unwrap();
         assert!(r.sampling.balanced_brackets);
+        assert!(!r.sampling.line_guard, "off unless asked for");
+        let r = parse_c(r#"{"prompt":"ab","line_guard":true}"#).unwrap();
+        assert!(r.sampling.line_guard);
+        assert!(!r.sampling.balanced_brackets);
+        let err = parse_c(r#"{"prompt":"ab","line_guard":"yes"}"#).unwrap_err();
+        assert!(err.message.contains("line_guard"), "{}", err.message);
     }
 
     #[test]
