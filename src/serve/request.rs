@@ -225,6 +225,14 @@ pub fn parse(
                     "logprobs of the echoed prompt are not supported: drop echo or logprobs",
                 ));
             }
+            // A line the guard takes back would leave log-probabilities of
+            // tokens that are not in the reply.
+            if sampling.line_guard && logprobs.is_some() {
+                return Err(ApiError::invalid(
+                    Some("logprobs"),
+                    "logprobs are not supported with line_guard (a line taken back would leave log-probabilities of tokens not in the reply): drop one",
+                ));
+            }
             (echo, logprobs)
         }
         Endpoint::Chat => {
@@ -560,6 +568,9 @@ mod tests {
         assert!(!r.sampling.balanced_brackets);
         let err = parse_c(r#"{"prompt":"ab","line_guard":"yes"}"#).unwrap_err();
         assert!(err.message.contains("line_guard"), "{}", err.message);
+        let err = parse_c(r#"{"prompt":"ab","line_guard":true,"logprobs":2}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("logprobs"));
+        assert!(parse_c(r#"{"prompt":"ab","line_guard":false,"logprobs":2}"#).is_ok());
     }
 
     #[test]
