@@ -129,8 +129,6 @@ pub struct Generator<'a> {
     /// With [`SamplingConfig::line_guard`]: the line being written and where
     /// it began.
     lines: Option<Lines>,
-    /// Lines the line guard took back and sampled again.
-    rewritten_lines: usize,
     /// Times the context window slid (a line taken back across a slide
     /// needs a new prefill).
     slides: usize,
@@ -160,6 +158,7 @@ struct Lines {
     /// began with, so that the next attempt takes another way.
     refused: Vec<(Vec<u32>, u32)>,
     line_retries: usize,
+    /// Lines taken back in this reply.
     reply_retries: usize,
 }
 
@@ -252,26 +251,8 @@ impl<'a> Generator<'a> {
         let close_watch = cfg
             .stop_when_closed
             .then(|| CloseWatch::after_prompt(prompt));
-        let lines = cfg.line_guard.then(|| {
-            let guard = LineGuard::after_prompt(prompt);
-            Lines {
-                start: LineStart {
-                    generated: 0,
-                    text_len: 0,
-                    pending_bytes: Vec::new(),
-                    logits: logits.clone(),
-                    slides: 0,
-                    brackets: brackets.as_ref().map(|b| b.guard.clone()),
-                    close_watch: close_watch.clone(),
-                    guard: guard.clone(),
-                },
-                guard,
-                refused: Vec::new(),
-                line_retries: 0,
-                reply_retries: 0,
-            }
-        });
-        Ok(Generator {
+        let line_guard = cfg.line_guard;
+        let mut generator = Generator {
             model,
             tok,
             cfg,
@@ -298,10 +279,20 @@ impl<'a> Generator<'a> {
             close_watch,
             memory: None,
             brackets,
-            lines,
+            lines: None,
             slides: 0,
-            rewritten_lines: 0,
-        })
+        };
+        if line_guard {
+            let guard = LineGuard::after_prompt(prompt);
+            generator.lines = Some(Lines {
+                start: generator.line_start(guard.clone()),
+                guard,
+                refused: Vec::new(),
+                line_retries: 0,
+                reply_retries: 0,
+            });
+        }
+        Ok(generator)
     }
 
     /// The next token, or `None` once the reply has finished (see
@@ -368,6 +359,8 @@ impl<'a> Generator<'a> {
         let prob = probs[id as usize];
         self.generated_ids.push(id);
 
+        // Whether this token ended a line (the line guard's start moves).
+        let mut ended_line = false;
         let text_piece = if Some(id) == self.tok.eot_id() {
             self.end(FinishReason::EndOfText);
             self.flush_all()
@@ -375,6 +368,7 @@ impl<'a> Generator<'a> {
             self.pending_bytes.extend(self.tok.token_bytes(id));
             let before = self.text.len();
             drain_utf8(&mut self.pending_bytes, &mut self.text);
+            ended_line = self.text[before..].contains('\n');
             if let Some(fault) = self.judge_line(before)
                 && self.take_line_back(fault)
             {
@@ -403,9 +397,7 @@ impl<'a> Generator<'a> {
                 let hold = self.stop_prefix_len();
                 // The line being written may still be taken back.
                 let line_start = match &self.lines {
-                    Some(lines) if !self.text[lines.start.text_len..].contains('\n') => {
-                        lines.start.text_len
-                    }
+                    Some(lines) if !ended_line => lines.start.text_len,
                     _ => self.text.len(),
                 };
                 self.take_piece((self.text.len() - hold).min(line_start).max(self.emitted))
@@ -413,7 +405,9 @@ impl<'a> Generator<'a> {
         };
         if self.finish.is_none() {
             self.advance(id);
-            self.mark_line_start();
+            if ended_line {
+                self.mark_line_start();
+            }
         }
         Some(Some(GeneratedToken {
             id,
@@ -441,21 +435,18 @@ impl<'a> Generator<'a> {
 
     /// Goes back to the start of the line the guard found `fault` in, so
     /// that it is sampled again; false (the line stands) once the line or
-    /// the reply has used its attempts, or when the window slid so far that
-    /// the line's start is gone.
+    /// the reply has used its attempts.
     fn take_line_back(&mut self, fault: LineFault) -> bool {
-        let Some(lines) = self.lines.as_mut() else {
-            return false;
-        };
-        // The newest token is not in the context yet.
-        let taken = self.generated_ids.len() - lines.start.generated - 1;
-        if lines.line_retries >= RETRIES_PER_LINE || lines.reply_retries >= RETRIES_PER_REPLY {
-            return false;
-        }
         let Some(mut lines) = self.lines.take() else {
             return false;
         };
+        if lines.line_retries >= RETRIES_PER_LINE || lines.reply_retries >= RETRIES_PER_REPLY {
+            self.lines = Some(lines);
+            return false;
+        }
         let start = &lines.start;
+        // The newest token is not in the context yet.
+        let taken = self.generated_ids.len() - start.generated - 1;
         lines.line_retries += 1;
         lines.reply_retries += 1;
         let line = &self.generated_ids[start.generated..];
@@ -500,20 +491,24 @@ impl<'a> Generator<'a> {
         }
         lines.guard = start.guard.clone();
         self.lines = Some(lines);
-        self.rewritten_lines += 1;
         true
     }
 
     /// With the line guard: after a token that ended a line, the reply as
     /// it now is becomes the start to go back to.
     fn mark_line_start(&mut self) {
-        let Some(lines) = self.lines.as_mut() else {
+        let Some(mut lines) = self.lines.take() else {
             return;
         };
-        if !self.text[lines.start.text_len..].contains('\n') {
-            return;
-        }
-        lines.start = LineStart {
+        lines.start = self.line_start(lines.guard.clone());
+        lines.refused.clear();
+        lines.line_retries = 0;
+        self.lines = Some(lines);
+    }
+
+    /// The reply as it is now, with the line guard's state `guard`.
+    fn line_start(&self, guard: LineGuard) -> LineStart {
+        LineStart {
             generated: self.generated_ids.len(),
             text_len: self.text.len(),
             pending_bytes: self.pending_bytes.clone(),
@@ -521,10 +516,8 @@ impl<'a> Generator<'a> {
             slides: self.slides,
             brackets: self.brackets.as_ref().map(|b| b.guard.clone()),
             close_watch: self.close_watch.clone(),
-            guard: lines.guard.clone(),
-        };
-        lines.refused.clear();
-        lines.line_retries = 0;
+            guard,
+        }
     }
 
     /// Runs the new token through the cache, sliding the window when full.
@@ -707,7 +700,7 @@ impl<'a> Generator<'a> {
                 0.0
             },
             finish: self.finish,
-            rewritten_lines: self.rewritten_lines,
+            rewritten_lines: self.lines.as_ref().map_or(0, |l| l.reply_retries),
         }
     }
 }

@@ -95,34 +95,31 @@ impl LineGuard {
     /// finds (the guard's state is then undefined: the caller goes back to
     /// a copy taken at the line's start).
     pub fn feed(&mut self, text: &str) -> Option<LineFault> {
+        self.read(text, true)
+    }
+
+    /// Reads `text` without judging it: a line that stands although it has
+    /// a fault (its attempts used up).
+    pub fn feed_unjudged(&mut self, text: &str) {
+        self.read(text, false);
+    }
+
+    fn read(&mut self, text: &str, judge: bool) -> Option<LineFault> {
         for c in text.chars() {
             if c == '\n' {
-                if self.ends_as_repeat() {
+                if judge && self.ends_as_repeat() {
                     return Some(LineFault::Repeats);
                 }
                 self.end_line();
             } else {
                 self.current.push(c);
                 self.current_chars += 1;
-                if self.current_chars > self.max_chars {
+                if judge && self.current_chars > self.max_chars {
                     return Some(LineFault::TooLong);
                 }
             }
         }
         None
-    }
-
-    /// Reads `text` without judging it: a line that stands although it has
-    /// a fault (its attempts used up).
-    pub fn feed_unjudged(&mut self, text: &str) {
-        for c in text.chars() {
-            if c == '\n' {
-                self.end_line();
-            } else {
-                self.current.push(c);
-                self.current_chars += 1;
-            }
-        }
     }
 
     /// Whether the line being written, ended here, would repeat.
