@@ -65,11 +65,40 @@ fn gather_rows(buf: &[f32], at: usize, c: usize, rows: &[u32]) -> Vec<f32> {
 }
 
 /// A layer's gradients from one sphere, ready to be summed.
-struct Part {
+struct Part<'a> {
     bucket: usize,
     range: Range<usize>,
     sphere: usize,
-    grads: Vec<f32>,
+    grads: PartGrads<'a>,
+}
+
+/// Where a sphere put a bucket's gradients.
+enum PartGrads<'a> {
+    /// A copy, to be added to the other spheres' (several spheres a rank).
+    Copied(Vec<f32>),
+    /// Copied straight into the bucket's slice of the rank's sum (the rank's
+    /// only sphere): the sum across spheres is done, and no buffer is
+    /// allocated (a fresh 51 MB buffer a step cost `seed` 16 ms of page
+    /// faults a rank).
+    InPlace(&'a mut [f32]),
+}
+
+/// `buf` cut into the buckets' slices, indexed like `ranges` (which cover
+/// it once, in any order).
+fn bucket_slices<'a>(buf: &'a mut [f32], ranges: &[Range<usize>]) -> Vec<Option<&'a mut [f32]>> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&b| ranges[b].start);
+    let mut slots: Vec<Option<&'a mut [f32]>> = (0..ranges.len()).map(|_| None).collect();
+    let (mut rest, mut at) = (buf, 0);
+    for b in order {
+        assert_eq!(ranges[b].start, at, "buckets cover the parameters once");
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(ranges[b].len());
+        slots[b] = Some(head);
+        rest = tail;
+        at = ranges[b].end;
+    }
+    assert!(rest.is_empty(), "buckets cover the parameters once");
+    slots
 }
 
 /// What a sphere reports when its share is done: id, summed loss, busy
@@ -85,11 +114,15 @@ type CommOutcome = (Duration, f64, Instant);
 enum Task<'a> {
     Sphere {
         job: SphereJob<'a, Report>,
-        parts: Option<Sender<Part>>,
+        parts: Option<Sender<Part<'a>>>,
+        /// The buckets' slices of the rank's sum, for a rank's only sphere.
+        slots: Vec<Option<&'a mut [f32]>>,
     },
     Comm {
-        reduced: &'a mut [f32],
-        parts: Option<Receiver<Part>>,
+        /// The buckets' slices of the rank's sum, unless the only sphere
+        /// has them.
+        slots: Vec<Option<&'a mut [f32]>>,
+        parts: Option<Receiver<Part<'a>>>,
         outcome: Option<CommOutcome>,
     },
 }
@@ -97,18 +130,18 @@ enum Task<'a> {
 /// The communication job: sums each bucket once every active sphere has
 /// handed it over (in sphere order), then all-reduces it across ranks. The
 /// last range is the step's rows of wte, which replace the head-only ones.
-/// `None` when a sphere stopped before handing over its part: it panicked,
-/// and that panic is the step's error.
-#[allow(clippy::too_many_arguments)]
-fn sum_buckets(
+/// `slots` holds the buckets' slices of the rank's sum that no sphere
+/// filled in place; the others arrive with their parts. `None` when a
+/// sphere stopped before handing over its part: it panicked, and that
+/// panic is the step's error.
+fn sum_buckets<'a>(
     cluster: &crate::train::cluster::Cluster,
-    part_rx: &Receiver<Part>,
+    part_rx: &Receiver<Part<'a>>,
     ranges: &[Range<usize>],
-    reduced: &mut [f32],
+    mut slots: Vec<Option<&'a mut [f32]>>,
     active: usize,
     n: usize,
     touched: &[u32],
-    wte: usize,
     c: usize,
 ) -> Option<CommOutcome> {
     let rows_bucket = ranges.len() - 1;
@@ -116,7 +149,8 @@ fn sum_buckets(
     let mut arrived = vec![0usize; ranges.len()];
     let (mut in_collective, mut sq) = (Duration::ZERO, 0.0f64);
     let mut row_sums = vec![0.0f32; touched.len() * c];
-    for (b, range) in ranges.iter().enumerate() {
+    for b in 0..ranges.len() {
+        let mut in_place = false;
         while arrived[b] < active {
             // A sphere that stops early has panicked: its panic is the
             // step's error, so this job steps aside instead of raising a
@@ -125,24 +159,33 @@ fn sum_buckets(
                 return None;
             };
             assert_eq!(part.range, ranges[part.bucket], "gradient bucket order");
-            parts[part.bucket][part.sphere] = Some(part.grads);
+            match part.grads {
+                PartGrads::Copied(grads) => parts[part.bucket][part.sphere] = Some(grads),
+                PartGrads::InPlace(slice) => {
+                    in_place = true;
+                    slots[part.bucket] = Some(slice);
+                }
+            }
             arrived[part.bucket] += 1;
         }
-        // The spheres' copies added in sphere order (the first copied, not
-        // added to zeros: one pass less).
-        let out = if b == rows_bucket {
-            &mut row_sums[..]
+        let out: &mut [f32] = if b == rows_bucket {
+            &mut row_sums
         } else {
-            &mut reduced[range.clone()]
+            slots[b].as_deref_mut().expect("every bucket's slice")
         };
-        let mut given = parts[b].iter_mut().filter_map(Option::take);
-        match given.next() {
-            Some(first) => out.copy_from_slice(&first),
-            None => out.fill(0.0),
-        }
-        for g in given {
-            for (o, x) in out.iter_mut().zip(&g) {
-                *o += x;
+        // The spheres' copies added in sphere order (the first copied, not
+        // added to zeros: one pass less). A bucket filled in place is the
+        // only sphere's and already summed.
+        if !in_place {
+            let mut given = parts[b].iter_mut().filter_map(Option::take);
+            match given.next() {
+                Some(first) => out.copy_from_slice(&first),
+                None => out.fill(0.0),
+            }
+            for g in given {
+                for (o, x) in out.iter_mut().zip(&g) {
+                    *o += x;
+                }
             }
         }
         let began = Instant::now();
@@ -152,10 +195,11 @@ fn sum_buckets(
             // The final rows replace the head-only ones (the norm taken
             // again over them). Summed in the same order as the rest, so the
             // result is what one late wte bucket would have given, bit for
-            // bit.
+            // bit. Bucket 0 is wte, whose slice starts at row 0.
+            let wte = slots[0].as_deref_mut().expect("the wte bucket's slice");
             for (i, &row) in touched.iter().enumerate() {
-                let at = wte + row as usize * c;
-                let dst = &mut reduced[at..at + c];
+                let at = row as usize * c;
+                let dst = &mut wte[at..at + c];
                 sq -= sum_sq(dst);
                 dst.copy_from_slice(&row_sums[i * c..(i + 1) * c]);
                 sq += sum_sq(dst);
@@ -219,6 +263,10 @@ impl Spheres {
         let mut busy = vec![Duration::ZERO; n];
         let mut own_sq = vec![0.0f64; n];
         let mut computed_at = Instant::now();
+        // A rank's only sphere copies each bucket straight into the rank's
+        // sum; with several, the communication job adds their copies.
+        let mut slots = bucket_slices(&mut self.reduced, &buckets);
+        let alone = n == 1 && active == 1;
         let mut tasks: Vec<Task> = self
             .workspaces
             .iter_mut()
@@ -230,10 +278,18 @@ impl Spheres {
                     done: Some(done_tx.clone()),
                 },
                 parts: Some(part_tx.clone()),
+                slots: if alone {
+                    std::mem::take(&mut slots)
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
+        if alone {
+            slots = (0..buckets.len()).map(|_| None).collect();
+        }
         tasks.push(Task::Comm {
-            reduced: &mut self.reduced,
+            slots,
             parts: Some(part_rx),
             outcome: None,
         });
@@ -245,7 +301,7 @@ impl Spheres {
         self.pool.scope(
             &mut tasks,
             |id, task| match task {
-                Task::Sphere { job, parts } => {
+                Task::Sphere { job, parts, slots } => {
                     let (done, parts) = (job.done.take(), parts.take());
                     let began = Instant::now();
                     if panic_at == Some(id) {
@@ -264,7 +320,13 @@ impl Spheres {
                                     rngs: Option<&mut [Rng]>| {
                         let mut bucket = 0;
                         let mut ready = |range: Range<usize>, g: &[f32]| {
-                            let grads = g[range.clone()].to_vec();
+                            let grads = match slots.get_mut(bucket).and_then(Option::take) {
+                                Some(dst) => {
+                                    dst.copy_from_slice(&g[range.clone()]);
+                                    PartGrads::InPlace(dst)
+                                }
+                                None => PartGrads::Copied(g[range.clone()].to_vec()),
+                            };
                             if let Some(parts) = &parts {
                                 let _ = parts.send(Part {
                                     bucket,
@@ -286,7 +348,7 @@ impl Spheres {
                                 bucket: rows_bucket,
                                 range: 0..final_rows.len(),
                                 sphere: id,
-                                grads: final_rows,
+                                grads: PartGrads::Copied(final_rows),
                             });
                         }
                         loss
@@ -313,13 +375,20 @@ impl Spheres {
                     }
                 }
                 Task::Comm {
-                    reduced,
+                    slots,
                     parts,
                     outcome,
                 } => {
                     let parts = parts.take().expect("one communication job a step");
                     *outcome = sum_buckets(
-                        &cluster, &parts, ranges, reduced, active, n, touched, wte, c,
+                        &cluster,
+                        &parts,
+                        ranges,
+                        std::mem::take(slots),
+                        active,
+                        n,
+                        touched,
+                        c,
                     );
                 }
             },
@@ -346,6 +415,7 @@ impl Spheres {
         else {
             unreachable!("the communication job reports or panics")
         };
+        drop(tasks);
         // Sphere 0's buffer now holds the step's gradient, as on one machine;
         // the old buffer is the next step's scratch (every bucket is rewritten).
         std::mem::swap(&mut self.grads[0], &mut self.reduced);
