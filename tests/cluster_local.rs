@@ -83,15 +83,15 @@ fn drive(handle: &TrainerHandle, stop_when: &dyn Fn(&Event) -> bool) -> Outcome 
     panic!("a rank did not finish within two minutes");
 }
 
-/// `k` ranks of one run; `stop_rank` is sent Stop when its `stop_when` says so.
+/// The ranks of one run; `stop_rank` is sent Stop when its `stop_when` says so.
 fn run_ranks_with(
-    k: usize,
+    ranks: Vec<LocalCluster>,
     config: TrainConfig,
     faults: Faults,
     stop_rank: usize,
     stop_when: &(dyn Fn(&Event) -> bool + Sync),
 ) -> Vec<Outcome> {
-    let handles: Vec<TrainerHandle> = LocalCluster::ranks(k)
+    let handles: Vec<TrainerHandle> = ranks
         .into_iter()
         .map(|r| spawn_in_cluster(config.clone(), faults.clone(), Cluster::new(Arc::new(r))))
         .collect();
@@ -114,7 +114,13 @@ fn run_ranks_with(
 }
 
 fn run_ranks(k: usize, config: TrainConfig) -> Vec<Outcome> {
-    run_ranks_with(k, config, Faults::default(), 0, &|_| false)
+    run_ranks_with(
+        LocalCluster::ranks(k),
+        config,
+        Faults::default(),
+        0,
+        &|_| false,
+    )
 }
 
 fn run_solo(config: TrainConfig) -> Outcome {
@@ -184,6 +190,68 @@ fn two_ranks_train_the_model_one_rank_with_two_spheres_trains() {
     assert_eq!(r0.summary.as_ref().unwrap().sphere_sequences, vec![36]);
 }
 
+/// Ranks that update only their share of the weights (and gather the
+/// moments whole before rank 0 saves) train the run that ranks updating
+/// every weight train, bit for bit, and save the same checkpoints: the
+/// weights and both AdamW moments, at every evaluation and epoch end.
+#[test]
+fn sharded_updates_give_the_same_run_and_checkpoints_as_whole_ones() {
+    let (ds, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = |d: &Path| TrainConfig {
+        max_steps: 0,
+        epochs: 2,
+        eval_every: 3,
+        ..config(d, 1)
+    };
+    let sharded = run_ranks_with(
+        LocalCluster::ranks(2),
+        cfg(ds.path()),
+        Faults::default(),
+        0,
+        &|_| false,
+    );
+    let whole = run_ranks_with(
+        LocalCluster::ranks_unsharded(2),
+        cfg(dw.path()),
+        Faults::default(),
+        0,
+        &|_| false,
+    );
+    assert!(sharded[0].steps.len() >= 8);
+    assert_eq!(loss_bits(&sharded[0].steps), loss_bits(&whole[0].steps));
+    let grad_norms =
+        |o: &Outcome| -> Vec<u32> { o.steps.iter().map(|s| s.grad_norm.to_bits()).collect() };
+    assert_eq!(grad_norms(&sharded[0]), grad_norms(&whole[0]));
+    // Every checkpoint the run wrote, mid-run ones included.
+    let saved = |d: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(d.join("checkpoints/test"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cllm"))
+            .collect();
+        v.sort();
+        v.push(d.join("models/final.cllm"));
+        v
+    };
+    let (a, b) = (saved(ds.path()), saved(dw.path()));
+    assert!(a.len() >= 3, "{a:?}");
+    assert_eq!(
+        a.iter().map(|p| p.file_name()).collect::<Vec<_>>(),
+        b.iter().map(|p| p.file_name()).collect::<Vec<_>>()
+    );
+    for (x, y) in a.iter().zip(&b) {
+        let (x, y) = (checkpoint::load(x).unwrap(), checkpoint::load(y).unwrap());
+        assert_eq!(x.state.step, y.state.step);
+        assert_eq!(x.params, y.params, "weights at step {}", x.state.step);
+        let (ox, oy) = (x.optimizer.unwrap(), y.optimizer.unwrap());
+        assert!(
+            ox.m == oy.m && ox.v == oy.v,
+            "AdamW moments at step {}",
+            x.state.step
+        );
+    }
+}
+
 #[test]
 fn the_same_seed_and_layout_give_bit_identical_runs() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -202,7 +270,7 @@ fn only_rank_zero_writes_and_every_rank_stops_at_the_same_step() {
     let d = tempfile::tempdir().unwrap();
     // Stop asked of rank 1 alone (as a signal to one process would be).
     let out = run_ranks_with(
-        3,
+        LocalCluster::ranks(3),
         TrainConfig {
             max_steps: 40,
             batch_size: 7,
@@ -310,8 +378,11 @@ fn a_two_rank_run_resumes_exactly_on_two_ranks_and_closely_on_one() {
 #[test]
 fn ranks_whose_weights_drift_apart_stop_with_an_error_and_keep_the_checkpoint() {
     let d = tempfile::tempdir().unwrap();
+    // Ranks that each update their share of the weights cannot drift (each
+    // weight comes from one rank every step): the check guards ranks that
+    // all update every weight.
     let out = run_ranks_with(
-        2,
+        LocalCluster::ranks_unsharded(2),
         config(d.path(), 1),
         Faults {
             perturb_rank_at_step: Some((1, 6)),

@@ -76,7 +76,7 @@ fn sphere_threads_start_once_and_end_with_the_spheres() {
             dropout: false,
         };
         let out = spheres.compute_gradients(&model, &input, Duration::from_secs(60), &mut |_| {});
-        spheres.apply_update(&mut model.params, &mut opt, 1e-2, 1.0);
+        spheres.apply_update(&mut model.params, &mut opt, 1e-2, 1.0, None);
         let (eval_loss, _) = spheres.evaluate(&model, &inputs, &targets, &vec![0; n_seqs], seq);
         assert!(out.loss.is_finite() && eval_loss.is_finite());
         losses.push(out.loss);

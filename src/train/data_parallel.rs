@@ -54,6 +54,12 @@ pub fn step_rows(inputs: &[u32]) -> Vec<u32> {
     rows
 }
 
+/// Where `a` and `b` overlap (an empty range where they do not).
+fn overlap(a: Range<usize>, b: Range<usize>) -> Range<usize> {
+    let start = a.start.max(b.start);
+    start..a.end.min(b.end).max(start)
+}
+
 /// The given rows of the `c`-wide matrix at `at` in `buf`, one after another.
 fn gather_rows(buf: &[f32], at: usize, c: usize, rows: &[u32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * c);
@@ -134,6 +140,7 @@ enum Task<'a> {
 /// filled in place; the others arrive with their parts. `None` when a
 /// sphere stopped before handing over its part: it panicked, and that
 /// panic is the step's error.
+#[allow(clippy::too_many_arguments)]
 fn sum_buckets<'a>(
     cluster: &crate::train::cluster::Cluster,
     part_rx: &Receiver<Part<'a>>,
@@ -143,6 +150,7 @@ fn sum_buckets<'a>(
     n: usize,
     touched: &[u32],
     c: usize,
+    sharded: bool,
 ) -> Option<CommOutcome> {
     let rows_bucket = ranges.len() - 1;
     let mut parts: Vec<Vec<Option<Vec<f32>>>> = ranges.iter().map(|_| vec![None; n]).collect();
@@ -189,7 +197,13 @@ fn sum_buckets<'a>(
             }
         }
         let began = Instant::now();
-        cluster.sum_f32(out);
+        // A sharded rank needs only its share of each bucket summed (it
+        // updates only those weights); the rows' sums are small and whole.
+        if sharded && b != rows_bucket {
+            cluster.reduce_scatter_f32(out);
+        } else {
+            cluster.sum_f32(out);
+        }
         in_collective += began.elapsed();
         if b == rows_bucket {
             // The final rows replace the head-only ones (the norm taken
@@ -197,13 +211,21 @@ fn sum_buckets<'a>(
             // result is what one late wte bucket would have given, bit for
             // bit. Bucket 0 is wte, whose slice starts at row 0.
             let wte = slots[0].as_deref_mut().expect("the wte bucket's slice");
+            let counted = if sharded {
+                cluster.shard_of(wte.len())
+            } else {
+                0..wte.len()
+            };
             for (i, &row) in touched.iter().enumerate() {
                 let at = row as usize * c;
-                let dst = &mut wte[at..at + c];
-                sq -= sum_sq(dst);
-                dst.copy_from_slice(&row_sums[i * c..(i + 1) * c]);
-                sq += sum_sq(dst);
+                // The part of the row in the share this rank's norm covers.
+                let part = overlap(at..at + c, counted.clone());
+                sq -= sum_sq(&wte[part.clone()]);
+                wte[at..at + c].copy_from_slice(&row_sums[i * c..(i + 1) * c]);
+                sq += sum_sq(&wte[part]);
             }
+        } else if sharded {
+            sq += sum_sq(&out[cluster.shard_of(out.len())]);
         } else {
             sq += sum_sq(out);
         }
@@ -263,6 +285,8 @@ impl Spheres {
         let mut busy = vec![Duration::ZERO; n];
         let mut own_sq = vec![0.0f64; n];
         let mut computed_at = Instant::now();
+        let sharded = cluster.shards();
+        let shard_buckets = sharded.then(|| buckets.clone());
         // A rank's only sphere copies each bucket straight into the rank's
         // sum; with several, the communication job adds their copies.
         let mut slots = bucket_slices(&mut self.reduced, &buckets);
@@ -389,6 +413,7 @@ impl Spheres {
                         n,
                         touched,
                         c,
+                        sharded,
                     );
                 }
             },
@@ -423,10 +448,19 @@ impl Spheres {
         // The loss over all ranks, and each rank's compute time.
         let k = cluster.size();
         let compute_secs = busy.iter().max().copied().unwrap_or_default().as_secs_f64();
-        let mut sums = vec![0.0f64; 1 + k];
+        // Sharded, each rank's squared norm covers its shares only: each
+        // rank's in its own slot, added in rank order (the same sum on
+        // every rank and in every run of the layout).
+        let mut sums = vec![0.0f64; 1 + 2 * k];
         sums[0] = loss_sums.iter().sum();
         sums[1 + cluster.rank()] = compute_secs;
+        sums[1 + k + cluster.rank()] = total_sq;
         cluster.sum_f64(&mut sums);
+        let total_sq = if sharded {
+            sums[1 + k..].iter().fold(0.0, |a, x| a + x)
+        } else {
+            total_sq
+        };
         let loss = (sums[0] / input.n_seqs as f64) as f32;
         let rank_tokens_per_sec = (0..k)
             .map(|r| {
@@ -459,6 +493,7 @@ impl Spheres {
         GradOutcome {
             loss,
             grad_norm: total_sq.sqrt() as f32,
+            shards: shard_buckets,
             comm: Some(ClusterStats {
                 ranks: k,
                 threads_per_rank: n,

@@ -107,7 +107,13 @@ pub fn measure_in_cluster(
             let t0 = Instant::now();
             let out =
                 spheres.compute_gradients(&model, &input, Duration::from_secs(3600), &mut |_| {});
-            spheres.apply_update(&mut model.params, &mut opt, 1e-4, 1.0);
+            spheres.apply_update(
+                &mut model.params,
+                &mut opt,
+                1e-4,
+                1.0,
+                out.shards.as_deref(),
+            );
             model.refresh_precision();
             let took = t0.elapsed().as_secs_f64();
             if step > 0 {

@@ -183,6 +183,10 @@ pub struct GradOutcome {
     pub grad_norm: f32,
     /// What the step's all-reduce across ranks cost (distributed runs).
     pub comm: Option<crate::train::events::ClusterStats>,
+    /// A sharded distributed step: the gradient buckets, of which this rank
+    /// holds the summed gradient of its share only (`Cluster::shard_of`),
+    /// and updates only those weights.
+    pub shards: Option<Vec<Range<usize>>>,
 }
 
 pub struct Spheres {
@@ -201,6 +205,9 @@ pub struct Spheres {
     pub(super) pool: SpherePool,
     /// A test's fault: this sphere panics in the next gradient phase.
     pub(super) panic_next: Option<usize>,
+    /// After a sharded update, the buckets whose AdamW moments hold this
+    /// rank's shares only, until [`Spheres::settle_moments`] gathers them.
+    pub(super) stale_moments: Option<Vec<Range<usize>>>,
 }
 
 impl Spheres {
@@ -232,6 +239,7 @@ impl Spheres {
             reduced: Vec::new(),
             pool: SpherePool::new(),
             panic_next: None,
+            stale_moments: None,
         }
     }
 
@@ -422,25 +430,92 @@ impl Spheres {
             loss,
             grad_norm,
             comm: None,
+            shards: None,
         }
     }
 
     /// Applies AdamW with the reduced gradient (times `grad_scale`, where
-    /// clipping folds in) to the parameters, sliced across spheres.
-    pub fn apply_update(&mut self, params: &mut [f32], opt: &mut AdamW, lr: f32, grad_scale: f32) {
+    /// clipping folds in) to the parameters, sliced across spheres. After a
+    /// sharded step (`shards`, see [`GradOutcome::shards`]) this rank
+    /// updates its share of each bucket only and the ranks then gather the
+    /// weights: each weight is updated once in the cluster instead of on
+    /// every rank. The moments stay this rank's shares until
+    /// [`settle_moments`](Self::settle_moments).
+    pub fn apply_update(
+        &mut self,
+        params: &mut [f32],
+        opt: &mut AdamW,
+        lr: f32,
+        grad_scale: f32,
+        shards: Option<&[Range<usize>]>,
+    ) {
+        if shards.is_none() {
+            // A whole update needs the whole moments (the ranks stopped
+            // sharding: the window was refused).
+            self.settle_moments(opt);
+        }
         let step: AdamWStep = opt.begin_step(lr, grad_scale);
         let n = self.n;
-        let len = params.len();
         let grads = &self.grads[0][..];
-        let mut slices: Vec<_> = shares_mut(params, n)
+        let mine: Vec<Range<usize>> = match shards {
+            Some(buckets) => buckets
+                .iter()
+                .map(|b| {
+                    let r = self.cluster.shard_of(b.len());
+                    b.start + r.start..b.start + r.end
+                })
+                .collect(),
+            None => std::iter::once(0..params.len()).collect(),
+        };
+        let mut mine = mine;
+        mine.sort_by_key(|r| r.start);
+        // Each sphere takes its share of every range.
+        let mut jobs: Vec<Vec<UpdatePiece>> = (0..n).map(|_| Vec::new()).collect();
+        let pieces = disjoint_mut(params, &mine)
             .into_iter()
-            .zip(shares_mut(&mut opt.m, n))
-            .zip(shares_mut(&mut opt.v, n))
-            .collect();
-        self.pool.for_each(&mut slices, |s, ((p, m), v)| {
-            let r = share(len, n, s);
-            step.apply(r.start, p, &grads[r], m, v);
+            .zip(disjoint_mut(&mut opt.m, &mine))
+            .zip(disjoint_mut(&mut opt.v, &mine))
+            .zip(&mine);
+        for (((p, m), v), r) in pieces {
+            let len = r.len();
+            let parts = shares_mut(p, n)
+                .into_iter()
+                .zip(shares_mut(m, n))
+                .zip(shares_mut(v, n));
+            for (s, ((p, m), v)) in parts.enumerate() {
+                jobs[s].push((r.start + share(len, n, s).start, p, m, v));
+            }
+        }
+        self.pool.for_each(&mut jobs, |_, job| {
+            for (at, p, m, v) in job.iter_mut() {
+                step.apply(*at, p, &grads[*at..*at + p.len()], m, v);
+            }
         });
+        if let Some(buckets) = shards {
+            for b in buckets {
+                self.cluster.all_gather_f32(&mut params[b.clone()]);
+            }
+            self.stale_moments = Some(buckets.to_vec());
+        }
+    }
+
+    /// Whether the AdamW moments hold this rank's shares only (the same on
+    /// every rank).
+    pub fn has_stale_moments(&self) -> bool {
+        self.stale_moments.is_some()
+    }
+
+    /// Gives every rank the whole AdamW moments again after sharded
+    /// updates (each rank kept its shares current): before anything saves
+    /// them. Collective: every rank calls it at the same step (they all
+    /// made the same sharded updates); a no-op otherwise.
+    pub fn settle_moments(&mut self, opt: &mut AdamW) {
+        if let Some(buckets) = self.stale_moments.take() {
+            for b in &buckets {
+                self.cluster.all_gather_f32(&mut opt.m[b.clone()]);
+                self.cluster.all_gather_f32(&mut opt.v[b.clone()]);
+            }
+        }
     }
 
     /// Mean-free evaluation over `skips.len()` sequences of `seq_len`
@@ -606,6 +681,26 @@ pub(super) fn snapshot(tally: &[Tally], live: &[Live]) -> Vec<SphereStats> {
             state: state_from(l.state.load(Ordering::Relaxed)),
         })
         .collect()
+}
+
+/// A slice of the AdamW update: where it starts in the flat buffer, and
+/// its weights, first and second moments.
+type UpdatePiece<'a> = (usize, &'a mut [f32], &'a mut [f32], &'a mut [f32]);
+
+/// Disjoint mutable slices of `buf`, one per range of `ranges` (disjoint,
+/// in increasing order), in that order.
+fn disjoint_mut<'a>(buf: &'a mut [f32], ranges: &[Range<usize>]) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(ranges.len());
+    let (mut rest, mut at) = (buf, 0);
+    for r in ranges {
+        assert!(r.start >= at, "ranges in increasing order, disjoint");
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - at);
+        let (piece, tail) = tail.split_at_mut(r.len());
+        out.push(piece);
+        rest = tail;
+        at = r.end;
+    }
+    out
 }
 
 pub(super) fn sum_sq(xs: &[f32]) -> f64 {

@@ -19,6 +19,9 @@ pub struct LocalCluster {
 
 struct Shared {
     size: usize,
+    /// Ranks update only their share of the weights (as the ranks of one
+    /// MPI host do).
+    sharded: bool,
     state: Mutex<Round>,
     changed: Condvar,
 }
@@ -35,11 +38,24 @@ struct Round {
 }
 
 impl LocalCluster {
-    /// `size` ranks that talk to each other; hand one to each thread.
+    /// `size` ranks that talk to each other; hand one to each thread. Each
+    /// updates only its share of the weights, as the ranks of one MPI host
+    /// do.
     pub fn ranks(size: usize) -> Vec<LocalCluster> {
+        Self::make(size, true)
+    }
+
+    /// [`ranks`](Self::ranks) that update every weight on every rank, as
+    /// ranks summing through MPI's all-reduce do.
+    pub fn ranks_unsharded(size: usize) -> Vec<LocalCluster> {
+        Self::make(size, false)
+    }
+
+    fn make(size: usize, sharded: bool) -> Vec<LocalCluster> {
         assert!(size >= 1);
         let shared = Arc::new(Shared {
             size,
+            sharded,
             state: Mutex::new(Round {
                 brought: vec![None; size],
                 ..Round::default()
@@ -156,6 +172,9 @@ impl Collective for LocalCluster {
         for (b, x) in buf.iter_mut().zip(decode::<f32>(&sum)) {
             *b = x;
         }
+    }
+    fn shards(&self) -> bool {
+        self.shared.sharded
     }
     fn sum_f64(&self, buf: &mut [f64]) {
         let mine = buf.iter().flat_map(|x| x.to_le_bytes()).collect();

@@ -32,6 +32,31 @@ pub trait Collective: Send + Sync {
     fn sum_f32(&self, buf: &mut [f32]);
     /// Sums `buf` element-wise across ranks, in place.
     fn sum_f64(&self, buf: &mut [f64]);
+    /// Whether [`reduce_scatter_f32`](Self::reduce_scatter_f32) and
+    /// [`all_gather_f32`](Self::all_gather_f32) cost less than an
+    /// all-reduce, so that each rank updates only its share of the
+    /// weights (the ranks of one host through shared memory). Every rank
+    /// answers the same.
+    fn shards(&self) -> bool {
+        false
+    }
+    /// Sums `buf` across ranks, in place, where only this rank's share
+    /// (`tree::share(len, size, rank)`) must be final afterwards: the rest
+    /// may hold anything. The sum in the share is what
+    /// [`sum_f32`](Self::sum_f32) gives, bit for bit.
+    fn reduce_scatter_f32(&self, buf: &mut [f32]) {
+        self.sum_f32(buf);
+    }
+    /// Every rank's share of `buf` from that rank, on every rank (the
+    /// shares as in [`reduce_scatter_f32`](Self::reduce_scatter_f32)). By
+    /// default a sum in which each rank brings its share and zeros: exact,
+    /// since `x + 0 = x` (a `-0.0` comes back `+0.0`).
+    fn all_gather_f32(&self, buf: &mut [f32]) {
+        let mine = crate::train::tree::share(buf.len(), self.size(), self.rank());
+        buf[..mine.start].fill(0.0);
+        buf[mine.end..].fill(0.0);
+        self.sum_f32(buf);
+    }
     /// Replaces `bytes` on every rank with rank 0's.
     fn broadcast(&self, bytes: &mut Vec<u8>);
     /// What the ranks run on, for the run's log ("MPI: 2 ranks on a, b").
@@ -98,6 +123,32 @@ impl Cluster {
     pub fn sum_f64(&self, buf: &mut [f64]) {
         if self.is_distributed() {
             self.0.sum_f64(buf);
+        }
+    }
+
+    /// Each rank updates only its share of the weights (see
+    /// [`Collective::shards`]); one machine never.
+    pub fn shards(&self) -> bool {
+        self.is_distributed() && self.0.shards()
+    }
+
+    /// This rank's share of a buffer of `len` that a reduce-scatter leaves
+    /// final and an all-gather takes from it.
+    pub fn shard_of(&self, len: usize) -> Range<usize> {
+        crate::train::tree::share(len, self.size(), self.rank())
+    }
+
+    /// [`Collective::reduce_scatter_f32`]; one machine: nothing to do.
+    pub fn reduce_scatter_f32(&self, buf: &mut [f32]) {
+        if self.is_distributed() {
+            self.0.reduce_scatter_f32(buf);
+        }
+    }
+
+    /// [`Collective::all_gather_f32`]; one machine: nothing to do.
+    pub fn all_gather_f32(&self, buf: &mut [f32]) {
+        if self.is_distributed() {
+            self.0.all_gather_f32(buf);
         }
     }
 

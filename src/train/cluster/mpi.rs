@@ -163,6 +163,33 @@ impl Collective for MpiCluster {
             sum_politely(world, buf);
         }
     }
+    fn shards(&self) -> bool {
+        let comms = self.comms.lock().expect("MPI lock");
+        comms.node.as_ref().is_some_and(NodeReduce::shards)
+    }
+    fn reduce_scatter_f32(&self, buf: &mut [f32]) {
+        let mut comms = self.comms.lock().expect("MPI lock");
+        let Comms { world, node } = &mut *comms;
+        let through_memory = node
+            .as_mut()
+            .is_some_and(|n| n.reduce_scatter_f32(world, buf));
+        if !through_memory {
+            // The whole sum: every share final.
+            sum_politely(world, buf);
+        }
+    }
+    fn all_gather_f32(&self, buf: &mut [f32]) {
+        let mut comms = self.comms.lock().expect("MPI lock");
+        let Comms { world, node } = &mut *comms;
+        let through_memory = node.as_mut().is_some_and(|n| n.all_gather_f32(world, buf));
+        if !through_memory {
+            // Each rank's share and zeros, summed: exact.
+            let mine = crate::train::tree::share(buf.len(), self.size, self.rank);
+            buf[..mine.start].fill(0.0);
+            buf[mine.end..].fill(0.0);
+            sum_politely(world, buf);
+        }
+    }
     fn sum_f64(&self, buf: &mut [f64]) {
         let comms = self.comms.lock().expect("MPI lock");
         sum_politely(&comms.world, buf);

@@ -67,6 +67,92 @@ struct Window {
     capacity: usize,
 }
 
+/// One call's view of the window: its generation and the segments.
+struct Call<'w> {
+    window: &'w Window,
+    g: u64,
+    me: usize,
+    ranks: usize,
+}
+
+impl Call<'_> {
+    fn flag(&self, rank: usize, which: usize) -> &AtomicU64 {
+        // SAFETY: each segment starts with FLAGS_BYTES of flags, 64-byte
+        // aligned, which live as long as the window.
+        unsafe { &*(self.window.bases[rank].add(which * 64) as *const AtomicU64) }
+    }
+
+    /// "Done for this call" on my flag `which`.
+    fn raise(&self, me: usize, which: usize) {
+        self.flag(me, which).store(self.g, Ordering::Release);
+    }
+
+    fn wait(&self, rank: usize, which: usize) {
+        wait_for(self.flag(rank, which), self.g);
+    }
+
+    /// Waits for flag `which` of every other rank.
+    fn wait_all(&self, which: usize) {
+        for q in (0..self.ranks).filter(|&q| q != self.me) {
+            self.wait(q, which);
+        }
+    }
+
+    /// `mine` of every local rank's buffer summed in rank order (mine from
+    /// `buf`, the others' from their segments, which they filled: `ready`)
+    /// into `buf`.
+    fn sum_share(&self, buf: &mut [f32], mine: std::ops::Range<usize>) {
+        const CHUNK: usize = 2048;
+        let mut acc = [0.0f32; CHUNK];
+        let mut at = mine.start;
+        while at < mine.end {
+            let n = CHUNK.min(mine.end - at);
+            let acc = &mut acc[..n];
+            for q in 0..self.ranks {
+                let src = if q == self.me {
+                    &buf[at..at + n]
+                } else {
+                    // SAFETY: rank q filled this slice of its segment
+                    // (ready) and leaves it alone until I release it.
+                    unsafe { self.slice(q, at..at + n) }
+                };
+                if q == 0 {
+                    acc.copy_from_slice(src);
+                } else {
+                    for (a, x) in acc.iter_mut().zip(src) {
+                        *a += x;
+                    }
+                }
+            }
+            buf[at..at + n].copy_from_slice(acc);
+            at += n;
+        }
+    }
+
+    fn data(&self, rank: usize) -> *mut f32 {
+        self.window.bases[rank].wrapping_add(FLAGS_BYTES) as *mut f32
+    }
+
+    /// Floats `r` of `rank`'s segment.
+    ///
+    /// # Safety
+    /// No rank writes them meanwhile (the flags say so).
+    unsafe fn slice(&self, rank: usize, r: std::ops::Range<usize>) -> &[f32] {
+        assert!(r.end <= self.window.capacity);
+        unsafe { std::slice::from_raw_parts(self.data(rank).add(r.start), r.len()) }
+    }
+
+    /// Floats `r` of `rank`'s segment, to write.
+    ///
+    /// # Safety
+    /// `rank` is this rank, and no rank reads them meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut(&self, rank: usize, r: std::ops::Range<usize>) -> &mut [f32] {
+        assert!(r.end <= self.window.capacity);
+        unsafe { std::slice::from_raw_parts_mut(self.data(rank).add(r.start), r.len()) }
+    }
+}
+
 /// The size every local rank's segment needs for `floats`.
 fn segment_bytes(floats: usize) -> usize {
     (FLAGS_BYTES + floats * size_of::<f32>()).next_multiple_of(4096)
@@ -145,83 +231,117 @@ impl NodeReduce {
         if self.refused || !self.ensure_capacity(world, buf.len()) {
             return false;
         }
-        let window = self.window.as_ref().expect("a window of the capacity");
         let (me, k, len) = (self.me, self.ranks, buf.len());
-        let g = self.generation + 1;
-        self.generation = g;
-        let flag = |rank: usize, which: usize| -> &AtomicU64 {
-            // SAFETY: each segment starts with FLAGS_BYTES of flags, 64-byte
-            // aligned, which live as long as the window.
-            unsafe { &*(window.bases[rank].add(which * 64) as *const AtomicU64) }
-        };
-        let data = |rank: usize| window.bases[rank].wrapping_add(FLAGS_BYTES) as *mut f32;
-
-        // 1. The others have copied out of my segment (last call): fill
-        // it with the slices they sum (mine I read from `buf` itself).
-        for q in (0..k).filter(|&q| q != me) {
-            wait_for(flag(q, RELEASED), g - 1);
-        }
         let mine = share(len, k, me);
+        // Split borrows: the call reads the window, the sum goes across.
+        let across = self.across.take();
+        let call = self.begin_call();
+
+        // 1. Fill my segment with the slices the others sum (mine I read
+        // from `buf` itself).
         for q in (0..k).filter(|&q| q != me) {
             let theirs = share(len, k, q);
-            // SAFETY: my segment holds `capacity >= len` floats and no
-            // other rank reads it until `ready` says so.
-            unsafe { std::slice::from_raw_parts_mut(data(me).add(theirs.start), theirs.len()) }
-                .copy_from_slice(&buf[theirs]);
+            // SAFETY: my segment, which no other rank reads before `ready`.
+            unsafe { call.slice_mut(me, theirs.clone()) }.copy_from_slice(&buf[theirs]);
         }
-        flag(me, READY).store(g, Ordering::Release);
-        for q in (0..k).filter(|&q| q != me) {
-            wait_for(flag(q, READY), g);
-        }
+        call.raise(me, READY);
+        call.wait_all(READY);
 
         // 2. My slice of every rank's buffer, summed in rank order, into
-        // `buf` and into my segment for the others.
-        const CHUNK: usize = 2048;
-        let mut acc = [0.0f32; CHUNK];
-        let mut at = mine.start;
-        while at < mine.end {
-            let n = CHUNK.min(mine.end - at);
-            let acc = &mut acc[..n];
-            for q in 0..k {
-                let src = if q == me {
-                    &buf[at..at + n]
-                } else {
-                    // SAFETY: rank q filled this slice of its segment
-                    // (ready) and leaves it alone until I release it.
-                    unsafe { std::slice::from_raw_parts(data(q).add(at), n) }
-                };
-                if q == 0 {
-                    acc.copy_from_slice(src);
-                } else {
-                    for (a, x) in acc.iter_mut().zip(src) {
-                        *a += x;
-                    }
-                }
-            }
-            buf[at..at + n].copy_from_slice(acc);
-            at += n;
-        }
-        if let Some(across) = &self.across {
+        // `buf` (then across hosts) and into my segment for the others.
+        call.sum_share(buf, mine.clone());
+        if let Some(across) = &across {
             sum_politely(across, &mut buf[mine.clone()]);
         }
         // SAFETY: my own slice of my segment, which no other rank reads
         // before `summed`.
-        unsafe { std::slice::from_raw_parts_mut(data(me).add(mine.start), mine.len()) }
-            .copy_from_slice(&buf[mine]);
-        flag(me, SUMMED).store(g, Ordering::Release);
+        unsafe { call.slice_mut(me, mine.clone()) }.copy_from_slice(&buf[mine]);
+        call.raise(me, SUMMED);
 
         // 3. Every other slice from the rank that summed it.
         for q in (0..k).filter(|&q| q != me) {
             let theirs = share(len, k, q);
-            wait_for(flag(q, SUMMED), g);
+            call.wait(q, SUMMED);
             // SAFETY: rank q's slice is final (summed) and stays so until I
             // raise `released`.
-            let src =
-                unsafe { std::slice::from_raw_parts(data(q).add(theirs.start), theirs.len()) };
-            buf[theirs].copy_from_slice(src);
+            buf[theirs.clone()].copy_from_slice(unsafe { call.slice(q, theirs) });
         }
-        flag(me, RELEASED).store(g, Ordering::Release);
+        call.raise(me, RELEASED);
+        self.across = across;
         true
+    }
+
+    /// Whether this rank's share of a reduce-scatter can be this host's:
+    /// every rank of the job is on this host and the window was not
+    /// refused. Every rank answers the same.
+    pub fn shards(&self) -> bool {
+        self.across.is_none() && !self.refused
+    }
+
+    /// Sums `buf` across the host's ranks where only this rank's share
+    /// (`share(len, ranks, local rank)`) must be final: steps 1 and 2 of
+    /// [`sum_f32`](Self::sum_f32), without the copies of step 3. Returns
+    /// false (having done nothing) when there is no window, or ranks on
+    /// other hosts. Every rank returns the same.
+    pub fn reduce_scatter_f32(&mut self, world: &SimpleCommunicator, buf: &mut [f32]) -> bool {
+        if !self.shards() || !self.ensure_capacity(world, buf.len()) {
+            return false;
+        }
+        let (me, k, len) = (self.me, self.ranks, buf.len());
+        let call = self.begin_call();
+        let mine = share(len, k, me);
+        for q in (0..k).filter(|&q| q != me) {
+            let theirs = share(len, k, q);
+            // SAFETY: my segment, which no other rank reads before `ready`.
+            unsafe { call.slice_mut(me, theirs.clone()) }.copy_from_slice(&buf[theirs]);
+        }
+        call.raise(me, READY);
+        call.wait_all(READY);
+        call.sum_share(buf, mine);
+        call.raise(me, SUMMED);
+        call.raise(me, RELEASED);
+        true
+    }
+
+    /// Every local rank's share of `buf` (as in
+    /// [`reduce_scatter_f32`](Self::reduce_scatter_f32)) from that rank:
+    /// each copies its share into its segment, then the others' out of
+    /// theirs. False (having done nothing) as `reduce_scatter_f32`.
+    pub fn all_gather_f32(&mut self, world: &SimpleCommunicator, buf: &mut [f32]) -> bool {
+        if !self.shards() || !self.ensure_capacity(world, buf.len()) {
+            return false;
+        }
+        let (me, k, len) = (self.me, self.ranks, buf.len());
+        let call = self.begin_call();
+        let mine = share(len, k, me);
+        // SAFETY: my segment, which no other rank reads before `ready`.
+        unsafe { call.slice_mut(me, mine.clone()) }.copy_from_slice(&buf[mine]);
+        call.raise(me, READY);
+        for q in (0..k).filter(|&q| q != me) {
+            let theirs = share(len, k, q);
+            call.wait(q, READY);
+            // SAFETY: rank q's share is in (ready) and stays until I release.
+            buf[theirs.clone()].copy_from_slice(unsafe { call.slice(q, theirs) });
+        }
+        call.raise(me, SUMMED);
+        call.raise(me, RELEASED);
+        true
+    }
+
+    /// The next call, once every other rank has finished reading my
+    /// segment in the last one (so that I may overwrite it).
+    fn begin_call(&mut self) -> Call<'_> {
+        self.generation += 1;
+        let call = Call {
+            window: self.window.as_ref().expect("a window of the capacity"),
+            g: self.generation,
+            me: self.me,
+            ranks: self.ranks,
+        };
+        for q in (0..self.ranks).filter(|&q| q != self.me) {
+            wait_for(call.flag(q, RELEASED), call.g - 1);
+        }
+        call
     }
 
     /// A window whose segments hold `floats`, allocated (collectively) the

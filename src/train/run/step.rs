@@ -76,8 +76,13 @@ impl Run {
                 scale = config.grad_clip / (outcome.grad_norm + 1e-6);
                 clipped = true;
             }
-            self.spheres
-                .apply_update(&mut self.model.params, &mut self.opt, lr, scale);
+            self.spheres.apply_update(
+                &mut self.model.params,
+                &mut self.opt,
+                lr,
+                scale,
+                outcome.shards.as_deref(),
+            );
             self.model.refresh_precision();
             if let Some(w) = self.norm_watch.observe(outcome.grad_norm, step) {
                 emit(Event::Warning(w));
@@ -173,6 +178,21 @@ impl Run {
         let eval_due = (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
             || epoch_end;
         let writer = self.cluster.is_writer();
+        // Ranks that update only their share of the weights keep only
+        // their share of the moments: they gather them whole before rank 0
+        // may save. Rank 0 alone knows when (a time budget's warm-up
+        // evaluates, and sets how often to, on rank 0 only), so it tells
+        // the others each step.
+        if self.spheres.has_stale_moments() {
+            let may_save = writer
+                && ((eval_due && !self.val_windows.is_empty())
+                    || epoch_end
+                    || save_now
+                    || self.plan.is_pending());
+            if self.cluster.gather(f64::from(u8::from(may_save)))[0] > 0.0 {
+                self.spheres.settle_moments(&mut self.opt);
+            }
+        }
         if eval_due && !self.val_windows.is_empty() && writer {
             self.evaluate(outcome.epoch, emit)?;
         }
@@ -415,6 +435,7 @@ impl Run {
     }
 
     fn wrap_up(&mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
+        self.spheres.settle_moments(&mut self.opt);
         self.spheres.rest();
         emit(Event::Spheres(self.spheres.stats()));
         if self.cluster.is_distributed() {
