@@ -21,7 +21,7 @@ use crate::train::spheres::{
 use crossbeam_channel::{Receiver, Sender};
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The parameter ranges in the order backward finishes them (the model's
@@ -87,6 +87,48 @@ enum PartGrads<'a> {
     /// allocated (a fresh 51 MB buffer a step cost `seed` 16 ms of page
     /// faults a rank).
     InPlace(&'a mut [f32]),
+    /// Left where the sphere wrote it (a sharded rank's only sphere): the
+    /// reduce-scatter reads it there and writes its share of the sum into
+    /// the bucket's slice of the rank's sum, so nothing is copied first.
+    Unmoved(SphereGrads),
+}
+
+/// A final bucket in a sphere's gradient buffer. The communication job
+/// reads it while the sphere's backward writes the buckets below it, which
+/// are other floats; the one bucket the sphere writes again later, wte
+/// (the input embedding's rows), it writes only once the job has said it
+/// is done reading (`wte_read`).
+struct SphereGrads {
+    ptr: *const f32,
+    len: usize,
+}
+
+// SAFETY: a read-only view of floats that outlive the step's scope (the
+// sphere's buffer), handed to one other thread of that scope.
+unsafe impl Send for SphereGrads {}
+
+/// Raises its flag when dropped: the communication job's "done with wte",
+/// raised also when it returns early or panics, so the sphere never waits
+/// for a job that is gone.
+struct RaiseOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for RaiseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Waits politely (the sphere shares the cores with the job it waits for).
+fn wait_until(flag: &AtomicBool) {
+    let mut tries = 0u32;
+    while !flag.load(Ordering::Acquire) {
+        tries += 1;
+        if tries < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
 }
 
 /// `buf` cut into the buckets' slices, indexed like `ranges` (which cover
@@ -151,7 +193,9 @@ fn sum_buckets<'a>(
     touched: &[u32],
     c: usize,
     sharded: bool,
+    wte_read: &AtomicBool,
 ) -> Option<CommOutcome> {
+    let wte_done = RaiseOnDrop(wte_read);
     let rows_bucket = ranges.len() - 1;
     let mut parts: Vec<Vec<Option<Vec<f32>>>> = ranges.iter().map(|_| vec![None; n]).collect();
     let mut arrived = vec![0usize; ranges.len()];
@@ -159,6 +203,7 @@ fn sum_buckets<'a>(
     let mut row_sums = vec![0.0f32; touched.len() * c];
     for b in 0..ranges.len() {
         let mut in_place = false;
+        let mut unmoved = None;
         while arrived[b] < active {
             // A sphere that stops early has panicked: its panic is the
             // step's error, so this job steps aside instead of raising a
@@ -173,6 +218,7 @@ fn sum_buckets<'a>(
                     in_place = true;
                     slots[part.bucket] = Some(slice);
                 }
+                PartGrads::Unmoved(grads) => unmoved = Some(grads),
             }
             arrived[part.bucket] += 1;
         }
@@ -184,7 +230,7 @@ fn sum_buckets<'a>(
         // The spheres' copies added in sphere order (the first copied, not
         // added to zeros: one pass less). A bucket filled in place is the
         // only sphere's and already summed.
-        if !in_place {
+        if !in_place && unmoved.is_none() {
             let mut given = parts[b].iter_mut().filter_map(Option::take);
             match given.next() {
                 Some(first) => out.copy_from_slice(&first),
@@ -199,12 +245,20 @@ fn sum_buckets<'a>(
         let began = Instant::now();
         // A sharded rank needs only its share of each bucket summed (it
         // updates only those weights); the rows' sums are small and whole.
-        if sharded && b != rows_bucket {
+        if let Some(grads) = unmoved {
+            // SAFETY: the sphere's final bucket, which it does not write
+            // until `wte_read` (wte) or the step's end (the others).
+            let input = unsafe { std::slice::from_raw_parts(grads.ptr, grads.len) };
+            cluster.reduce_scatter_from_f32(input, out);
+        } else if sharded && b != rows_bucket {
             cluster.reduce_scatter_f32(out);
         } else {
             cluster.sum_f32(out);
         }
         in_collective += began.elapsed();
+        if b == 0 {
+            wte_done.0.store(true, Ordering::Release);
+        }
         if b == rows_bucket {
             // The final rows replace the head-only ones (the norm taken
             // again over them). Summed in the same order as the rest, so the
@@ -288,9 +342,15 @@ impl Spheres {
         let sharded = cluster.shards();
         let shard_buckets = sharded.then(|| buckets.clone());
         // A rank's only sphere copies each bucket straight into the rank's
-        // sum; with several, the communication job adds their copies.
+        // sum, or, sharded, leaves it where it is for the reduce-scatter to
+        // read; with several, the communication job adds their copies.
         let mut slots = bucket_slices(&mut self.reduced, &buckets);
-        let alone = n == 1 && active == 1;
+        let unmoved = n == 1 && active == 1 && sharded;
+        let alone = n == 1 && active == 1 && !sharded;
+        let wte_read = AtomicBool::new(false);
+        let wte_read = &wte_read;
+        // The last bucket before the input embedding's backward: layer 0's.
+        let before_embedding = buckets.len() - 2;
         let mut tasks: Vec<Task> = self
             .workspaces
             .iter_mut()
@@ -345,6 +405,10 @@ impl Spheres {
                         let mut bucket = 0;
                         let mut ready = |range: Range<usize>, g: &[f32]| {
                             let grads = match slots.get_mut(bucket).and_then(Option::take) {
+                                _ if unmoved => PartGrads::Unmoved(SphereGrads {
+                                    ptr: g[range.clone()].as_ptr(),
+                                    len: range.len(),
+                                }),
                                 Some(dst) => {
                                     dst.copy_from_slice(&g[range.clone()]);
                                     PartGrads::InPlace(dst)
@@ -358,6 +422,11 @@ impl Spheres {
                                     sphere: id,
                                     grads,
                                 });
+                            }
+                            // The input embedding writes rows of wte next:
+                            // not while the job still reads them.
+                            if unmoved && bucket == before_embedding {
+                                wait_until(wte_read);
                             }
                             bucket += 1;
                         };
@@ -414,6 +483,7 @@ impl Spheres {
                         touched,
                         c,
                         sharded,
+                        wte_read,
                     );
                 }
             },

@@ -47,6 +47,14 @@ pub trait Collective: Send + Sync {
     fn reduce_scatter_f32(&self, buf: &mut [f32]) {
         self.sum_f32(buf);
     }
+    /// [`reduce_scatter_f32`](Self::reduce_scatter_f32) of `input` into
+    /// `out` (the same length): only `out`'s share must be final, and
+    /// `input` is only read (a sphere may go on writing elsewhere in the
+    /// buffer it lies in). By default a copy, then the reduce-scatter.
+    fn reduce_scatter_from_f32(&self, input: &[f32], out: &mut [f32]) {
+        out.copy_from_slice(input);
+        self.reduce_scatter_f32(out);
+    }
     /// Every rank's share of `buf` from that rank, on every rank (the
     /// shares as in [`reduce_scatter_f32`](Self::reduce_scatter_f32)). By
     /// default a sum in which each rank brings its share and zeros: exact,
@@ -142,6 +150,15 @@ impl Cluster {
     pub fn reduce_scatter_f32(&self, buf: &mut [f32]) {
         if self.is_distributed() {
             self.0.reduce_scatter_f32(buf);
+        }
+    }
+
+    /// [`Collective::reduce_scatter_from_f32`]; one machine: a copy.
+    pub fn reduce_scatter_from_f32(&self, input: &[f32], out: &mut [f32]) {
+        if self.is_distributed() {
+            self.0.reduce_scatter_from_f32(input, out);
+        } else {
+            out.copy_from_slice(input);
         }
     }
 

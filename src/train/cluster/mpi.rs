@@ -178,6 +178,17 @@ impl Collective for MpiCluster {
             sum_politely(world, buf);
         }
     }
+    fn reduce_scatter_from_f32(&self, input: &[f32], out: &mut [f32]) {
+        let mut comms = self.comms.lock().expect("MPI lock");
+        let Comms { world, node } = &mut *comms;
+        let through_memory = node
+            .as_mut()
+            .is_some_and(|n| n.reduce_scatter_from(world, input, out));
+        if !through_memory {
+            out.copy_from_slice(input);
+            sum_politely(world, out);
+        }
+    }
     fn all_gather_f32(&self, buf: &mut [f32]) {
         let mut comms = self.comms.lock().expect("MPI lock");
         let Comms { world, node } = &mut *comms;

@@ -99,9 +99,9 @@ impl Call<'_> {
     }
 
     /// `mine` of every local rank's buffer summed in rank order (mine from
-    /// `buf`, the others' from their segments, which they filled: `ready`)
-    /// into `buf`.
-    fn sum_share(&self, buf: &mut [f32], mine: std::ops::Range<usize>) {
+    /// `own`, or from `buf` itself without it; the others' from their
+    /// segments, which they filled: `ready`) into `buf`.
+    fn sum_share(&self, own: Option<&[f32]>, buf: &mut [f32], mine: std::ops::Range<usize>) {
         const CHUNK: usize = 2048;
         let mut acc = [0.0f32; CHUNK];
         let mut at = mine.start;
@@ -110,7 +110,10 @@ impl Call<'_> {
             let acc = &mut acc[..n];
             for q in 0..self.ranks {
                 let src = if q == self.me {
-                    &buf[at..at + n]
+                    match own {
+                        Some(own) => &own[at..at + n],
+                        None => &buf[at..at + n],
+                    }
                 } else {
                     // SAFETY: rank q filled this slice of its segment
                     // (ready) and leaves it alone until I release it.
@@ -249,7 +252,7 @@ impl NodeReduce {
 
         // 2. My slice of every rank's buffer, summed in rank order, into
         // `buf` (then across hosts) and into my segment for the others.
-        call.sum_share(buf, mine.clone());
+        call.sum_share(None, buf, mine.clone());
         if let Some(across) = &across {
             sum_politely(across, &mut buf[mine.clone()]);
         }
@@ -284,20 +287,43 @@ impl NodeReduce {
     /// false (having done nothing) when there is no window, or ranks on
     /// other hosts. Every rank returns the same.
     pub fn reduce_scatter_f32(&mut self, world: &SimpleCommunicator, buf: &mut [f32]) -> bool {
-        if !self.shards() || !self.ensure_capacity(world, buf.len()) {
+        self.reduce_scatter(world, None, buf)
+    }
+
+    /// [`reduce_scatter_f32`](Self::reduce_scatter_f32) of `input`, only
+    /// read, into `out`'s share.
+    pub fn reduce_scatter_from(
+        &mut self,
+        world: &SimpleCommunicator,
+        input: &[f32],
+        out: &mut [f32],
+    ) -> bool {
+        assert_eq!(input.len(), out.len());
+        self.reduce_scatter(world, Some(input), out)
+    }
+
+    /// The reduce-scatter of `input` (or of `out` itself) into `out`.
+    fn reduce_scatter(
+        &mut self,
+        world: &SimpleCommunicator,
+        input: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> bool {
+        if !self.shards() || !self.ensure_capacity(world, out.len()) {
             return false;
         }
-        let (me, k, len) = (self.me, self.ranks, buf.len());
+        let (me, k, len) = (self.me, self.ranks, out.len());
         let call = self.begin_call();
         let mine = share(len, k, me);
+        let src: &[f32] = input.unwrap_or(out);
         for q in (0..k).filter(|&q| q != me) {
             let theirs = share(len, k, q);
             // SAFETY: my segment, which no other rank reads before `ready`.
-            unsafe { call.slice_mut(me, theirs.clone()) }.copy_from_slice(&buf[theirs]);
+            unsafe { call.slice_mut(me, theirs.clone()) }.copy_from_slice(&src[theirs]);
         }
         call.raise(me, READY);
         call.wait_all(READY);
-        call.sum_share(buf, mine);
+        call.sum_share(input, out, mine);
         call.raise(me, SUMMED);
         call.raise(me, RELEASED);
         true
