@@ -8,6 +8,7 @@
 
 mod cluster_support;
 use cllm::checkpoint;
+use cllm::model::ops::bf16::PrecisionChoice;
 use cllm::train::cluster::Cluster;
 use cllm::train::cluster::local::LocalCluster;
 use cllm::train::events::{Command, Event, StepStats, Summary};
@@ -191,9 +192,12 @@ fn two_ranks_train_the_model_one_rank_with_two_spheres_trains() {
 }
 
 /// Ranks that update only their share of the weights (and gather the
-/// moments whole before rank 0 saves) train the run that ranks updating
-/// every weight train, bit for bit, and save the same checkpoints: the
-/// weights and both AdamW moments, at every evaluation and epoch end.
+/// moments whole before rank 0 saves), and pack their share of the bf16
+/// weights into memory they share, train the run that ranks updating and
+/// packing every weight train, bit for bit, and save the same checkpoints:
+/// the weights and both AdamW moments, at every evaluation and epoch end.
+/// In bf16 on every CPU (the scalar model where AVX512_BF16 is missing), so
+/// the shared packs are tested everywhere.
 #[test]
 fn sharded_updates_give_the_same_run_and_checkpoints_as_whole_ones() {
     let (ds, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -201,6 +205,7 @@ fn sharded_updates_give_the_same_run_and_checkpoints_as_whole_ones() {
         max_steps: 0,
         epochs: 2,
         eval_every: 3,
+        precision: PrecisionChoice::Bf16,
         ..config(d, 1)
     };
     let sharded = run_ranks_with(

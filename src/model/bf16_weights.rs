@@ -16,6 +16,77 @@ use super::ops::bf16::{
 use super::ops::matmul::MatRef;
 use super::params::ParamLayout;
 use rayon::prelude::*;
+use std::ops::Range;
+
+/// Where one layout's packed pairs live.
+enum PackBuf {
+    /// This process's memory.
+    Owned(Vec<u32>),
+    /// Memory the ranks of one host all map: each packs its share of the
+    /// pairs, then all read all (see [`Bf16Weights::place_shared`]).
+    Shared { ptr: *mut u32, len: usize },
+}
+
+// SAFETY: the shared memory outlives the model (`place_shared`'s
+// contract) and is only written through `&mut self`, so sharing the model
+// between threads shares reads only.
+unsafe impl Send for PackBuf {}
+unsafe impl Sync for PackBuf {}
+
+impl PackBuf {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            PackBuf::Owned(v) => v,
+            // SAFETY: `len` words mapped while the model lives.
+            PackBuf::Shared { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u32] {
+        match self {
+            PackBuf::Owned(v) => v,
+            // SAFETY: as above; this process writes only the pairs it packs
+            // (the other ranks write other pairs, in other processes).
+            PackBuf::Shared { ptr, len } => unsafe { std::slice::from_raw_parts_mut(*ptr, *len) },
+        }
+    }
+
+    fn resize(&mut self, len: usize) {
+        match self {
+            PackBuf::Owned(v) => v.resize(len, 0),
+            PackBuf::Shared { len: have, .. } => {
+                assert_eq!(*have, len, "shared packs keep their size")
+            }
+        }
+    }
+}
+
+impl Default for PackBuf {
+    fn default() -> Self {
+        PackBuf::Owned(Vec::new())
+    }
+}
+
+/// A copy is this process's own: it must not follow the ranks' updates.
+impl Clone for PackBuf {
+    fn clone(&self) -> Self {
+        PackBuf::Owned(self.as_slice().to_vec())
+    }
+}
+
+impl std::fmt::Debug for PackBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = match self {
+            PackBuf::Owned(_) => "owned",
+            PackBuf::Shared { .. } => "shared",
+        };
+        write!(f, "PackBuf({place}, {} words)", self.as_slice().len())
+    }
+}
+
+/// Which pairs of a layout of `n` pairs to pack: all of them, or one
+/// rank's share when the ranks of a host share the packs.
+pub type PackPart<'a> = &'a (dyn Fn(usize) -> Range<usize> + Sync);
 
 /// One weight W (rows, cols) in both layouts.
 #[derive(Clone, Debug, Default)]
@@ -23,35 +94,44 @@ pub struct WeightPacks {
     rows: usize,
     cols: usize,
     /// Row pairs, transposed: the right operand of `x · Wᵀ`.
-    forward: Vec<u32>,
+    forward: PackBuf,
     /// Column pairs: the right operand of `dy · W`.
-    backward: Vec<u32>,
+    backward: PackBuf,
 }
 
 impl WeightPacks {
     /// Packs W (rows, cols) into both layouts, pair rows in parallel jobs.
     fn pack(&mut self, w: &[f32], rows: usize, cols: usize) {
+        self.pack_part(w, rows, cols, &|n| 0..n)
+    }
+
+    /// Packs the pairs `part(pairs)` of each layout of W (rows, cols); the
+    /// others keep what they hold.
+    fn pack_part(&mut self, w: &[f32], rows: usize, cols: usize, part: PackPart) {
         self.rows = rows;
         self.cols = cols;
         let w = MatRef::new(&w[..rows * cols], rows, cols);
         let f_stride = rows.next_multiple_of(LANES);
-        self.forward.resize(cols.div_ceil(2) * f_stride, 0);
+        let f = part(cols.div_ceil(2));
+        self.forward.resize(cols.div_ceil(2) * f_stride);
         let b_stride = cols.next_multiple_of(LANES);
-        self.backward.resize(rows.div_ceil(2) * b_stride, 0);
+        let b = part(rows.div_ceil(2));
+        self.backward.resize(rows.div_ceil(2) * b_stride);
+        let (forward, backward) = (self.forward.as_mut_slice(), self.backward.as_mut_slice());
         rayon::join(
             || {
-                self.forward
+                forward[f.start * f_stride..f.end * f_stride]
                     .par_chunks_mut(PACK_JOB_PAIRS_TRANSPOSED * f_stride)
                     .enumerate()
                     .for_each(|(j, d)| {
-                        pack_rows_transposed_range(d, w, j * PACK_JOB_PAIRS_TRANSPOSED)
+                        pack_rows_transposed_range(d, w, f.start + j * PACK_JOB_PAIRS_TRANSPOSED)
                     })
             },
             || {
-                self.backward
+                backward[b.start * b_stride..b.end * b_stride]
                     .par_chunks_mut(PACK_JOB_PAIRS * b_stride)
                     .enumerate()
-                    .for_each(|(j, d)| pack_columns_range(d, w, j * PACK_JOB_PAIRS))
+                    .for_each(|(j, d)| pack_columns_range(d, w, b.start + j * PACK_JOB_PAIRS))
             },
         );
     }
@@ -64,15 +144,17 @@ impl WeightPacks {
     /// W as the right operand of `x (n, cols) · Wᵀ`: (rows, cols/2 pairs).
     pub fn forward(&self) -> PairsRef<'_> {
         let pairs = self.cols.div_ceil(2);
-        let stride = self.forward.len() / pairs.max(1);
-        PairsRef::new(&self.forward, self.rows, pairs, 1, stride)
+        let forward = self.forward.as_slice();
+        let stride = forward.len() / pairs.max(1);
+        PairsRef::new(forward, self.rows, pairs, 1, stride)
     }
 
     /// W as the right operand of `dy (n, rows) · W`: (cols, rows/2 pairs).
     pub fn backward(&self) -> PairsRef<'_> {
         let pairs = self.rows.div_ceil(2);
-        let stride = self.backward.len() / pairs.max(1);
-        PairsRef::new(&self.backward, self.cols, pairs, 1, stride)
+        let backward = self.backward.as_slice();
+        let stride = backward.len() / pairs.max(1);
+        PairsRef::new(backward, self.cols, pairs, 1, stride)
     }
 }
 
@@ -111,6 +193,20 @@ impl Bf16Weights {
         inner: usize,
         params: &[f32],
     ) {
+        self.refresh_part(layout, vocab, c, inner, params, &|n| 0..n)
+    }
+
+    /// Re-packs the pairs `part(n)` of every layout of `n` pairs only (a
+    /// rank's share of packs the ranks of a host share).
+    pub fn refresh_part(
+        &mut self,
+        layout: &ParamLayout,
+        vocab: usize,
+        c: usize,
+        inner: usize,
+        params: &[f32],
+        part: PackPart,
+    ) {
         let mut jobs: Vec<(&mut WeightPacks, usize, usize, usize)> =
             vec![(&mut self.wte, layout.wte, vocab, c)];
         for (packs, o) in self.layers.iter_mut().zip(&layout.layers) {
@@ -120,7 +216,65 @@ impl Bf16Weights {
             jobs.push((&mut packs.mlp_proj, o.mlp_proj_weight, c, inner));
         }
         jobs.into_par_iter().for_each(|(packs, at, rows, cols)| {
-            packs.pack(&params[at..at + rows * cols], rows, cols)
+            packs.pack_part(&params[at..at + rows * cols], rows, cols, part)
         });
+    }
+
+    /// Every layout, in one fixed order.
+    fn layouts_mut(&mut self) -> Vec<&mut PackBuf> {
+        let mut all = vec![&mut self.wte.forward, &mut self.wte.backward];
+        for l in &mut self.layers {
+            for w in [
+                &mut l.c_attn,
+                &mut l.attn_proj,
+                &mut l.c_fc,
+                &mut l.mlp_proj,
+            ] {
+                all.push(&mut w.forward);
+                all.push(&mut w.backward);
+            }
+        }
+        all
+    }
+
+    /// Words (u32) of all layouts together.
+    pub fn words(&mut self) -> usize {
+        self.layouts_mut()
+            .into_iter()
+            .map(|b| b.as_slice().len())
+            .sum()
+    }
+
+    /// Moves every layout into the `words()` u32 at `base`, which the
+    /// ranks of a host all map, one after another in a fixed order; each
+    /// rank copies `mine(words)` of what it holds (every rank holds the
+    /// same), and must wait for the others before reading.
+    ///
+    /// # Safety
+    /// `base` points to `words()` u32 that stay mapped, and are written by
+    /// nothing else than these packs, for as long as this model lives.
+    pub unsafe fn place_shared(&mut self, base: *mut u32, mine: Range<usize>) {
+        let mut at = 0;
+        for buf in self.layouts_mut() {
+            let len = buf.as_slice().len();
+            let here = at..at + len;
+            let copy =
+                mine.start.max(here.start)..mine.end.min(here.end).max(mine.start.max(here.start));
+            // SAFETY: within the `words()` the caller vouches for.
+            let shared = unsafe { base.add(at) };
+            if !copy.is_empty() {
+                let src = &buf.as_slice()[copy.start - at..copy.end - at];
+                // SAFETY: as above; these words are this rank's to write.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        shared.add(copy.start - at),
+                        src.len(),
+                    )
+                };
+            }
+            *buf = PackBuf::Shared { ptr: shared, len };
+            at += len;
+        }
     }
 }

@@ -117,6 +117,42 @@ impl Gpt {
         }
     }
 
+    /// [`refresh_precision`](Self::refresh_precision) of the pairs
+    /// `part(n)` of every packed layout of `n` pairs only: a rank's share
+    /// of packs the ranks of a host share ([`Gpt::share_packs`]).
+    pub fn refresh_precision_part(&mut self, part: super::bf16_weights::PackPart) {
+        if let Some(w) = self.bf16.as_mut() {
+            let cfg = &self.config;
+            w.refresh_part(
+                &self.layout,
+                cfg.vocab_size,
+                cfg.n_embd,
+                cfg.n_inner,
+                &self.params,
+                part,
+            );
+        }
+    }
+
+    /// Words (u32) the bf16 packs take; 0 in f32.
+    pub fn packed_words(&mut self) -> usize {
+        self.bf16.as_mut().map_or(0, |w| w.words())
+    }
+
+    /// Moves the bf16 packs into memory the ranks of a host share (this
+    /// rank copying the words `mine`); see
+    /// [`Bf16Weights::place_shared`](super::bf16_weights::Bf16Weights::place_shared).
+    ///
+    /// # Safety
+    /// As `place_shared`: `base` holds `packed_words()` u32 that stay
+    /// mapped, written by nothing else, while this model lives.
+    pub unsafe fn share_packs(&mut self, base: *mut u32, mine: Range<usize>) {
+        if let Some(w) = self.bf16.as_mut() {
+            // SAFETY: passed on from the caller.
+            unsafe { w.place_shared(base, mine) }
+        }
+    }
+
     /// Re-derives the bf16 packs from `params` (after an update); a no-op
     /// in f32.
     pub fn refresh_precision(&mut self) {

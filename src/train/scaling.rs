@@ -87,6 +87,7 @@ pub fn measure_in_cluster(
         let threads = threads.max(1);
         let mut spheres = Spheres::new(&model, threads, batch.div_ceil(cluster.size()), seq);
         spheres.join_cluster(cluster.clone());
+        spheres.share_packs(&mut model);
         let (mut comm_secs, mut exposed_secs, mut comm_bytes) = (0.0, 0.0, 0u64);
         let mut opt = AdamW::new(
             AdamWConfig::default(),
@@ -114,7 +115,7 @@ pub fn measure_in_cluster(
                 1.0,
                 out.shards.as_deref(),
             );
-            model.refresh_precision();
+            spheres.refresh_packs(&mut model);
             let took = t0.elapsed().as_secs_f64();
             if step > 0 {
                 best = best.min(took);

@@ -208,6 +208,9 @@ pub struct Spheres {
     /// After a sharded update, the buckets whose AdamW moments hold this
     /// rank's shares only, until [`Spheres::settle_moments`] gathers them.
     pub(super) stale_moments: Option<Vec<Range<usize>>>,
+    /// The model's bf16 packs lie in memory the ranks of this host share:
+    /// each packs its share, none packs all.
+    packs_shared: bool,
 }
 
 impl Spheres {
@@ -240,6 +243,7 @@ impl Spheres {
             pool: SpherePool::new(),
             panic_next: None,
             stale_moments: None,
+            packs_shared: false,
         }
     }
 
@@ -496,6 +500,40 @@ impl Spheres {
                 self.cluster.all_gather_f32(&mut params[b.clone()]);
             }
             self.stale_moments = Some(buckets.to_vec());
+        }
+    }
+
+    /// Where ranks update shares of the weights (one host), also shares the
+    /// bf16 packs: one copy in memory every rank of the host maps, each
+    /// rank packing its share of every layout after an update
+    /// ([`refresh_packs`](Self::refresh_packs)) instead of every rank
+    /// packing all of them. Collective; a no-op in f32 or where ranks share
+    /// no memory (every rank decides the same).
+    pub fn share_packs(&mut self, model: &mut Gpt) {
+        let words = model.packed_words();
+        if !self.cluster.shards() || words == 0 {
+            return;
+        }
+        let Some(base) = self.cluster.shared_words(words) else {
+            return;
+        };
+        // SAFETY: `base` holds `words` u32 mapped while the cluster lives,
+        // which outlives this run's model, and only the packs write them.
+        unsafe { model.share_packs(base, self.cluster.shard_of(words)) };
+        self.cluster.barrier();
+        self.packs_shared = true;
+    }
+
+    /// The bf16 packs of updated weights: this rank's share of them, then
+    /// a wait for the others', where the packs are shared; all of them
+    /// otherwise. Collective where shared.
+    pub fn refresh_packs(&self, model: &mut Gpt) {
+        if self.packs_shared {
+            let (k, r) = (self.cluster.size(), self.cluster.rank());
+            model.refresh_precision_part(&|n| share(n, k, r));
+            self.cluster.barrier();
+        } else {
+            model.refresh_precision();
         }
     }
 

@@ -22,6 +22,8 @@ struct Shared {
     /// Ranks update only their share of the weights (as the ranks of one
     /// MPI host do).
     sharded: bool,
+    /// Memory handed out by `shared_words`, alive as long as the ranks.
+    words: Mutex<Vec<Box<[u32]>>>,
     state: Mutex<Round>,
     changed: Condvar,
 }
@@ -56,6 +58,7 @@ impl LocalCluster {
         let shared = Arc::new(Shared {
             size,
             sharded,
+            words: Mutex::new(Vec::new()),
             state: Mutex::new(Round {
                 brought: vec![None; size],
                 ..Round::default()
@@ -175,6 +178,24 @@ impl Collective for LocalCluster {
     }
     fn shards(&self) -> bool {
         self.shared.sharded
+    }
+    /// Threads share the process's memory: rank 0 allocates, every rank
+    /// gets its address. Sharded clusters only, as MPI shares a host's.
+    fn shared_words(&self, len: usize) -> Option<*mut u32> {
+        if !self.shared.sharded {
+            return None;
+        }
+        let mut address = Vec::new();
+        if self.rank == 0 {
+            let mut words = vec![0u32; len].into_boxed_slice();
+            address = (words.as_mut_ptr().expose_provenance() as u64)
+                .to_le_bytes()
+                .to_vec();
+            self.shared.words.lock().expect("cluster lock").push(words);
+        }
+        self.broadcast(&mut address);
+        let address = u64::from_le_bytes(address[..8].try_into().expect("an address"));
+        Some(std::ptr::with_exposed_provenance_mut(address as usize))
     }
     fn sum_f64(&self, buf: &mut [f64]) {
         let mine = buf.iter().flat_map(|x| x.to_le_bytes()).collect();

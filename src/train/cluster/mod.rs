@@ -65,6 +65,16 @@ pub trait Collective: Send + Sync {
         buf[mine.end..].fill(0.0);
         self.sum_f32(buf);
     }
+    /// `len` u32, zeroed, that every rank maps: the same memory on every
+    /// rank, mapped as long as this collective lives. Collective. `None`
+    /// (on every rank) where the ranks do not share memory.
+    fn shared_words(&self, _len: usize) -> Option<*mut u32> {
+        None
+    }
+    /// Returns once every rank has called it.
+    fn barrier(&self) {
+        self.sum_f64(&mut [0.0]);
+    }
     /// Replaces `bytes` on every rank with rank 0's.
     fn broadcast(&self, bytes: &mut Vec<u8>);
     /// What the ranks run on, for the run's log ("MPI: 2 ranks on a, b").
@@ -159,6 +169,22 @@ impl Cluster {
             self.0.reduce_scatter_from_f32(input, out);
         } else {
             out.copy_from_slice(input);
+        }
+    }
+
+    /// [`Collective::shared_words`]; one machine: `None`.
+    pub fn shared_words(&self, len: usize) -> Option<*mut u32> {
+        if self.is_distributed() {
+            self.0.shared_words(len)
+        } else {
+            None
+        }
+    }
+
+    /// [`Collective::barrier`]; one machine: nothing to wait for.
+    pub fn barrier(&self) {
+        if self.is_distributed() {
+            self.0.barrier();
         }
     }
 

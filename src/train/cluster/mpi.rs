@@ -115,6 +115,7 @@ impl Drop for MpiWorld {
         let mut comms = self.cluster.comms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(mut node) = comms.node.take() {
             node.free();
+            node.free_shared_words();
         }
     }
 }
@@ -188,6 +189,11 @@ impl Collective for MpiCluster {
             out.copy_from_slice(input);
             sum_politely(world, out);
         }
+    }
+    fn shared_words(&self, len: usize) -> Option<*mut u32> {
+        let mut comms = self.comms.lock().expect("MPI lock");
+        let Comms { world, node } = &mut *comms;
+        node.as_mut().and_then(|n| n.shared_words(world, len))
     }
     fn all_gather_f32(&self, buf: &mut [f32]) {
         let mut comms = self.comms.lock().expect("MPI lock");

@@ -57,6 +57,9 @@ pub struct NodeReduce {
     /// The shared-memory directory was too small on some host: every rank
     /// went back to MPI's all-reduce for the rest of the run.
     refused: bool,
+    /// Windows of [`NodeReduce::shared_words`], mapped until
+    /// [`NodeReduce::free_shared_words`].
+    kept: Vec<ffi::MPI_Win>,
 }
 
 /// One shared window: each local rank's segment, mapped in this process.
@@ -239,6 +242,7 @@ impl NodeReduce {
             window: None,
             generation: 0,
             refused: false,
+            kept: Vec::new(),
         })
     }
 
@@ -466,6 +470,70 @@ impl NodeReduce {
             handle,
             bases,
             capacity: (bytes - FLAGS_BYTES) / size_of::<f32>(),
+        }
+    }
+
+    /// `len` u32, zeroed, that every rank of the host maps (one window,
+    /// all of it in local rank 0's segment), mapped until
+    /// [`free_shared_words`](Self::free_shared_words). `None` on every
+    /// rank when the ranks do not share (ranks on other hosts, or the
+    /// gradient window was refused) or some rank lacks the room.
+    /// Collective over `world`.
+    pub fn shared_words(&mut self, world: &SimpleCommunicator, len: usize) -> Option<*mut u32> {
+        if !self.shards() {
+            return None;
+        }
+        let bytes = (len * size_of::<u32>()).next_multiple_of(4096);
+        let fits = backing_free_bytes().is_some_and(|free| free > bytes as u64 + bytes as u64 / 8);
+        let mut all_fit = 0i32;
+        world.all_reduce_into(&i32::from(fits), &mut all_fit, SystemOperation::min());
+        if all_fit == 0 {
+            return None;
+        }
+        let mine = if self.me == 0 { bytes } else { 0 };
+        let mut base: *mut u8 = std::ptr::null_mut();
+        // SAFETY: plain MPI calls on a live communicator (as `allocate`).
+        let handle = unsafe {
+            let mut handle = ffi::RSMPI_WIN_NULL;
+            ffi::MPI_Win_allocate_shared(
+                mine as ffi::MPI_Aint,
+                1,
+                ffi::RSMPI_INFO_NULL,
+                self.node.as_raw(),
+                (&mut base as *mut *mut u8).cast(),
+                &mut handle,
+            );
+            let (mut size, mut unit) = (0 as ffi::MPI_Aint, 0i32);
+            ffi::MPI_Win_shared_query(
+                handle,
+                0,
+                &mut size,
+                &mut unit,
+                (&mut base as *mut *mut u8).cast(),
+            );
+            handle
+        };
+        if self.me == 0 {
+            // SAFETY: local rank 0's own `bytes`, before any rank reads.
+            unsafe { std::ptr::write_bytes(base, 0, bytes) };
+        }
+        self.node.barrier();
+        self.kept.push(handle);
+        Some(base.cast())
+    }
+
+    /// Frees the windows of [`shared_words`](Self::shared_words) (collective
+    /// over the host's ranks, done with them).
+    pub fn free_shared_words(&mut self) {
+        if self.kept.is_empty() {
+            return;
+        }
+        self.node.barrier();
+        for mut handle in self.kept.drain(..) {
+            // SAFETY: a window this process allocated and no longer reads.
+            unsafe {
+                ffi::MPI_Win_free(&mut handle);
+            }
         }
     }
 

@@ -225,6 +225,7 @@ impl Run {
             seq_len,
         );
         spheres.join_cluster(cluster.clone());
+        spheres.share_packs(&mut model);
         let val_windows =
             EvalWindows::overlapping(&val, seq_len, config.eval_batches * config.batch_size);
         if val_windows.is_empty() {

@@ -83,7 +83,7 @@ impl Run {
                 scale,
                 outcome.shards.as_deref(),
             );
-            self.model.refresh_precision();
+            self.spheres.refresh_packs(&mut self.model);
             if let Some(w) = self.norm_watch.observe(outcome.grad_norm, step) {
                 emit(Event::Warning(w));
             }
