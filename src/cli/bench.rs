@@ -167,8 +167,11 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
     if !cluster.is_distributed() {
         scaling::print_dispatch_overhead(&threads, args.json);
     }
-    // MFU of a multi-thread run is against the peak of the cores it can use.
-    let mfu_of = |p: &scaling::ScalingPoint| p.gflops / (peak * p.threads.min(cores) as f64);
+    // MFU of a multi-thread run is against the peak of the cores it can use
+    // (each rank's own: the cluster's GFLOP/s are every rank's).
+    let mfu_of = |p: &scaling::ScalingPoint| {
+        p.gflops / (peak * (p.threads.min(cores) * p.ranks.max(1)) as f64)
+    };
     if !args.json {
         if cluster.is_distributed() {
             println!(
@@ -221,8 +224,8 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             );
             if p.ranks > 1 {
                 println!(
-                    "           all-reduce of {:.1} MB: {:.1} ms per step, {:.1} ms of it not \
-                     hidden behind backward",
+                    "           summing {:.1} MB of gradients: {:.1} ms per step in the \
+                     collective, {:.1} ms of it not hidden behind backward",
                     p.allreduce_bytes as f64 / 1e6,
                     p.allreduce_secs * 1e3,
                     p.exposed_secs * 1e3

@@ -156,16 +156,7 @@ impl Gpt {
     /// Re-derives the bf16 packs from `params` (after an update); a no-op
     /// in f32.
     pub fn refresh_precision(&mut self) {
-        if let Some(w) = self.bf16.as_mut() {
-            let cfg = &self.config;
-            w.refresh(
-                &self.layout,
-                cfg.vocab_size,
-                cfg.n_embd,
-                cfg.n_inner,
-                &self.params,
-            );
-        }
+        self.refresh_precision_part(&|n| 0..n)
     }
 
     /// The tied embedding as the head multiplies it.

@@ -198,6 +198,33 @@ fn wait_for(flag: &AtomicU64, generation: u64) {
     }
 }
 
+/// Where local rank `rank`'s segment of a shared window is mapped in this
+/// process.
+fn segment_of(handle: ffi::MPI_Win, rank: usize) -> *mut u8 {
+    let (mut size, mut unit, mut at): (ffi::MPI_Aint, i32, *mut u8) = (0, 0, std::ptr::null_mut());
+    // SAFETY: a live window; MPI writes the segment's size, unit and address.
+    unsafe {
+        ffi::MPI_Win_shared_query(
+            handle,
+            rank as i32,
+            &mut size,
+            &mut unit,
+            (&mut at as *mut *mut u8).cast(),
+        );
+    }
+    at
+}
+
+/// Whether the shared-memory directory of every rank's host has room for
+/// `bytes` more (with an eighth to spare). Collective over `world`: every
+/// rank gets the same answer.
+fn room_everywhere(world: &SimpleCommunicator, bytes: u64) -> bool {
+    let fits = backing_free_bytes().is_some_and(|free| free > bytes + bytes / 8);
+    let mut all_fit = 0i32;
+    world.all_reduce_into(&i32::from(fits), &mut all_fit, SystemOperation::min());
+    all_fit != 0
+}
+
 /// Bytes free in the directory OpenMPI puts shared windows in (`None` when
 /// it cannot be read).
 fn backing_free_bytes() -> Option<u64> {
@@ -404,10 +431,7 @@ impl NodeReduce {
         // Every rank of the job decides together (a sum's length is the
         // same on every rank, so all of them are here).
         let need = (segment_bytes(floats) * self.ranks) as u64;
-        let fits = backing_free_bytes().is_some_and(|free| free > need + need / 8);
-        let mut all_fit = 0i32;
-        world.all_reduce_into(&i32::from(fits), &mut all_fit, SystemOperation::min());
-        if all_fit == 0 {
+        if !room_everywhere(world, need) {
             if world.rank() == 0 {
                 eprintln!(
                     "note: no room for a {} MiB shared-memory window per host (see \
@@ -426,38 +450,9 @@ impl NodeReduce {
 
     fn allocate(&self, floats: usize) -> Window {
         let bytes = segment_bytes(floats);
-        let mut base: *mut u8 = std::ptr::null_mut();
-        // SAFETY: plain MPI calls on a live communicator; MPI fills `base`
-        // and `handle`, and aborts the job on failure (its default error
-        // handler).
-        let handle = unsafe {
-            let mut handle = ffi::RSMPI_WIN_NULL;
-            ffi::MPI_Win_allocate_shared(
-                bytes as ffi::MPI_Aint,
-                1,
-                ffi::RSMPI_INFO_NULL,
-                self.node.as_raw(),
-                (&mut base as *mut *mut u8).cast(),
-                &mut handle,
-            );
-            handle
-        };
+        let handle = self.allocate_window(bytes);
         let bases = (0..self.ranks)
-            .map(|q| {
-                let (mut size, mut unit, mut at): (ffi::MPI_Aint, i32, *mut u8) =
-                    (0, 0, std::ptr::null_mut());
-                // SAFETY: as above; `at` receives rank q's segment.
-                unsafe {
-                    ffi::MPI_Win_shared_query(
-                        handle,
-                        q as i32,
-                        &mut size,
-                        &mut unit,
-                        (&mut at as *mut *mut u8).cast(),
-                    );
-                }
-                at
-            })
+            .map(|q| segment_of(handle, q))
             .collect::<Vec<_>>();
         // A new window: every flag from zero, set before any rank reads one.
         for which in [READY, SUMMED, RELEASED] {
@@ -484,35 +479,11 @@ impl NodeReduce {
             return None;
         }
         let bytes = (len * size_of::<u32>()).next_multiple_of(4096);
-        let fits = backing_free_bytes().is_some_and(|free| free > bytes as u64 + bytes as u64 / 8);
-        let mut all_fit = 0i32;
-        world.all_reduce_into(&i32::from(fits), &mut all_fit, SystemOperation::min());
-        if all_fit == 0 {
+        if !room_everywhere(world, bytes as u64) {
             return None;
         }
-        let mine = if self.me == 0 { bytes } else { 0 };
-        let mut base: *mut u8 = std::ptr::null_mut();
-        // SAFETY: plain MPI calls on a live communicator (as `allocate`).
-        let handle = unsafe {
-            let mut handle = ffi::RSMPI_WIN_NULL;
-            ffi::MPI_Win_allocate_shared(
-                mine as ffi::MPI_Aint,
-                1,
-                ffi::RSMPI_INFO_NULL,
-                self.node.as_raw(),
-                (&mut base as *mut *mut u8).cast(),
-                &mut handle,
-            );
-            let (mut size, mut unit) = (0 as ffi::MPI_Aint, 0i32);
-            ffi::MPI_Win_shared_query(
-                handle,
-                0,
-                &mut size,
-                &mut unit,
-                (&mut base as *mut *mut u8).cast(),
-            );
-            handle
-        };
+        let handle = self.allocate_window(if self.me == 0 { bytes } else { 0 });
+        let base = segment_of(handle, 0);
         if self.me == 0 {
             // SAFETY: local rank 0's own `bytes`, before any rank reads.
             unsafe { std::ptr::write_bytes(base, 0, bytes) };
@@ -520,6 +491,27 @@ impl NodeReduce {
         self.node.barrier();
         self.kept.push(handle);
         Some(base.cast())
+    }
+
+    /// A shared window over the host's ranks with `bytes` in this rank's
+    /// segment (collective over the host).
+    fn allocate_window(&self, bytes: usize) -> ffi::MPI_Win {
+        let mut base: *mut u8 = std::ptr::null_mut();
+        // SAFETY: plain MPI calls on a live communicator; MPI fills `base`
+        // and `handle`, and aborts the job on failure (its default error
+        // handler).
+        unsafe {
+            let mut handle = ffi::RSMPI_WIN_NULL;
+            ffi::MPI_Win_allocate_shared(
+                bytes as ffi::MPI_Aint,
+                1,
+                ffi::RSMPI_INFO_NULL,
+                self.node.as_raw(),
+                (&mut base as *mut *mut u8).cast(),
+                &mut handle,
+            );
+            handle
+        }
     }
 
     /// Frees the windows of [`shared_words`](Self::shared_words) (collective
