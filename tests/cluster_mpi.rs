@@ -193,6 +193,12 @@ fn two_ranks_match_one_machine_with_two_threads_and_repeat_bit_for_bit() {
     assert_eq!(cluster[0]["ranks"], 2);
     assert!(cluster[0]["allreduce_bytes"].as_u64().unwrap() > 0);
     assert!(text.contains("MPI: 2 ranks"));
+    // How to stop it and keep the work (Ctrl-C on mpirun kills too soon).
+    let err = String::from_utf8_lossy(&a.stderr);
+    assert!(
+        err.contains("SIGTERM to the ranks (pkill -TERM -x cllm"),
+        "{err}"
+    );
     // Only rank 0 wrote: one run folder.
     assert_eq!(
         std::fs::read_dir(da.path().join("checkpoints"))

@@ -298,6 +298,22 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     } else {
         Some(Terminal::new())
     };
+    if cluster_size > 1 && !quiet {
+        // OpenMPI kills the ranks a second after Ctrl-C on mpirun
+        // (odls_base_sigkill_timeout): too soon to finish a step and save.
+        let process = std::path::Path::new(&program_name())
+            .file_name()
+            .map_or_else(|| "cllm".into(), |n| n.to_string_lossy().into_owned());
+        let hint = format!(
+            "to stop and save: SIGTERM to the ranks (pkill -TERM -x {process} on each machine); \
+             Ctrl-C on mpirun lets OpenMPI kill them a second later, before the final save \
+             (the last checkpoint stays intact)"
+        );
+        match view.as_ref() {
+            Some(v) => v.notice(&hint),
+            None => eprintln!("{hint}"),
+        }
+    }
     let mut ctrl_c = interrupts.first.clone();
     let mut interrupted: Option<StopSignal> = None;
     let mut outcome: Result<Summary, String> =
