@@ -258,8 +258,9 @@ impl Bf16Weights {
         for buf in self.layouts_mut() {
             let len = buf.as_slice().len();
             let here = at..at + len;
-            let copy =
-                mine.start.max(here.start)..mine.end.min(here.end).max(mine.start.max(here.start));
+            // The part of `mine` in this layout (empty when none is).
+            let start = mine.start.max(here.start);
+            let copy = start..mine.end.min(here.end).max(start);
             // SAFETY: within the `words()` the caller vouches for.
             let shared = unsafe { base.add(at) };
             if !copy.is_empty() {

@@ -9,7 +9,10 @@
 //! the layers below, so the network hides behind compute. The buckets are
 //! the same on every rank and all-reduced in the same order; the summed
 //! gradient is identical everywhere, so every rank clips with the same norm
-//! and applies the same AdamW update.
+//! and applies the same AdamW update. Where the collective shards (the
+//! ranks of one host), each bucket is reduce-scattered instead: a rank
+//! holds the sum of its share only, and updates only those weights
+//! (`Spheres::apply_update`).
 
 use crate::model::{Batch, Gpt, ParamLayout, Workspace};
 use crate::rng::Rng;

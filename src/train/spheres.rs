@@ -461,7 +461,7 @@ impl Spheres {
         let step: AdamWStep = opt.begin_step(lr, grad_scale);
         let n = self.n;
         let grads = &self.grads[0][..];
-        let mine: Vec<Range<usize>> = match shards {
+        let mut mine: Vec<Range<usize>> = match shards {
             Some(buckets) => buckets
                 .iter()
                 .map(|b| {
@@ -471,7 +471,6 @@ impl Spheres {
                 .collect(),
             None => std::iter::once(0..params.len()).collect(),
         };
-        let mut mine = mine;
         mine.sort_by_key(|r| r.start);
         // Each sphere takes its share of every range.
         let mut jobs: Vec<Vec<UpdatePiece>> = (0..n).map(|_| Vec::new()).collect();
@@ -517,8 +516,10 @@ impl Spheres {
         let Some(base) = self.cluster.shared_words(words) else {
             return;
         };
-        // SAFETY: `base` holds `words` u32 mapped while the cluster lives,
-        // which outlives this run's model, and only the packs write them.
+        // SAFETY: `base` holds `words` u32, mapped while the cluster lives;
+        // the run that holds this model holds the cluster too, and the
+        // model reads its packs only while the run lives. Only the packs
+        // write these words.
         unsafe { model.share_packs(base, self.cluster.shard_of(words)) };
         self.cluster.barrier();
         self.packs_shared = true;
