@@ -5,7 +5,7 @@
 //! for every linear layer's weight and for the tied embedding (the head's
 //! `x · wteᵀ` and `dlogits · wte`). The f32 parameters stay the master
 //! copy: these packs are derived from them and must be rebuilt after every
-//! change ([`Bf16Weights::refresh`]), which the trainer does after each
+//! change ([`Bf16Weights::refresh_part`]), which the trainer does after each
 //! update. Packing reads every weight once and writes it twice in half the
 //! bytes, about 1% of a step's matmul work at 512 rows per sphere.
 
@@ -180,24 +180,13 @@ impl Bf16Weights {
             wte: WeightPacks::default(),
             layers: vec![LayerPacks::default(); layout.layers.len()],
         };
-        w.refresh(layout, vocab, c, inner, params);
+        w.refresh_part(layout, vocab, c, inner, params, &|n| 0..n);
         w
     }
 
-    /// Re-packs every weight from `params` (on rayon's threads).
-    pub fn refresh(
-        &mut self,
-        layout: &ParamLayout,
-        vocab: usize,
-        c: usize,
-        inner: usize,
-        params: &[f32],
-    ) {
-        self.refresh_part(layout, vocab, c, inner, params, &|n| 0..n)
-    }
-
-    /// Re-packs the pairs `part(n)` of every layout of `n` pairs only (a
-    /// rank's share of packs the ranks of a host share).
+    /// Re-packs the pairs `part(n)` of every layout of `n` pairs from
+    /// `params` (on rayon's threads): all of them (`|n| 0..n`), or a
+    /// rank's share of packs the ranks of a host share.
     pub fn refresh_part(
         &mut self,
         layout: &ParamLayout,

@@ -155,6 +155,34 @@ impl Call<'_> {
         }
     }
 
+    /// Step 1 of a sum: the slices of `src` the other ranks sum (`share`
+    /// of each), into my segment; then `ready`, and the wait for theirs.
+    fn offer_and_wait(&self, src: &[f32], share: impl Fn(usize) -> std::ops::Range<usize>) {
+        for q in (0..self.ranks).filter(|&q| q != self.me) {
+            let theirs = share(q);
+            // SAFETY: my segment, which no other rank reads before `ready`.
+            unsafe { self.slice_mut(self.me, theirs.clone()) }.copy_from_slice(&src[theirs]);
+        }
+        self.raise(self.me, READY);
+        self.wait_all(READY);
+    }
+
+    /// Every other rank's `share` of `buf` from its segment, once its flag
+    /// `which` is up (it stays so until I raise `released`).
+    fn take_theirs(
+        &self,
+        buf: &mut [f32],
+        which: usize,
+        share: impl Fn(usize) -> std::ops::Range<usize>,
+    ) {
+        for q in (0..self.ranks).filter(|&q| q != self.me) {
+            let theirs = share(q);
+            self.wait(q, which);
+            // SAFETY: rank q's slice is final and stays so until I release.
+            buf[theirs.clone()].copy_from_slice(unsafe { self.slice(q, theirs) });
+        }
+    }
+
     fn data(&self, rank: usize) -> *mut f32 {
         self.window.bases[rank].wrapping_add(FLAGS_BYTES) as *mut f32
     }
@@ -293,13 +321,7 @@ impl NodeReduce {
 
         // 1. Fill my segment with the slices the others sum (mine I read
         // from `buf` itself).
-        for q in (0..k).filter(|&q| q != me) {
-            let theirs = share(len, k, q);
-            // SAFETY: my segment, which no other rank reads before `ready`.
-            unsafe { call.slice_mut(me, theirs.clone()) }.copy_from_slice(&buf[theirs]);
-        }
-        call.raise(me, READY);
-        call.wait_all(READY);
+        call.offer_and_wait(buf, |q| share(len, k, q));
 
         // 2. My slice of every rank's buffer, summed in rank order, into
         // `buf` (then across hosts) and into my segment for the others.
@@ -313,13 +335,7 @@ impl NodeReduce {
         call.raise(me, SUMMED);
 
         // 3. Every other slice from the rank that summed it.
-        for q in (0..k).filter(|&q| q != me) {
-            let theirs = share(len, k, q);
-            call.wait(q, SUMMED);
-            // SAFETY: rank q's slice is final (summed) and stays so until I
-            // raise `released`.
-            buf[theirs.clone()].copy_from_slice(unsafe { call.slice(q, theirs) });
-        }
+        call.take_theirs(buf, SUMMED, |q| share(len, k, q));
         call.raise(me, RELEASED);
         self.across = across;
         true
@@ -367,13 +383,7 @@ impl NodeReduce {
         let call = self.begin_call();
         let mine = share(len, k, me);
         let src: &[f32] = input.unwrap_or(out);
-        for q in (0..k).filter(|&q| q != me) {
-            let theirs = share(len, k, q);
-            // SAFETY: my segment, which no other rank reads before `ready`.
-            unsafe { call.slice_mut(me, theirs.clone()) }.copy_from_slice(&src[theirs]);
-        }
-        call.raise(me, READY);
-        call.wait_all(READY);
+        call.offer_and_wait(src, |q| share(len, k, q));
         call.sum_share(input, out, mine);
         call.raise(me, SUMMED);
         call.raise(me, RELEASED);
@@ -394,12 +404,7 @@ impl NodeReduce {
         // SAFETY: my segment, which no other rank reads before `ready`.
         unsafe { call.slice_mut(me, mine.clone()) }.copy_from_slice(&buf[mine]);
         call.raise(me, READY);
-        for q in (0..k).filter(|&q| q != me) {
-            let theirs = share(len, k, q);
-            call.wait(q, READY);
-            // SAFETY: rank q's share is in (ready) and stays until I release.
-            buf[theirs.clone()].copy_from_slice(unsafe { call.slice(q, theirs) });
-        }
+        call.take_theirs(buf, READY, |q| share(len, k, q));
         call.raise(me, SUMMED);
         call.raise(me, RELEASED);
         true
