@@ -198,8 +198,25 @@ pub(crate) mod x86 {
         unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p as *const _)) }
     }
 
+    /// One row's 16 lanes: the row's blocks in order into one accumulator.
+    #[inline]
+    #[target_feature(enable = "avx512bf16,avx512f")]
+    unsafe fn row(p: *const u16, xp: *const u16, blocks: usize) -> __m512 {
+        let mut a = _mm512_setzero_ps();
+        for j in 0..blocks {
+            let o = j * 32;
+            // SAFETY: the caller guarantees `blocks` blocks at p and xp.
+            a = unsafe { _mm512_dpbf16_ps(a, load(p.add(o)), load(xp.add(o))) };
+        }
+        a
+    }
+
     /// Four rows at a time, the rest one by one; each row's operations are
-    /// the same either way.
+    /// the same either way. Each row is read whole before the next (not the
+    /// four rows block by block side by side): issued in address order, the
+    /// loads stream at 1.6-2x the rate (seed head, Zen 4: 0.58-0.70 ms
+    /// against 1.04-1.15 ms), the out-of-order core still overlapping the
+    /// four rows' independent chains.
     #[target_feature(enable = "avx512bf16,avx512f")]
     pub(super) unsafe fn rows_avx512bf16(
         out: &mut [f32],
@@ -223,22 +240,10 @@ pub(crate) mod x86 {
         unsafe {
             while i + 4 <= rows {
                 let r = row0 + i;
-                let p0 = wp.add(r * s);
-                let p1 = wp.add((r + 1) * s);
-                let p2 = wp.add((r + 2) * s);
-                let p3 = wp.add((r + 3) * s);
-                let mut a0 = _mm512_setzero_ps();
-                let mut a1 = _mm512_setzero_ps();
-                let mut a2 = _mm512_setzero_ps();
-                let mut a3 = _mm512_setzero_ps();
-                for j in 0..blocks {
-                    let o = j * 32;
-                    let xv = load(xp.add(o));
-                    a0 = _mm512_dpbf16_ps(a0, load(p0.add(o)), xv);
-                    a1 = _mm512_dpbf16_ps(a1, load(p1.add(o)), xv);
-                    a2 = _mm512_dpbf16_ps(a2, load(p2.add(o)), xv);
-                    a3 = _mm512_dpbf16_ps(a3, load(p3.add(o)), xv);
-                }
+                let a0 = row(wp.add(r * s), xp, blocks);
+                let a1 = row(wp.add((r + 1) * s), xp, blocks);
+                let a2 = row(wp.add((r + 2) * s), xp, blocks);
+                let a3 = row(wp.add((r + 3) * s), xp, blocks);
                 out[i] = finish(hsum16(a0), r);
                 out[i + 1] = finish(hsum16(a1), r + 1);
                 out[i + 2] = finish(hsum16(a2), r + 2);
@@ -247,13 +252,7 @@ pub(crate) mod x86 {
             }
             while i < rows {
                 let r = row0 + i;
-                let p0 = wp.add(r * s);
-                let mut a0 = _mm512_setzero_ps();
-                for j in 0..blocks {
-                    let o = j * 32;
-                    a0 = _mm512_dpbf16_ps(a0, load(p0.add(o)), load(xp.add(o)));
-                }
-                out[i] = finish(hsum16(a0), r);
+                out[i] = finish(hsum16(row(wp.add(r * s), xp, blocks)), r);
                 i += 1;
             }
         }
