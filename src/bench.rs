@@ -133,6 +133,10 @@ pub struct StepBench {
     pub cpu_gflops: f64,
     pub cpu_peak_gflops: f64,
     pub cpu_mfu: f64,
+    /// The f32 matmul peak (thread CPU time) measured in the same run: the
+    /// FMA peak of the ops that compute in f32 whatever the precision
+    /// (attention, GELU, LayerNorm, ...). Equals `cpu_peak_gflops` in fp32.
+    pub cpu_f32_peak_gflops: f64,
     /// Bytes held by the worker's workspace.
     pub workspace_bytes: usize,
     /// Thread CPU seconds per step spent in each operation (forward and
@@ -323,6 +327,10 @@ pub fn bench_train_step_in(
     let mean = times.iter().map(|t| t.wall).sum::<f64>() / times.len() as f64;
     let flops = preset.train_flops_per_token(seq) * n as f64;
     let peak = matmul_peak_for(precision, 1024, 10);
+    let f32_peak = match precision {
+        Precision::Fp32 => peak,
+        Precision::Bf16 => matmul_peak_for(Precision::Fp32, 1024, 10),
+    };
     let mut per_op: Vec<(String, f64)> = profile
         .into_iter()
         .map(|(k, v)| (k.to_string(), v / profiled_steps as f64))
@@ -347,6 +355,7 @@ pub fn bench_train_step_in(
         cpu_gflops,
         cpu_peak_gflops: peak.cpu,
         cpu_mfu: cpu_gflops / peak.cpu,
+        cpu_f32_peak_gflops: f32_peak.cpu,
         workspace_bytes: rig.workspace.bytes(),
         per_op_profile: per_op,
     })
@@ -477,13 +486,23 @@ impl OpLimit {
     }
 }
 
+/// The two FMA peaks an op's compute floor may use, GFLOP/s.
+#[derive(Clone, Copy, Debug)]
+pub struct Peaks {
+    /// The precision's matrix kernel (f32 `gemm` or bf16 `vdpbf16ps`).
+    pub matmul: f64,
+    /// f32 FMAs: the ops that compute in f32 in either precision.
+    pub f32: f64,
+}
+
 /// Joins a per-op profile (seconds a step) with each op's work: its floor
-/// is max(bytes / bandwidth of its level, flops / `peak_gflops`).
+/// is max(bytes / bandwidth of its level, flops / peak), the peak being
+/// the matrix kernel's for the products and the f32 one for the rest.
 pub fn op_limits(
     profile: &[(String, f64)],
     work: &[crate::model::profile::OpWork],
     bw: &Bandwidth,
-    peak_gflops: f64,
+    peaks: Peaks,
 ) -> Vec<OpLimit> {
     let total: f64 = profile.iter().map(|(_, s)| s).sum();
     profile
@@ -492,7 +511,14 @@ pub fn op_limits(
             let w = work.iter().find(|w| w.name == name);
             let (level, rate) = w.map_or(("-", f64::NAN), |w| bw.level_for(w.call_bytes));
             let memory_secs = w.map_or(f64::NAN, |w| w.bytes / rate);
-            let compute_secs = w.map_or(f64::NAN, |w| w.flops / (peak_gflops * 1e9));
+            let compute_secs = w.map_or(f64::NAN, |w| {
+                let peak = if w.in_matmul_kernel {
+                    peaks.matmul
+                } else {
+                    peaks.f32
+                };
+                w.flops / (peak * 1e9)
+            });
             let floor_secs = memory_secs.max(compute_secs);
             OpLimit {
                 name: name.clone(),
@@ -510,22 +536,40 @@ pub fn op_limits(
         .collect()
 }
 
+/// The peaks `r`'s floors use (thread CPU time, as the profile).
+pub fn peaks_of(r: &StepBench) -> Peaks {
+    Peaks {
+        matmul: r.cpu_peak_gflops,
+        f32: r.cpu_f32_peak_gflops,
+    }
+}
+
 /// The profile of `r` with each op's floor, from a bandwidth measured now
-/// and the matmul peak measured in `r`'s run (thread CPU time, as the
-/// profile): `cfg` must be the preset `r` ran.
+/// and the peaks measured in `r`'s run: `cfg` must be the preset `r` ran.
 pub fn profile_limits(cfg: &ModelConfig, r: &StepBench) -> (Bandwidth, Vec<OpLimit>) {
     let bw = measure_bandwidth();
     let work = crate::model::profile::op_work(cfg, r.batch, r.seq);
-    let rows = op_limits(&r.per_op_profile, &work, &bw, r.cpu_peak_gflops);
+    let rows = op_limits(&r.per_op_profile, &work, &bw, peaks_of(r));
     (bw, rows)
 }
 
 /// The profile table with floors, one line per op, for the terminal.
-pub fn format_profile_limits(bw: &Bandwidth, peak_gflops: f64, rows: &[OpLimit]) -> String {
+pub fn format_profile_limits(bw: &Bandwidth, peaks: Peaks, rows: &[OpLimit]) -> String {
+    let peak_line = if peaks.matmul == peaks.f32 {
+        format!(
+            "FMA peak {:.1} GFLOP/s (the matmul peak above, CPU time)",
+            peaks.matmul
+        )
+    } else {
+        format!(
+            "FMA peak {:.1} GFLOP/s for the products (the matmul peak above), {:.1} for the ops \
+             that compute in f32 (the f32 matmul peak), CPU time",
+            peaks.matmul, peaks.f32
+        )
+    };
     let mut out = format!(
-        "  floors: FMA peak {:.1} GFLOP/s (the matmul peak above, CPU time); one-thread bandwidth \
+        "  floors: {peak_line}; one-thread bandwidth \
          L2 {:.0} GB/s ({} KiB), L3 {:.0} GB/s ({} MiB), DRAM {:.0} GB/s\n",
-        peak_gflops,
         bw.l2 / 1e9,
         bw.l2_bytes >> 10,
         bw.l3 / 1e9,
@@ -591,7 +635,15 @@ mod tests {
             l3: 50e9,
             dram: 10e9,
         };
-        let rows = op_limits(&r.per_op_profile, &work, &bw, 100.0);
+        let rows = op_limits(
+            &r.per_op_profile,
+            &work,
+            &bw,
+            Peaks {
+                matmul: 100.0,
+                f32: 100.0,
+            },
+        );
         assert!(rows.iter().any(|r| r.name == "dropout"));
         for row in &rows {
             assert!(row.bytes.is_some(), "{} has no counted work", row.name);
@@ -599,8 +651,55 @@ mod tests {
         }
         let share: f64 = rows.iter().map(|r| r.share).sum();
         assert!((share - 1.0).abs() < 1e-9);
-        let text = format_profile_limits(&bw, 100.0, &rows);
+        let text = format_profile_limits(
+            &bw,
+            Peaks {
+                matmul: 100.0,
+                f32: 100.0,
+            },
+            &rows,
+        );
         assert!(text.contains("time/floor") && text.contains("adamw"));
+    }
+
+    #[test]
+    fn the_products_use_the_kernel_peak_and_the_rest_the_f32_one() {
+        // A bf16 run: the kernel peak twice the f32 one. The products' FMA
+        // floor halves with it; attention, GELU and LayerNorm, which
+        // compute in f32 either way, keep the f32 floor.
+        let cfg = ModelConfig::preset("small").unwrap();
+        let work = crate::model::profile::op_work(&cfg, 8, 128);
+        let profile: Vec<(String, f64)> = work.iter().map(|w| (w.name.to_string(), 1.0)).collect();
+        let bw = Bandwidth {
+            l2_bytes: 1 << 20,
+            l3_bytes: 32 << 20,
+            l2: 1e15,
+            l3: 1e15,
+            dram: 1e15,
+        };
+        let peaks = Peaks {
+            matmul: 200.0,
+            f32: 100.0,
+        };
+        let rows = op_limits(&profile, &work, &bw, peaks);
+        for (row, w) in rows.iter().zip(&work) {
+            let kernel = w.name.starts_with("matmul ") || w.name.starts_with("head");
+            assert_eq!(w.in_matmul_kernel, kernel, "{}", w.name);
+            let peak = if kernel { 200.0 } else { 100.0 };
+            let want = w.flops / (peak * 1e9);
+            assert!(
+                (row.compute_secs - want).abs() <= 1e-12 * want.max(1e-30),
+                "{}: {} against {want}",
+                w.name,
+                row.compute_secs
+            );
+        }
+        assert!(
+            work.iter()
+                .any(|w| w.name == "attention" && !w.in_matmul_kernel)
+        );
+        let text = format_profile_limits(&bw, peaks, &rows);
+        assert!(text.contains("200.0") && text.contains("100.0 for the ops that compute in f32"));
     }
 
     #[test]

@@ -152,7 +152,7 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             );
             print!(
                 "{}",
-                crate::bench::format_profile_limits(&bw, r.cpu_peak_gflops, &rows)
+                crate::bench::format_profile_limits(&bw, crate::bench::peaks_of(&r), &rows)
             );
         }
     }
@@ -424,6 +424,7 @@ fn limits_json(cfg: &ModelConfig, r: &crate::bench::StepBench) -> serde_json::Va
     json!({
         "bandwidth_bytes_per_sec": {"l2": bw.l2, "l3": bw.l3, "dram": bw.dram},
         "fma_peak_gflops": r.cpu_peak_gflops,
+        "f32_fma_peak_gflops": r.cpu_f32_peak_gflops,
         "ops": rows.iter().map(|o| json!({
             "op": o.name, "secs": o.secs, "bytes": o.bytes, "flops": o.flops,
             "level": o.level, "bound": o.bound(), "floor_secs": o.floor_secs, "ratio": o.ratio,

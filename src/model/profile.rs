@@ -76,12 +76,17 @@ pub fn add_time(profile: &mut Profile, name: &'static str, secs: f64) {
 ///   assuming its inputs are still there (they were just written by the op
 ///   before, except in the backward pass, which reads activations the
 ///   forward wrote long before; for those the floor is optimistic).
+/// - `in_matmul_kernel`: the FLOPs run in the precision's matrix kernel (the
+///   linear layers and the tied head), so their peak is that kernel's (bf16:
+///   `vdpbf16ps`, two multiply-adds a lane); every other op computes in f32
+///   whatever the precision, so its peak is the f32 one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpWork {
     pub name: &'static str,
     pub bytes: f64,
     pub flops: f64,
     pub call_bytes: f64,
+    pub in_matmul_kernel: bool,
 }
 
 /// Elementwise slot counts per element, of the kernels as written.
@@ -124,12 +129,13 @@ pub fn op_work(cfg: &crate::model::ModelConfig, batch: usize, seq: usize) -> Vec
     let p = cfg.num_params() as f64;
     let nc = n * c;
     let mut ops = Vec::new();
-    let mut push = |name, bytes: f64, flops: f64, call_bytes: f64| {
+    let mut push = |name: &'static str, bytes: f64, flops: f64, call_bytes: f64| {
         ops.push(OpWork {
             name,
             bytes,
             flops,
             call_bytes,
+            in_matmul_kernel: name.starts_with("matmul ") || name.starts_with("head"),
         })
     };
     // LayerNorm: 2L + 1 calls each way. Forward reads x, writes out (and
