@@ -88,10 +88,27 @@ pub fn matmul_peak_for(precision: Precision, n: usize, repeats: usize) -> Clocks
     }
 }
 
+/// The f32 kernel and the instructions it takes: `gemm` picks AVX-512 at
+/// run time where the CPU has it and the `gemm-avx512` feature (default)
+/// is on, whatever `CLLM_CPU` says (its cap covers this crate's kernels).
+pub fn gemm_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(feature = "gemm-avx512") && std::arch::is_x86_feature_detected!("avx512f") {
+            return "gemm f32, AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "gemm f32, AVX2 + FMA";
+        }
+    }
+    "gemm f32"
+}
+
 /// The name of the kernel a precision runs on this CPU.
 pub fn kernel_name(precision: Precision) -> &'static str {
     match precision {
-        Precision::Fp32 => "gemm f32",
+        Precision::Fp32 => gemm_isa(),
         Precision::Bf16 => Kernel::detect().name(),
     }
 }

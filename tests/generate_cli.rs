@@ -465,3 +465,72 @@ fn bench_generate_json_names_precision_threads_and_the_bandwidth_limit() {
     }
     assert!(runs.iter().any(|r| r["threads"] == 2));
 }
+
+/// `CLLM_CPU` caps every kernel picked at run time: capped to portable
+/// code, the bench says so and runs no bf16 decoding (that needs
+/// AVX512_BF16); an unknown value is named on stderr and ignored.
+#[test]
+fn bench_generate_follows_the_cpu_cap() {
+    let run = |cap: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cllm"))
+            .args([
+                "bench",
+                "--generate",
+                "--preset",
+                "tiny",
+                "--steps",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+            ])
+            .env("CLLM_CPU", cap)
+            .output()
+            .expect("run cllm")
+    };
+    let out = run("portable");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let runs: Vec<_> = lines
+        .iter()
+        .filter(|l| l["measurement"] == "generate")
+        .collect();
+    assert!(!runs.is_empty(), "{lines:?}");
+    assert!(runs.iter().all(|r| r["precision"] == "fp32"), "{runs:?}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .args([
+            "bench",
+            "--generate",
+            "--preset",
+            "tiny",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+        ])
+        .env("CLLM_CPU", "portable")
+        .output()
+        .expect("run cllm");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        assert!(
+            stdout.contains("kernels capped to portable code by CLLM_CPU"),
+            "{stdout}"
+        );
+    }
+    assert!(!stdout.contains(", bf16:"), "{stdout}");
+
+    let out = run("avx1024");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("CLLM_CPU=avx1024 is not one of avx512, avx2, portable"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -83,6 +83,9 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
     // Rank 0 speaks for a distributed bench; the single-thread profile is
     // a one-machine figure.
     let quiet = !cluster.is_writer();
+    if !quiet && !args.json {
+        println!("CPU: {}", cpu_name());
+    }
     if !args.no_profile && !cluster.is_distributed() {
         let r = bench_train_step_in(
             &cfg,
@@ -105,6 +108,7 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
         if args.json {
             let line = json!({
                 "measurement": "train_step",
+                "cpu": cpu_name(),
                 "precision": precision.name(),
                 "kernel": kernel_name(precision),
                 "head_share_of_peak": head_share,
@@ -411,11 +415,18 @@ fn cpu_name() -> String {
         .unwrap_or_default();
     flags.sort_unstable();
     flags.dedup();
-    if flags.is_empty() {
+    let mut line = if flags.is_empty() {
         name
     } else {
         format!("{name} ({})", flags.join(" "))
+    };
+    if let Some(note) = crate::model::ops::fast_math::cap_note() {
+        line.push_str(&format!(
+            "; {note}; f32 matmuls: {}",
+            crate::bench::gemm_isa()
+        ));
     }
+    line
 }
 
 /// Each profiled op's floor, for the bench's JSON line.

@@ -90,7 +90,10 @@ fn read_sum(data: &[f32]) -> f32 {
         fn wide(data: &[f32]) -> f32 {
             lanes(data)
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && crate::model::ops::fast_math::detected_path()
+                == crate::model::ops::fast_math::SimdPath::Avx512
+        {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { wide(data) };
         }

@@ -27,7 +27,10 @@ impl F32Kernel {
     /// The fastest this CPU runs.
     pub fn detect() -> F32Kernel {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && crate::model::ops::fast_math::detected_path()
+                == crate::model::ops::fast_math::SimdPath::Avx512
+        {
             return F32Kernel::Avx512;
         }
         F32Kernel::Model
@@ -72,7 +75,10 @@ fn rows_model_dispatch(
     row0: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
+    if std::arch::is_x86_feature_detected!("fma")
+        && crate::model::ops::fast_math::detected_path()
+            != crate::model::ops::fast_math::SimdPath::Portable
+    {
         // SAFETY: the CPU has FMA; the model reads only inside the slices.
         unsafe { x86::rows_model_fma(out, w, x, bias, cols, row0) };
         return;

@@ -108,6 +108,7 @@ impl Kernel {
         {
             if std::arch::is_x86_feature_detected!("avx512bf16")
                 && std::arch::is_x86_feature_detected!("avx512f")
+                && super::fast_math::detected_path() == super::fast_math::SimdPath::Avx512
             {
                 return Kernel::Avx512;
             }

@@ -21,6 +21,7 @@ pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && super::fast_math::detected_path() == super::fast_math::SimdPath::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

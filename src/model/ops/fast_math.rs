@@ -52,9 +52,77 @@ pub enum SimdPath {
     Portable,
 }
 
-/// The best path this CPU runs, detected at run time (cached by std).
+impl SimdPath {
+    /// Wider paths rank higher.
+    fn rank(self) -> u8 {
+        match self {
+            SimdPath::Avx512 => 2,
+            SimdPath::Avx2 => 1,
+            SimdPath::Portable => 0,
+        }
+    }
+}
+
+/// The widest path the environment allows: `CLLM_CPU=avx2` or
+/// `CLLM_CPU=portable` keeps every kernel chosen at run time (these
+/// `simd_fn!`s, attention's, the head's, the bf16 and decoding kernels) off
+/// the wider instructions, so that one machine can run and measure what a
+/// CPU without AVX-512 runs. Unset (or `avx512`): no cap. Read once.
+pub fn path_cap() -> SimdPath {
+    static CAP: std::sync::OnceLock<SimdPath> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("CLLM_CPU") {
+        Err(_) => SimdPath::Avx512,
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "avx512" => SimdPath::Avx512,
+            "avx2" => SimdPath::Avx2,
+            "portable" => SimdPath::Portable,
+            other => {
+                eprintln!(
+                    "warning: CLLM_CPU={other} is not one of avx512, avx2, portable; ignored"
+                );
+                SimdPath::Avx512
+            }
+        },
+    })
+}
+
+/// A line saying the kernels are capped below what the CPU has (for the
+/// bench's figures), or None.
+pub fn cap_note() -> Option<String> {
+    let cap = path_cap();
+    (cap.rank() < hardware_path().rank()).then(|| {
+        format!(
+            "kernels capped to {} by CLLM_CPU (the CPU has {})",
+            cap.name(),
+            hardware_path().name()
+        )
+    })
+}
+
+impl SimdPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdPath::Avx512 => "AVX-512",
+            SimdPath::Avx2 => "AVX2 + FMA",
+            SimdPath::Portable => "portable code",
+        }
+    }
+}
+
+/// The best path this CPU runs, detected at run time (cached by std), no
+/// wider than [`path_cap`].
 #[inline]
 pub fn detected_path() -> SimdPath {
+    let hw = hardware_path();
+    if hw.rank() > path_cap().rank() {
+        path_cap()
+    } else {
+        hw
+    }
+}
+
+/// The best path the CPU itself runs.
+fn hardware_path() -> SimdPath {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
