@@ -579,14 +579,14 @@ pub fn format_profile_limits(bw: &Bandwidth, peaks: Peaks, rows: &[OpLimit]) -> 
         )
     } else {
         format!(
-            "FMA peak {:.1} GFLOP/s for the products (the matmul peak above), {:.1} for the ops \
-             that compute in f32 (the f32 matmul peak), CPU time",
+            "FMA peak {:.1} GFLOP/s for the products (the matmul peak above), {:.1} for the \
+             ops that compute in f32 (CPU time)",
             peaks.matmul, peaks.f32
         )
     };
     let mut out = format!(
-        "  floors: {peak_line}; one-thread bandwidth \
-         L2 {:.0} GB/s ({} KiB), L3 {:.0} GB/s ({} MiB), DRAM {:.0} GB/s\n",
+        "  floors: {peak_line};\n          one-thread bandwidth L2 {:.0} GB/s ({} KiB), \
+         L3 {:.0} GB/s ({} MiB), DRAM {:.0} GB/s\n",
         bw.l2 / 1e9,
         bw.l2_bytes >> 10,
         bw.l3 / 1e9,
