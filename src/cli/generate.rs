@@ -131,7 +131,10 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     let cfg = args.sampling.to_config(GENERATE_MAX_TOKENS, false);
     cfg.validate()?;
     if args.precision == Precision::Bf16 && !bf16_gemv::has_avx512_bf16() {
-        return Err("--precision bf16: this CPU lacks AVX512_BF16 (use auto or fp32)".into());
+        return Err(match crate::model::ops::fast_math::cap_note() {
+            Some(note) => format!("--precision bf16: AVX512_BF16 is off, {note}; use auto or fp32"),
+            None => "--precision bf16: this CPU lacks AVX512_BF16 (use auto or fp32)".into(),
+        });
     }
     let (model, tok, memory) = load_model(&args.model, args.sampling.memory)?;
     let options = DecodeOptions {

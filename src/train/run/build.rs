@@ -118,6 +118,9 @@ impl Run {
         for note in notes {
             emit(Event::Warning(note));
         }
+        if let Some(note) = crate::model::ops::fast_math::cap_note() {
+            emit(Event::Info(note));
+        }
         let precision = config.precision.resolve();
         model.set_precision(precision);
         if precision == Precision::Bf16 {
