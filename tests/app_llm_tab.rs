@@ -680,3 +680,42 @@ fn defaults_restores_the_sampling_controls() {
             .stop_when_closed
     );
 }
+
+/// At a narrow window every sampling control stays inside it: a wrapping
+/// row placed each slider whole at the cursor, so the repetition penalty
+/// once ran past the window's right edge at the default width.
+#[test]
+fn the_sampling_controls_wrap_inside_a_narrow_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().join("no_data").display().to_string(),
+        ..Settings::default()
+    };
+    let mut state = WorkbenchApp::new_for_test(settings);
+    state.tab = Tab::Llm;
+    let width = 900.0;
+    let mut app = Harness::builder()
+        .with_size(egui::vec2(width, 800.0))
+        .build_ui_state(|ui, app: &mut WorkbenchApp| app.show(ui), state);
+    app.run_steps(3);
+    for name in [
+        "Temperature",
+        "Top-k",
+        "Top-p",
+        "Repetition penalty",
+        "Max tokens",
+        "Seed",
+        "Stop string",
+    ] {
+        let nodes: Vec<_> = app.query_all_by_label(name).collect();
+        assert!(!nodes.is_empty(), "no {name}");
+        for n in nodes {
+            let r = n.rect();
+            assert!(
+                r.max.x <= width + 0.5,
+                "{name} ends at x = {} in a {width}-wide window",
+                r.max.x
+            );
+        }
+    }
+}

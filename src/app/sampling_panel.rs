@@ -8,34 +8,65 @@ use crate::generate::SamplingConfig;
 use eframe::egui;
 
 pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
-    /// A label, then the widget named by it (for screen readers and tests).
-    fn labelled(ui: &mut egui::Ui, text: &str, widget: impl egui::Widget, hint: &str) {
+    /// A label, then the widget named by it (for screen readers and tests),
+    /// both moved to the next row when they would not fit beside what is
+    /// already on this one: a wrapping row places a slider whole at the
+    /// cursor, so at the window's default width the repetition penalty ran
+    /// past the edge. `widget_width` is the widget's width, roughly.
+    fn labelled(
+        ui: &mut egui::Ui,
+        text: &str,
+        widget: impl egui::Widget,
+        widget_width: f32,
+        hint: &str,
+    ) {
+        let text_width = egui::WidgetText::from(text)
+            .into_galley(
+                ui,
+                Some(egui::TextWrapMode::Extend),
+                f32::INFINITY,
+                egui::TextStyle::Body,
+            )
+            .size()
+            .x;
+        let needed = text_width + widget_width + 2.0 * ui.spacing().item_spacing.x;
+        if ui.cursor().min.x > ui.max_rect().min.x && ui.available_size_before_wrap().x < needed {
+            ui.end_row();
+        }
         let label = ui.label(text);
         ui.add(widget).labelled_by(label.id).on_hover_text(hint);
     }
+    // A slider with its value box, a number box, the stop string's box.
+    let slider = ui.spacing().slider_width + 64.0;
+    let number = 64.0;
+    let text_box = 100.0;
     ui.horizontal_wrapped(|ui| {
         labelled(
             ui,
             "Temperature",
             egui::Slider::new(&mut s.temperature, 0.0..=2.0).step_by(0.05),
+            slider,
             "0 = greedy (always the most probable token)",
         );
         labelled(
             ui,
             "Top-k",
             egui::DragValue::new(&mut s.top_k).range(0..=5000),
+            number,
             "Keep only the k most probable tokens (0 = off)",
         );
         labelled(
             ui,
             "Top-p",
             egui::Slider::new(&mut s.top_p, 0.01..=1.0).step_by(0.01),
+            slider,
             "Keep the most probable tokens up to this total probability (1 = off)",
         );
         labelled(
             ui,
             "Repetition penalty",
             egui::Slider::new(&mut s.repetition_penalty, 1.0..=2.0).step_by(0.05),
+            slider,
             "Above 1 makes tokens already in the context less likely (1 = off)",
         );
         // Settings persist between runs, so without this a person who once
@@ -61,12 +92,14 @@ pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
             ui,
             "Max tokens",
             egui::DragValue::new(&mut s.max_tokens).range(1..=4096),
+            number,
             "Most tokens in one reply",
         );
         labelled(
             ui,
             "Seed",
             egui::DragValue::new(&mut s.seed),
+            number,
             "Same seed, model, prompt and settings: same reply",
         );
         if ui
@@ -82,6 +115,7 @@ pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
             egui::TextEdit::singleline(&mut s.stop)
                 .desired_width(90.0)
                 .hint_text("e.g. \\n\\n"),
+            text_box,
             "Generation ends before this text; \\n and \\t are escapes. Empty = none",
         );
         ui.checkbox(&mut s.balanced_brackets, "Balanced brackets")
