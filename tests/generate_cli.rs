@@ -471,25 +471,29 @@ fn bench_generate_json_names_precision_threads_and_the_bandwidth_limit() {
 /// AVX512_BF16); an unknown value is named on stderr and ignored.
 #[test]
 fn bench_generate_follows_the_cpu_cap() {
-    let run = |cap: &str| {
-        Command::new(env!("CARGO_BIN_EXE_cllm"))
-            .args([
-                "bench",
-                "--generate",
-                "--preset",
-                "tiny",
-                "--steps",
-                "1",
-                "--threads",
-                "1",
-                "--json",
-            ])
+    let run = |cap: &str, json: bool| {
+        let mut args = vec![
+            "bench",
+            "--generate",
+            "--preset",
+            "tiny",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_cllm"))
+            .args(&args)
             .env("CLLM_CPU", cap)
             .output()
-            .expect("run cllm")
+            .expect("run cllm");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out
     };
-    let out = run("portable");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run("portable", true);
     let lines: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -501,22 +505,7 @@ fn bench_generate_follows_the_cpu_cap() {
     assert!(!runs.is_empty(), "{lines:?}");
     assert!(runs.iter().all(|r| r["precision"] == "fp32"), "{runs:?}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_cllm"))
-        .args([
-            "bench",
-            "--generate",
-            "--preset",
-            "tiny",
-            "--steps",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .env("CLLM_CPU", "portable")
-        .output()
-        .expect("run cllm");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let stdout = text(&run("portable", false).stdout);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         assert!(
@@ -526,8 +515,7 @@ fn bench_generate_follows_the_cpu_cap() {
     }
     assert!(!stdout.contains(", bf16:"), "{stdout}");
 
-    let out = run("avx1024");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run("avx1024", true);
     assert!(
         text(&out.stderr).contains("CLLM_CPU=avx1024 is not one of avx512, avx2, portable"),
         "{}",
