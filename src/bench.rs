@@ -38,6 +38,13 @@ impl Clocks {
             cpu: self.cpu.min(o.cpu),
         }
     }
+
+    fn max(self, o: Clocks) -> Clocks {
+        Clocks {
+            wall: self.wall.max(o.wall),
+            cpu: self.cpu.max(o.cpu),
+        }
+    }
 }
 
 /// Best-of-`repeats` GFLOP/s of an (n, n) x (n, n) f32 multiply through
@@ -140,8 +147,13 @@ pub struct StepBench {
     /// (`ModelConfig::train_flops_per_token` x tokens / time).
     pub gflops: f64,
     /// Matmul peak measured in the same run (1024³, the precision's
-    /// kernel, 1 thread).
+    /// kernel, 1 thread): the higher of a measurement before the timed
+    /// steps and one after the profiled ones, so that a machine whose
+    /// speed moves during the run is held to the best it showed.
     pub peak_gflops: f64,
+    /// How far apart the two measurements were (CPU time), as a fraction
+    /// of the higher: above a few percent the machine's speed moved.
+    pub peak_spread: f64,
     /// gflops / peak_gflops, a fraction.
     pub mfu: f64,
     /// The best step's thread CPU time, and the figures above from it.
@@ -325,6 +337,7 @@ pub fn bench_train_step_in(
 ) -> Result<StepBench, String> {
     let mut rig = TrainStepRig::new(preset, batch, seq, head_chunk)?.with_precision(precision);
     let n = batch * seq;
+    let peak_before = matmul_peak_for(precision, 1024, 10);
     for _ in 0..warmup {
         rig.step(None);
     }
@@ -343,7 +356,9 @@ pub fn bench_train_step_in(
     );
     let mean = times.iter().map(|t| t.wall).sum::<f64>() / times.len() as f64;
     let flops = preset.train_flops_per_token(seq) * n as f64;
-    let peak = matmul_peak_for(precision, 1024, 10);
+    let peak_after = matmul_peak_for(precision, 1024, 10);
+    let peak = peak_before.max(peak_after);
+    let peak_spread = (peak_before.cpu - peak_after.cpu).abs() / peak.cpu;
     let f32_peak = match precision {
         Precision::Fp32 => peak,
         Precision::Bf16 => matmul_peak_for(Precision::Fp32, 1024, 10),
@@ -366,6 +381,7 @@ pub fn bench_train_step_in(
         tokens_per_sec: n as f64 / best.wall,
         gflops,
         peak_gflops: peak.wall,
+        peak_spread,
         mfu: gflops / peak.wall,
         cpu_step_secs: best.cpu,
         cpu_tokens_per_sec: n as f64 / best.cpu,
@@ -633,6 +649,8 @@ mod tests {
         assert!(r.best_step_secs > 0.0 && r.best_step_secs <= r.mean_step_secs);
         assert!((r.tokens_per_sec - 16.0 / r.best_step_secs).abs() < 1e-6 * r.tokens_per_sec);
         assert!((r.mfu - r.gflops / r.peak_gflops).abs() < 1e-12);
+        // The higher of two measurements: the spread is a fraction of it.
+        assert!((0.0..1.0).contains(&r.peak_spread), "{}", r.peak_spread);
         assert!(r.per_op_profile.iter().any(|(n, _)| n == "adamw"));
         assert!(r.per_op_profile.iter().any(|(n, _)| n.starts_with("head")));
         assert!(bench_train_step(&cfg, 1, 99, 1, 0).is_err());

@@ -120,6 +120,7 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 "step_secs": r.best_step_secs,
                 "gflops": r.gflops,
                 "peak_gflops": r.peak_gflops,
+                "peak_spread": r.peak_spread,
                 "mfu": r.mfu,
                 "profile": r.per_op_profile.iter().map(|(k, v)| json!({"op": k, "secs": v})).collect::<Vec<_>>(),
                 "limits": limits_json(&cfg, &r),
@@ -149,6 +150,13 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 100.0 * head_share,
                 r.cpu_peak_gflops
             );
+            if r.peak_spread > 0.03 {
+                println!(
+                    "  (the peak measured {:.0}% apart before the steps and after them: the \
+                     machine's speed moved during the run; the higher is used)",
+                    100.0 * r.peak_spread
+                );
+            }
             let (bw, rows) = crate::bench::profile_limits(&cfg, &r);
             println!(
                 "  where a step's time goes (thread CPU time), against each op's floor \
