@@ -408,9 +408,12 @@ fn eval_gen_says_when_the_data_has_no_c_functions_and_names_bad_input() {
     );
 }
 
+/// The decoding bench at its quickest: the test-only preset, one repeat.
+const TINY_GENERATE_BENCH: &[&str] = &["bench", "--generate", "--preset", "tiny", "--steps", "1"];
+
 #[test]
 fn bench_generate_prints_speed_and_the_cached_token_cost() {
-    let out = cllm(&["bench", "--generate", "--preset", "tiny", "--steps", "1"]);
+    let out = cllm(TINY_GENERATE_BENCH);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("tokens/s"), "{stdout}");
@@ -420,17 +423,9 @@ fn bench_generate_prints_speed_and_the_cached_token_cost() {
 
 #[test]
 fn bench_generate_json_names_precision_threads_and_the_bandwidth_limit() {
-    let out = cllm(&[
-        "bench",
-        "--generate",
-        "--preset",
-        "tiny",
-        "--steps",
-        "1",
-        "--threads",
-        "1,2",
-        "--json",
-    ]);
+    let mut args = TINY_GENERATE_BENCH.to_vec();
+    args.extend(["--threads", "1,2", "--json"]);
+    let out = cllm(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
@@ -472,16 +467,8 @@ fn bench_generate_json_names_precision_threads_and_the_bandwidth_limit() {
 #[test]
 fn bench_generate_follows_the_cpu_cap() {
     let run = |cap: &str, json: bool| {
-        let mut args = vec![
-            "bench",
-            "--generate",
-            "--preset",
-            "tiny",
-            "--steps",
-            "1",
-            "--threads",
-            "1",
-        ];
+        let mut args = TINY_GENERATE_BENCH.to_vec();
+        args.extend(["--threads", "1"]);
         if json {
             args.push("--json");
         }

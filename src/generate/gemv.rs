@@ -153,10 +153,17 @@ pub fn rows_model(
             k += LANES;
         }
         let s = reduce16(&acc);
-        *o = match bias {
-            Some(b) => s + b[r],
-            None => s,
-        };
+        *o = plus_bias(s, bias, r);
+    }
+}
+
+/// A row's sum plus its bias, where there is one: the last step of every
+/// kernel and of the model.
+#[inline(always)]
+fn plus_bias(s: f32, bias: Option<&[f32]>, r: usize) -> f32 {
+    match bias {
+        Some(b) => s + b[r],
+        None => s,
     }
 }
 
@@ -199,10 +206,7 @@ pub(crate) mod x86 {
         let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
         let wp = w.as_ptr();
         let xp = x.as_ptr();
-        let finish = |s: f32, r: usize| match bias {
-            Some(b) => s + b[r],
-            None => s,
-        };
+        let finish = |s: f32, r: usize| super::plus_bias(s, bias, r);
         // One row's 16 lanes: the full blocks in order, then the tail.
         let row = |p: *const f32| -> __m512 {
             let mut a = _mm512_setzero_ps();
@@ -272,10 +276,7 @@ pub(crate) mod x86 {
         let (mask_lo, mask_hi) = (mask(tail.min(8)), mask(tail.saturating_sub(8)));
         let wp = w.as_ptr();
         let xp = x.as_ptr();
-        let finish = |s: f32, r: usize| match bias {
-            Some(b) => s + b[r],
-            None => s,
-        };
+        let finish = |s: f32, r: usize| super::plus_bias(s, bias, r);
         let row = |p: *const f32| -> f32 {
             let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             // SAFETY: row p holds `cols` floats and x too (the caller
