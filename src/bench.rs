@@ -296,7 +296,7 @@ impl TrainStepRig {
             if let Some(p) = profile {
                 add_time(
                     p,
-                    "bf16 weight packing (wall)",
+                    crate::model::profile::BF16_PACKING,
                     t_pack.elapsed().as_secs_f64(),
                 );
             }
@@ -569,6 +569,22 @@ pub fn op_limits(
         .collect()
 }
 
+/// A step with every op at its floor, seconds: the sum of the floors (an
+/// op without counted work at its measured time). What no kernel can beat
+/// on this machine short of doing less work: the bench compares the run
+/// with it, and a speed target above it cannot be met here.
+pub fn floor_step_secs(rows: &[OpLimit]) -> f64 {
+    rows.iter()
+        .map(|r| {
+            if r.floor_secs.is_finite() {
+                r.floor_secs
+            } else {
+                r.secs
+            }
+        })
+        .sum()
+}
+
 /// The peaks `r`'s floors use (thread CPU time, as the profile).
 pub fn peaks_of(r: &StepBench) -> Peaks {
     Peaks {
@@ -686,6 +702,13 @@ mod tests {
         }
         let share: f64 = rows.iter().map(|r| r.share).sum();
         assert!((share - 1.0).abs() < 1e-9);
+        let floors: f64 = rows.iter().map(|r| r.floor_secs).sum();
+        assert_eq!(floor_step_secs(&rows), floors);
+        // An op without counted work stands at its measured time.
+        let mut uncounted = rows.clone();
+        uncounted[0].floor_secs = f64::NAN;
+        let want = floors - rows[0].floor_secs + rows[0].secs;
+        assert!((floor_step_secs(&uncounted) - want).abs() < 1e-15);
         let text = format_profile_limits(
             &bw,
             Peaks {
@@ -695,6 +718,37 @@ mod tests {
             &rows,
         );
         assert!(text.contains("time/floor") && text.contains("adamw"));
+    }
+
+    #[test]
+    fn a_bf16_profile_counts_the_packing_of_its_weights() {
+        // The model kernel where the CPU lacks AVX512_BF16: packing runs
+        // either way, and its row must have a memory floor like the rest.
+        let cfg = ModelConfig::preset("tiny").unwrap();
+        let r = bench_train_step_in(&cfg, 2, 8, 1, 0, 8, Precision::Bf16).unwrap();
+        let work = crate::model::profile::op_work(&cfg, 2, 8);
+        let bw = Bandwidth {
+            l2_bytes: 1 << 20,
+            l3_bytes: 32 << 20,
+            l2: 100e9,
+            l3: 50e9,
+            dram: 10e9,
+        };
+        let peaks = Peaks {
+            matmul: 200.0,
+            f32: 100.0,
+        };
+        let rows = op_limits(&r.per_op_profile, &work, &bw, peaks);
+        let pack = rows
+            .iter()
+            .find(|r| r.name == crate::model::profile::BF16_PACKING)
+            .expect("a bf16 step packs its weights");
+        // wte (37 x 16) and two layers of 4·16² + 2·16·64 weights, read
+        // as f32 and written twice as bf16: 8 bytes each, from L2.
+        let weights = 37.0 * 16.0 + 2.0 * (4.0 * 256.0 + 2.0 * 16.0 * 64.0);
+        assert_eq!(pack.bytes, Some(8.0 * weights));
+        assert!((pack.floor_secs - 8.0 * weights / 100e9).abs() < 1e-15);
+        assert!(rows.iter().all(|r| r.floor_secs.is_finite()));
     }
 
     #[test]

@@ -166,6 +166,15 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 "{}",
                 crate::bench::format_profile_limits(&bw, crate::bench::peaks_of(&r), &rows)
             );
+            let floor_step = crate::bench::floor_step_secs(&rows);
+            let tokens = (args.batch * args.seq) as f64;
+            println!(
+                "  every op at its floor: a step of {:.1} ms, {:.0} tokens/s, this machine's \
+                 most for one thread (this run {:.1}%)",
+                floor_step * 1e3,
+                tokens / floor_step,
+                100.0 * r.tokens_per_sec * floor_step / tokens
+            );
         }
     }
     let points = scaling::measure_in_cluster(
@@ -440,7 +449,10 @@ fn cpu_name() -> String {
 /// Each profiled op's floor, for the bench's JSON line.
 fn limits_json(cfg: &ModelConfig, r: &crate::bench::StepBench) -> serde_json::Value {
     let (bw, rows) = crate::bench::profile_limits(cfg, r);
+    let floor_step = crate::bench::floor_step_secs(&rows);
     json!({
+        "floor_step_secs": floor_step,
+        "floor_tokens_per_sec": (r.batch * r.seq) as f64 / floor_step,
         "bandwidth_bytes_per_sec": {"l2": bw.l2, "l3": bw.l3, "dram": bw.dram},
         "fma_peak_gflops": r.cpu_peak_gflops,
         "f32_fma_peak_gflops": r.cpu_f32_peak_gflops,

@@ -113,6 +113,10 @@ pub mod ops_per_element {
     pub const ADAMW: f64 = 17.0;
 }
 
+/// The profile's name for re-packing the weights in bf16 after each
+/// update (wall time: it runs on rayon's threads).
+pub const BF16_PACKING: &str = "bf16 weight packing (wall)";
+
 /// The work of each operation the training step's profile names, for
 /// `batch` sequences of `seq` tokens (forward and backward together).
 pub fn op_work(cfg: &crate::model::ModelConfig, batch: usize, seq: usize) -> Vec<OpWork> {
@@ -223,6 +227,11 @@ pub fn op_work(cfg: &crate::model::ModelConfig, batch: usize, seq: usize) -> Vec
     // AdamW reads parameters, gradients and both moments and writes
     // parameters and moments.
     push("adamw", F * 7.0 * p, p * 2.0 * e::ADAMW, F * 4.0 * p);
+    // A bf16 step re-packs every matmul weight after the update: reads the
+    // f32 master once and writes both bf16 layouts (2 bytes each). Only a
+    // bf16 profile has this row.
+    let weights = v * c + l * (4.0 * c * c + 2.0 * c * inner);
+    push(BF16_PACKING, weights * (F + 2.0 * 2.0), 0.0, weights * F);
     push("zero gradients", F * p, 0.0, F * p);
     ops
 }
