@@ -492,7 +492,7 @@ fn bench_runs_one_short_step_in_a_terminal_and_piped() {
             ],
         );
         assert_eq!(code, 0, "{how} bench:\n{shown}");
-        for phrase in ["tokens/s", "MFU", "thread scaling"] {
+        for phrase in ["tokens/s", "MFU", "thread scaling", "every op at its floor"] {
             assert!(shown.contains(phrase), "{how}: '{phrase}':\n{shown}");
         }
         let want = if threads == "0" { cores } else { 1 };
@@ -513,6 +513,36 @@ fn bench_runs_one_short_step_in_a_terminal_and_piped() {
             "{how}: --threads {threads} should time {want} threads:\n{shown}"
         );
     }
+    // The JSON line of the one-thread step carries the step at every op's
+    // floor: 2 x 16 tokens in that time.
+    let out = piped(
+        dir,
+        &[
+            "bench",
+            "--preset",
+            "tiny",
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ],
+        SHORT,
+    );
+    assert!(out.success(), "{out:?}");
+    let step: serde_json::Value = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["measurement"] == "train_step")
+        .unwrap_or_else(|| panic!("no train_step line: {out:?}"));
+    let secs = step["limits"]["floor_step_secs"].as_f64().unwrap();
+    let rate = step["limits"]["floor_tokens_per_sec"].as_f64().unwrap();
+    assert!(secs > 0.0 && (secs * rate - 32.0).abs() < 1e-6, "{step}");
     assert_eq!(
         std::fs::read_dir(dir).unwrap().count(),
         0,
