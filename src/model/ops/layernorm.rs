@@ -9,15 +9,18 @@ use super::fast_math::simd_fn;
 /// loops vectorise and every instruction-set path adds in the same order.
 const LANES: usize = 16;
 
-/// Two sums Σ f(a_i, b_i, c_i) over a row, in [`LANES`] lanes: element i
-/// goes to lane i % LANES, lanes are folded pairwise (8 + 8, 4 + 4, ...).
-/// Written over whole chunks (no indexing) so that it vectorises.
+/// Σ f(a_i, b_i, c_i) over a row, in [`LANES`] lanes: element i goes to
+/// lane i % LANES, lanes are folded pairwise (8 + 8, 4 + 4, ...). Written
+/// over whole chunks (no indexing) so that it vectorises. One sum a pass:
+/// a pass computing two sums at once (the backward's) was vectorised
+/// across the two accumulators instead of across the lanes, in scalar
+/// loads and lane inserts, and ran at 0.79 ns an element on a Zen 4.
 #[inline(always)]
-fn lane_sums(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> [f32; 2]) -> [f32; 2] {
+fn lane_sum(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let n = a.len();
     let (b, c) = (&b[..n], &c[..n]);
     let full = n - n % LANES;
-    let mut acc = [[0.0f32; LANES]; 2];
+    let mut acc = [0.0f32; LANES];
     for ((ca, cb), cc) in a[..full]
         .chunks_exact(LANES)
         .zip(b[..full].chunks_exact(LANES))
@@ -29,26 +32,20 @@ fn lane_sums(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> [f32;
             cc.try_into().unwrap(),
         );
         for k in 0..LANES {
-            let v = f(ca[k], cb[k], cc[k]);
-            acc[0][k] += v[0];
-            acc[1][k] += v[1];
+            acc[k] += f(ca[k], cb[k], cc[k]);
         }
     }
     for (k, ((&x, &y), &z)) in a[full..].iter().zip(&b[full..]).zip(&c[full..]).enumerate() {
-        let v = f(x, y, z);
-        acc[0][k] += v[0];
-        acc[1][k] += v[1];
+        acc[k] += f(x, y, z);
     }
-    acc.map(|mut lanes| {
-        let mut width = LANES / 2;
-        while width > 0 {
-            for k in 0..width {
-                lanes[k] += lanes[k + width];
-            }
-            width /= 2;
+    let mut width = LANES / 2;
+    while width > 0 {
+        for k in 0..width {
+            acc[k] += acc[k + width];
         }
-        lanes[0]
-    })
+        width /= 2;
+    }
+    acc[0]
 }
 
 simd_fn! {
@@ -70,8 +67,8 @@ simd_fn! {
             .zip(mean.iter_mut())
             .zip(rstd.iter_mut())
         {
-            let mu = lane_sums(row, row, row, |x, _, _| [x, 0.0])[0] / c as f32;
-            let var = lane_sums(row, row, row, |x, _, _| [(x - mu) * (x - mu), 0.0])[0] / c as f32;
+            let mu = lane_sum(row, row, row, |x, _, _| x) / c as f32;
+            let var = lane_sum(row, row, row, |x, _, _| (x - mu) * (x - mu)) / c as f32;
             let s = 1.0 / (var + EPS).sqrt();
             for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(w).zip(b) {
                 *o = (v - mu) * s * w + b;
@@ -110,22 +107,40 @@ simd_fn! {
             .zip(rstd)
         {
             let (g, row) = (&g[..c], &row[..c]);
-            let [sum_dxhat, sum_dxhat_xhat] =
-                lane_sums(g, w, row, |g, w, x| [g * w, g * w * ((x - mu) * s)]);
+            let sum_dxhat = lane_sum(g, w, row, |g, w, _| g * w);
+            let sum_dxhat_xhat = lane_sum(g, w, row, |g, w, x| g * w * ((x - mu) * s));
             let mean_dxhat = sum_dxhat / c as f32;
             let mean_dxhat_xhat = sum_dxhat_xhat / c as f32;
-            for (((((d, &g), &v), &w), dw), db) in dxr
-                .iter_mut()
-                .zip(g)
-                .zip(row)
-                .zip(w)
-                .zip(dw.iter_mut())
-                .zip(db.iter_mut())
-            {
+            let element = |d: &mut f32, g: f32, v: f32, w: f32, dw: &mut f32, db: &mut f32| {
                 let xhat = (v - mu) * s;
                 *d += s * (g * w - mean_dxhat - xhat * mean_dxhat_xhat);
                 *dw += g * xhat;
                 *db += g;
+            };
+            // In whole chunks of LANES as fixed-size arrays, then the rest:
+            // the same operations per element, but the six-way zip over
+            // slices did not vectorise (0.79 ns an element on a Zen 4).
+            let full = c - c % LANES;
+            for (((((d, g), v), w), dw), db) in dxr[..full]
+                .chunks_exact_mut(LANES)
+                .zip(g[..full].chunks_exact(LANES))
+                .zip(row[..full].chunks_exact(LANES))
+                .zip(w[..full].chunks_exact(LANES))
+                .zip(dw[..full].chunks_exact_mut(LANES))
+                .zip(db[..full].chunks_exact_mut(LANES))
+            {
+                let d: &mut [f32; LANES] = d.try_into().unwrap();
+                let g: &[f32; LANES] = g.try_into().unwrap();
+                let v: &[f32; LANES] = v.try_into().unwrap();
+                let w: &[f32; LANES] = w.try_into().unwrap();
+                let dw: &mut [f32; LANES] = dw.try_into().unwrap();
+                let db: &mut [f32; LANES] = db.try_into().unwrap();
+                for k in 0..LANES {
+                    element(&mut d[k], g[k], v[k], w[k], &mut dw[k], &mut db[k]);
+                }
+            }
+            for k in full..c {
+                element(&mut dxr[k], g[k], row[k], w[k], &mut dw[k], &mut db[k]);
             }
         }
     }
@@ -134,6 +149,7 @@ simd_fn! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::fast_math::{available_paths, with_path};
     use crate::model::ops::fd;
 
     #[test]
@@ -200,11 +216,25 @@ mod tests {
             let w: Vec<f32> = fd::random(c, 12).iter().map(|v| 1.0 + v).collect();
             let b = fd::random(c, 13);
             let g = fd::random(n * c, 14);
-            let (mut m, mut r, mut y) = (vec![0.0; n], vec![0.0; n], vec![0.0; n * c]);
-            layernorm_forward(&mut y, &mut m, &mut r, &x, &w, &b, c);
-            let mut dx = vec![0.25f32; n * c];
-            let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
-            layernorm_backward(&mut dx, &mut dw, &mut db, &g, &x, &m, &r, &w, c);
+            // Every instruction-set path this CPU runs, to the same bits
+            // (the lanes add in the same order on each).
+            let run = |path| {
+                with_path(path, || {
+                    let (mut m, mut r, mut y) = (vec![0.0; n], vec![0.0; n], vec![0.0; n * c]);
+                    layernorm_forward(&mut y, &mut m, &mut r, &x, &w, &b, c);
+                    let mut dx = vec![0.25f32; n * c];
+                    let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
+                    layernorm_backward(&mut dx, &mut dw, &mut db, &g, &x, &m, &r, &w, c);
+                    [y, dx, dw, db].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+                })
+            };
+            let paths = available_paths();
+            let first = run(paths[0]);
+            for &path in &paths[1..] {
+                assert!(run(path) == first, "{path:?} differs from {:?}", paths[0]);
+            }
+            let [y, dx, dw, db] =
+                first.map(|v| v.into_iter().map(f32::from_bits).collect::<Vec<_>>());
             let (ry, rdx, rdw, rdb) = reference(&x, &w, &b, &g, c);
             let close = |a: f32, b: f64, what: &str| {
                 assert!(
