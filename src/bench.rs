@@ -672,6 +672,17 @@ mod tests {
         assert!(bench_train_step(&cfg, 1, 99, 1, 0).is_err());
     }
 
+    /// A made-up machine: L2 100 GB/s (1 MiB), L3 50 (32 MiB), DRAM 10.
+    fn test_bandwidth() -> Bandwidth {
+        Bandwidth {
+            l2_bytes: 1 << 20,
+            l3_bytes: 32 << 20,
+            l2: 100e9,
+            l3: 50e9,
+            dram: 10e9,
+        }
+    }
+
     #[test]
     fn every_profiled_op_has_counted_work_and_a_floor() {
         // With dropout on, so that every op the step can run shows up.
@@ -679,13 +690,7 @@ mod tests {
         cfg.dropout = 0.1;
         let r = bench_train_step(&cfg, 2, 8, 1, 0).unwrap();
         let work = crate::model::profile::op_work(&cfg, 2, 8);
-        let bw = Bandwidth {
-            l2_bytes: 1 << 20,
-            l3_bytes: 32 << 20,
-            l2: 100e9,
-            l3: 50e9,
-            dram: 10e9,
-        };
+        let bw = test_bandwidth();
         let rows = op_limits(
             &r.per_op_profile,
             &work,
@@ -727,13 +732,7 @@ mod tests {
         let cfg = ModelConfig::preset("tiny").unwrap();
         let r = bench_train_step_in(&cfg, 2, 8, 1, 0, 8, Precision::Bf16).unwrap();
         let work = crate::model::profile::op_work(&cfg, 2, 8);
-        let bw = Bandwidth {
-            l2_bytes: 1 << 20,
-            l3_bytes: 32 << 20,
-            l2: 100e9,
-            l3: 50e9,
-            dram: 10e9,
-        };
+        let bw = test_bandwidth();
         let peaks = Peaks {
             matmul: 200.0,
             f32: 100.0,

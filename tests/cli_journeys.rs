@@ -473,24 +473,24 @@ fn bench_runs_one_short_step_in_a_terminal_and_piped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let cores = std::thread::available_parallelism().unwrap().get();
+    // One short step of the tiny preset on `threads` threads.
+    let bench = |threads| {
+        [
+            "bench",
+            "--preset",
+            "tiny",
+            "--batch",
+            "2",
+            "--seq",
+            "16",
+            "--steps",
+            "1",
+            "--threads",
+            threads,
+        ]
+    };
     for (how, threads) in [("terminal", "1"), ("piped", "0")] {
-        let (code, shown) = run_both_ways(
-            how,
-            dir,
-            &[
-                "bench",
-                "--preset",
-                "tiny",
-                "--batch",
-                "2",
-                "--seq",
-                "16",
-                "--steps",
-                "1",
-                "--threads",
-                threads,
-            ],
-        );
+        let (code, shown) = run_both_ways(how, dir, &bench(threads));
         assert_eq!(code, 0, "{how} bench:\n{shown}");
         for phrase in ["tokens/s", "MFU", "thread scaling", "every op at its floor"] {
             assert!(shown.contains(phrase), "{how}: '{phrase}':\n{shown}");
@@ -515,24 +515,7 @@ fn bench_runs_one_short_step_in_a_terminal_and_piped() {
     }
     // The JSON line of the one-thread step carries the step at every op's
     // floor: 2 x 16 tokens in that time.
-    let out = piped(
-        dir,
-        &[
-            "bench",
-            "--preset",
-            "tiny",
-            "--batch",
-            "2",
-            "--seq",
-            "16",
-            "--steps",
-            "1",
-            "--threads",
-            "1",
-            "--json",
-        ],
-        SHORT,
-    );
+    let out = piped(dir, &[&bench("1")[..], &["--json"]].concat(), SHORT);
     assert!(out.success(), "{out:?}");
     let step: serde_json::Value = out
         .stdout
