@@ -570,9 +570,12 @@ pub fn op_limits(
 }
 
 /// A step with every op at its floor, seconds: the sum of the floors (an
-/// op without counted work at its measured time). What no kernel can beat
-/// on this machine short of doing less work: the bench compares the run
-/// with it, and a speed target above it cannot be met here.
+/// op without counted work at its measured time). About what no kernel can
+/// beat on this machine short of doing less work: the bench compares the
+/// run with it, and a speed target well above it cannot be met here. About:
+/// the FMA floors count an op's arithmetic as written (GELU's tanh, the
+/// exponentials), and an op the compiler does in fewer instructions can
+/// run below its floor (GELU at 0.8-1.0x on a Zen 4).
 pub fn floor_step_secs(rows: &[OpLimit]) -> f64 {
     rows.iter()
         .map(|r| {

@@ -169,8 +169,8 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             let floor_step = crate::bench::floor_step_secs(&rows);
             let tokens = (args.batch * args.seq) as f64;
             println!(
-                "  every op at its floor: a step of {:.1} ms, {:.0} tokens/s, this machine's \
-                 most for one thread (this run {:.1}%)",
+                "  every op at its floor: a step of {:.1} ms, {:.0} tokens/s on one thread, \
+                 about the most this machine allows (this run {:.1}%)",
                 floor_step * 1e3,
                 tokens / floor_step,
                 100.0 * r.tokens_per_sec * floor_step / tokens
