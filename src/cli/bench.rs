@@ -167,7 +167,7 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 crate::bench::format_profile_limits(&bw, crate::bench::peaks_of(&r), &rows)
             );
             let floor_step = crate::bench::floor_step_secs(&rows);
-            let tokens = (args.batch * args.seq) as f64;
+            let tokens = (r.batch * r.seq) as f64;
             println!(
                 "  every op at its floor: a step of {:.1} ms, {:.0} tokens/s on one thread, \
                  about the most this machine allows (this run {:.1}%)",
