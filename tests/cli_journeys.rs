@@ -468,6 +468,18 @@ fn generate_streams_text_before_it_ends() {
     assert!(!end.success(), "Ctrl-C did not end generate");
 }
 
+/// Whether this CPU multiply-adds in vectors (every x86-64 CI machine does).
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[test]
 fn bench_runs_one_short_step_in_a_terminal_and_piped() {
     let tmp = tempfile::tempdir().unwrap();
@@ -494,6 +506,12 @@ fn bench_runs_one_short_step_in_a_terminal_and_piped() {
         assert_eq!(code, 0, "{how} bench:\n{shown}");
         for phrase in ["tokens/s", "MFU", "thread scaling", "every op at its floor"] {
             assert!(shown.contains(phrase), "{how}: '{phrase}':\n{shown}");
+        }
+        // The machine's ceiling, where the kernels multiply-add in vectors.
+        if has_fma() {
+            for phrase in ["from registers alone", "about the most this machine allows"] {
+                assert!(shown.contains(phrase), "{how}: '{phrase}':\n{shown}");
+            }
         }
         let want = if threads == "0" { cores } else { 1 };
         let rows: Vec<&str> = shown
@@ -526,6 +544,19 @@ fn bench_runs_one_short_step_in_a_terminal_and_piped() {
     let secs = step["limits"]["floor_step_secs"].as_f64().unwrap();
     let rate = step["limits"]["floor_tokens_per_sec"].as_f64().unwrap();
     assert!(secs > 0.0 && (secs * rate - 32.0).abs() < 1e-6, "{step}");
+    // And the ceiling: the same floors at the instructions' own peaks.
+    let ceiling = &step["limits"]["ceiling"];
+    if has_fma() {
+        let secs = ceiling["step_secs"].as_f64().unwrap();
+        let rate = ceiling["tokens_per_sec"].as_f64().unwrap();
+        assert!(secs > 0.0 && (secs * rate - 32.0).abs() < 1e-6, "{step}");
+        for op in ["products", "f32_ops"] {
+            assert!(ceiling[op]["gflops"].as_f64().unwrap() > 0.0, "{step}");
+            assert!(ceiling[op]["instruction"].is_string(), "{step}");
+        }
+    } else {
+        assert!(ceiling.is_null(), "{step}");
+    }
     assert_eq!(
         std::fs::read_dir(dir).unwrap().count(),
         0,

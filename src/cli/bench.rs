@@ -168,13 +168,39 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
             );
             let floor_step = crate::bench::floor_step_secs(&rows);
             let tokens = (r.batch * r.seq) as f64;
+            let share = |step: f64| 100.0 * r.tokens_per_sec * step / tokens;
             println!(
                 "  every op at its floor: a step of {:.1} ms, {:.0} tokens/s on one thread, \
-                 about the most this machine allows (this run {:.1}%)",
+                 what these kernels allow (this run {:.1}%)",
                 floor_step * 1e3,
                 tokens / floor_step,
-                100.0 * r.tokens_per_sec * floor_step / tokens
+                share(floor_step)
             );
+            match crate::bench::instruction_peaks(precision) {
+                Some((peaks, [products, f32_ops])) => {
+                    let step = crate::bench::floor_step_with(&cfg, &r, &bw, peaks);
+                    println!(
+                        "  from registers alone: {} {:.1} GFLOP/s for the products (the kernel's \
+                         peak is {:.0}% of it), {} {:.1} for the f32 ops",
+                        products.name(),
+                        peaks.matmul,
+                        100.0 * r.cpu_peak_gflops / peaks.matmul,
+                        f32_ops.name(),
+                        peaks.f32
+                    );
+                    println!(
+                        "  every op at its floor at those peaks: a step of {:.1} ms, {:.0} tokens/s \
+                         on one thread, about the most this machine allows (this run {:.1}%)",
+                        step * 1e3,
+                        tokens / step,
+                        share(step)
+                    );
+                }
+                None => println!(
+                    "  (no ceiling from the instructions' own peak: the products or the f32 ops \
+                     run without vector multiply-adds here)"
+                ),
+            }
         }
     }
     let points = scaling::measure_in_cluster(
@@ -450,9 +476,21 @@ fn cpu_name() -> String {
 fn limits_json(cfg: &ModelConfig, r: &crate::bench::StepBench) -> serde_json::Value {
     let (bw, rows) = crate::bench::profile_limits(cfg, r);
     let floor_step = crate::bench::floor_step_secs(&rows);
+    let tokens = (r.batch * r.seq) as f64;
+    // The machine's ceiling: the same floors at the instructions' own peaks.
+    let ceiling = crate::bench::instruction_peaks(r.precision).map(|(peaks, [p, f])| {
+        let step = crate::bench::floor_step_with(cfg, r, &bw, peaks);
+        json!({
+            "step_secs": step,
+            "tokens_per_sec": tokens / step,
+            "products": {"instruction": p.name(), "gflops": peaks.matmul},
+            "f32_ops": {"instruction": f.name(), "gflops": peaks.f32},
+        })
+    });
     json!({
         "floor_step_secs": floor_step,
-        "floor_tokens_per_sec": (r.batch * r.seq) as f64 / floor_step,
+        "floor_tokens_per_sec": tokens / floor_step,
+        "ceiling": ceiling,
         "bandwidth_bytes_per_sec": {"l2": bw.l2, "l3": bw.l3, "dram": bw.dram},
         "fma_peak_gflops": r.cpu_peak_gflops,
         "f32_fma_peak_gflops": r.cpu_f32_peak_gflops,

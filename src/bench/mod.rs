@@ -3,12 +3,15 @@
 //! and one full training step (forward, backward, AdamW) on one thread with
 //! a per-operation profile.
 
+pub mod instruction_peak;
+
 use crate::model::ops::bf16::{Kernel, Precision, matmul_pairs, pack_columns, pack_rows};
 use crate::model::ops::matmul::{MatMut, MatRef, matmul};
 use crate::model::profile::{Profile, add_time, thread_cpu_seconds};
 use crate::model::{Batch, Gpt, ModelConfig, Workspace};
 use crate::rng::Rng;
 use crate::train::optimizer::{AdamW, AdamWConfig};
+use instruction_peak::Instruction;
 use std::time::Instant;
 
 /// A measurement by both clocks: wall time, and the calling thread's CPU
@@ -110,6 +113,45 @@ pub fn gemm_isa() -> &'static str {
         }
     }
     "gemm f32"
+}
+
+/// The instructions whose own peak bounds a run at `precision` here: the
+/// products' (the kernel's multiply-add) and the f32 ops' (attention, GELU,
+/// LayerNorm, ... on their SIMD path, `CLLM_CPU` included). `None` where
+/// either runs without one (the scalar bf16 model, a portable path).
+pub fn ceiling_instructions(precision: Precision) -> Option<(Instruction, Instruction)> {
+    use crate::model::ops::fast_math::{SimdPath, simd_path};
+    let f32_gemm = || {
+        if gemm_isa().ends_with("AVX-512") {
+            Some(Instruction::FmaZmm)
+        } else if gemm_isa().ends_with("AVX2 + FMA") {
+            Some(Instruction::FmaYmm)
+        } else {
+            None
+        }
+    };
+    let products = match precision {
+        Precision::Bf16 => (Kernel::detect() == Kernel::Avx512).then_some(Instruction::Dpbf16Zmm),
+        Precision::Fp32 => f32_gemm(),
+    }?;
+    let f32_ops = match simd_path() {
+        SimdPath::Avx512 => Instruction::FmaZmm,
+        SimdPath::Avx2 => Instruction::FmaYmm,
+        SimdPath::Portable => return None,
+    };
+    f32_ops.available().then_some((products, f32_ops))
+}
+
+/// The machine's ceiling for a run at `precision`: each instruction of
+/// [`ceiling_instructions`] timed from registers (thread CPU time, as the
+/// profile), as the peaks of [`op_limits`].
+pub fn instruction_peaks(precision: Precision) -> Option<(Peaks, [Instruction; 2])> {
+    let (products, f32_ops) = ceiling_instructions(precision)?;
+    let peaks = Peaks {
+        matmul: instruction_peak::measure(products, 5)?,
+        f32: instruction_peak::measure(f32_ops, 5)?,
+    };
+    Some((peaks, [products, f32_ops]))
 }
 
 /// The name of the kernel a precision runs on this CPU.
@@ -570,12 +612,14 @@ pub fn op_limits(
 }
 
 /// A step with every op at its floor, seconds: the sum of the floors (an
-/// op without counted work at its measured time). About what no kernel can
-/// beat on this machine short of doing less work: the bench compares the
-/// run with it, and a speed target well above it cannot be met here. About:
-/// the FMA floors count an op's arithmetic as written (GELU's tanh, the
-/// exponentials), and an op the compiler does in fewer instructions can
-/// run below its floor (GELU at 0.8-1.0x on a Zen 4).
+/// op without counted work at its measured time). With the kernels'
+/// measured peaks ([`peaks_of`]) it is what these kernels allow; with the
+/// instructions' own ([`instruction_peaks`]) about what no code can beat
+/// on this machine short of doing less work: the bench compares the run
+/// with both, and a speed target well above the second cannot be met here.
+/// About: the FMA floors count an op's arithmetic as written (GELU's tanh,
+/// the exponentials), and an op the compiler does in fewer instructions
+/// can run below its floor (GELU at 0.8-1.0x on a Zen 4).
 pub fn floor_step_secs(rows: &[OpLimit]) -> f64 {
     rows.iter()
         .map(|r| {
@@ -603,6 +647,13 @@ pub fn profile_limits(cfg: &ModelConfig, r: &StepBench) -> (Bandwidth, Vec<OpLim
     let work = crate::model::profile::op_work(cfg, r.batch, r.seq);
     let rows = op_limits(&r.per_op_profile, &work, &bw, peaks_of(r));
     (bw, rows)
+}
+
+/// [`floor_step_secs`] of `r`'s profile with `peaks` in place of the
+/// kernels' (`bw` as measured for [`profile_limits`]).
+pub fn floor_step_with(cfg: &ModelConfig, r: &StepBench, bw: &Bandwidth, peaks: Peaks) -> f64 {
+    let work = crate::model::profile::op_work(cfg, r.batch, r.seq);
+    floor_step_secs(&op_limits(&r.per_op_profile, &work, bw, peaks))
 }
 
 /// The profile table with floors, one line per op, for the terminal.
