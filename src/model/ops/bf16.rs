@@ -288,12 +288,22 @@ fn get_or_zero(x: &MatRef, r: usize, c: usize) -> f32 {
     }
 }
 
+/// Sizes a reused buffer to `len` words without clearing it (the packers
+/// write every word; zeroing a `small` step's activation packs first was
+/// 2% of the step).
+fn fit(dst: &mut Vec<u32>, len: usize) {
+    if dst.len() < len {
+        dst.resize(len, 0);
+    } else {
+        dst.truncate(len);
+    }
+}
+
 /// Packs X (R, K) as the pairs of its rows: element (r, p) = (X[r, 2p],
 /// X[r, 2p+1]), stored row after row. As a left operand this is X itself.
 pub fn pack_rows<'a>(dst: &'a mut Vec<u32>, x: MatRef) -> PairsRef<'a> {
     let (rows, pairs) = (x.rows(), x.cols().div_ceil(2));
-    dst.clear();
-    dst.resize(rows * pairs, 0);
+    fit(dst, rows * pairs);
     for (r, out) in dst.chunks_exact_mut(pairs.max(1)).enumerate().take(rows) {
         match x.row_slice(r) {
             Some(row) => pack_row_into(out, row),
@@ -338,8 +348,7 @@ pub(super) fn pack_row_into_scalar(out: &mut [u32], row: &[f32]) {
 pub fn pack_columns<'a>(dst: &'a mut Vec<u32>, x: MatRef) -> PairsRef<'a> {
     let (cols, pairs) = (x.cols(), x.rows().div_ceil(2));
     let stride = round_up_lanes(cols);
-    dst.clear();
-    dst.resize(pairs * stride, 0);
+    fit(dst, pairs * stride);
     pack_columns_range(dst, x, 0);
     PairsRef::new(dst, cols, pairs, 1, stride)
 }
@@ -361,6 +370,7 @@ fn pack_columns_range_with(dst: &mut [u32], x: MatRef, first: usize, fast: bool)
     let stride = round_up_lanes(cols);
     for (k, out) in dst.chunks_exact_mut(stride).enumerate() {
         let p = first + k;
+        out[cols..].fill(0);
         match (x.row_slice(2 * p), x.row_slice(2 * p + 1)) {
             (Some(lo), Some(hi)) => {
                 let mut done = 0;
@@ -498,6 +508,25 @@ pub const PACK_JOB_PAIRS: usize = 32;
 /// against 6.8 ms on a Zen 5).
 pub const PACK_JOB_PAIRS_TRANSPOSED: usize = 128;
 
+/// What a product's sums start from.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// Zero: `out = A · Bᵀ`.
+    Zero,
+    /// The output's old value: `out += A · Bᵀ`.
+    Out,
+    /// A bias broadcast down the rows: `out[i][j] = bias[j] + (A · Bᵀ)[i][j]`,
+    /// the same bits as writing the bias into every row and accumulating,
+    /// without that pass over the output (a linear layer's forward).
+    Bias(&'a [f32]),
+}
+
+impl Start<'_> {
+    fn of(accumulate: bool) -> Start<'static> {
+        if accumulate { Start::Out } else { Start::Zero }
+    }
+}
+
 /// `out = A · Bᵀ` over pairs (or `out +=` when `accumulate`): out (m, n)
 /// with m = `a.rows()`, n = `b.rows()`, both over the same pairs. In f32
 /// terms, with A packed from a (m, k) and B from b (k, n): out = a · b.
@@ -507,7 +536,20 @@ pub fn matmul_pairs(out: MatMut, a: PairsRef, b: PairsRef, accumulate: bool) {
 
 /// [`matmul_pairs`] on a chosen kernel (tests run both).
 pub fn matmul_pairs_with(kernel: Kernel, out: MatMut, a: PairsRef, b: PairsRef, accumulate: bool) {
+    matmul_pairs_from(kernel, out, a, b, Start::of(accumulate))
+}
+
+/// [`matmul_pairs`] with the sums starting from `start` (a bias: `bias`
+/// holds at least `b.rows()` values).
+pub fn matmul_pairs_from(kernel: Kernel, out: MatMut, a: PairsRef, b: PairsRef, start: Start) {
     let (m, n) = (a.rows, b.rows);
+    if let Start::Bias(bias) = start {
+        assert!(
+            bias.len() >= n,
+            "bf16 matmul: a bias of {} for {n} columns",
+            bias.len()
+        );
+    }
     assert_eq!(
         a.pairs, b.pairs,
         "bf16 matmul: inner pairs {} and {} differ",
@@ -523,7 +565,7 @@ pub fn matmul_pairs_with(kernel: Kernel, out: MatMut, a: PairsRef, b: PairsRef, 
         return;
     }
     match kernel {
-        Kernel::Model => model_matmul(out, a, b, accumulate),
+        Kernel::Model => model_matmul(out, a, b, start),
         Kernel::Avx512 => {
             assert!(
                 b.is_lane_padded(),
@@ -539,19 +581,23 @@ pub fn matmul_pairs_with(kernel: Kernel, out: MatMut, a: PairsRef, b: PairsRef, 
             // just now, the output by MatMut), and the output is a unique
             // borrow.
             unsafe {
-                avx512::matmul(out, a, b, accumulate)
+                avx512::matmul(out, a, b, start)
             }
         }
     }
 }
 
-fn model_matmul(out: MatMut, a: PairsRef, b: PairsRef, accumulate: bool) {
+fn model_matmul(out: MatMut, a: PairsRef, b: PairsRef, start: Start) {
     let (m, n, stride) = (a.rows, b.rows, out.row_stride());
     let data = out.into_data();
     for i in 0..m {
         for j in 0..n {
             let o = &mut data[i * stride + j];
-            let mut acc = if accumulate { *o } else { 0.0 };
+            let mut acc = match start {
+                Start::Zero => 0.0,
+                Start::Out => *o,
+                Start::Bias(bias) => bias[j],
+            };
             for p in 0..a.pairs {
                 acc = model_dot_pair(acc, a.at(i, p), b.at(j, p));
             }
@@ -562,7 +608,7 @@ fn model_matmul(out: MatMut, a: PairsRef, b: PairsRef, accumulate: bool) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{LANES, MatMut, PairsRef};
+    use super::{LANES, MatMut, PairsRef, Start};
     use std::arch::x86_64::*;
 
     /// Rows of a register tile: 2 x MR accumulators of 16 lanes.
@@ -576,7 +622,12 @@ mod avx512 {
     /// The CPU has avx512f and avx512bf16; the views are in bounds and B
     /// is lane-padded (see `matmul_pairs_with`).
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn matmul(out: MatMut, a: PairsRef, b: PairsRef, accumulate: bool) {
+    pub(super) unsafe fn matmul(out: MatMut, a: PairsRef, b: PairsRef, start: Start) {
+        let accumulate = matches!(start, Start::Out);
+        let bias = match start {
+            Start::Bias(bias) => bias.as_ptr(),
+            _ => std::ptr::null(),
+        };
         let (m, n, kp) = (a.rows, b.rows, a.pairs);
         let out_stride = out.row_stride();
         let out_ptr = out.into_data().as_mut_ptr();
@@ -621,6 +672,12 @@ mod avx512 {
                                 out_rs: out_stride,
                                 cols,
                                 load,
+                                // The first block starts from the bias.
+                                bias: if p0 == 0 && !bias.is_null() {
+                                    bias.add(j)
+                                } else {
+                                    std::ptr::null()
+                                },
                             };
                             crate::model::ops::dispatch_tile_rows!(rows, tile, &t)
                         }
@@ -645,6 +702,8 @@ mod avx512 {
         out_rs: usize,
         cols: usize,
         load: bool,
+        /// Where not null (and not `load`): `cols` values every row starts from.
+        bias: *const f32,
     }
 
     /// R rows x 32 columns of the output over `kc` pairs.
@@ -672,6 +731,12 @@ mod avx512 {
                     let o = t.out.add(r * t.out_rs);
                     row[0] = _mm512_maskz_loadu_ps(m0, o);
                     row[1] = _mm512_maskz_loadu_ps(m1, o.add(16));
+                }
+            } else if !t.bias.is_null() {
+                let b0 = _mm512_maskz_loadu_ps(m0, t.bias);
+                let b1 = _mm512_maskz_loadu_ps(m1, t.bias.add(16));
+                for row in acc.iter_mut() {
+                    *row = [b0, b1];
                 }
             }
             for p in 0..t.kc {
@@ -896,6 +961,63 @@ mod tests {
                         .all(|(x, y)| x.to_bits() == y.to_bits())
                 );
             }
+        }
+    }
+
+    /// Sums started from a bias: the same bits as writing the bias into
+    /// every row and accumulating (what the linear layer did before), on
+    /// every kernel here, across the block edges; and the packers' reused
+    /// buffers give the same products as fresh ones.
+    #[test]
+    fn a_bias_start_is_the_bias_written_then_accumulated() {
+        let mut rng = Rng::new(21);
+        let mut kernels = vec![Kernel::Model];
+        if Kernel::detect() == Kernel::Avx512 {
+            kernels.push(Kernel::Avx512);
+        }
+        // Reused across shapes, larger ones first: stale words must not leak.
+        let (mut pa, mut pb) = (Vec::new(), Vec::new());
+        for &(m, k, n) in &[
+            (25, 600, 70),
+            (13, 3, 33),
+            (12, 513, 530),
+            (5, 0, 7),
+            (1, 1, 1),
+        ] {
+            let a = random(m * k, &mut rng);
+            let bt = random(n * k, &mut rng);
+            let bias = random(n + 3, &mut rng);
+            let ap = pack_rows(&mut pa, MatRef::new(&a, m, k));
+            let bp = pack_rows_transposed(&mut pb, MatRef::new(&bt, n, k));
+            for &kernel in &kernels {
+                let mut fused = random(m * n, &mut rng);
+                let start = Start::Bias(&bias);
+                matmul_pairs_from(kernel, MatMut::new(&mut fused, m, n), ap, bp, start);
+                let mut two_step: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
+                matmul_pairs_with(kernel, MatMut::new(&mut two_step, m, n), ap, bp, true);
+                assert!(
+                    fused
+                        .iter()
+                        .zip(&two_step)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{kernel:?} {m}x{k}x{n}"
+                );
+            }
+            let (mut fresh_a, mut fresh_b) = (Vec::new(), Vec::new());
+            let fa = pack_rows(&mut fresh_a, MatRef::new(&a, m, k));
+            let fb = pack_columns(&mut fresh_b, MatRef::new(&bt, n, k).t());
+            let (mut o1, mut o2) = (vec![0.0; m * n], vec![0.0; m * n]);
+            let reused_b = pack_columns(&mut pb, MatRef::new(&bt, n, k).t());
+            let reused_a = pack_rows(&mut pa, MatRef::new(&a, m, k));
+            matmul_pairs_with(Kernel::Model, MatMut::new(&mut o1, m, n), fa, fb, false);
+            matmul_pairs_with(
+                Kernel::Model,
+                MatMut::new(&mut o2, m, n),
+                reused_a,
+                reused_b,
+                false,
+            );
+            assert_eq!(o1, o2, "{m}x{k}x{n}");
         }
     }
 

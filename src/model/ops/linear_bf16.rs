@@ -6,8 +6,8 @@
 //! The activations' packs live in per-thread buffers: each sphere thread
 //! grows them once to its largest layer and reuses them every call.
 
-use super::bf16::{matmul_pairs, pack_columns, pack_rows};
-use super::matmul::{MatMut, MatRef, add_bias_gradient, start_from_bias};
+use super::bf16::{Kernel, Start, matmul_pairs, matmul_pairs_from, pack_columns, pack_rows};
+use super::matmul::{MatMut, MatRef, add_bias_gradient};
 use crate::model::bf16_weights::{LayerPacks, WeightPacks};
 use std::cell::RefCell;
 
@@ -42,10 +42,18 @@ pub fn linear_forward(
     o: usize,
 ) {
     let out = &mut out[..n * o];
-    start_from_bias(out, bias, o);
     with_scratch(|a, _| {
         let xa = pack_rows(a, MatRef::new(x, n, i));
-        matmul_pairs(MatMut::new(out, n, o), xa, w.forward(), bias.is_some());
+        // The sums start from the bias in registers: no pass writing it
+        // into every row for the product to read back.
+        let start = bias.map_or(Start::Zero, |b| Start::Bias(&b[..o]));
+        matmul_pairs_from(
+            Kernel::detect(),
+            MatMut::new(out, n, o),
+            xa,
+            w.forward(),
+            start,
+        );
     });
 }
 
