@@ -98,21 +98,31 @@ pub fn matmul_peak_for(precision: Precision, n: usize, repeats: usize) -> Clocks
     }
 }
 
-/// The f32 kernel and the instructions it takes: `gemm` picks AVX-512 at
-/// run time where the CPU has it and the `gemm-avx512` feature (default)
-/// is on, whatever `CLLM_CPU` says (its cap covers this crate's kernels).
-pub fn gemm_isa() -> &'static str {
+/// The multiply-add `gemm` runs its f32 products with: it picks AVX-512
+/// at run time where the CPU has it and the `gemm-avx512` feature
+/// (default) is on, whatever `CLLM_CPU` says (its cap covers this crate's
+/// kernels), else AVX2 + FMA; `None` for its portable code.
+fn gemm_instruction() -> Option<Instruction> {
     #[cfg(target_arch = "x86_64")]
     {
         if cfg!(feature = "gemm-avx512") && std::arch::is_x86_feature_detected!("avx512f") {
-            return "gemm f32, AVX-512";
+            return Some(Instruction::FmaZmm);
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            return "gemm f32, AVX2 + FMA";
+            return Some(Instruction::FmaYmm);
         }
     }
-    "gemm f32"
+    None
+}
+
+/// The f32 kernel and the instructions it takes ([`gemm_instruction`]).
+pub fn gemm_isa() -> &'static str {
+    match gemm_instruction() {
+        Some(Instruction::FmaZmm) => "gemm f32, AVX-512",
+        Some(_) => "gemm f32, AVX2 + FMA",
+        None => "gemm f32",
+    }
 }
 
 /// The instructions whose own peak bounds a run at `precision` here: the
@@ -121,18 +131,9 @@ pub fn gemm_isa() -> &'static str {
 /// either runs without one (the scalar bf16 model, a portable path).
 pub fn ceiling_instructions(precision: Precision) -> Option<(Instruction, Instruction)> {
     use crate::model::ops::fast_math::{SimdPath, simd_path};
-    let f32_gemm = || {
-        if gemm_isa().ends_with("AVX-512") {
-            Some(Instruction::FmaZmm)
-        } else if gemm_isa().ends_with("AVX2 + FMA") {
-            Some(Instruction::FmaYmm)
-        } else {
-            None
-        }
-    };
     let products = match precision {
         Precision::Bf16 => (Kernel::detect() == Kernel::Avx512).then_some(Instruction::Dpbf16Zmm),
-        Precision::Fp32 => f32_gemm(),
+        Precision::Fp32 => gemm_instruction(),
     }?;
     let f32_ops = match simd_path() {
         SimdPath::Avx512 => Instruction::FmaZmm,
