@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => run(command),
-        None => cllm::app::run_app().map_err(Failure::from),
+        None => cllm_app::run_app().map_err(Failure::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

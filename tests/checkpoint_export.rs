@@ -1,14 +1,15 @@
 //! The Hugging Face export (names, Conv1D transposes, config, tokenizer) and
 //! the `inspect` / `export` commands' library entry points.
 
+#[path = "../crates/train/tests/checkpoint_support/mod.rs"]
 mod checkpoint_support;
 
 use checkpoint_support::{TOKENIZER_JSON, bits, sample};
-use cllm::checkpoint::export_hf::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, hf_tensors};
-use cllm::checkpoint::{export_hf, save};
 use cllm::cli::export::ExportArgs;
 use cllm::cli::inspect::{InspectArgs, describe};
-use cllm::model::ParamLayout;
+use cllm_core::ParamLayout;
+use cllm_train::checkpoint::export_hf::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, hf_tensors};
+use cllm_train::checkpoint::{export_hf, save};
 use std::fs;
 
 #[test]
@@ -99,7 +100,7 @@ fn commands_succeed_on_good_files_and_explain_bad_ones() {
     let path = dir.path().join("good.cllm");
     save(&path, &ckpt.as_ref()).unwrap();
 
-    let text = describe(&cllm::checkpoint::verify(&path).unwrap());
+    let text = describe(&cllm_train::checkpoint::verify(&path).unwrap());
     for needle in [
         "good.cllm",
         "checksum    OK",

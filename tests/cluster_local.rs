@@ -7,14 +7,14 @@
 //! their weights drift apart.
 
 mod cluster_support;
-use cllm::checkpoint;
-use cllm::model::ops::bf16::PrecisionChoice;
-use cllm::train::cluster::Cluster;
-use cllm::train::cluster::local::LocalCluster;
-use cllm::train::events::{Command, Event, StepStats, Summary};
-use cllm::train::faults::Faults;
-use cllm::train::trainer::{TrainerHandle, spawn_in_cluster};
-use cllm::train::{TokenizerKind, TrainConfig, spawn};
+use cllm_core::ops::bf16::PrecisionChoice;
+use cllm_train::checkpoint;
+use cllm_train::cluster::Cluster;
+use cllm_train::cluster::local::LocalCluster;
+use cllm_train::events::{Command, Event, StepStats, Summary};
+use cllm_train::faults::Faults;
+use cllm_train::trainer::{TrainerHandle, spawn_in_cluster};
+use cllm_train::{TokenizerKind, TrainConfig, spawn};
 use cluster_support::corpus;
 use std::path::Path;
 use std::sync::Arc;

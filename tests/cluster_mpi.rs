@@ -5,7 +5,7 @@
 #![cfg(feature = "mpi")]
 
 mod cluster_support;
-use cllm::checkpoint;
+use cllm_train::checkpoint;
 use cluster_support::corpus;
 use serde_json::Value;
 use std::path::Path;

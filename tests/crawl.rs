@@ -6,8 +6,8 @@
 
 mod crawl_support;
 
-use cllm::crawl::log::{Entry, Outcome, Reason, read_log};
-use cllm::crawl::{CrawlEvent, CrawlOptions, Summary, run};
+use cllm_crawl::log::{Entry, Outcome, Reason, read_log};
+use cllm_crawl::{CrawlEvent, CrawlOptions, Summary, run};
 use crawl_support::{Request, Response, Server};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -587,14 +587,14 @@ fn crawled_pages_are_trained_on() {
     let stop = AtomicBool::new(false);
     let mut kept = Vec::new();
     let mut other = Vec::new();
-    cllm::data::scan::scan(
-        &cllm::data::scan::ScanOptions {
+    cllm_data::scan::scan(
+        &cllm_data::scan::ScanOptions {
             roots: vec![f.out()],
             ..Default::default()
         },
         &stop,
         &mut |file| {
-            if file.status == cllm::data::scan::FileStatus::Kept {
+            if file.status == cllm_data::scan::FileStatus::Kept {
                 kept.push(file.relative.clone());
             } else {
                 other.push(file);
@@ -662,8 +662,8 @@ fn crawled_pages_are_trained_on() {
 /// skipped URLs are listed with their reasons.
 #[test]
 fn the_crawl_panel_adds_pages_to_the_file_list() {
-    use cllm::app::WorkbenchApp;
-    use cllm::app::settings::Settings;
+    use cllm_app::WorkbenchApp;
+    use cllm_app::settings::Settings;
     use eframe::egui;
     use egui::accesskit::Role;
     use egui_kittest::Harness;

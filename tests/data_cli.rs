@@ -6,9 +6,9 @@ use clap::Parser;
 use cllm::cli::prepare::{self, PrepareArgs};
 use cllm::cli::tokenize::{self, TokenizeArgs};
 use cllm::cli::{Cli, Commands};
-use cllm::data::consolidate::split_consolidated;
-use cllm::data::token_file::read_tokens;
-use cllm::data::tokenizer::{DEFAULT_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE, Tokenizer};
+use cllm_data::consolidate::split_consolidated;
+use cllm_data::token_file::read_tokens;
+use cllm_data::tokenizer::{DEFAULT_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE, Tokenizer};
 
 #[test]
 fn prepare_then_tokenize() {
@@ -180,7 +180,7 @@ fn extensions_and_vocabulary_are_read_like_train() {
     assert_eq!(args.vocab_size, DEFAULT_VOCAB_SIZE);
     assert_eq!(
         args.vocab_size,
-        cllm::train::config::TrainConfig::default().vocab_size
+        cllm_train::config::TrainConfig::default().vocab_size
     );
     let small = TokenizeArgs {
         input: vec![src.clone()],

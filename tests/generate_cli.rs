@@ -1,11 +1,11 @@
 //! `cllm generate`, `cllm eval-gen` and `cllm bench --generate` end to end,
 //! on a small checkpoint written here from a freshly initialised model.
 
-use cllm::checkpoint::{CheckpointRef, TrainingState, save};
-use cllm::data::tokenizer::Tokenizer;
-use cllm::generate::{Generator, SamplingConfig, check_c};
-use cllm::model::{Gpt, ModelConfig, ParamLayout};
-use cllm::train::TrainConfig;
+use cllm_core::{Gpt, ModelConfig, ParamLayout};
+use cllm_data::tokenizer::Tokenizer;
+use cllm_generate::{Generator, SamplingConfig, check_c};
+use cllm_train::TrainConfig;
+use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -104,7 +104,7 @@ fn generate_streams_the_library_reply_and_reports_speed() {
         seed: 5,
         ..SamplingConfig::default()
     };
-    let options = cllm::generate::decoder::DecodeOptions::interactive();
+    let options = cllm_generate::decoder::DecodeOptions::interactive();
     let mut g = Generator::with_options(&model, &tok, "int main() {", cfg, options).unwrap();
     while g.next_token().is_some() {}
     assert_eq!(text(&first.stdout), format!("int main() {{{}\n", g.text()));

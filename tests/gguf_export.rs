@@ -4,10 +4,10 @@
 //! type, aligned offset, and its values (f32 bit for bit, f16 as the nearest
 //! half), for a byte-tokenizer model and a BPE one with `<|endoftext|>`.
 
-use cllm::checkpoint::{CheckpointRef, TrainingState, save};
-use cllm::data::tokenizer::{Tokenizer, byte_to_char};
-use cllm::model::{Gpt, ModelConfig, ParamLayout};
-use cllm::train::TrainConfig;
+use cllm_core::{Gpt, ModelConfig, ParamLayout};
+use cllm_data::tokenizer::{Tokenizer, byte_to_char};
+use cllm_train::TrainConfig;
+use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;

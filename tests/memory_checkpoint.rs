@@ -2,13 +2,14 @@
 //! the checksum, is described by `verify`, and files without one (as the
 //! format was before memories existed) load as before.
 
+#[path = "../crates/train/tests/checkpoint_support/mod.rs"]
 mod checkpoint_support;
 
 use checkpoint_support::{assert_same, sample};
-use cllm::checkpoint::format::{self, MemoryMeta};
-use cllm::checkpoint::{CheckpointError, CheckpointRef, load, save, verify};
-use cllm::memory::Memory;
-use cllm::model::ParamLayout;
+use cllm_core::ParamLayout;
+use cllm_memory::Memory;
+use cllm_train::checkpoint::format::{self, MemoryMeta};
+use cllm_train::checkpoint::{CheckpointError, CheckpointRef, load, save, verify};
 use sha2::{Digest, Sha256};
 use std::fs;
 
@@ -114,7 +115,7 @@ fn a_memory_that_is_not_one_or_of_another_vocabulary_is_not_saved() {
 
 /// A file as the format was documented before memories existed, written
 /// here by hand from that description (not by `save`).
-fn old_format_file(ckpt: &cllm::checkpoint::Checkpoint) -> Vec<u8> {
+fn old_format_file(ckpt: &cllm_train::checkpoint::Checkpoint) -> Vec<u8> {
     let layout = ParamLayout::new(&ckpt.model);
     let mut meta = serde_json::Map::new();
     let mut put = |k: &str, v: String| {
@@ -209,7 +210,7 @@ fn the_hugging_face_export_carries_the_transformer_only() {
     save(&path, &ckpt.as_ref()).unwrap();
     let loaded = load(&path).unwrap();
     let out = dir.path().join("hf");
-    cllm::checkpoint::export_hf(&loaded, &out).unwrap();
+    cllm_train::checkpoint::export_hf(&loaded, &out).unwrap();
     let bytes = fs::read(out.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert!(st.names().iter().all(|n| !n.contains("memory")));

@@ -3,17 +3,17 @@
 //! memory lowers the loss on repeated text, fitting works from a model, and
 //! `cllm eval` reports both numbers.
 
-use cllm::checkpoint::{CheckpointRef, TrainingState, save};
-use cllm::data::dataset::TokenDataset;
-use cllm::data::tokenizer::Tokenizer;
-use cllm::memory::Memory;
-use cllm::model::{Gpt, ModelConfig, Workspace};
-use cllm::train::TrainConfig;
-use cllm::train::evaluate::{
+use cllm_core::{Gpt, ModelConfig, Workspace};
+use cllm_data::dataset::TokenDataset;
+use cllm_data::tokenizer::Tokenizer;
+use cllm_memory::Memory;
+use cllm_train::TrainConfig;
+use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
+use cllm_train::evaluate::{
     EvalWindows, evaluate, evaluate_model, evaluate_model_with_memory, evaluate_with_memory,
     fit_memory,
 };
-use cllm::train::spheres::Spheres;
+use cllm_train::spheres::Spheres;
 use std::process::Command;
 
 fn model() -> Gpt {
@@ -254,7 +254,7 @@ fn windows_with_gaps_are_read_as_separate_documents() {
     );
     // Fitting on the same windows sees as many positions.
     let stats =
-        cllm::train::evaluate::fit_memory_on(&mut spheres, &model, &mut memory, &val, &windows)
+        cllm_train::evaluate::fit_memory_on(&mut spheres, &model, &mut memory, &val, &windows)
             .unwrap();
     assert_eq!(stats.positions, windows.len() * seq_len);
     assert!(stats.bits_fitted <= stats.bits_default);

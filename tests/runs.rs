@@ -4,11 +4,11 @@
 //! `cllm report` end to end, and the app's Runs tab driven by kittest.
 //! Nothing sleeps: every wait polls a condition under a deadline.
 
-use cllm::app::WorkbenchApp;
-use cllm::app::settings::Settings;
-use cllm::runs::run::Status;
-use cllm::runs::{RunReader, load_run, load_runs};
-use cllm::train::{TokenizerKind, TrainConfig};
+use cllm_app::WorkbenchApp;
+use cllm_app::settings::Settings;
+use cllm_runs::run::Status;
+use cllm_runs::{RunReader, load_run, load_runs};
+use cllm_train::{TokenizerKind, TrainConfig};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -44,7 +44,7 @@ fn config(root: &Path, name: &str, max_steps: u64, lr: f32) -> TrainConfig {
 /// Trains to the end on this thread.
 fn train(cfg: TrainConfig) {
     let (_tx, rx) = crossbeam_channel::unbounded();
-    cllm::train::trainer::run(cfg, &rx, &mut |_| {}).expect("the run trains");
+    cllm_train::trainer::run(cfg, &rx, &mut |_| {}).expect("the run trains");
 }
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -244,7 +244,7 @@ fn damaged_lines_are_skipped_and_counted_and_old_logs_load() {
     assert_eq!(run.version(), 1);
     assert_eq!(run.steps.len(), 8);
     assert_eq!(run.tokens_seen(), Some(8 * 4 * 16), "from the config");
-    let rows = cllm::runs::table::rows(&load_runs(&root.path().join("runs")), SystemTime::now());
+    let rows = cllm_runs::table::rows(&load_runs(&root.path().join("runs")), SystemTime::now());
     assert_eq!(rows.len(), 3);
 }
 
@@ -311,7 +311,7 @@ fn cllm_runs_lists_exports_and_reports() {
     assert!(ok, "{out}{err}");
     let dir = runs.join("alpha");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    for (name, _) in cllm::runs::report::FIGURES {
+    for (name, _) in cllm_runs::report::FIGURES {
         let png = std::fs::read(dir.join("figures").join(name)).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
         assert!(png.len() > 5000, "{name} has a picture in it");
@@ -398,7 +398,7 @@ fn cllm_runs_lists_exports_and_reports() {
     let header = &log[0];
     let started = format!(
         "| Started | {} UTC |",
-        cllm::runs::table::format_utc(f(&header["started_unix"]))
+        cllm_runs::table::format_utc(f(&header["started_unix"]))
     );
     assert!(md.contains(&started), "missing {started}");
     let accuracy = format!(
@@ -435,11 +435,11 @@ fn cllm_runs_lists_exports_and_reports() {
     // The model section: the four seed prompts (the same as eval-gen's),
     // each with its syntax check.
     assert_eq!(
-        cllm::runs::report::model::SEED_PROMPTS,
+        cllm_runs::report::model::SEED_PROMPTS,
         cllm::cli::eval_gen::DEFAULT_PROMPTS
     );
     assert!(md.contains("| seed prompts | 4 |"), "{md}");
-    for p in cllm::runs::report::model::SEED_PROMPTS {
+    for p in cllm_runs::report::model::SEED_PROMPTS {
         assert!(md.contains(&format!("**`{p}`**")), "prompt {p}");
     }
     assert_eq!(md.matches(" as C, ").count(), 4, "one check per prompt");
@@ -493,7 +493,7 @@ fn the_runs_tab_lists_follows_compares_and_deletes() {
     h.get_by_label("train.lr");
 
     // A live run from "a terminal" (another trainer writing the same folder).
-    let live = cllm::train::spawn(config(root.path(), "third", 1_000_000, 1e-3));
+    let live = cllm_train::spawn(config(root.path(), "third", 1_000_000, 1e-3));
     step_until(&mut h, "the live run shown running", |a| {
         a.runs
             .rows
@@ -516,7 +516,7 @@ fn the_runs_tab_lists_follows_compares_and_deletes() {
     h.run_steps(2);
     h.get_by_label("Resume").click();
     h.step();
-    assert_eq!(h.state().tab, cllm::app::Tab::Training);
+    assert_eq!(h.state().tab, cllm_app::Tab::Training);
     assert!(h.state().session.is_training(), "the resumed run started");
     step_until(&mut h, "the resumed run to pass its old last step", |a| {
         a.session.run.history.train.len() > 2
@@ -587,7 +587,7 @@ fn the_runs_tab_lists_follows_compares_and_deletes() {
     h.run_steps(2);
     h.get_by_label("Open in LLM tab").click();
     h.run_steps(2);
-    assert_eq!(h.state().tab, cllm::app::Tab::Llm);
+    assert_eq!(h.state().tab, cllm_app::Tab::Llm);
     assert!(
         h.state()
             .settings

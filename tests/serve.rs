@@ -4,13 +4,14 @@
 //! queue's 429, bad requests, client disconnects, the API key, and the CLI
 //! stopped by Ctrl-C. Waits are on conditions with deadlines, never sleeps.
 
-use cllm::checkpoint::{CheckpointRef, TrainingState, save};
-use cllm::data::tokenizer::Tokenizer;
-use cllm::generate::{Generator, SamplingConfig};
-use cllm::model::{Gpt, ModelConfig, ParamLayout};
-use cllm::rng::Rng;
-use cllm::serve::{self, ServeConfig, ServeModel, ServerHandle, StatsSnapshot};
-use cllm::train::TrainConfig;
+use cllm_core::rng::Rng;
+use cllm_core::{Gpt, ModelConfig, ParamLayout};
+use cllm_data::tokenizer::Tokenizer;
+use cllm_generate::{Generator, SamplingConfig};
+use cllm_serve as serve;
+use cllm_serve::{ServeConfig, ServeModel, ServerHandle, StatsSnapshot};
+use cllm_train::TrainConfig;
+use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,10 +1,10 @@
 //! The kissing-spheres trainer end to end: determinism, agreement across
 //! thread counts, work sharing, stop, NaN guard, learning, exact resume.
 
-use cllm::checkpoint;
-use cllm::train::events::{Command, Event, StepStats, Summary};
-use cllm::train::faults::Faults;
-use cllm::train::{TokenizerKind, TrainConfig, spawn, spawn_with_faults};
+use cllm_train::checkpoint;
+use cllm_train::events::{Command, Event, StepStats, Summary};
+use cllm_train::faults::Faults;
+use cllm_train::{TokenizerKind, TrainConfig, spawn, spawn_with_faults};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -71,7 +71,7 @@ fn run_with(config: TrainConfig, faults: Faults) -> Outcome {
 
 /// Collects a run's events until it finishes (two minutes at most), sending
 /// Stop once `stop_when` says so.
-fn drive(handle: cllm::train::TrainerHandle, stop_when: impl Fn(&Event) -> bool) -> Outcome {
+fn drive(handle: cllm_train::TrainerHandle, stop_when: impl Fn(&Event) -> bool) -> Outcome {
     let mut steps = Vec::new();
     let mut events = Vec::new();
     let mut sent = false;
@@ -781,13 +781,13 @@ fn cllm_eval_sees_the_trainers_validation_split() {
 /// computing, waiting or reducing; the last one, after the run, reads idle.
 #[test]
 fn sphere_states_say_what_the_spheres_do() {
-    use cllm::train::events::SphereState;
+    use cllm_train::events::SphereState;
     let d = tempfile::tempdir().unwrap();
     let out = run(TrainConfig {
         max_steps: 6,
         ..config(d.path(), 3)
     });
-    let snapshots: Vec<&Vec<cllm::train::events::SphereStats>> = out
+    let snapshots: Vec<&Vec<cllm_train::events::SphereStats>> = out
         .events
         .iter()
         .filter_map(|e| match e {
@@ -1028,7 +1028,7 @@ fn a_validation_split_that_repeats_training_is_a_visible_warning() {
 /// checkpoint and ends with the same model as a straight run.
 #[test]
 fn a_run_past_its_best_ends_with_the_best_weights() {
-    use cllm::train::FinalWeights;
+    use cllm_train::FinalWeights;
     // Digits that count up, and a validation tail (the last tenth) that
     // counts down: the model first learns which characters occur (both
     // losses fall), then that each digit follows the one below it, which

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference for the Rust GPT: the `tiny` preset written out in
 PyTorch (float64), with its own random weights, writing inputs, weights,
-logits, loss and every gradient to tests/fixtures/gpt_tiny_reference.json.
+logits, loss and every gradient to crates/core/tests/fixtures/gpt_tiny_reference.json.
 
 Run by hand (not in CI), from the repository root:
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 CONFIG = dict(vocab_size=37, n_ctx=16, n_layer=2, n_head=2, n_embd=16, n_inner=64, dropout=0.0)
 BATCH, SEQ = 2, 8
-OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "gpt_tiny_reference.json")
+OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "core", "tests", "fixtures", "gpt_tiny_reference.json")
 
 
 def param_shapes(cfg):

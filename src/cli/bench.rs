@@ -2,12 +2,12 @@
 //! profile and MFU against the kernel's measured peak, then thread scaling
 //! of full optimizer steps on the sphere tree.
 
-use crate::bench::{bench_train_step_in, kernel_name, matmul_peak_for};
-use crate::model::ModelConfig;
-use crate::model::ops::bf16::PrecisionChoice;
-use crate::model::ops::crossentropy::DEFAULT_CHUNK_ROWS;
-use crate::train::scaling;
 use clap::Args;
+use cllm_core::ModelConfig;
+use cllm_core::ops::bf16::PrecisionChoice;
+use cllm_core::ops::crossentropy::DEFAULT_CHUNK_ROWS;
+use cllm_train::bench::{bench_train_step_in, kernel_name, matmul_peak_for};
+use cllm_train::scaling;
 use serde_json::json;
 
 #[derive(Args, Debug, Clone)]
@@ -58,7 +58,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     result
 }
 
-fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result<(), String> {
+fn run_rank(args: BenchArgs, cluster: &cllm_train::cluster::Cluster) -> Result<(), String> {
     let cfg = ModelConfig::preset(&args.preset)
         .ok_or_else(|| format!("unknown preset '{}'", args.preset))?;
     if args.generate {
@@ -157,16 +157,20 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                     100.0 * r.peak_spread
                 );
             }
-            let (bw, rows) = crate::bench::profile_limits(&cfg, &r);
+            let (bw, rows) = cllm_train::bench::profile_limits(&cfg, &r);
             println!(
                 "  where a step's time goes (thread CPU time), against each op's floor \
                  max(bytes / bandwidth, FLOPs / FMA peak):"
             );
             print!(
                 "{}",
-                crate::bench::format_profile_limits(&bw, crate::bench::peaks_of(&r), &rows)
+                cllm_train::bench::format_profile_limits(
+                    &bw,
+                    cllm_train::bench::peaks_of(&r),
+                    &rows
+                )
             );
-            let floor_step = crate::bench::floor_step_secs(&rows);
+            let floor_step = cllm_train::bench::floor_step_secs(&rows);
             let tokens = (r.batch * r.seq) as f64;
             let share = |step: f64| 100.0 * r.tokens_per_sec * step / tokens;
             println!(
@@ -176,9 +180,9 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
                 tokens / floor_step,
                 share(floor_step)
             );
-            match crate::bench::instruction_peaks(precision) {
+            match cllm_train::bench::instruction_peaks(precision) {
                 Some((peaks, [products, f32_ops])) => {
-                    let step = crate::bench::floor_step_with(&cfg, &r, &bw, peaks);
+                    let step = cllm_train::bench::floor_step_with(&cfg, &r, &bw, peaks);
                     println!(
                         "  from registers alone: {} {:.1} GFLOP/s for the products (the kernel's \
                          peak is {:.0}% of it), {} {:.1} for the f32 ops",
@@ -291,8 +295,8 @@ fn run_rank(args: BenchArgs, cluster: &crate::train::cluster::Cluster) -> Result
 /// and the share of it reached. Then one cached token vs a full forward at
 /// n_ctx.
 fn run_generate(args: &BenchArgs) -> Result<(), String> {
-    use crate::generate::bench::{bench_generate, measure_bandwidth, measure_dispatch};
-    use crate::generate::decoder::resolve_threads;
+    use cllm_generate::bench::{bench_generate, measure_bandwidth, measure_dispatch};
+    use cllm_generate::decoder::resolve_threads;
     let presets: Vec<&str> = if args.preset == "seed" {
         vec!["small", "seed"]
     } else {
@@ -376,7 +380,7 @@ fn run_generate(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn print_generate(args: &BenchArgs, r: &crate::generate::bench::GenerateBench) {
+fn print_generate(args: &BenchArgs, r: &cllm_generate::bench::GenerateBench) {
     let ratio = r.cached_token_secs / r.full_forward_secs;
     if args.json {
         for run in &r.runs {
@@ -463,23 +467,23 @@ fn cpu_name() -> String {
     } else {
         format!("{name} ({})", flags.join(" "))
     };
-    if let Some(note) = crate::model::ops::fast_math::cap_note() {
+    if let Some(note) = cllm_core::ops::fast_math::cap_note() {
         line.push_str(&format!(
             "; {note}; f32 matmuls: {}",
-            crate::bench::gemm_isa()
+            cllm_train::bench::gemm_isa()
         ));
     }
     line
 }
 
 /// Each profiled op's floor, for the bench's JSON line.
-fn limits_json(cfg: &ModelConfig, r: &crate::bench::StepBench) -> serde_json::Value {
-    let (bw, rows) = crate::bench::profile_limits(cfg, r);
-    let floor_step = crate::bench::floor_step_secs(&rows);
+fn limits_json(cfg: &ModelConfig, r: &cllm_train::bench::StepBench) -> serde_json::Value {
+    let (bw, rows) = cllm_train::bench::profile_limits(cfg, r);
+    let floor_step = cllm_train::bench::floor_step_secs(&rows);
     let tokens = (r.batch * r.seq) as f64;
     // The machine's ceiling: the same floors at the instructions' own peaks.
-    let ceiling = crate::bench::instruction_peaks(r.precision).map(|(peaks, [p, f])| {
-        let step = crate::bench::floor_step_with(cfg, r, &bw, peaks);
+    let ceiling = cllm_train::bench::instruction_peaks(r.precision).map(|(peaks, [p, f])| {
+        let step = cllm_train::bench::floor_step_with(cfg, r, &bw, peaks);
         json!({
             "step_secs": step,
             "tokens_per_sec": tokens / step,

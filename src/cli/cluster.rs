@@ -1,13 +1,13 @@
 //! How `cllm train` was launched: on its own (one machine), or as one rank
 //! of `mpirun -np K cllm train ...` (with the `mpi` cargo feature).
 
-use crate::train::cluster::Cluster;
-use crate::train::faults::Faults;
+use cllm_train::cluster::Cluster;
+use cllm_train::faults::Faults;
 
 pub enum Launch {
     Solo,
     #[cfg(feature = "mpi")]
-    Mpi(crate::train::cluster::mpi::MpiWorld),
+    Mpi(cllm_train::cluster::mpi::MpiWorld),
 }
 
 /// Ranks `mpirun` says this job has (1 when not under MPI).
@@ -21,8 +21,8 @@ fn ranks_from_launcher() -> usize {
 impl Launch {
     pub fn detect() -> Result<Launch, String> {
         #[cfg(feature = "mpi")]
-        if crate::train::cluster::mpi::launched_by_mpirun() {
-            return Ok(Launch::Mpi(crate::train::cluster::mpi::MpiWorld::init()?));
+        if cllm_train::cluster::mpi::launched_by_mpirun() {
+            return Ok(Launch::Mpi(cllm_train::cluster::mpi::MpiWorld::init()?));
         }
         let ranks = ranks_from_launcher();
         if ranks > 1 {

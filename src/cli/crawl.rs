@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::crawl::log::Outcome;
-use crate::crawl::scope::ScopeKind;
-use crate::crawl::{CrawlEvent, CrawlOptions, Crawler, DEFAULT_OUTPUT, Summary, human_bytes};
+use cllm_crawl::log::Outcome;
+use cllm_crawl::scope::ScopeKind;
+use cllm_crawl::{CrawlEvent, CrawlOptions, Crawler, DEFAULT_OUTPUT, Summary, human_bytes};
 
 use super::Failure;
 use super::interrupt::{Interrupts, shell_quote};
@@ -189,11 +189,11 @@ fn print_summary(s: &Summary) {
     } else {
         "crawl done".to_string()
     };
-    println!("{how}: {}", crate::crawl::summary_line(s));
+    println!("{how}: {}", cllm_crawl::summary_line(s));
     println!(
         "pages in {}/, every URL in {}",
         s.output.display(),
-        s.output.join(crate::crawl::log::LOG_FILE).display()
+        s.output.join(cllm_crawl::log::LOG_FILE).display()
     );
 }
 

@@ -2,13 +2,13 @@
 //! macro P/R/F1 on its own validation split or on other data; when the
 //! checkpoint carries a memory, the bits per byte with it too.
 
-use crate::checkpoint;
-use crate::data::dataset::TokenDataset;
-use crate::data::tokenizer::Tokenizer;
-use crate::model::Gpt;
-use crate::train::evaluate::{EvalWindows, default_stride, evaluate_model_with_memory};
-use crate::train::prepare::{gather_files, prepare, read_texts};
 use clap::{Args, ValueEnum};
+use cllm_core::Gpt;
+use cllm_data::dataset::TokenDataset;
+use cllm_data::tokenizer::Tokenizer;
+use cllm_train::checkpoint;
+use cllm_train::evaluate::{EvalWindows, default_stride, evaluate_model_with_memory};
+use cllm_train::prepare::{gather_files, prepare, read_texts};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 

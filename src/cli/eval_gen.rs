@@ -12,18 +12,18 @@
 //!
 //! Per set: closed rate, parse rate of the closed ones, syntax accuracy
 //! (closed and parses) and the first errors' kinds (see
-//! [`crate::generate::code_eval`]). Every sample is written as one JSON
+//! [`cllm_generate::code_eval`]). Every sample is written as one JSON
 //! line; `--json` prints one JSON object instead of the table.
 
 use super::generate::SamplingArgs;
-use crate::checkpoint;
-use crate::data::tokenizer::Tokenizer;
-use crate::generate::code_eval::{self, CodeEvalSummary, SampleRecord};
-use crate::generate::{Opening, SamplingConfig};
-use crate::model::Gpt;
-use crate::train::TrainConfig;
-use crate::train::prepare::{gather_files, read_texts, validation_texts};
 use clap::Args;
+use cllm_core::Gpt;
+use cllm_data::tokenizer::Tokenizer;
+use cllm_generate::code_eval::{self, CodeEvalSummary, SampleRecord};
+use cllm_generate::{Opening, SamplingConfig};
+use cllm_train::TrainConfig;
+use cllm_train::checkpoint;
+use cllm_train::prepare::{gather_files, read_texts, validation_texts};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -171,7 +171,7 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
         .to_config(code_eval::EVAL_GEN_MAX_TOKENS, true);
     base.validate()?;
     let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
-    let context = ck.trained_context();
+    let context = cllm_train::checkpoint::trained_context(&ck);
     let memory = match args.sampling.memory {
         super::eval::Switch::On => ck.repository_memory(&args.model)?,
         super::eval::Switch::Off => None,
@@ -290,7 +290,7 @@ fn header(
             "none of the {found} C functions in {} has an opening short enough (at most {} \
              bytes and {} tokens, half the context): only the seed prompts are measured",
             set.source,
-            crate::generate::openings::DEFAULT_MAX_OPENING_BYTES,
+            cllm_generate::openings::DEFAULT_MAX_OPENING_BYTES,
             (n_ctx / 2).max(1)
         ),
         Some(found) => format!(

@@ -4,7 +4,7 @@
 //! for that text, for `tools/compare_hf.py`. `cllm export FILE`, the old
 //! form, still works.
 
-use crate::checkpoint::{export_hf, export_hf::write_check_logits, load};
+use cllm_train::checkpoint::{export_hf, export_hf::write_check_logits, load};
 use std::path::PathBuf;
 
 /// `cllm export` as typed on the command line.
@@ -105,7 +105,7 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
 
 /// `--format gguf`: one file for llama.cpp and Ollama.
 fn run_gguf(args: ExportArgs) -> Result<(), String> {
-    use crate::checkpoint::export_gguf::{GgufType, export_gguf};
+    use cllm_train::checkpoint::export_gguf::{GgufType, export_gguf};
     let ty = GgufType::parse(&args.outtype)?;
     if args.check_text.is_some() {
         return Err("--check-text goes with --format hf".into());

@@ -2,14 +2,14 @@
 //! stdout as it is produced; the stats line (tokens, tokens/s) goes to
 //! stderr so the completion can be piped on its own.
 
-use crate::checkpoint;
-use crate::data::tokenizer::Tokenizer;
-use crate::generate::decoder::{DecodeOptions, Precision};
-use crate::generate::{FinishReason, Generator, SamplingConfig};
-use crate::memory::Memory;
-use crate::model::Gpt;
-use crate::model::ops::bf16_gemv;
 use clap::Args;
+use cllm_core::Gpt;
+use cllm_core::ops::bf16_gemv;
+use cllm_data::tokenizer::Tokenizer;
+use cllm_generate::decoder::{DecodeOptions, Precision};
+use cllm_generate::{FinishReason, Generator, SamplingConfig};
+use cllm_memory::Memory;
+use cllm_train::checkpoint;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +100,7 @@ pub struct GenerateArgs {
     pub threads: usize,
     /// Weights' precision for decoding: auto = bf16 where the CPU has
     /// AVX512_BF16, else fp32
-    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    #[arg(long, default_value = "auto")]
     pub precision: Precision,
     #[command(flatten)]
     pub sampling: SamplingArgs,
@@ -120,7 +120,7 @@ pub fn load_model(
     };
     let tok = Tokenizer::from_json(&ckpt.tokenizer_json)
         .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
-    let context = ckpt.trained_context();
+    let context = cllm_train::checkpoint::trained_context(&ckpt);
     let model = Gpt::from_params(ckpt.model, ckpt.params)
         .and_then(|m| m.with_context(context))
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -131,7 +131,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     let cfg = args.sampling.to_config(GENERATE_MAX_TOKENS, false);
     cfg.validate()?;
     if args.precision == Precision::Bf16 && !bf16_gemv::has_avx512_bf16() {
-        return Err(match crate::model::ops::fast_math::cap_note() {
+        return Err(match cllm_core::ops::fast_math::cap_note() {
             Some(note) => format!("--precision bf16: AVX512_BF16 is off, {note}; use auto or fp32"),
             None => "--precision bf16: this CPU lacks AVX512_BF16 (use auto or fp32)".into(),
         });

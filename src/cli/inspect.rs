@@ -4,7 +4,7 @@
 //! Exit status 0 only for a file that passes every check, checksum included;
 //! otherwise `run` returns the reason and the caller exits non-zero.
 
-use crate::checkpoint::{CheckpointInfo, verify};
+use cllm_train::checkpoint::{CheckpointInfo, verify};
 use std::path::PathBuf;
 
 /// `cllm inspect` as typed on the command line.

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 
-use crate::data::clean::count_lines;
-use crate::data::consolidate::write_consolidated;
-use crate::data::scan::{FileStatus, ScanOptions, parse_extensions, scan_with_text};
+use cllm_data::clean::count_lines;
+use cllm_data::consolidate::write_consolidated;
+use cllm_data::scan::{FileStatus, ScanOptions, parse_extensions, scan_with_text};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PrepareArgs {

@@ -1,7 +1,7 @@
 //! `cllm report RUN`: writes `runs/<name>/report.md` and its PNG plots
-//! (`runs/<name>/figures/`): see [`crate::runs::report`].
+//! (`runs/<name>/figures/`): see [`cllm_runs::report`].
 
-use crate::runs::report::{ReportOptions, write_report};
+use cllm_runs::report::{ReportOptions, write_report};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]

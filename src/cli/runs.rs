@@ -1,9 +1,9 @@
 //! `cllm runs [--runs-dir D] [--json] [--csv RUN...]`: the runs under the
 //! runs folder as a table (or JSON), or the named runs' metrics as CSV.
 
-use crate::runs::csv::{CSV_HEADER, csv_rows};
-use crate::runs::table::{format_table, rows};
-use crate::runs::{load_run, load_runs};
+use cllm_runs::csv::{CSV_HEADER, csv_rows};
+use cllm_runs::table::{format_table, rows};
+use cllm_runs::{load_run, load_runs};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

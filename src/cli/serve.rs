@@ -3,8 +3,9 @@
 
 use super::eval::Switch;
 use super::interrupt::Interrupts;
-use crate::serve::{self, ServeConfig, ServeModel};
 use clap::Args;
+use cllm_serve as serve;
+use cllm_serve::{ServeConfig, ServeModel};
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -7,14 +7,12 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::clean::read_clean;
-use crate::data::consolidate::split_consolidated;
-use crate::data::dataset::TokenDataset;
-use crate::data::scan::{FileStatus, ScanOptions, parse_extensions, scan_with_text};
-use crate::data::token_file::write_tokens;
-use crate::data::tokenizer::{
-    DEFAULT_VOCAB_SIZE, MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE, Tokenizer,
-};
+use cllm_data::clean::read_clean;
+use cllm_data::consolidate::split_consolidated;
+use cllm_data::dataset::TokenDataset;
+use cllm_data::scan::{FileStatus, ScanOptions, parse_extensions, scan_with_text};
+use cllm_data::token_file::write_tokens;
+use cllm_data::tokenizer::{DEFAULT_VOCAB_SIZE, MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE, Tokenizer};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TokenizeArgs {

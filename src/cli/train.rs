@@ -1,12 +1,12 @@
 //! `cllm train`: the trainer with a terminal progress bar (or JSON lines).
 
-use crate::model::ops::bf16::PrecisionChoice;
-use crate::train::cluster::Cluster;
-use crate::train::events::ClusterStats;
-use crate::train::events::{Event, Phase, RunInfo, SaveReason, Summary};
-use crate::train::trainer::spawn_in_cluster;
-use crate::train::{FinalWeights, ScheduleKind, TokenizerKind, TrainConfig};
 use clap::Args;
+use cllm_core::ops::bf16::PrecisionChoice;
+use cllm_train::cluster::Cluster;
+use cllm_train::events::ClusterStats;
+use cllm_train::events::{Event, Phase, RunInfo, SaveReason, Summary};
+use cllm_train::trainer::spawn_in_cluster;
+use cllm_train::{FinalWeights, ScheduleKind, TokenizerKind, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -160,7 +160,7 @@ impl TrainArgs {
             given.push("data");
         }
         if !self.extensions.is_empty() {
-            c.extensions = crate::data::scan::parse_extensions(&self.extensions);
+            c.extensions = cllm_data::scan::parse_extensions(&self.extensions);
             given.push("extensions");
         }
         set!(preset => preset);
@@ -240,7 +240,7 @@ fn model_path(output: &std::path::Path) -> PathBuf {
 }
 
 fn parse_time(text: &str) -> Result<f64, String> {
-    crate::train::budget::parse_duration(text).map(|d| d.as_secs_f64())
+    cllm_train::budget::parse_duration(text).map(|d| d.as_secs_f64())
 }
 
 pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
@@ -683,7 +683,7 @@ impl Terminal {
             println!("  {} updates skipped (non-finite)", s.skipped_updates);
         }
         if let (Some(budget), Some(used)) = (s.time_budget_secs, s.budget_used_secs) {
-            use crate::train::budget::format_duration;
+            use cllm_train::budget::format_duration;
             let cap = s.epoch_cap.map_or(String::new(), |e| {
                 format!(", the run ended at its cap of {e} epochs")
             });

@@ -1,0 +1,221 @@
+//! Export to a folder that Hugging Face `transformers` loads as GPT-2:
+//! `model.safetensors` (HF names and layouts), `config.json` and
+//! `tokenizer.json`; optionally `cllm_logits.json`, cllm's own logits for a
+//! text, which `tools/compare_hf.py` compares with the loaded model's.
+//!
+//! Our matrices are stored (out, in) like `torch.nn.Linear`; GPT-2's `Conv1D`
+//! (`c_attn`, `c_proj`, `c_fc`) stores (in, out), so those are transposed.
+//! Embeddings and LayerNorm tensors keep their layout. The output head is
+//! tied to `wte`, so no `lm_head.weight` is written.
+
+use super::{Checkpoint, CheckpointError, TrainerRecords};
+use cllm_core::{Gpt, ModelConfig, ParamLayout, Workspace};
+use safetensors::tensor::{Dtype, TensorView};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// File names inside the export folder.
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const LOGITS_FILE: &str = "cllm_logits.json";
+
+/// What [`export_hf`] wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportSummary {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub tensors: usize,
+}
+
+/// One tensor in Hugging Face's naming and layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HfTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// Whether a GPT-2 parameter is a `Conv1D` weight, stored (in, out) by HF.
+fn is_conv1d_weight(name: &str) -> bool {
+    name.ends_with("c_attn.weight")
+        || name.ends_with("c_proj.weight")
+        || name.ends_with("c_fc.weight")
+}
+
+/// `params` (in `layout` order) renamed and re-laid-out for HF GPT-2.
+pub fn hf_tensors(layout: &ParamLayout, params: &[f32]) -> Vec<HfTensor> {
+    layout
+        .specs
+        .iter()
+        .map(|spec| {
+            let src = &params[spec.range()];
+            let name = format!("transformer.{}", spec.name);
+            if is_conv1d_weight(&spec.name) {
+                // Ours (out, in) row-major -> HF (in, out) row-major.
+                let (rows, cols) = (spec.shape[0], spec.shape[1]);
+                let mut values = vec![0.0f32; src.len()];
+                for r in 0..rows {
+                    for c in 0..cols {
+                        values[c * rows + r] = src[r * cols + c];
+                    }
+                }
+                HfTensor {
+                    name,
+                    shape: vec![cols, rows],
+                    values,
+                }
+            } else {
+                HfTensor {
+                    name,
+                    shape: spec.shape.clone(),
+                    values: src.to_vec(),
+                }
+            }
+        })
+        .collect()
+}
+
+/// The `config.json` transformers reads for this model.
+pub fn hf_config(cfg: &ModelConfig) -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.n_ctx,
+        "n_ctx": cfg.n_ctx,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": cfg.n_inner,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": 0.0,
+        "initializer_range": 0.02,
+        "scale_attn_weights": true,
+        "tie_word_embeddings": true,
+        // GPT2Config would otherwise default both to 50256, outside a
+        // small vocabulary; cllm marks documents in the text instead.
+        "bos_token_id": null,
+        "eos_token_id": null,
+        "torch_dtype": "float32",
+    })
+}
+
+/// Writes `model.safetensors`, `config.json` and `tokenizer.json` for `ckpt`
+/// into `dir` (created if missing).
+pub fn export_hf<T: TrainerRecords>(
+    ckpt: &Checkpoint<T>,
+    dir: &Path,
+) -> Result<ExportSummary, CheckpointError> {
+    ckpt.model
+        .validate()
+        .map_err(|e| CheckpointError::bad_input(dir, e))?;
+    let layout = ParamLayout::new(&ckpt.model);
+    if ckpt.params.len() != layout.total {
+        return Err(CheckpointError::bad_input(
+            dir,
+            format!(
+                "{} parameters, the model config needs {}",
+                ckpt.params.len(),
+                layout.total
+            ),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, "create the export folder", e))?;
+
+    let tensors = hf_tensors(&layout, &ckpt.params);
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.values.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for (t, b) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), b)
+            .map_err(|e| CheckpointError::bad_input(dir, format!("tensor {}: {e}", t.name)))?;
+        views.push((t.name.clone(), view));
+    }
+    // transformers refuses safetensors files without this marker.
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let model_path = dir.join(MODEL_FILE);
+    safetensors::serialize_to_file(views, Some(metadata), &model_path).map_err(|e| {
+        CheckpointError::io(&model_path, "write", std::io::Error::other(e.to_string()))
+    })?;
+    // The crate writes through a private temporary file (mode 0600); the
+    // export is meant to be shared like the other files beside it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&model_path, fs::Permissions::from_mode(0o644))
+            .map_err(|e| CheckpointError::io(&model_path, "set permissions on", e))?;
+    }
+
+    let config_path = dir.join(CONFIG_FILE);
+    let config_text = serde_json::to_string_pretty(&hf_config(&ckpt.model))
+        .map_err(|e| CheckpointError::bad_input(&config_path, e.to_string()))?;
+    fs::write(&config_path, config_text)
+        .map_err(|e| CheckpointError::io(&config_path, "write", e))?;
+
+    let tokenizer_path = dir.join(TOKENIZER_FILE);
+    fs::write(&tokenizer_path, &ckpt.tokenizer_json)
+        .map_err(|e| CheckpointError::io(&tokenizer_path, "write", e))?;
+
+    Ok(ExportSummary {
+        dir: dir.to_path_buf(),
+        files: vec![model_path, config_path, tokenizer_path],
+        tensors: tensors.len(),
+    })
+}
+
+/// Tokenizes `text` with the checkpoint's tokenizer (cut to the context
+/// length), runs cllm's forward pass and writes the token ids and logits
+/// (T, V) to `cllm_logits.json` in `dir`, for `tools/compare_hf.py`.
+pub fn write_check_logits<T: TrainerRecords>(
+    ckpt: &Checkpoint<T>,
+    dir: &Path,
+    text: &str,
+) -> Result<PathBuf, CheckpointError> {
+    let out = dir.join(LOGITS_FILE);
+    let tokenizer = tokenizers::Tokenizer::from_str(&ckpt.tokenizer_json).map_err(|e| {
+        CheckpointError::bad_input(
+            &out,
+            format!("the checkpoint's tokenizer cannot be read: {e}"),
+        )
+    })?;
+    let encoding = tokenizer
+        .encode(text, false)
+        .map_err(|e| CheckpointError::bad_input(&out, format!("cannot tokenize the text: {e}")))?;
+    let mut ids = encoding.get_ids().to_vec();
+    ids.truncate(ckpt.model.n_ctx);
+    if ids.is_empty() {
+        return Err(CheckpointError::bad_input(&out, "the text gives no tokens"));
+    }
+    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= ckpt.model.vocab_size) {
+        return Err(CheckpointError::bad_input(
+            &out,
+            format!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                ckpt.model.vocab_size
+            ),
+        ));
+    }
+    let gpt = Gpt::from_params(ckpt.model.clone(), ckpt.params.clone())
+        .map_err(|e| CheckpointError::bad_input(&out, e))?;
+    let mut ws = Workspace::new(&ckpt.model, 1, ids.len());
+    // (T, V), row-major.
+    let logits = gpt.logits(&mut ws, &ids);
+    let doc = serde_json::json!({
+        "text": text,
+        "ids": ids,
+        "vocab_size": ckpt.model.vocab_size,
+        "logits": logits,
+    });
+    let body =
+        serde_json::to_string(&doc).map_err(|e| CheckpointError::bad_input(&out, e.to_string()))?;
+    fs::write(&out, body).map_err(|e| CheckpointError::io(&out, "write", e))?;
+    Ok(out)
+}

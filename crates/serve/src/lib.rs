@@ -1,0 +1,241 @@
+//! `cllm serve`: an OpenAI-compatible HTTP server over a loaded model.
+//!
+//! - [`api`]: the error body and the JSON of answers and chunks.
+//! - [`request`]: request bodies checked field by field.
+//! - [`worker`]: decoding threads running the engine's generator.
+//! - [`http`]: routing, API key, the bounded queue (429), SSE over HTTP.
+//!
+//! Threads: a few HTTP threads read and check requests and put generation
+//! requests on a bounded queue; `workers` decoding threads take them one
+//! at a time. A full queue answers 429 at once.
+
+pub mod api;
+pub mod http;
+pub mod request;
+pub mod worker;
+
+use cllm_core::Gpt;
+use cllm_data::tokenizer::Tokenizer;
+use cllm_memory::Memory;
+use request::Limits;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The model a server answers with.
+#[derive(Clone)]
+pub struct ServeModel {
+    /// The name `/v1/models` lists (requests may name any model).
+    pub id: String,
+    pub gpt: Arc<Gpt>,
+    pub tok: Arc<Tokenizer>,
+    /// The repository memory; requests switch it with `"memory"`.
+    pub memory: Option<Arc<Memory>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub host: String,
+    /// 0 picks a free port ([`ServerHandle::addr`] says which).
+    pub port: u16,
+    /// When set, requests need `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Decoding threads: requests generated at once.
+    pub workers: usize,
+    /// Requests that may wait for a decoding thread; more get 429.
+    pub queue: usize,
+    /// Most `max_tokens` one request may ask for.
+    pub max_tokens: usize,
+    /// One line per request on stderr.
+    pub log: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            api_key: None,
+            workers: 4,
+            queue: 16,
+            max_tokens: 4096,
+            log: false,
+        }
+    }
+}
+
+/// Counters of a running server.
+#[derive(Default, Debug)]
+pub struct Stats {
+    /// Requests waiting for a decoding thread.
+    pub queued: AtomicUsize,
+    /// Requests being generated.
+    pub active: AtomicUsize,
+    pub completed: AtomicU64,
+    /// Streams whose client went away (their generation stopped).
+    pub cancelled: AtomicU64,
+    /// Requests refused with 429.
+    pub rejected: AtomicU64,
+    /// Tokens generated, all requests together.
+    pub tokens: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub queued: usize,
+    pub active: usize,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub rejected: u64,
+    pub tokens: u64,
+}
+
+pub(crate) struct Shared {
+    model: ServeModel,
+    config: ServeConfig,
+    limits: Limits,
+    stats: Stats,
+    stopping: AtomicBool,
+    created: u64,
+}
+
+/// HTTP threads reading requests.
+const HTTP_THREADS: usize = 4;
+
+/// A running server; dropping it stops it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    http_threads: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Whether `host` names this machine only (loopback).
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Binds and starts the threads.
+pub fn start(model: ServeModel, config: ServeConfig) -> Result<ServerHandle, String> {
+    if config.workers == 0 {
+        return Err("at least one decoding thread is needed (--workers)".into());
+    }
+    let host = config
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let server = tiny_http::Server::http((host.as_str(), config.port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or("the server is not on an IP address")?;
+    let server = Arc::new(server);
+    let limits = Limits {
+        n_ctx: model.gpt.config.n_ctx,
+        max_tokens: config.max_tokens,
+        has_memory: model.memory.is_some(),
+    };
+    let shared = Arc::new(Shared {
+        model,
+        limits,
+        stats: Stats::default(),
+        stopping: AtomicBool::new(false),
+        created: worker::unix_now(),
+        config,
+    });
+    let (tx, rx) = crossbeam_channel::bounded::<worker::Job>(shared.config.queue);
+    let mut workers = Vec::new();
+    for i in 0..shared.config.workers {
+        let (shared, rx) = (Arc::clone(&shared), rx.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("cllm-serve-decode-{i}"))
+            .spawn(move || worker::work(&shared, rx))
+            .map_err(|e| format!("cannot start a decoding thread: {e}"))?;
+        workers.push(t);
+    }
+    drop(rx);
+    let mut http_threads = Vec::new();
+    for i in 0..HTTP_THREADS {
+        let (shared, server, tx) = (Arc::clone(&shared), Arc::clone(&server), tx.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("cllm-serve-http-{i}"))
+            .spawn(move || {
+                while !shared.stopping.load(Ordering::SeqCst) {
+                    match server.recv_timeout(Duration::from_millis(100)) {
+                        Ok(Some(req)) => http::handle(&shared, &tx, req),
+                        Ok(None) => {}
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start an HTTP thread: {e}"))?;
+        http_threads.push(t);
+    }
+    Ok(ServerHandle {
+        addr,
+        shared,
+        http_threads,
+        workers,
+    })
+}
+
+impl ServerHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's base URL, `http://host:port/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.shared.model.id
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        StatsSnapshot {
+            queued: s.queued.load(Ordering::SeqCst),
+            active: s.active.load(Ordering::SeqCst),
+            completed: s.completed.load(Ordering::SeqCst),
+            cancelled: s.cancelled.load(Ordering::SeqCst),
+            rejected: s.rejected.load(Ordering::SeqCst),
+            tokens: s.tokens.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Stops taking requests, cancels the ones being generated (within a
+    /// token), answers queued ones 503, waits for every thread, and
+    /// returns the final counts.
+    pub fn stop(mut self) -> StatsSnapshot {
+        self.shutdown();
+        self.stats()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for t in self.http_threads.drain(..) {
+            let _ = t.join();
+        }
+        for t in self.workers.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,485 @@
+//! Phase 2: building a run: model and optimizer (new, or from the checkpoint
+//! with its data checked), the plan, the sphere tree, the run's folder and log.
+
+use super::timed::BudgetClock;
+use super::{Run, model_config_for};
+use crate::TrainConfig;
+use crate::auto;
+use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::cluster::Cluster;
+use crate::evaluate::EvalWindows;
+use crate::events::{Event, Phase, RunInfo, Summary};
+use crate::faults::Faults;
+use crate::memory;
+use crate::optimizer::AdamW;
+use crate::plan::Plan;
+use crate::plan::{plan, resumed_plan};
+use crate::prepare::Prepared;
+use crate::runlog::{RunLog, unique_run_name};
+use crate::saving::Saver;
+use crate::schedule::Schedule;
+use crate::spheres::Spheres;
+use crate::watch::NormWatch;
+use cllm_core::Gpt;
+use cllm_core::ops::bf16::{Kernel, Precision};
+use cllm_data::batches::Batcher;
+use cllm_data::fingerprint::DataFingerprint;
+use cllm_generate::code_eval::PeriodicCodeCheck;
+use cllm_memory::Memory;
+use cllm_memory::overlap::{REPEAT_SAMPLES, REPEAT_WINDOW, repeated_share};
+use std::time::Instant;
+
+impl Run {
+    /// Phase 2: the model and optimizer, new or from the checkpoint; the
+    /// plan, the sphere tree, the run's folder and log.
+    pub fn build(
+        mut config: TrainConfig,
+        faults: Faults,
+        prepared: Prepared,
+        resumed: Option<Checkpoint>,
+        started: Instant,
+        cluster: Cluster,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Run, String> {
+        let Prepared {
+            tokenizer,
+            train,
+            val,
+            files,
+            fingerprint,
+        } = prepared;
+        let threads = config.resolved_threads();
+        let writer = cluster.is_writer();
+        super::replicas::check_same_data(
+            &cluster,
+            &tokenizer.to_json(),
+            &train.tokens,
+            &val.tokens,
+        )?;
+        let ranks_before = resumed.as_ref().map(|ck| ck.train_config.ranks.max(1));
+        config.ranks = cluster.size();
+        if resumed.is_none() && config.preset == auto::AUTO {
+            let vocab = tokenizer.vocab_size();
+            // Rank 0 measures and chooses; the others take its choice.
+            let speed = (config.time_budget_secs > 0.0 && writer)
+                .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
+            let choice = auto::choose(&config, train.tokens.len(), vocab, speed);
+            config.preset = choice.preset;
+            if !config.given.iter().any(|g| g == "seq_len") {
+                config.seq_len = choice.seq_len;
+            }
+            emit(Event::Info(choice.reason));
+            config = cluster.agree(config)?;
+            memory::check_training_fits(&config, &model_config_for(&config, vocab)?, threads)?;
+        }
+        if cluster.is_distributed() {
+            emit(Event::Info(format!(
+                "cluster: {}; {threads} sphere thread{} per rank; each step's {} sequences \
+                 shared by rank, then by sphere; rank 0 writes checkpoints and the log",
+                cluster.describe(),
+                if threads == 1 { "" } else { "s" },
+                config.batch_size * config.accum_steps
+            )));
+            if config.batch_size * config.accum_steps < cluster.size() {
+                emit(Event::Warning(format!(
+                    "a step has fewer sequences ({}) than there are ranks ({}): some ranks \
+                     idle; raise --batch-size",
+                    config.batch_size * config.accum_steps,
+                    cluster.size()
+                )));
+            }
+        }
+        if let Some(before) = ranks_before
+            && before != cluster.size()
+        {
+            emit(Event::Warning(format!(
+                "resumed on {} rank{} (the checkpoint was trained on {before}): each step sees \
+                 the same sequences, so the run differs from an uninterrupted one only by the \
+                 order gradients are summed in",
+                cluster.size(),
+                if cluster.size() == 1 { "" } else { "s" }
+            )));
+        }
+        let seq_len = config.seq_len;
+        let batcher = Batcher::new(&train, seq_len, config.seed)
+            .map_err(|e| format!("training data: {e}"))?;
+        let windows = batcher.windows_per_epoch();
+        let mut notes = Vec::new();
+        // A resumed run continues in its own folders unless given a new name.
+        let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
+        let mut saved_memory = None;
+        let (mut model, opt, state, plan) = match resumed {
+            Some(ck) => {
+                saved_memory = ck.memory.clone();
+                restore(&config, ck, fingerprint, windows, threads, &mut notes)?
+            }
+            None => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
+        };
+        for note in notes {
+            emit(Event::Warning(note));
+        }
+        if let Some(note) = cllm_core::ops::fast_math::cap_note() {
+            emit(Event::Info(note));
+        }
+        let precision = config.precision.resolve();
+        model.set_precision(precision);
+        if precision == Precision::Bf16 {
+            let kernel = Kernel::detect();
+            emit(Event::Info(format!(
+                "matmuls in bf16 with f32 accumulation ({}){}",
+                kernel.name(),
+                if kernel == Kernel::Model {
+                    ": this CPU lacks AVX512_BF16, so every product runs on the scalar model, slowly"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if model.config.vocab_size < tokenizer.vocab_size() {
+            return Err(format!(
+                "the model's vocabulary ({}) is smaller than the tokenizer's ({})",
+                model.config.vocab_size,
+                tokenizer.vocab_size()
+            ));
+        }
+        if seq_len > model.config.n_ctx {
+            return Err(format!(
+                "sequence length {seq_len} is longer than the model's context {}",
+                model.config.n_ctx
+            ));
+        }
+
+        // Rank 0 alone evaluates and saves: the others need no memory and
+        // no code check.
+        let repo_memory = if config.memory && writer {
+            Some(repository_memory(
+                saved_memory.as_deref(),
+                &train.tokens,
+                model.config.vocab_size,
+                emit,
+            ))
+        } else {
+            None
+        };
+        if let Some(memory) = &repo_memory {
+            report_repeated_validation(memory, &val.tokens, emit);
+        }
+
+        let code_check = if config.eval_gen > 0 && writer {
+            let check = PeriodicCodeCheck::new(
+                &val,
+                &tokenizer,
+                model.config.n_ctx,
+                config.eval_gen,
+                config.seed,
+            )?;
+            if check.prompts.is_empty() {
+                emit(Event::Warning(format!(
+                    "--eval-gen: the validation split has no usable C function openings \
+                     ({} functions found): no code check in this run",
+                    check.openings_found
+                )));
+                None
+            } else {
+                Some(check)
+            }
+        } else {
+            None
+        };
+
+        // The run's own folder, under a name no other run has.
+        let continues_its_run = saved_run_name.as_deref() == Some(config.run_name.as_str())
+            && !config.run_name.is_empty();
+        if !continues_its_run && writer {
+            let name = unique_run_name(&config);
+            if !config.run_name.is_empty() && name != config.run_name {
+                emit(Event::Warning(format!(
+                    "a run named '{}' already exists: this run is '{name}'",
+                    config.run_name
+                )));
+            }
+            config.run_name = name;
+        }
+        config.run_name = cluster.agree(config.run_name)?;
+        let run_dir = config.checkpoint_dir.join(&config.run_name);
+        let mut log = if writer {
+            std::fs::create_dir_all(&run_dir).map_err(|e| {
+                format!(
+                    "cannot create the run's checkpoint folder {}: {e}",
+                    run_dir.display()
+                )
+            })?;
+            Some(if state.step > 0 {
+                RunLog::resume(&config, &model.config, state.step)?
+            } else {
+                RunLog::create(&config, &model.config)?
+            })
+        } else {
+            None
+        };
+
+        // Each sphere runs its share of a step as micro-batches of its share
+        // of `batch_size`: memory does not grow with accumulation.
+        // A rank's spheres hold its share of a micro-batch group.
+        let mut spheres = Spheres::new(
+            &model,
+            threads,
+            config.batch_size.div_ceil(cluster.size()),
+            seq_len,
+        );
+        spheres.join_cluster(cluster.clone());
+        spheres.share_packs(&mut model);
+        let val_windows =
+            EvalWindows::overlapping(&val, seq_len, config.eval_batches * config.batch_size);
+        if val_windows.is_empty() {
+            emit(Event::Warning(format!(
+                "the validation split ({} tokens) is too small to evaluate at sequence length \
+                 {seq_len}: no validation loss, no best checkpoint and no early stopping in \
+                 this run{}",
+                val.tokens.len(),
+                if config.val_fraction > 0.0 {
+                    "; raise --val-fraction or add data"
+                } else {
+                    " (validation fraction is 0)"
+                }
+            )));
+        }
+        let bytes_per_token = if val.tokens.is_empty() {
+            train.bytes as f64 / train.tokens.len().max(1) as f64
+        } else {
+            val.bytes as f64 / val.tokens.len() as f64
+        };
+        let info = RunInfo {
+            files,
+            train_tokens: train.tokens.len(),
+            val_tokens: val.tokens.len(),
+            vocab_size: model.config.vocab_size,
+            params: model.layout.total,
+            threads,
+            total_steps: if plan.is_pending() { 0 } else { plan.last_step },
+            first_step: state.step,
+            run_name: config.run_name.clone(),
+            run_dir: run_dir.clone(),
+            workspace_bytes: spheres.workspace_bytes(),
+        };
+        if let Some(log) = log.as_mut() {
+            log.ready(&info)?; // the log's `info` line (runlog)
+        }
+        emit(Event::Ready(info));
+        emit(Event::Phase(Phase::Training));
+        emit(Event::Spheres(spheres.stats()));
+
+        let seqs_per_step = config.batch_size * config.accum_steps;
+        let schedule = Schedule {
+            kind: config.schedule,
+            base_lr: config.lr,
+            min_lr: config.min_lr,
+            warmup_steps: config.warmup_steps,
+            total_steps: plan.horizon,
+        };
+        let mut summary = Summary::empty(0.0);
+        summary.best_val_loss = state.best_val_loss;
+        let budget = plan.is_pending().then(|| {
+            // A new budget given on resume counts from now; otherwise the
+            // time already trained counts against it.
+            let fresh_budget = config.given.iter().any(|g| g == "time_budget_secs");
+            let before = if fresh_budget {
+                0.0
+            } else {
+                state.elapsed_secs
+            };
+            BudgetClock::new(config.time_budget_secs, before, started)
+        });
+        Ok(Run {
+            faults,
+            saver: Saver {
+                config: config.clone(),
+                tokenizer_json: tokenizer.to_json(),
+                started,
+                last_saved: None,
+            },
+            repo_memory,
+            code_check,
+            tokenizer,
+            val,
+            model,
+            opt,
+            first_step: state.step,
+            state,
+            plan,
+            schedule,
+            spheres,
+            batcher,
+            val_windows,
+            bytes_per_token,
+            log,
+            cluster,
+            run_dir,
+            summary,
+            inputs: vec![0u32; seqs_per_step * seq_len],
+            targets: vec![0u32; seqs_per_step * seq_len],
+            bad_in_a_row: 0,
+            norm_watch: NormWatch::default(),
+            tokens_done: 0,
+            train_started: Instant::now(),
+            epoch_started: Instant::now(),
+            budget,
+            last_eval_secs: None,
+            last_eval_step: None,
+            last_save_secs: None,
+            between_steps_secs: 0.0,
+            last_val_loss: None,
+            config,
+        })
+    }
+}
+
+/// The run's repository memory: the resumed checkpoint's (its fitted mix),
+/// when it holds one over these same training tokens, else a new one.
+fn repository_memory(
+    saved: Option<&[u8]>,
+    train_tokens: &[u32],
+    vocab_size: usize,
+    emit: &mut dyn FnMut(Event),
+) -> Memory {
+    if let Some(bytes) = saved {
+        match Memory::from_bytes(bytes) {
+            Ok(m) if m.tokens() == train_tokens && m.vocab_size() == vocab_size => return m,
+            Ok(_) => emit(Event::Warning(
+                "the checkpoint's memory is over other tokens: a new one is built".into(),
+            )),
+            Err(e) => emit(Event::Warning(format!(
+                "the checkpoint's memory is unreadable ({e}): a new one is built"
+            ))),
+        }
+    }
+    let started = Instant::now();
+    let memory = Memory::build(train_tokens.to_vec(), vocab_size);
+    emit(Event::Info(format!(
+        "repository memory: {} training tokens indexed in {:.1} s",
+        train_tokens.len(),
+        started.elapsed().as_secs_f64()
+    )));
+    memory
+}
+
+/// Validation shares above this repeat too much of the training part for
+/// in-run figures to mean what they seem: a warning instead of a note.
+const REPEATED_VALIDATION_WARNING: f64 = 0.25;
+
+/// Says how much of the validation split repeats the training part
+/// verbatim (its index is the memory's), warning when most of it does.
+fn report_repeated_validation(memory: &Memory, val: &[u32], emit: &mut dyn FnMut(Event)) {
+    let Some(share) = repeated_share(memory.index(), val, REPEAT_WINDOW, REPEAT_SAMPLES) else {
+        return;
+    };
+    let measured = format!(
+        "{:.0}% of the validation split's {REPEAT_WINDOW}-token passages also occur in the \
+         training part",
+        100.0 * share
+    );
+    if share > REPEATED_VALIDATION_WARNING {
+        emit(Event::Warning(format!(
+            "{measured}: validation losses in this run will flatter the model. For an honest \
+             figure, keep a held-out file out of --data and score it with `cllm eval --data FILE`"
+        )));
+    } else {
+        emit(Event::Info(format!("validation: {measured}")));
+    }
+}
+
+/// What a run continues from: the checkpoint's model, optimizer, state and
+/// plan, after checking that the data is the data it was trained on (or
+/// that the user allowed a change), that its position agrees with its step,
+/// that it fits in memory and that it has steps left.
+fn restore(
+    config: &TrainConfig,
+    ck: Checkpoint,
+    fingerprint: DataFingerprint,
+    windows: usize,
+    threads: usize,
+    notes: &mut Vec<String>,
+) -> Result<(Gpt, AdamW, TrainingState, Plan), String> {
+    let mut state = ck.state;
+    let plan = resumed_plan(config, &ck.train_config, &state, windows, notes);
+    let changed = state
+        .data
+        .as_ref()
+        .and_then(|saved| saved.difference(&fingerprint));
+    if let Some(what) = &changed {
+        if !config.allow_data_change {
+            return Err(format!(
+                "the training data is not what the checkpoint was trained on: {what}. \
+                     Resume on this data anyway with --allow-data-change, or start a new run"
+            ));
+        }
+        notes.push(format!(
+            "the training data changed since the checkpoint ({what}); continuing on the \
+                 new data as asked"
+        ));
+    }
+    state.data = Some(fingerprint);
+    let implied = (
+        state.step / plan.steps_per_epoch,
+        (state.step % plan.steps_per_epoch) * (config.batch_size * config.accum_steps) as u64,
+    );
+    if changed.is_none() && (state.data_epoch, state.data_index) != implied {
+        return Err(format!(
+            "the checkpoint's data position (epoch {}, sequence {}) does not match \
+                 its step {} on this data (epoch {}, sequence {}): the data is not the \
+                 data it was trained on",
+            state.data_epoch, state.data_index, state.step, implied.0, implied.1
+        ));
+    }
+    memory::check_training_fits(config, &ck.model, threads)?;
+    let model = Gpt::from_params(ck.model, ck.params)?;
+    let opt = match ck.optimizer {
+        Some(o) => AdamW::resume(o, &model.layout),
+        None => {
+            notes.push(
+                "the checkpoint holds weights only: optimizer moments restart from zero".into(),
+            );
+            AdamW::new(
+                config.adamw.clone(),
+                model.layout.total,
+                model.layout.decay_ranges(),
+            )
+        }
+    };
+    if state.step >= plan.last_step {
+        return Err(format!(
+            "the run in {} already reached its last step ({}); give --epochs or \
+                 --max-steps to train further",
+            config
+                .resume
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            plan.last_step
+        ));
+    }
+    Ok((model, opt, state, plan))
+}
+
+/// A new run's model, optimizer, state and plan. Its memory was checked in
+/// `Run::settle_config`, before any data was read, with the vocabulary
+/// asked for, which the trained tokenizer never exceeds.
+fn start_fresh(
+    config: &TrainConfig,
+    vocab_size: usize,
+    fingerprint: DataFingerprint,
+    windows: usize,
+) -> Result<(Gpt, AdamW, TrainingState, Plan), String> {
+    let mc = model_config_for(config, vocab_size)?;
+    let model = Gpt::new(mc, config.seed)?;
+    let opt = AdamW::new(
+        config.adamw.clone(),
+        model.layout.total,
+        model.layout.decay_ranges(),
+    );
+    let state = TrainingState {
+        data: Some(fingerprint),
+        ..TrainingState::start()
+    };
+    Ok((model, opt, state, plan(config, windows)))
+}

@@ -1,0 +1,124 @@
+//! What keeps the ranks of a distributed run one run: the same data, the
+//! same weights, the same plan, and stopping at the same step.
+
+use super::Run;
+use crate::cluster::{Cluster, params_checksum};
+use crate::events::{Event, Summary};
+
+/// Steps between the cross-rank checks of the weights (and at the end).
+pub const CHECK_EVERY: u64 = 50;
+
+impl Run {
+    /// Stops the run with an error when any rank's weights differ from
+    /// rank 0's (they get the same gradient and the same update, so they
+    /// must be identical to the bit).
+    pub(super) fn check_replicas(&self) -> Result<(), String> {
+        let sums = self.cluster.gather_u64(params_checksum(&self.model.params));
+        match ranks_unlike_rank_zero(&sums) {
+            None => Ok(()),
+            Some(ranks) => Err(format!(
+                "the weights on rank {ranks} differ from rank 0's at step {}: the ranks no \
+                 longer train one model; stopped (the last checkpoint is intact)",
+                self.state.step
+            )),
+        }
+    }
+
+    /// After each step, every rank learns whether any rank was asked to stop
+    /// and what rank 0 decided (early stop, the length a time budget fixed),
+    /// so all ranks leave the loop at the same step. One machine: `stop`.
+    pub fn agree_to_stop(&mut self, stop: bool, emit: &mut dyn FnMut(Event)) -> bool {
+        if !self.cluster.is_distributed() {
+            return stop;
+        }
+        let writer = self.cluster.is_writer();
+        let fixed = !self.plan.is_pending();
+        let mut v = [0.0f64; 4];
+        v[0] = f64::from(u8::from(stop));
+        if writer {
+            v[1] = f64::from(u8::from(self.summary.stopped_early));
+            if fixed {
+                v[2] = self.plan.last_step as f64;
+                v[3] = self.plan.horizon as f64;
+            }
+        }
+        self.cluster.sum_f64(&mut v);
+        if !writer {
+            self.summary.stopped_early = v[1] > 0.0;
+            if !fixed && v[2] > 0.0 {
+                self.plan.last_step = v[2] as u64;
+                self.plan.horizon = v[3] as u64;
+                self.schedule.total_steps = self.plan.horizon;
+                emit(Event::Planned {
+                    total_steps: self.plan.last_step,
+                    message: format!(
+                        "rank 0 fixed the run's length: step {}",
+                        self.plan.last_step
+                    ),
+                });
+            }
+        }
+        v[0] > 0.0
+    }
+
+    /// The run stopped on `message`: the log's end line says why.
+    pub fn log_failure(&mut self, message: &str) {
+        if let Some(log) = self.log.as_mut() {
+            log.fail(message);
+        }
+    }
+
+    /// A rank other than 0 ends without saving: its summary is what it
+    /// trained.
+    pub(super) fn replica_summary(&self) -> Summary {
+        let mut s = self.summary.clone();
+        s.steps = self.state.step;
+        s.sphere_sequences = self.spheres.sequences();
+        s.total_secs = self.saver.started.elapsed().as_secs_f64();
+        s.tokens_per_sec =
+            self.tokens_done as f64 / self.train_started.elapsed().as_secs_f64().max(1e-9);
+        s
+    }
+}
+
+/// Every rank must train on the same tokenizer and the same tokens: the
+/// ranks compare a hash of them, and a rank that differs stops them all.
+pub(super) fn check_same_data(
+    cluster: &Cluster,
+    tokenizer_json: &str,
+    train: &[u32],
+    val: &[u32],
+) -> Result<(), String> {
+    if !cluster.is_distributed() {
+        return Ok(());
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(tokenizer_json.as_bytes());
+    for t in train.iter().chain(val) {
+        eat(&t.to_le_bytes());
+    }
+    eat(&(train.len() as u64).to_le_bytes());
+    match ranks_unlike_rank_zero(&cluster.gather_u64(h)) {
+        None => Ok(()),
+        Some(ranks) => Err(format!(
+            "rank {ranks} prepared different data or a different tokenizer than rank 0 (do all \
+             machines see the same files at the same paths?); no rank may train on another \
+             vocabulary: stopped"
+        )),
+    }
+}
+
+/// The ranks whose value differs from rank 0's ("1, 3"), if any.
+fn ranks_unlike_rank_zero(values: &[u64]) -> Option<String> {
+    let differ: Vec<String> = (0..values.len())
+        .filter(|&r| values[r] != values[0])
+        .map(|r| r.to_string())
+        .collect();
+    (!differ.is_empty()).then(|| differ.join(", "))
+}
