@@ -28,8 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# The presets of src/model/config.rs (vocabulary as `cllm bench` uses it).
+# The presets of crates/core/src/config.rs (vocabulary as `cllm bench` uses it;
+# `tiny` only for trying tools/benchmarks.py --quick).
 PRESETS = {
+    "tiny": dict(vocab=37, ctx=16, layers=2, heads=2, embd=16, inner=64, dropout=0.0),
     "small": dict(vocab=2048, ctx=128, layers=4, heads=4, embd=128, inner=512, dropout=0.0),
     "medium": dict(vocab=2048, ctx=128, layers=6, heads=6, embd=192, inner=768, dropout=0.0),
     "seed": dict(vocab=50_000, ctx=512, layers=6, heads=8, embd=256, inner=1024, dropout=0.1),
