@@ -17,6 +17,8 @@
 # the repository bind-mounted read-only at /src. The build goes to
 # /build/target inside the chroot and cargo runs with --offline --locked.
 # Every mount is undone when the command ends, also on failure or Ctrl-C.
+# Run `build` while no other cargo runs: it takes both cores, and the crates
+# overlay reads the host's ~/.cargo as it is.
 #
 # Environment: CHROOT (default /work/chroot-check), MIRROR (default
 # http://deb.debian.org/debian), RUSTUP_HOME / CARGO_HOME (default ~/.rustup,
