@@ -120,7 +120,7 @@ pub fn options(args: &CrawlArgs) -> Result<CrawlOptions, String> {
 pub fn run(args: CrawlArgs) -> Result<(), Failure> {
     let opts = options(&args)?;
     let interrupts = Interrupts::watch("quitting now; the state saved a moment ago is kept")?;
-    let crawler = Crawler::start(opts, None)?;
+    let crawler = Crawler::start(opts, None).map_err(|e| e.to_string())?;
     let mut view = if args.json {
         None
     } else {

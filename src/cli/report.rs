@@ -30,7 +30,7 @@ pub fn run(args: ReportArgs) -> Result<(), String> {
         functions: args.functions,
         samples: args.samples.max(1),
     };
-    let out = write_report(&dir, &opts)?;
+    let out = write_report(&dir, &opts).map_err(|e| e.to_string())?;
     println!("wrote {}", out.path.display());
     for f in &out.figures {
         println!("  {}", f.display());

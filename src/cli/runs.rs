@@ -60,7 +60,7 @@ pub fn run(args: RunsArgs) -> Result<(), String> {
         let mut out = format!("{CSV_HEADER}\n");
         for name in &args.csv {
             let dir = run_dir(&args.runs_dir, name)?;
-            let data = load_run(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let data = load_run(&dir).map_err(|e| e.to_string())?;
             out.push_str(&csv_rows(&data));
         }
         return print_all(&out);

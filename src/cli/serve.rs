@@ -69,7 +69,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     };
     let interrupts = Interrupts::watch("quitting without waiting for replies")?;
     let has_memory = model.memory.is_some();
-    let handle = serve::start(model, config)?;
+    let handle = serve::start(model, config).map_err(|e| e.to_string())?;
     eprintln!(
         "serving {} ({} context tokens, {}) at {}",
         handle.model_id(),

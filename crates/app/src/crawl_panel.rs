@@ -96,7 +96,7 @@ impl CrawlPanel {
                 self.current = None;
                 self.message = None;
             }
-            Err(e) => self.message = Some((e, true)),
+            Err(e) => self.message = Some((e.to_string(), true)),
         }
     }
 

@@ -138,7 +138,7 @@ impl LlmTab {
                 self.server = Some(handle);
                 self.server_message = None;
             }
-            Err(e) => self.server_message = Some(e),
+            Err(e) => self.server_message = Some(e.to_string()),
         }
     }
 

@@ -204,7 +204,9 @@ impl RunsState {
         let (tx, rx) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || {
             let opts = cllm_runs::report::ReportOptions::default();
-            let result = cllm_runs::report::write_report(&dir, &opts).map(|r| r.path);
+            let result = cllm_runs::report::write_report(&dir, &opts)
+                .map(|r| r.path)
+                .map_err(|e| e.to_string());
             let _ = tx.send(result);
             if let Some(ctx) = repaint {
                 ctx.request_repaint();

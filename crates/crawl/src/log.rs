@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::error::CrawlError;
+
 /// The log's name inside the output folder (not a kind the scanner reads).
 pub const LOG_FILE: &str = "crawl.jsonl";
 
@@ -142,31 +144,74 @@ pub struct CrawlLog {
 }
 
 impl CrawlLog {
-    pub fn open(dir: &Path) -> Result<CrawlLog, String> {
+    pub fn open(dir: &Path) -> Result<CrawlLog, CrawlError> {
         let path = dir.join(LOG_FILE);
-        let file = std::fs::OpenOptions::new()
+        match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| format!("{}: cannot open the crawl log: {e}", path.display()))?;
-        Ok(CrawlLog { file, path })
+        {
+            Ok(file) => Ok(CrawlLog { file, path }),
+            Err(source) => Err(CrawlError::OpenLog { path, source }),
+        }
     }
 
-    pub fn write(&mut self, entry: &Entry) -> Result<(), String> {
-        let mut line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
+    pub fn write(&mut self, entry: &Entry) -> Result<(), CrawlError> {
+        let mut line = serde_json::to_string(entry).map_err(CrawlError::EncodeEntry)?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .map_err(|e| format!("{}: cannot write: {e}", self.path.display()))
+            .map_err(|source| CrawlError::WriteLog {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
-/// Reads a crawl log back (for tests and tools).
-pub fn read_log(dir: &Path) -> Result<Vec<Entry>, String> {
+/// Reads a crawl log back (for tests and tools); a line that is not an
+/// entry is an error naming its number.
+pub fn read_log(dir: &Path) -> Result<Vec<Entry>, CrawlError> {
     let path = dir.join(LOG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(source) => return Err(CrawlError::ReadLog { path, source }),
+    };
     text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("{}: {e}: {l}", path.display())))
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| CrawlError::DamagedLogLine {
+                path: path.clone(),
+                line: i + 1,
+                source,
+                text: l.to_string(),
+            })
+        })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_line_is_named_by_file_and_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = CrawlLog::open(dir.path()).unwrap();
+        log.write(&Entry::new("http://a.test/", Outcome::Kept, 0, 1))
+            .unwrap();
+        let mut text = std::fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        text.push_str("\n{\"url\": 3}\n");
+        std::fs::write(dir.path().join(LOG_FILE), text).unwrap();
+        let e = read_log(dir.path()).unwrap_err();
+        assert!(
+            matches!(e, CrawlError::DamagedLogLine { line: 3, .. }),
+            "{e}"
+        );
+        let message = e.to_string();
+        assert!(
+            message.contains(LOG_FILE) && message.contains("line 3"),
+            "{message}"
+        );
+    }
 }

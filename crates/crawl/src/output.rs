@@ -6,6 +6,8 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use url::Url;
 
+use crate::error::CrawlError;
+
 /// The first line of every page file.
 pub fn source_line(url: &str) -> String {
     format!("<!-- source: {url} -->")
@@ -69,11 +71,13 @@ pub fn page_path(url: &Url) -> PathBuf {
 }
 
 /// Writes a page file (temporary file, then rename), creating folders.
-pub fn write_page(dir: &Path, relative: &Path, url: &str, text: &str) -> Result<u64, String> {
+pub fn write_page(dir: &Path, relative: &Path, url: &str, text: &str) -> Result<u64, CrawlError> {
     let path = dir.join(relative);
     let parent = path.parent().unwrap_or(dir);
-    std::fs::create_dir_all(parent)
-        .map_err(|e| format!("{}: cannot create the folder: {e}", parent.display()))?;
+    std::fs::create_dir_all(parent).map_err(|source| CrawlError::CreatePageFolder {
+        path: parent.to_path_buf(),
+        source,
+    })?;
     let mut content = source_line(url);
     content.push('\n');
     content.push_str(text.trim_end());
@@ -81,7 +85,7 @@ pub fn write_page(dir: &Path, relative: &Path, url: &str, text: &str) -> Result<
     let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, &content)
         .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: cannot write the page: {e}", path.display()))?;
+        .map_err(|source| CrawlError::WritePage { path, source })?;
     Ok(content.len() as u64)
 }
 

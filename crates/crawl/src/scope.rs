@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use url::Url;
 
+use crate::error::CrawlError;
+
 /// How far from the seeds the crawler may go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -19,12 +21,12 @@ pub enum ScopeKind {
 }
 
 impl std::str::FromStr for ScopeKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<ScopeKind, String> {
+    type Err = CrawlError;
+    fn from_str(s: &str) -> Result<ScopeKind, CrawlError> {
         match s {
             "host" => Ok(ScopeKind::Host),
             "prefix" => Ok(ScopeKind::Prefix),
-            other => Err(format!("unknown scope {other:?}: use host or prefix")),
+            other => Err(CrawlError::UnknownScope(other.to_string())),
         }
     }
 }
@@ -52,10 +54,10 @@ pub fn normalize(base: &Url, href: &str) -> Result<Url, LinkRefusal> {
 
 /// Parses a seed URL as a person typed it (`example.com/docs` gets
 /// `https://`), naming what is wrong when it cannot be crawled.
-pub fn parse_seed(text: &str) -> Result<Url, String> {
+pub fn parse_seed(text: &str) -> Result<Url, CrawlError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("no URL given".into());
+        return Err(CrawlError::EmptySeed);
     }
     let with_scheme = if text.contains("://") {
         text.to_string()
@@ -64,21 +66,22 @@ pub fn parse_seed(text: &str) -> Result<Url, String> {
         // (`docs.rs/…`, `localhost:8000`), with https.
         let host = text.split('/').next().unwrap_or("");
         if !(host.contains('.') || host.contains(':') || host == "localhost") {
-            return Err(format!(
-                "{text:?} is not a URL: give it as https://host/path"
-            ));
+            return Err(CrawlError::NotAUrl { text: text.into() });
         }
         format!("https://{text}")
     };
-    let mut url = Url::parse(&with_scheme).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let mut url = Url::parse(&with_scheme).map_err(|source| CrawlError::UnparsableSeed {
+        text: text.into(),
+        source,
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "{text:?}: only http and https URLs can be crawled, not {}:",
-            url.scheme()
-        ));
+        return Err(CrawlError::NotHttp {
+            text: text.into(),
+            scheme: url.scheme().into(),
+        });
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{text:?} has no host"));
+        return Err(CrawlError::NoHost { text: text.into() });
     }
     url.set_fragment(None);
     Ok(url)
@@ -228,8 +231,25 @@ mod tests {
     #[test]
     fn seeds_are_checked() {
         assert!(parse_seed("").is_err());
-        assert!(parse_seed("htp//x").unwrap_err().contains("not a URL"));
-        assert!(parse_seed("ftp://a.test/").unwrap_err().contains("ftp"));
+        assert!(
+            parse_seed("htp//x")
+                .unwrap_err()
+                .to_string()
+                .contains("not a URL")
+        );
+        assert!(
+            parse_seed("ftp://a.test/")
+                .unwrap_err()
+                .to_string()
+                .contains("ftp")
+        );
+        assert!(
+            "hostt"
+                .parse::<ScopeKind>()
+                .unwrap_err()
+                .to_string()
+                .contains("use host or prefix")
+        );
         assert_eq!(
             parse_seed("a.test/docs").unwrap().as_str(),
             "https://a.test/docs"

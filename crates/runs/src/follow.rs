@@ -8,6 +8,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::error::RunsError;
+
 #[derive(Debug)]
 pub struct LogFollower {
     path: PathBuf,
@@ -41,10 +43,23 @@ impl LogFollower {
         self.pending.len()
     }
 
-    pub fn poll(&mut self) -> std::io::Result<Polled> {
+    /// Reads what was appended since the last poll.
+    pub fn poll(&mut self) -> Result<Polled, RunsError> {
+        let read_error = |source| RunsError::ReadLog {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RunsError::NoLog {
+                    path: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(read_error(e)),
+        };
         let mut polled = Polled::default();
-        let mut file = File::open(&self.path)?;
-        let len = file.metadata()?.len();
+        let len = file.metadata().map_err(read_error)?.len();
         if len < self.offset {
             self.offset = 0;
             self.pending.clear();
@@ -53,9 +68,12 @@ impl LogFollower {
         if len == self.offset {
             return Ok(polled);
         }
-        file.seek(SeekFrom::Start(self.offset))?;
+        file.seek(SeekFrom::Start(self.offset))
+            .map_err(read_error)?;
         let mut buf = Vec::with_capacity((len - self.offset) as usize);
-        file.take(len - self.offset).read_to_end(&mut buf)?;
+        file.take(len - self.offset)
+            .read_to_end(&mut buf)
+            .map_err(read_error)?;
         self.offset += buf.len() as u64;
         self.pending.extend_from_slice(&buf);
         if let Some(last_nl) = self.pending.iter().rposition(|&b| b == b'\n') {
@@ -102,5 +120,9 @@ mod tests {
         let p = follower.poll().unwrap();
         assert!(p.restarted);
         assert_eq!(p.lines, ["x"]);
+        std::fs::remove_file(&path).unwrap();
+        let e = follower.poll().unwrap_err();
+        assert!(matches!(e, RunsError::NoLog { .. }), "{e}");
+        assert!(e.to_string().contains("m.jsonl"), "names the file: {e}");
     }
 }

@@ -2,6 +2,7 @@
 //! sphere work and how it ended, plus what the Runs table shows (status
 //! inferred for a run still being written, tokens seen, best evaluation).
 
+use super::error::RunsError;
 use super::follow::LogFollower;
 use super::record::{End, Eval, Header, Info, Parsed, Record, Resume, Spheres, Step, parse_line};
 use std::path::{Path, PathBuf};
@@ -342,7 +343,7 @@ impl RunReader {
 
     /// Reads what was appended since the last poll; true when anything
     /// changed.
-    pub fn poll(&mut self) -> std::io::Result<bool> {
+    pub fn poll(&mut self) -> Result<bool, RunsError> {
         let path = self.data.log_path();
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let mut changed = modified != self.data.modified;
@@ -388,7 +389,7 @@ impl RunReader {
 }
 
 /// Reads a run's folder once.
-pub fn load_run(dir: &Path) -> std::io::Result<RunData> {
+pub fn load_run(dir: &Path) -> Result<RunData, RunsError> {
     let mut r = RunReader::new(dir);
     r.poll()?;
     Ok(r.data)

@@ -1,16 +1,15 @@
 //! HTTP glue over `tiny_http`: routing, the API key, reading a bounded
-//! body, queueing generation requests (429 when the queue is full), JSON
-//! answers, and server-sent events written as HTTP chunks, flushed one
-//! event at a time.
+//! body, and queueing generation requests (429 when the queue is full).
 
 use super::Shared;
 use super::api::{self, ApiError};
+use super::reply::{respond_error, respond_json};
 use super::request::{self, Endpoint};
 use super::worker::Job;
 use crossbeam_channel::{Sender, TrySendError};
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::sync::atomic::Ordering;
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{Method, Request};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: u64 = 4 << 20;
@@ -148,58 +147,5 @@ fn enqueue(shared: &Shared, queue: &Sender<Job>, job: Job) {
 fn log(shared: &Shared, path: &str, e: &ApiError) {
     if shared.config.log {
         eprintln!("POST {path}: {} {}", e.status, e.message);
-    }
-}
-
-pub fn respond_json(req: Request, status: u16, body: &str) {
-    let response = Response::from_string(body)
-        .with_status_code(status)
-        .with_header(json_header());
-    // A client that went away cannot be told anything.
-    let _ = req.respond(response);
-}
-
-pub fn respond_error(req: Request, e: &ApiError) {
-    respond_json(req, e.status, &e.body())
-}
-
-fn json_header() -> Header {
-    Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-        .unwrap_or_else(|_| unreachable!("a constant header is valid"))
-}
-
-/// A `text/event-stream` answer: each event one HTTP chunk, flushed at once
-/// so a client sees every token as it comes; a failed write means the
-/// client went away.
-pub struct SseStream {
-    out: Box<dyn Write + Send>,
-}
-
-impl SseStream {
-    pub fn open(req: Request) -> io::Result<SseStream> {
-        let mut out = req.into_writer();
-        out.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
-              Transfer-Encoding: chunked\r\nServer: cllm\r\n\r\n",
-        )?;
-        out.flush()?;
-        Ok(SseStream { out })
-    }
-
-    /// Sends `data: {data}\n\n`.
-    pub fn send(&mut self, data: &str) -> io::Result<()> {
-        let event = format!("data: {data}\n\n");
-        let mut chunk = format!("{:x}\r\n", event.len()).into_bytes();
-        chunk.extend_from_slice(event.as_bytes());
-        chunk.extend_from_slice(b"\r\n");
-        self.out.write_all(&chunk)?;
-        self.out.flush()
-    }
-
-    /// Sends `data: [DONE]` and ends the body.
-    pub fn finish(mut self) -> io::Result<()> {
-        self.send("[DONE]")?;
-        self.out.write_all(b"0\r\n\r\n")?;
-        self.out.flush()
     }
 }

@@ -3,16 +3,22 @@
 //! - [`api`]: the error body and the JSON of answers and chunks.
 //! - [`request`]: request bodies checked field by field.
 //! - [`worker`]: decoding threads running the engine's generator.
-//! - [`http`]: routing, API key, the bounded queue (429), SSE over HTTP.
+//! - [`http`]: routing, API key, the bounded queue (429).
+//! - [`reply`]: JSON answers and server-sent events written to a client.
+//! - [`error`]: why a server did not start ([`ServeError`]).
 //!
 //! Threads: a few HTTP threads read and check requests and put generation
 //! requests on a bounded queue; `workers` decoding threads take them one
 //! at a time. A full queue answers 429 at once.
 
 pub mod api;
+pub mod error;
 pub mod http;
+pub mod reply;
 pub mod request;
 pub mod worker;
+
+pub use error::ServeError;
 
 use cllm_core::Gpt;
 use cllm_data::tokenizer::Tokenizer;
@@ -123,22 +129,36 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Binds and starts the threads.
-pub fn start(model: ServeModel, config: ServeConfig) -> Result<ServerHandle, String> {
+/// Checks the model, binds and starts the threads.
+pub fn start(model: ServeModel, config: ServeConfig) -> Result<ServerHandle, ServeError> {
     if config.workers == 0 {
-        return Err("at least one decoding thread is needed (--workers)".into());
+        return Err(ServeError::NoWorkers);
+    }
+    let (tokenizer_tokens, model_tokens) = (model.tok.vocab_size(), model.gpt.config.vocab_size);
+    if tokenizer_tokens > model_tokens {
+        return Err(ServeError::ModelMismatch {
+            model: model.id.clone(),
+            tokenizer_tokens,
+            model_tokens,
+        });
     }
     let host = config
         .host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let server = tiny_http::Server::http((host.as_str(), config.port))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or("the server is not on an IP address")?;
+    let server = tiny_http::Server::http((host.as_str(), config.port)).map_err(|source| {
+        let in_use = source
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse);
+        let (host, port) = (config.host.clone(), config.port);
+        if in_use {
+            ServeError::PortInUse { host, port }
+        } else {
+            ServeError::Listen { host, port, source }
+        }
+    })?;
+    let addr = server.server_addr().to_ip().ok_or(ServeError::NotIp)?;
     let server = Arc::new(server);
     let limits = Limits {
         n_ctx: model.gpt.config.n_ctx,
@@ -160,7 +180,10 @@ pub fn start(model: ServeModel, config: ServeConfig) -> Result<ServerHandle, Str
         let t = std::thread::Builder::new()
             .name(format!("cllm-serve-decode-{i}"))
             .spawn(move || worker::work(&shared, rx))
-            .map_err(|e| format!("cannot start a decoding thread: {e}"))?;
+            .map_err(|source| ServeError::Thread {
+                what: "a decoding thread",
+                source,
+            })?;
         workers.push(t);
     }
     drop(rx);
@@ -178,7 +201,10 @@ pub fn start(model: ServeModel, config: ServeConfig) -> Result<ServerHandle, Str
                     }
                 }
             })
-            .map_err(|e| format!("cannot start an HTTP thread: {e}"))?;
+            .map_err(|source| ServeError::Thread {
+                what: "an HTTP thread",
+                source,
+            })?;
         http_threads.push(t);
     }
     Ok(ServerHandle {
@@ -237,5 +263,66 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cllm_core::{ModelConfig, ParamLayout};
+
+    fn model(vocab_size: usize) -> ServeModel {
+        let mut cfg = ModelConfig::preset("tiny").unwrap();
+        cfg.vocab_size = vocab_size;
+        cfg.n_ctx = 16;
+        let params = vec![0.0; ParamLayout::new(&cfg).total];
+        ServeModel {
+            id: "tiny".into(),
+            gpt: Arc::new(Gpt::from_params(cfg, params).unwrap()),
+            tok: Arc::new(Tokenizer::bytes()),
+            memory: None,
+        }
+    }
+
+    fn config(port: u16) -> ServeConfig {
+        ServeConfig {
+            port,
+            workers: 1,
+            ..ServeConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_server_that_cannot_start_says_why() {
+        let no_workers = ServeConfig {
+            workers: 0,
+            ..config(0)
+        };
+        let e = start(model(256), no_workers).err().unwrap();
+        assert!(matches!(e, ServeError::NoWorkers), "{e}");
+        assert!(e.to_string().contains("--workers"), "{e}");
+
+        let e = start(model(100), config(0)).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                ServeError::ModelMismatch {
+                    tokenizer_tokens: 256,
+                    model_tokens: 100,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("'tiny'"), "{e}");
+
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = start(model(256), config(port)).err().unwrap();
+        assert!(
+            matches!(e, ServeError::PortInUse { port: p, .. } if p == port),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--port"), "{e}");
     }
 }

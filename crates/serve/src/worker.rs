@@ -4,7 +4,7 @@
 
 use super::Shared;
 use super::api::{self, ApiError};
-use super::http::{self, SseStream};
+use super::reply::{self, SseStream};
 use super::request::{Endpoint, GenRequest};
 use cllm_generate::{GeneratedToken, Generator};
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ pub(crate) fn work(shared: &Shared, queue: crossbeam_channel::Receiver<Job>) {
     for job in queue {
         shared.stats.queued.fetch_sub(1, Ordering::SeqCst);
         if shared.stopping.load(Ordering::SeqCst) {
-            http::respond_error(job.http, &ApiError::shutting_down());
+            reply::respond_error(job.http, &ApiError::shutting_down());
             continue;
         }
         shared.stats.active.fetch_add(1, Ordering::SeqCst);
@@ -51,13 +51,13 @@ fn run(shared: &Shared, job: Job) {
     let mut generator =
         match Generator::new(&model.gpt, &model.tok, &req.prompt, req.sampling.clone()) {
             Ok(g) => g,
-            Err(e) => return http::respond_error(conn, &ApiError::invalid(None, e)),
+            Err(e) => return reply::respond_error(conn, &ApiError::invalid(None, e)),
         };
     if req.memory
         && let Some(memory) = &model.memory
         && let Err(e) = generator.use_memory(memory)
     {
-        return http::respond_error(conn, &ApiError::internal(e));
+        return reply::respond_error(conn, &ApiError::internal(e));
     }
     let id = new_id(req.endpoint);
     let created = unix_now();
@@ -192,7 +192,7 @@ fn run(shared: &Shared, job: Job) {
         };
         // Counted first, so a client that has its answer sees it counted.
         shared.stats.completed.fetch_add(1, Ordering::SeqCst);
-        http::respond_json(conn, 200, &body.to_string());
+        reply::respond_json(conn, 200, &body.to_string());
         finish.to_string()
     };
     if shared.config.log {

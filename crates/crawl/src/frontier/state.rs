@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
+use crate::error::CrawlError;
 use crate::fetch::Validators;
 use crate::log::Reason;
 use crate::robots::RobotsText;
@@ -101,30 +102,23 @@ impl CrawlState {
     }
 
     /// The saved state of `dir`, or None when there is none.
-    pub fn load(dir: &Path) -> Result<Option<CrawlState>, String> {
+    pub fn load(dir: &Path) -> Result<Option<CrawlState>, CrawlError> {
         let path = CrawlState::path(dir);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(format!(
-                    "{}: cannot read the crawl state: {e}",
-                    path.display()
-                ));
-            }
+            Err(source) => return Err(CrawlError::ReadState { path, source }),
         };
-        let state: CrawlState = serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "{}: the crawl state is damaged ({e}); delete it or pass --restart",
-                path.display()
-            )
-        })?;
+        let state: CrawlState = match serde_json::from_str(&text) {
+            Ok(s) => s,
+            Err(source) => return Err(CrawlError::DamagedState { path, source }),
+        };
         if state.version != VERSION {
-            return Err(format!(
-                "{}: crawl state version {} is not {VERSION}; delete it or pass --restart",
-                path.display(),
-                state.version
-            ));
+            return Err(CrawlError::StateVersion {
+                path,
+                found: state.version,
+                expected: VERSION,
+            });
         }
         Ok(Some(state))
     }
@@ -145,14 +139,14 @@ impl CrawlState {
     }
 
     /// Writes the state: a temporary file, then a rename.
-    pub fn save(&mut self, dir: &Path) -> Result<(), String> {
+    pub fn save(&mut self, dir: &Path) -> Result<(), CrawlError> {
         self.totals.queued = self.frontier.len();
         let path = CrawlState::path(dir);
         let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        let text = serde_json::to_vec(self).map_err(|e| format!("crawl state: {e}"))?;
+        let text = serde_json::to_vec(self).map_err(CrawlError::EncodeState)?;
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("{}: cannot save the crawl state: {e}", path.display()))
+            .map_err(|source| CrawlError::SaveState { path, source })
     }
 }
 
@@ -182,10 +176,9 @@ mod tests {
         assert_eq!(back.round, 2);
         assert_eq!(back.pages.len(), 1);
         std::fs::write(CrawlState::path(dir.path()), "{").unwrap();
-        assert!(
-            CrawlState::load(dir.path())
-                .unwrap_err()
-                .contains("damaged")
-        );
+        let e = CrawlState::load(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+        assert!(e.to_string().contains(STATE_FILE), "names the file: {e}");
+        assert!(e.to_string().contains("--restart"), "says what to do: {e}");
     }
 }

@@ -8,6 +8,7 @@ pub mod model;
 pub mod plots;
 pub mod sheet;
 
+use crate::error::RunsError;
 use crate::run::{RunData, load_run};
 use crate::table::format_utc;
 use std::fmt::Write;
@@ -90,8 +91,11 @@ pub fn throughput_series(run: &RunData) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn draw_figures(run: &RunData, dir: &Path) -> Result<Vec<PathBuf>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+fn draw_figures(run: &RunData, dir: &Path) -> Result<Vec<PathBuf>, RunsError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunsError::CreateFolder {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let finite = |v: &[(f64, f64)]| -> Vec<(f64, f64)> {
         v.iter().copied().filter(|p| p.1.is_finite()).collect()
     };
@@ -150,13 +154,12 @@ fn cell(s: &str) -> String {
 }
 
 /// Writes the report of the run in `run_dir`; returns where.
-pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<ReportOutcome, String> {
-    let run = load_run(run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<ReportOutcome, RunsError> {
+    let run = load_run(run_dir)?;
     if run.steps.is_empty() {
-        return Err(format!(
-            "{}: the log has no steps yet: nothing to report",
-            run_dir.display()
-        ));
+        return Err(RunsError::NoSteps {
+            dir: run_dir.to_path_buf(),
+        });
     }
     let now = SystemTime::now();
     let figures = draw_figures(&run, &run_dir.join("figures"))?;
@@ -239,7 +242,9 @@ pub fn write_report(run_dir: &Path, opts: &ReportOptions) -> Result<ReportOutcom
     md.push_str("\n## Model\n\n");
     model_markdown(&run, opts, &mut md);
     let path = run_dir.join("report.md");
-    std::fs::write(&path, md).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    if let Err(source) = std::fs::write(&path, md) {
+        return Err(RunsError::WriteReport { path, source });
+    }
     Ok(ReportOutcome { path, figures })
 }
 

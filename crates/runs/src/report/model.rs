@@ -4,6 +4,7 @@
 //! does, for the syntax accuracy. The engine's code paths
 //! (`generate::code_eval`, `train::prepare::validation_texts`) do the work.
 
+use crate::error::RunsError;
 use cllm_core::Gpt;
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::code_eval::{self, CodeEvalReport, trainer_sampling};
@@ -37,18 +38,32 @@ pub fn model_section(
     path: &Path,
     functions: usize,
     samples: usize,
-) -> Result<ModelSection, String> {
-    let ck = checkpoint::load(path).map_err(|e| e.to_string())?;
+) -> Result<ModelSection, RunsError> {
+    let checkpoint_error = |e: &dyn std::fmt::Display| RunsError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let ck = checkpoint::load(path).map_err(|e| checkpoint_error(&e))?;
     let context = cllm_train::checkpoint::trained_context(&ck);
     // As `cllm eval-gen` by default: with the repository memory when the
     // checkpoint carries one.
-    let memory = ck.repository_memory(path)?;
-    let tok = Tokenizer::from_json(&ck.tokenizer_json)
-        .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
+    let memory = ck
+        .repository_memory(path)
+        .map_err(|e| checkpoint_error(&e))?;
+    let tok = Tokenizer::from_json(&ck.tokenizer_json).map_err(|e| RunsError::Tokenizer {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let train_config = ck.train_config.clone();
     let model = Gpt::from_params(ck.model, ck.params)
         .and_then(|m| m.with_context(context))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| RunsError::Model {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let completions_error = |e: &dyn std::fmt::Display| RunsError::Completions {
+        message: e.to_string(),
+    };
     let cfg = trainer_sampling();
     let never = AtomicBool::new(false);
     let prompts: Vec<String> = SEED_PROMPTS.iter().map(|s| s.to_string()).collect();
@@ -64,19 +79,24 @@ pub fn model_section(
             &mut |_| Ok(()),
         )
     };
-    let seed = complete(&prompts, 1)?;
+    let seed = complete(&prompts, 1).map_err(|e| completions_error(&e))?;
     let (functions, openings_found) = if functions == 0 {
         (None, 0)
     } else {
-        let texts = validation_texts(&train_config, &never)
-            .map_err(|e| format!("the run's validation split: {e}"))?;
+        let texts =
+            validation_texts(&train_config, &never).map_err(|e| RunsError::ValidationSplit {
+                message: e.to_string(),
+            })?;
         let (chosen, found) =
-            code_eval::function_prompts(&texts, &tok, model.config.n_ctx, functions, cfg.seed)?;
+            code_eval::function_prompts(&texts, &tok, model.config.n_ctx, functions, cfg.seed)
+                .map_err(|e| RunsError::Openings {
+                    message: e.to_string(),
+                })?;
         if chosen.is_empty() {
             (None, found)
         } else {
             let openings: Vec<String> = chosen.into_iter().map(|o| o.text).collect();
-            let report = complete(&openings, samples)?;
+            let report = complete(&openings, samples).map_err(|e| completions_error(&e))?;
             (Some(report), found)
         }
     };

@@ -6,22 +6,28 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::error::RunsError;
+
 pub const WIDTH: u32 = 960;
 pub const HEIGHT: u32 = 480;
 const FONT: &str = "sans-serif";
 
 /// Registers the bundled font once per process.
-fn font() -> Result<(), String> {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    DONE.get_or_init(|| {
+fn font() -> Result<(), RunsError> {
+    static LOADED: OnceLock<bool> = OnceLock::new();
+    let loaded = *LOADED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
-            .map_err(|_| "the bundled font did not load".to_string())
-    })
-    .clone()
+            .is_ok()
+    });
+    if loaded { Ok(()) } else { Err(RunsError::Font) }
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    format!("plot: {e}")
+/// A drawing error of the figure at `path`.
+fn err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> RunsError + '_ {
+    move |e| RunsError::Plot {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 const BLUE: RGBColor = RGBColor(40, 110, 220);
@@ -68,10 +74,10 @@ pub fn line_chart(
     x_label: &str,
     y_label: &str,
     series: &[Series],
-) -> Result<(), String> {
+) -> Result<(), RunsError> {
     font()?;
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    root.fill(&WHITE).map_err(err(path))?;
     let (x0, x1) = span(
         series.iter().flat_map(|s| s.points.iter().map(|p| p.0)),
         false,
@@ -86,7 +92,7 @@ pub fn line_chart(
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(err)?;
+        .map_err(err(path))?;
     chart
         .configure_mesh()
         .x_desc(x_label)
@@ -94,13 +100,13 @@ pub fn line_chart(
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .draw()
-        .map_err(err)?;
+        .map_err(err(path))?;
     for s in series {
         let style = ShapeStyle::from(&s.colour).stroke_width(if s.bold { 2 } else { 1 });
         let c = s.colour;
         chart
             .draw_series(LineSeries::new(s.points.iter().copied(), style))
-            .map_err(err)?
+            .map_err(err(path))?
             .label(s.name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
         if s.dots {
@@ -110,7 +116,7 @@ pub fn line_chart(
                         .iter()
                         .map(|&(x, y)| Circle::new((x, y), 3, ShapeStyle::from(&c).filled())),
                 )
-                .map_err(err)?;
+                .map_err(err(path))?;
         }
     }
     chart
@@ -120,8 +126,8 @@ pub fn line_chart(
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
+        .map_err(err(path))?;
+    root.present().map_err(err(path))?;
     Ok(())
 }
 
@@ -131,7 +137,7 @@ pub fn loss_chart(
     raw: Vec<(f64, f64)>,
     smoothed: Vec<(f64, f64)>,
     val: Vec<(f64, f64)>,
-) -> Result<(), String> {
+) -> Result<(), RunsError> {
     line_chart(
         path,
         "Loss",
@@ -168,10 +174,10 @@ pub fn lr_grad_chart(
     path: &Path,
     lr: Vec<(f64, f64)>,
     grad: Vec<(f64, f64)>,
-) -> Result<(), String> {
+) -> Result<(), RunsError> {
     font()?;
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    root.fill(&WHITE).map_err(err(path))?;
     let halves = root.split_evenly((2, 1));
     // The noisy gradient norm is drawn 1 px wide (see `Series::bold`).
     for (area, (name, points, colour, width)) in halves.iter().zip([
@@ -186,7 +192,7 @@ pub fn lr_grad_chart(
             .x_label_area_size(40)
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
+            .map_err(err(path))?;
         chart
             .configure_mesh()
             .x_desc("step")
@@ -194,23 +200,23 @@ pub fn lr_grad_chart(
             .axis_desc_style((FONT, 14))
             .y_label_formatter(&|v| format!("{v:.3e}"))
             .draw()
-            .map_err(err)?;
+            .map_err(err(path))?;
         chart
             .draw_series(LineSeries::new(
                 points,
                 ShapeStyle::from(&colour).stroke_width(width),
             ))
-            .map_err(err)?;
+            .map_err(err(path))?;
     }
-    root.present().map_err(err)?;
+    root.present().map_err(err(path))?;
     Ok(())
 }
 
 /// Per-sphere bars: sequences computed and busy share (load balance).
-pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), String> {
+pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), RunsError> {
     font()?;
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    root.fill(&WHITE).map_err(err(path))?;
     let halves = root.split_evenly((1, 2));
     let n = sequences.len().max(1);
     let bars = |area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
@@ -219,7 +225,7 @@ pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
                 values: Vec<f64>,
                 top: f64,
                 colour: RGBColor|
-     -> Result<(), String> {
+     -> Result<(), RunsError> {
         let mut chart = ChartBuilder::on(area)
             .caption(title, (FONT, 18))
             .margin(10)
@@ -227,7 +233,7 @@ pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
             .y_label_area_size(60)
             // An integer range's segments include its end: 0..n-1 is n bars.
             .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)
-            .map_err(err)?;
+            .map_err(err(path))?;
         chart
             .configure_mesh()
             .x_desc("sphere")
@@ -239,7 +245,7 @@ pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
                 _ => String::new(),
             })
             .draw()
-            .map_err(err)?;
+            .map_err(err(path))?;
         chart
             .draw_series(values.iter().enumerate().map(|(i, &v)| {
                 let mut bar = Rectangle::new(
@@ -252,7 +258,7 @@ pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
                 bar.set_margin(0, 0, 6, 6);
                 bar
             }))
-            .map_err(err)?;
+            .map_err(err(path))?;
         Ok(())
     };
     let seqs: Vec<f64> = sequences.iter().map(|&s| s as f64).collect();
@@ -274,7 +280,7 @@ pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
         100.0,
         ORANGE,
     )?;
-    root.present().map_err(err)?;
+    root.present().map_err(err(path))?;
     Ok(())
 }
 
@@ -282,11 +288,11 @@ pub fn sphere_bars(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
 /// children in a ring (deeper levels in outer rings), each circle shaded
 /// by its busy share and labelled with its sequence count. Drawn from the
 /// logged per-sphere figures (the egui widget needs a window to render).
-pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), String> {
+pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), RunsError> {
     font()?;
     let size = 640u32;
     let root = BitMapBackend::new(path, (size, size)).into_drawing_area();
-    root.fill(&RGBColor(24, 26, 32)).map_err(err)?;
+    root.fill(&RGBColor(24, 26, 32)).map_err(err(path))?;
     let n = sequences.len();
     let c = size as f64 / 2.0;
     // Position of sphere i: level 0 at the centre, level L ring of radius
@@ -340,7 +346,7 @@ pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
             vec![px(pos[i]), px(pos[parent])],
             RGBColor(90, 95, 110),
         ))
-        .map_err(err)?;
+        .map_err(err(path))?;
     }
     // As large as the closest pair allows without overlap.
     let mut radius: f64 = if n <= 1 { 60.0 } else { ring * 0.42 };
@@ -360,9 +366,9 @@ pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
             (85.0 + (110.0 - 85.0) * b) as u8,
         );
         root.draw(&Circle::new(px(pos[i]), radius, shade.filled()))
-            .map_err(err)?;
+            .map_err(err(path))?;
         root.draw(&Circle::new(px(pos[i]), radius, WHITE.stroke_width(1)))
-            .map_err(err)?;
+            .map_err(err(path))?;
         let label = format!("#{i}\n{}", sequences[i]);
         for (k, line) in label.lines().enumerate() {
             let style = TextStyle::from((FONT, 14).into_font()).color(&WHITE).pos(
@@ -377,7 +383,7 @@ pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
                 (x, y - 8 + 16 * k as i32),
                 style,
             ))
-            .map_err(err)?;
+            .map_err(err(path))?;
         }
     }
     root.draw(&Text::new(
@@ -385,8 +391,8 @@ pub fn sphere_view(path: &Path, sequences: &[u64], busy: &[f64]) -> Result<(), S
         (12, size as i32 - 26),
         TextStyle::from((FONT, 15).into_font()).color(&RGBColor(200, 200, 210)),
     ))
-    .map_err(err)?;
-    root.present().map_err(err)?;
+    .map_err(err(path))?;
+    root.present().map_err(err(path))?;
     Ok(())
 }
 

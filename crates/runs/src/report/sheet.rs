@@ -1,6 +1,6 @@
-//! The benchmark sheet the seed asked people to fill in by hand, filled in
-//! from what the run's log measured: every figure with its unit, and `-`
-//! with the reason where the log does not have it.
+//! The benchmark sheet filled in from what the run's log measured: every
+//! figure with its unit, and `-` with the reason where the log does not
+//! have it.
 
 use crate::run::RunData;
 use crate::table::format_utc;
