@@ -16,7 +16,7 @@
 
 use super::block::{Attend, BlockBuffers, BlockParams, block_forward};
 use super::ops::{crossentropy, embedding, layernorm};
-use super::{Gpt, ModelConfig};
+use super::{CoreError, Gpt, ModelConfig};
 
 /// Keys and values of the positions seen so far, plus scratch sized for a
 /// chunk of up to `n_ctx` new tokens.
@@ -126,7 +126,7 @@ impl KvCache {
     /// predict the token after the last of them. Errors (nothing changes)
     /// when the model does not match the cache, `tokens` is empty, they do
     /// not fit in the remaining context, or an id is outside the vocabulary.
-    pub fn append(&mut self, model: &Gpt, tokens: &[u32]) -> Result<&[f32], String> {
+    pub fn append(&mut self, model: &Gpt, tokens: &[u32]) -> Result<&[f32], CoreError> {
         self.check(model, tokens)?;
         self.forward_rows(model, tokens);
         let n = tokens.len();
@@ -145,7 +145,11 @@ impl KvCache {
 
     /// As [`KvCache::append`] but returns the logits of every new position,
     /// (n, V) row-major: row i predicts the token after `tokens[i]`.
-    pub fn append_all_logits(&mut self, model: &Gpt, tokens: &[u32]) -> Result<Vec<f32>, String> {
+    pub fn append_all_logits(
+        &mut self,
+        model: &Gpt,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, CoreError> {
         self.check(model, tokens)?;
         self.forward_rows(model, tokens);
         let n = tokens.len();
@@ -165,29 +169,28 @@ impl KvCache {
 
     /// Errors when `tokens` cannot be appended for `model` (see
     /// [`KvCache::append`]).
-    pub fn check(&self, model: &Gpt, tokens: &[u32]) -> Result<(), String> {
+    pub fn check(&self, model: &Gpt, tokens: &[u32]) -> Result<(), CoreError> {
         if model.config != self.config {
-            return Err("the key/value cache was made for another model config".into());
+            return Err(CoreError::CacheForAnotherModel);
         }
         if tokens.is_empty() {
-            return Err("no tokens to append to the key/value cache".into());
+            return Err(CoreError::NoTokens);
         }
         if tokens.len() > self.remaining() {
-            return Err(format!(
-                "{} tokens do not fit: the context holds {} and {} are in use",
-                tokens.len(),
-                self.config.n_ctx,
-                self.len
-            ));
+            return Err(CoreError::ContextFull {
+                tokens: tokens.len(),
+                context: self.config.n_ctx,
+                in_use: self.len,
+            });
         }
-        if let Some(&bad) = tokens
+        if let Some(&id) = tokens
             .iter()
             .find(|&&t| t as usize >= self.config.vocab_size)
         {
-            return Err(format!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                self.config.vocab_size
-            ));
+            return Err(CoreError::TokenOutOfVocabulary {
+                id,
+                vocab: self.config.vocab_size,
+            });
         }
         Ok(())
     }

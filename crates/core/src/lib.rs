@@ -6,6 +6,7 @@
 pub mod bf16_weights;
 pub mod block;
 pub mod config;
+pub mod error;
 pub mod gpt;
 pub mod kv_cache;
 pub mod ops;
@@ -15,7 +16,9 @@ pub mod rng;
 pub mod workspace;
 
 pub use config::{ModelConfig, PRESET_NAMES};
-pub use gpt::{Batch, Gpt};
+pub use error::CoreError;
+pub use gpt::{Backward, Batch, Gpt, Logits, Loss};
 pub use kv_cache::KvCache;
+pub use ops::dropout::DropoutRng;
 pub use params::{ParamLayout, ParamSpec};
 pub use workspace::Workspace;

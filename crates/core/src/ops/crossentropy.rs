@@ -16,12 +16,13 @@
 //! in pass 1 and read back in pass 2 (the head's only DRAM stream besides
 //! wte and dwte).
 
-use super::bf16::{LANES, PairsRef, from_bf16, matmul_pairs, pack_columns, pack_rows, to_bf16};
+use super::bf16::{
+    LANES, PairsRef, WeightPacks, from_bf16, matmul_pairs, pack_columns, pack_rows, to_bf16,
+};
 use super::fast_math::{SimdPath, simd_fn, simd_path};
 use super::linear_bf16::{with_scratch, with_scratch3};
 use super::matmul::{MatMut, MatRef, matmul};
 use super::matmul_tn::matmul_tn_acc;
-use crate::bf16_weights::WeightPacks;
 use std::cell::RefCell;
 
 /// The tied embedding as the head multiplies it: f32, or its bf16 packs
@@ -354,7 +355,7 @@ fn tile_dlogits(
     }
 }
 
-/// [`bf16_pack::scale_round_two_rows`] where the SIMD path is AVX-512
+/// [`scale_round_two_rows`](super::bf16::pack_avx512::scale_round_two_rows) where the SIMD path is AVX-512
 /// (it is then present); returns the columns done, 0 elsewhere.
 fn round_two_rows_fast(
     lo: &mut [u16],
@@ -371,7 +372,9 @@ fn round_two_rows_fast(
         let ahead = 8 * e[0].len();
         // SAFETY: the AVX-512 SIMD path is only chosen where the CPU has
         // AVX-512F.
-        return unsafe { super::bf16_pack::scale_round_two_rows(lo, hi, down, e, factors, ahead) };
+        return unsafe {
+            super::bf16::pack_avx512::scale_round_two_rows(lo, hi, down, e, factors, ahead)
+        };
     }
     let _ = (lo, hi, down, e, factors);
     0
@@ -852,7 +855,7 @@ mod tests {
         let wte = fd::random(s.vocab * s.channels, 6);
         let targets: Vec<u32> = (0..s.rows as u32).map(|r| (r * 37 + 1) % 301).collect();
         let mut packs = WeightPacks::default();
-        packs.pack_for_test(&wte, s.vocab, s.channels);
+        packs.pack(&wte, s.vocab, s.channels);
         let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
         let run = |w: HeadWeights, scratch: &mut [f32]| {
             let mut dx = vec![0.0; x.len()];
@@ -992,7 +995,7 @@ mod tests {
         }
 
         let mut packs = WeightPacks::default();
-        packs.pack_for_test(&wte, s.vocab, s.channels);
+        packs.pack(&wte, s.vocab, s.channels);
         let mut dx16 = vec![0.0; x.len()];
         let mut dw16 = vec![0.0; wte.len()];
         let l16 = head_loss_backward(
@@ -1141,7 +1144,7 @@ mod tests {
             .map(|r| (r * 131 + 5) % s.vocab as u32)
             .collect();
         let mut packs = WeightPacks::default();
-        packs.pack_for_test(&wte, s.vocab, s.channels);
+        packs.pack(&wte, s.vocab, s.channels);
         let run = |w: HeadWeights| {
             let mut scratch = vec![0.0; scratch_len(s.chunk, s.vocab)];
             let mut dx = vec![0.0; x.len()];

@@ -32,7 +32,6 @@ pub(crate) use dispatch_tile_rows;
 pub mod attention;
 pub mod bf16;
 pub mod bf16_gemv;
-mod bf16_pack;
 pub mod crossentropy;
 pub mod dropout;
 pub mod embedding;
