@@ -62,7 +62,7 @@ impl ModelConfig {
                 dropout: 0.0,
             },
             // The sizes `--preset auto` chooses from beside baby and small
-            // (see `model::auto` and docs/model-size-sweep.md).
+            // (see `cllm_train::auto` and docs/model-size-sweep.md).
             "medium" => ModelConfig {
                 vocab_size: 2048,
                 n_ctx: 128,
@@ -70,9 +70,8 @@ impl ModelConfig {
                 n_head: 6,
                 n_embd: 192,
                 n_inner: 768,
-                // Many epochs over a repository overfit without it: the
-                // 30-minute SQLite run went 1.270 → 1.123 bits per byte
-                // on held-out code with 0.1 (docs/model-size-sweep.md).
+                // Many epochs over a repository overfit without it
+                // (docs/model-size-sweep.md).
                 dropout: 0.1,
             },
             "large" => ModelConfig {

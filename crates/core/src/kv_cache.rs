@@ -4,13 +4,14 @@
 //! values; when generating one token at a time, all of them but the newest
 //! are already known. The cache keeps, per layer, the keys and values of the
 //! positions seen so far, (L, n_ctx, C) each, and [`KvCache::append`] runs
-//! only the new tokens through the same block forward as `Gpt`
-//! (`model::block`), whose attention reads this cache. The logits it returns equal [`Gpt::logits`] at the same
-//! positions to float tolerance (tests/generate_engine.rs).
+//! only the new tokens through the same block forward as `Gpt` (`block.rs`),
+//! whose attention reads this cache. The logits it returns equal those of
+//! [`Gpt::forward`] with [`Logits`](crate::Logits) at the same positions to
+//! float tolerance (crates/generate/tests/generate_engine.rs).
 //!
 //! The cache holds at most `n_ctx` positions (the position embedding covers
 //! no more). When it is full the caller clears it and appends the most
-//! recent tokens again (a sliding window): `generate::Generator` keeps the
+//! recent tokens again (a sliding window): `cllm_generate::Generator` keeps the
 //! newest half of the context, so the re-prefill happens once every
 //! `n_ctx / 2` tokens instead of on every token.
 
@@ -197,7 +198,7 @@ impl KvCache {
 
     /// Layer `l`'s keys and values (n_ctx, C) and the attention scratch, for
     /// a decoder that runs the new position's forward itself
-    /// (`generate::Decoder`) and then calls [`KvCache::advance`].
+    /// (`cllm_generate::decoder::Decoder`) and then calls [`KvCache::advance`].
     pub fn layer_parts(&mut self, l: usize) -> (&mut [f32], &mut [f32], &mut [f32]) {
         let at = l * self.config.n_ctx * self.config.n_embd;
         let len = self.config.n_ctx * self.config.n_embd;
@@ -217,7 +218,7 @@ impl KvCache {
 
     /// The forward pass of the n new rows at positions len .. len + n, up
     /// to ln_f (left in `self.ln`): the embedding, then every block through
-    /// the one block forward (`model::block`) with this cache as its
+    /// the one block forward (`block.rs`) with this cache as its
     /// attention's keys and values, then ln_f.
     fn forward_rows(&mut self, model: &Gpt, tokens: &[u32]) {
         let cfg = &self.config;

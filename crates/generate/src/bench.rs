@@ -174,7 +174,7 @@ pub struct GenerateBench {
     /// Best time of one cached step through the decoder (one thread, fp32:
     /// one new token with `context - 1` positions already in the cache).
     pub cached_token_secs: f64,
-    /// Best time of `Gpt::logits` over `context` tokens: what generating a
+    /// Best time of `Gpt::forward(.., Logits(..))` over `context` tokens: what generating a
     /// token costs without a cache (it recomputes every position).
     pub full_forward_secs: f64,
     /// Best time of a prefill of `context` tokens through the cache with

@@ -1,6 +1,6 @@
 //! The decoder (`generate::Decoder`): one cached token's forward with its
 //! products split over rows between threads, in fp32 and bf16.
-//! - its logits against the full forward pass (`Gpt::logits`, blocked GEMM),
+//! - its logits against the full forward pass (`Gpt::forward` with `Logits`, blocked GEMM),
 //! - the same bits with 1, 2 and 3 threads, token by token and for whole
 //!   replies (tokens and logits),
 //! - the kernels against their scalar models, bit for bit, through a

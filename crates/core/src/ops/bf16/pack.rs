@@ -16,8 +16,7 @@ fn get_or_zero(x: &MatRef, r: usize, c: usize) -> f32 {
 }
 
 /// Sizes a reused buffer to `len` words without clearing it (the packers
-/// write every word; zeroing a `small` step's activation packs first was
-/// 2% of the step).
+/// write every word, so zeroing them first would be wasted work).
 fn fit(dst: &mut Vec<u32>, len: usize) {
     if dst.len() < len {
         dst.resize(len, 0);

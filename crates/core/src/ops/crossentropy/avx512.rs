@@ -1,7 +1,7 @@
 //! The head's AVX512_BF16 path: sixteen exponentials rounded to bf16 by
 //! one instruction.
 
-/// [`exp_tile_bf16`] rounding sixteen exponentials with one
+/// [`exp_tile_bf16`](super::tile::exp_tile_bf16) rounding sixteen exponentials with one
 /// `vcvtneps2bf16`. It flushes subnormal inputs, which the exponentials
 /// never are (exp's clamped argument keeps them at or above 2⁻¹²⁶),
 /// so its bits are those of the integer rounding; the integer rounding's
@@ -25,8 +25,8 @@ pub(super) unsafe fn exp_tile_bf16_convert(
             let h = _mm512_cvtneps_pbh(_mm512_loadu_ps(e.as_ptr()));
             let h = std::mem::transmute::<__m256bh, __m256i>(h);
             // Ordinary stores: streaming ones (which skip reading the
-            // line first) timed 3 ms a head slower on a Zen 5, pass 2
-            // then finding none of the chunk's last rows in L3.
+            // line first) are slower here, pass 2 then finding none of
+            // the chunk's last rows in L3.
             _mm256_storeu_si256(o.as_mut_ptr().cast(), h);
         }
     })

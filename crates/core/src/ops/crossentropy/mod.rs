@@ -47,15 +47,10 @@ pub enum HeadWeights<'a> {
 
 /// Rows of logits held at once: 512 x 50,000 floats is 104 MB per worker.
 /// Every chunk streams all of wte (twice) and dwte (read and write)
-/// through memory, so fewer, larger chunks are faster: on the seed preset,
-/// 8 x 128 tokens, one thread, a step took 1.01 s (CPU time) with 64 rows,
-/// 0.87-0.89 s with 128 and 0.80-0.81 s with 256 (f32, before the
-/// vocabulary tiles). With the tiles, the bf16 head alone (same preset,
-/// Zen 5, `tests/head_timing.rs`, one run) took 221 ms with 256 rows,
-/// 204-206 ms with 512 and 198 ms with 1,024 (208 MB). The bf16 head,
-/// which stores its exponentials as bf16, runs twice these rows in the
-/// same scratch: with bf16 exponentials it took 196-199 ms with 512 rows
-/// and 192.5 ms with 1,024 (same machine, co-tenant busy).
+/// through memory, so fewer, larger chunks are faster; past 512 rows the
+/// gain is small against the scratch it costs. The bf16 head, which
+/// stores its exponentials as bf16, runs twice these rows in the same
+/// scratch.
 pub const DEFAULT_CHUNK_ROWS: usize = 512;
 
 /// Vocabulary columns per tile of the two passes: a chunk's tile of logits
@@ -68,8 +63,8 @@ const _: () = assert!(VOCAB_TILE.is_multiple_of(LANES));
 
 /// Rows of a bf16 forward tile multiplied before their exponentials are
 /// taken: four of the kernel's 12-row blocks, 96 KiB of logits that are
-/// still in L2 when read back (a whole 512-row tile is 1 MiB and had
-/// spilled). On a Zen 5, 24 and 96 rows timed no better.
+/// still in L2 when read back (a whole 512-row tile is 1 MiB and
+/// spills); half or twice as many rows are no better.
 const FORWARD_ROWS: usize = 48;
 
 /// Shapes: `rows` positions of `channels` features against a `vocab`-row
@@ -406,8 +401,8 @@ pub fn head_loss_backward(
                         halves_to_pairs(a);
                         let along = PairsRef::new(a, rows, pairs, tile_pairs, 1);
                         // dwte first, while `down`, just written, is in
-                        // cache (3 ms of a 200 ms head faster than after
-                        // dx on a Zen 5); the two products are independent.
+                        // cache (faster than after dx); the two products
+                        // are independent.
                         let down = PairsRef::new(b, width, rows.div_ceil(2), 1, down_stride);
                         let out = MatMut::new(&mut dwte[j0 * c..(j0 + width) * c], width, c);
                         matmul_pairs(out, down, xc, true);

@@ -78,7 +78,7 @@ fn widen(out: &mut [u32], lo: &[u16]) {
 }
 
 /// Pairs seen as their bf16 halves in memory order: on a little-endian
-/// machine half 2p is pair p's low half (k = 2p), as [`PairsRef`] wants;
+/// machine half 2p is pair p's low half (k = 2p), as [`PairsRef`](crate::ops::bf16::PairsRef) wants;
 /// [`halves_to_pairs`] fixes the order where it is not.
 pub(super) fn as_halves(pairs: &mut [u32]) -> &mut [u16] {
     // SAFETY: the u16 view covers exactly the u32 slice's bytes, u16's
@@ -96,7 +96,7 @@ pub(super) fn halves_to_pairs(pairs: &mut [u32]) {
 }
 
 /// The head's f32 scratch seen as bf16 halves, where the bf16 head keeps
-/// its exponentials (tile `t` of a chunk at [`tile_offset`] in halves):
+/// its exponentials (tile `t` of a chunk at [`tile_offset`](super::tile_offset) in halves):
 /// half the bytes of f32 to write in pass 1 and read back in pass 2.
 pub(super) fn scratch_halves(scratch: &mut [f32]) -> &mut [u16] {
     // SAFETY: the u16 view covers exactly the f32 slice's bytes, u16's
@@ -189,8 +189,7 @@ fn round_two_rows_fast(
     #[cfg(target_arch = "x86_64")]
     if simd_path() == SimdPath::Avx512 {
         // Prefetch four row pairs ahead: two rows are too short a stream
-        // for the hardware prefetcher (9.6 ms with it against 19.5 ms
-        // without, per 200 ms head on a Zen 5).
+        // for the hardware prefetcher to learn in time.
         let ahead = 8 * e[0].len();
         // SAFETY: the AVX-512 SIMD path is only chosen where the CPU has
         // AVX-512F.
