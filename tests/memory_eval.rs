@@ -3,7 +3,7 @@
 //! memory lowers the loss on repeated text, fitting works from a model, and
 //! `cllm eval` reports both numbers.
 
-use cllm_core::{Gpt, ModelConfig, Workspace};
+use cllm_core::{Gpt, Logits, ModelConfig, Workspace};
 use cllm_data::dataset::TokenDataset;
 use cllm_data::tokenizer::Tokenizer;
 use cllm_memory::Memory;
@@ -85,7 +85,7 @@ fn per_position_losses_are_the_models_log_probabilities() {
         // Brute force: log-softmax of the full logits at each target.
         let mut ws = Workspace::new(&model.config, 1, seq_len);
         for (k, &w) in windows.iter().enumerate() {
-            let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
+            let logits = model.forward(&mut ws, Logits(&val.tokens[w..w + seq_len]));
             for t in 0..seq_len {
                 let want = nll(&logits[t * 256..(t + 1) * 256], val.tokens[w + t + 1]);
                 let got = losses[k * seq_len + t] as f64;
@@ -229,7 +229,7 @@ fn windows_with_gaps_are_read_as_separate_documents() {
     // By hand: the model's losses per window, the memory over each run.
     let mut ws = Workspace::new(&model.config, 1, seq_len);
     let mut model_prob = |w: usize, t: usize| {
-        let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
+        let logits = model.forward(&mut ws, Logits(&val.tokens[w..w + seq_len]));
         (-nll(&logits[t * 256..(t + 1) * 256], val.tokens[w + t + 1])).exp() as f32
     };
     let mut total = 0.0f64;
@@ -285,7 +285,7 @@ fn overlapping_windows_score_each_token_from_its_own_window() {
     let mut ws = Workspace::new(&model.config, 1, seq_len);
     let mut at = 0;
     for (k, &w) in starts.iter().enumerate() {
-        let logits = model.logits(&mut ws, &val.tokens[w..w + seq_len]);
+        let logits = model.forward(&mut ws, Logits(&val.tokens[w..w + seq_len]));
         for t in windows.skip(k)..seq_len {
             let want = nll(&logits[t * 256..(t + 1) * 256], val.tokens[w + t + 1]);
             assert_eq!(at, w + t, "scored in stream order");

@@ -59,8 +59,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
 }
 
 fn run_rank(args: BenchArgs, cluster: &cllm_train::cluster::Cluster) -> Result<(), String> {
-    let cfg = ModelConfig::preset(&args.preset)
-        .ok_or_else(|| format!("unknown preset '{}'", args.preset))?;
+    let cfg = ModelConfig::preset(&args.preset)?;
     if args.generate {
         return run_generate(&args);
     }
@@ -303,7 +302,7 @@ fn run_generate(args: &BenchArgs) -> Result<(), String> {
         vec![args.preset.as_str()]
     };
     for p in &presets {
-        ModelConfig::preset(p).ok_or_else(|| format!("unknown preset '{p}'"))?;
+        ModelConfig::preset(p)?;
     }
     if args.threads.iter().any(|&t| t > 1024) {
         return Err("--threads takes counts from 0 (all cores) to 1024".into());

@@ -738,7 +738,7 @@ pub fn clock(secs: f64) -> String {
 }
 
 fn parse_precision(s: &str) -> Result<PrecisionChoice, String> {
-    PrecisionChoice::parse(s)
+    PrecisionChoice::parse(s).map_err(String::from)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub fn preset_name(cfg: &ModelConfig) -> &'static str {
         .iter()
         .copied()
         .find(|name| {
-            ModelConfig::preset(name).is_some_and(|p| {
+            ModelConfig::preset(name).is_ok_and(|p| {
                 (p.n_ctx, p.n_layer, p.n_head, p.n_embd, p.n_inner)
                     == (cfg.n_ctx, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.n_inner)
             })

@@ -9,7 +9,7 @@
 //! tied to `wte`, so no `lm_head.weight` is written.
 
 use super::{Checkpoint, CheckpointError, TrainerRecords};
-use cllm_core::{Gpt, ModelConfig, ParamLayout, Workspace};
+use cllm_core::{Gpt, Logits, ModelConfig, ParamLayout, Workspace};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::fs;
@@ -207,7 +207,7 @@ pub fn write_check_logits<T: TrainerRecords>(
         .map_err(|e| CheckpointError::bad_input(&out, e))?;
     let mut ws = Workspace::new(&ckpt.model, 1, ids.len());
     // (T, V), row-major.
-    let logits = gpt.logits(&mut ws, &ids);
+    let logits = gpt.forward(&mut ws, Logits(&ids));
     let doc = serde_json::json!({
         "text": text,
         "ids": ids,

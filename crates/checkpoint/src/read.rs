@@ -287,7 +287,7 @@ fn read_header<T: TrainerRecords>(
     // 5. The model config.
     let model: ModelConfig = serde_json::from_str(get(keys::MODEL)?)
         .map_err(|e| bad(format!("the model config cannot be read: {e}")))?;
-    model.validate().map_err(bad)?;
+    model.validate().map_err(|e| bad(e.to_string()))?;
 
     // 6. The tensor table against the layout, and the data size.
     let optimizer: Option<OptimizerMeta<T::Optimizer>> = match meta.get(keys::OPTIMIZER) {

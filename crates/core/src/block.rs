@@ -7,13 +7,14 @@
 //!   mid = x + dropout(attn_proj(causal_mha(ln_1(x))))
 //!   out = mid + dropout(mlp_proj(gelu(c_fc(ln_2(mid)))))
 
-use super::bf16_weights::{LayerPacks, WeightPacks};
-use super::ops::attention::{self, AttnShape};
-use super::ops::dropout::DropoutRng;
-use super::ops::linear_bf16::LinearWeight;
-use super::ops::{gelu, layernorm, residual};
-use super::params::LayerOffsets;
-use super::profile::{Profile, timed};
+use crate::bf16_weights::LayerPacks;
+use crate::ops::attention::{self, AttnShape};
+use crate::ops::bf16::WeightPacks;
+use crate::ops::dropout::DropoutRng;
+use crate::ops::linear_bf16::LinearWeight;
+use crate::ops::{gelu, layernorm, residual};
+use crate::params::LayerOffsets;
+use crate::profile::{Profile, timed};
 
 /// The activations of one block over `n` rows: the input `x` (n, C), what
 /// the backward pass needs (kept by training, scratch for decoding), and
@@ -88,7 +89,7 @@ impl<'a> BlockParams<'a> {
     /// The linear weight at `offset`, in bf16 (`pick` from the packs) when
     /// the block has packs.
     pub fn linear(&self, offset: usize, pick: fn(&LayerPacks) -> &WeightPacks) -> LinearWeight<'a> {
-        LinearWeight::of_layer(self.params, offset, self.packs, pick)
+        LinearWeight::of_layer(self.params, offset, self.packs.map(pick))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Model configuration and the named presets.
 
+use crate::CoreError;
 use serde::{Deserialize, Serialize};
 
 /// The shape of a GPT-2 style model. Stored in every checkpoint.
@@ -22,9 +23,13 @@ pub struct ModelConfig {
 /// Names accepted by [`ModelConfig::preset`].
 pub const PRESET_NAMES: [&str; 6] = ["tiny", "baby", "small", "medium", "large", "seed"];
 
+/// The most parameters [`ModelConfig::validate`] accepts.
+const MAX_PARAMS: usize = 4_000_000_000;
+
 impl ModelConfig {
-    /// A named preset. `vocab_size` is a default that the tokenizer overrides.
-    pub fn preset(name: &str) -> Option<ModelConfig> {
+    /// A named preset (one of [`PRESET_NAMES`]). `vocab_size` is a default
+    /// that the tokenizer overrides.
+    pub fn preset(name: &str) -> Result<ModelConfig, CoreError> {
         let cfg = match name {
             // For tests: small enough for finite differences over every weight.
             "tiny" => ModelConfig {
@@ -57,7 +62,7 @@ impl ModelConfig {
                 dropout: 0.0,
             },
             // The sizes `--preset auto` chooses from beside baby and small
-            // (see `model::auto` and docs/model-size-sweep.md).
+            // (see `cllm_train::auto` and docs/model-size-sweep.md).
             "medium" => ModelConfig {
                 vocab_size: 2048,
                 n_ctx: 128,
@@ -65,9 +70,8 @@ impl ModelConfig {
                 n_head: 6,
                 n_embd: 192,
                 n_inner: 768,
-                // Many epochs over a repository overfit without it: the
-                // 30-minute SQLite run went 1.270 → 1.123 bits per byte
-                // on held-out code with 0.1 (docs/model-size-sweep.md).
+                // Many epochs over a repository overfit without it
+                // (docs/model-size-sweep.md).
                 dropout: 0.1,
             },
             "large" => ModelConfig {
@@ -88,17 +92,21 @@ impl ModelConfig {
                 n_inner: 1024,
                 dropout: 0.1,
             },
-            _ => return None,
+            _ => {
+                return Err(CoreError::UnknownPreset {
+                    name: name.to_string(),
+                });
+            }
         };
-        Some(cfg)
+        Ok(cfg)
     }
 
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
     }
 
-    /// Checks the numbers make a buildable model; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the numbers make a buildable model; the error names the field.
+    pub fn validate(&self) -> Result<(), CoreError> {
         let positive = [
             ("vocab_size", self.vocab_size),
             ("n_ctx", self.n_ctx),
@@ -107,32 +115,30 @@ impl ModelConfig {
             ("n_embd", self.n_embd),
             ("n_inner", self.n_inner),
         ];
-        for (name, v) in positive {
+        for (field, v) in positive {
             if v == 0 {
-                return Err(format!("model config: {name} must be at least 1"));
+                return Err(CoreError::ZeroSize { field });
             }
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(format!(
-                "model config: n_embd ({}) must be a multiple of n_head ({})",
-                self.n_embd, self.n_head
-            ));
+            return Err(CoreError::HeadsDoNotDivide {
+                n_embd: self.n_embd,
+                n_head: self.n_head,
+            });
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "model config: dropout ({}) must be in [0, 1)",
-                self.dropout
-            ));
+            return Err(CoreError::Dropout {
+                dropout: self.dropout,
+            });
         }
         // Keep every buffer index inside u32/usize comfortably and refuse
         // absurd sizes read from a file before anything is allocated.
-        let params = self
-            .num_params_checked()
-            .ok_or("model config: size overflows")?;
-        if params > 4_000_000_000 {
-            return Err(format!(
-                "model config: {params} parameters is beyond what this tool trains"
-            ));
+        let params = self.num_params_checked().ok_or(CoreError::SizeOverflows)?;
+        if params > MAX_PARAMS {
+            return Err(CoreError::TooManyParams {
+                params,
+                max: MAX_PARAMS,
+            });
         }
         Ok(())
     }
@@ -189,17 +195,21 @@ mod tests {
             dropout: 0.0,
         };
         assert_eq!(gpt2.num_params(), 124_439_808);
-        assert!(ModelConfig::preset("nope").is_none());
+        let unknown = ModelConfig::preset("nope").unwrap_err().to_string();
+        assert!(
+            unknown.contains("nope") && unknown.contains("small"),
+            "{unknown}"
+        );
     }
 
     #[test]
     fn validate_names_the_problem() {
         let mut cfg = ModelConfig::preset("tiny").unwrap();
         cfg.n_head = 3;
-        assert!(cfg.validate().unwrap_err().contains("n_head"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("n_head"));
         cfg.n_head = 2;
         cfg.n_layer = 0;
-        assert!(cfg.validate().unwrap_err().contains("n_layer"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("n_layer"));
         cfg.n_layer = 1;
         cfg.vocab_size = usize::MAX / 2;
         assert!(cfg.validate().is_err());

@@ -4,19 +4,20 @@
 //! values; when generating one token at a time, all of them but the newest
 //! are already known. The cache keeps, per layer, the keys and values of the
 //! positions seen so far, (L, n_ctx, C) each, and [`KvCache::append`] runs
-//! only the new tokens through the same block forward as `Gpt`
-//! (`model::block`), whose attention reads this cache. The logits it returns equal [`Gpt::logits`] at the same
-//! positions to float tolerance (tests/generate_engine.rs).
+//! only the new tokens through the same block forward as `Gpt` (`block.rs`),
+//! whose attention reads this cache. The logits it returns equal those of
+//! [`Gpt::forward`] with [`Logits`](crate::Logits) at the same positions to
+//! float tolerance (crates/generate/tests/generate_engine.rs).
 //!
 //! The cache holds at most `n_ctx` positions (the position embedding covers
 //! no more). When it is full the caller clears it and appends the most
-//! recent tokens again (a sliding window): `generate::Generator` keeps the
+//! recent tokens again (a sliding window): `cllm_generate::Generator` keeps the
 //! newest half of the context, so the re-prefill happens once every
 //! `n_ctx / 2` tokens instead of on every token.
 
 use super::block::{Attend, BlockBuffers, BlockParams, block_forward};
 use super::ops::{crossentropy, embedding, layernorm};
-use super::{Gpt, ModelConfig};
+use super::{CoreError, Gpt, ModelConfig};
 
 /// Keys and values of the positions seen so far, plus scratch sized for a
 /// chunk of up to `n_ctx` new tokens.
@@ -126,7 +127,7 @@ impl KvCache {
     /// predict the token after the last of them. Errors (nothing changes)
     /// when the model does not match the cache, `tokens` is empty, they do
     /// not fit in the remaining context, or an id is outside the vocabulary.
-    pub fn append(&mut self, model: &Gpt, tokens: &[u32]) -> Result<&[f32], String> {
+    pub fn append(&mut self, model: &Gpt, tokens: &[u32]) -> Result<&[f32], CoreError> {
         self.check(model, tokens)?;
         self.forward_rows(model, tokens);
         let n = tokens.len();
@@ -145,7 +146,11 @@ impl KvCache {
 
     /// As [`KvCache::append`] but returns the logits of every new position,
     /// (n, V) row-major: row i predicts the token after `tokens[i]`.
-    pub fn append_all_logits(&mut self, model: &Gpt, tokens: &[u32]) -> Result<Vec<f32>, String> {
+    pub fn append_all_logits(
+        &mut self,
+        model: &Gpt,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, CoreError> {
         self.check(model, tokens)?;
         self.forward_rows(model, tokens);
         let n = tokens.len();
@@ -165,36 +170,35 @@ impl KvCache {
 
     /// Errors when `tokens` cannot be appended for `model` (see
     /// [`KvCache::append`]).
-    pub fn check(&self, model: &Gpt, tokens: &[u32]) -> Result<(), String> {
+    pub fn check(&self, model: &Gpt, tokens: &[u32]) -> Result<(), CoreError> {
         if model.config != self.config {
-            return Err("the key/value cache was made for another model config".into());
+            return Err(CoreError::CacheForAnotherModel);
         }
         if tokens.is_empty() {
-            return Err("no tokens to append to the key/value cache".into());
+            return Err(CoreError::NoTokens);
         }
         if tokens.len() > self.remaining() {
-            return Err(format!(
-                "{} tokens do not fit: the context holds {} and {} are in use",
-                tokens.len(),
-                self.config.n_ctx,
-                self.len
-            ));
+            return Err(CoreError::ContextFull {
+                tokens: tokens.len(),
+                context: self.config.n_ctx,
+                in_use: self.len,
+            });
         }
-        if let Some(&bad) = tokens
+        if let Some(&id) = tokens
             .iter()
             .find(|&&t| t as usize >= self.config.vocab_size)
         {
-            return Err(format!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                self.config.vocab_size
-            ));
+            return Err(CoreError::TokenOutOfVocabulary {
+                id,
+                vocab: self.config.vocab_size,
+            });
         }
         Ok(())
     }
 
     /// Layer `l`'s keys and values (n_ctx, C) and the attention scratch, for
     /// a decoder that runs the new position's forward itself
-    /// (`generate::Decoder`) and then calls [`KvCache::advance`].
+    /// (`cllm_generate::decoder::Decoder`) and then calls [`KvCache::advance`].
     pub fn layer_parts(&mut self, l: usize) -> (&mut [f32], &mut [f32], &mut [f32]) {
         let at = l * self.config.n_ctx * self.config.n_embd;
         let len = self.config.n_ctx * self.config.n_embd;
@@ -214,7 +218,7 @@ impl KvCache {
 
     /// The forward pass of the n new rows at positions len .. len + n, up
     /// to ln_f (left in `self.ln`): the embedding, then every block through
-    /// the one block forward (`model::block`) with this cache as its
+    /// the one block forward (`block.rs`) with this cache as its
     /// attention's keys and values, then ln_f.
     fn forward_rows(&mut self, model: &Gpt, tokens: &[u32]) {
         let cfg = &self.config;

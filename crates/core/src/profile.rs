@@ -1,6 +1,6 @@
 //! Per-operation timing for the benchmark's profile. The model's passes
 //! take an `Option<&mut Profile>` and wrap each operation in [`timed`]; with
-//! `None` (every real run) nothing is measured. It lives in `model` rather
+//! `None` (every real run) nothing is measured. It lives in cllm-core rather
 //! than in `cllm_train::bench` so the model never imports what benchmarks it.
 
 /// Per-op time accumulated over calls, for the benchmark's profile: the

@@ -13,7 +13,7 @@
 //! ||fd - g|| <= 1e-2 ||g||. A wrong gradient in any op is off by O(|g|).
 
 use cllm_core::rng::Rng;
-use cllm_core::{Batch, Gpt, ModelConfig, Workspace};
+use cllm_core::{Backward, Batch, DropoutRng, Gpt, Loss, ModelConfig, Workspace};
 
 const H: f32 = 1e-2;
 
@@ -64,8 +64,10 @@ fn check_every_parameter(dropout: f32) {
         &mut ws,
         &batch,
         &mut grads,
-        1.0,
-        Some(&mut mask_rng.clone()),
+        Backward {
+            dropout: Some(DropoutRng::Shared(&mut mask_rng.clone())),
+            ..Backward::scaled(1.0)
+        },
     );
 
     // The summed loss at a parameter vector, with the same dropout masks.
@@ -75,8 +77,10 @@ fn check_every_parameter(dropout: f32) {
             ws,
             &batch,
             &mut scratch_grads,
-            0.0,
-            Some(&mut mask_rng.clone()),
+            Backward {
+                dropout: Some(DropoutRng::Shared(&mut mask_rng.clone())),
+                ..Backward::scaled(0.0)
+            },
         );
         mean as f64 * (b * t) as f64
     };
@@ -142,12 +146,12 @@ fn gradients_add_and_scale() {
     // A workspace bigger than the batch: the batch uses its beginning.
     let mut ws = Workspace::new(&model.config, 4, 16);
     let mut once = vec![0.0f32; model.params.len()];
-    let loss1 = model.forward_backward(&mut ws, &batch, &mut once, 0.5, None);
+    let loss1 = model.forward_backward(&mut ws, &batch, &mut once, Backward::scaled(0.5));
     let mut twice = vec![0.0f32; model.params.len()];
-    model.forward_backward(&mut ws, &batch, &mut twice, 0.25, None);
-    let loss2 = model.forward_backward(&mut ws, &batch, &mut twice, 0.25, None);
+    model.forward_backward(&mut ws, &batch, &mut twice, Backward::scaled(0.25));
+    let loss2 = model.forward_backward(&mut ws, &batch, &mut twice, Backward::scaled(0.25));
     assert_eq!(loss1, loss2);
-    let eval = model.evaluate(&mut ws, &batch, None);
+    let eval = model.forward(&mut ws, Loss::of(&batch));
     assert!(
         (eval - loss1).abs() < 1e-6,
         "evaluate {eval} vs training loss {loss1}"

@@ -7,7 +7,7 @@
 //! - loss: relative 1e-5,
 //! - gradients: per tensor, max |rust - torch| <= 1e-4 * max |torch| + 1e-7.
 
-use cllm_core::{Batch, Gpt, ModelConfig, Workspace};
+use cllm_core::{Backward, Batch, Gpt, Logits, Loss, ModelConfig, Workspace};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -99,7 +99,7 @@ fn logits_loss_and_every_gradient_match_pytorch() {
     let mut ws = Workspace::new(&model.config, b, t);
 
     for row in 0..b {
-        let logits = model.logits(&mut ws, &r.inputs[row * t..(row + 1) * t]);
+        let logits = model.forward(&mut ws, Logits(&r.inputs[row * t..(row + 1) * t]));
         let want = &r.logits[row * t * v..(row + 1) * t * v];
         for (i, (a, w)) in logits.iter().zip(want).enumerate() {
             assert!((a - w).abs() <= 1e-4, "logits row {row} [{i}]: {a} vs {w}");
@@ -112,7 +112,7 @@ fn logits_loss_and_every_gradient_match_pytorch() {
         batch: b,
         seq: t,
     };
-    let eval = model.evaluate(&mut ws, &batch, None) as f64;
+    let eval = model.forward(&mut ws, Loss::of(&batch)) as f64;
     assert!(
         (eval - r.loss).abs() <= 1e-5 * r.loss,
         "loss {eval} vs {}",
@@ -120,8 +120,12 @@ fn logits_loss_and_every_gradient_match_pytorch() {
     );
 
     let mut grads = vec![0.0f32; model.params.len()];
-    let loss =
-        model.forward_backward(&mut ws, &batch, &mut grads, 1.0 / (b * t) as f32, None) as f64;
+    let loss = model.forward_backward(
+        &mut ws,
+        &batch,
+        &mut grads,
+        Backward::scaled(1.0 / (b * t) as f32),
+    ) as f64;
     assert!(
         (loss - r.loss).abs() <= 1e-5 * r.loss,
         "training loss {loss} vs {}",

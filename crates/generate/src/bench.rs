@@ -10,7 +10,7 @@ use super::pool::{DecodePool, split_rows};
 use super::sampling::SamplingConfig;
 use cllm_core::ops::bf16_gemv;
 use cllm_core::rng::Rng;
-use cllm_core::{Gpt, KvCache, ModelConfig, Workspace};
+use cllm_core::{Gpt, KvCache, Logits, ModelConfig, Workspace};
 use cllm_data::tokenizer::Tokenizer;
 use std::time::Instant;
 
@@ -174,7 +174,7 @@ pub struct GenerateBench {
     /// Best time of one cached step through the decoder (one thread, fp32:
     /// one new token with `context - 1` positions already in the cache).
     pub cached_token_secs: f64,
-    /// Best time of `Gpt::logits` over `context` tokens: what generating a
+    /// Best time of `Gpt::forward(.., Logits(..))` over `context` tokens: what generating a
     /// token costs without a cache (it recomputes every position).
     pub full_forward_secs: f64,
     /// Best time of a prefill of `context` tokens through the cache with
@@ -196,8 +196,7 @@ pub fn bench_generate(
     threads: &[usize],
     bandwidth: &[Bandwidth],
 ) -> Result<GenerateBench, String> {
-    let mut cfg =
-        ModelConfig::preset(preset).ok_or_else(|| format!("unknown preset '{preset}'"))?;
+    let mut cfg = ModelConfig::preset(preset)?;
     // The prompt goes through the byte tokenizer, whose 256 ids every
     // preset but the test-only `tiny` (37) already covers.
     cfg.vocab_size = cfg.vocab_size.max(256);
@@ -279,7 +278,7 @@ pub fn bench_generate(
     let mut prefill_secs = f64::INFINITY;
     for _ in 0..repeats {
         let start = Instant::now();
-        let logits = model.logits(&mut ws, &context);
+        let logits = model.forward(&mut ws, Logits(&context));
         full_forward_secs = full_forward_secs.min(start.elapsed().as_secs_f64());
         std::hint::black_box(logits);
         cache.clear();

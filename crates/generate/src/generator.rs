@@ -528,7 +528,9 @@ impl<'a> Generator<'a> {
             self.context.drain(..self.context.len() - keep);
             self.slides += 1;
             self.cache.clear();
-            self.cache.append(self.model, &self.context)
+            self.cache
+                .append(self.model, &self.context)
+                .map_err(String::from)
         } else {
             self.decoder.step(self.model, &mut self.cache, id)
         };

@@ -1,6 +1,6 @@
 //! The decoder (`generate::Decoder`): one cached token's forward with its
 //! products split over rows between threads, in fp32 and bf16.
-//! - its logits against the full forward pass (`Gpt::logits`, blocked GEMM),
+//! - its logits against the full forward pass (`Gpt::forward` with `Logits`, blocked GEMM),
 //! - the same bits with 1, 2 and 3 threads, token by token and for whole
 //!   replies (tokens and logits),
 //! - the kernels against their scalar models, bit for bit, through a
@@ -8,7 +8,7 @@
 //! - bf16 close to fp32, and the bytes a token reads.
 
 use cllm_core::rng::Rng;
-use cllm_core::{Gpt, KvCache, ModelConfig, Workspace};
+use cllm_core::{Gpt, KvCache, Logits, ModelConfig, Workspace};
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::decoder::{DecodeOptions, Decoder, Precision};
 use cllm_generate::{Generator, SamplingConfig};
@@ -71,7 +71,7 @@ fn fp32_decoding_matches_the_full_forward_pass() {
         let model = lively_model(cfg.clone(), 3);
         let tokens = random_tokens(cfg.n_ctx, cfg.vocab_size, 4);
         let mut ws = Workspace::new(&cfg, 1, cfg.n_ctx);
-        let full = model.logits(&mut ws, &tokens);
+        let full = model.forward(&mut ws, Logits(&tokens));
         let v = cfg.vocab_size;
         for threads in [1, 3] {
             let rows = decode_all(&model, &mut decoder(threads, Precision::Fp32), &tokens);

@@ -4,7 +4,7 @@
 //! text, the background driver, and the C syntax check.
 
 use cllm_core::rng::Rng;
-use cllm_core::{Gpt, KvCache, ModelConfig, Workspace};
+use cllm_core::{Gpt, KvCache, Logits, ModelConfig, Workspace};
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::sampling::sample_next;
 use cllm_generate::{
@@ -55,7 +55,7 @@ fn check_cache_against_full_forward(cfg: ModelConfig) {
     let (t, v) = (cfg.n_ctx, cfg.vocab_size);
     let tokens = random_tokens(t, v, 5);
     let mut ws = Workspace::new(&cfg, 1, t);
-    let full = model.logits(&mut ws, &tokens);
+    let full = model.forward(&mut ws, Logits(&tokens));
 
     // One token at a time: each step's logits are the full pass's row.
     let mut cache = KvCache::new(&cfg);
@@ -102,7 +102,7 @@ fn kv_cache_rejects_bad_input_without_changing() {
     let cfg = ModelConfig::preset("tiny").unwrap();
     let model = lively_model(cfg.clone(), 1);
     let mut cache = KvCache::new(&cfg);
-    let err = cache.append(&model, &[3, 37]).unwrap_err();
+    let err = cache.append(&model, &[3, 37]).unwrap_err().to_string();
     assert!(err.contains("37"), "{err}");
     assert!(cache.append(&model, &[]).is_err());
     assert!(cache.is_empty());
@@ -216,7 +216,7 @@ fn sliding_window_keeps_going_past_n_ctx_and_matches_full_forward() {
         }
         last_len = ctx.len();
         // The cache's next-token logits equal a full pass over the window.
-        let full = model.logits(&mut ws, ctx);
+        let full = model.forward(&mut ws, Logits(ctx));
         let v = cfg.vocab_size;
         let last_row = &full[(ctx.len() - 1) * v..];
         let d = rel_diff(g.next_logits(), last_row);
@@ -239,7 +239,7 @@ fn greedy_picks_the_argmax_of_the_full_forward() {
     let mut seq = tok.encode("abc");
     let mut ws = Workspace::new(&cfg, 1, cfg.n_ctx);
     for &id in &ids {
-        let full = model.logits(&mut ws, &seq);
+        let full = model.forward(&mut ws, Logits(&seq));
         let row = &full[(seq.len() - 1) * cfg.vocab_size..];
         let best = (0..row.len())
             .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
@@ -562,7 +562,7 @@ fn cutting_the_context_keeps_the_trained_positions() {
     let n = cfg.n_ctx / 2;
     let tokens = random_tokens(n, cfg.vocab_size, 9);
     let mut ws = Workspace::new(&cfg, 1, n);
-    let full = model.logits(&mut ws, &tokens);
+    let full = model.forward(&mut ws, Logits(&tokens));
     let cut = model.with_context(n).unwrap();
     assert_eq!(cut.config.n_ctx, n);
     assert_eq!(
@@ -570,7 +570,7 @@ fn cutting_the_context_keeps_the_trained_positions() {
         cllm_core::ParamLayout::new(&cut.config).total
     );
     let mut ws = Workspace::new(&cut.config, 1, n);
-    let short = cut.logits(&mut ws, &tokens);
+    let short = cut.forward(&mut ws, Logits(&tokens));
     assert_eq!(full, short);
     // The cache of the cut model holds n positions and no more.
     let mut cache = KvCache::new(&cut.config);

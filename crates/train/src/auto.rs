@@ -46,7 +46,7 @@ pub struct AutoChoice {
 /// The model `preset` gives for a run of `config` at `vocab_size`: at the
 /// preset's context unless the user gave a sequence length.
 fn shape(preset: &str, config: &TrainConfig, vocab_size: usize) -> Option<ModelConfig> {
-    let mut mc = ModelConfig::preset(preset)?;
+    let mut mc = ModelConfig::preset(preset).ok()?;
     mc.vocab_size = vocab_size;
     if config.given.iter().any(|g| g == "seq_len") {
         mc.n_ctx = config.seq_len;

@@ -328,8 +328,7 @@ impl TrainConfig {
                 self.vocab_size
             ));
         }
-        if self.preset != crate::auto::AUTO
-            && cllm_core::ModelConfig::preset(&self.preset).is_none()
+        if self.preset != crate::auto::AUTO && cllm_core::ModelConfig::preset(&self.preset).is_err()
         {
             return Err(format!(
                 "unknown model preset '{}' (use auto, {})",

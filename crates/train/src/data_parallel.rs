@@ -20,7 +20,7 @@ use crate::spheres::{
     state_code, sum_sq,
 };
 use cllm_core::rng::Rng;
-use cllm_core::{Batch, Gpt, ParamLayout, Workspace};
+use cllm_core::{Backward, Batch, DropoutRng, Gpt, ParamLayout, Workspace};
 use crossbeam_channel::{Receiver, Sender};
 use std::ops::Range;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The parameter ranges in the order backward finishes them (the model's
-/// `forward_backward_streaming` reports them in this order): the token
+/// `Backward::ready` hook reports them in this order): the token
 /// embedding as soon as the tied head is done (the largest bucket by far,
 /// so it travels while the whole transformer's backward runs), the top
 /// layer with the final LayerNorm, each layer down, the position embedding.
@@ -433,9 +433,12 @@ impl Spheres {
                             }
                             bucket += 1;
                         };
-                        let loss = model.forward_backward_streaming(
-                            ws, batch, grads, grad_scale, rngs, &mut ready,
-                        );
+                        let options = Backward {
+                            dropout: rngs.map(DropoutRng::PerSequence),
+                            ready: Some(&mut ready),
+                            ..Backward::scaled(grad_scale)
+                        };
+                        let loss = model.forward_backward(ws, batch, grads, options);
                         // Now final: they replace what the early wte bucket
                         // summed.
                         let final_rows = gather_rows(grads, wte, c, touched);

@@ -32,7 +32,7 @@ use crate::pool::SpherePool;
 pub use crate::tree::{FANOUT, children_of, level_of, parent_of, share};
 use crate::tree::{shares_mut, tree_reduce};
 use cllm_core::rng::Rng;
-use cllm_core::{Batch, Gpt, Workspace};
+use cllm_core::{Backward, Batch, DropoutRng, Gpt, Loss, Workspace};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -149,10 +149,13 @@ pub(super) fn compute_share(
             (Some(last), rngs) if rows.end == end => {
                 last(ws, &batch, grads, rngs.map(|r| &mut r[..]))
             }
-            (_, Some(rngs)) => {
-                model.forward_backward_per_sequence(ws, &batch, grads, grad_scale, rngs)
+            (_, rngs) => {
+                let options = Backward {
+                    dropout: rngs.map(|r| DropoutRng::PerSequence(r)),
+                    ..Backward::scaled(grad_scale)
+                };
+                model.forward_backward(ws, &batch, grads, options)
             }
-            (_, None) => model.forward_backward(ws, &batch, grads, grad_scale, None),
         };
         loss_sum += loss as f64 * rows.len() as f64;
         live.sequences
@@ -623,7 +626,12 @@ impl Spheres {
                 };
                 let preds = &mut predictions[..rows.len() * t];
                 let all = &mut row_losses[..rows.len() * t];
-                model.evaluate_rows(ws, &batch, Some(preds), Some(all));
+                let request = Loss {
+                    batch,
+                    predictions: Some(preds),
+                    losses: Some(all),
+                };
+                model.forward(ws, request);
                 for (r, &skip) in skips[rows.clone()].iter().enumerate() {
                     let scored = r * t + skip.min(t)..(r + 1) * t;
                     loss_sum += all[scored.clone()].iter().map(|&l| l as f64).sum::<f64>();

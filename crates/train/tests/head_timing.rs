@@ -1,8 +1,9 @@
 //! Timing of the tied head's pieces, one 256-row chunk of the seed preset
 //! (ignored; run by hand under the bench lock:
 //! `cargo test --release --test head_timing -- --ignored --nocapture`).
-use cllm_core::bf16_weights::WeightPacks;
-use cllm_core::ops::bf16::{LANES, PairsRef, Precision, matmul_pairs, pack_columns, pack_rows};
+use cllm_core::ops::bf16::{
+    LANES, PairsRef, Precision, WeightPacks, matmul_pairs, pack_columns, pack_rows,
+};
 use cllm_core::ops::crossentropy::{HeadShape, HeadWeights, head_loss_backward, scratch_len};
 use cllm_core::ops::matmul::{MatMut, MatRef, matmul};
 use std::time::Instant;
@@ -43,7 +44,7 @@ fn head_pieces() {
     let wte = rnd(v * c, 2);
     let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();
     let mut packs = WeightPacks::default();
-    packs.pack_for_test(&wte, v, c);
+    packs.pack(&wte, v, c);
     let mut scratch = vec![0.0; scratch_len(chunk, v)];
     let mut dx = vec![0.0; n * c];
     let mut dwte = vec![0.0; v * c];
@@ -192,7 +193,7 @@ fn head_tile_products() {
     let x = rnd(rows * c, 1);
     let wte = rnd(v * c, 2);
     let mut packs = WeightPacks::default();
-    packs.pack_for_test(&wte, v, c);
+    packs.pack(&wte, v, c);
     let peak = cllm_train::bench::matmul_peak_for(Precision::Bf16, 1024, 5).wall;
     let tiles = v.div_ceil(VOCAB_TILE);
     let flops = 2.0 * (rows * c * v) as f64;

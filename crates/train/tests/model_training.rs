@@ -3,7 +3,7 @@
 //! large-batch gradient and update.
 
 use cllm_core::rng::Rng;
-use cllm_core::{Batch, Gpt, ModelConfig, Workspace};
+use cllm_core::{Backward, Batch, DropoutRng, Gpt, Loss, ModelConfig, Workspace};
 use cllm_train::optimizer::{AdamW, AdamWConfig};
 
 fn random_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
@@ -34,7 +34,7 @@ fn tiny_model_overfits_one_batch() {
         model.layout.decay_ranges(),
     );
     let mut grads = vec![0.0f32; model.params.len()];
-    let first = model.evaluate(&mut ws, &batch, None);
+    let first = model.forward(&mut ws, Loss::of(&batch));
     // Uniform guessing over 37 tokens costs ln 37 = 3.61 nats.
     assert!(
         (first - (cfg.vocab_size as f32).ln()).abs() < 0.2,
@@ -44,12 +44,23 @@ fn tiny_model_overfits_one_batch() {
     let mut loss = first;
     while loss >= 0.1 && steps < 400 {
         grads.fill(0.0);
-        loss = model.forward_backward(&mut ws, &batch, &mut grads, 1.0 / (b * t) as f32, None);
+        loss = model.forward_backward(
+            &mut ws,
+            &batch,
+            &mut grads,
+            Backward::scaled(1.0 / (b * t) as f32),
+        );
         opt.update(&mut model.params, &grads, 1e-2);
         steps += 1;
     }
     let mut predictions = vec![0u32; b * t];
-    let final_loss = model.evaluate(&mut ws, &batch, Some(&mut predictions));
+    let final_loss = model.forward(
+        &mut ws,
+        Loss {
+            predictions: Some(&mut predictions),
+            ..Loss::of(&batch)
+        },
+    );
     assert!(
         final_loss < 0.1,
         "loss {final_loss} after {steps} steps (started at {first})"
@@ -88,8 +99,7 @@ fn four_micro_batches_equal_one_batch_of_four_times_the_rows() {
             seq: t,
         },
         &mut big,
-        scale,
-        None,
+        Backward::scaled(scale),
     );
 
     let mut small_ws = Workspace::new(&cfg, micro, t);
@@ -106,8 +116,7 @@ fn four_micro_batches_equal_one_batch_of_four_times_the_rows() {
                 seq: t,
             },
             &mut accumulated,
-            scale,
-            None,
+            Backward::scaled(scale),
         );
     }
     assert!(
@@ -172,8 +181,11 @@ fn per_sequence_dropout_does_not_depend_on_grouping() {
         seq: t,
     };
     let mut rngs = streams();
-    let loss_together =
-        model.forward_backward_per_sequence(&mut ws, &batch, &mut together, scale, &mut rngs);
+    let together_options = Backward {
+        dropout: Some(DropoutRng::PerSequence(&mut rngs)),
+        ..Backward::scaled(scale)
+    };
+    let loss_together = model.forward_backward(&mut ws, &batch, &mut together, together_options);
 
     let mut apart = vec![0.0f32; model.params.len()];
     let mut loss_apart = 0.0;
@@ -184,8 +196,15 @@ fn per_sequence_dropout_does_not_depend_on_grouping() {
             batch: 1,
             seq: t,
         };
-        loss_apart +=
-            model.forward_backward(&mut ws, &one, &mut apart, scale, Some(rng)) / b as f32;
+        loss_apart += model.forward_backward(
+            &mut ws,
+            &one,
+            &mut apart,
+            Backward {
+                dropout: Some(DropoutRng::Shared(rng)),
+                ..Backward::scaled(scale)
+            },
+        ) / b as f32;
     }
     assert!(
         (loss_together - loss_apart).abs() < 1e-5,
@@ -197,7 +216,7 @@ fn per_sequence_dropout_does_not_depend_on_grouping() {
     }
     // And dropout really acted: without it the gradient differs.
     let mut plain = vec![0.0f32; model.params.len()];
-    model.forward_backward(&mut ws, &batch, &mut plain, scale, None);
+    model.forward_backward(&mut ws, &batch, &mut plain, Backward::scaled(scale));
     assert!(
         plain
             .iter()

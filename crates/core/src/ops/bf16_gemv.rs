@@ -177,7 +177,7 @@ pub mod x86 {
     use std::arch::x86_64::*;
 
     /// The 16-lane tree sum of [`super::reduce16`] in registers (also the
-    /// f32 decoding kernel's, `generate::gemv`).
+    /// f32 decoding kernel's, `cllm_generate::gemv`).
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
@@ -217,8 +217,7 @@ pub mod x86 {
     /// Four rows at a time, the rest one by one; each row's operations are
     /// the same either way. Each row is read whole before the next (not the
     /// four rows block by block side by side): issued in address order, the
-    /// loads stream at 1.6-2x the rate (seed head, Zen 4: 0.58-0.70 ms
-    /// against 1.04-1.15 ms), the out-of-order core still overlapping the
+    /// loads stream faster, the out-of-order core still overlapping the
     /// four rows' independent chains.
     #[target_feature(enable = "avx512bf16,avx512f")]
     pub(super) unsafe fn rows_avx512bf16(

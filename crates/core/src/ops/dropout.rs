@@ -10,8 +10,8 @@ use crate::rng::Rng;
 /// below p · 2³² (a last odd element uses the low half of one more draw).
 ///
 /// Why halves and blocks: one draw per element, turned into a float and
-/// compared, took 2.6 ns an element on a Zen 4 (10.7 ms of a `seed` step):
-/// the generator's serial chain and a branch missed one time in ten. Here
+/// compared, was slow: the generator's serial chain, and a branch missed
+/// one time in ten. Here
 /// the draws for a block are taken first (the only serial part, half as
 /// many) and the block's masks are a branch-free compare and select the
 /// compiler vectorises.

@@ -211,8 +211,7 @@ pub fn exp(x: f32) -> f32 {
     // Evaluated in Estrin's scheme (pairs of terms, joined by r² and r⁴)
     // rather than Horner's: six dependent operations instead of fourteen.
     // A vector loop of exponentials is bound by that chain, not by the
-    // count of operations (the scheduler fills with waiting instructions):
-    // Horner's form cost the head's tile exponentials ~19 cycles a vector.
+    // count of operations (the scheduler fills with waiting instructions).
     let r2 = r * r;
     let r4 = r2 * r2;
     let low = (1.0 + r) + r2 * (0.5 + r * (1.0 / 6.0));
@@ -222,7 +221,7 @@ pub fn exp(x: f32) -> f32 {
     // (its bits are those of 1.5 * 2^23 plus n, and 1.5 * 2^23's low 9 bits
     // are zero, so the shift leaves (n + 127) << 23). The same value as
     // `(n as i32 + 127) << 23`, but `as i32` saturates and LLVM turns that
-    // into one scalar conversion per lane, which cost GELU 4x its time.
+    // into one scalar conversion per lane, which multiplied GELU's time.
     let scale = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
     p * scale
 }

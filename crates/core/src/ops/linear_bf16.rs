@@ -6,9 +6,10 @@
 //! The activations' packs live in per-thread buffers: each sphere thread
 //! grows them once to its largest layer and reuses them every call.
 
-use super::bf16::{Kernel, Start, matmul_pairs, matmul_pairs_from, pack_columns, pack_rows};
+use super::bf16::{
+    Kernel, Start, WeightPacks, matmul_pairs, matmul_pairs_from, pack_columns, pack_rows,
+};
 use super::matmul::{MatMut, MatRef, add_bias_gradient};
-use crate::bf16_weights::{LayerPacks, WeightPacks};
 use std::cell::RefCell;
 
 thread_local! {
@@ -94,16 +95,11 @@ pub enum LinearWeight<'a> {
 }
 
 impl<'a> LinearWeight<'a> {
-    /// A layer's weight at `offset` in the f32 `params`, or (`pick`ed from
-    /// the layer's packs) in bf16 when the model has packs.
-    pub fn of_layer(
-        params: &'a [f32],
-        offset: usize,
-        packs: Option<&'a LayerPacks>,
-        pick: fn(&LayerPacks) -> &WeightPacks,
-    ) -> Self {
+    /// A layer's weight: its bf16 `packs` when the model has them, else
+    /// the f32 weight at `offset` in `params`.
+    pub fn of_layer(params: &'a [f32], offset: usize, packs: Option<&'a WeightPacks>) -> Self {
         match packs {
-            Some(packs) => LinearWeight::Bf16(pick(packs)),
+            Some(packs) => LinearWeight::Bf16(packs),
             None => LinearWeight::F32(&params[offset..]),
         }
     }
@@ -173,7 +169,7 @@ mod tests {
         let bias = random(o, &mut rng);
         let dout = random(n * o, &mut rng);
         let mut packs = WeightPacks::default();
-        packs.pack_for_test(&w, o, i);
+        packs.pack(&w, o, i);
 
         let mut y = vec![0.0; n * o];
         linear_forward(&mut y, &x, &packs, Some(&bias), n, i, o);

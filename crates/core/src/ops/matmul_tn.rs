@@ -2,11 +2,10 @@
 //! short inner size k: the tied head's `dwte (V, C) += dlogitsᵀ · x` over
 //! one chunk of rows (k = 256, m = 50,257, n = 256 on the seed preset).
 //!
-//! Through `gemm` this product ran at 136-144 GFLOP/s on a Zen 5 (one
-//! thread) against 211-236 for the head's two other products: each chunk
-//! reads and writes all of dwte (51 MB, from DRAM) for only k = 256
-//! multiply-adds per element, and the loads of the output stall the
-//! kernel. Here a register tile of 12 rows x 32 columns runs over the
+//! Through `gemm` this product ran well below the head's two other
+//! products: each chunk reads and writes all of dwte (51 MB, from DRAM)
+//! for only k = 256 multiply-adds per element, and the loads of the
+//! output stall the kernel. Here a register tile of 12 rows x 32 columns runs over the
 //! whole k with the output's next row block prefetched while it computes
 //! (the bf16 kernel does the same). AVX-512 only; other CPUs use `gemm`.
 

@@ -1,6 +1,6 @@
 //! One file per operation; each holds its forward and its backward, side by
 //! side, over plain slices with shape comments, so the training pass
-//! (`model::gpt`) and a KV-cache decoder can both call them.
+//! (`gpt/`) and the key/value-cache decoder (`kv_cache.rs`) both call them.
 //!
 //! Conventions: activations are row-major `(B, T, C)` slices; a backward
 //! function says for each gradient whether it overwrites (`=`) or adds
@@ -32,7 +32,6 @@ pub(crate) use dispatch_tile_rows;
 pub mod attention;
 pub mod bf16;
 pub mod bf16_gemv;
-mod bf16_pack;
 pub mod crossentropy;
 pub mod dropout;
 pub mod embedding;

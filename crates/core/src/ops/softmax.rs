@@ -143,8 +143,8 @@ pub(super) fn round_finite(x: f32) -> u16 {
 
 /// The largest element (NaNs ignored; -inf for an empty row). Four
 /// vectors of lanes, so the compares do not wait on each other (one chain
-/// of 2-cycle compares cost a 512-wide head tile row as long as a third
-/// of its exponentials), then a halving tree. A maximum does not depend on
+/// of 2-cycle compares made the maximum a sizeable part of a head tile
+/// row's cost), then a halving tree. A maximum does not depend on
 /// the order it is taken in, so the result is that of a left-to-right
 /// scan.
 #[inline(always)]

@@ -10,7 +10,7 @@ use cllm_core::ops::bf16::{Kernel, Precision, matmul_pairs, pack_columns, pack_r
 use cllm_core::ops::matmul::{MatMut, MatRef, matmul};
 use cllm_core::profile::{Profile, add_time, thread_cpu_seconds};
 use cllm_core::rng::Rng;
-use cllm_core::{Batch, Gpt, ModelConfig, Workspace};
+use cllm_core::{Backward, Batch, DropoutRng, Gpt, ModelConfig, Workspace};
 use instruction_peak::Instruction;
 use std::time::Instant;
 
@@ -319,14 +319,13 @@ impl TrainStepRig {
             seq: self.seq,
         };
         let scale = 1.0 / (self.batch * self.seq) as f32;
-        self.model.forward_backward_profiled(
-            &mut self.workspace,
-            &data,
-            &mut self.grads,
-            scale,
-            Some(&mut self.dropout_rng),
-            profile.as_deref_mut(),
-        );
+        let options = Backward {
+            dropout: Some(DropoutRng::Shared(&mut self.dropout_rng)),
+            profile: profile.as_deref_mut(),
+            ..Backward::scaled(scale)
+        };
+        self.model
+            .forward_backward(&mut self.workspace, &data, &mut self.grads, options);
         let t_opt = thread_cpu_seconds();
         self.optimizer
             .update(&mut self.model.params, &self.grads, 1e-4);

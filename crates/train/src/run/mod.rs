@@ -46,8 +46,7 @@ pub fn model_config_for(config: &TrainConfig, vocab_size: usize) -> Result<Model
     } else {
         config.preset.as_str()
     };
-    let mut mc = ModelConfig::preset(name)
-        .ok_or_else(|| format!("unknown model preset '{}'", config.preset))?;
+    let mut mc = ModelConfig::preset(name)?;
     mc.vocab_size = vocab_size;
     mc.n_ctx = config.seq_len;
     if let Some(d) = config.dropout {

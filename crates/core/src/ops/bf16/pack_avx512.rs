@@ -1,10 +1,9 @@
 //! Rounding f32 to bf16 pairs with AVX-512F, for the packers of
-//! [`super::bf16`]: the same bits as the scalar [`pair`] (round to nearest
+//! `pack.rs`: the same bits as the scalar [`super::pair`] (round to nearest
 //! even, NaNs quieted, subnormals kept), sixteen at a time.
 //!
-//! Why: the packers ran as baseline x86-64 code (SSE2) and re-packing the
-//! `seed` preset's weights took 45 ms of a 388 ms one-thread bf16 step,
-//! 10x its memory floor, most of it the transposed layout of the 50k-row
+//! Why: as baseline x86-64 code (SSE2) re-packing the weights ran far
+//! above its memory floor, most of it the transposed layout of a large
 //! embedding written one element at a time. Here rows are converted 32
 //! floats at a time and 16 x 16 tiles of pairs are transposed in registers.
 //! `vcvtne2ps2bf16` would round in one instruction but flushes subnormal
@@ -21,7 +20,7 @@ pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
-            && super::fast_math::detected_path() == super::fast_math::SimdPath::Avx512
+            && crate::ops::fast_math::detected_path() == crate::ops::fast_math::SimdPath::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -30,7 +29,7 @@ pub fn available() -> bool {
 }
 
 /// Each 32-bit lane's float rounded to bf16, in the low 16 bits (the
-/// vector form of [`super::bf16::to_bf16`]).
+/// vector form of [`super::to_bf16`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn round16(bits: __m512i) -> __m512i {
@@ -65,7 +64,7 @@ unsafe fn pairs16(src: *const f32) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b)
 }
 
-/// [`super::bf16::pack_row_into`] for the whole pairs of `row`: returns
+/// [`super::pack_row_into`] for the whole pairs of `row`: returns
 /// how many pairs it wrote (a multiple of 16); the caller packs the rest.
 ///
 /// # Safety
@@ -140,7 +139,7 @@ fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
     out
 }
 
-/// The transposed layout of [`super::bf16::pack_rows_transposed_range`] for
+/// The transposed layout of [`super::pack_rows_transposed_range`] for
 /// 16 rows starting at `r0` (each with at least `2 (first + 16 tiles)`
 /// floats) and pair rows `0 .. 16 tiles` of `dst`: element (r, k) is the
 /// pair (row[2 (first + k)], row[2 (first + k) + 1]) at `k * stride + r`.
@@ -243,11 +242,11 @@ pub unsafe fn scale_round_two_rows(
 
 #[cfg(test)]
 mod tests {
-    use super::super::bf16::{
-        pack_columns, pack_columns_range_scalar, pack_row_into, pack_row_into_scalar,
-        pack_rows_transposed, pack_rows_transposed_range_scalar, round_up_lanes,
+    use super::super::pack::{
+        pack_columns_range_scalar, pack_row_into_scalar, pack_rows_transposed_range_scalar,
     };
-    use super::super::matmul::MatRef;
+    use super::super::{pack_columns, pack_row_into, pack_rows_transposed, round_up_lanes};
+    use crate::ops::matmul::MatRef;
     use crate::rng::Rng;
 
     /// Floats of every kind: normal of many scales, both zeros, subnormal,
@@ -278,7 +277,7 @@ mod tests {
             eprintln!("no AVX-512F here: the scalar rounding is the only path");
             return;
         }
-        use super::super::bf16::{from_bf16, to_bf16};
+        use super::super::{from_bf16, to_bf16};
         let halves = |n: usize, seed: u64| -> Vec<u16> {
             let x = awkward(n, seed);
             (0..n)
@@ -362,7 +361,7 @@ mod tests {
             for first in [1, 3, 16].into_iter().filter(|&f| f < pairs) {
                 let count = pairs - first;
                 let mut fast = vec![0u32; count * stride];
-                super::super::bf16::pack_rows_transposed_range(&mut fast, m, first);
+                super::super::pack_rows_transposed_range(&mut fast, m, first);
                 let mut slow = vec![0u32; count * stride];
                 pack_rows_transposed_range_scalar(&mut slow, m, first);
                 assert_eq!(fast, slow, "transposed {rows}x{cols} from pair {first}");
