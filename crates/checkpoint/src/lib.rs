@@ -122,12 +122,15 @@ impl<T: TrainerRecords> Checkpoint<T> {
     pub fn repository_memory(
         &self,
         path: &std::path::Path,
-    ) -> Result<Option<cllm_memory::Memory>, String> {
+    ) -> Result<Option<cllm_memory::Memory>, CheckpointError> {
         self.memory
             .as_deref()
             .map(cllm_memory::Memory::from_bytes)
             .transpose()
-            .map_err(|e| format!("{}: its memory: {e}", path.display()))
+            .map_err(|source| CheckpointError::Memory {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     /// Borrows this checkpoint for [`save`] (to re-save or convert it).

@@ -287,7 +287,7 @@ fn read_header<T: TrainerRecords>(
     // 5. The model config.
     let model: ModelConfig = serde_json::from_str(get(keys::MODEL)?)
         .map_err(|e| bad(format!("the model config cannot be read: {e}")))?;
-    model.validate().map_err(bad)?;
+    model.validate().map_err(|e| bad(e.to_string()))?;
 
     // 6. The tensor table against the layout, and the data size.
     let optimizer: Option<OptimizerMeta<T::Optimizer>> = match meta.get(keys::OPTIMIZER) {
@@ -387,7 +387,8 @@ fn read_header<T: TrainerRecords>(
     }
 
     // Start the checksum: the digits themselves count as zeros.
-    let at = format::find_checksum_value(&header, &stored_checksum).map_err(bad)?;
+    let at =
+        format::find_checksum_value(&header, &stored_checksum).map_err(|e| bad(e.to_string()))?;
     header[at..at + format::CHECKSUM_HEX_LEN].fill(b'0');
     let mut hasher = Sha256::new();
     hasher.update(len_field);

@@ -5,9 +5,11 @@ pub mod batches;
 pub mod clean;
 pub mod consolidate;
 pub mod dataset;
+pub mod error;
 pub mod fingerprint;
 pub mod scan;
 pub mod token_file;
 pub mod tokenizer;
 
 pub use clean::read_clean;
+pub use error::DataError;

@@ -16,12 +16,13 @@
 //! - [`overlap`]: how much of a validation split repeats the training part.
 
 pub mod cache;
+pub mod error;
 pub mod format;
 pub mod mixer;
 pub mod overlap;
 pub mod suffix;
 
-pub use format::MemoryError;
+pub use error::MemoryError;
 pub use mixer::{FitStats, Mixer};
 
 use cache::{CacheMatch, DocCache};
