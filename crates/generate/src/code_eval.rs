@@ -32,6 +32,7 @@
 //! prompts, so evaluations compare; it costs at most `TRAINER_PROMPTS ×
 //! TRAINER_MAX_TOKENS` decoded tokens.
 
+use super::error::GenerateError;
 use super::generator::{FinishReason, Generator};
 use super::openings::{self, Opening};
 use super::sampling::SamplingConfig;
@@ -214,7 +215,7 @@ pub fn evaluate_completions_with(
     cancel: &AtomicBool,
     memory: Option<&Memory>,
     on_sample: &mut dyn FnMut(&SampleRecord) -> Result<(), String>,
-) -> Result<CodeEvalReport, String> {
+) -> Result<CodeEvalReport, GenerateError> {
     cfg.validate()?;
     let mut records = Vec::with_capacity(prompts.len() * samples);
     for (p, prompt) in prompts.iter().enumerate() {
@@ -225,14 +226,19 @@ pub fn evaluate_completions_with(
                 stop_when_closed: true,
                 ..cfg.clone()
             };
-            let mut generator = Generator::new(model, tok, prompt, sample_cfg)
-                .map_err(|e| format!("prompt {} ({:?}): {e}", p + 1, short(prompt)))?;
+            let mut generator = Generator::new(model, tok, prompt, sample_cfg).map_err(|e| {
+                GenerateError::Prompt {
+                    number: p + 1,
+                    prompt: short(prompt),
+                    source: Box::new(e),
+                }
+            })?;
             if let Some(memory) = memory {
                 generator.use_memory(memory)?;
             }
             loop {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err("stopped".into());
+                    return Err(GenerateError::Cancelled);
                 }
                 if generator.next_token().is_none() {
                     break;
@@ -254,7 +260,7 @@ pub fn evaluate_completions_with(
                 tokens: generator.generated_ids().len(),
                 rewritten_lines: generator.stats().rewritten_lines,
             };
-            on_sample(&record)?;
+            on_sample(&record).map_err(GenerateError::Record)?;
             records.push(record);
         }
     }
@@ -272,7 +278,7 @@ pub fn evaluate_completions(
     cfg: &SamplingConfig,
     samples: usize,
     cancel: &AtomicBool,
-) -> Result<CodeEvalReport, String> {
+) -> Result<CodeEvalReport, GenerateError> {
     evaluate_completions_with(model, tok, prompts, cfg, samples, cancel, None, &mut |_| {
         Ok(())
     })
@@ -291,7 +297,7 @@ pub fn function_prompts(
     n_ctx: usize,
     n: usize,
     seed: u64,
-) -> Result<(Vec<Opening>, usize), String> {
+) -> Result<(Vec<Opening>, usize), GenerateError> {
     let all = openings::extract_openings(texts)?;
     let max_tokens = (n_ctx / 2).max(1);
     let fits = |o: &Opening| tok.encode(&o.text).len() <= max_tokens;
@@ -336,7 +342,7 @@ impl PeriodicCodeCheck {
         n_ctx: usize,
         n: usize,
         seed: u64,
-    ) -> Result<PeriodicCodeCheck, String> {
+    ) -> Result<PeriodicCodeCheck, GenerateError> {
         let texts = texts_of_dataset(val, tok);
         let (chosen, openings_found) = function_prompts(&texts, tok, n_ctx, n, seed)?;
         Ok(PeriodicCodeCheck {
@@ -353,7 +359,7 @@ impl PeriodicCodeCheck {
         tok: &Tokenizer,
         memory: Option<&Memory>,
         cancel: &AtomicBool,
-    ) -> Result<Option<CodeEvalSummary>, String> {
+    ) -> Result<Option<CodeEvalSummary>, GenerateError> {
         if self.prompts.is_empty() {
             return Ok(None);
         }

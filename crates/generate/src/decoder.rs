@@ -18,6 +18,7 @@
 //! products differ (row-wise kernels here, the blocked GEMM there), so
 //! the logits agree with [`KvCache::append`] to float tolerance.
 
+use super::error::GenerateError;
 use super::gemv::{self, F32Kernel};
 use super::pool::{DecodePool, SharedOut, split_rows};
 use cllm_core::ops::attention::{self, AttnShape};
@@ -59,12 +60,12 @@ impl Precision {
 }
 
 impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = GenerateError;
+    fn from_str(s: &str) -> Result<Self, GenerateError> {
         Precision::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown precision '{s}' (use auto, fp32 or bf16)"))
+            .ok_or_else(|| GenerateError::UnknownPrecision(s.to_string()))
     }
 }
 
@@ -291,8 +292,17 @@ impl Decoder {
     /// (V) predicting the token after it. Errors (nothing changes) when
     /// the cache was made for another model, is full, or the id is outside
     /// the vocabulary.
-    pub fn step(&mut self, model: &Gpt, cache: &mut KvCache, token: u32) -> Result<&[f32], String> {
-        cache.check(model, &[token])?;
+    pub fn step(
+        &mut self,
+        model: &Gpt,
+        cache: &mut KvCache,
+        token: u32,
+    ) -> Result<&[f32], GenerateError> {
+        let vocab = model.config.vocab_size;
+        if token as usize >= vocab {
+            return Err(GenerateError::TokenOutsideVocabulary { token, vocab });
+        }
+        cache.check(model, &[token]).map_err(GenerateError::model)?;
         self.prepare(model);
         let cfg = &model.config;
         let (c, inner, v, t_max) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size, cfg.n_ctx);

@@ -29,6 +29,7 @@ pub mod bracket_guard;
 pub mod c_lexer;
 pub mod code_eval;
 pub mod decoder;
+pub mod error;
 pub mod gemv;
 pub mod generator;
 pub mod line_guard;
@@ -44,6 +45,7 @@ pub use code_eval::{
     CodeEvalReport, CodeEvalSummary, PeriodicCodeCheck, SampleRecord, evaluate_completions,
     evaluate_completions_with, function_prompts,
 };
+pub use error::GenerateError;
 pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator};
 pub use openings::{Opening, extract_openings, sample_openings};
 pub use sampling::SamplingConfig;

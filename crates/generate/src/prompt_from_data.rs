@@ -5,6 +5,7 @@
 //! comment lines that loop, while an opening from its own code shows what
 //! it learned.
 
+use super::error::GenerateError;
 use super::openings::{DEFAULT_MAX_OPENING_BYTES, extract_openings};
 use cllm_core::rng::Rng;
 use cllm_data::tokenizer::Tokenizer;
@@ -29,7 +30,7 @@ pub fn opening_from_tokens(
     tok: &Tokenizer,
     seed: u64,
     max_tokens: usize,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, GenerateError> {
     if tokens.is_empty() {
         return Ok(None);
     }

@@ -7,6 +7,7 @@
 //! is left. Ties in probability are ordered by id, so the kept set is
 //! deterministic.
 
+use super::error::GenerateError;
 use cllm_core::ops::softmax::softmax_in_place;
 use cllm_core::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -80,24 +81,18 @@ impl Default for SamplingConfig {
 
 impl SamplingConfig {
     /// Checks the numbers; the message names the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), GenerateError> {
         if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return Err(format!(
-                "temperature must be 0 (greedy) or positive, got {}",
-                self.temperature
-            ));
+            return Err(GenerateError::Temperature(self.temperature));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!("top-p must be in (0, 1], got {}", self.top_p));
+            return Err(GenerateError::TopP(self.top_p));
         }
         if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
-            return Err(format!(
-                "repetition penalty must be positive, got {}",
-                self.repetition_penalty
-            ));
+            return Err(GenerateError::RepetitionPenalty(self.repetition_penalty));
         }
         if self.stop.iter().any(|s| s.is_empty()) {
-            return Err("stop strings must not be empty".into());
+            return Err(GenerateError::EmptyStopString);
         }
         Ok(())
     }
@@ -240,11 +235,16 @@ mod tests {
             top_p: 0.0,
             ..SamplingConfig::default()
         };
-        assert!(cfg.validate().unwrap_err().contains("top-p"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("top-p"));
         let cfg = SamplingConfig {
             temperature: -1.0,
             ..SamplingConfig::default()
         };
-        assert!(cfg.validate().unwrap_err().contains("temperature"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
     }
 }

@@ -194,7 +194,7 @@ fn a_decoder_refuses_what_the_cache_refuses() {
     let err = d
         .step(&model, &mut cache, cfg.vocab_size as u32)
         .unwrap_err();
-    assert!(err.contains("outside"), "{err}");
+    assert!(err.to_string().contains("outside"), "{err}");
     assert_eq!(cache.len(), 0);
     for t in 0..cfg.n_ctx as u32 {
         d.step(&model, &mut cache, t % cfg.vocab_size as u32)
