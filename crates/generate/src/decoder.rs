@@ -116,12 +116,8 @@ pub fn resolve_threads(threads: usize) -> usize {
 
 /// A product is split between threads only from this many bytes of
 /// weights: below it, waking the workers costs more than the rows save.
-/// Measured on a 2-core AMD EPYC (one core already saturates its memory
-/// bandwidth; a dispatch costs about 10 us): `seed`, 2 threads, per token,
-/// splitting every product from 512 KB took 2.76 ms in fp32 and 1.23 ms in
-/// bf16, from 1 MB 2.55 / 1.55 ms, only the head (from 4 MB) 2.16 /
-/// 1.17 ms, nothing 2.44 / 1.23 ms. So the head is split, and the layers'
-/// products (at most 1 MB each up to `seed`) are not.
+/// So the head is split, and the layers' products (at most 1 MB each up to
+/// `seed`) are not.
 pub const DEFAULT_MIN_PARALLEL_BYTES: usize = 4 << 20;
 
 /// Rows per thread's share are whole multiples of this.

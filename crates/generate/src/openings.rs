@@ -5,8 +5,8 @@
 //! An opening starts where tree-sitter's `function_definition` starts (its
 //! return type, storage class and attributes) and ends at the `{` that
 //! opens its body. A comment before the function is *not* included: in
-//! real C it is often longer than the signature (SQLite's are 5–30 lines),
-//! so it would crowd small models' contexts and the length limit out, and
+//! real C it is often longer than the signature (several lines), so it
+//! would crowd small models' contexts and the length limit out, and
 //! what is measured here is whether the model writes a body that closes and
 //! parses, which the signature alone sets up. (The seed prompts, which are
 //! comments, measure generation from a comment.)

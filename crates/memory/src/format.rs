@@ -16,9 +16,8 @@
 //!
 //! The suffix array is not stored but rebuilt on load: it would take 4
 //! bytes per token (twice the tokens themselves for a vocabulary of up to
-//! 65,536), while SA-IS rebuilds it fast: 9.4 million byte tokens (a
-//! 9 MB corpus) in 0.8 s on one core, which loading a checkpoint to
-//! evaluate or generate can afford.
+//! 65,536), while SA-IS rebuilds it in linear time, which loading a
+//! checkpoint to evaluate or generate can afford.
 
 use super::Memory;
 use super::error::MemoryError;

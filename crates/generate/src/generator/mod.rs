@@ -97,11 +97,10 @@ pub struct GenerationStats {
 }
 
 /// Generation mixes the repository memory in only where it matches at
-/// least this many tokens. Measured on SQLite (`small`, 30 minutes; 40
-/// function openings of `sqlite_c.val.txt` × 2 samples): syntax accuracy
-/// 16% mixing everywhere, 32% from 12 tokens, 40% from 24, 42% without the
-/// memory. Short matches make sampling jump between unrelated places of
-/// the training text; long ones copy whole idioms and identifiers.
+/// least this many tokens: mixing at short matches makes sampling jump
+/// between unrelated places of the training text, which costs more syntax
+/// accuracy than the memory brings; long matches copy whole idioms and
+/// identifiers.
 pub const GENERATION_MIN_MATCH: usize = 24;
 
 pub struct Generator<'a> {
