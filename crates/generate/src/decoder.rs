@@ -80,9 +80,9 @@ pub struct DecodeOptions {
 }
 
 impl Default for DecodeOptions {
-    /// One thread, fp32: the same numbers as before the decoder had
-    /// options, and no threads started behind a caller's back (the trainer
-    /// samples text between steps of its own threads).
+    /// One thread, fp32: the reference numbers, and no threads started
+    /// behind a caller's back (the trainer samples text between steps of
+    /// its own threads).
     fn default() -> Self {
         DecodeOptions {
             threads: 1,
