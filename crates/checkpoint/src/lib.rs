@@ -6,11 +6,13 @@
 //! name and version, model and training configs, training state, tokenizer,
 //! SHA-256 checksum) as strings in the header's `__metadata__`.
 //!
-//! - [`format`]: the on-disk layout (names, offsets, metadata keys, checksum).
-//! - [`write`]: the atomic [`save`].
+//! - [`format`](mod@format): the on-disk layout (names, offsets, metadata keys, checksum).
+//! - [`write`](mod@write): the atomic [`save`].
 //! - [`read`]: [`verify`] and [`load`], which check everything before trusting it.
 //! - [`naming`]: file names and retention of periodic checkpoints.
-//! - [`export_hf`]: the Hugging Face `transformers` GPT-2 export.
+//! - [`export_hf`](mod@export_hf): the Hugging Face `transformers` GPT-2 export.
+//! - [`export_gguf`](mod@export_gguf): the GGUF export for llama.cpp and Ollama.
+//! - [`error`]: [`CheckpointError`], what went wrong and with which file.
 
 pub mod error;
 pub mod export_gguf;

@@ -1,5 +1,6 @@
 //! Data preparation: scan folders, clean and consolidate text, tokenize,
-//! build token datasets, split them and batch them.
+//! build token datasets, split them and batch them. [`DataError`] says
+//! which file or setting stopped any of these, and what to do.
 
 pub mod batches;
 pub mod clean;

@@ -66,7 +66,7 @@ impl F32Kernel {
     }
 }
 
-/// out[i] = W[row0 + i] · x + bias[row0 + i] for i in 0..out.len().
+/// `out[i] = W[row0 + i] · x + bias[row0 + i]` for i in `0..out.len()`.
 /// w holds at least (row0 + out.len()) · cols floats, x cols, bias (when
 /// given) at least row0 + out.len().
 pub fn gemv_rows(

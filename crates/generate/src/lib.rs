@@ -20,7 +20,11 @@
 //! - [`code_eval`]: completions of a prompt set, stopped when their braces
 //!   close and checked with tree-sitter: closed rate, parse rate, syntax
 //!   accuracy, first error kinds.
-//! - [`bench`]: tokens/s at batch 1 and the cost of a cached token.
+//! - [`decoder`]: one cached token's forward, its products split between
+//!   the threads of a [`pool`], in fp32 ([`gemv`]) or bf16.
+//! - [`bench`](mod@bench): tokens/s at batch 1 and the cost of a cached token.
+//! - [`error`]: [`GenerateError`], why a reply, an evaluation or a check
+//!   could not be made.
 
 pub mod background;
 pub mod bench;
