@@ -5,6 +5,7 @@
 //! Scanning runs on its own thread and streams `ScannedFile`s back through a
 //! channel; the panel drains it every frame and never waits on it.
 
+use cllm_data::DataError;
 use cllm_data::scan::{FileStatus, ScanOptions, ScannedFile, SkipReason};
 use cllm_train::TokenizerKind;
 use crossbeam_channel::{Receiver, TryRecvError, unbounded};
@@ -20,7 +21,8 @@ use super::settings::Settings;
 
 /// The signature of `cllm_data::scan::scan`, so tests can drive the job
 /// with a scanner of their own.
-pub type Scanner = fn(&ScanOptions, &AtomicBool, &mut dyn FnMut(ScannedFile)) -> Result<(), String>;
+pub type Scanner =
+    fn(&ScanOptions, &AtomicBool, &mut dyn FnMut(ScannedFile)) -> Result<(), DataError>;
 
 /// What the scan thread sends.
 #[derive(Debug)]
@@ -54,7 +56,7 @@ impl ScanJob {
                 })
             }));
             let result = match outcome {
-                Ok(r) => r,
+                Ok(r) => r.map_err(|e| e.to_string()),
                 Err(panic) => Err(format!("scanner crashed: {}", panic_text(&panic))),
             };
             let _ = tx.send(ScanMsg::Done(result));
@@ -505,7 +507,7 @@ mod tests {
             _: &ScanOptions,
             _: &AtomicBool,
             _: &mut dyn FnMut(ScannedFile),
-        ) -> Result<(), String> {
+        ) -> Result<(), DataError> {
             panic!("walker exploded")
         }
         let mut d = DataState::default();
@@ -521,7 +523,7 @@ mod tests {
             _: &ScanOptions,
             _: &AtomicBool,
             on: &mut dyn FnMut(ScannedFile),
-        ) -> Result<(), String> {
+        ) -> Result<(), DataError> {
             on(file("a.c", 400, FileStatus::Kept));
             on(file("b.md", 100, FileStatus::Kept));
             on(file("c.bin", 9, FileStatus::Skipped(SkipReason::Binary)));

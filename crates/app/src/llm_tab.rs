@@ -104,7 +104,7 @@ impl LlmTab {
                 self.message =
                     Some("no C function opening found in this model's training data".into())
             }
-            Err(e) => self.message = Some(e),
+            Err(e) => self.message = Some(e.to_string()),
         }
     }
 

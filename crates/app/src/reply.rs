@@ -59,9 +59,9 @@ impl Reply {
             }
             GenerationEvent::Finished(stats) => {
                 self.stats = Some(stats);
-                self.syntax = Some(check_c(&self.full_text()));
+                self.syntax = Some(check_c(&self.full_text()).map_err(|e| e.to_string()));
             }
-            GenerationEvent::Error(why) => self.error = Some(why),
+            GenerationEvent::Error(why) => self.error = Some(why.to_string()),
         }
     }
 

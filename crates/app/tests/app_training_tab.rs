@@ -6,6 +6,7 @@
 use cllm_app::WorkbenchApp;
 use cllm_app::settings::Settings;
 use cllm_core::ops::bf16::PrecisionChoice;
+use cllm_data::DataError;
 use cllm_data::scan::{FileStatus, ScanOptions, ScannedFile, SkipReason};
 use cllm_train::events::{
     EvalStats, Phase, RunInfo, SaveReason, SphereState, SphereStats, StepStats, Summary,
@@ -42,7 +43,7 @@ fn script_scanner(
     opts: &ScanOptions,
     _: &AtomicBool,
     on: &mut dyn FnMut(ScannedFile),
-) -> Result<(), String> {
+) -> Result<(), DataError> {
     if let Some(file) = opts.roots.iter().find(|r| r.is_file()) {
         on(ScannedFile {
             path: file.clone(),

@@ -1,5 +1,5 @@
 //! Why a checkpoint could not be written, read or exported. Every variant
-//! names the file, so the message alone tells a user what to fix.
+//! about a file names it, so the message alone tells a user what to fix.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +39,22 @@ pub enum CheckpointError {
     /// The caller handed `save` or an export buffers that do not fit together.
     #[error("cannot write {}: {reason}", path.display())]
     BadInput { path: PathBuf, reason: String },
+    /// The checkpoint is sound but the repository memory it carries is not.
+    #[error(
+        "{}: its memory: {source} (the model still works with the memory switched off)",
+        path.display()
+    )]
+    Memory {
+        path: PathBuf,
+        source: cllm_memory::MemoryError,
+    },
+    /// The checkpoint's `tokenizer.json` cannot be exported (GGUF needs a
+    /// byte-level BPE, as cllm writes).
+    #[error("the checkpoint's tokenizer cannot be exported: {reason}")]
+    Tokenizer { reason: String },
+    /// An export element type this program does not write.
+    #[error("unknown GGUF type '{0}' (supported: f32, f16)")]
+    UnknownGgufType(String),
 }
 
 impl CheckpointError {
@@ -57,10 +73,23 @@ impl CheckpointError {
         }
     }
 
+    pub(crate) fn tokenizer(reason: impl Into<String>) -> Self {
+        CheckpointError::Tokenizer {
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn bad_input(path: &Path, reason: impl Into<String>) -> Self {
         CheckpointError::BadInput {
             path: path.to_path_buf(),
             reason: reason.into(),
         }
+    }
+}
+
+/// For callers whose own errors are still messages: `?` keeps the text.
+impl From<CheckpointError> for String {
+    fn from(e: CheckpointError) -> String {
+        e.to_string()
     }
 }

@@ -46,11 +46,11 @@ impl GgufType {
         self.id()
     }
 
-    pub fn parse(s: &str) -> Result<GgufType, String> {
+    pub fn parse(s: &str) -> Result<GgufType, CheckpointError> {
         match s {
             "f32" => Ok(GgufType::F32),
             "f16" => Ok(GgufType::F16),
-            other => Err(format!("unknown GGUF type '{other}' (supported: f32, f16)")),
+            other => Err(CheckpointError::UnknownGgufType(other.to_string())),
         }
     }
 }
@@ -122,25 +122,29 @@ const TOKEN_UNUSED: i32 = 5;
 /// (the byte tokenizer is written as one with 256 tokens and no merges), for
 /// a model of `n_vocab` rows: ids the tokenizer never produces are padded as
 /// unused `[PADn]` tokens.
-pub fn gguf_vocab(tokenizer_json: &str, n_vocab: usize) -> Result<GgufVocab, String> {
-    let json: Value =
-        serde_json::from_str(tokenizer_json).map_err(|e| format!("tokenizer.json: {e}"))?;
+pub fn gguf_vocab(tokenizer_json: &str, n_vocab: usize) -> Result<GgufVocab, CheckpointError> {
+    let json: Value = serde_json::from_str(tokenizer_json)
+        .map_err(|e| CheckpointError::tokenizer(format!("tokenizer.json: {e}")))?;
     let model = &json["model"];
     let vocab = model["vocab"]
         .as_object()
-        .ok_or("tokenizer.json has no model.vocab")?;
+        .ok_or_else(|| CheckpointError::tokenizer("tokenizer.json has no model.vocab"))?;
     let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
     let mut types = vec![TOKEN_NORMAL; n_vocab];
-    let mut put = |id: u64, text: &str, kind: i32| -> Result<(), String> {
+    let mut put = |id: u64, text: &str, kind: i32| -> Result<(), CheckpointError> {
         let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-            format!("token id {id} is outside the model's vocabulary of {n_vocab}")
+            CheckpointError::tokenizer(format!(
+                "token id {id} is outside the model's vocabulary of {n_vocab}"
+            ))
         })?;
         *slot = Some(text.to_string());
         types[id as usize] = kind;
         Ok(())
     };
     for (text, id) in vocab {
-        let id = id.as_u64().ok_or("a vocabulary id is not a number")?;
+        let id = id
+            .as_u64()
+            .ok_or_else(|| CheckpointError::tokenizer("a vocabulary id is not a number"))?;
         put(id, text, TOKEN_NORMAL)?;
     }
     let mut eot = None;
@@ -165,11 +169,17 @@ pub fn gguf_vocab(tokenizer_json: &str, n_vocab: usize) -> Result<GgufVocab, Str
                         pair.first().and_then(Value::as_str),
                         pair.get(1).and_then(Value::as_str),
                     ) else {
-                        return Err("a merge is not a pair of strings".into());
+                        return Err(CheckpointError::tokenizer(
+                            "a merge is not a pair of strings",
+                        ));
                     };
                     merges.push(format!("{a} {b}"));
                 }
-                _ => return Err("a merge is neither a string nor a pair".into()),
+                _ => {
+                    return Err(CheckpointError::tokenizer(
+                        "a merge is neither a string nor a pair",
+                    ));
+                }
             }
         }
     }
@@ -197,7 +207,7 @@ pub fn gguf_metadata<T: TrainerRecords>(
     ckpt: &Checkpoint<T>,
     name: &str,
     ty: GgufType,
-) -> Result<Vec<(String, MetaValue)>, String> {
+) -> Result<Vec<(String, MetaValue)>, CheckpointError> {
     let cfg = &ckpt.model;
     let vocab = gguf_vocab(&ckpt.tokenizer_json, cfg.vocab_size)?;
     let u = |x: usize| MetaValue::U32(x as u32);
@@ -318,7 +328,7 @@ pub fn export_gguf<T: TrainerRecords>(
 ) -> Result<GgufSummary, CheckpointError> {
     ckpt.model
         .validate()
-        .map_err(|e| CheckpointError::bad_input(path, e))?;
+        .map_err(|e| CheckpointError::bad_input(path, e.to_string()))?;
     let layout = ParamLayout::new(&ckpt.model);
     if ckpt.params.len() != layout.total {
         return Err(CheckpointError::bad_input(
@@ -334,8 +344,7 @@ pub fn export_gguf<T: TrainerRecords>(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "cllm".into());
-    let metadata =
-        gguf_metadata(ckpt, &name, ty).map_err(|e| CheckpointError::bad_input(path, e))?;
+    let metadata = gguf_metadata(ckpt, &name, ty)?;
 
     // Tensor infos and their data offsets.
     struct Planned<'a> {

@@ -114,7 +114,7 @@ pub fn export_hf<T: TrainerRecords>(
 ) -> Result<ExportSummary, CheckpointError> {
     ckpt.model
         .validate()
-        .map_err(|e| CheckpointError::bad_input(dir, e))?;
+        .map_err(|e| CheckpointError::bad_input(dir, e.to_string()))?;
     let layout = ParamLayout::new(&ckpt.model);
     if ckpt.params.len() != layout.total {
         return Err(CheckpointError::bad_input(
@@ -204,7 +204,7 @@ pub fn write_check_logits<T: TrainerRecords>(
         ));
     }
     let gpt = Gpt::from_params(ckpt.model.clone(), ckpt.params.clone())
-        .map_err(|e| CheckpointError::bad_input(&out, e))?;
+        .map_err(|e| CheckpointError::bad_input(&out, e.to_string()))?;
     let mut ws = Workspace::new(&ckpt.model, 1, ids.len());
     // (T, V), row-major.
     let logits = gpt.forward(&mut ws, Logits(&ids));

@@ -151,19 +151,32 @@ pub fn memory_slot(floats_bytes: u64, bytes: u64) -> TensorSlot {
     }
 }
 
+/// Why a header could not be built, or its checksum value not found; the
+/// reader and the writer add the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("cannot encode the metadata: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(
+        "the header would be {bytes} bytes, over the {MAX_HEADER_BYTES} byte limit (is the tokenizer that large?)"
+    )]
+    TooLarge { bytes: usize },
+    #[error("the checksum value is not where the header says")]
+    ChecksumMissing,
+    #[error("the checksum value appears twice in the header")]
+    ChecksumTwice,
+}
+
 /// The header bytes (padded to a multiple of 8) with the checksum value set
 /// to zeros, and the byte position of that value inside the header.
 pub fn build_header(
     metadata: &BTreeMap<&str, String>,
     slots: &[TensorSlot],
-) -> Result<(Vec<u8>, usize), String> {
+) -> Result<(Vec<u8>, usize), HeaderError> {
     let mut meta = metadata.clone();
     meta.insert(keys::CHECKSUM, zero_checksum());
     let mut root = serde_json::Map::new();
-    root.insert(
-        "__metadata__".into(),
-        serde_json::to_value(&meta).map_err(|e| e.to_string())?,
-    );
+    root.insert("__metadata__".into(), serde_json::to_value(&meta)?);
     for slot in slots {
         root.insert(
             slot.name.clone(),
@@ -174,16 +187,13 @@ pub fn build_header(
             }),
         );
     }
-    let mut bytes = serde_json::to_vec(&root).map_err(|e| e.to_string())?;
+    let mut bytes = serde_json::to_vec(&root)?;
     // Safetensors readers expect the data to start 8-byte aligned.
     while bytes.len() % 8 != 0 {
         bytes.push(b' ');
     }
     if bytes.len() as u64 > MAX_HEADER_BYTES {
-        return Err(format!(
-            "the header would be {} bytes, over the {MAX_HEADER_BYTES} byte limit (is the tokenizer that large?)",
-            bytes.len()
-        ));
+        return Err(HeaderError::TooLarge { bytes: bytes.len() });
     }
     let at = find_checksum_value(&bytes, &zero_checksum())?;
     Ok((bytes, at))
@@ -197,7 +207,7 @@ pub fn zero_checksum() -> String {
 /// Position of the checksum's hex digits in the header: the one JSON string
 /// token equal to `hex`. Inside any JSON string value a quote is escaped, so
 /// `"<hex>"` can only match a whole string token; it must occur once.
-pub fn find_checksum_value(header: &[u8], hex: &str) -> Result<usize, String> {
+pub fn find_checksum_value(header: &[u8], hex: &str) -> Result<usize, HeaderError> {
     let mut needle = Vec::with_capacity(hex.len() + 2);
     needle.push(b'"');
     needle.extend_from_slice(hex.as_bytes());
@@ -209,8 +219,8 @@ pub fn find_checksum_value(header: &[u8], hex: &str) -> Result<usize, String> {
         .map(|(i, _)| i + 1);
     match (found.next(), found.next()) {
         (Some(at), None) => Ok(at),
-        (None, _) => Err("the checksum value is not where the header says".into()),
-        (Some(_), Some(_)) => Err("the checksum value appears twice in the header".into()),
+        (None, _) => Err(HeaderError::ChecksumMissing),
+        (Some(_), Some(_)) => Err(HeaderError::ChecksumTwice),
     }
 }
 

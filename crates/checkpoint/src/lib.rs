@@ -6,11 +6,13 @@
 //! name and version, model and training configs, training state, tokenizer,
 //! SHA-256 checksum) as strings in the header's `__metadata__`.
 //!
-//! - [`format`]: the on-disk layout (names, offsets, metadata keys, checksum).
-//! - [`write`]: the atomic [`save`].
+//! - [`format`](mod@format): the on-disk layout (names, offsets, metadata keys, checksum).
+//! - [`write`](mod@write): the atomic [`save`].
 //! - [`read`]: [`verify`] and [`load`], which check everything before trusting it.
 //! - [`naming`]: file names and retention of periodic checkpoints.
-//! - [`export_hf`]: the Hugging Face `transformers` GPT-2 export.
+//! - [`export_hf`](mod@export_hf): the Hugging Face `transformers` GPT-2 export.
+//! - [`export_gguf`](mod@export_gguf): the GGUF export for llama.cpp and Ollama.
+//! - [`error`]: [`CheckpointError`], what went wrong and with which file.
 
 pub mod error;
 pub mod export_gguf;
@@ -122,12 +124,15 @@ impl<T: TrainerRecords> Checkpoint<T> {
     pub fn repository_memory(
         &self,
         path: &std::path::Path,
-    ) -> Result<Option<cllm_memory::Memory>, String> {
+    ) -> Result<Option<cllm_memory::Memory>, CheckpointError> {
         self.memory
             .as_deref()
             .map(cllm_memory::Memory::from_bytes)
             .transpose()
-            .map_err(|e| format!("{}: its memory: {e}", path.display()))
+            .map_err(|source| CheckpointError::Memory {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     /// Borrows this checkpoint for [`save`] (to re-save or convert it).

@@ -387,7 +387,8 @@ fn read_header<T: TrainerRecords>(
     }
 
     // Start the checksum: the digits themselves count as zeros.
-    let at = format::find_checksum_value(&header, &stored_checksum).map_err(bad)?;
+    let at =
+        format::find_checksum_value(&header, &stored_checksum).map_err(|e| bad(e.to_string()))?;
     header[at..at + format::CHECKSUM_HEX_LEN].fill(b'0');
     let mut hasher = Sha256::new();
     hasher.update(len_field);

@@ -77,7 +77,7 @@ fn header_for<T: TrainerRecords>(
 ) -> Result<(Vec<u8>, usize), CheckpointError> {
     ckpt.model
         .validate()
-        .map_err(|e| CheckpointError::bad_input(path, e))?;
+        .map_err(|e| CheckpointError::bad_input(path, e.to_string()))?;
     let layout = ParamLayout::new(ckpt.model);
     if ckpt.params.len() != layout.total {
         return Err(CheckpointError::bad_input(
@@ -169,7 +169,7 @@ fn header_for<T: TrainerRecords>(
             .ok_or_else(|| CheckpointError::bad_input(path, "the data size overflows"))?;
         slots.push(format::memory_slot(floats, memory.bytes));
     }
-    format::build_header(&meta, &slots).map_err(|e| CheckpointError::bad_input(path, e))
+    format::build_header(&meta, &slots).map_err(|e| CheckpointError::bad_input(path, e.to_string()))
 }
 
 /// Writes the whole file to `tmp`, fills in the checksum, and fsyncs.

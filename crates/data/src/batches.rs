@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::TokenDataset;
+use crate::error::DataError;
 use cllm_core::rng::Rng;
 
 /// Where a batcher is: the next window handed out is window `index` of the
@@ -29,20 +30,19 @@ pub struct Batcher {
 
 impl Batcher {
     /// Errors if the data holds fewer than `seq_len + 1` tokens.
-    pub fn new(data: &TokenDataset, seq_len: usize, seed: u64) -> Result<Batcher, String> {
+    pub fn new(data: &TokenDataset, seq_len: usize, seed: u64) -> Result<Batcher, DataError> {
         if seq_len == 0 {
-            return Err("sequence length must be at least 1".to_string());
+            return Err(DataError::ZeroSequenceLength);
         }
         if data.tokens.len() < seq_len + 1 {
-            return Err(format!(
-                "too little data: {} tokens, but a sequence length of {seq_len} needs at least {}",
-                data.tokens.len(),
-                seq_len + 1
-            ));
+            return Err(DataError::TooLittleData {
+                tokens: data.tokens.len(),
+                seq_len,
+            });
         }
         let windows = (data.tokens.len() - 1) / seq_len;
         if windows > u32::MAX as usize {
-            return Err(format!("too many windows ({windows}) for one dataset"));
+            return Err(DataError::TooManyWindows { windows });
         }
         let mut batcher = Batcher {
             tokens: data.tokens.as_slice().into(),

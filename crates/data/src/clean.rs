@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::error::DataError;
+
 /// Why raw bytes could not be turned into text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotText {
@@ -75,13 +77,10 @@ fn invalid_utf8_bytes(mut bytes: &[u8]) -> usize {
 
 /// Reads a file and cleans it (LF line endings, BOM dropped). The error names
 /// the file and the problem.
-pub fn read_clean(path: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    clean_bytes(&bytes).map_err(|_| {
-        format!(
-            "{}: binary file (NUL bytes or invalid UTF-8)",
-            path.display()
-        )
+pub fn read_clean(path: &Path) -> Result<String, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read", e))?;
+    clean_bytes(&bytes).map_err(|_| DataError::Binary {
+        path: path.to_path_buf(),
     })
 }
 

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::clean::{clean_bytes, count_lines};
+use crate::error::DataError;
 
 /// Source and text types kept when `ScanOptions::extensions` is empty.
 pub const DEFAULT_EXTENSIONS: &[&str] = &[
@@ -109,7 +110,7 @@ pub fn scan(
     opts: &ScanOptions,
     cancel: &AtomicBool,
     on_file: &mut dyn FnMut(ScannedFile),
-) -> Result<(), String> {
+) -> Result<(), DataError> {
     scan_with_text(opts, cancel, &mut |file, _text| on_file(file))
 }
 
@@ -120,7 +121,7 @@ pub fn scan_with_text(
     opts: &ScanOptions,
     cancel: &AtomicBool,
     on_file: &mut dyn FnMut(ScannedFile, Option<String>),
-) -> Result<(), String> {
+) -> Result<(), DataError> {
     let mut extensions = parse_extensions(&opts.extensions);
     if extensions.is_empty() {
         extensions = DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect();
@@ -130,8 +131,10 @@ pub fn scan_with_text(
         if cancel.load(Ordering::Relaxed) {
             return Ok(());
         }
-        std::fs::symlink_metadata(root)
-            .map_err(|e| format!("{}: cannot scan: {e}", root.display()))?;
+        std::fs::symlink_metadata(root).map_err(|source| DataError::Scan {
+            path: root.clone(),
+            source,
+        })?;
         let mut batch = Vec::new();
         let walker = ignore::WalkBuilder::new(root)
             // Honour .gitignore even when the folder is not a git checkout.

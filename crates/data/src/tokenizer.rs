@@ -19,6 +19,8 @@ use tokenizers::{
     AddedToken, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Trainer,
 };
 
+use crate::error::DataError;
+
 /// The special token placed between files.
 pub const EOT: &str = "<|endoftext|>";
 
@@ -80,16 +82,18 @@ impl Tokenizer {
         vocab_size: usize,
         progress: &mut dyn FnMut(usize, usize),
         cancel: &AtomicBool,
-    ) -> Result<Tokenizer, String> {
+    ) -> Result<Tokenizer, DataError> {
         if vocab_size < MIN_BPE_VOCAB_SIZE {
-            return Err(format!(
-                "vocabulary size {vocab_size} is too small: a byte-level BPE needs at least {MIN_BPE_VOCAB_SIZE} (256 bytes, {EOT} and a few merges)"
-            ));
+            return Err(DataError::VocabTooSmall {
+                size: vocab_size,
+                min: MIN_BPE_VOCAB_SIZE,
+            });
         }
         if vocab_size > MAX_BPE_VOCAB_SIZE {
-            return Err(format!(
-                "vocabulary size {vocab_size} is too large: at most {MAX_BPE_VOCAB_SIZE}"
-            ));
+            return Err(DataError::VocabTooLarge {
+                size: vocab_size,
+                max: MAX_BPE_VOCAB_SIZE,
+            });
         }
         let chunks = chunk_texts(texts, TRAIN_CHUNK_BYTES);
         let total_bytes: usize = chunks.iter().map(|c| c.len()).sum();
@@ -103,7 +107,7 @@ impl Tokenizer {
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build();
         let result = std::thread::scope(|scope| {
-            let worker = scope.spawn(|| -> Result<Option<(BPE, Vec<AddedToken>)>, String> {
+            let worker = scope.spawn(|| -> Result<Option<(BPE, Vec<AddedToken>)>, DataError> {
                 let pieces = chunks
                     .iter()
                     .take_while(|_| !cancel.load(Ordering::Relaxed))
@@ -120,32 +124,42 @@ impl Tokenizer {
                             .map(|(word, _, _)| word.to_owned())
                             .collect())
                     })
-                    .map_err(|e| format!("BPE training failed while counting words: {e}"))?;
+                    .map_err(|e| DataError::BpeTraining {
+                        stage: "while counting words",
+                        reason: e.to_string(),
+                    })?;
                 if cancel.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
                 let mut model = BPE::default();
                 let special = trainer
                     .train(&mut model)
-                    .map_err(|e| format!("BPE training failed: {e}"))?;
+                    .map_err(|e| DataError::BpeTraining {
+                        stage: "in the merge loop",
+                        reason: e.to_string(),
+                    })?;
                 Ok(Some((model, special)))
             });
             while !worker.is_finished() {
                 progress(fed.load(Ordering::Relaxed).min(total_bytes), total);
                 std::thread::sleep(Duration::from_millis(50));
             }
-            worker
-                .join()
-                .map_err(|_| "BPE training thread panicked".to_string())?
+            worker.join().map_err(|_| DataError::BpeTraining {
+                stage: "on its thread",
+                reason: "the thread panicked".into(),
+            })?
         })?;
         let Some((model, special)) = result else {
-            return Err("BPE training cancelled".to_string());
+            return Err(DataError::Cancelled);
         };
         let mut hf = tokenizers::Tokenizer::new(model);
         hf.with_pre_tokenizer(Some(byte_level));
         hf.with_decoder(Some(ByteLevel::default()));
         hf.add_special_tokens(special)
-            .map_err(|e| format!("cannot add {EOT} to the tokenizer: {e}"))?;
+            .map_err(|e| DataError::BpeTraining {
+                stage: "adding the end-of-text token",
+                reason: e.to_string(),
+            })?;
         progress(total, total);
         Ok(Tokenizer::Bpe(Box::new(BpeTokenizer::from_hf(hf)?)))
     }
@@ -230,9 +244,9 @@ impl Tokenizer {
         hf.to_string(true).unwrap_or_default()
     }
 
-    pub fn from_json(s: &str) -> Result<Tokenizer, String> {
+    pub fn from_json(s: &str) -> Result<Tokenizer, DataError> {
         let hf = tokenizers::Tokenizer::from_str(s)
-            .map_err(|e| format!("not a valid tokenizer.json: {e}"))?;
+            .map_err(|e| DataError::tokenizer(format!("not a valid tokenizer.json: {e}")))?;
         let bpe = BpeTokenizer::from_hf(hf)?;
         let is_plain_bytes = bpe.pieces.len() == 256
             && bpe.eot.is_none()
@@ -264,7 +278,7 @@ impl BpeTokenizer {
     /// It also makes `<|endoftext|>` in the input ordinary text: the library
     /// does not save this setting in `tokenizer.json`, so it is set here, on
     /// every tokenizer we build or load.
-    fn from_hf(mut hf: tokenizers::Tokenizer) -> Result<BpeTokenizer, String> {
+    fn from_hf(mut hf: tokenizers::Tokenizer) -> Result<BpeTokenizer, DataError> {
         hf.set_encode_special_tokens(true);
         let vocab_size = hf.get_vocab_size(true);
         let char_to_byte = byte_level_char_to_byte();
@@ -277,13 +291,15 @@ impl BpeTokenizer {
                 continue;
             }
             let token = hf.id_to_token(id).ok_or_else(|| {
-                format!("tokenizer.json has no token for id {id} (ids must be dense)")
+                DataError::tokenizer(format!(
+                    "tokenizer.json has no token for id {id} (ids must be dense)"
+                ))
             })?;
             *piece = token
                 .chars()
                 .map(|c| {
                     char_to_byte(c).ok_or_else(|| {
-                        format!("tokenizer.json is not byte level: token {token:?} (id {id}) has character {c:?}")
+                        DataError::tokenizer(format!("tokenizer.json is not byte level: token {token:?} (id {id}) has character {c:?}"))
                     })
                 })
                 .collect::<Result<_, _>>()?;
@@ -292,7 +308,9 @@ impl BpeTokenizer {
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             let c = byte_to_char(b as u8);
             *slot = hf.token_to_id(&c.to_string()).ok_or_else(|| {
-                format!("tokenizer.json is not byte level: no token for byte {b:#04x}")
+                DataError::tokenizer(format!(
+                    "tokenizer.json is not byte level: no token for byte {b:#04x}"
+                ))
             })?;
         }
         let eot = hf.token_to_id(EOT);

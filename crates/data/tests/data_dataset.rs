@@ -185,7 +185,9 @@ fn resumed_batcher_sees_exactly_the_same_batches() {
 
 #[test]
 fn too_little_data_is_an_error() {
-    let err = Batcher::new(&counting_dataset(8), 8, 0).unwrap_err();
+    let err = Batcher::new(&counting_dataset(8), 8, 0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("8 tokens"), "{err}");
     assert!(Batcher::new(&counting_dataset(9), 8, 0).is_ok());
 }
@@ -200,15 +202,26 @@ fn token_file_round_trips_and_rejects_corruption() {
 
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-    assert!(read_tokens(&path).unwrap_err().contains("truncated"));
+    assert!(
+        read_tokens(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated")
+    );
     let mut bad = bytes.clone();
     bad[0] = b'X';
     std::fs::write(&path, &bad).unwrap();
-    assert!(read_tokens(&path).unwrap_err().contains("magic"));
+    assert!(
+        read_tokens(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("magic")
+    );
     write_tokens(&path, 100, &tokens).unwrap();
     assert!(
         read_tokens(&path)
             .unwrap_err()
+            .to_string()
             .contains("outside the vocabulary")
     );
 }

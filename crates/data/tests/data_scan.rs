@@ -227,7 +227,8 @@ fn single_file_root_and_missing_root() {
         &AtomicBool::new(false),
         &mut |_| {},
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("nope"), "{err}");
 }
 

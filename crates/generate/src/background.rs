@@ -4,6 +4,7 @@
 //! never waits on the worker.
 
 use super::decoder::{DecodeOptions, Precision};
+use super::error::GenerateError;
 use super::generator::{GeneratedToken, GenerationStats, Generator};
 use super::sampling::SamplingConfig;
 use cllm_core::Gpt;
@@ -21,8 +22,8 @@ pub enum GenerationEvent {
     Token(GeneratedToken),
     /// The reply ended; the stats say why and how fast.
     Finished(GenerationStats),
-    /// Generation could not start (the message says why).
-    Error(String),
+    /// Generation could not start (the error says why).
+    Error(GenerateError),
 }
 
 /// The front end's side of a running reply.
@@ -110,9 +111,7 @@ pub fn spawn_generation(
         Err(e) => {
             // The channel outlives this function through `rx`; report there.
             let (tx2, rx2) = unbounded();
-            let _ = tx2.send(GenerationEvent::Error(format!(
-                "cannot start the generation thread: {e}"
-            )));
+            let _ = tx2.send(GenerationEvent::Error(GenerateError::Thread(e.to_string())));
             return GenerationHandle {
                 events: rx2,
                 cancel,

@@ -5,6 +5,7 @@
 //! full forward pass over the same context.
 
 use super::decoder::{DecodeOptions, Decoder, Precision};
+use super::error::GenerateError;
 use super::generator::Generator;
 use super::pool::{DecodePool, split_rows};
 use super::sampling::SamplingConfig;
@@ -195,12 +196,14 @@ pub fn bench_generate(
     repeats: usize,
     threads: &[usize],
     bandwidth: &[Bandwidth],
-) -> Result<GenerateBench, String> {
-    let mut cfg = ModelConfig::preset(preset)?;
+) -> Result<GenerateBench, GenerateError> {
+    let mut cfg = ModelConfig::preset(preset).map_err(|_| GenerateError::UnknownPreset {
+        name: preset.to_string(),
+    })?;
     // The prompt goes through the byte tokenizer, whose 256 ids every
     // preset but the test-only `tiny` (37) already covers.
     cfg.vocab_size = cfg.vocab_size.max(256);
-    let model = Gpt::new(cfg.clone(), 1)?;
+    let model = Gpt::new(cfg.clone(), 1).map_err(GenerateError::model)?;
     let n_ctx = cfg.n_ctx;
     let repeats = repeats.max(1);
     // A prompt of random printable text.
@@ -263,7 +266,9 @@ pub fn bench_generate(
         .collect();
     let mut cache = KvCache::new(&cfg);
     let mut decoder = Decoder::new(DecodeOptions::default());
-    cache.append(&model, &context[..n_ctx - 1])?;
+    cache
+        .append(&model, &context[..n_ctx - 1])
+        .map_err(GenerateError::model)?;
     let mut cached_token_secs = f64::INFINITY;
     for _ in 0..repeats.max(5) {
         let start = Instant::now();
@@ -271,7 +276,9 @@ pub fn bench_generate(
         cached_token_secs = cached_token_secs.min(start.elapsed().as_secs_f64());
         // Drop the step again: rebuild the first n_ctx - 1 positions.
         cache.clear();
-        cache.append(&model, &context[..n_ctx - 1])?;
+        cache
+            .append(&model, &context[..n_ctx - 1])
+            .map_err(GenerateError::model)?;
     }
     let mut ws = Workspace::new(&cfg, 1, n_ctx);
     let mut full_forward_secs = f64::INFINITY;
@@ -283,7 +290,9 @@ pub fn bench_generate(
         std::hint::black_box(logits);
         cache.clear();
         let start = Instant::now();
-        cache.append(&model, &context)?;
+        cache
+            .append(&model, &context)
+            .map_err(GenerateError::model)?;
         prefill_secs = prefill_secs.min(start.elapsed().as_secs_f64());
     }
     Ok(GenerateBench {

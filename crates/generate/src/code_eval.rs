@@ -32,6 +32,7 @@
 //! prompts, so evaluations compare; it costs at most `TRAINER_PROMPTS ×
 //! TRAINER_MAX_TOKENS` decoded tokens.
 
+use super::error::GenerateError;
 use super::generator::{FinishReason, Generator};
 use super::openings::{self, Opening};
 use super::sampling::SamplingConfig;
@@ -48,15 +49,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const TRAINER_PROMPTS: usize = 8;
 
 /// `cllm eval-gen`'s token limit per completion unless given. A function
-/// can only count as closed if the limit lets it finish: the bodies of the
-/// 374 functions of `sqlite_c.val.txt` run to a median of 89 tokens (BPE
-/// 2,048), 455 at the 90th percentile and 823 at the 95th, so 200 tokens
-/// cut short about a third of real functions; 1,024 lets 96% of them end.
+/// can only count as closed if the limit lets it finish: 1,024 tokens let
+/// nearly every real function body end, where 200 cut short about a third.
 pub const EVAL_GEN_MAX_TOKENS: usize = 1024;
 
 /// The trainer's periodic check's token limit: half of
-/// [`EVAL_GEN_MAX_TOKENS`], as it runs at every evaluation (8 prompts of
-/// 512 tokens decode in well under a second for the `small` preset).
+/// [`EVAL_GEN_MAX_TOKENS`], as it runs at every evaluation.
 pub const TRAINER_MAX_TOKENS: usize = 512;
 
 /// The trainer's periodic check: the default sampling (what people generate
@@ -65,8 +63,7 @@ pub const TRAINER_MAX_TOKENS: usize = 512;
 /// weights; at most [`TRAINER_MAX_TOKENS`] new tokens, no stop strings. Not greedy: a small
 /// model decoded greedily falls into a loop (`int rc = SQLITE_OK;` line
 /// after line) and never closes its braces, so greedy figures stay at zero
-/// long after sampled ones move (a `small` model after 1,500 steps on
-/// SQLite: 0 of 8 closed greedily, 37 of 80 sampled).
+/// long after sampled ones move.
 pub fn trainer_sampling() -> SamplingConfig {
     SamplingConfig {
         seed: 0x5eed,
@@ -214,7 +211,7 @@ pub fn evaluate_completions_with(
     cancel: &AtomicBool,
     memory: Option<&Memory>,
     on_sample: &mut dyn FnMut(&SampleRecord) -> Result<(), String>,
-) -> Result<CodeEvalReport, String> {
+) -> Result<CodeEvalReport, GenerateError> {
     cfg.validate()?;
     let mut records = Vec::with_capacity(prompts.len() * samples);
     for (p, prompt) in prompts.iter().enumerate() {
@@ -225,14 +222,19 @@ pub fn evaluate_completions_with(
                 stop_when_closed: true,
                 ..cfg.clone()
             };
-            let mut generator = Generator::new(model, tok, prompt, sample_cfg)
-                .map_err(|e| format!("prompt {} ({:?}): {e}", p + 1, short(prompt)))?;
+            let mut generator = Generator::new(model, tok, prompt, sample_cfg).map_err(|e| {
+                GenerateError::Prompt {
+                    number: p + 1,
+                    prompt: short(prompt),
+                    source: Box::new(e),
+                }
+            })?;
             if let Some(memory) = memory {
                 generator.use_memory(memory)?;
             }
             loop {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err("stopped".into());
+                    return Err(GenerateError::Cancelled);
                 }
                 if generator.next_token().is_none() {
                     break;
@@ -254,7 +256,7 @@ pub fn evaluate_completions_with(
                 tokens: generator.generated_ids().len(),
                 rewritten_lines: generator.stats().rewritten_lines,
             };
-            on_sample(&record)?;
+            on_sample(&record).map_err(GenerateError::Record)?;
             records.push(record);
         }
     }
@@ -272,7 +274,7 @@ pub fn evaluate_completions(
     cfg: &SamplingConfig,
     samples: usize,
     cancel: &AtomicBool,
-) -> Result<CodeEvalReport, String> {
+) -> Result<CodeEvalReport, GenerateError> {
     evaluate_completions_with(model, tok, prompts, cfg, samples, cancel, None, &mut |_| {
         Ok(())
     })
@@ -291,7 +293,7 @@ pub fn function_prompts(
     n_ctx: usize,
     n: usize,
     seed: u64,
-) -> Result<(Vec<Opening>, usize), String> {
+) -> Result<(Vec<Opening>, usize), GenerateError> {
     let all = openings::extract_openings(texts)?;
     let max_tokens = (n_ctx / 2).max(1);
     let fits = |o: &Opening| tok.encode(&o.text).len() <= max_tokens;
@@ -336,7 +338,7 @@ impl PeriodicCodeCheck {
         n_ctx: usize,
         n: usize,
         seed: u64,
-    ) -> Result<PeriodicCodeCheck, String> {
+    ) -> Result<PeriodicCodeCheck, GenerateError> {
         let texts = texts_of_dataset(val, tok);
         let (chosen, openings_found) = function_prompts(&texts, tok, n_ctx, n, seed)?;
         Ok(PeriodicCodeCheck {
@@ -353,7 +355,7 @@ impl PeriodicCodeCheck {
         tok: &Tokenizer,
         memory: Option<&Memory>,
         cancel: &AtomicBool,
-    ) -> Result<Option<CodeEvalSummary>, String> {
+    ) -> Result<Option<CodeEvalSummary>, GenerateError> {
         if self.prompts.is_empty() {
             return Ok(None);
         }

@@ -18,6 +18,7 @@
 //! products differ (row-wise kernels here, the blocked GEMM there), so
 //! the logits agree with [`KvCache::append`] to float tolerance.
 
+use super::error::GenerateError;
 use super::gemv::{self, F32Kernel};
 use super::pool::{DecodePool, SharedOut, split_rows};
 use cllm_core::ops::attention::{self, AttnShape};
@@ -59,12 +60,12 @@ impl Precision {
 }
 
 impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = GenerateError;
+    fn from_str(s: &str) -> Result<Self, GenerateError> {
         Precision::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown precision '{s}' (use auto, fp32 or bf16)"))
+            .ok_or_else(|| GenerateError::UnknownPrecision(s.to_string()))
     }
 }
 
@@ -79,9 +80,9 @@ pub struct DecodeOptions {
 }
 
 impl Default for DecodeOptions {
-    /// One thread, fp32: the same numbers as before the decoder had
-    /// options, and no threads started behind a caller's back (the trainer
-    /// samples text between steps of its own threads).
+    /// One thread, fp32: the reference numbers, and no threads started
+    /// behind a caller's back (the trainer samples text between steps of
+    /// its own threads).
     fn default() -> Self {
         DecodeOptions {
             threads: 1,
@@ -115,12 +116,8 @@ pub fn resolve_threads(threads: usize) -> usize {
 
 /// A product is split between threads only from this many bytes of
 /// weights: below it, waking the workers costs more than the rows save.
-/// Measured on a 2-core AMD EPYC (one core already saturates its memory
-/// bandwidth; a dispatch costs about 10 us): `seed`, 2 threads, per token,
-/// splitting every product from 512 KB took 2.76 ms in fp32 and 1.23 ms in
-/// bf16, from 1 MB 2.55 / 1.55 ms, only the head (from 4 MB) 2.16 /
-/// 1.17 ms, nothing 2.44 / 1.23 ms. So the head is split, and the layers'
-/// products (at most 1 MB each up to `seed`) are not.
+/// So the head is split, and the layers' products (at most 1 MB each up to
+/// `seed`) are not.
 pub const DEFAULT_MIN_PARALLEL_BYTES: usize = 4 << 20;
 
 /// Rows per thread's share are whole multiples of this.
@@ -291,8 +288,17 @@ impl Decoder {
     /// (V) predicting the token after it. Errors (nothing changes) when
     /// the cache was made for another model, is full, or the id is outside
     /// the vocabulary.
-    pub fn step(&mut self, model: &Gpt, cache: &mut KvCache, token: u32) -> Result<&[f32], String> {
-        cache.check(model, &[token])?;
+    pub fn step(
+        &mut self,
+        model: &Gpt,
+        cache: &mut KvCache,
+        token: u32,
+    ) -> Result<&[f32], GenerateError> {
+        let vocab = model.config.vocab_size;
+        if token as usize >= vocab {
+            return Err(GenerateError::TokenOutsideVocabulary { token, vocab });
+        }
+        cache.check(model, &[token]).map_err(GenerateError::model)?;
         self.prepare(model);
         let cfg = &model.config;
         let (c, inner, v, t_max) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size, cfg.n_ctx);

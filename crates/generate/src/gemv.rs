@@ -12,9 +12,8 @@
 //! The AVX-512 kernel does exactly that, the AVX2 one with the 16 lanes in
 //! two registers; [`rows_model`] is the same order in scalar code, which
 //! machines without either run (and which the tests hold both kernels to,
-//! bit for bit). Without the AVX2 kernel, decoding on an AVX2 CPU ran at a
-//! quarter of the memory-bandwidth limit (`cllm bench --generate`, AVX2
-//! capped on a Zen 4: `seed` 75 tokens/s at one thread, now 213-225).
+//! bit for bit). The AVX2 kernel exists because the scalar order alone
+//! keeps an AVX2 CPU far below its memory-bandwidth limit.
 
 /// Lanes of the accumulator.
 pub const LANES: usize = 16;
@@ -67,7 +66,7 @@ impl F32Kernel {
     }
 }
 
-/// out[i] = W[row0 + i] · x + bias[row0 + i] for i in 0..out.len().
+/// `out[i] = W[row0 + i] · x + bias[row0 + i]` for i in `0..out.len()`.
 /// w holds at least (row0 + out.len()) · cols floats, x cols, bias (when
 /// given) at least row0 + out.len().
 pub fn gemv_rows(

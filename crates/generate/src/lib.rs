@@ -20,7 +20,11 @@
 //! - [`code_eval`]: completions of a prompt set, stopped when their braces
 //!   close and checked with tree-sitter: closed rate, parse rate, syntax
 //!   accuracy, first error kinds.
-//! - [`bench`]: tokens/s at batch 1 and the cost of a cached token.
+//! - [`decoder`]: one cached token's forward, its products split between
+//!   the threads of a [`pool`], in fp32 ([`gemv`]) or bf16.
+//! - [`bench`](mod@bench): tokens/s at batch 1 and the cost of a cached token.
+//! - [`error`]: [`GenerateError`], why a reply, an evaluation or a check
+//!   could not be made.
 
 pub mod background;
 pub mod bench;
@@ -29,6 +33,7 @@ pub mod bracket_guard;
 pub mod c_lexer;
 pub mod code_eval;
 pub mod decoder;
+pub mod error;
 pub mod gemv;
 pub mod generator;
 pub mod line_guard;
@@ -44,6 +49,7 @@ pub use code_eval::{
     CodeEvalReport, CodeEvalSummary, PeriodicCodeCheck, SampleRecord, evaluate_completions,
     evaluate_completions_with, function_prompts,
 };
+pub use error::GenerateError;
 pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator};
 pub use openings::{Opening, extract_openings, sample_openings};
 pub use sampling::SamplingConfig;

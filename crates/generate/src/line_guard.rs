@@ -6,15 +6,11 @@
 //! that no bracket rule can refuse: the same statement again and again
 //! (`nByte += nByte;` twenty times), a line that never ends (a string
 //! literal they cannot close, `*nAlloc*nAlloc*…`, a row of `}`), or a cycle
-//! of directives. On SQLite's held-out functions (a 30-minute `medium`
-//! model, 320 completions at up to 1,024 tokens) 56 never closed their
-//! function: 30 of them wrote a line of more than 250 characters, 10 looped
-//! over a few lines, 9 over directives. Real code does neither: the longest
-//! line of SQLite's 256,678 is 261 characters (6 exceed 200; tree-sitter's
-//! and libffi's C none), and a line of 8 or more characters that is not a
-//! row of numbers repeats the line before it in 0.03% of SQLite's non-blank
-//! lines (0.00% in libffi) and occurs for the fourth time within 16 lines
-//! in 0.07–0.16%.
+//! of directives; most completions that never close their function do one
+//! of these. Real code almost never does: its lines stay under a couple of
+//! hundred characters, and a line of 8 or more characters that is not a
+//! row of numbers rarely repeats the line before it or occurs a fourth time
+//! within 16 lines.
 //!
 //! The guard reads the text (the prompt's, then the reply's) and reports a
 //! [`LineFault`] when a line ends as a repeat or grows too long; the

@@ -5,8 +5,8 @@
 //! An opening starts where tree-sitter's `function_definition` starts (its
 //! return type, storage class and attributes) and ends at the `{` that
 //! opens its body. A comment before the function is *not* included: in
-//! real C it is often longer than the signature (SQLite's are 5–30 lines),
-//! so it would crowd small models' contexts and the length limit out, and
+//! real C it is often longer than the signature (several lines), so it
+//! would crowd small models' contexts and the length limit out, and
 //! what is measured here is whether the model writes a body that closes and
 //! parses, which the signature alone sets up. (The seed prompts, which are
 //! comments, measure generation from a comment.)
@@ -26,10 +26,11 @@
 //! functions just has no openings.
 
 use super::braces::CloseWatch;
-use super::syntax::check_c;
+use super::error::GenerateError;
+use super::syntax::{c_parser, check_c};
 use cllm_core::rng::Rng;
 use serde::{Deserialize, Serialize};
-use tree_sitter::{Node, Parser};
+use tree_sitter::Node;
 
 /// The start of the line `cllm prepare` puts before each file.
 pub const FILE_MARKER: &str = "// ===== FILE: ";
@@ -57,11 +58,8 @@ pub struct Opening {
 /// text order: no syntax error before its body, one brace open after it,
 /// and the whole original function parses on its own. Errs only if the C
 /// grammar cannot be loaded.
-pub fn extract_openings(texts: &[(String, String)]) -> Result<Vec<Opening>, String> {
-    let mut parser = Parser::new();
-    parser
-        .set_language(&tree_sitter_c::LANGUAGE.into())
-        .map_err(|e| format!("cannot load the tree-sitter C grammar: {e}"))?;
+pub fn extract_openings(texts: &[(String, String)]) -> Result<Vec<Opening>, GenerateError> {
+    let mut parser = c_parser()?;
     let mut found = Vec::new();
     for (name, text) in texts {
         for piece in split_at_markers(name, text) {

@@ -1,8 +1,8 @@
 //! [`DecodePool`]: a few threads that stay up for a whole reply and split
 //! each matrix-vector product of a decoding step between them.
 //!
-//! A cached decoding step is a chain of short matrix-vector products
-//! (about 0.01-1 ms each), one after another. Spawning threads for each
+//! A cached decoding step is a chain of short matrix-vector products, one
+//! after another. Spawning threads for each
 //! would cost more than the work; so the pool's workers are started once and
 //! wait, parked on a condition variable (no spinning: the cores are shared
 //! with whatever else runs), for the next piece of work. The caller's own

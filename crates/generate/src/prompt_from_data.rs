@@ -5,13 +5,13 @@
 //! comment lines that loop, while an opening from its own code shows what
 //! it learned.
 
+use super::error::GenerateError;
 use super::openings::{DEFAULT_MAX_OPENING_BYTES, extract_openings};
 use cllm_core::rng::Rng;
 use cllm_data::tokenizer::Tokenizer;
 
-/// Tokens decoded per try: about 20 KB of C at BPE 2,048, several whole
-/// functions (an opening counts only if its whole function is in the
-/// window and parses).
+/// Tokens decoded per try: several whole functions of C (an opening
+/// counts only if its whole function is in the window and parses).
 const WINDOW_TOKENS: usize = 8192;
 
 /// Windows tried before giving up: data that is not C has no openings,
@@ -29,7 +29,7 @@ pub fn opening_from_tokens(
     tok: &Tokenizer,
     seed: u64,
     max_tokens: usize,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, GenerateError> {
     if tokens.is_empty() {
         return Ok(None);
     }

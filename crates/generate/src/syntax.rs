@@ -7,6 +7,7 @@
 //! prompt opens what the completion must close: `int main() {` followed by
 //! a body that never ends with `}` does not parse.
 
+use super::error::GenerateError;
 use serde::{Deserialize, Serialize};
 use tree_sitter::{Node, Parser};
 
@@ -36,14 +37,11 @@ pub struct SyntaxReport {
 
 /// Parses `source` as C. Errs only if the grammar cannot be loaded or the
 /// parser gives up (never for bad C, which is a report with `parses` false).
-pub fn check_c(source: &str) -> Result<SyntaxReport, String> {
-    let mut parser = Parser::new();
-    parser
-        .set_language(&tree_sitter_c::LANGUAGE.into())
-        .map_err(|e| format!("cannot load the tree-sitter C grammar: {e}"))?;
+pub fn check_c(source: &str) -> Result<SyntaxReport, GenerateError> {
+    let mut parser = c_parser()?;
     let tree = parser
         .parse(source, None)
-        .ok_or("the C parser gave up on this text")?;
+        .ok_or(GenerateError::ParserGaveUp)?;
     let root = tree.root_node();
     if !root.has_error() {
         return Ok(SyntaxReport {
@@ -73,6 +71,15 @@ pub fn check_c(source: &str) -> Result<SyntaxReport, String> {
         parses: false,
         first_error,
     })
+}
+
+/// A tree-sitter parser with the C grammar loaded.
+pub fn c_parser() -> Result<Parser, GenerateError> {
+    let mut parser = Parser::new();
+    parser
+        .set_language(&tree_sitter_c::LANGUAGE.into())
+        .map_err(|e| GenerateError::Grammar(e.to_string()))?;
+    Ok(parser)
 }
 
 /// [`SyntaxError::kind`] of an ERROR or MISSING node.

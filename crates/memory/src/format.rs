@@ -16,11 +16,11 @@
 //!
 //! The suffix array is not stored but rebuilt on load: it would take 4
 //! bytes per token (twice the tokens themselves for a vocabulary of up to
-//! 65,536), while SA-IS rebuilds it fast: 9.4 million byte tokens (a
-//! 9 MB corpus) in 0.8 s on one core, which loading a checkpoint to
-//! evaluate or generate can afford.
+//! 65,536), while SA-IS rebuilds it in linear time, which loading a
+//! checkpoint to evaluate or generate can afford.
 
 use super::Memory;
+use super::error::MemoryError;
 use super::mixer::{FitStats, Mixer, NUM_BUCKETS};
 use super::suffix::SuffixIndex;
 use serde::{Deserialize, Serialize};
@@ -34,20 +34,6 @@ pub const MAX_VOCAB: usize = 1_000_000;
 const MAX_HEADER: usize = 1 << 20;
 const DIGEST_BYTES: usize = 32;
 const PREAMBLE: usize = 16;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MemoryError {
-    #[error("the memory is truncated ({0} bytes)")]
-    Truncated(usize),
-    #[error("not a CLLM memory (bad magic bytes)")]
-    BadMagic,
-    #[error("memory format version {0} is not supported (this program reads version {VERSION})")]
-    Version(u32),
-    #[error("the memory's checksum does not match: the data is damaged")]
-    Checksum,
-    #[error("the memory's header is invalid: {0}")]
-    Header(String),
-}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,7 +73,10 @@ fn read_header(bytes: &[u8]) -> Result<(Header, usize), MemoryError> {
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
-        return Err(MemoryError::Version(version));
+        return Err(MemoryError::Version {
+            found: version,
+            supported: VERSION,
+        });
     }
     let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
     if header_len > MAX_HEADER || header_len > bytes.len() - PREAMBLE - DIGEST_BYTES {
@@ -148,7 +137,10 @@ impl Memory {
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
         if version != VERSION {
-            return Err(MemoryError::Version(version));
+            return Err(MemoryError::Version {
+                found: version,
+                supported: VERSION,
+            });
         }
         let (body, digest) = bytes.split_at(bytes.len() - DIGEST_BYTES);
         if Sha256::digest(body).as_slice() != digest {

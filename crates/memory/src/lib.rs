@@ -12,16 +12,18 @@
 //!   document and mixes full distributions in place (for generation). Both
 //!   compute each probability by the same arithmetic, so they agree exactly.
 //! - [`Memory::to_bytes`] / [`Memory::from_bytes`]: the stored form
-//!   ([`format`]), which the checkpoint carries.
+//!   ([`format`](mod@format)), which the checkpoint carries; [`MemoryError`] says why
+//!   a stored memory cannot be read back.
 //! - [`overlap`]: how much of a validation split repeats the training part.
 
 pub mod cache;
+pub mod error;
 pub mod format;
 pub mod mixer;
 pub mod overlap;
 pub mod suffix;
 
-pub use format::MemoryError;
+pub use error::MemoryError;
 pub use mixer::{FitStats, Mixer};
 
 use cache::{CacheMatch, DocCache};

@@ -1,17 +1,14 @@
 //! How much of a validation split repeats its training part verbatim.
 //!
 //! A split taken from the tail of one corpus can mostly repeat what came
-//! before it: the last 10% of `sqlite_c.train.txt` has 77% of its
-//! 64-character windows earlier in the file (the held-out
-//! `sqlite_c.val.txt`: 7%). Validation on such a split measures recall of
-//! the training text, and in-run figures flatter the model, so the trainer
+//! before it. Validation on such a split measures recall of the training
+//! text, and in-run figures flatter the model, so the trainer
 //! says so at the start of a run.
 
 use super::suffix::SuffixIndex;
 
-/// Passage length, in tokens, that counts as a verbatim repeat: about 80
-/// bytes of C at BPE 2,048, long past what chance or a common idiom
-/// repeats.
+/// Passage length, in tokens, that counts as a verbatim repeat: a line or
+/// so of C, long past what chance or a common idiom repeats.
 pub const REPEAT_WINDOW: usize = 32;
 
 /// Positions of the validation stream looked at: evenly spaced, enough for

@@ -3,8 +3,7 @@
 //! form round-trips and refuses damage.
 
 use cllm_core::rng::Rng;
-use cllm_memory::Memory;
-use cllm_memory::format::MemoryError;
+use cllm_memory::{Memory, MemoryError};
 
 const VOCAB: usize = 500;
 
@@ -259,7 +258,10 @@ fn damaged_bytes_are_refused_with_a_clear_error() {
         let err = Memory::from_bytes(&bad).expect_err("damaged");
         let expected = match at {
             0..8 => MemoryError::BadMagic,
-            8..12 => MemoryError::Version(u32::from_le_bytes(bad[8..12].try_into().unwrap())),
+            8..12 => MemoryError::Version {
+                found: u32::from_le_bytes(bad[8..12].try_into().unwrap()),
+                supported: cllm_memory::format::VERSION,
+            },
             _ => MemoryError::Checksum,
         };
         assert_eq!(err, expected, "byte {at}");

@@ -40,6 +40,12 @@ impl From<String> for PrepareError {
     }
 }
 
+impl From<cllm_data::DataError> for PrepareError {
+    fn from(e: cllm_data::DataError) -> PrepareError {
+        PrepareError::Failed(e.to_string())
+    }
+}
+
 /// The files a run trains on, in a stable order.
 pub fn gather_files(
     config: &TrainConfig,
@@ -161,7 +167,7 @@ fn read_texts_until(
             }
             cllm_data::clean::read_clean(path)
                 .map(|text| (name.clone(), text))
-                .map_err(PrepareError::Failed)
+                .map_err(PrepareError::from)
         })
         .collect()
 }

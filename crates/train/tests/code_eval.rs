@@ -240,10 +240,10 @@ fn evaluate_completions_counts_what_a_forced_model_does() {
     // Cancelled: an error, not a partial report.
     let stop = AtomicBool::new(true);
     let err = evaluate_completions(&closer, &tok, &prompts, &cfg, 1, &stop).unwrap_err();
-    assert!(err.contains("stopped"), "{err}");
+    assert!(err.to_string().contains("stopped"), "{err}");
     // A prompt that cannot start is named.
     let err = evaluate_completions(&closer, &tok, &[String::new()], &cfg, 1, &never).unwrap_err();
-    assert!(err.contains("prompt 1"), "{err}");
+    assert!(err.to_string().contains("prompt 1"), "{err}");
 }
 
 const C_TEXT: &str = r#"/* A small C file. */

@@ -15,11 +15,16 @@
 //! prefills them again (positions restart at 0), then carries on
 //! incrementally. Halving keeps the re-prefill to once every n_ctx / 2
 //! tokens while the model still sees at least half a context of history.
+//!
+//! Beside this file: `text_pieces` (what is held back and handed out),
+//! `line_retry` (the line guard taking a line back) and `scores` (refused
+//! tokens, the memory's mix, the alternatives).
 
 use super::braces::CloseWatch;
 use super::bracket_guard::BracketGuard;
 use super::decoder::{DecodeOptions, Decoder};
-use super::line_guard::{LineFault, LineGuard, RETRIES_PER_LINE, RETRIES_PER_REPLY};
+use super::error::GenerateError;
+use super::line_guard::LineGuard;
 use super::sampling::{self, SamplingConfig};
 use cllm_core::rng::Rng;
 use cllm_core::{Gpt, KvCache};
@@ -30,6 +35,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+mod line_retry;
+mod scores;
+mod text_pieces;
+
+use line_retry::Lines;
+use scores::{mix_scores, refuse, top_n};
+use text_pieces::drain_utf8;
 
 /// How many alternatives each token reports.
 pub const TOP_ALTERNATIVES: usize = 5;
@@ -84,11 +97,10 @@ pub struct GenerationStats {
 }
 
 /// Generation mixes the repository memory in only where it matches at
-/// least this many tokens. Measured on SQLite (`small`, 30 minutes; 40
-/// function openings of `sqlite_c.val.txt` × 2 samples): syntax accuracy
-/// 16% mixing everywhere, 32% from 12 tokens, 40% from 24, 42% without the
-/// memory. Short matches make sampling jump between unrelated places of
-/// the training text; long ones copy whole idioms and identifiers.
+/// least this many tokens: mixing at short matches makes sampling jump
+/// between unrelated places of the training text, which costs more syntax
+/// accuracy than the memory brings; long matches copy whole idioms and
+/// identifiers.
 pub const GENERATION_MIN_MATCH: usize = 24;
 
 pub struct Generator<'a> {
@@ -134,34 +146,6 @@ pub struct Generator<'a> {
     slides: usize,
 }
 
-/// The reply as it was after the last token that ended a line: what going
-/// back to that line's start restores.
-struct LineStart {
-    generated: usize,
-    text_len: usize,
-    pending_bytes: Vec<u8>,
-    logits: Vec<f32>,
-    slides: usize,
-    brackets: Option<BracketGuard>,
-    close_watch: Option<CloseWatch>,
-    guard: LineGuard,
-}
-
-/// The line guard, the start of the line it watches, and the tokens it
-/// refuses there.
-struct Lines {
-    /// The guard after everything sampled so far.
-    guard: LineGuard,
-    start: LineStart,
-    /// `(tokens since the line's start, token)`: refused after exactly
-    /// those tokens. A line rejected as a repeat refuses the token its text
-    /// began with, so that the next attempt takes another way.
-    refused: Vec<(Vec<u32>, u32)>,
-    line_retries: usize,
-    /// Lines taken back in this reply.
-    reply_retries: usize,
-}
-
 /// The bracket guard and what it needs to judge every token.
 struct Brackets {
     guard: BracketGuard,
@@ -199,7 +183,7 @@ impl<'a> Generator<'a> {
         tok: &'a Tokenizer,
         prompt: &str,
         cfg: SamplingConfig,
-    ) -> Result<Generator<'a>, String> {
+    ) -> Result<Generator<'a>, GenerateError> {
         Generator::with_options(model, tok, prompt, cfg, DecodeOptions::default())
     }
 
@@ -213,20 +197,20 @@ impl<'a> Generator<'a> {
         prompt: &str,
         cfg: SamplingConfig,
         options: DecodeOptions,
-    ) -> Result<Generator<'a>, String> {
+    ) -> Result<Generator<'a>, GenerateError> {
         cfg.validate()?;
         let vocab = model.config.vocab_size;
         if tok.vocab_size() > vocab {
-            return Err(format!(
-                "the tokenizer has {} tokens but the model only {vocab}: they do not belong together",
-                tok.vocab_size()
-            ));
+            return Err(GenerateError::TokenizerTooLarge {
+                tokenizer: tok.vocab_size(),
+                model: vocab,
+            });
         }
         let mut ids = tok.encode(prompt);
         if ids.is_empty() {
             match tok.eot_id() {
                 Some(eot) => ids.push(eot),
-                None => return Err("the prompt is empty: type something to continue".into()),
+                None => return Err(GenerateError::EmptyPrompt),
             }
         }
         let n_ctx = model.config.n_ctx;
@@ -238,7 +222,10 @@ impl<'a> Generator<'a> {
         }
         let start = Instant::now();
         let mut cache = KvCache::new(&model.config);
-        let logits = cache.append(model, &ids)?.to_vec();
+        let logits = cache
+            .append(model, &ids)
+            .map_err(GenerateError::model)?
+            .to_vec();
         // Rounding the weights to bf16 (when decoding in bf16) belongs to
         // the wait before the first token, not to the reply's speed.
         let mut decoder = Decoder::new(options);
@@ -417,109 +404,6 @@ impl<'a> Generator<'a> {
         }))
     }
 
-    /// With the line guard: reads the text from byte `from` on, and the
-    /// fault of the line it ends or makes too long, if any.
-    fn judge_line(&mut self, from: usize) -> Option<LineFault> {
-        let lines = self.lines.as_mut()?;
-        let fault = lines.guard.feed(&self.text[from..]);
-        if fault.is_some() {
-            // The guard stopped at the fault: read the line again, unjudged,
-            // for when it stands.
-            lines.guard = lines.start.guard.clone();
-            lines
-                .guard
-                .feed_unjudged(&self.text[lines.start.text_len..]);
-        }
-        fault
-    }
-
-    /// Goes back to the start of the line the guard found `fault` in, so
-    /// that it is sampled again; false (the line stands) once the line or
-    /// the reply has used its attempts.
-    fn take_line_back(&mut self, fault: LineFault) -> bool {
-        let Some(mut lines) = self.lines.take() else {
-            return false;
-        };
-        if lines.line_retries >= RETRIES_PER_LINE || lines.reply_retries >= RETRIES_PER_REPLY {
-            self.lines = Some(lines);
-            return false;
-        }
-        let start = &lines.start;
-        // The newest token is not in the context yet.
-        let taken = self.generated_ids.len() - start.generated - 1;
-        lines.line_retries += 1;
-        lines.reply_retries += 1;
-        let line = &self.generated_ids[start.generated..];
-        if fault == LineFault::Repeats {
-            let first_solid = line.iter().position(|&t| {
-                self.tok
-                    .token_bytes(t)
-                    .iter()
-                    .any(|b| !b.is_ascii_whitespace())
-            });
-            if let Some(at) = first_solid {
-                lines.refused.push((line[..at].to_vec(), line[at]));
-            }
-        }
-        self.generated_ids.truncate(start.generated);
-        self.text.truncate(start.text_len);
-        self.pending_bytes.clone_from(&start.pending_bytes);
-        if self.slides == start.slides {
-            // Everything since the line's start is in the cache's last rows.
-            self.context.truncate(self.context.len() - taken);
-            self.cache.truncate(self.cache.len() - taken);
-            self.logits.copy_from_slice(&start.logits);
-        } else {
-            // The window slid since: see the last half-window of the prompt
-            // and the kept reply, as a slide there would have left it.
-            let keep = (self.cache.capacity() / 2).max(1);
-            let mut seen = self.full_prompt.clone();
-            seen.extend_from_slice(&self.generated_ids);
-            self.context = seen.split_off(seen.len().saturating_sub(keep));
-            self.cache.clear();
-            match self.cache.append(self.model, &self.context) {
-                Ok(logits) => self.logits.copy_from_slice(logits),
-                Err(_) => self.end(FinishReason::MaxTokens),
-            }
-        }
-        if let (Some(b), Some(saved)) = (self.brackets.as_mut(), &start.brackets) {
-            b.guard = saved.clone();
-        }
-        self.close_watch.clone_from(&start.close_watch);
-        if let Some(session) = self.memory.as_mut() {
-            session.truncate(self.full_prompt.len() + start.generated);
-        }
-        lines.guard = start.guard.clone();
-        self.lines = Some(lines);
-        true
-    }
-
-    /// With the line guard: after a token that ended a line, the reply as
-    /// it now is becomes the start to go back to.
-    fn mark_line_start(&mut self) {
-        let Some(mut lines) = self.lines.take() else {
-            return;
-        };
-        lines.start = self.line_start(lines.guard.clone());
-        lines.refused.clear();
-        lines.line_retries = 0;
-        self.lines = Some(lines);
-    }
-
-    /// The reply as it is now, with the line guard's state `guard`.
-    fn line_start(&self, guard: LineGuard) -> LineStart {
-        LineStart {
-            generated: self.generated_ids.len(),
-            text_len: self.text.len(),
-            pending_bytes: self.pending_bytes.clone(),
-            logits: self.logits.clone(),
-            slides: self.slides,
-            brackets: self.brackets.as_ref().map(|b| b.guard.clone()),
-            close_watch: self.close_watch.clone(),
-            guard,
-        }
-    }
-
     /// Runs the new token through the cache, sliding the window when full.
     fn advance(&mut self, id: u32) {
         self.context.push(id);
@@ -530,7 +414,7 @@ impl<'a> Generator<'a> {
             self.cache.clear();
             self.cache
                 .append(self.model, &self.context)
-                .map_err(String::from)
+                .map_err(GenerateError::model)
         } else {
             self.decoder.step(self.model, &mut self.cache, id)
         };
@@ -540,54 +424,6 @@ impl<'a> Generator<'a> {
             Ok(logits) => self.logits.copy_from_slice(logits),
             Err(_) => self.end(FinishReason::MaxTokens),
         }
-    }
-
-    /// Byte offset in `text` of the first stop string in the part not yet
-    /// handed out (held-back text guarantees none starts earlier).
-    fn find_stop(&self) -> Option<usize> {
-        let tail = &self.text[self.emitted..];
-        self.cfg
-            .stop
-            .iter()
-            .filter_map(|s| tail.find(s.as_str()))
-            .min()
-            .map(|i| self.emitted + i)
-    }
-
-    /// Length of the longest end of the unsent text that begins some stop
-    /// string (and so must wait for the next token).
-    fn stop_prefix_len(&self) -> usize {
-        let tail = &self.text[self.emitted..];
-        let mut hold = 0;
-        for stop in &self.cfg.stop {
-            for (i, _) in tail.char_indices() {
-                let end = &tail[i..];
-                if end.len() <= hold {
-                    break;
-                }
-                if stop.starts_with(end) {
-                    hold = end.len();
-                    break;
-                }
-            }
-        }
-        hold
-    }
-
-    fn take_piece(&mut self, upto: usize) -> String {
-        let piece = self.text[self.emitted..upto].to_string();
-        self.emitted = upto;
-        piece
-    }
-
-    /// Everything held back, an incomplete character decoded as U+FFFD.
-    fn flush_all(&mut self) -> String {
-        if !self.pending_bytes.is_empty() {
-            self.text
-                .push_str(&String::from_utf8_lossy(&self.pending_bytes));
-            self.pending_bytes.clear();
-        }
-        self.take_piece(self.text.len())
     }
 
     fn end(&mut self, reason: FinishReason) {
@@ -611,13 +447,12 @@ impl<'a> Generator<'a> {
     /// every next-token distribution from here on; it first reads the
     /// whole prompt and what was generated so far. Refused when its vocabulary is not the
     /// model's.
-    pub fn use_memory(&mut self, memory: &'a Memory) -> Result<(), String> {
+    pub fn use_memory(&mut self, memory: &'a Memory) -> Result<(), GenerateError> {
         if memory.vocab_size() != self.model.config.vocab_size {
-            return Err(format!(
-                "the memory's vocabulary has {} tokens, the model's {}: they do not belong together",
-                memory.vocab_size(),
-                self.model.config.vocab_size
-            ));
+            return Err(GenerateError::MemoryVocabulary {
+                memory: memory.vocab_size(),
+                model: self.model.config.vocab_size,
+            });
         }
         let mut session = memory.session();
         for &t in &self.full_prompt {
@@ -704,117 +539,5 @@ impl<'a> Generator<'a> {
             finish: self.finish,
             rewritten_lines: self.lines.as_ref().map_or(0, |l| l.reply_retries),
         }
-    }
-}
-
-/// Sets `id`'s score to −∞ unless no other token would be left.
-fn refuse(scores: &mut [f32], id: u32) {
-    let others = scores
-        .iter()
-        .enumerate()
-        .any(|(i, &s)| i != id as usize && s > f32::NEG_INFINITY);
-    if others && let Some(s) = scores.get_mut(id as usize) {
-        *s = f32::NEG_INFINITY;
-    }
-}
-
-/// Sampling scores for the memory's mix `probs`: its log-probabilities
-/// shifted by the log-normaliser of the model's `logits`, so that a token
-/// the mix leaves at the model's probability keeps its logit. The
-/// repetition penalty divides positive scores and multiplies negative ones,
-/// so it only acts alike with and without the memory on this scale; on
-/// bare log-probabilities (all negative) it barely touches a confident
-/// token, and a reply with the memory fell into loops more often.
-fn mix_scores(probs: &[f32], logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let shift = max + sum.ln() as f32;
-    probs.iter().map(|&p| p.max(1e-30).ln() + shift).collect()
-}
-
-/// Moves the longest valid UTF-8 start of `pending` into `out`; bytes that
-/// can never be valid become U+FFFD, an incomplete last character stays.
-fn drain_utf8(pending: &mut Vec<u8>, out: &mut String) {
-    loop {
-        match std::str::from_utf8(pending) {
-            Ok(s) => {
-                out.push_str(s);
-                pending.clear();
-                return;
-            }
-            Err(e) => {
-                let valid = e.valid_up_to();
-                // The prefix was just checked to be valid UTF-8.
-                out.push_str(std::str::from_utf8(&pending[..valid]).unwrap_or_default());
-                match e.error_len() {
-                    Some(bad) => {
-                        out.push(char::REPLACEMENT_CHARACTER);
-                        pending.drain(..valid + bad);
-                    }
-                    None => {
-                        pending.drain(..valid);
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The n largest probabilities with their ids, largest first (ties by id).
-fn top_n(probs: &[f32], n: usize) -> Vec<(u32, f32)> {
-    let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
-    for (i, &p) in probs.iter().enumerate() {
-        if best.len() == n && best.last().is_some_and(|&(_, q)| p <= q) {
-            continue;
-        }
-        let at = best.partition_point(|&(_, q)| q >= p);
-        best.insert(at, (i as u32, p));
-        best.truncate(n);
-    }
-    best
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_mix_scores_of_an_unchanged_distribution_are_the_logits() {
-        let logits = [3.0f32, -1.5, 0.25, 7.0, -20.0];
-        let probs = sampling::softmax(&logits, 1.0);
-        let scores = mix_scores(&probs, &logits);
-        for (s, l) in scores.iter().zip(&logits) {
-            assert!((s - l).abs() < 1e-4, "{s} vs {l}");
-        }
-        // A token the mix makes 4 times as likely gains ln 4 (before the
-        // renormalisation that sampling's softmax does anyway).
-        let mut mixed = probs.clone();
-        mixed[1] *= 4.0;
-        let scores = mix_scores(&mixed, &logits);
-        assert!((scores[1] - (logits[1] + 4f32.ln())).abs() < 1e-4);
-    }
-
-    #[test]
-    fn drain_utf8_waits_for_split_characters() {
-        let bytes = "aé€".as_bytes();
-        let mut pending = Vec::new();
-        let mut out = String::new();
-        for &b in bytes {
-            pending.push(b);
-            drain_utf8(&mut pending, &mut out);
-            assert!(bytes.starts_with(out.as_bytes()));
-        }
-        assert_eq!(out, "aé€");
-        assert!(pending.is_empty());
-        pending.extend_from_slice(&[0xff, b'x']);
-        drain_utf8(&mut pending, &mut out);
-        assert_eq!(out, "aé€\u{fffd}x");
-    }
-
-    #[test]
-    fn top_n_orders_by_probability_then_id() {
-        let probs = [0.1, 0.4, 0.1, 0.3, 0.1];
-        assert_eq!(top_n(&probs, 3), vec![(1, 0.4), (3, 0.3), (0, 0.1)]);
     }
 }
