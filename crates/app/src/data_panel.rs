@@ -209,6 +209,14 @@ impl DataState {
         self.rows.push(FileRow { file, checked });
     }
 
+    /// Drains the crawl's news: the pages it kept join the list, checked,
+    /// with their source URL. Never blocks.
+    pub fn take_crawled(&mut self) {
+        for (file, source) in self.crawl.poll() {
+            self.add_crawled(file, source);
+        }
+    }
+
     /// Adds a page the crawler kept, checked, remembering its source URL.
     pub fn add_crawled(&mut self, file: ScannedFile, source: String) {
         self.sources.insert(file.path.clone(), source);
