@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::crawl_panel::CrawlPanel;
+use super::error_text::panic_text;
 use super::format::{format_bytes, format_count};
 use super::settings::Settings;
 
@@ -67,17 +68,6 @@ impl ScanJob {
 
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Text of a caught panic payload.
-pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
     }
 }
 
