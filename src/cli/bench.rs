@@ -315,7 +315,8 @@ fn run_generate(args: &BenchArgs) -> Result<(), String> {
             threads.push(t);
         }
     }
-    // 256 MB: 8x a 32 MB L3, so the weights' bandwidth is DRAM's.
+    // 256 MB: many times a desktop CPU's last-level cache, so the weights'
+    // bandwidth is DRAM's.
     let bandwidth: Vec<_> = threads
         .iter()
         .map(|&t| measure_bandwidth(t, 256 << 20, 3))

@@ -3,8 +3,8 @@
 //! (`checkpoints/<run-name>/*.cllm`), grouped by run, newest run first,
 //! with size, date and loss.
 //!
-//! Verifying a file reads and hashes all of it (about 0.4 s for 200 MB), so
-//! the list is built on its own thread: the file names arrive first (marked
+//! Verifying a file reads and hashes all of it, which takes a noticeable
+//! time for a large model, so the list is built on its own thread: the file names arrive first (marked
 //! "checking"), then each file's verdict as it is ready. The UI drains the
 //! channel every frame and never waits.
 

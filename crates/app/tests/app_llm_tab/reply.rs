@@ -126,9 +126,9 @@ fn load_generate_stream_and_check_syntax() {
 #[test]
 fn stop_ends_a_long_reply_midway() {
     let dir = tempfile::tempdir().unwrap();
-    // The tab's limit is 4,096 tokens, which the `tiny` model decodes in
-    // about 50 ms, a few frames of this test: a reply that long from
-    // `small` takes well over the frames between its first tokens and Stop.
+    // The tab's limit is 4,096 tokens, which the `tiny` model decodes
+    // within a few frames of this test: a reply that long from `small`
+    // takes well over the frames between its first tokens and Stop.
     let path = write_checkpoint_of(dir.path(), "small");
     let mut h = app_in(dir.path());
     h.step();
