@@ -123,8 +123,8 @@ fn check_keys(
     Ok(())
 }
 
-/// The message for an unknown key: the key, the file, the key meant when
-/// it looks like one (or is a flag's name), and the keys there are.
+/// The message for an unknown key: the key, the file, and the key meant
+/// when it looks like one (or is a flag's name), else the keys there are.
 fn unknown_key(path: &Path, key: &str, known: &Map<String, Value>, prefix: &str) -> String {
     let names: Vec<String> = known.keys().map(|k| format!("{prefix}{k}")).collect();
     let plain = key.replace('-', "_");
@@ -140,12 +140,17 @@ fn unknown_key(path: &Path, key: &str, known: &Map<String, Value>, prefix: &str)
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, n)| n.clone())
         });
-    let hint = meant.map_or(String::new(), |m| format!(" (did you mean `{m}`?)"));
-    format!(
-        "unknown setting `{key}` in {}{hint}; the settings are: {}",
-        path.display(),
-        names.join(", ")
-    )
+    match meant {
+        Some(meant) => format!(
+            "unknown setting `{key}` in {} (did you mean `{meant}`?)",
+            path.display()
+        ),
+        None => format!(
+            "unknown setting `{key}` in {}; the settings are: {}",
+            path.display(),
+            names.join(", ")
+        ),
+    }
 }
 
 /// Puts `over` onto `base`; tables merge key by key, anything else replaces.

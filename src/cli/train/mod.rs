@@ -109,7 +109,7 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
                     }
                     Event::Error(e) => {
                         if let Some(v) = view.as_mut() {
-                            v.bar.abandon();
+                            v.abandon();
                         }
                         outcome = Err(e);
                         break;

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// is not a terminal the bar hides itself, so lines go straight to stdout
 /// and a plain progress line is printed every few seconds instead.
 pub(super) struct Terminal {
-    pub(super) bar: ProgressBar,
+    bar: ProgressBar,
     best: Option<f32>,
     epochs: usize,
     last_plain: Option<std::time::Instant>,
@@ -64,6 +64,16 @@ impl Terminal {
             eprintln!("{line}");
         } else {
             self.bar.suspend(|| println!("{line}"));
+        }
+    }
+
+    /// Leaves the bar's last state on the screen for a run that failed,
+    /// and the cursor on the line below it, where the error is printed (the
+    /// bar's line ends without a newline, so the cursor is still on it).
+    pub(super) fn abandon(&self) {
+        self.bar.abandon();
+        if !self.bar.is_hidden() {
+            println!();
         }
     }
 
