@@ -5,9 +5,10 @@
 mod checkpoint_support;
 
 use checkpoint_support::{TOKENIZER_JSON, bits, sample};
-use cllm::cli::export::ExportArgs;
+use cllm::cli::export::{ExportArgs, ExportFormat};
 use cllm::cli::inspect::{InspectArgs, describe};
 use cllm_core::ParamLayout;
+use cllm_train::checkpoint::export_gguf::GgufType;
 use cllm_train::checkpoint::export_hf::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, hf_tensors};
 use cllm_train::checkpoint::{export_hf, save};
 use std::fs;
@@ -140,26 +141,31 @@ fn commands_succeed_on_good_files_and_explain_bad_ones() {
     let out = dir.path().join("export");
     cllm::cli::export::run(ExportArgs {
         file: path.clone(),
-        format: "hf".into(),
-        outtype: "f32".into(),
+        format: ExportFormat::Hf,
+        outtype: GgufType::F32,
         output: out.clone(),
         check_text: None,
     })
     .unwrap();
     assert!(out.join(MODEL_FILE).exists());
-    let err = cllm::cli::export::run(ExportArgs {
-        file: path,
-        format: "onnx".into(),
-        outtype: "f32".into(),
-        output: out,
-        check_text: None,
-    })
-    .unwrap_err();
+    // An unknown format is refused where the command line is read.
+    let err = <cllm::cli::Cli as clap::Parser>::try_parse_from([
+        "cllm",
+        "export",
+        "--model",
+        path.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--format",
+        "onnx",
+    ])
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("onnx"), "{err}");
     let err = cllm::cli::export::run(ExportArgs {
         file: bad,
-        format: "hf".into(),
-        outtype: "f32".into(),
+        format: ExportFormat::Hf,
+        outtype: GgufType::F32,
         output: dir.path().join("never"),
         check_text: None,
     })

@@ -2,6 +2,7 @@
 //! profile and MFU against the kernel's measured peak, then thread scaling
 //! of full optimizer steps on the sphere tree.
 
+use super::choice::{choice, model_presets};
 use clap::Args;
 use cllm_core::ModelConfig;
 use cllm_core::ops::bf16::PrecisionChoice;
@@ -13,7 +14,7 @@ use serde_json::json;
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Model preset to time
-    #[arg(long, default_value = "seed")]
+    #[arg(long, default_value = "seed", value_parser = model_presets())]
     pub preset: String,
     /// Sequences per step
     #[arg(long, default_value_t = 8)]
@@ -29,8 +30,8 @@ pub struct BenchArgs {
     pub steps: usize,
     /// Matmul precision: auto (bf16 where the CPU has AVX512_BF16), fp32
     /// or bf16
-    #[arg(long, default_value = "auto")]
-    pub precision: String,
+    #[arg(long, default_value = "auto", ignore_case = true, value_parser = choice::<PrecisionChoice>())]
+    pub precision: PrecisionChoice,
     /// Skip the single-thread profile, only measure scaling
     #[arg(long)]
     pub no_profile: bool,
@@ -77,7 +78,7 @@ fn run_rank(args: BenchArgs, cluster: &cllm_train::cluster::Cluster) -> Result<(
         }
     }
     super::cluster::size_rayon_for_rank(cluster, threads.iter().copied().max().unwrap_or(1));
-    let precision = PrecisionChoice::parse(&args.precision)?.resolve();
+    let precision = args.precision.resolve();
     let peak = matmul_peak_for(precision, 1024, 10).wall;
     // Rank 0 speaks for a distributed bench; the single-thread profile is
     // a one-machine figure.
@@ -313,7 +314,8 @@ fn run_generate(args: &BenchArgs) -> Result<(), String> {
             threads.push(t);
         }
     }
-    // 256 MB: 8x a 32 MB L3, so the weights' bandwidth is DRAM's.
+    // 256 MB: many times a desktop CPU's last-level cache, so the weights'
+    // bandwidth is DRAM's.
     let bandwidth: Vec<_> = threads
         .iter()
         .map(|&t| measure_bandwidth(t, 256 << 20, 3))

@@ -14,6 +14,7 @@ use cllm_crawl::scope::ScopeKind;
 use cllm_crawl::{CrawlEvent, CrawlOptions, Crawler, DEFAULT_OUTPUT, Summary, human_bytes};
 
 use super::Failure;
+use super::choice::choice;
 use super::interrupt::{Interrupts, shell_quote};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -35,7 +36,7 @@ pub struct CrawlArgs {
     pub max_page_bytes: u64,
     /// host: any page on the seeds' hosts; prefix: only URLs under the
     /// seeds' folders.
-    #[arg(long, default_value = "host")]
+    #[arg(long, default_value = "host", value_parser = choice::<ScopeKind>())]
     pub scope: ScopeKind,
     /// Seconds between two requests to a host (robots.txt's Crawl-delay
     /// wins when longer).

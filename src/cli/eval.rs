@@ -2,6 +2,7 @@
 //! macro P/R/F1 on its own validation split or on other data; when the
 //! checkpoint carries a memory, the bits per byte with it too.
 
+use super::error_text;
 use clap::{Args, ValueEnum};
 use cllm_core::Gpt;
 use cllm_data::dataset::TokenDataset;
@@ -53,7 +54,7 @@ pub enum Switch {
 }
 
 pub fn run(args: EvalArgs) -> Result<(), String> {
-    let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
+    let ck = checkpoint::load(&args.model).map_err(|e| error_text(&e))?;
     let tokenizer = Tokenizer::from_json(&ck.tokenizer_json)
         .map_err(|e| format!("{}: tokenizer: {e}", args.model.display()))?;
     let mut cfg = ck.train_config.clone();
@@ -67,7 +68,7 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         // Exactly the trainer's validation split: the same text split,
         // encoded with the checkpoint's tokenizer.
         let prepared = prepare(&cfg, Some(tokenizer.clone()), &cancel, &mut |_| {})
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| error_text(&e))?;
         if let Some(saved) = &ck.state.data
             && let Some(what) = saved.difference(&prepared.fingerprint)
         {

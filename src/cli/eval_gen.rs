@@ -15,6 +15,7 @@
 //! [`cllm_generate::code_eval`]). Every sample is written as one JSON
 //! line; `--json` prints one JSON object instead of the table.
 
+use super::error_text;
 use super::generate::SamplingArgs;
 use clap::Args;
 use cllm_core::Gpt;
@@ -170,7 +171,7 @@ pub fn run(args: EvalGenArgs) -> Result<(), String> {
         .sampling
         .to_config(code_eval::EVAL_GEN_MAX_TOKENS, true);
     base.validate()?;
-    let ck = checkpoint::load(&args.model).map_err(|e| e.to_string())?;
+    let ck = checkpoint::load(&args.model).map_err(|e| error_text(&e))?;
     let context = cllm_train::checkpoint::trained_context(&ck);
     let memory = match args.sampling.memory {
         super::eval::Switch::On => ck.repository_memory(&args.model)?,

@@ -4,8 +4,20 @@
 //! for that text, for `tools/compare_hf.py`. `cllm export FILE`, the old
 //! form, still works.
 
+use super::choice::choice;
+use super::error_text;
+use cllm_train::checkpoint::export_gguf::{GgufType, export_gguf};
 use cllm_train::checkpoint::{export_hf, export_hf::write_check_logits, load};
 use std::path::PathBuf;
+
+/// What `cllm export` writes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A Hugging Face transformers GPT-2 folder
+    Hf,
+    /// One GGUF file for llama.cpp and Ollama
+    Gguf,
+}
 
 /// `cllm export` as typed on the command line.
 #[derive(clap::Args, Debug, Clone)]
@@ -21,11 +33,11 @@ pub struct ExportCommand {
     pub file: Option<PathBuf>,
     /// Target format: `hf` (Hugging Face transformers GPT-2 folder) or
     /// `gguf` (one file for llama.cpp and Ollama)
-    #[arg(long, default_value = "hf")]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Hf)]
+    pub format: ExportFormat,
     /// GGUF tensor type: f32, or f16 for the matrices (norms and biases stay f32)
-    #[arg(long, default_value = "f32")]
-    pub outtype: String,
+    #[arg(long, default_value = "f32", value_parser = choice::<GgufType>())]
+    pub outtype: GgufType,
     /// Folder (hf) or file (gguf) to write [default: beside the model,
     /// <model dir>/<model stem>-hf/ or <model dir>/<model stem>.gguf]
     #[arg(long, value_name = "PATH")]
@@ -38,10 +50,9 @@ pub struct ExportCommand {
 impl ExportCommand {
     pub fn resolve(self) -> Result<ExportArgs, String> {
         let file = super::model_path(self.model, self.file)?;
-        let suffix = if self.format == "gguf" {
-            ".gguf"
-        } else {
-            "-hf"
+        let suffix = match self.format {
+            ExportFormat::Gguf => ".gguf",
+            ExportFormat::Hf => "-hf",
         };
         let output = self
             .output
@@ -61,10 +72,9 @@ impl ExportCommand {
 pub struct ExportArgs {
     /// The `.cllm` checkpoint to export.
     pub file: PathBuf,
-    /// Target format: `hf` or `gguf`.
-    pub format: String,
-    /// GGUF tensor type (`f32` or `f16`).
-    pub outtype: String,
+    pub format: ExportFormat,
+    /// GGUF tensor type (`--format gguf`).
+    pub outtype: GgufType,
     /// Folder to write (created if missing).
     pub output: PathBuf,
     /// Also write cllm's logits for this text to `cllm_logits.json`.
@@ -72,17 +82,11 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> Result<(), String> {
-    if args.format == "gguf" {
+    if args.format == ExportFormat::Gguf {
         return run_gguf(args);
     }
-    if args.format != "hf" {
-        return Err(format!(
-            "unknown export format '{}' (supported: hf, gguf)",
-            args.format
-        ));
-    }
-    let ckpt = load(&args.file).map_err(|e| e.to_string())?;
-    let summary = export_hf(&ckpt, &args.output).map_err(|e| e.to_string())?;
+    let ckpt = load(&args.file).map_err(|e| error_text(&e))?;
+    let summary = export_hf(&ckpt, &args.output).map_err(|e| error_text(&e))?;
     println!(
         "exported {} tensors from {} to {}",
         summary.tensors,
@@ -93,7 +97,7 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
         println!("  {}", f.display());
     }
     if let Some(text) = &args.check_text {
-        let path = write_check_logits(&ckpt, &args.output, text).map_err(|e| e.to_string())?;
+        let path = write_check_logits(&ckpt, &args.output, text).map_err(|e| error_text(&e))?;
         println!(
             "  {} (compare: python3 tools/compare_hf.py {})",
             path.display(),
@@ -105,18 +109,17 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
 
 /// `--format gguf`: one file for llama.cpp and Ollama.
 fn run_gguf(args: ExportArgs) -> Result<(), String> {
-    use cllm_train::checkpoint::export_gguf::{GgufType, export_gguf};
-    let ty = GgufType::parse(&args.outtype)?;
+    let ty = args.outtype;
     if args.check_text.is_some() {
         return Err("--check-text goes with --format hf".into());
     }
-    let ckpt = load(&args.file).map_err(|e| e.to_string())?;
-    let summary = export_gguf(&ckpt, &args.output, ty).map_err(|e| e.to_string())?;
+    let ckpt = load(&args.file).map_err(|e| error_text(&e))?;
+    let summary = export_gguf(&ckpt, &args.output, ty).map_err(|e| error_text(&e))?;
     println!(
         "exported {} tensors and {} metadata keys ({}, {} bytes) from {} to {}",
         summary.tensors,
         summary.metadata,
-        args.outtype,
+        ty.name(),
         summary.bytes,
         args.file.display(),
         args.output.display()

@@ -2,6 +2,8 @@
 //! stdout as it is produced; the stats line (tokens, tokens/s) goes to
 //! stderr so the completion can be piped on its own.
 
+use super::choice::choice;
+use super::error_text;
 use clap::Args;
 use cllm_core::Gpt;
 use cllm_core::ops::bf16_gemv;
@@ -100,7 +102,7 @@ pub struct GenerateArgs {
     pub threads: usize,
     /// Weights' precision for decoding: auto = bf16 where the CPU has
     /// AVX512_BF16, else fp32
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = choice::<Precision>())]
     pub precision: Precision,
     #[command(flatten)]
     pub sampling: SamplingArgs,
@@ -113,7 +115,7 @@ pub fn load_model(
     path: &Path,
     memory: super::eval::Switch,
 ) -> Result<(Gpt, Tokenizer, Option<Memory>), String> {
-    let ckpt = checkpoint::load(path).map_err(|e| e.to_string())?;
+    let ckpt = checkpoint::load(path).map_err(|e| error_text(&e))?;
     let repo_memory = match memory {
         super::eval::Switch::On => ckpt.repository_memory(path)?,
         super::eval::Switch::Off => None,

@@ -4,6 +4,7 @@
 //! Exit status 0 only for a file that passes every check, checksum included;
 //! otherwise `run` returns the reason and the caller exits non-zero.
 
+use super::error_text;
 use cllm_train::checkpoint::{CheckpointInfo, verify};
 use std::path::PathBuf;
 
@@ -44,7 +45,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<(), String> {
-    let info = verify(&args.file).map_err(|e| e.to_string())?;
+    let info = verify(&args.file).map_err(|e| error_text(&e))?;
     if args.json {
         let mut value = serde_json::to_value(&info).map_err(|e| e.to_string())?;
         if let Some(map) = value.as_object_mut() {

@@ -6,7 +6,9 @@
 //! the model (in its run's folder) unless an explicit `--output` says where.
 
 pub mod bench;
+pub mod choice;
 pub mod cluster;
+pub mod completions;
 pub mod crawl;
 pub mod eval;
 pub mod eval_gen;
@@ -23,6 +25,9 @@ pub mod tokenize;
 pub mod train;
 
 use clap::{Parser, Subcommand};
+/// A typed error as text for a [`Failure`] or a command's `Err(String)`:
+/// its message and the causes it does not already say.
+pub use cllm_app::error_text::error_text;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -70,6 +75,9 @@ pub enum Commands {
     Crawl(crawl::CrawlArgs),
     /// Serve a model over an OpenAI-compatible HTTP API (loopback by default); Ctrl-C stops
     Serve(serve::ServeArgs),
+    /// Print the shell completion script for cllm (bash, zsh, fish, ...),
+    /// e.g. `cllm completions bash > ~/.local/share/bash-completion/completions/cllm`
+    Completions(completions::CompletionsArgs),
 }
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report).
@@ -127,6 +135,7 @@ pub fn run(command: Commands) -> Result<(), Failure> {
         Commands::Report(args) => Ok(report::run(args)?),
         Commands::Crawl(args) => crawl::run(args),
         Commands::Serve(args) => Ok(serve::run(args)?),
+        Commands::Completions(args) => Ok(completions::run(args)?),
     }
 }
 

@@ -8,7 +8,6 @@
 //! on it. Pages go to `<data folder>/crawl/`, where the next Scan Dir and
 //! the trainer find them too.
 
-use super::data_panel::DataState;
 use cllm_crawl::frontier::Totals;
 use cllm_crawl::log::Outcome;
 use cllm_crawl::{CrawlEvent, CrawlOptions, Crawler, human_bytes};
@@ -220,14 +219,11 @@ fn page_file(path: &Path, relative: Option<&str>) -> Option<ScannedFile> {
     })
 }
 
-/// Draws the Crawl section of the data panel (its state is
-/// `data.crawl`); kept pages join `data`'s file list, checked, with their
-/// source URL. `enabled`: not training.
-pub fn crawl_panel_ui(ui: &mut egui::Ui, data: &mut DataState, data_dir: &str, enabled: bool) {
-    for (file, source) in data.crawl.poll() {
-        data.add_crawled(file, source);
-    }
-    let panel = &mut data.crawl;
+/// Draws the Crawl section of the data panel. The pages the crawl keeps
+/// reach the file list through [`CrawlPanel::poll`] (the data panel's
+/// `DataState::take_crawled`), called before this each frame. `enabled`:
+/// not training.
+pub fn crawl_panel_ui(ui: &mut egui::Ui, panel: &mut CrawlPanel, data_dir: &str, enabled: bool) {
     let output = CrawlPanel::output_for(data_dir);
     egui::CollapsingHeader::new("Crawl a website")
         .id_salt("crawl_section")

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::crawl_panel::CrawlPanel;
+use super::error_text::panic_text;
 use super::format::{format_bytes, format_count};
 use super::settings::Settings;
 
@@ -69,17 +70,6 @@ impl ScanJob {
 
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Text of a caught panic payload.
-pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
     }
 }
 
@@ -209,6 +199,14 @@ impl DataState {
         }
         let checked = file.status == FileStatus::Kept;
         self.rows.push(FileRow { file, checked });
+    }
+
+    /// Drains the crawl's news: the pages it kept join the list, checked,
+    /// with their source URL. Never blocks.
+    pub fn take_crawled(&mut self) {
+        for (file, source) in self.crawl.poll() {
+            self.add_crawled(file, source);
+        }
     }
 
     /// Adds a page the crawler kept, checked, remembering its source URL.

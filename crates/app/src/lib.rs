@@ -8,6 +8,7 @@ pub mod config_panel;
 pub mod crawl_panel;
 pub mod data_panel;
 pub mod dialog;
+pub mod error_text;
 pub mod format;
 pub mod llm_settings;
 pub mod llm_tab;
@@ -390,7 +391,7 @@ pub fn run_app() -> Result<(), String> {
         }),
     )
     .map_err(|e| {
-        let text = e.to_string();
+        let text = error_text::error_text(&e);
         if text.contains("DISPLAY") || text.contains("WAYLAND") {
             no_display_message()
         } else {

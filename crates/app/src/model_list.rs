@@ -3,11 +3,12 @@
 //! (`checkpoints/<run-name>/*.cllm`), grouped by run, newest run first,
 //! with size, date and loss.
 //!
-//! Verifying a file reads and hashes all of it (about 0.4 s for 200 MB), so
-//! the list is built on its own thread: the file names arrive first (marked
+//! Verifying a file reads and hashes all of it, which takes a noticeable
+//! time for a large model, so the list is built on its own thread: the file names arrive first (marked
 //! "checking"), then each file's verdict as it is ready. The UI drains the
 //! channel every frame and never waits.
 
+use super::error_text::{error_text, panic_text};
 use super::format::format_bytes;
 use cllm_train::checkpoint::{CheckpointInfo, verify};
 use crossbeam_channel::{Receiver, TryRecvError, unbounded};
@@ -161,11 +162,11 @@ impl ModelList {
 fn check(path: &Path) -> EntryStatus {
     match std::panic::catch_unwind(|| verify(path)) {
         Ok(Ok(info)) => EntryStatus::Valid(Box::new(info)),
-        Ok(Err(e)) => EntryStatus::Invalid(e.to_string()),
+        Ok(Err(e)) => EntryStatus::Invalid(error_text(&e)),
         Err(panic) => EntryStatus::Invalid(format!(
             "{}: checking it failed: {}",
             path.display(),
-            super::data_panel::panic_text(&panic)
+            panic_text(&panic)
         )),
     }
 }

@@ -2,6 +2,7 @@
 //! the file, rebuild the tokenizer and the model, and describe both for the
 //! panel (preset, sizes, parameters, vocabulary, context, training state).
 
+use super::error_text::{error_text, panic_text};
 use cllm_core::config::PRESET_NAMES;
 use cllm_core::{Gpt, ModelConfig};
 use cllm_data::tokenizer::Tokenizer;
@@ -34,7 +35,7 @@ impl LoadedModel {
 
     /// Reads `path` fully; every refusal names the file and the problem.
     pub fn read(path: &Path) -> Result<LoadedModel, String> {
-        let ckpt = load(path).map_err(|e| e.to_string())?;
+        let ckpt = load(path).map_err(|e| error_text(&e))?;
         let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let tokenizer = Tokenizer::from_json(&ckpt.tokenizer_json)
             .map_err(|e| format!("{}: its tokenizer: {e}", path.display()))?;
@@ -88,7 +89,7 @@ impl LoadJob {
                     Err(format!(
                         "{}: loading failed: {}",
                         target.display(),
-                        super::data_panel::panic_text(&panic)
+                        panic_text(&panic)
                     ))
                 });
             let _ = tx.send(result);

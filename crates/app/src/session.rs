@@ -1,6 +1,7 @@
 //! The runtime side of a training run: the trainer handle, START/STOP/Save,
 //! and draining events into the `RunView` every frame without waiting.
 
+use super::error_text::panic_text;
 use super::run_state::RunView;
 use cllm_train::{Command, Event, TrainConfig, TrainerHandle};
 use crossbeam_channel::TryRecvError;
@@ -62,7 +63,7 @@ impl Session {
                 self.config = Some(config);
             }
             Err(panic) => {
-                let why = super::data_panel::panic_text(&panic);
+                let why = panic_text(&panic);
                 self.message = Some((format!("the trainer could not start: {why}"), true));
             }
         }

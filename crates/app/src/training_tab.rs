@@ -38,7 +38,8 @@ pub fn training_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
                         DataAction::Browse => app.open_dialog(PickPurpose::DataFolder),
                         DataAction::None => {}
                     }
-                    crawl_panel_ui(ui, &mut app.data, &app.settings.data_dir, idle);
+                    app.data.take_crawled();
+                    crawl_panel_ui(ui, &mut app.data.crawl, &app.settings.data_dir, idle);
                     ui.add_space(6.0);
                     ui.separator();
                     ui.heading("Configuration");

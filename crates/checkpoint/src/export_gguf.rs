@@ -33,6 +33,15 @@ pub enum GgufType {
 }
 
 impl GgufType {
+    pub const ALL: [GgufType; 2] = [GgufType::F32, GgufType::F16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GgufType::F32 => "f32",
+            GgufType::F16 => "f16",
+        }
+    }
+
     /// ggml's type id.
     pub fn id(self) -> u32 {
         match self {

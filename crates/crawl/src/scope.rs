@@ -20,6 +20,17 @@ pub enum ScopeKind {
     Prefix,
 }
 
+impl ScopeKind {
+    pub const ALL: [ScopeKind; 2] = [ScopeKind::Host, ScopeKind::Prefix];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScopeKind::Host => "host",
+            ScopeKind::Prefix => "prefix",
+        }
+    }
+}
+
 impl std::str::FromStr for ScopeKind {
     type Err = CrawlError;
     fn from_str(s: &str) -> Result<ScopeKind, CrawlError> {

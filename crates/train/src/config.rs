@@ -19,6 +19,17 @@ pub enum TokenizerKind {
     Bytes,
 }
 
+impl TokenizerKind {
+    pub const ALL: [TokenizerKind; 2] = [TokenizerKind::Bpe, TokenizerKind::Bytes];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenizerKind::Bpe => "bpe",
+            TokenizerKind::Bytes => "bytes",
+        }
+    }
+}
+
 impl std::str::FromStr for TokenizerKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -52,6 +63,17 @@ pub enum FinalWeights {
     Best,
     /// Always the last step's.
     Last,
+}
+
+impl FinalWeights {
+    pub const ALL: [FinalWeights; 2] = [FinalWeights::Best, FinalWeights::Last];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FinalWeights::Best => "best",
+            FinalWeights::Last => "last",
+        }
+    }
 }
 
 impl std::str::FromStr for FinalWeights {

@@ -28,6 +28,11 @@ pub enum PrecisionChoice {
 
 impl PrecisionChoice {
     pub const NAMES: [&'static str; 3] = ["auto", "fp32", "bf16"];
+    pub const ALL: [PrecisionChoice; 3] = [
+        PrecisionChoice::Auto,
+        PrecisionChoice::Fp32,
+        PrecisionChoice::Bf16,
+    ];
 
     pub fn parse(s: &str) -> Result<PrecisionChoice, CoreError> {
         match s.to_ascii_lowercase().as_str() {

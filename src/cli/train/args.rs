@@ -1,0 +1,337 @@
+//! `cllm train`'s flags and the run's config they make, over the settings
+//! of a `--config` file when one is given.
+
+use super::config_file;
+use crate::cli::choice::{choice, train_presets};
+use crate::cli::eval::Switch;
+use clap::Args;
+use cllm_core::ops::bf16::PrecisionChoice;
+use cllm_train::{FinalWeights, ScheduleKind, TokenizerKind, TrainConfig};
+use std::path::{Path, PathBuf};
+
+/// `cllm train` flags. Every setting is optional: a new run takes the
+/// defaults shown in `--help` (or the `--config` file's settings); a resumed
+/// run takes the checkpoint's, and only the settings given here or in the
+/// file may change it (see `train::resume`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// Settings from a file: TOML (`lr = 0.003`, `data = ["src"]`) or JSON,
+    /// keys as in a run's runs/<run>/config.json, which is itself accepted to
+    /// repeat that run; flags given here override the file
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Files or folders to train on [default: training_data/]
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Extensions to keep when scanning folders (e.g. --ext c h md)
+    #[arg(long = "ext", num_args = 1..)]
+    pub extensions: Vec<String>,
+    /// Model size: auto (for the data, the machine and the time) or a named
+    /// size [default: auto]
+    #[arg(long, value_parser = train_presets())]
+    pub preset: Option<String>,
+    /// Worker threads (spheres); 0 = all cores [default: 0]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Sequences per micro-batch [default: 16]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Tokens per sequence; also the model's context [default: 128]
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Passes over the data; 0 = train by --max-steps [default: 10]. With
+    /// --time: the most passes the run makes [default: 16]
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Train for this long instead of epochs (e.g. 30m, 1h, 90s): the steps
+    /// that fit are fixed after a timed warm-up, at most 16 passes over the
+    /// data unless --epochs says otherwise (more overfit a small corpus)
+    #[arg(long, value_name = "DURATION", value_parser = parse_time)]
+    pub time: Option<f64>,
+    /// Stop after this many optimizer steps (0 = no limit) [default: 0]
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Peak learning rate [default: 0.003]
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Floor of the decay schedule [default: lr / 10]
+    #[arg(long)]
+    pub min_lr: Option<f32>,
+    /// Linear warmup steps [default: 20]
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Learning-rate decay after the warmup [default: cosine]
+    #[arg(long, value_parser = choice::<ScheduleKind>())]
+    pub schedule: Option<ScheduleKind>,
+    /// AdamW weight decay on matrices [default: 0.1]
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Clip the global gradient norm (0 = off) [default: 1]
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    /// Gradient accumulation: micro-batches per optimizer step [default: 1]
+    #[arg(long)]
+    pub accum: Option<usize>,
+    /// Dropout [default: the preset's]
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// BPE vocabulary size [default: 2048]
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// Byte-level BPE trained on the data, or one token per byte [default: bpe]
+    #[arg(long, value_parser = choice::<TokenizerKind>())]
+    pub tokenizer: Option<TokenizerKind>,
+    /// Repository memory: an n-gram index over the training tokens and a
+    /// document cache mixed with the model, fitted at each evaluation and
+    /// saved with the checkpoints [default: on]
+    #[arg(long, value_enum)]
+    pub memory: Option<Switch>,
+    /// At each evaluation, complete N function openings of the validation
+    /// split and report the share that closes and parses as C (0 = off)
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub eval_gen: Option<usize>,
+    /// Matmul precision: auto (bf16 where the CPU has AVX512_BF16), fp32
+    /// or bf16 (bf16 inputs, f32 accumulation, f32 master weights)
+    /// [default: auto]
+    #[arg(long, ignore_case = true, value_parser = choice::<PrecisionChoice>())]
+    pub precision: Option<PrecisionChoice>,
+    /// Fraction held out for validation (the tail of the data) [default: 0.1]
+    #[arg(long)]
+    pub val_fraction: Option<f32>,
+    /// Evaluate every K steps, and at every epoch end [default: 50]
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Validation sequences per evaluation (0 = the whole split) [default: 16]
+    #[arg(long)]
+    pub eval_batches: Option<usize>,
+    /// Save a checkpoint every N epochs (0 = never) [default: 2]
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Stop after this many evaluations without improvement (0 = off) [default: 0]
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// The final model's weights: best (the best validation loss's, when
+    /// the last step's are worse: the run trained past its best) or last
+    /// [default: best]
+    #[arg(long, value_parser = choice::<FinalWeights>())]
+    pub final_weights: Option<FinalWeights>,
+    /// Print a short generated sample every K steps (0 = never) [default: 0]
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// What the samples continue [default: "// "]
+    #[arg(long)]
+    pub sample_prompt: Option<String>,
+    /// Continue the run saved in this checkpoint, with its settings
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Resume even though the training data changed since the checkpoint
+    #[arg(long, requires = "resume")]
+    pub allow_data_change: bool,
+    /// Where the final model goes (a copy also stays in the run's folder); a
+    /// folder (one that exists, or a path ending in `/`) gets
+    /// `trained_model_kissing_spheres.cllm` inside it
+    /// [default: models/trained_model_kissing_spheres.cllm]
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Checkpoints go to <checkpoint-dir>/<run-name>/ [default: checkpoints]
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Name of the run [default: date-time and preset, e.g. 20261129-101500-small]
+    #[arg(long)]
+    pub run_name: Option<String>,
+    /// Seed of the initial weights, data order and dropout [default: 1337]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print events as JSON lines instead of a progress bar
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainArgs {
+    /// The run's config: the defaults, then the `--config` file's settings,
+    /// then every flag given, with the names of the settings given in the
+    /// file or as flags (what a resume may change).
+    pub fn to_config(&self) -> Result<TrainConfig, String> {
+        let (mut c, mut given) = match &self.config {
+            Some(path) => config_file::load(path)?,
+            None => (TrainConfig::default(), Vec::new()),
+        };
+        macro_rules! set {
+            ($arg:ident => $field:ident) => {
+                if let Some(v) = &self.$arg {
+                    c.$field = v.clone();
+                    mark(&mut given, stringify!($field));
+                }
+            };
+        }
+        if !self.data.is_empty() {
+            c.data = self.data.clone();
+            mark(&mut given, "data");
+        }
+        if !self.extensions.is_empty() {
+            c.extensions = self.extensions.clone();
+            mark(&mut given, "extensions");
+        }
+        c.extensions = cllm_data::scan::parse_extensions(&c.extensions);
+        set!(preset => preset);
+        set!(threads => threads);
+        set!(batch_size => batch_size);
+        set!(seq_len => seq_len);
+        set!(epochs => epochs);
+        set!(max_steps => max_steps);
+        set!(time => time_budget_secs);
+        if has(&given, "time_budget_secs") {
+            // The budget decides the length, not the default epochs; epochs
+            // given with it are its cap.
+            if !has(&given, "epochs") {
+                c.epochs = 0;
+            }
+        } else if has(&given, "epochs") {
+            // Epochs given to a run that was given time (on resume): the
+            // epochs decide from here.
+            c.time_budget_secs = 0.0;
+            mark(&mut given, "time_budget_secs");
+        }
+        set!(lr => lr);
+        set!(warmup => warmup_steps);
+        set!(schedule => schedule);
+        set!(grad_clip => grad_clip);
+        set!(accum => accum_steps);
+        set!(vocab_size => vocab_size);
+        set!(tokenizer => tokenizer);
+        set!(val_fraction => val_fraction);
+        set!(eval_gen => eval_gen);
+        set!(precision => precision);
+        set!(eval_every => eval_every);
+        set!(eval_batches => eval_batches);
+        set!(checkpoint_every => checkpoint_every);
+        set!(patience => early_stop_patience);
+        set!(final_weights => final_weights);
+        set!(sample_every => sample_every);
+        set!(sample_prompt => sample_prompt);
+        set!(run_name => run_name);
+        set!(seed => seed);
+        // The floor follows the peak unless given (on resume, unless given,
+        // the checkpoint's floor stands).
+        if let Some(min_lr) = self.min_lr {
+            c.min_lr = min_lr;
+            mark(&mut given, "min_lr");
+        } else if !has(&given, "min_lr") {
+            c.min_lr = c.lr / 10.0;
+        }
+        if let Some(m) = self.memory {
+            c.memory = m == Switch::On;
+            mark(&mut given, "memory");
+        }
+        if let Some(d) = self.dropout {
+            c.dropout = Some(d);
+            mark(&mut given, "dropout");
+        }
+        if let Some(wd) = self.weight_decay {
+            c.adamw.weight_decay = wd;
+            mark(&mut given, "adamw");
+        }
+        if let Some(resume) = &self.resume {
+            c.resume = Some(resume.clone());
+        }
+        c.allow_data_change = self.allow_data_change;
+        if let Some(output) = &self.output {
+            c.output = output.clone();
+        }
+        c.output = model_path(&c.output);
+        if let Some(dir) = &self.checkpoint_dir {
+            c.checkpoint_dir = dir.clone();
+        }
+        c.given = given;
+        Ok(c)
+    }
+}
+
+/// Notes `field` as given (once).
+fn mark(given: &mut Vec<String>, field: &str) {
+    if !has(given, field) {
+        given.push(field.to_string());
+    }
+}
+
+fn has(given: &[String], field: &str) -> bool {
+    given.iter().any(|g| g == field)
+}
+
+/// `--output` as a model file: a folder (one that exists, or a path
+/// written with a trailing `/`) gets the default file name inside it, so
+/// `--output models/` does not replace the folder with a file.
+pub(super) fn model_path(output: &Path) -> PathBuf {
+    let written_as_folder = output.as_os_str().to_string_lossy().ends_with('/');
+    if written_as_folder || output.is_dir() {
+        output.join("trained_model_kissing_spheres.cllm")
+    } else {
+        output.to_path_buf()
+    }
+}
+
+/// `--time`: a duration with units, in seconds.
+fn parse_time(text: &str) -> Result<f64, String> {
+    cllm_train::budget::parse_duration(text).map(|d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Train {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn config(args: &[&str]) -> TrainConfig {
+        let parsed = Train::try_parse_from(std::iter::once("train").chain(args.iter().copied()));
+        parsed.unwrap().args.to_config().unwrap()
+    }
+
+    fn given(c: &TrainConfig, field: &str) -> bool {
+        c.given.iter().any(|g| g == field)
+    }
+
+    #[test]
+    fn flags_go_over_the_file_and_both_are_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, "lr = 0.01\ntime_budget_secs = 60.0\nseq_len = 32\n").unwrap();
+        let file = path.to_str().unwrap();
+        let c = config(&["--config", file, "--seq-len", "64"]);
+        assert_eq!((c.lr, c.min_lr, c.seq_len), (0.01, 0.01 / 10.0, 64));
+        assert_eq!(
+            c.epochs, 0,
+            "time without epochs: the budget decides the length"
+        );
+        assert!(
+            ["lr", "time_budget_secs", "seq_len"]
+                .iter()
+                .all(|f| given(&c, f))
+        );
+        assert!(!given(&c, "epochs") && !given(&c, "min_lr"));
+        assert_eq!(c.given.len(), 3, "{:?}", c.given);
+        let c = config(&["--config", file, "--epochs", "2", "--min-lr", "0.0001"]);
+        assert_eq!((c.epochs, c.time_budget_secs, c.min_lr), (2, 60.0, 0.0001));
+    }
+
+    #[test]
+    fn without_a_file_the_flags_alone_decide_as_before() {
+        let c = config(&["--epochs", "3", "--lr", "0.002"]);
+        let defaults = TrainConfig::default();
+        assert_eq!((c.epochs, c.time_budget_secs), (3, 0.0));
+        assert!(
+            given(&c, "time_budget_secs"),
+            "epochs end a budget on resume"
+        );
+        assert_eq!((c.lr, c.min_lr), (0.002, 0.002 / 10.0));
+        assert_eq!(c.seq_len, defaults.seq_len);
+        assert_eq!(c.output, defaults.output);
+        let c = config(&["--time", "90s"]);
+        assert_eq!((c.time_budget_secs, c.epochs), (90.0, 0));
+    }
+}

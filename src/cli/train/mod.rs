@@ -1,0 +1,207 @@
+//! `cllm train`: the trainer with a terminal progress bar (or JSON lines).
+//! The flags and the `--config` file make the run's config (`args`,
+//! `config_file`); `terminal` draws the run.
+
+mod args;
+mod config_file;
+mod terminal;
+
+pub use args::TrainArgs;
+pub use terminal::clock;
+
+use cllm_train::cluster::Cluster;
+use cllm_train::events::{Event, Summary};
+use cllm_train::trainer::spawn_in_cluster;
+use terminal::Terminal;
+
+pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
+    let launch = super::cluster::Launch::detect()?;
+    let cluster = launch.cluster();
+    let result = run_rank(args, cluster.clone());
+    if let Err(failure) = &result
+        && cluster.is_distributed()
+        && !failure.is_stop()
+    {
+        // The other ranks wait for this one in a collective: end them all.
+        launch.end_all_ranks(&failure.message, failure.code);
+    }
+    if let Err(failure) = &result
+        && cluster.is_distributed()
+        && cluster.is_writer()
+        && failure.is_stop()
+    {
+        // mpirun stops forwarding stderr once it has signalled the job: the
+        // stop and the command that resumes it go out on stdout, now.
+        println!("{}", failure.message);
+        return Err(super::Failure {
+            message: String::new(),
+            code: failure.code,
+        });
+    }
+    if !cluster.is_writer() {
+        // Rank 0 speaks for the run; the others only report their errors.
+        return result.map_err(|f| super::Failure {
+            message: format!("rank {}: {}", cluster.rank(), f.message),
+            ..f
+        });
+    }
+    result
+}
+
+fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
+    use super::Failure;
+    use super::interrupt::{Interrupts, StopSignal, shell_quote};
+    let config = args.to_config()?;
+    config.validate()?;
+    super::cluster::size_rayon_for_rank(&cluster, config.resolved_threads());
+    let quiet = !cluster.is_writer();
+    let cluster_size = cluster.size();
+    // Ctrl-C or SIGTERM: the first stops the trainer after its current
+    // step (it then saves the final checkpoint); a second one quits at once.
+    let interrupts = Interrupts::watch(
+        "again: quitting now, without the final checkpoint (the last one saved stays intact)",
+    )?;
+    let handle = spawn_in_cluster(config, super::cluster::faults_for_tests(), cluster);
+    let mut view = if args.json || quiet {
+        None
+    } else if cluster_size > 1 {
+        Some(Terminal::plain())
+    } else {
+        Some(Terminal::new())
+    };
+    if cluster_size > 1 && !quiet {
+        // OpenMPI kills the ranks a second after Ctrl-C on mpirun
+        // (odls_base_sigkill_timeout): too soon to finish a step and save.
+        let process = std::path::Path::new(&program_name())
+            .file_name()
+            .map_or_else(|| "cllm".into(), |n| n.to_string_lossy().into_owned());
+        let hint = format!(
+            "to stop and save: SIGTERM to the ranks (pkill -TERM -x {process} on each machine); \
+             Ctrl-C on mpirun lets OpenMPI kill them a second later, before the final save \
+             (the last checkpoint stays intact)"
+        );
+        match view.as_ref() {
+            Some(v) => v.notice(&hint),
+            None => eprintln!("{hint}"),
+        }
+    }
+    let mut ctrl_c = interrupts.first.clone();
+    let mut interrupted: Option<StopSignal> = None;
+    let mut outcome: Result<Summary, String> =
+        Err("the trainer ended without a result".to_string());
+    loop {
+        crossbeam_channel::select! {
+            recv(handle.events) -> event => {
+                let Ok(event) = event else { break };
+                if args.json && !quiet {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&event).map_err(|e| e.to_string())?
+                    );
+                }
+                match event {
+                    Event::Finished(summary) => {
+                        if let Some(v) = view.as_mut() {
+                            v.finish(&summary);
+                        }
+                        outcome = Ok(summary);
+                        break;
+                    }
+                    Event::Error(e) => {
+                        if let Some(v) = view.as_mut() {
+                            v.abandon();
+                        }
+                        outcome = Err(e);
+                        break;
+                    }
+                    other => {
+                        if let Some(v) = view.as_mut() {
+                            v.show(&other);
+                        }
+                    }
+                }
+            }
+            recv(ctrl_c) -> got => {
+                let Ok(signal) = got else {
+                    ctrl_c = crossbeam_channel::never();
+                    continue;
+                };
+                interrupted = Some(signal);
+                handle.stop();
+                let line = format!(
+                    "{}: stopping after the current step and saving the final checkpoint \
+                     (Ctrl-C again to quit now)",
+                    signal.name()
+                );
+                let line = line.as_str();
+                match view.as_ref() {
+                    _ if quiet => {}
+                    Some(v) => v.notice(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+    }
+    if let Some(t) = handle.thread {
+        let _ = t.join();
+    }
+    drop(interrupts);
+    match (outcome, interrupted) {
+        (Ok(_), None) => Ok(()),
+        (Err(e), None) => Err(Failure::from(e)),
+        (Ok(summary), Some(signal)) => {
+            // A cluster run resumes as it ran (any number of ranks works).
+            let launcher = if cluster_size > 1 {
+                format!("mpirun -np {cluster_size} ")
+            } else {
+                String::new()
+            };
+            let at = format!("stopped by {} at step {}", signal.name(), summary.steps);
+            Err(Failure::stopped_by(
+                signal.exit_code(),
+                match &summary.final_model {
+                    Some(path) => format!(
+                        "{at}; final checkpoint: {}\nresume with: {launcher}{} train --resume {}",
+                        path.display(),
+                        shell_quote(&program_name()),
+                        shell_quote(&path.to_string_lossy())
+                    ),
+                    None => at,
+                },
+            ))
+        }
+        (Err(e), Some(signal)) => Err(Failure::stopped_by(
+            signal.exit_code(),
+            format!(
+                "stopped by {} ({e}); nothing was saved by this run",
+                signal.name()
+            ),
+        )),
+    }
+}
+
+/// How this program was called (`cllm`, or its path), for commands to type.
+fn program_name() -> String {
+    std::env::args().next().unwrap_or_else(|| "cllm".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::args::model_path;
+
+    #[test]
+    fn an_output_folder_gets_the_model_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("trained_model_kissing_spheres.cllm");
+        assert_eq!(model_path(dir.path()), inside);
+        let new_folder = dir.path().join("new/");
+        assert_eq!(
+            model_path(&new_folder),
+            dir.path()
+                .join("new")
+                .join("trained_model_kissing_spheres.cllm")
+        );
+        let file = dir.path().join("mine.cllm");
+        assert_eq!(model_path(&file), file);
+    }
+}
