@@ -252,7 +252,7 @@ pub fn config_panel_ui(
                 egui::ComboBox::from_id_salt("preset")
                     .selected_text(cfg.preset.clone())
                     .show_ui(ui, |ui| {
-                        let auto = cllm_train::auto::AUTO;
+                        let auto = cllm_train::config::AUTO;
                         ui.selectable_value(&mut cfg.preset, auto.to_string(), auto)
                             .on_hover_text(
                                 "the size for the data, this machine and the time: \

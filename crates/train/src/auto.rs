@@ -15,9 +15,6 @@ use super::spheres::{Spheres, StepInput};
 use cllm_core::{Gpt, ModelConfig};
 use std::time::{Duration, Instant};
 
-/// The name that asks for this choice.
-pub const AUTO: &str = "auto";
-
 /// Sizes `auto` chooses from, smallest first.
 pub const LADDER: [&str; 3] = ["small", "medium", "large"];
 

@@ -9,6 +9,10 @@ use cllm_data::tokenizer::{DEFAULT_VOCAB_SIZE, MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// The preset that asks the trainer to choose the model's size for the data,
+/// the machine and the time (`train::auto`).
+pub const AUTO: &str = "auto";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenizerKind {
@@ -209,7 +213,7 @@ impl Default for TrainConfig {
             data: vec![PathBuf::from("training_data")],
             extensions: Vec::new(),
             files: Vec::new(),
-            preset: crate::auto::AUTO.into(),
+            preset: AUTO.into(),
             tokenizer: TokenizerKind::Bpe,
             vocab_size: DEFAULT_VOCAB_SIZE,
             threads: 0,
@@ -328,7 +332,7 @@ impl TrainConfig {
                 self.vocab_size
             ));
         }
-        if self.preset != crate::auto::AUTO
+        if self.preset != AUTO
             && cllm_core::ModelConfig::preset(&self.preset).is_none()
         {
             return Err(format!(

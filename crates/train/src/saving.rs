@@ -113,12 +113,7 @@ impl Saver {
         let ck = CheckpointRef {
             model: &model.config,
             params: &model.params,
-            optimizer: Some(OptimizerRef {
-                config: &opt.config,
-                step: opt.step,
-                m: &opt.m,
-                v: &opt.v,
-            }),
+            optimizer: Some(OptimizerRef::from(opt)),
             tokenizer_json: &self.tokenizer_json,
             train_config: &self.config,
             state: &state,

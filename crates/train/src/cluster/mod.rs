@@ -13,6 +13,8 @@ pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 #[cfg(feature = "mpi")]
+mod polite_sum;
+#[cfg(feature = "mpi")]
 mod shared_window;
 
 use std::ops::Range;

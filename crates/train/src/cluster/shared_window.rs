@@ -27,7 +27,7 @@
 //! shares memory coherently. The sum is in rank order, the same on every
 //! rank and in every run, so runs with the same layout stay bit-identical.
 
-use super::mpi::sum_politely;
+use super::polite_sum::sum_politely;
 use crate::tree::share;
 use mpi::collective::SystemOperation;
 use mpi::ffi;

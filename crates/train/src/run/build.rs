@@ -58,7 +58,7 @@ impl Run {
         )?;
         let ranks_before = resumed.as_ref().map(|ck| ck.train_config.ranks.max(1));
         config.ranks = cluster.size();
-        if resumed.is_none() && config.preset == auto::AUTO {
+        if resumed.is_none() && config.preset == crate::config::AUTO {
             let vocab = tokenizer.vocab_size();
             // Rank 0 measures and chooses; the others take its choice.
             let speed = (config.time_budget_secs > 0.0 && writer)

@@ -5,7 +5,8 @@
 //! [`Run::finish`]; the loop that calls them is `trainer::run`. Building is in `build.rs`, the
 //! phases of a built run in `step.rs`.
 
-use super::auto::{AUTO, LADDER};
+use super::auto::LADDER;
+use super::config::AUTO;
 use super::events::{Command, Event, Summary};
 use super::faults::Faults;
 use super::memory;
