@@ -5,7 +5,7 @@ use cllm_core::ops::bf16::PrecisionChoice;
 use cllm_train::cluster::Cluster;
 use cllm_train::events::ClusterStats;
 use cllm_train::events::{Event, Phase, RunInfo, SaveReason, Summary};
-use cllm_train::trainer::spawn_in_cluster;
+use cllm_train::trainer::{TrainOptions, spawn};
 use cllm_train::{FinalWeights, ScheduleKind, TokenizerKind, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -290,7 +290,7 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     let interrupts = Interrupts::watch(
         "again: quitting now, without the final checkpoint (the last one saved stays intact)",
     )?;
-    let handle = spawn_in_cluster(config, super::cluster::faults_for_tests(), cluster);
+    let handle = spawn(config, TrainOptions::in_cluster(cluster));
     let mut view = if args.json || quiet {
         None
     } else if cluster_size > 1 {

@@ -332,9 +332,7 @@ impl TrainConfig {
                 self.vocab_size
             ));
         }
-        if self.preset != AUTO
-            && cllm_core::ModelConfig::preset(&self.preset).is_none()
-        {
+        if self.preset != AUTO && cllm_core::ModelConfig::preset(&self.preset).is_none() {
             return Err(format!(
                 "unknown model preset '{}' (use auto, {})",
                 self.preset,

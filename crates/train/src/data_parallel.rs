@@ -381,7 +381,8 @@ impl Spheres {
             outcome: None,
         });
         drop((done_tx, part_tx));
-        let panic_at = self.panic_next.take();
+        #[cfg(feature = "test-faults")]
+        let armed_panic = self.armed.take_panic();
         let mut ranges = buckets;
         ranges.push(0..touched.len() * c);
         let ranges = &ranges[..];
@@ -391,12 +392,8 @@ impl Spheres {
                 Task::Sphere { job, parts, slots } => {
                     let (done, parts) = (job.done.take(), parts.take());
                     let began = Instant::now();
-                    if panic_at == Some(id) {
-                        panic!(
-                            "sphere {id} failed at step {} (injected fault)",
-                            input.step + 1
-                        );
-                    }
+                    #[cfg(feature = "test-faults")]
+                    crate::spheres::panic_if_armed(armed_panic, id, input.step);
                     let seqs = sphere_seqs(id);
                     let busy_with = !seqs.is_empty();
                     // The last micro-batch: each layer leaves as soon as it

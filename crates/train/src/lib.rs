@@ -10,6 +10,7 @@ pub mod config;
 pub mod data_parallel;
 pub mod evaluate;
 pub mod events;
+#[cfg(feature = "test-faults")]
 pub mod faults;
 pub mod memory;
 pub mod metrics;
@@ -32,4 +33,4 @@ pub use events::{Command, Event};
 pub use optimizer::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};
 pub mod trainer;
-pub use trainer::{TrainerHandle, spawn, spawn_with_faults};
+pub use trainer::{TrainOptions, TrainerHandle, spawn};

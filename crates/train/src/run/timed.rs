@@ -52,41 +52,44 @@ impl Run {
     /// in the rest of the budget, and says so.
     pub(super) fn time_warmup(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
         // Rank 0 times the run; the others take its plan (`agree_to_stop`).
-        if !self.plan.is_pending() || !self.cluster.is_writer() {
+        if !self.progress.plan.is_pending() || !self.cluster.is_writer() {
             return Ok(());
         }
-        let step = self.state.step;
+        let step = self.progress.state.step;
         // The warm-up ends by the epoch cap: a small corpus may have fewer
         // steps in all than the warm-up would time.
-        let cap_steps = max_epochs(&self.config).saturating_mul(self.plan.steps_per_epoch);
-        let Some(clock) = self.budget.as_mut() else {
+        let cap_steps = max_epochs(&self.config).saturating_mul(self.progress.plan.steps_per_epoch);
+        let Some(clock) = self.progress.budget.as_mut() else {
             return Ok(());
         };
         let Some((t0, s0, between0)) = clock.timing_from else {
-            clock.timing_from = Some((Instant::now(), step, self.between_steps_secs));
+            clock.timing_from = Some((Instant::now(), step, self.measures.between_steps_secs));
             return Ok(());
         };
-        let stepping = t0.elapsed().as_secs_f64() - (self.between_steps_secs - between0);
+        let stepping = t0.elapsed().as_secs_f64() - (self.measures.between_steps_secs - between0);
         let per_step = stepping.max(0.0) / (step - s0).max(1) as f64;
         let end = *clock.warmup_end.get_or_insert_with(|| {
             (s0 + warmup_steps_to_time(clock.budget_secs, per_step)).min(cap_steps.max(s0 + 3))
         });
-        if step < end && step < self.plan.last_step {
+        if step < end && step < self.progress.plan.last_step {
             return Ok(());
         }
         // One evaluation, timed (the run's first: also its first best).
-        let per_eval = if self.val_windows.is_empty() {
+        let per_eval = if self.validation.windows.is_empty() {
             0.0
         } else {
-            match self.last_eval_secs {
-                Some(secs) if self.last_eval_step == Some(step) => secs,
-                _ => {
-                    self.evaluate(self.state.epoch as usize, emit)?;
-                    self.last_eval_secs.unwrap_or(0.0)
+            match self.measures.eval_secs_at(step) {
+                Some(secs) => secs,
+                None => {
+                    self.evaluate(self.progress.state.epoch as usize, emit)?;
+                    self.measures.eval_secs_at(step).unwrap_or(0.0)
                 }
             }
         };
-        let per_save = self.last_save_secs.unwrap_or_else(|| self.save_estimate());
+        let per_save = self
+            .measures
+            .last_save_secs
+            .unwrap_or_else(|| self.save_estimate());
         // About half the evaluations of a run find a new best and write it.
         let times = WarmupTimes {
             per_step,
@@ -95,9 +98,13 @@ impl Run {
         };
         // Before the final save, the memory's mix is fitted on the whole
         // validation split: about two evaluations' work per evaluated share.
-        let final_fit = if self.repo_memory.is_some() && !self.val_windows.is_empty() {
-            let all = crate::evaluate::EvalWindows::overlapping(&self.val, self.config.seq_len, 0);
-            2.0 * per_eval * all.len() as f64 / self.val_windows.len() as f64
+        let final_fit = if self.validation.memory.is_some() && !self.validation.windows.is_empty() {
+            let all = crate::evaluate::EvalWindows::overlapping(
+                &self.validation.val,
+                self.config.seq_len,
+                0,
+            );
+            2.0 * per_eval * all.len() as f64 / self.validation.windows.len() as f64
         } else {
             0.0
         };
@@ -119,26 +126,29 @@ impl Run {
         };
         let overhead = times.overhead_per_step(
             self.config.eval_every,
-            self.plan.steps_per_epoch,
+            self.progress.plan.steps_per_epoch,
             self.config.checkpoint_every as u64,
         );
-        let Some(clock) = self.budget.as_ref() else {
+        let Some(clock) = self.progress.budget.as_ref() else {
             return Ok(());
         };
         let remaining = clock.remaining();
         let fit = steps_that_fit(remaining, per_step, overhead, per_save + final_fit);
         let max_epochs = max_epochs(&self.config);
         let (steps, by_epochs) =
-            steps_within_epochs(fit, step, self.plan.steps_per_epoch, max_epochs);
-        self.plan = self.plan.fixed(step, steps, self.config.max_steps);
-        self.schedule.total_steps = self.plan.horizon;
-        let capped = if self.plan.last_step < self.plan.horizon {
-            format!(" (--max-steps stops it at step {})", self.plan.last_step)
+            steps_within_epochs(fit, step, self.progress.plan.steps_per_epoch, max_epochs);
+        self.progress.plan = self.progress.plan.fixed(step, steps, self.config.max_steps);
+        self.progress.schedule.total_steps = self.progress.plan.horizon;
+        let capped = if self.progress.plan.last_step < self.progress.plan.horizon {
+            format!(
+                " (--max-steps stops it at step {})",
+                self.progress.plan.last_step
+            )
         } else {
             String::new()
         };
         let fits = if by_epochs {
-            let epochs = (step + fit) as f64 / self.plan.steps_per_epoch as f64;
+            let epochs = (step + fit) as f64 / self.progress.plan.steps_per_epoch as f64;
             let why = if self.config.epochs > 0 {
                 "as --epochs asks".to_string()
             } else {
@@ -146,7 +156,7 @@ impl Run {
                  sets another cap)"
                     .to_string()
             };
-            self.summary.epoch_cap = Some(max_epochs);
+            self.measures.summary.epoch_cap = Some(max_epochs);
             format!(
                 "{fit} more steps fit in the {} left, {epochs:.0} passes over the data; the run \
                  stops after {max_epochs} ({steps} more steps, about {}), {why}",
@@ -160,14 +170,14 @@ impl Run {
             )
         };
         emit(Event::Planned {
-            total_steps: self.plan.last_step,
+            total_steps: self.progress.plan.last_step,
             message: format!(
                 "time budget {}: a step takes {:.0} ms and an evaluation {:.1} s, so {fits}; the \
                  schedule ends at step {}{capped}{spaced}",
                 format_duration(clock.budget_secs),
                 per_step * 1e3,
                 per_eval,
-                self.plan.horizon,
+                self.progress.plan.horizon,
             ),
         });
         Ok(())
@@ -176,6 +186,6 @@ impl Run {
     /// A checkpoint's write time before one was timed: the weights and both
     /// moments at a conservative 200 MB/s (write, sync, checksum).
     fn save_estimate(&self) -> f64 {
-        (self.model.layout.total * 3 * 4) as f64 / 200e6
+        (self.learner.model.layout.total * 3 * 4) as f64 / 200e6
     }
 }
