@@ -240,7 +240,9 @@ fn model_path(output: &std::path::Path) -> PathBuf {
 }
 
 fn parse_time(text: &str) -> Result<f64, String> {
-    cllm_train::budget::parse_duration(text).map(|d| d.as_secs_f64())
+    cllm_train::budget::parse_duration(text)
+        .map(|d| d.as_secs_f64())
+        .map_err(String::from)
 }
 
 pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
@@ -281,7 +283,7 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     use super::Failure;
     use super::interrupt::{Interrupts, StopSignal, shell_quote};
     let config = args.to_config();
-    config.validate()?;
+    config.validate().map_err(String::from)?;
     super::cluster::size_rayon_for_rank(&cluster, config.resolved_threads());
     let quiet = !cluster.is_writer();
     let cluster_size = cluster.size();

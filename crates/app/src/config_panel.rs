@@ -44,7 +44,7 @@ impl ConfigEditor {
             return Some(self.field_errors[*k].clone());
         }
         if let Err(e) = cfg.validate() {
-            return Some(e);
+            return Some(e.to_string());
         }
         self.memory_problem(cfg)
     }

@@ -6,18 +6,15 @@
 //! in every checkpoint, so a resumed run keeps the same schedule (exact
 //! resume) instead of measuring again on a machine that may be busier.
 
+use crate::config::ConfigError;
 use std::time::Duration;
 
 /// Parses a duration as people type it: `30m`, `90s`, `1h`, `1h30m`,
 /// `2.5h`. A bare number is refused, since seconds and minutes are both
 /// plausible.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
     let t = text.trim();
-    let bad = || {
-        format!(
-            "cannot read the duration '{text}': write it with units, e.g. 30m, 90s, 1h or 1h30m"
-        )
-    };
+    let bad = || ConfigError::UnreadableDuration(text.to_string());
     if t.is_empty() {
         return Err(bad());
     }
@@ -48,10 +45,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if !(secs.is_finite() && secs >= 1.0) {
-        return Err(format!("the duration '{text}' is under one second"));
+        return Err(ConfigError::DurationTooShort(text.to_string()));
     }
     if secs > 366.0 * 86_400.0 {
-        return Err(format!("the duration '{text}' is longer than a year"));
+        return Err(ConfigError::DurationTooLong(text.to_string()));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -220,7 +217,7 @@ mod tests {
         for bad in [
             "", "30", "m", "10x", "1h30", "abc", "0s", "0.5s", "1..5m", "400d",
         ] {
-            let e = parse_duration(bad).unwrap_err();
+            let e = parse_duration(bad).unwrap_err().to_string();
             assert!(
                 e.contains(bad.trim()) || bad.trim().is_empty(),
                 "{bad}: {e}"

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 pub mod data_parallel;
+pub mod error;
 pub mod evaluate;
 pub mod events;
 #[cfg(feature = "test-faults")]
@@ -28,7 +29,8 @@ pub mod spheres;
 pub mod tree;
 pub mod watch;
 
-pub use config::{FinalWeights, TokenizerKind, TrainConfig};
+pub use config::{ConfigError, FinalWeights, TokenizerKind, TrainConfig};
+pub use error::TrainError;
 pub use events::{Command, Event};
 pub use optimizer::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};

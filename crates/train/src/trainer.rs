@@ -5,6 +5,7 @@
 
 use super::TrainConfig;
 use super::cluster::Cluster;
+use super::error::TrainError;
 use super::events::{Command, Event, Summary};
 #[cfg(feature = "test-faults")]
 use super::faults::Faults;
@@ -74,16 +75,14 @@ pub fn spawn(config: TrainConfig, options: TrainOptions) -> TrainerHandle {
             }));
             match outcome {
                 Ok(Ok(summary)) => emit(Event::Finished(summary)),
-                Ok(Err(message)) => emit(Event::Error(message)),
+                Ok(Err(e)) => emit(Event::Error(e.to_string())),
                 Err(panic) => {
                     let what = panic
                         .downcast_ref::<String>()
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_else(|| "unknown panic".into());
-                    emit(Event::Error(format!(
-                        "internal error in the trainer: {what}"
-                    )))
+                    emit(Event::Error(TrainError::Panic(what).to_string()))
                 }
             }
         })
@@ -104,7 +103,7 @@ pub fn run(
     options: TrainOptions,
     commands: &Receiver<Command>,
     emit: &mut dyn FnMut(Event),
-) -> Result<Summary, String> {
+) -> Result<Summary, TrainError> {
     let started = Instant::now();
     user_config.validate()?;
     let (config, resumed) = Run::settle_config(user_config, emit)?;
@@ -117,7 +116,7 @@ pub fn run(
     let mut run = Run::build(config, prepared, resumed, started, options.cluster, emit)?;
     #[cfg(feature = "test-faults")]
     run.inject(options.faults.with_environment());
-    let mut train = || -> Result<(), String> {
+    let mut train = || -> Result<(), TrainError> {
         while !run.is_done() {
             let outcome = run.step(emit)?;
             let control = Control::read(commands);
@@ -130,9 +129,9 @@ pub fn run(
         }
         Ok(())
     };
-    if let Err(message) = train() {
-        run.log_failure(&message);
-        return Err(message);
+    if let Err(e) = train() {
+        run.log_failure(&e);
+        return Err(e);
     }
     run.finish(emit)
 }

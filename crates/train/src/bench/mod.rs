@@ -5,6 +5,7 @@
 
 pub mod instruction_peak;
 
+use crate::error::TrainError;
 use crate::optimizer::{AdamW, AdamWConfig};
 use cllm_core::ops::bf16::{Kernel, Precision, matmul_pairs, pack_columns, pack_rows};
 use cllm_core::ops::matmul::{MatMut, MatRef, matmul};
@@ -227,7 +228,7 @@ pub fn bench_train_step(
     seq: usize,
     steps: usize,
     warmup: usize,
-) -> Result<StepBench, String> {
+) -> Result<StepBench, TrainError> {
     bench_train_step_with_chunk(
         preset,
         batch,
@@ -264,14 +265,15 @@ impl TrainStepRig {
         batch: usize,
         seq: usize,
         head_chunk: usize,
-    ) -> Result<TrainStepRig, String> {
+    ) -> Result<TrainStepRig, TrainError> {
         if seq == 0 || seq > cfg.n_ctx || batch == 0 {
-            return Err(format!(
-                "bench: batch {batch} x seq {seq} must be at least 1 x 1 and seq at most n_ctx {}",
-                cfg.n_ctx
-            ));
+            return Err(TrainError::BenchShape {
+                batch,
+                seq,
+                n_ctx: cfg.n_ctx,
+            });
         }
-        let model = Gpt::new(cfg.clone(), 1)?;
+        let model = Gpt::new(cfg.clone(), 1).map_err(TrainError::model)?;
         let workspace = Workspace::with_head_chunk(cfg, batch, seq, head_chunk);
         let optimizer = AdamW::new(
             AdamWConfig::default(),
@@ -358,7 +360,7 @@ pub fn bench_train_step_with_chunk(
     steps: usize,
     warmup: usize,
     head_chunk: usize,
-) -> Result<StepBench, String> {
+) -> Result<StepBench, TrainError> {
     bench_train_step_in(
         preset,
         batch,
@@ -379,7 +381,7 @@ pub fn bench_train_step_in(
     warmup: usize,
     head_chunk: usize,
     precision: Precision,
-) -> Result<StepBench, String> {
+) -> Result<StepBench, TrainError> {
     let mut rig = TrainStepRig::new(preset, batch, seq, head_chunk)?.with_precision(precision);
     let n = batch * seq;
     let peak_before = matmul_peak_for(precision, 1024, 10);

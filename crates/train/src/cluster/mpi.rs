@@ -4,6 +4,7 @@
 use super::Collective;
 use super::polite_sum::sum_politely;
 use super::shared_window::NodeReduce;
+use crate::error::TrainError;
 use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -57,13 +58,11 @@ impl MpiWorld {
     /// Initialises MPI. Calls from several threads (the trainer, the
     /// thread that all-reduces gradients while backward runs) need at least
     /// `MPI_THREAD_SERIALIZED`.
-    pub fn init() -> Result<MpiWorld, String> {
+    pub fn init() -> Result<MpiWorld, TrainError> {
         let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
-            .ok_or("MPI was already initialised")?;
+            .ok_or(TrainError::MpiInitialised)?;
         if threading < Threading::Serialized {
-            return Err(format!(
-                "this MPI library offers threading level {threading:?}; cllm needs Serialized"
-            ));
+            return Err(TrainError::MpiThreading(format!("{threading:?}")));
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);

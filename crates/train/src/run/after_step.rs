@@ -4,6 +4,7 @@
 
 use super::{LastEval, Run, StepOutcome};
 use crate::checkpoint;
+use crate::error::TrainError;
 use crate::evaluate::evaluate_fitting_memory;
 use crate::events::{Event, SaveReason};
 use std::path::Path;
@@ -17,7 +18,7 @@ impl Run {
         outcome: &StepOutcome,
         save_now: bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), String> {
+    ) -> Result<(), TrainError> {
         let started = Instant::now();
         let step = self.progress.state.step;
         let epoch_end = step.is_multiple_of(self.progress.plan.steps_per_epoch);
@@ -83,7 +84,11 @@ impl Run {
 
     /// Phase 4: the validation loss; a new best is saved, and early
     /// stopping counts evaluations without one.
-    pub fn evaluate(&mut self, epoch: usize, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    pub fn evaluate(
+        &mut self,
+        epoch: usize,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), TrainError> {
         let started = Instant::now();
         let v = &mut self.validation;
         let model = &self.learner.model;
@@ -99,8 +104,9 @@ impl Run {
         )?;
         if let Some(check) = &v.code_check {
             let never = std::sync::atomic::AtomicBool::new(false);
-            if let Some(summary) =
-                check.run(model, &self.batches.tokenizer, v.memory.as_ref(), &never)?
+            if let Some(summary) = check
+                .run(model, &self.batches.tokenizer, v.memory.as_ref(), &never)
+                .map_err(|e| TrainError::CodeCheck(e.to_string()))?
             {
                 ev.syntax_accuracy = Some(summary.syntax_accuracy);
                 ev.closed_rate = Some(summary.closed_rate);
@@ -142,7 +148,7 @@ impl Run {
 
     /// The end of an epoch: its time, and the periodic checkpoint (older
     /// ones of this run pruned).
-    fn end_epoch(&mut self, last_loss: f32, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    fn end_epoch(&mut self, last_loss: f32, emit: &mut dyn FnMut(Event)) -> Result<(), TrainError> {
         let m = &mut self.measures;
         m.summary
             .epoch_secs
@@ -171,7 +177,7 @@ impl Run {
         path: &Path,
         reason: SaveReason,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), String> {
+    ) -> Result<(), TrainError> {
         if !self.cluster.is_writer() {
             return Ok(());
         }

@@ -9,6 +9,7 @@ use crate::auto;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cluster::Cluster;
 use crate::config::AUTO;
+use crate::error::TrainError;
 use crate::evaluate::EvalWindows;
 use crate::events::{Event, Phase, RunInfo, Summary};
 use crate::memory;
@@ -52,7 +53,7 @@ impl Run {
         started: Instant,
         cluster: Cluster,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<Run, String> {
+    ) -> Result<Run, TrainError> {
         let Prepared {
             tokenizer,
             train,
@@ -74,7 +75,7 @@ impl Run {
         }
         announce_cluster(&config, &cluster, ranks_before, emit);
         let batcher = Batcher::new(&train, config.seq_len, config.seed)
-            .map_err(|e| format!("training data: {e}"))?;
+            .map_err(|e| TrainError::TrainingData(e.to_string()))?;
         let windows = batcher.windows_per_epoch();
         // A resumed run continues in its own folders unless given a new name.
         let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
@@ -217,7 +218,7 @@ fn choose_size(
     train: &TokenDataset,
     vocab: usize,
     emit: &mut dyn FnMut(Event),
-) -> Result<TrainConfig, String> {
+) -> Result<TrainConfig, TrainError> {
     let threads = config.resolved_threads();
     let speed = (config.time_budget_secs > 0.0 && cluster.is_writer())
         .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
@@ -293,19 +294,22 @@ fn set_precision(model: &mut Gpt, config: &TrainConfig, emit: &mut dyn FnMut(Eve
 }
 
 /// The model must know every token and hold a whole sequence.
-fn check_model_fits_data(model: &Gpt, tokenizer: &Tokenizer, seq_len: usize) -> Result<(), String> {
+fn check_model_fits_data(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    seq_len: usize,
+) -> Result<(), TrainError> {
     if model.config.vocab_size < tokenizer.vocab_size() {
-        return Err(format!(
-            "the model's vocabulary ({}) is smaller than the tokenizer's ({})",
-            model.config.vocab_size,
-            tokenizer.vocab_size()
-        ));
+        return Err(TrainError::VocabularyTooSmall {
+            model: model.config.vocab_size,
+            tokenizer: tokenizer.vocab_size(),
+        });
     }
     if seq_len > model.config.n_ctx {
-        return Err(format!(
-            "sequence length {seq_len} is longer than the model's context {}",
-            model.config.n_ctx
-        ));
+        return Err(TrainError::LongerThanContext {
+            seq_len,
+            n_ctx: model.config.n_ctx,
+        });
     }
     Ok(())
 }
@@ -318,8 +322,9 @@ fn code_check(
     tokenizer: &Tokenizer,
     n_ctx: usize,
     emit: &mut dyn FnMut(Event),
-) -> Result<Option<PeriodicCodeCheck>, String> {
-    let check = PeriodicCodeCheck::new(val, tokenizer, n_ctx, config.eval_gen, config.seed)?;
+) -> Result<Option<PeriodicCodeCheck>, TrainError> {
+    let check = PeriodicCodeCheck::new(val, tokenizer, n_ctx, config.eval_gen, config.seed)
+        .map_err(|e| TrainError::CodeCheck(e.to_string()))?;
     if check.prompts.is_empty() {
         emit(Event::Warning(format!(
             "--eval-gen: the validation split has no usable C function openings \
@@ -360,13 +365,9 @@ fn open_log(
     model: &Gpt,
     run_dir: &Path,
     step: u64,
-) -> Result<RunLog, String> {
-    std::fs::create_dir_all(run_dir).map_err(|e| {
-        format!(
-            "cannot create the run's checkpoint folder {}: {e}",
-            run_dir.display()
-        )
-    })?;
+) -> Result<RunLog, TrainError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| TrainError::io("create the run's checkpoint folder", run_dir, e))?;
     if step > 0 {
         RunLog::resume(config, &model.config, step)
     } else {
@@ -494,7 +495,7 @@ fn restore(
     windows: usize,
     threads: usize,
     notes: &mut Vec<String>,
-) -> Result<Start, String> {
+) -> Result<Start, TrainError> {
     let mut state = ck.state;
     let plan = resumed_plan(config, &ck.train_config, &state, windows, notes);
     let changed = state
@@ -503,10 +504,7 @@ fn restore(
         .and_then(|saved| saved.difference(&fingerprint));
     if let Some(what) = &changed {
         if !config.allow_data_change {
-            return Err(format!(
-                "the training data is not what the checkpoint was trained on: {what}. \
-                     Resume on this data anyway with --allow-data-change, or start a new run"
-            ));
+            return Err(TrainError::DataChanged { what: what.clone() });
         }
         notes.push(format!(
             "the training data changed since the checkpoint ({what}); continuing on the \
@@ -519,15 +517,16 @@ fn restore(
         (state.step % plan.steps_per_epoch) * (config.batch_size * config.accum_steps) as u64,
     );
     if changed.is_none() && (state.data_epoch, state.data_index) != implied {
-        return Err(format!(
-            "the checkpoint's data position (epoch {}, sequence {}) does not match \
-                 its step {} on this data (epoch {}, sequence {}): the data is not the \
-                 data it was trained on",
-            state.data_epoch, state.data_index, state.step, implied.0, implied.1
-        ));
+        return Err(TrainError::DataPosition {
+            epoch: state.data_epoch,
+            index: state.data_index,
+            step: state.step,
+            implied_epoch: implied.0,
+            implied_index: implied.1,
+        });
     }
     memory::check_training_fits(config, &ck.model, threads)?;
-    let model = Gpt::from_params(ck.model, ck.params)?;
+    let model = Gpt::from_params(ck.model, ck.params).map_err(TrainError::model)?;
     let opt = match ck.optimizer {
         Some(o) => AdamW::resume(o, &model.layout),
         None => {
@@ -542,16 +541,10 @@ fn restore(
         }
     };
     if state.step >= plan.last_step {
-        return Err(format!(
-            "the run in {} already reached its last step ({}); give --epochs or \
-                 --max-steps to train further",
-            config
-                .resume
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            plan.last_step
-        ));
+        return Err(TrainError::NoStepsLeft {
+            path: config.resume.clone().unwrap_or_default(),
+            last_step: plan.last_step,
+        });
     }
     Ok(Start {
         model,
@@ -570,9 +563,9 @@ fn start_fresh(
     vocab_size: usize,
     fingerprint: DataFingerprint,
     windows: usize,
-) -> Result<Start, String> {
+) -> Result<Start, TrainError> {
     let mc = model_config_for(config, vocab_size)?;
-    let model = Gpt::new(mc, config.seed)?;
+    let model = Gpt::new(mc, config.seed).map_err(TrainError::model)?;
     let opt = AdamW::new(
         config.adamw.clone(),
         model.layout.total,

@@ -5,6 +5,7 @@
 use super::Run;
 use crate::FinalWeights;
 use crate::checkpoint;
+use crate::error::TrainError;
 use crate::evaluate::{EvalWindows, fit_memory_on};
 use crate::events::{Event, SaveReason, Summary};
 use crate::metrics::{imbalance, peak_memory_bytes};
@@ -19,15 +20,15 @@ const PAST_BEST: f32 = 0.005;
 impl Run {
     /// Phase 6: the final model (also after a stop: the last step's
     /// weights) in the run's folder and at the output path, and the summary.
-    pub fn finish(mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
+    pub fn finish(mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, TrainError> {
         let finished = self.wrap_up(emit);
-        if let Err(message) = &finished {
-            self.log_failure(message);
+        if let Err(e) = &finished {
+            self.log_failure(e);
         }
         finished
     }
 
-    fn wrap_up(&mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, String> {
+    fn wrap_up(&mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, TrainError> {
         self.spheres.settle_moments(&mut self.learner.opt);
         self.spheres.rest();
         emit(Event::Spheres(self.spheres.stats()));
@@ -54,7 +55,7 @@ impl Run {
     /// `FinalWeights::Best` the best validation loss's weights in place of
     /// the last step's when those are worse: many epochs over a small
     /// corpus overfit, and the last step can be far worse than the best.
-    fn settle_final_weights(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    fn settle_final_weights(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), TrainError> {
         // A run cut short by --max-steps or a stop is resumable exactly: its
         // final model keeps the last step's weights. One that finished its
         // schedule (or stopped early) is done.
@@ -123,7 +124,7 @@ impl Run {
     fn publish_final_model(
         &mut self,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<std::path::PathBuf, String> {
+    ) -> Result<std::path::PathBuf, TrainError> {
         let run_final = self.outputs.run_dir.join(RUN_FINAL_NAME);
         let output = self.config.output.clone();
         let publish = output != run_final;
@@ -152,7 +153,7 @@ impl Run {
 
     /// Before the final save: the memory's mix fitted on the whole
     /// validation split (evaluations fit it on their windows only).
-    fn fit_memory_on_validation(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    fn fit_memory_on_validation(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), TrainError> {
         let v = &mut self.validation;
         let Some(memory) = v.memory.as_mut() else {
             return Ok(());

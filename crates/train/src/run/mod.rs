@@ -8,7 +8,8 @@
 //! keep to one run (`replicas.rs`).
 
 use super::auto::LADDER;
-use super::config::AUTO;
+use super::config::{AUTO, ConfigError};
+use super::error::TrainError;
 use super::events::{Command, Event, Summary};
 #[cfg(feature = "test-faults")]
 use super::faults::Faults;
@@ -51,7 +52,10 @@ pub use step::StepOutcome;
 /// The model config a run uses: the preset, sized for the tokenizer, with
 /// the dropout override. Its context is the sequence length it is trained
 /// at, so generation never runs over positions the model never learned.
-pub fn model_config_for(config: &TrainConfig, vocab_size: usize) -> Result<ModelConfig, String> {
+pub fn model_config_for(
+    config: &TrainConfig,
+    vocab_size: usize,
+) -> Result<ModelConfig, TrainError> {
     // `auto` is resolved once the data is read (`train::auto`); before
     // that, its smallest size stands for it.
     let name = if config.preset == AUTO {
@@ -59,14 +63,14 @@ pub fn model_config_for(config: &TrainConfig, vocab_size: usize) -> Result<Model
     } else {
         config.preset.as_str()
     };
-    let mut mc = ModelConfig::preset(name)
-        .ok_or_else(|| format!("unknown model preset '{}'", config.preset))?;
+    let mut mc =
+        ModelConfig::preset(name).ok_or_else(|| ConfigError::unknown_preset(&config.preset))?;
     mc.vocab_size = vocab_size;
     mc.n_ctx = config.seq_len;
     if let Some(d) = config.dropout {
         mc.dropout = d;
     }
-    mc.validate()?;
+    mc.validate().map_err(TrainError::model)?;
     Ok(mc)
 }
 
@@ -208,7 +212,7 @@ impl Run {
     pub fn settle_config(
         user: TrainConfig,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(TrainConfig, Option<Checkpoint>), String> {
+    ) -> Result<(TrainConfig, Option<Checkpoint>), TrainError> {
         let Some(path) = user.resume.clone() else {
             // Refuse what the machine cannot hold before reading any data:
             // the vocabulary asked for bounds the one the tokenizer learns.
@@ -220,7 +224,7 @@ impl Run {
             memory::check_training_fits(&user, &model, user.resolved_threads())?;
             return Ok((user, None));
         };
-        let ck = checkpoint::load(&path).map_err(|e| e.to_string())?;
+        let ck = checkpoint::load(&path)?;
         let (config, notes) = resume::resumed_config(&ck.train_config, &user, &user.given)?;
         for note in notes {
             emit(Event::Warning(note));
@@ -236,7 +240,7 @@ impl Run {
         resumed: Option<&Checkpoint>,
         commands: &Receiver<Command>,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<Option<Prepared>, String> {
+    ) -> Result<Option<Prepared>, TrainError> {
         // A watcher turns Stop into the cancel flag the data phases poll.
         let cancel = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
@@ -251,7 +255,10 @@ impl Run {
             })
         };
         let saved_tokenizer = match resumed {
-            Some(ck) => Some(Tokenizer::from_json(&ck.tokenizer_json)?),
+            Some(ck) => Some(
+                Tokenizer::from_json(&ck.tokenizer_json)
+                    .map_err(|e| TrainError::SavedTokenizer(e.to_string()))?,
+            ),
             None => None,
         };
         let prepared = prepare(config, saved_tokenizer, &cancel, emit);
@@ -259,7 +266,7 @@ impl Run {
         let _ = watcher.join();
         match prepared {
             Err(PrepareError::Stopped) => Ok(None),
-            Err(PrepareError::Failed(message)) => Err(message),
+            Err(PrepareError::Failed(e)) => Err(e),
             // A Stop that came as preparation ended still stops the run.
             Ok(_) if cancel.load(Ordering::Relaxed) => Ok(None),
             Ok(p) => Ok(Some(p)),

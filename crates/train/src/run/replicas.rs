@@ -3,6 +3,7 @@
 
 use super::Run;
 use crate::cluster::{Cluster, params_checksum};
+use crate::error::TrainError;
 use crate::events::{Event, Summary};
 
 /// Steps between the cross-rank checks of the weights (and at the end).
@@ -12,17 +13,16 @@ impl Run {
     /// Stops the run with an error when any rank's weights differ from
     /// rank 0's (they get the same gradient and the same update, so they
     /// must be identical to the bit).
-    pub(super) fn check_replicas(&self) -> Result<(), String> {
+    pub(super) fn check_replicas(&self) -> Result<(), TrainError> {
         let sums = self
             .cluster
             .gather_u64(params_checksum(&self.learner.model.params));
         match ranks_unlike_rank_zero(&sums) {
             None => Ok(()),
-            Some(ranks) => Err(format!(
-                "the weights on rank {ranks} differ from rank 0's at step {}: the ranks no \
-                 longer train one model; stopped (the last checkpoint is intact)",
-                self.progress.state.step
-            )),
+            Some(ranks) => Err(TrainError::ReplicasDiffer {
+                ranks,
+                step: self.progress.state.step,
+            }),
         }
     }
 
@@ -63,10 +63,10 @@ impl Run {
         v[0] > 0.0
     }
 
-    /// The run stopped on `message`: the log's end line says why.
-    pub fn log_failure(&mut self, message: &str) {
+    /// The run stopped on `error`: the log's end line says why.
+    pub fn log_failure(&mut self, error: &TrainError) {
         if let Some(log) = self.outputs.log.as_mut() {
-            log.fail(message);
+            log.fail(&error.to_string());
         }
     }
 
@@ -95,7 +95,7 @@ pub(super) fn check_same_data(
     tokenizer_json: &str,
     train: &[u32],
     val: &[u32],
-) -> Result<(), String> {
+) -> Result<(), TrainError> {
     if !cluster.is_distributed() {
         return Ok(());
     }
@@ -113,11 +113,7 @@ pub(super) fn check_same_data(
     eat(&(train.len() as u64).to_le_bytes());
     match ranks_unlike_rank_zero(&cluster.gather_u64(h)) {
         None => Ok(()),
-        Some(ranks) => Err(format!(
-            "rank {ranks} prepared different data or a different tokenizer than rank 0 (do all \
-             machines see the same files at the same paths?); no rank may train on another \
-             vocabulary: stopped"
-        )),
+        Some(ranks) => Err(TrainError::RanksDataDiffer { ranks }),
     }
 }
 

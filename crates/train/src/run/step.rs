@@ -3,6 +3,7 @@
 //! step's record (its state, its stats, the log and the events).
 
 use super::Run;
+use crate::error::TrainError;
 use crate::events::{Event, StepStats};
 use crate::spheres::{GradOutcome, StepInput};
 use cllm_data::batches::BatchPosition;
@@ -21,7 +22,7 @@ pub struct StepOutcome {
 
 impl Run {
     /// Phase 3: one optimizer step.
-    pub fn step(&mut self, emit: &mut dyn FnMut(Event)) -> Result<StepOutcome, String> {
+    pub fn step(&mut self, emit: &mut dyn FnMut(Event)) -> Result<StepOutcome, TrainError> {
         let step = self.progress.state.step;
         self.next_batch(step);
         #[cfg(feature = "test-faults")]
@@ -129,7 +130,7 @@ impl Run {
         grads: &GradOutcome,
         step: u64,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), String> {
+    ) -> Result<(), TrainError> {
         let m = &mut self.measures;
         m.bad_in_a_row += 1;
         m.summary.skipped_updates += 1;
@@ -141,16 +142,10 @@ impl Run {
             m.summary.skipped_updates
         )));
         if m.bad_in_a_row >= MAX_BAD_STEPS {
-            return Err(format!(
-                "training diverged: {MAX_BAD_STEPS} steps in a row had non-finite loss or gradients; \
-                 the last good checkpoint{} is intact",
-                self.outputs
-                    .saver
-                    .last_saved
-                    .as_ref()
-                    .map(|p| format!(" ({})", p.display()))
-                    .unwrap_or_default()
-            ));
+            return Err(TrainError::Diverged {
+                steps: MAX_BAD_STEPS,
+                last_saved: self.outputs.saver.last_saved.clone(),
+            });
         }
         Ok(())
     }
@@ -164,7 +159,7 @@ impl Run {
         lr: f32,
         clipped: bool,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<StepOutcome, String> {
+    ) -> Result<StepOutcome, TrainError> {
         let seqs_per_step = self.seqs_per_step() as u64;
         let tokens = seqs_per_step * self.config.seq_len as u64;
         let steps_per_epoch = self.progress.plan.steps_per_epoch;

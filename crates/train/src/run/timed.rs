@@ -6,6 +6,7 @@ use crate::budget::{
     EVAL_SHARE, WarmupTimes, eval_every_within_share, format_duration, max_epochs, steps_that_fit,
     steps_within_epochs, warmup_steps_to_time,
 };
+use crate::error::TrainError;
 use crate::events::Event;
 use std::time::Instant;
 
@@ -50,7 +51,7 @@ impl Run {
     /// After each step of a run whose length is not fixed yet: times the
     /// steps, then (with one evaluation timed too) fixes how many steps fit
     /// in the rest of the budget, and says so.
-    pub(super) fn time_warmup(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), String> {
+    pub(super) fn time_warmup(&mut self, emit: &mut dyn FnMut(Event)) -> Result<(), TrainError> {
         // Rank 0 times the run; the others take its plan (`agree_to_stop`).
         if !self.progress.plan.is_pending() || !self.cluster.is_writer() {
             return Ok(());
