@@ -96,9 +96,8 @@ impl WarmupTimes {
 }
 
 /// Most of a time budget that evaluations take when the person did not say
-/// how often to evaluate: the rest trains. (At the default of one
-/// evaluation every 50 steps, a 10-minute run of `small` spent about a
-/// quarter of its budget evaluating.)
+/// how often to evaluate: the rest trains (the default interval alone can
+/// spend a large share of a short budget evaluating).
 pub const EVAL_SHARE: f64 = 0.05;
 
 /// The evaluation interval of a run given time that left it to the
@@ -127,13 +126,9 @@ pub fn steps_that_fit(remaining: f64, per_step: f64, overhead: f64, final_save: 
 }
 
 /// Most passes over the training split a run given time makes when the
-/// person gave no `--epochs`: past it, a small corpus is memorised. On
-/// tinyshakespeare (311k BPE tokens, `small`, 1.07M parameters) a 10-minute
-/// budget fits 60 epochs; held-out bits per byte were 2.642, 2.585, 2.593
-/// and 2.634 after runs of 6, 10, 14 and 20 epochs (the last one's final
-/// model from its best step, at epoch 12), and the 60-epoch run's last step
-/// was past 4.6 (its best step, at epoch 12 too, had 2.636). SQLite's
-/// 30-minute runs make 7 (Zen 4) to 14 (Zen 5) epochs: not capped.
+/// person gave no `--epochs`: past it, a small corpus is memorised (its
+/// held-out loss gets worse with more passes), while a large corpus never
+/// reaches it in a budget of hours.
 pub const MAX_EPOCHS: u64 = 16;
 
 /// The most passes a run given time makes: `--epochs` when given with

@@ -87,8 +87,7 @@ enum PartGrads<'a> {
     Copied(Vec<f32>),
     /// Copied straight into the bucket's slice of the rank's sum (the rank's
     /// only sphere): the sum across spheres is done, and no buffer is
-    /// allocated (a fresh 51 MB buffer a step cost `seed` 16 ms of page
-    /// faults a rank).
+    /// allocated (a fresh buffer a step pays its page faults every step).
     InPlace(&'a mut [f32]),
     /// Left where the sphere wrote it (a sharded rank's only sphere): the
     /// reduce-scatter reads it there and writes its share of the sum into

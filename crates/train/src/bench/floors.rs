@@ -176,12 +176,12 @@ pub fn op_limits(
 /// A step with every op at its floor, seconds: the sum of the floors (an
 /// op without counted work at its measured time). With the kernels'
 /// measured peaks ([`peaks_of`]) it is what these kernels allow; with the
-/// instructions' own ([`instruction_peaks`](super::instruction_peaks)) about what no code can beat
-/// on this machine short of doing less work: the bench compares the run
-/// with both, and a speed target well above the second cannot be met here.
-/// About: the FMA floors count an op's arithmetic as written (GELU's tanh,
-/// the exponentials), and an op the compiler does in fewer instructions
-/// can run below its floor (GELU at 0.8-1.0x on a Zen 4).
+/// instructions' own ([`instruction_peaks`](super::instruction_peaks))
+/// about what no code can beat on this machine short of doing less work:
+/// the bench compares the run with both, and a speed target well above the
+/// second cannot be met here. About: the FMA floors count an op's
+/// arithmetic as written (GELU's tanh, the exponentials), so an op the
+/// compiler does in fewer instructions can run below its floor.
 pub fn floor_step_secs(rows: &[OpLimit]) -> f64 {
     rows.iter()
         .map(|r| {
