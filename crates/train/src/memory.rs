@@ -234,7 +234,7 @@ impl From<MemoryShortfall> for String {
 
 /// Refuses a need this machine cannot hold. `what` names the settings,
 /// e.g. "batch size 16 x sequence length 128 on 2 spheres"; the message
-/// reads "<what> needs about 812.3 GiB of memory; this machine has 21.4 GiB
+/// reads "`<what>` needs about 812.3 GiB of memory; this machine has 21.4 GiB
 /// available". Where the free memory is unknown only absurd needs (over
 /// [`ABSURD_BYTES`], or overflowing) are refused.
 pub fn check_fits(need: &MemoryNeed, what: &str) -> Result<(), MemoryShortfall> {

@@ -1,7 +1,7 @@
 //! The trainer: a training run on its own thread ([`spawn`]). Front ends talk
 //! to it only through the command and event channels. [`run`] is the loop;
 //! the phases it calls (data, model, step, evaluation, saving, finish) are
-//! methods of [`Run`](super::run::Run).
+//! methods of [`Run`].
 
 use super::TrainConfig;
 use super::cluster::Cluster;

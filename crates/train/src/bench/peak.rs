@@ -113,7 +113,7 @@ fn gemm_instruction() -> Option<Instruction> {
     None
 }
 
-/// The f32 kernel and the instructions it takes ([`gemm_instruction`]).
+/// The f32 kernel and the instructions it takes (`gemm_instruction`).
 pub fn gemm_isa() -> &'static str {
     match gemm_instruction() {
         Some(Instruction::FmaZmm) => "gemm f32, AVX-512",

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 impl Spheres {
     /// clipping folds in) to the parameters, sliced across spheres. After a
-    /// sharded step (`shards`, see [`GradOutcome::shards`]) this rank
+    /// sharded step (`shards`, see [`GradOutcome::shards`](super::GradOutcome::shards)) this rank
     /// updates its share of each bucket only and the ranks then gather the
     /// weights: each weight is updated once in the cluster instead of on
     /// every rank. The moments stay this rank's shares until
