@@ -13,7 +13,7 @@ use cllm_train::cluster::Cluster;
 use cllm_train::cluster::local::LocalCluster;
 use cllm_train::events::{Command, Event, StepStats, Summary};
 use cllm_train::faults::Faults;
-use cllm_train::trainer::{TrainerHandle, spawn_in_cluster};
+use cllm_train::trainer::{TrainOptions, TrainerHandle};
 use cllm_train::{TokenizerKind, TrainConfig, spawn};
 use cluster_support::corpus;
 use std::path::Path;
@@ -94,7 +94,13 @@ fn run_ranks_with(
 ) -> Vec<Outcome> {
     let handles: Vec<TrainerHandle> = ranks
         .into_iter()
-        .map(|r| spawn_in_cluster(config.clone(), faults.clone(), Cluster::new(Arc::new(r))))
+        .map(|r| {
+            let options = TrainOptions {
+                cluster: Cluster::new(Arc::new(r)),
+                faults: faults.clone(),
+            };
+            spawn(config.clone(), options)
+        })
         .collect();
     // Each rank's events are read as they come (a stop must land mid-run).
     std::thread::scope(|scope| {
@@ -125,7 +131,7 @@ fn run_ranks(k: usize, config: TrainConfig) -> Vec<Outcome> {
 }
 
 fn run_solo(config: TrainConfig) -> Outcome {
-    drive(&spawn(config), &|_| false)
+    drive(&spawn(config, TrainOptions::default()), &|_| false)
 }
 
 fn weights(path: &Path) -> Vec<f32> {

@@ -44,7 +44,7 @@ fn config(root: &Path, name: &str, max_steps: u64, lr: f32) -> TrainConfig {
 /// Trains to the end on this thread.
 fn train(cfg: TrainConfig) {
     let (_tx, rx) = crossbeam_channel::unbounded();
-    cllm_train::trainer::run(cfg, &rx, &mut |_| {}).expect("the run trains");
+    cllm_train::trainer::run(cfg, Default::default(), &rx, &mut |_| {}).expect("the run trains");
 }
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -493,7 +493,10 @@ fn the_runs_tab_lists_follows_compares_and_deletes() {
     h.get_by_label("train.lr");
 
     // A live run from "a terminal" (another trainer writing the same folder).
-    let live = cllm_train::spawn(config(root.path(), "third", 1_000_000, 1e-3));
+    let live = cllm_train::spawn(
+        config(root.path(), "third", 1_000_000, 1e-3),
+        Default::default(),
+    );
     step_until(&mut h, "the live run shown running", |a| {
         a.runs
             .rows

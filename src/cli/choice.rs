@@ -110,7 +110,7 @@ impl Choice for cllm_core::ops::bf16::PrecisionChoice {
 
 /// `--preset` of a new run: `auto` or a named size.
 pub fn train_presets() -> PossibleValuesParser {
-    let auto = std::iter::once(cllm_train::auto::AUTO);
+    let auto = std::iter::once(cllm_train::config::AUTO);
     PossibleValuesParser::new(auto.chain(cllm_core::PRESET_NAMES))
 }
 

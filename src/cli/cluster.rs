@@ -2,7 +2,6 @@
 //! of `mpirun -np K cllm train ...` (with the `mpi` cargo feature).
 
 use cllm_train::cluster::Cluster;
-use cllm_train::faults::Faults;
 
 pub enum Launch {
     Solo,
@@ -60,20 +59,6 @@ impl Launch {
             }
         }
         let _ = (message, code);
-    }
-}
-
-/// Faults a test of the MPI path injects into a real `cllm train` (its
-/// processes are started by `mpirun`, so the test cannot pass them in):
-/// `CLLM_TEST_PERTURB_RANK=RANK:STEP` nudges one rank's weights.
-pub fn faults_for_tests() -> Faults {
-    let perturb = std::env::var("CLLM_TEST_PERTURB_RANK").ok().and_then(|v| {
-        let (r, s) = v.split_once(':')?;
-        Some((r.parse().ok()?, s.parse().ok()?))
-    });
-    Faults {
-        perturb_rank_at_step: perturb,
-        ..Faults::default()
     }
 }
 

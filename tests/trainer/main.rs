@@ -4,7 +4,7 @@
 use cllm_train::checkpoint;
 use cllm_train::events::{Command, Event, StepStats, Summary};
 use cllm_train::faults::Faults;
-use cllm_train::{TokenizerKind, TrainConfig, spawn, spawn_with_faults};
+use cllm_train::{TokenizerKind, TrainConfig, TrainOptions, TrainerHandle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,6 +61,11 @@ fn config(dir: &Path, threads: usize) -> TrainConfig {
     }
 }
 
+/// A run on this machine alone, without faults.
+fn spawn(config: TrainConfig) -> TrainerHandle {
+    cllm_train::spawn(config, TrainOptions::default())
+}
+
 struct Outcome {
     steps: Vec<StepStats>,
     events: Vec<Event>,
@@ -72,7 +77,11 @@ fn run(config: TrainConfig) -> Outcome {
 }
 
 fn run_with(config: TrainConfig, faults: Faults) -> Outcome {
-    drive(spawn_with_faults(config, faults), |_| false)
+    let options = TrainOptions {
+        faults,
+        ..TrainOptions::default()
+    };
+    drive(cllm_train::spawn(config, options), |_| false)
 }
 
 /// Collects a run's events until it finishes (two minutes at most), sending

@@ -44,7 +44,7 @@ impl ConfigEditor {
             return Some(self.field_errors[*k].clone());
         }
         if let Err(e) = cfg.validate() {
-            return Some(e);
+            return Some(e.to_string());
         }
         self.memory_problem(cfg)
     }
@@ -252,7 +252,7 @@ pub fn config_panel_ui(
                 egui::ComboBox::from_id_salt("preset")
                     .selected_text(cfg.preset.clone())
                     .show_ui(ui, |ui| {
-                        let auto = cllm_train::auto::AUTO;
+                        let auto = cllm_train::config::AUTO;
                         ui.selectable_value(&mut cfg.preset, auto.to_string(), auto)
                             .on_hover_text(
                                 "the size for the data, this machine and the time: \

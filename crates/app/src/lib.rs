@@ -111,7 +111,9 @@ impl WorkbenchApp {
     /// The app with `settings`, the real scanner and trainer; the data
     /// folder is scanned at once.
     pub fn new(settings: Settings, repaint: Option<egui::Context>) -> WorkbenchApp {
-        Self::with_engines(settings, repaint, cllm_data::scan::scan, cllm_train::spawn)
+        Self::with_engines(settings, repaint, cllm_data::scan::scan, |config| {
+            cllm_train::spawn(config, cllm_train::TrainOptions::default())
+        })
     }
 
     /// For tests: no repaint context; frames are stepped by the harness.

@@ -47,7 +47,9 @@ pub fn memory_problem(cfg: &TrainConfig, available: Option<u64>) -> Option<Strin
     }
     let est = estimate_memory(cfg)?;
     let what = memory::describe_training(cfg, est.threads);
-    memory::check_fits_in(&est.need, &what, available).err()
+    memory::check_fits_in(&est.need, &what, available)
+        .err()
+        .map(|e| e.to_string())
 }
 
 #[cfg(test)]

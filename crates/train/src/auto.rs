@@ -15,19 +15,12 @@ use super::spheres::{Spheres, StepInput};
 use cllm_core::{Gpt, ModelConfig};
 use std::time::{Duration, Instant};
 
-/// The name that asks for this choice.
-pub const AUTO: &str = "auto";
-
 /// Sizes `auto` chooses from, smallest first.
 pub const LADDER: [&str; 3] = ["small", "medium", "large"];
 
 /// Training tokens per parameter below which a larger model loses to a
-/// smaller one trained on more tokens in the same time (the sweep, bits
-/// per byte on held-out SQLite: at 5 minutes `small` at 7.5 beat `medium`
-/// at 1.2; at 10 minutes `small` beat `medium` at 4.4, 1.269 against
-/// 1.303; at 30 minutes `medium` with dropout beat `small` at 13.8, 1.123
-/// against 1.243, and on a slower CPU (Zen 4) at 7.0, 1.188 against
-/// 1.250). The crossing lies between 4.4 and 7.0.
+/// smaller one trained on more tokens in the same time: the sweep put the
+/// crossing between 4.4 and 7.0 (`docs/model-size-sweep.md`).
 pub const TOKENS_PER_PARAM: f64 = 6.0;
 
 /// Share of a time budget spent in steps (the rest: data preparation,
@@ -120,9 +113,8 @@ pub fn measure_flops_per_sec(config: &TrainConfig, vocab_size: usize, threads: u
     let Ok(mut model) = Gpt::new(mc.clone(), config.seed) else {
         return 0.0;
     };
-    // At the precision the run will train in: bf16 steps are about 1.5x
-    // faster, and a probe in f32 made `auto` think a 30-minute run on
-    // SQLite would give `medium` 8 tokens per parameter where it got 14.
+    // At the precision the run will train in: bf16 steps are faster, and a
+    // probe in f32 would count too few tokens for a bf16 run.
     model.set_precision(config.precision.resolve());
     let seq_len = mc.n_ctx;
     let n_seqs = config.batch_size.max(threads);

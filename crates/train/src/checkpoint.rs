@@ -9,6 +9,7 @@
 pub use cllm_checkpoint::*;
 
 use crate::config::{AdamWConfig, TrainConfig};
+use crate::optimizer::AdamW;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -125,6 +126,29 @@ impl TrainingState {
             last_step: 0,
             evals_without_gain: 0,
             data: None,
+        }
+    }
+}
+
+impl AdamW {
+    /// Resuming: an optimizer that continues exactly where `saved` stopped.
+    pub fn resume(saved: OptimizerState, layout: &cllm_core::ParamLayout) -> AdamW {
+        let mut opt = AdamW::new(saved.config, 0, layout.decay_ranges());
+        opt.m = saved.m;
+        opt.v = saved.v;
+        opt.step = saved.step;
+        opt
+    }
+}
+
+/// Saving: the live optimizer borrowed for the checkpoint writer.
+impl<'a> From<&'a AdamW> for OptimizerRef<'a> {
+    fn from(opt: &'a AdamW) -> Self {
+        OptimizerRef {
+            config: &opt.config,
+            step: opt.step,
+            m: &opt.m,
+            v: &opt.v,
         }
     }
 }

@@ -7,7 +7,77 @@
 use cllm_core::ops::bf16::PrecisionChoice;
 use cllm_data::tokenizer::{DEFAULT_VOCAB_SIZE, MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};
 use serde::{Deserialize, Serialize};
+use std::fmt::Display;
 use std::path::PathBuf;
+
+/// Why a setting cannot be used. Each message names the setting as a person
+/// knows it and says what it must be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting outside its range.
+    #[error("{setting} ({value}) must be {rule}")]
+    OutOfRange {
+        setting: &'static str,
+        value: String,
+        rule: String,
+    },
+    /// A run with nothing to say how long it trains.
+    #[error("set epochs, max steps or a time budget")]
+    NoLength,
+    /// A name that is none of the choices (model preset, tokenizer,
+    /// schedule, final weights).
+    #[error("unknown {what} '{given}' (use {choices})")]
+    UnknownChoice {
+        what: &'static str,
+        given: String,
+        choices: String,
+    },
+    /// A duration typed without units, or out of range (`--time`).
+    #[error("cannot read the duration '{0}': write it with units, e.g. 30m, 90s, 1h or 1h30m")]
+    UnreadableDuration(String),
+    #[error("the duration '{0}' is under one second")]
+    DurationTooShort(String),
+    #[error("the duration '{0}' is longer than a year")]
+    DurationTooLong(String),
+}
+
+/// For callers whose own errors are still messages: `?` keeps the text.
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
+
+impl ConfigError {
+    fn out_of_range(setting: &'static str, value: impl Display, rule: impl Display) -> Self {
+        ConfigError::OutOfRange {
+            setting,
+            value: value.to_string(),
+            rule: rule.to_string(),
+        }
+    }
+
+    fn unknown(what: &'static str, given: &str, choices: &str) -> Self {
+        ConfigError::UnknownChoice {
+            what,
+            given: given.to_string(),
+            choices: choices.to_string(),
+        }
+    }
+
+    /// A model preset that is neither `auto` nor one of cllm-core's.
+    pub fn unknown_preset(given: &str) -> Self {
+        Self::unknown(
+            "model preset",
+            given,
+            &format!("{AUTO}, {}", cllm_core::PRESET_NAMES.join(", ")),
+        )
+    }
+}
+
+/// The preset that asks the trainer to choose the model's size for the data,
+/// the machine and the time (`train::auto`).
+pub const AUTO: &str = "auto";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -31,12 +101,12 @@ impl TokenizerKind {
 }
 
 impl std::str::FromStr for TokenizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s {
             "bpe" => Ok(TokenizerKind::Bpe),
             "bytes" => Ok(TokenizerKind::Bytes),
-            _ => Err(format!("unknown tokenizer '{s}' (use bpe or bytes)")),
+            _ => Err(ConfigError::unknown("tokenizer", s, "bpe or bytes")),
         }
     }
 }
@@ -77,12 +147,12 @@ impl FinalWeights {
 }
 
 impl std::str::FromStr for FinalWeights {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s {
             "best" => Ok(FinalWeights::Best),
             "last" => Ok(FinalWeights::Last),
-            _ => Err(format!("unknown final weights '{s}' (use best or last)")),
+            _ => Err(ConfigError::unknown("final weights", s, "best or last")),
         }
     }
 }
@@ -106,12 +176,12 @@ impl ScheduleKind {
 }
 
 impl std::str::FromStr for ScheduleKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
         ScheduleKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown schedule '{s}' (use constant, cosine, linear or step)"))
+            .ok_or_else(|| ConfigError::unknown("schedule", s, "constant, cosine, linear or step"))
     }
 }
 
@@ -231,7 +301,7 @@ impl Default for TrainConfig {
             data: vec![PathBuf::from("training_data")],
             extensions: Vec::new(),
             files: Vec::new(),
-            preset: crate::auto::AUTO.into(),
+            preset: AUTO.into(),
             tokenizer: TokenizerKind::Bpe,
             vocab_size: DEFAULT_VOCAB_SIZE,
             threads: 0,
@@ -286,7 +356,7 @@ impl TrainConfig {
     }
 
     /// Checks every field a user can type; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("batch size", self.batch_size),
             ("sequence length", self.seq_len),
@@ -294,69 +364,82 @@ impl TrainConfig {
         ];
         for (name, v) in positive {
             if v == 0 {
-                return Err(format!("{name} must be at least 1"));
+                return Err(ConfigError::out_of_range(name, v, "at least 1"));
             }
         }
         if !(self.time_budget_secs.is_finite() && self.time_budget_secs >= 0.0) {
-            return Err(format!(
-                "time budget ({}) must be 0 (none) or a number of seconds",
-                self.time_budget_secs
+            return Err(ConfigError::out_of_range(
+                "time budget",
+                self.time_budget_secs,
+                "0 (none) or a number of seconds",
             ));
         }
         if self.epochs == 0 && self.max_steps == 0 && self.time_budget_secs == 0.0 {
-            return Err("set epochs, max steps or a time budget".into());
+            return Err(ConfigError::NoLength);
         }
         if self.threads > 1024 {
-            return Err(format!("threads ({}) must be at most 1024", self.threads));
+            return Err(ConfigError::out_of_range(
+                "threads",
+                self.threads,
+                "at most 1024",
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr < 10.0) {
-            return Err(format!("learning rate ({}) must be in (0, 10)", self.lr));
+            return Err(ConfigError::out_of_range(
+                "learning rate",
+                self.lr,
+                "in (0, 10)",
+            ));
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
-            return Err(format!(
-                "minimum learning rate ({}) must be between 0 and the learning rate",
-                self.min_lr
+            return Err(ConfigError::out_of_range(
+                "minimum learning rate",
+                self.min_lr,
+                "between 0 and the learning rate",
             ));
         }
         if !(0.0..0.9).contains(&self.val_fraction) {
-            return Err(format!(
-                "validation fraction ({}) must be in [0, 0.9)",
-                self.val_fraction
+            return Err(ConfigError::out_of_range(
+                "validation fraction",
+                self.val_fraction,
+                "in [0, 0.9)",
             ));
         }
         if let Some(d) = self.dropout
             && !(0.0..1.0).contains(&d)
         {
-            return Err(format!("dropout ({d}) must be in [0, 1)"));
+            return Err(ConfigError::out_of_range("dropout", d, "in [0, 1)"));
         }
         if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return Err(format!(
-                "gradient clip ({}) must be 0 or more",
-                self.grad_clip
+            return Err(ConfigError::out_of_range(
+                "gradient clip",
+                self.grad_clip,
+                "0 or more",
             ));
         }
         let a = &self.adamw;
         if !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) {
-            return Err("AdamW betas must be in [0, 1)".into());
+            let betas = format!("{}, {}", a.beta1, a.beta2);
+            return Err(ConfigError::out_of_range("AdamW betas", betas, "in [0, 1)"));
         }
         if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
-            return Err("weight decay must be 0 or more".into());
+            return Err(ConfigError::out_of_range(
+                "weight decay",
+                a.weight_decay,
+                "0 or more",
+            ));
         }
         if self.tokenizer == TokenizerKind::Bpe
             && !(MIN_BPE_VOCAB_SIZE..=MAX_BPE_VOCAB_SIZE).contains(&self.vocab_size)
         {
-            return Err(format!(
-                "vocabulary size ({}) must be between {MIN_BPE_VOCAB_SIZE} and {MAX_BPE_VOCAB_SIZE} for BPE",
-                self.vocab_size
+            return Err(ConfigError::out_of_range(
+                "vocabulary size",
+                self.vocab_size,
+                format!("between {MIN_BPE_VOCAB_SIZE} and {MAX_BPE_VOCAB_SIZE} for BPE"),
             ));
         }
-        if self.preset != crate::auto::AUTO && cllm_core::ModelConfig::preset(&self.preset).is_err()
-        {
-            return Err(format!(
-                "unknown model preset '{}' (use auto, {})",
-                self.preset,
-                cllm_core::PRESET_NAMES.join(", ")
-            ));
+        if self.preset != AUTO && cllm_core::ModelConfig::preset(&self.preset).is_err() {
+            return Err(ConfigError::unknown_preset(&self.preset));
         }
         Ok(())
     }
@@ -373,13 +456,18 @@ mod tests {
             lr: -1.0,
             ..TrainConfig::default()
         };
-        assert!(c.validate().unwrap_err().contains("learning rate"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("learning rate")
+        );
         c.lr = 1e-3;
         c.batch_size = 0;
-        assert!(c.validate().unwrap_err().contains("batch size"));
+        assert!(c.validate().unwrap_err().to_string().contains("batch size"));
         c.batch_size = 4;
         c.preset = "huge".into();
-        assert!(c.validate().unwrap_err().contains("huge"));
+        assert!(c.validate().unwrap_err().to_string().contains("huge"));
         let json = serde_json::to_string(&TrainConfig::default()).unwrap();
         let back: TrainConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, TrainConfig::default());

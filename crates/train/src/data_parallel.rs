@@ -87,8 +87,7 @@ enum PartGrads<'a> {
     Copied(Vec<f32>),
     /// Copied straight into the bucket's slice of the rank's sum (the rank's
     /// only sphere): the sum across spheres is done, and no buffer is
-    /// allocated (a fresh 51 MB buffer a step cost `seed` 16 ms of page
-    /// faults a rank).
+    /// allocated (a fresh buffer a step pays its page faults every step).
     InPlace(&'a mut [f32]),
     /// Left where the sphere wrote it (a sharded rank's only sphere): the
     /// reduce-scatter reads it there and writes its share of the sum into
@@ -381,7 +380,8 @@ impl Spheres {
             outcome: None,
         });
         drop((done_tx, part_tx));
-        let panic_at = self.panic_next.take();
+        #[cfg(feature = "test-faults")]
+        let armed_panic = self.armed.take_panic();
         let mut ranges = buckets;
         ranges.push(0..touched.len() * c);
         let ranges = &ranges[..];
@@ -391,12 +391,8 @@ impl Spheres {
                 Task::Sphere { job, parts, slots } => {
                     let (done, parts) = (job.done.take(), parts.take());
                     let began = Instant::now();
-                    if panic_at == Some(id) {
-                        panic!(
-                            "sphere {id} failed at step {} (injected fault)",
-                            input.step + 1
-                        );
-                    }
+                    #[cfg(feature = "test-faults")]
+                    crate::spheres::panic_if_armed(armed_panic, id, input.step);
                     let seqs = sphere_seqs(id);
                     let busy_with = !seqs.is_empty();
                     // The last micro-batch: each layer leaves as soon as it

@@ -1,6 +1,7 @@
 //! Validation: the loss, perplexity, bits per byte, accuracy and macro
 //! P/R/F1 of a model on windows of a token dataset, shared across spheres.
 
+use super::error::TrainError;
 use super::events::EvalStats;
 use super::memory;
 use super::metrics::{ClassCounts, bits_per_byte};
@@ -55,12 +56,9 @@ impl EvalWindows {
 
     /// Windows at the given starts, which must increase; each scores what
     /// the one before it did not (for callers that choose their windows).
-    pub fn from_starts(seq_len: usize, starts: Vec<usize>) -> Result<EvalWindows, String> {
+    pub fn from_starts(seq_len: usize, starts: Vec<usize>) -> Result<EvalWindows, TrainError> {
         if seq_len == 0 || starts.windows(2).any(|w| w[1] <= w[0]) {
-            return Err(format!(
-                "evaluation windows must have a length and increasing starts: {seq_len}, \
-                 {starts:?}"
-            ));
+            return Err(TrainError::EvalWindows { seq_len, starts });
         }
         Ok(EvalWindows { seq_len, starts })
     }
@@ -147,7 +145,7 @@ pub fn evaluate_model(
     data: &TokenDataset,
     windows: &EvalWindows,
     threads: usize,
-) -> Result<EvalStats, String> {
+) -> Result<EvalStats, TrainError> {
     evaluate_model_with_memory(model, data, windows, threads, None).map(|(s, _)| s)
 }
 
@@ -159,7 +157,7 @@ pub fn evaluate_model_with_memory(
     windows: &EvalWindows,
     threads: usize,
     memory: Option<&Memory>,
-) -> Result<(EvalStats, Option<MemoryEval>), String> {
+) -> Result<(EvalStats, Option<MemoryEval>), TrainError> {
     let mut spheres = evaluation_spheres(model, data, windows, threads)?;
     let bytes_per_token = data.bytes as f64 / data.tokens.len().max(1) as f64;
     match memory {
@@ -190,19 +188,19 @@ fn evaluation_spheres(
     data: &TokenDataset,
     windows: &EvalWindows,
     threads: usize,
-) -> Result<Spheres, String> {
+) -> Result<Spheres, TrainError> {
     let seq_len = windows.seq_len();
     if seq_len == 0 || seq_len > model.config.n_ctx {
-        return Err(format!(
-            "sequence length {seq_len} must be between 1 and the model's context {}",
-            model.config.n_ctx
-        ));
+        return Err(TrainError::EvalSequenceLength {
+            seq_len,
+            n_ctx: model.config.n_ctx,
+        });
     }
     if windows.is_empty() {
-        return Err(format!(
-            "not enough tokens to evaluate: {} tokens, windows of {seq_len}",
-            data.tokens.len()
-        ));
+        return Err(TrainError::TooFewTokensToEvaluate {
+            tokens: data.tokens.len(),
+            seq_len,
+        });
     }
     let threads = threads.max(1);
     let per_sphere = windows.len().div_ceil(threads).min(16);
@@ -246,7 +244,7 @@ pub fn evaluate_with_memory(
     epoch: usize,
     step: u64,
     memory: &Memory,
-) -> Result<(EvalStats, MemoryEval), String> {
+) -> Result<(EvalStats, MemoryEval), TrainError> {
     check_vocabularies(model, memory)?;
     let (stats, losses) =
         plain_with_losses(spheres, model, val, windows, bytes_per_token, (epoch, step));
@@ -268,7 +266,7 @@ pub fn evaluate_fitting_memory(
     epoch: usize,
     step: u64,
     memory: Option<&mut Memory>,
-) -> Result<EvalStats, String> {
+) -> Result<EvalStats, TrainError> {
     let Some(memory) = memory else {
         return Ok(evaluate(
             spheres,
@@ -340,7 +338,7 @@ pub fn fit_memory(
     val: &TokenDataset,
     windows: &EvalWindows,
     threads: usize,
-) -> Result<FitStats, String> {
+) -> Result<FitStats, TrainError> {
     check_vocabularies(model, memory)?;
     let mut spheres = evaluation_spheres(model, val, windows, threads)?;
     fit_memory_on(&mut spheres, model, memory, val, windows)
@@ -353,7 +351,7 @@ pub fn fit_memory_on(
     memory: &mut Memory,
     val: &TokenDataset,
     windows: &EvalWindows,
-) -> Result<FitStats, String> {
+) -> Result<FitStats, TrainError> {
     check_vocabularies(model, memory)?;
     let (_, _, losses) = model_losses(spheres, model, val, windows);
     Ok(fit_on_losses(memory, val, windows, &losses))
@@ -380,13 +378,12 @@ fn probabilities(losses: &[f32]) -> Vec<f32> {
     losses.iter().map(|l| (-l).exp()).collect()
 }
 
-fn check_vocabularies(model: &Gpt, memory: &Memory) -> Result<(), String> {
+fn check_vocabularies(model: &Gpt, memory: &Memory) -> Result<(), TrainError> {
     if memory.vocab_size() != model.config.vocab_size {
-        return Err(format!(
-            "the memory's vocabulary has {} tokens, the model's {}",
-            memory.vocab_size(),
-            model.config.vocab_size
-        ));
+        return Err(TrainError::MemoryVocabulary {
+            memory: memory.vocab_size(),
+            model: model.config.vocab_size,
+        });
     }
     Ok(())
 }

@@ -264,6 +264,9 @@ pub enum Event {
     /// problem): e.g. the size `--preset auto` chose.
     Info(String),
     Warning(String),
+    /// The run ended on an error: its message ([`TrainError`](crate::TrainError)'s,
+    /// which names the setting, file or rank and what to do), for the front
+    /// end to print.
     Error(String),
     Finished(Summary),
 }

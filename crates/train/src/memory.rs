@@ -202,32 +202,67 @@ pub fn format_gib(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Why a run or an evaluation does not fit in this machine's memory: the
+/// settings (`what`) and the sizes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryShortfall {
+    #[error("{what} needs more memory than can be counted (over 16 EiB); use smaller settings")]
+    Uncountable { what: String },
+    #[error(
+        "{what} needs about {} of memory; this machine has {} available",
+        format_gib(*need),
+        format_gib(*available)
+    )]
+    MoreThanAvailable {
+        what: String,
+        need: u64,
+        available: u64,
+    },
+    #[error(
+        "{what} needs about {} of memory, more than this tool will try to allocate",
+        format_gib(*need)
+    )]
+    Absurd { what: String, need: u64 },
+}
+
+/// For callers whose own errors are still messages: `?` keeps the text.
+impl From<MemoryShortfall> for String {
+    fn from(e: MemoryShortfall) -> String {
+        e.to_string()
+    }
+}
+
 /// Refuses a need this machine cannot hold. `what` names the settings,
 /// e.g. "batch size 16 x sequence length 128 on 2 spheres"; the message
-/// reads "<what> needs about 812.3 GiB of memory; this machine has 21.4 GiB
+/// reads "`<what>` needs about 812.3 GiB of memory; this machine has 21.4 GiB
 /// available". Where the free memory is unknown only absurd needs (over
 /// [`ABSURD_BYTES`], or overflowing) are refused.
-pub fn check_fits(need: &MemoryNeed, what: &str) -> Result<(), String> {
+pub fn check_fits(need: &MemoryNeed, what: &str) -> Result<(), MemoryShortfall> {
     check_fits_in(need, what, available_memory_bytes())
 }
 
 /// [`check_fits`] against a given amount of free memory (`None`: unknown).
-pub fn check_fits_in(need: &MemoryNeed, what: &str, available: Option<u64>) -> Result<(), String> {
+pub fn check_fits_in(
+    need: &MemoryNeed,
+    what: &str,
+    available: Option<u64>,
+) -> Result<(), MemoryShortfall> {
+    let what = what.to_string();
     if need.overflowed() {
-        return Err(format!(
-            "{what} needs more memory than can be counted (over 16 EiB); use smaller settings"
-        ));
+        return Err(MemoryShortfall::Uncountable { what });
     }
     match available {
-        Some(free) if need.total_bytes > free => Err(format!(
-            "{what} needs about {} of memory; this machine has {} available",
-            format_gib(need.total_bytes),
-            format_gib(free)
-        )),
-        None if need.total_bytes > ABSURD_BYTES => Err(format!(
-            "{what} needs about {} of memory, more than this tool will try to allocate",
-            format_gib(need.total_bytes)
-        )),
+        Some(available) if need.total_bytes > available => {
+            Err(MemoryShortfall::MoreThanAvailable {
+                what,
+                need: need.total_bytes,
+                available,
+            })
+        }
+        None if need.total_bytes > ABSURD_BYTES => Err(MemoryShortfall::Absurd {
+            what,
+            need: need.total_bytes,
+        }),
         _ => Ok(()),
     }
 }
@@ -250,7 +285,7 @@ pub fn check_training_fits(
     config: &TrainConfig,
     model: &ModelConfig,
     threads: usize,
-) -> Result<MemoryNeed, String> {
+) -> Result<MemoryNeed, MemoryShortfall> {
     let need = training_memory(config, model, threads);
     check_fits(&need, &describe_training(config, threads)).map(|()| need)
 }
@@ -369,7 +404,7 @@ mod tests {
         let m = model("seed", 50_000, 1_000_000);
         let need = training_memory(&config, &m, 2);
         assert!(need.total_bytes > ABSURD_BYTES);
-        let err = check_fits_in(&need, "this", None).unwrap_err();
+        let err = check_fits_in(&need, "this", None).unwrap_err().to_string();
         assert!(err.starts_with("this needs "), "{err}");
 
         let huge = TrainConfig {
@@ -385,6 +420,7 @@ mod tests {
         assert!(
             check_fits_in(&need, "x", Some(u64::MAX))
                 .unwrap_err()
+                .to_string()
                 .contains("more memory than can be counted")
         );
         assert_eq!(
@@ -405,7 +441,9 @@ mod tests {
         let need = training_memory(&config, &m, 2);
         let what = describe_training(&config, 2);
         assert_eq!(what, "batch size 100000 x sequence length 128 on 2 spheres");
-        let err = check_fits_in(&need, &what, Some(21 * (1 << 30) + (1 << 29))).unwrap_err();
+        let err = check_fits_in(&need, &what, Some(21 * (1 << 30) + (1 << 29)))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("batch size 100000 x sequence length 128 on 2 spheres needs about "),
             "{err}"

@@ -6,6 +6,9 @@
 //!   v = b2 v + (1 - b2) g^2
 //!   m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
 //!   p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)     (wd only on matrices)
+//!
+//! Its checkpoint records (`AdamW::resume`, `OptimizerRef::from`) are in
+//! `checkpoint.rs`, beside the format they convert to.
 
 use std::ops::Range;
 
@@ -161,32 +164,6 @@ pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> (f32, bool) {
         (norm, true)
     } else {
         (norm, false)
-    }
-}
-
-impl AdamW {
-    /// Resuming: an optimizer that continues exactly where `saved` stopped.
-    pub fn resume(
-        saved: crate::checkpoint::OptimizerState,
-        layout: &cllm_core::ParamLayout,
-    ) -> AdamW {
-        let mut opt = AdamW::new(saved.config, 0, layout.decay_ranges());
-        opt.m = saved.m;
-        opt.v = saved.v;
-        opt.step = saved.step;
-        opt
-    }
-}
-
-/// Saving: the live optimizer borrowed for the checkpoint writer.
-impl<'a> From<&'a AdamW> for crate::checkpoint::OptimizerRef<'a> {
-    fn from(opt: &'a AdamW) -> Self {
-        crate::checkpoint::OptimizerRef {
-            config: &opt.config,
-            step: opt.step,
-            m: &opt.m,
-            v: &opt.v,
-        }
     }
 }
 

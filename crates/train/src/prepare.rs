@@ -5,13 +5,14 @@
 //! the result.
 
 use crate::config::{TokenizerKind, TrainConfig};
+use crate::error::TrainError;
 use crate::events::{Event, Phase};
 use cllm_data::dataset::{Split, TokenDataset, split_texts};
 use cllm_data::fingerprint::DataFingerprint;
 use cllm_data::scan::{self, FileStatus, ScanOptions};
 use cllm_data::tokenizer::Tokenizer;
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Everything the trainer needs from the data.
@@ -26,24 +27,12 @@ pub struct Prepared {
 
 /// Why [`prepare`] gave no data: the user's Stop, or a failure (the
 /// message names the file and the problem).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     #[error("stopped before training began")]
     Stopped,
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<String> for PrepareError {
-    fn from(message: String) -> PrepareError {
-        PrepareError::Failed(message)
-    }
-}
-
-impl From<cllm_data::DataError> for PrepareError {
-    fn from(e: cllm_data::DataError) -> PrepareError {
-        PrepareError::Failed(e.to_string())
-    }
+    #[error(transparent)]
+    Failed(#[from] TrainError),
 }
 
 /// The files a run trains on, in a stable order.
@@ -51,7 +40,7 @@ pub fn gather_files(
     config: &TrainConfig,
     cancel: &AtomicBool,
     emit: &mut dyn FnMut(Event),
-) -> Result<Vec<(PathBuf, String)>, String> {
+) -> Result<Vec<(PathBuf, String)>, TrainError> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     if !config.files.is_empty() {
         for path in &config.files {
@@ -73,7 +62,7 @@ pub fn gather_files(
                 files.push((f.path.clone(), f.relative.display().to_string()));
             }
         };
-        scan::scan(&opts, cancel, &mut on_file)?;
+        scan::scan(&opts, cancel, &mut on_file).map_err(TrainError::data)?;
     }
     if files.is_empty() {
         return Err(no_files(config));
@@ -83,7 +72,7 @@ pub fn gather_files(
     Ok(files)
 }
 
-fn no_files(config: &TrainConfig) -> String {
+fn no_files(config: &TrainConfig) -> TrainError {
     let where_ = config
         .data
         .iter()
@@ -102,7 +91,10 @@ fn no_files(config: &TrainConfig) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!("no usable text files in {where_} (looked for {kinds}; see --ext)")
+    TrainError::NoFiles {
+        places: where_,
+        kinds,
+    }
 }
 
 /// The `(name, cleaned text)` of every file a run trains on, in
@@ -132,13 +124,14 @@ fn gather_texts(
         if let (FileStatus::Kept, Some(text)) = (&f.status, text) {
             found.push((f.path, f.relative.display().to_string(), text));
         }
-    })?;
+    })
+    .map_err(TrainError::data)?;
     // A cancelled scan ends early, and may then have found nothing.
     if cancel.load(Ordering::Relaxed) {
         return Err(PrepareError::Stopped);
     }
     if found.is_empty() {
-        return Err(PrepareError::Failed(no_files(config)));
+        return Err(no_files(config).into());
     }
     found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
@@ -150,8 +143,11 @@ fn gather_texts(
 
 /// Reads and cleans every file (in parallel); a file that fails to read is
 /// an error naming it, since the user selected it.
-pub fn read_texts(files: &[(PathBuf, String)]) -> Result<Vec<(String, String)>, String> {
-    read_texts_until(files, &AtomicBool::new(false)).map_err(|e| e.to_string())
+pub fn read_texts(files: &[(PathBuf, String)]) -> Result<Vec<(String, String)>, TrainError> {
+    files
+        .par_iter()
+        .map(|(path, name)| read_text(path, name))
+        .collect()
 }
 
 /// [`read_texts`] that stops reading as soon as `cancel` is set.
@@ -165,11 +161,16 @@ fn read_texts_until(
             if cancel.load(Ordering::Relaxed) {
                 return Err(PrepareError::Stopped);
             }
-            cllm_data::clean::read_clean(path)
-                .map(|text| (name.clone(), text))
-                .map_err(PrepareError::from)
+            Ok(read_text(path, name)?)
         })
         .collect()
+}
+
+/// One file's `(name, cleaned text)`.
+fn read_text(path: &Path, name: &str) -> Result<(String, String), TrainError> {
+    cllm_data::clean::read_clean(path)
+        .map(|text| (name.to_string(), text))
+        .map_err(TrainError::data)
 }
 
 /// The validation split of `config`'s data as text, exactly as
@@ -222,7 +223,7 @@ pub fn prepare(
                 if stopped() {
                     return Err(PrepareError::Stopped);
                 }
-                trained?
+                trained.map_err(TrainError::data)?
             }
         },
     };

@@ -10,6 +10,7 @@
 //! model or the optimisation). Nothing is silently ignored.
 
 use super::TrainConfig;
+use super::error::TrainError;
 use serde_json::{Map, Value};
 
 /// A setting's config field name and the name a person knows it by.
@@ -65,11 +66,13 @@ pub fn resumed_config(
     saved: &TrainConfig,
     user: &TrainConfig,
     given: &[String],
-) -> Result<(TrainConfig, Vec<String>), String> {
-    let to_map = |c: &TrainConfig| -> Result<Map<String, Value>, String> {
-        match serde_json::to_value(c).map_err(|e| e.to_string())? {
+) -> Result<(TrainConfig, Vec<String>), TrainError> {
+    let to_map = |c: &TrainConfig| -> Result<Map<String, Value>, TrainError> {
+        match serde_json::to_value(c).map_err(TrainError::MergedSettings)? {
             Value::Object(m) => Ok(m),
-            _ => Err("a training config is not a JSON object".into()),
+            _ => Err(TrainError::MergedSettings(serde::de::Error::custom(
+                "a training config is not a JSON object",
+            ))),
         }
     };
     let saved_map = to_map(saved)?;
@@ -119,14 +122,10 @@ pub fn resumed_config(
         }
     }
     if !refused.is_empty() {
-        return Err(format!(
-            "cannot resume with changed settings: {}. A resumed run continues with the \
-             checkpoint's settings; drop these flags, or start a new run without --resume",
-            refused.join("; ")
-        ));
+        return Err(TrainError::ChangedSettings(refused));
     }
     let config: TrainConfig =
-        serde_json::from_value(Value::Object(merged)).map_err(|e| e.to_string())?;
+        serde_json::from_value(Value::Object(merged)).map_err(TrainError::MergedSettings)?;
     Ok((
         TrainConfig {
             given: user.given.clone(),
@@ -209,7 +208,9 @@ mod tests {
             ..TrainConfig::default()
         };
         let given = vec!["lr".to_string(), "batch_size".to_string()];
-        let err = resumed_config(&saved(), &user, &given).unwrap_err();
+        let err = resumed_config(&saved(), &user, &given)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("learning rate (--lr) is 0.001 in the checkpoint, 0.01 was given"),
             "{err}"

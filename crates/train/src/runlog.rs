@@ -12,6 +12,7 @@
 //! Version 1 logs (step / eval / resume lines only) still load.
 
 use super::TrainConfig;
+use super::error::TrainError;
 use super::events::{EvalStats, RunInfo, SphereStats, StepStats, Summary};
 use cllm_core::ModelConfig;
 use serde::Serialize;
@@ -217,14 +218,18 @@ struct ResumeLine {
 impl RunLog {
     /// Starts the log of a new run in `runs_dir/<run_name>` (the name must
     /// already be unique: [`unique_run_name`]).
-    pub fn create(config: &TrainConfig, model: &ModelConfig) -> Result<RunLog, String> {
+    pub fn create(config: &TrainConfig, model: &ModelConfig) -> Result<RunLog, TrainError> {
         Self::open(config, model, None)
     }
 
     /// Continues the log of a resumed run at `step`: appends a
     /// `{"kind":"resume","step":N}` line, after which the run's lines from
     /// step N on replace any the earlier session wrote past its checkpoint.
-    pub fn resume(config: &TrainConfig, model: &ModelConfig, step: u64) -> Result<RunLog, String> {
+    pub fn resume(
+        config: &TrainConfig,
+        model: &ModelConfig,
+        step: u64,
+    ) -> Result<RunLog, TrainError> {
         Self::open(config, model, Some(step))
     }
 
@@ -232,19 +237,20 @@ impl RunLog {
         config: &TrainConfig,
         model: &ModelConfig,
         resumed_at: Option<u64>,
-    ) -> Result<RunLog, String> {
+    ) -> Result<RunLog, TrainError> {
         let dir = config.runs_dir.join(&config.run_name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create run folder {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io("create run folder", &dir, e))?;
         let cfg = RunConfig {
             train: config,
             model,
             program_version: env!("CARGO_PKG_VERSION"),
         };
-        let json = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string_pretty(&cfg).map_err(|source| TrainError::Json {
+            what: "the run's config",
+            source,
+        })?;
         let cfg_path = dir.join("config.json");
-        std::fs::write(&cfg_path, json)
-            .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
+        std::fs::write(&cfg_path, json).map_err(|e| TrainError::io("write", &cfg_path, e))?;
         let metrics_path = dir.join("metrics.jsonl");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -252,7 +258,7 @@ impl RunLog {
             .append(resumed_at.is_some())
             .truncate(resumed_at.is_none())
             .open(&metrics_path)
-            .map_err(|e| format!("cannot open {}: {e}", metrics_path.display()))?;
+            .map_err(|e| TrainError::io("open", &metrics_path, e))?;
         let mut log = RunLog {
             dir,
             metrics: BufWriter::new(file),
@@ -294,7 +300,7 @@ impl RunLog {
 
     /// What the run trains (files, tokens, parameters, workspace), once
     /// data and model are ready.
-    pub fn ready(&mut self, info: &RunInfo) -> Result<(), String> {
+    pub fn ready(&mut self, info: &RunInfo) -> Result<(), TrainError> {
         self.write_json(&InfoLine {
             kind: "info",
             info,
@@ -304,7 +310,7 @@ impl RunLog {
 
     /// A step, and the spheres' work after it (a `spheres` line every few
     /// seconds).
-    pub fn step(&mut self, s: &StepStats, spheres: &[SphereStats]) -> Result<(), String> {
+    pub fn step(&mut self, s: &StepStats, spheres: &[SphereStats]) -> Result<(), TrainError> {
         self.last_step = s.step;
         self.write_json(&StepLine {
             kind: "step",
@@ -337,7 +343,7 @@ impl RunLog {
         Ok(())
     }
 
-    pub fn eval(&mut self, e: &EvalStats) -> Result<(), String> {
+    pub fn eval(&mut self, e: &EvalStats) -> Result<(), TrainError> {
         self.write_json(&EvalLine {
             kind: "eval",
             stats: e,
@@ -352,7 +358,7 @@ impl RunLog {
         summary: &Summary,
         stopped: bool,
         spheres: &[SphereStats],
-    ) -> Result<(), String> {
+    ) -> Result<(), TrainError> {
         let (status, reason) = if stopped {
             ("stopped", format!("stopped at step {}", summary.steps))
         } else if summary.stopped_early {
@@ -396,17 +402,15 @@ impl RunLog {
             .collect()
     }
 
-    fn write_json(&mut self, value: &impl Serialize) -> Result<(), String> {
-        let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    fn write_json(&mut self, value: &impl Serialize) -> Result<(), TrainError> {
+        let json = serde_json::to_string(value).map_err(|source| TrainError::Json {
+            what: "a metrics line",
+            source,
+        })?;
         // Flushed per line: a crash loses at most the line being written.
         writeln!(self.metrics, "{json}")
             .and_then(|_| self.metrics.flush())
-            .map_err(|e| {
-                format!(
-                    "cannot write {}: {e}",
-                    self.dir.join("metrics.jsonl").display()
-                )
-            })
+            .map_err(|e| TrainError::io("write", self.dir.join("metrics.jsonl"), e))
     }
 }
 

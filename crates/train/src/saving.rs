@@ -3,6 +3,7 @@
 //! it replaces.
 
 use super::TrainConfig;
+use super::error::TrainError;
 use super::events::{Event, SaveReason};
 use super::optimizer::AdamW;
 use crate::checkpoint::{self, CheckpointRef, OptimizerRef, TrainingState};
@@ -24,7 +25,7 @@ pub fn keep_previous_output(
     output: &Path,
     checkpoint_dir: &Path,
     this_run: &str,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<PathBuf>, TrainError> {
     if std::fs::symlink_metadata(output).is_err() {
         return Ok(None);
     }
@@ -52,22 +53,21 @@ pub fn keep_previous_output(
         kept = output.with_file_name(format!("{stem}.before-{this_run}-{n}.cllm"));
         n += 1;
     }
-    std::fs::rename(output, &kept).map_err(|e| {
-        format!(
-            "cannot keep the previous {} as {}: {e}",
-            output.display(),
-            kept.display()
-        )
-    })?;
+    if let Err(source) = std::fs::rename(output, &kept) {
+        return Err(TrainError::KeepPrevious {
+            output: output.to_path_buf(),
+            kept,
+            source,
+        });
+    }
     Ok(Some(kept))
 }
 
 /// Copies `from` to `to` through a synced temporary file and a rename, so
 /// `to` is never half-written.
-pub fn copy_atomically(from: &Path, to: &Path) -> Result<(), String> {
+pub fn copy_atomically(from: &Path, to: &Path) -> Result<(), TrainError> {
     if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io("create", dir, e))?;
     }
     let tmp = to.with_extension("cllm.tmp");
     let result = (|| {
@@ -75,13 +75,13 @@ pub fn copy_atomically(from: &Path, to: &Path) -> Result<(), String> {
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, to)
     })();
-    result.map_err(|e| {
+    result.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        format!(
-            "final model not written to {} (it is in {}): {e}",
-            to.display(),
-            from.display()
-        )
+        TrainError::CopyFinal {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -105,7 +105,7 @@ impl Saver {
         state: &TrainingState,
         memory: Option<&Memory>,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(), String> {
+    ) -> Result<(), TrainError> {
         let mut state = state.clone();
         // The run's repository memory, with the mix as last fitted.
         let memory = memory.map(Memory::to_bytes);
@@ -113,12 +113,7 @@ impl Saver {
         let ck = CheckpointRef {
             model: &model.config,
             params: &model.params,
-            optimizer: Some(OptimizerRef {
-                config: &opt.config,
-                step: opt.step,
-                m: &opt.m,
-                v: &opt.v,
-            }),
+            optimizer: Some(OptimizerRef::from(opt)),
             tokenizer_json: &self.tokenizer_json,
             train_config: &self.config,
             state: &state,
@@ -139,7 +134,7 @@ impl Saver {
                 emit(Event::Warning(format!("checkpoint not written: {e}")));
                 Ok(())
             }
-            Err(e) => Err(format!("final model not written: {e}")),
+            Err(e) => Err(TrainError::FinalNotWritten(e)),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! machine state. Used by `cllm bench --threads`.
 
 use crate::cluster::Cluster;
+use crate::error::TrainError;
 use crate::optimizer::{AdamW, AdamWConfig};
 use crate::spheres::{Spheres, StepInput};
 use cllm_core::ops::bf16::Precision;
@@ -40,7 +41,7 @@ pub fn measure(
     seq: usize,
     thread_counts: &[usize],
     steps: usize,
-) -> Result<Vec<ScalingPoint>, String> {
+) -> Result<Vec<ScalingPoint>, TrainError> {
     measure_in_cluster(
         cfg,
         batch,
@@ -64,14 +65,14 @@ pub fn measure_in_cluster(
     steps: usize,
     cluster: &Cluster,
     precision: Precision,
-) -> Result<Vec<ScalingPoint>, String> {
+) -> Result<Vec<ScalingPoint>, TrainError> {
     if seq > cfg.n_ctx {
-        return Err(format!(
-            "sequence length {seq} exceeds the preset's context {}",
-            cfg.n_ctx
-        ));
+        return Err(TrainError::LongerThanContext {
+            seq_len: seq,
+            n_ctx: cfg.n_ctx,
+        });
     }
-    let mut model = Gpt::new(cfg.clone(), 1)?;
+    let mut model = Gpt::new(cfg.clone(), 1).map_err(TrainError::model)?;
     model.set_precision(precision);
     let mut rng = Rng::new(7);
     let n = batch * seq;

@@ -1,11 +1,13 @@
-//! The trainer: a training run on its own thread (`spawn`). Front ends talk
+//! The trainer: a training run on its own thread ([`spawn`]). Front ends talk
 //! to it only through the command and event channels. [`run`] is the loop;
 //! the phases it calls (data, model, step, evaluation, saving, finish) are
-//! methods of [`Run`](super::run::Run).
+//! methods of [`Run`].
 
 use super::TrainConfig;
 use super::cluster::Cluster;
+use super::error::TrainError;
 use super::events::{Command, Event, Summary};
+#[cfg(feature = "test-faults")]
 use super::faults::Faults;
 use super::run::Run;
 use crossbeam_channel::{Receiver, Sender};
@@ -14,6 +16,28 @@ use std::time::Instant;
 
 pub use super::evaluate::evaluate_model;
 pub use super::run::model_config_for;
+
+/// How a run is started besides its config.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// The ranks this process trains with, which must all run the same
+    /// config (MPI, or threads in tests); by default this machine alone.
+    pub cluster: Cluster,
+    /// Faults a test injects (the `test-faults` feature only).
+    #[cfg(feature = "test-faults")]
+    pub faults: Faults,
+}
+
+impl TrainOptions {
+    /// One rank of a distributed run over `cluster`.
+    pub fn in_cluster(cluster: Cluster) -> TrainOptions {
+        TrainOptions {
+            cluster,
+            #[cfg(feature = "test-faults")]
+            faults: Faults::default(),
+        }
+    }
+}
 
 /// A running training job: send it commands, drain its events.
 pub struct TrainerHandle {
@@ -37,18 +61,7 @@ impl TrainerHandle {
 /// Starts training on a new thread. Everything, including data preparation
 /// and errors, is reported through the event channel; the run ends with
 /// `Event::Finished` or `Event::Error`.
-pub fn spawn(config: TrainConfig) -> TrainerHandle {
-    spawn_with_faults(config, Faults::default())
-}
-
-/// [`spawn`] with faults injected (for tests of the run's guards).
-pub fn spawn_with_faults(config: TrainConfig, faults: Faults) -> TrainerHandle {
-    spawn_in_cluster(config, faults, Cluster::solo())
-}
-
-/// [`spawn`] as one rank of a distributed run: `cluster` connects it to the
-/// others (MPI, or threads in tests), which must run the same config.
-pub fn spawn_in_cluster(config: TrainConfig, faults: Faults, cluster: Cluster) -> TrainerHandle {
+pub fn spawn(config: TrainConfig, options: TrainOptions) -> TrainerHandle {
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
@@ -58,20 +71,18 @@ pub fn spawn_in_cluster(config: TrainConfig, faults: Faults, cluster: Cluster) -
                 let _ = ev_tx.send(e);
             };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_in_cluster(config, faults, cluster, &cmd_rx, &mut emit)
+                run(config, options, &cmd_rx, &mut emit)
             }));
             match outcome {
                 Ok(Ok(summary)) => emit(Event::Finished(summary)),
-                Ok(Err(message)) => emit(Event::Error(message)),
+                Ok(Err(e)) => emit(Event::Error(e.to_string())),
                 Err(panic) => {
                     let what = panic
                         .downcast_ref::<String>()
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_else(|| "unknown panic".into());
-                    emit(Event::Error(format!(
-                        "internal error in the trainer: {what}"
-                    )))
+                    emit(Event::Error(TrainError::Panic(what).to_string()))
                 }
             }
         })
@@ -84,34 +95,15 @@ pub fn spawn_in_cluster(config: TrainConfig, faults: Faults, cluster: Cluster) -
 }
 
 /// Runs one training job to the end on the calling thread: the phases in
-/// order, each a method of [`Run`]: the loop reads like nanoGPT's.
+/// order, each a method of [`Run`]: the loop reads like nanoGPT's. In a
+/// distributed run every rank reads and prepares the same data (checked by
+/// hash); rank 0 alone evaluates and saves.
 pub fn run(
     user_config: TrainConfig,
+    options: TrainOptions,
     commands: &Receiver<Command>,
     emit: &mut dyn FnMut(Event),
-) -> Result<Summary, String> {
-    run_with_faults(user_config, Faults::default(), commands, emit)
-}
-
-/// [`run`] with faults injected.
-pub fn run_with_faults(
-    user_config: TrainConfig,
-    faults: Faults,
-    commands: &Receiver<Command>,
-    emit: &mut dyn FnMut(Event),
-) -> Result<Summary, String> {
-    run_in_cluster(user_config, faults, Cluster::solo(), commands, emit)
-}
-
-/// [`run`] as one rank of a distributed run. Every rank reads and prepares
-/// the same data (checked by hash); rank 0 alone evaluates and saves.
-pub fn run_in_cluster(
-    user_config: TrainConfig,
-    faults: Faults,
-    cluster: Cluster,
-    commands: &Receiver<Command>,
-    emit: &mut dyn FnMut(Event),
-) -> Result<Summary, String> {
+) -> Result<Summary, TrainError> {
     let started = Instant::now();
     user_config.validate()?;
     let (config, resumed) = Run::settle_config(user_config, emit)?;
@@ -121,8 +113,10 @@ pub fn run_in_cluster(
         ));
         return Ok(Summary::empty(started.elapsed().as_secs_f64()));
     };
-    let mut run = Run::build(config, faults, prepared, resumed, started, cluster, emit)?;
-    let mut train = || -> Result<(), String> {
+    let mut run = Run::build(config, prepared, resumed, started, options.cluster, emit)?;
+    #[cfg(feature = "test-faults")]
+    run.inject(options.faults.with_environment());
+    let mut train = || -> Result<(), TrainError> {
         while !run.is_done() {
             let outcome = run.step(emit)?;
             let control = Control::read(commands);
@@ -135,9 +129,9 @@ pub fn run_in_cluster(
         }
         Ok(())
     };
-    if let Err(message) = train() {
-        run.log_failure(&message);
-        return Err(message);
+    if let Err(e) = train() {
+        run.log_failure(&e);
+        return Err(e);
     }
     run.finish(emit)
 }

@@ -58,7 +58,7 @@ struct Outcome {
 }
 
 fn run(config: TrainConfig) -> Outcome {
-    let handle = spawn(config);
+    let handle = spawn(config, Default::default());
     let (mut steps, mut events) = (Vec::new(), Vec::new());
     while let Ok(e) = handle.events.recv_timeout(Duration::from_secs(120)) {
         match e {

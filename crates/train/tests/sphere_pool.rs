@@ -10,7 +10,7 @@ use cllm_train::events::Event;
 use cllm_train::faults::Faults;
 use cllm_train::optimizer::{AdamW, AdamWConfig};
 use cllm_train::spheres::{Spheres, StepInput};
-use cllm_train::trainer::spawn_in_cluster;
+use cllm_train::trainer::{TrainOptions, spawn};
 use cllm_train::{TokenizerKind, TrainConfig, TrainerHandle};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -156,7 +156,11 @@ fn sphere_panic() -> Faults {
 fn a_sphere_that_panics_ends_the_run_with_an_error_and_no_threads_left() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let d = tempfile::tempdir().unwrap();
-    let handle = spawn_in_cluster(config(d.path(), 3), sphere_panic(), Cluster::solo());
+    let options = TrainOptions {
+        cluster: Cluster::solo(),
+        faults: sphere_panic(),
+    };
+    let handle = spawn(config(d.path(), 3), options);
     let error = error_of(handle);
     assert!(error.contains("sphere 1 failed at step 3"), "{error}");
     expect_sphere_threads(0);
@@ -169,11 +173,11 @@ fn a_sphere_that_panics_in_a_cluster_step_ends_every_rank_with_an_error() {
     let handles: Vec<TrainerHandle> = LocalCluster::ranks(2)
         .into_iter()
         .map(|r| {
-            spawn_in_cluster(
-                config(d.path(), 2),
-                sphere_panic(),
-                Cluster::new(Arc::new(r)),
-            )
+            let options = TrainOptions {
+                cluster: Cluster::new(Arc::new(r)),
+                faults: sphere_panic(),
+            };
+            spawn(config(d.path(), 2), options)
         })
         .collect();
     let errors: Vec<String> = std::thread::scope(|s| {

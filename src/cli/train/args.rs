@@ -273,7 +273,9 @@ pub(super) fn model_path(output: &Path) -> PathBuf {
 
 /// `--time`: a duration with units, in seconds.
 fn parse_time(text: &str) -> Result<f64, String> {
-    cllm_train::budget::parse_duration(text).map(|d| d.as_secs_f64())
+    cllm_train::budget::parse_duration(text)
+        .map(|d| d.as_secs_f64())
+        .map_err(String::from)
 }
 
 #[cfg(test)]

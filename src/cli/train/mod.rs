@@ -11,7 +11,7 @@ pub use terminal::clock;
 
 use cllm_train::cluster::Cluster;
 use cllm_train::events::{Event, Summary};
-use cllm_train::trainer::spawn_in_cluster;
+use cllm_train::trainer::{TrainOptions, spawn};
 use terminal::Terminal;
 
 pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
@@ -52,7 +52,7 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     use super::Failure;
     use super::interrupt::{Interrupts, StopSignal, shell_quote};
     let config = args.to_config()?;
-    config.validate()?;
+    config.validate().map_err(String::from)?;
     super::cluster::size_rayon_for_rank(&cluster, config.resolved_threads());
     let quiet = !cluster.is_writer();
     let cluster_size = cluster.size();
@@ -61,7 +61,7 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     let interrupts = Interrupts::watch(
         "again: quitting now, without the final checkpoint (the last one saved stays intact)",
     )?;
-    let handle = spawn_in_cluster(config, super::cluster::faults_for_tests(), cluster);
+    let handle = spawn(config, TrainOptions::in_cluster(cluster));
     let mut view = if args.json || quiet {
         None
     } else if cluster_size > 1 {

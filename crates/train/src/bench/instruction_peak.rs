@@ -3,9 +3,7 @@
 //! that also loads its operands can beat it, so the bench's step with every
 //! product at this peak (and every other op at its memory floor) is the
 //! machine's ceiling; the floor step at the kernels' measured peaks is what
-//! these kernels allow. On a Zen 4 the two were 11-20% apart in bf16: the
-//! kernel's 1024³ product ran at 185-210 GFLOP/s, `vdpbf16ps` from
-//! registers at 230-236.
+//! these kernels allow.
 //!
 //! FLOPs are not counted by hand: every lane multiplies ones, so the sum
 //! of the accumulators is the number of products the loop did.

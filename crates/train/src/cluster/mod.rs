@@ -13,8 +13,11 @@ pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 #[cfg(feature = "mpi")]
+mod polite_sum;
+#[cfg(feature = "mpi")]
 mod shared_window;
 
+use crate::error::TrainError;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -206,13 +209,16 @@ impl Cluster {
     pub fn agree<T: serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         value: T,
-    ) -> Result<T, String> {
+    ) -> Result<T, TrainError> {
         if !self.is_distributed() {
             return Ok(value);
         }
-        let mut bytes = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+        let mut bytes = serde_json::to_vec(&value).map_err(|source| TrainError::Json {
+            what: "the settings rank 0 sends",
+            source,
+        })?;
         self.broadcast(&mut bytes);
-        serde_json::from_slice(&bytes).map_err(|e| format!("rank 0's settings did not decode: {e}"))
+        serde_json::from_slice(&bytes).map_err(TrainError::Agreement)
     }
 
     /// One value per rank, on every rank (a sum where each rank fills its

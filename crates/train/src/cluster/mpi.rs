@@ -2,8 +2,9 @@
 //! `mpirun -np K cllm train`. Built only with the `mpi` cargo feature.
 
 use super::Collective;
+use super::polite_sum::sum_politely;
 use super::shared_window::NodeReduce;
-use mpi::collective::SystemOperation;
+use crate::error::TrainError;
 use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -57,13 +58,11 @@ impl MpiWorld {
     /// Initialises MPI. Calls from several threads (the trainer, the
     /// thread that all-reduces gradients while backward runs) need at least
     /// `MPI_THREAD_SERIALIZED`.
-    pub fn init() -> Result<MpiWorld, String> {
+    pub fn init() -> Result<MpiWorld, TrainError> {
         let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
-            .ok_or("MPI was already initialised")?;
+            .ok_or(TrainError::MpiInitialised)?;
         if threading < Threading::Serialized {
-            return Err(format!(
-                "this MPI library offers threading level {threading:?}; cllm needs Serialized"
-            ));
+            return Err(TrainError::MpiThreading(format!("{threading:?}")));
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
@@ -118,35 +117,6 @@ impl Drop for MpiWorld {
             node.free_shared_words();
         }
     }
-}
-
-/// An all-reduce (sum) that waits without spinning. A blocking MPI
-/// collective busy-polls while the other ranks are still in backward, and
-/// that poll takes a core from this rank's own sphere threads. So: a
-/// non-blocking all-reduce, tested with a yield and then short sleeps
-/// between tests (MPI progresses it inside each test).
-pub(super) fn sum_politely<T>(world: &SimpleCommunicator, buf: &mut [T])
-where
-    T: Copy + mpi::datatype::Equivalence,
-{
-    let send = buf.to_vec();
-    mpi::request::scope(|scope| {
-        let mut request =
-            world.immediate_all_reduce_into(scope, &send[..], &mut *buf, SystemOperation::sum());
-        let mut tries = 0u32;
-        loop {
-            match request.test() {
-                Ok(_) => break,
-                Err(pending) => request = pending,
-            }
-            tries += 1;
-            if tries < 64 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(std::time::Duration::from_micros(50));
-            }
-        }
-    });
 }
 
 impl Collective for MpiCluster {

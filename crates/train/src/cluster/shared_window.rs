@@ -2,9 +2,9 @@
 //! share (an MPI-3 shared window), and across hosts through MPI.
 //!
 //! Why: OpenMPI's all-reduce between two processes of one host copies each
-//! buffer through its own shared-memory fragments and sums on the way. For
-//! the `seed` preset's 70.7 MB of gradients that took 96.7 ms of a 327 ms
-//! step on 2 cores, most of it CPU time taken from the ranks' own compute.
+//! buffer through its own shared-memory fragments and sums on the way,
+//! which takes a large share of a step, most of it CPU time taken from the
+//! ranks' own compute.
 //! Here each rank of a host owns one segment of a window that every rank of
 //! the host maps (`MPI_Win_allocate_shared`), and a sum of `len` floats is:
 //!
@@ -27,7 +27,7 @@
 //! shares memory coherently. The sum is in rank order, the same on every
 //! rank and in every run, so runs with the same layout stay bit-identical.
 
-use super::mpi::sum_politely;
+use super::polite_sum::sum_politely;
 use crate::tree::share;
 use mpi::collective::SystemOperation;
 use mpi::ffi;

@@ -1,15 +1,17 @@
 //! Phase 2: building a run: model and optimizer (new, or from the checkpoint
-//! with its data checked), the plan, the sphere tree, the run's folder and log.
+//! with its data checked), the plan, the evaluators, the run's folder and
+//! log, the sphere tree.
 
 use super::timed::BudgetClock;
-use super::{Run, model_config_for};
+use super::{Batches, Learner, Measures, Outputs, Progress, Run, Validation, model_config_for};
 use crate::TrainConfig;
 use crate::auto;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::cluster::Cluster;
+use crate::config::AUTO;
+use crate::error::TrainError;
 use crate::evaluate::EvalWindows;
 use crate::events::{Event, Phase, RunInfo, Summary};
-use crate::faults::Faults;
 use crate::memory;
 use crate::optimizer::AdamW;
 use crate::plan::Plan;
@@ -19,28 +21,39 @@ use crate::runlog::{RunLog, unique_run_name};
 use crate::saving::Saver;
 use crate::schedule::Schedule;
 use crate::spheres::Spheres;
-use crate::watch::NormWatch;
 use cllm_core::Gpt;
 use cllm_core::ops::bf16::{Kernel, Precision};
 use cllm_data::batches::Batcher;
+use cllm_data::dataset::TokenDataset;
 use cllm_data::fingerprint::DataFingerprint;
+use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::code_eval::PeriodicCodeCheck;
 use cllm_memory::Memory;
 use cllm_memory::overlap::{REPEAT_SAMPLES, REPEAT_WINDOW, repeated_share};
+use std::path::Path;
 use std::time::Instant;
+
+/// What a run starts from: its model and optimizer, where it stands, its
+/// plan, and the memory a resumed checkpoint holds.
+struct Start {
+    model: Gpt,
+    opt: AdamW,
+    state: TrainingState,
+    plan: Plan,
+    saved_memory: Option<Vec<u8>>,
+}
 
 impl Run {
     /// Phase 2: the model and optimizer, new or from the checkpoint; the
-    /// plan, the sphere tree, the run's folder and log.
+    /// plan, the evaluators, the run's folder and log, the sphere tree.
     pub fn build(
         mut config: TrainConfig,
-        faults: Faults,
         prepared: Prepared,
         resumed: Option<Checkpoint>,
         started: Instant,
         cluster: Cluster,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<Run, String> {
+    ) -> Result<Run, TrainError> {
         let Prepared {
             tokenizer,
             train,
@@ -49,7 +62,6 @@ impl Run {
             fingerprint,
         } = prepared;
         let threads = config.resolved_threads();
-        let writer = cluster.is_writer();
         super::replicas::check_same_data(
             &cluster,
             &tokenizer.to_json(),
@@ -58,162 +70,57 @@ impl Run {
         )?;
         let ranks_before = resumed.as_ref().map(|ck| ck.train_config.ranks.max(1));
         config.ranks = cluster.size();
-        if resumed.is_none() && config.preset == auto::AUTO {
-            let vocab = tokenizer.vocab_size();
-            // Rank 0 measures and chooses; the others take its choice.
-            let speed = (config.time_budget_secs > 0.0 && writer)
-                .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
-            let choice = auto::choose(&config, train.tokens.len(), vocab, speed);
-            config.preset = choice.preset;
-            if !config.given.iter().any(|g| g == "seq_len") {
-                config.seq_len = choice.seq_len;
-            }
-            emit(Event::Info(choice.reason));
-            config = cluster.agree(config)?;
-            memory::check_training_fits(&config, &model_config_for(&config, vocab)?, threads)?;
+        if resumed.is_none() && config.preset == AUTO {
+            config = choose_size(config, &cluster, &train, tokenizer.vocab_size(), emit)?;
         }
-        if cluster.is_distributed() {
-            emit(Event::Info(format!(
-                "cluster: {}; {threads} sphere thread{} per rank; each step's {} sequences \
-                 shared by rank, then by sphere; rank 0 writes checkpoints and the log",
-                cluster.describe(),
-                if threads == 1 { "" } else { "s" },
-                config.batch_size * config.accum_steps
-            )));
-            if config.batch_size * config.accum_steps < cluster.size() {
-                emit(Event::Warning(format!(
-                    "a step has fewer sequences ({}) than there are ranks ({}): some ranks \
-                     idle; raise --batch-size",
-                    config.batch_size * config.accum_steps,
-                    cluster.size()
-                )));
-            }
-        }
-        if let Some(before) = ranks_before
-            && before != cluster.size()
-        {
-            emit(Event::Warning(format!(
-                "resumed on {} rank{} (the checkpoint was trained on {before}): each step sees \
-                 the same sequences, so the run differs from an uninterrupted one only by the \
-                 order gradients are summed in",
-                cluster.size(),
-                if cluster.size() == 1 { "" } else { "s" }
-            )));
-        }
-        let seq_len = config.seq_len;
-        let batcher = Batcher::new(&train, seq_len, config.seed)
-            .map_err(|e| format!("training data: {e}"))?;
+        announce_cluster(&config, &cluster, ranks_before, emit);
+        let batcher = Batcher::new(&train, config.seq_len, config.seed)
+            .map_err(|e| TrainError::TrainingData(e.to_string()))?;
         let windows = batcher.windows_per_epoch();
-        let mut notes = Vec::new();
         // A resumed run continues in its own folders unless given a new name.
         let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
-        let mut saved_memory = None;
-        let (mut model, opt, state, plan) = match resumed {
-            Some(ck) => {
-                saved_memory = ck.memory.clone();
-                restore(&config, ck, fingerprint, windows, threads, &mut notes)?
-            }
+        let mut notes = Vec::new();
+        let Start {
+            mut model,
+            opt,
+            state,
+            plan,
+            saved_memory,
+        } = match resumed {
+            Some(ck) => restore(&config, ck, fingerprint, windows, threads, &mut notes)?,
             None => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
         };
         for note in notes {
             emit(Event::Warning(note));
         }
-        if let Some(note) = cllm_core::ops::fast_math::cap_note() {
-            emit(Event::Info(note));
-        }
-        let precision = config.precision.resolve();
-        model.set_precision(precision);
-        if precision == Precision::Bf16 {
-            let kernel = Kernel::detect();
-            emit(Event::Info(format!(
-                "matmuls in bf16 with f32 accumulation ({}){}",
-                kernel.name(),
-                if kernel == Kernel::Model {
-                    ": this CPU lacks AVX512_BF16, so every product runs on the scalar model, slowly"
-                } else {
-                    ""
-                }
-            )));
-        }
-        if model.config.vocab_size < tokenizer.vocab_size() {
-            return Err(format!(
-                "the model's vocabulary ({}) is smaller than the tokenizer's ({})",
-                model.config.vocab_size,
-                tokenizer.vocab_size()
-            ));
-        }
-        if seq_len > model.config.n_ctx {
-            return Err(format!(
-                "sequence length {seq_len} is longer than the model's context {}",
-                model.config.n_ctx
-            ));
-        }
+        set_precision(&mut model, &config, emit);
+        check_model_fits_data(&model, &tokenizer, config.seq_len)?;
 
         // Rank 0 alone evaluates and saves: the others need no memory and
         // no code check.
-        let repo_memory = if config.memory && writer {
-            Some(repository_memory(
+        let writer = cluster.is_writer();
+        let repo_memory = (config.memory && writer).then(|| {
+            repository_memory(
                 saved_memory.as_deref(),
                 &train.tokens,
                 model.config.vocab_size,
                 emit,
-            ))
-        } else {
-            None
-        };
+            )
+        });
         if let Some(memory) = &repo_memory {
             report_repeated_validation(memory, &val.tokens, emit);
         }
-
         let code_check = if config.eval_gen > 0 && writer {
-            let check = PeriodicCodeCheck::new(
-                &val,
-                &tokenizer,
-                model.config.n_ctx,
-                config.eval_gen,
-                config.seed,
-            )?;
-            if check.prompts.is_empty() {
-                emit(Event::Warning(format!(
-                    "--eval-gen: the validation split has no usable C function openings \
-                     ({} functions found): no code check in this run",
-                    check.openings_found
-                )));
-                None
-            } else {
-                Some(check)
-            }
+            code_check(&config, &val, &tokenizer, model.config.n_ctx, emit)?
         } else {
             None
         };
 
-        // The run's own folder, under a name no other run has.
-        let continues_its_run = saved_run_name.as_deref() == Some(config.run_name.as_str())
-            && !config.run_name.is_empty();
-        if !continues_its_run && writer {
-            let name = unique_run_name(&config);
-            if !config.run_name.is_empty() && name != config.run_name {
-                emit(Event::Warning(format!(
-                    "a run named '{}' already exists: this run is '{name}'",
-                    config.run_name
-                )));
-            }
-            config.run_name = name;
-        }
+        config.run_name = run_name(&config, saved_run_name.as_deref(), writer, emit);
         config.run_name = cluster.agree(config.run_name)?;
         let run_dir = config.checkpoint_dir.join(&config.run_name);
-        let mut log = if writer {
-            std::fs::create_dir_all(&run_dir).map_err(|e| {
-                format!(
-                    "cannot create the run's checkpoint folder {}: {e}",
-                    run_dir.display()
-                )
-            })?;
-            Some(if state.step > 0 {
-                RunLog::resume(&config, &model.config, state.step)?
-            } else {
-                RunLog::create(&config, &model.config)?
-            })
+        let log = if writer {
+            Some(open_log(&config, &model, &run_dir, state.step)?)
         } else {
             None
         };
@@ -225,44 +132,41 @@ impl Run {
             &model,
             threads,
             config.batch_size.div_ceil(cluster.size()),
-            seq_len,
+            config.seq_len,
         );
         spheres.join_cluster(cluster.clone());
         spheres.share_packs(&mut model);
-        let val_windows =
-            EvalWindows::overlapping(&val, seq_len, config.eval_batches * config.batch_size);
-        if val_windows.is_empty() {
-            emit(Event::Warning(format!(
-                "the validation split ({} tokens) is too small to evaluate at sequence length \
-                 {seq_len}: no validation loss, no best checkpoint and no early stopping in \
-                 this run{}",
-                val.tokens.len(),
-                if config.val_fraction > 0.0 {
-                    "; raise --val-fraction or add data"
-                } else {
-                    " (validation fraction is 0)"
-                }
-            )));
-        }
-        let bytes_per_token = if val.tokens.is_empty() {
-            train.bytes as f64 / train.tokens.len().max(1) as f64
-        } else {
-            val.bytes as f64 / val.tokens.len() as f64
+        let validation = Validation {
+            windows: validation_windows(&config, &val, emit),
+            bytes_per_token: bytes_per_token(&train, &val),
+            val,
+            memory: repo_memory,
+            code_check,
+        };
+        let mut outputs = Outputs {
+            run_dir,
+            saver: Saver {
+                config: config.clone(),
+                tokenizer_json: tokenizer.to_json(),
+                started,
+                last_saved: None,
+            },
+            log,
         };
         let info = RunInfo {
             files,
             train_tokens: train.tokens.len(),
-            val_tokens: val.tokens.len(),
+            val_tokens: validation.val.tokens.len(),
             vocab_size: model.config.vocab_size,
             params: model.layout.total,
             threads,
             total_steps: if plan.is_pending() { 0 } else { plan.last_step },
             first_step: state.step,
             run_name: config.run_name.clone(),
-            run_dir: run_dir.clone(),
+            run_dir: outputs.run_dir.clone(),
             workspace_bytes: spheres.workspace_bytes(),
         };
-        if let Some(log) = log.as_mut() {
+        if let Some(log) = outputs.log.as_mut() {
             log.ready(&info)?; // the log's `info` line (runlog)
         }
         emit(Event::Ready(info));
@@ -270,68 +174,260 @@ impl Run {
         emit(Event::Spheres(spheres.stats()));
 
         let seqs_per_step = config.batch_size * config.accum_steps;
-        let schedule = Schedule {
-            kind: config.schedule,
-            base_lr: config.lr,
-            min_lr: config.min_lr,
-            warmup_steps: config.warmup_steps,
-            total_steps: plan.horizon,
-        };
         let mut summary = Summary::empty(0.0);
         summary.best_val_loss = state.best_val_loss;
-        let budget = plan.is_pending().then(|| {
-            // A new budget given on resume counts from now; otherwise the
-            // time already trained counts against it.
-            let fresh_budget = config.given.iter().any(|g| g == "time_budget_secs");
-            let before = if fresh_budget {
-                0.0
-            } else {
-                state.elapsed_secs
-            };
-            BudgetClock::new(config.time_budget_secs, before, started)
-        });
         Ok(Run {
-            faults,
-            saver: Saver {
-                config: config.clone(),
-                tokenizer_json: tokenizer.to_json(),
-                started,
-                last_saved: None,
+            progress: Progress {
+                schedule: Schedule {
+                    kind: config.schedule,
+                    base_lr: config.lr,
+                    min_lr: config.min_lr,
+                    warmup_steps: config.warmup_steps,
+                    total_steps: plan.horizon,
+                },
+                budget: budget_clock(&config, &state, &plan, started),
+                first_step: state.step,
+                state,
+                plan,
             },
-            repo_memory,
-            code_check,
-            tokenizer,
-            val,
-            model,
-            opt,
-            first_step: state.step,
-            state,
-            plan,
-            schedule,
+            batches: Batches {
+                tokenizer,
+                batcher,
+                inputs: vec![0u32; seqs_per_step * config.seq_len],
+                targets: vec![0u32; seqs_per_step * config.seq_len],
+            },
+            learner: Learner { model, opt },
+            validation,
+            outputs,
+            measures: Measures::new(summary),
             spheres,
-            batcher,
-            val_windows,
-            bytes_per_token,
-            log,
             cluster,
-            run_dir,
-            summary,
-            inputs: vec![0u32; seqs_per_step * seq_len],
-            targets: vec![0u32; seqs_per_step * seq_len],
-            bad_in_a_row: 0,
-            norm_watch: NormWatch::default(),
-            tokens_done: 0,
-            train_started: Instant::now(),
-            epoch_started: Instant::now(),
-            budget,
-            last_eval_secs: None,
-            last_eval_step: None,
-            last_save_secs: None,
-            between_steps_secs: 0.0,
-            last_val_loss: None,
             config,
+            #[cfg(feature = "test-faults")]
+            faults: Default::default(),
         })
     }
+}
+
+/// `--preset auto` resolved for the data read: rank 0 measures this
+/// machine's speed (for a run given time) and chooses; the others take its
+/// choice. The choice is checked against the memory.
+fn choose_size(
+    mut config: TrainConfig,
+    cluster: &Cluster,
+    train: &TokenDataset,
+    vocab: usize,
+    emit: &mut dyn FnMut(Event),
+) -> Result<TrainConfig, TrainError> {
+    let threads = config.resolved_threads();
+    let speed = (config.time_budget_secs > 0.0 && cluster.is_writer())
+        .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
+    let choice = auto::choose(&config, train.tokens.len(), vocab, speed);
+    config.preset = choice.preset;
+    if !config.given.iter().any(|g| g == "seq_len") {
+        config.seq_len = choice.seq_len;
+    }
+    emit(Event::Info(choice.reason));
+    let config = cluster.agree(config)?;
+    memory::check_training_fits(&config, &model_config_for(&config, vocab)?, threads)?;
+    Ok(config)
+}
+
+/// What a distributed run is made of, a step too small for its ranks, and
+/// a resumed run on another number of ranks than its checkpoint's.
+fn announce_cluster(
+    config: &TrainConfig,
+    cluster: &Cluster,
+    ranks_before: Option<usize>,
+    emit: &mut dyn FnMut(Event),
+) {
+    let threads = config.resolved_threads();
+    let seqs_per_step = config.batch_size * config.accum_steps;
+    if cluster.is_distributed() {
+        emit(Event::Info(format!(
+            "cluster: {}; {threads} sphere thread{} per rank; each step's {seqs_per_step} \
+             sequences shared by rank, then by sphere; rank 0 writes checkpoints and the log",
+            cluster.describe(),
+            if threads == 1 { "" } else { "s" },
+        )));
+        if seqs_per_step < cluster.size() {
+            emit(Event::Warning(format!(
+                "a step has fewer sequences ({seqs_per_step}) than there are ranks ({}): some \
+                 ranks idle; raise --batch-size",
+                cluster.size()
+            )));
+        }
+    }
+    if let Some(before) = ranks_before
+        && before != cluster.size()
+    {
+        emit(Event::Warning(format!(
+            "resumed on {} rank{} (the checkpoint was trained on {before}): each step sees \
+             the same sequences, so the run differs from an uninterrupted one only by the \
+             order gradients are summed in",
+            cluster.size(),
+            if cluster.size() == 1 { "" } else { "s" }
+        )));
+    }
+}
+
+/// The run's matmul precision, said when it is bf16 (and when a capped
+/// instruction set slows the f32 maths).
+fn set_precision(model: &mut Gpt, config: &TrainConfig, emit: &mut dyn FnMut(Event)) {
+    if let Some(note) = cllm_core::ops::fast_math::cap_note() {
+        emit(Event::Info(note));
+    }
+    let precision = config.precision.resolve();
+    model.set_precision(precision);
+    if precision == Precision::Bf16 {
+        let kernel = Kernel::detect();
+        emit(Event::Info(format!(
+            "matmuls in bf16 with f32 accumulation ({}){}",
+            kernel.name(),
+            if kernel == Kernel::Model {
+                ": this CPU lacks AVX512_BF16, so every product runs on the scalar model, slowly"
+            } else {
+                ""
+            }
+        )));
+    }
+}
+
+/// The model must know every token and hold a whole sequence.
+fn check_model_fits_data(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    seq_len: usize,
+) -> Result<(), TrainError> {
+    if model.config.vocab_size < tokenizer.vocab_size() {
+        return Err(TrainError::VocabularyTooSmall {
+            model: model.config.vocab_size,
+            tokenizer: tokenizer.vocab_size(),
+        });
+    }
+    if seq_len > model.config.n_ctx {
+        return Err(TrainError::LongerThanContext {
+            seq_len,
+            n_ctx: model.config.n_ctx,
+        });
+    }
+    Ok(())
+}
+
+/// The code check of `--eval-gen`; none (said) when the validation split
+/// has no function opening to complete.
+fn code_check(
+    config: &TrainConfig,
+    val: &TokenDataset,
+    tokenizer: &Tokenizer,
+    n_ctx: usize,
+    emit: &mut dyn FnMut(Event),
+) -> Result<Option<PeriodicCodeCheck>, TrainError> {
+    let check = PeriodicCodeCheck::new(val, tokenizer, n_ctx, config.eval_gen, config.seed)
+        .map_err(|e| TrainError::CodeCheck(e.to_string()))?;
+    if check.prompts.is_empty() {
+        emit(Event::Warning(format!(
+            "--eval-gen: the validation split has no usable C function openings \
+             ({} functions found): no code check in this run",
+            check.openings_found
+        )));
+        return Ok(None);
+    }
+    Ok(Some(check))
+}
+
+/// The run's name: its checkpoint's when it continues its own run, else
+/// one no other run has (rank 0 chooses; `Cluster::agree` tells the rest).
+fn run_name(
+    config: &TrainConfig,
+    saved: Option<&str>,
+    writer: bool,
+    emit: &mut dyn FnMut(Event),
+) -> String {
+    let continues_its_run = saved == Some(config.run_name.as_str()) && !config.run_name.is_empty();
+    if continues_its_run || !writer {
+        return config.run_name.clone();
+    }
+    let name = unique_run_name(config);
+    if !config.run_name.is_empty() && name != config.run_name {
+        emit(Event::Warning(format!(
+            "a run named '{}' already exists: this run is '{name}'",
+            config.run_name
+        )));
+    }
+    name
+}
+
+/// The run's checkpoint folder, and its metrics log (new, or continued at
+/// `step` by a resumed run).
+fn open_log(
+    config: &TrainConfig,
+    model: &Gpt,
+    run_dir: &Path,
+    step: u64,
+) -> Result<RunLog, TrainError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| TrainError::io("create the run's checkpoint folder", run_dir, e))?;
+    if step > 0 {
+        RunLog::resume(config, &model.config, step)
+    } else {
+        RunLog::create(config, &model.config)
+    }
+}
+
+/// The validation windows an evaluation reads; a split too small for one
+/// is said, with what to do.
+fn validation_windows(
+    config: &TrainConfig,
+    val: &TokenDataset,
+    emit: &mut dyn FnMut(Event),
+) -> EvalWindows {
+    let seq_len = config.seq_len;
+    let windows = EvalWindows::overlapping(val, seq_len, config.eval_batches * config.batch_size);
+    if windows.is_empty() {
+        emit(Event::Warning(format!(
+            "the validation split ({} tokens) is too small to evaluate at sequence length \
+             {seq_len}: no validation loss, no best checkpoint and no early stopping in \
+             this run{}",
+            val.tokens.len(),
+            if config.val_fraction > 0.0 {
+                "; raise --val-fraction or add data"
+            } else {
+                " (validation fraction is 0)"
+            }
+        )));
+    }
+    windows
+}
+
+/// Bytes of text per token, for bits per byte: the validation split's, or
+/// the training split's when there is no validation.
+fn bytes_per_token(train: &TokenDataset, val: &TokenDataset) -> f64 {
+    if val.tokens.is_empty() {
+        train.bytes as f64 / train.tokens.len().max(1) as f64
+    } else {
+        val.bytes as f64 / val.tokens.len() as f64
+    }
+}
+
+/// A run given time whose length is not fixed yet keeps a clock. A new
+/// budget given on resume counts from now; otherwise the time already
+/// trained counts against it.
+fn budget_clock(
+    config: &TrainConfig,
+    state: &TrainingState,
+    plan: &Plan,
+    started: Instant,
+) -> Option<BudgetClock> {
+    plan.is_pending().then(|| {
+        let fresh_budget = config.given.iter().any(|g| g == "time_budget_secs");
+        let before = if fresh_budget {
+            0.0
+        } else {
+            state.elapsed_secs
+        };
+        BudgetClock::new(config.time_budget_secs, before, started)
+    })
 }
 
 /// The run's repository memory: the resumed checkpoint's (its fitted mix),
@@ -399,7 +495,7 @@ fn restore(
     windows: usize,
     threads: usize,
     notes: &mut Vec<String>,
-) -> Result<(Gpt, AdamW, TrainingState, Plan), String> {
+) -> Result<Start, TrainError> {
     let mut state = ck.state;
     let plan = resumed_plan(config, &ck.train_config, &state, windows, notes);
     let changed = state
@@ -408,10 +504,7 @@ fn restore(
         .and_then(|saved| saved.difference(&fingerprint));
     if let Some(what) = &changed {
         if !config.allow_data_change {
-            return Err(format!(
-                "the training data is not what the checkpoint was trained on: {what}. \
-                     Resume on this data anyway with --allow-data-change, or start a new run"
-            ));
+            return Err(TrainError::DataChanged { what: what.clone() });
         }
         notes.push(format!(
             "the training data changed since the checkpoint ({what}); continuing on the \
@@ -424,15 +517,16 @@ fn restore(
         (state.step % plan.steps_per_epoch) * (config.batch_size * config.accum_steps) as u64,
     );
     if changed.is_none() && (state.data_epoch, state.data_index) != implied {
-        return Err(format!(
-            "the checkpoint's data position (epoch {}, sequence {}) does not match \
-                 its step {} on this data (epoch {}, sequence {}): the data is not the \
-                 data it was trained on",
-            state.data_epoch, state.data_index, state.step, implied.0, implied.1
-        ));
+        return Err(TrainError::DataPosition {
+            epoch: state.data_epoch,
+            index: state.data_index,
+            step: state.step,
+            implied_epoch: implied.0,
+            implied_index: implied.1,
+        });
     }
     memory::check_training_fits(config, &ck.model, threads)?;
-    let model = Gpt::from_params(ck.model, ck.params)?;
+    let model = Gpt::from_params(ck.model, ck.params).map_err(TrainError::model)?;
     let opt = match ck.optimizer {
         Some(o) => AdamW::resume(o, &model.layout),
         None => {
@@ -447,18 +541,18 @@ fn restore(
         }
     };
     if state.step >= plan.last_step {
-        return Err(format!(
-            "the run in {} already reached its last step ({}); give --epochs or \
-                 --max-steps to train further",
-            config
-                .resume
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            plan.last_step
-        ));
+        return Err(TrainError::NoStepsLeft {
+            path: config.resume.clone().unwrap_or_default(),
+            last_step: plan.last_step,
+        });
     }
-    Ok((model, opt, state, plan))
+    Ok(Start {
+        model,
+        opt,
+        state,
+        plan,
+        saved_memory: ck.memory,
+    })
 }
 
 /// A new run's model, optimizer, state and plan. Its memory was checked in
@@ -469,9 +563,9 @@ fn start_fresh(
     vocab_size: usize,
     fingerprint: DataFingerprint,
     windows: usize,
-) -> Result<(Gpt, AdamW, TrainingState, Plan), String> {
+) -> Result<Start, TrainError> {
     let mc = model_config_for(config, vocab_size)?;
-    let model = Gpt::new(mc, config.seed)?;
+    let model = Gpt::new(mc, config.seed).map_err(TrainError::model)?;
     let opt = AdamW::new(
         config.adamw.clone(),
         model.layout.total,
@@ -481,5 +575,11 @@ fn start_fresh(
         data: Some(fingerprint),
         ..TrainingState::start()
     };
-    Ok((model, opt, state, plan(config, windows)))
+    Ok(Start {
+        model,
+        opt,
+        state,
+        plan: plan(config, windows),
+        saved_memory: None,
+    })
 }

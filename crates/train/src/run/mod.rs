@@ -1,12 +1,17 @@
 //! A training run between its phases. [`Run::settle_config`] (a resumed run
 //! takes its checkpoint's settings), [`Run::prepare_data`], [`Run::build`]
-//! (model, optimizer, plan, spheres, the run's folder), [`Run::step`],
-//! [`Run::after_step`] (evaluation, samples, epoch ends, saves) and
-//! [`Run::finish`]; the loop that calls them is `trainer::run`. Building is in `build.rs`, the
-//! phases of a built run in `step.rs`.
+//! (model, optimizer, plan, spheres, the run's folder: `build.rs`),
+//! [`Run::step`] (`step.rs`), [`Run::after_step`] (evaluation, samples,
+//! epoch ends, saves: `after_step.rs`) and [`Run::finish`] (`finish.rs`);
+//! the loop that calls them is `trainer::run`. A run given time fixes its
+//! length after a timed warm-up (`timed.rs`); the ranks of a distributed run
+//! keep to one run (`replicas.rs`).
 
-use super::auto::{AUTO, LADDER};
+use super::auto::LADDER;
+use super::config::{AUTO, ConfigError};
+use super::error::TrainError;
 use super::events::{Command, Event, Summary};
+#[cfg(feature = "test-faults")]
 use super::faults::Faults;
 use super::memory;
 use super::optimizer::AdamW;
@@ -20,25 +25,37 @@ use super::spheres::Spheres;
 use super::watch::NormWatch;
 use super::{TokenizerKind, TrainConfig};
 use crate::checkpoint::{self, Checkpoint, TrainingState};
+use crate::cluster::Cluster;
+use crate::evaluate::EvalWindows;
 use cllm_core::{Gpt, ModelConfig};
 use cllm_data::batches::Batcher;
 use cllm_data::dataset::TokenDataset;
 use cllm_data::tokenizer::Tokenizer;
+use cllm_generate::code_eval::PeriodicCodeCheck;
+use cllm_memory::Memory;
 use crossbeam_channel::Receiver;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use timed::BudgetClock;
 
-/// How often sphere stats are sent while a step runs.
-const TICK: Duration = Duration::from_millis(100);
-/// Consecutive non-finite steps after which the run stops.
-const MAX_BAD_STEPS: u32 = 5;
+mod after_step;
+mod build;
+mod finish;
+mod replicas;
+mod step;
+mod timed;
+
+pub use step::StepOutcome;
 
 /// The model config a run uses: the preset, sized for the tokenizer, with
 /// the dropout override. Its context is the sequence length it is trained
 /// at, so generation never runs over positions the model never learned.
-pub fn model_config_for(config: &TrainConfig, vocab_size: usize) -> Result<ModelConfig, String> {
+pub fn model_config_for(
+    config: &TrainConfig,
+    vocab_size: usize,
+) -> Result<ModelConfig, TrainError> {
     // `auto` is resolved once the data is read (`train::auto`); before
     // that, its smallest size stands for it.
     let name = if config.preset == AUTO {
@@ -46,64 +63,97 @@ pub fn model_config_for(config: &TrainConfig, vocab_size: usize) -> Result<Model
     } else {
         config.preset.as_str()
     };
-    let mut mc = ModelConfig::preset(name)?;
+    let mut mc =
+        ModelConfig::preset(name).map_err(|_| ConfigError::unknown_preset(&config.preset))?;
     mc.vocab_size = vocab_size;
     mc.n_ctx = config.seq_len;
     if let Some(d) = config.dropout {
         mc.dropout = d;
     }
-    mc.validate()?;
+    mc.validate().map_err(TrainError::model)?;
     Ok(mc)
 }
 
-/// One optimizer step's results.
-pub struct StepOutcome {
-    loss: f32,
-    epoch: usize,
+/// A training run between its phases, in the parts a step works with.
+pub struct Run {
+    config: TrainConfig,
+    /// The ranks above this machine's sphere tree (one machine: solo).
+    cluster: Cluster,
+    /// The worker threads that compute, reduce and update.
+    spheres: Spheres,
+    learner: Learner,
+    batches: Batches,
+    validation: Validation,
+    progress: Progress,
+    outputs: Outputs,
+    measures: Measures,
+    #[cfg(feature = "test-faults")]
+    faults: Faults,
 }
 
-/// A training run between its phases: data, model, optimizer, where it
-/// stands, and what it has measured so far.
-pub struct Run {
-    faults: Faults,
-    config: TrainConfig,
-    tokenizer: Tokenizer,
-    val: TokenDataset,
+/// The model and its optimizer: what the steps change.
+struct Learner {
     model: Gpt,
     opt: AdamW,
+}
+
+/// The training data as the steps read it: the tokenizer, the loader, and
+/// the step's token buffers.
+struct Batches {
+    tokenizer: Tokenizer,
+    batcher: Batcher,
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+/// What evaluations read and fit: the validation split, its windows, the
+/// bytes a token stands for, the repository memory and the code check
+/// (rank 0 of a distributed run alone evaluates).
+struct Validation {
+    val: TokenDataset,
+    windows: EvalWindows,
+    bytes_per_token: f64,
+    /// The repository memory over the training tokens (`config.memory`).
+    memory: Option<Memory>,
+    /// The code check at each evaluation (`config.eval_gen`).
+    code_check: Option<PeriodicCodeCheck>,
+}
+
+/// Where the run stands: the state its checkpoints store, its plan and
+/// schedule, and the clock of a run given time.
+struct Progress {
     state: TrainingState,
     plan: Plan,
     schedule: Schedule,
-    spheres: Spheres,
-    batcher: Batcher,
-    val_windows: crate::evaluate::EvalWindows,
-    bytes_per_token: f64,
+    /// A run given time, until its warm-up fixes the run's length.
+    budget: Option<BudgetClock>,
+    /// The step this session started at.
+    first_step: u64,
+}
+
+/// What the run writes: its folder, its checkpoints, its metrics log.
+struct Outputs {
+    run_dir: PathBuf,
+    saver: Saver,
     /// The metrics log: rank 0 of a distributed run alone writes it.
     log: Option<RunLog>,
-    /// The ranks above this machine's sphere tree (one machine: solo).
-    cluster: super::cluster::Cluster,
-    saver: Saver,
-    run_dir: PathBuf,
+}
+
+/// What the run has measured so far: the summary it ends with, the
+/// guards' counters, and the timings a time budget's warm-up uses.
+struct Measures {
     summary: Summary,
-    inputs: Vec<u32>,
-    targets: Vec<u32>,
-    bad_in_a_row: u32,
     norm_watch: NormWatch,
-    first_step: u64,
+    /// Steps in a row whose loss or gradient was not finite.
+    bad_in_a_row: u32,
+    /// Tokens trained in this session.
     tokens_done: u64,
     train_started: Instant,
     epoch_started: Instant,
-    /// The repository memory over the training tokens (`config.memory`).
-    repo_memory: Option<cllm_memory::Memory>,
-    /// The code check at each evaluation (`config.eval_gen`).
-    code_check: Option<cllm_generate::code_eval::PeriodicCodeCheck>,
-    /// A run given time, until its warm-up fixes the run's length.
-    budget: Option<timed::BudgetClock>,
-    /// The last evaluation's time (without the checkpoint it may write) and
-    /// step, and the last checkpoint's write time: what the warm-up
-    /// measures.
-    last_eval_secs: Option<f64>,
-    last_eval_step: Option<u64>,
+    /// The last evaluation: its step and time (without the checkpoint it
+    /// may write).
+    last_eval: Option<LastEval>,
+    /// The last checkpoint's write time.
     last_save_secs: Option<f64>,
     /// Seconds spent between steps (evaluations, samples, checkpoints), so
     /// the warm-up times the steps alone.
@@ -112,15 +162,49 @@ pub struct Run {
     last_val_loss: Option<f32>,
 }
 
+#[derive(Clone, Copy)]
+struct LastEval {
+    step: u64,
+    secs: f64,
+}
+
+impl Measures {
+    fn new(summary: Summary) -> Measures {
+        Measures {
+            summary,
+            norm_watch: NormWatch::default(),
+            bad_in_a_row: 0,
+            tokens_done: 0,
+            train_started: Instant::now(),
+            epoch_started: Instant::now(),
+            last_eval: None,
+            last_save_secs: None,
+            between_steps_secs: 0.0,
+            last_val_loss: None,
+        }
+    }
+
+    /// The last evaluation's time, when it evaluated `step`.
+    fn eval_secs_at(&self, step: u64) -> Option<f64> {
+        self.last_eval.filter(|e| e.step == step).map(|e| e.secs)
+    }
+}
+
 impl Run {
     /// True once the run has reached the step it stops at.
     pub fn is_done(&self) -> bool {
-        self.state.step >= self.plan.last_step
+        self.progress.state.step >= self.progress.plan.last_step
     }
 
     /// True once early stopping has ended the run.
     pub fn stopped_early(&self) -> bool {
-        self.summary.stopped_early
+        self.measures.summary.stopped_early
+    }
+
+    /// Injects a test's faults into this run's steps.
+    #[cfg(feature = "test-faults")]
+    pub fn inject(&mut self, faults: Faults) {
+        self.faults = faults;
     }
 
     /// Phase 0: the config the run uses. A resumed run takes the
@@ -128,7 +212,7 @@ impl Run {
     pub fn settle_config(
         user: TrainConfig,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(TrainConfig, Option<Checkpoint>), String> {
+    ) -> Result<(TrainConfig, Option<Checkpoint>), TrainError> {
         let Some(path) = user.resume.clone() else {
             // Refuse what the machine cannot hold before reading any data:
             // the vocabulary asked for bounds the one the tokenizer learns.
@@ -140,7 +224,7 @@ impl Run {
             memory::check_training_fits(&user, &model, user.resolved_threads())?;
             return Ok((user, None));
         };
-        let ck = checkpoint::load(&path).map_err(|e| e.to_string())?;
+        let ck = checkpoint::load(&path)?;
         let (config, notes) = resume::resumed_config(&ck.train_config, &user, &user.given)?;
         for note in notes {
             emit(Event::Warning(note));
@@ -156,7 +240,7 @@ impl Run {
         resumed: Option<&Checkpoint>,
         commands: &Receiver<Command>,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<Option<Prepared>, String> {
+    ) -> Result<Option<Prepared>, TrainError> {
         // A watcher turns Stop into the cancel flag the data phases poll.
         let cancel = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
@@ -171,7 +255,10 @@ impl Run {
             })
         };
         let saved_tokenizer = match resumed {
-            Some(ck) => Some(Tokenizer::from_json(&ck.tokenizer_json)?),
+            Some(ck) => Some(
+                Tokenizer::from_json(&ck.tokenizer_json)
+                    .map_err(|e| TrainError::SavedTokenizer(e.to_string()))?,
+            ),
             None => None,
         };
         let prepared = prepare(config, saved_tokenizer, &cancel, emit);
@@ -179,15 +266,10 @@ impl Run {
         let _ = watcher.join();
         match prepared {
             Err(PrepareError::Stopped) => Ok(None),
-            Err(PrepareError::Failed(message)) => Err(message),
+            Err(PrepareError::Failed(e)) => Err(e),
             // A Stop that came as preparation ended still stops the run.
             Ok(_) if cancel.load(Ordering::Relaxed) => Ok(None),
             Ok(p) => Ok(Some(p)),
         }
     }
 }
-
-mod build;
-mod replicas;
-mod step;
-mod timed;

@@ -3,6 +3,7 @@
 
 use super::Run;
 use crate::cluster::{Cluster, params_checksum};
+use crate::error::TrainError;
 use crate::events::{Event, Summary};
 
 /// Steps between the cross-rank checks of the weights (and at the end).
@@ -12,15 +13,16 @@ impl Run {
     /// Stops the run with an error when any rank's weights differ from
     /// rank 0's (they get the same gradient and the same update, so they
     /// must be identical to the bit).
-    pub(super) fn check_replicas(&self) -> Result<(), String> {
-        let sums = self.cluster.gather_u64(params_checksum(&self.model.params));
+    pub(super) fn check_replicas(&self) -> Result<(), TrainError> {
+        let sums = self
+            .cluster
+            .gather_u64(params_checksum(&self.learner.model.params));
         match ranks_unlike_rank_zero(&sums) {
             None => Ok(()),
-            Some(ranks) => Err(format!(
-                "the weights on rank {ranks} differ from rank 0's at step {}: the ranks no \
-                 longer train one model; stopped (the last checkpoint is intact)",
-                self.state.step
-            )),
+            Some(ranks) => Err(TrainError::ReplicasDiffer {
+                ranks,
+                step: self.progress.state.step,
+            }),
         }
     }
 
@@ -32,28 +34,28 @@ impl Run {
             return stop;
         }
         let writer = self.cluster.is_writer();
-        let fixed = !self.plan.is_pending();
+        let fixed = !self.progress.plan.is_pending();
         let mut v = [0.0f64; 4];
         v[0] = f64::from(u8::from(stop));
         if writer {
-            v[1] = f64::from(u8::from(self.summary.stopped_early));
+            v[1] = f64::from(u8::from(self.measures.summary.stopped_early));
             if fixed {
-                v[2] = self.plan.last_step as f64;
-                v[3] = self.plan.horizon as f64;
+                v[2] = self.progress.plan.last_step as f64;
+                v[3] = self.progress.plan.horizon as f64;
             }
         }
         self.cluster.sum_f64(&mut v);
         if !writer {
-            self.summary.stopped_early = v[1] > 0.0;
+            self.measures.summary.stopped_early = v[1] > 0.0;
             if !fixed && v[2] > 0.0 {
-                self.plan.last_step = v[2] as u64;
-                self.plan.horizon = v[3] as u64;
-                self.schedule.total_steps = self.plan.horizon;
+                self.progress.plan.last_step = v[2] as u64;
+                self.progress.plan.horizon = v[3] as u64;
+                self.progress.schedule.total_steps = self.progress.plan.horizon;
                 emit(Event::Planned {
-                    total_steps: self.plan.last_step,
+                    total_steps: self.progress.plan.last_step,
                     message: format!(
                         "rank 0 fixed the run's length: step {}",
-                        self.plan.last_step
+                        self.progress.plan.last_step
                     ),
                 });
             }
@@ -61,22 +63,27 @@ impl Run {
         v[0] > 0.0
     }
 
-    /// The run stopped on `message`: the log's end line says why.
-    pub fn log_failure(&mut self, message: &str) {
-        if let Some(log) = self.log.as_mut() {
-            log.fail(message);
+    /// The run stopped on `error`: the log's end line says why.
+    pub fn log_failure(&mut self, error: &TrainError) {
+        if let Some(log) = self.outputs.log.as_mut() {
+            log.fail(&error.to_string());
         }
     }
 
     /// A rank other than 0 ends without saving: its summary is what it
     /// trained.
     pub(super) fn replica_summary(&self) -> Summary {
-        let mut s = self.summary.clone();
-        s.steps = self.state.step;
+        let mut s = self.measures.summary.clone();
+        s.steps = self.progress.state.step;
         s.sphere_sequences = self.spheres.sequences();
-        s.total_secs = self.saver.started.elapsed().as_secs_f64();
-        s.tokens_per_sec =
-            self.tokens_done as f64 / self.train_started.elapsed().as_secs_f64().max(1e-9);
+        s.total_secs = self.outputs.saver.started.elapsed().as_secs_f64();
+        s.tokens_per_sec = self.measures.tokens_done as f64
+            / self
+                .measures
+                .train_started
+                .elapsed()
+                .as_secs_f64()
+                .max(1e-9);
         s
     }
 }
@@ -88,7 +95,7 @@ pub(super) fn check_same_data(
     tokenizer_json: &str,
     train: &[u32],
     val: &[u32],
-) -> Result<(), String> {
+) -> Result<(), TrainError> {
     if !cluster.is_distributed() {
         return Ok(());
     }
@@ -106,11 +113,7 @@ pub(super) fn check_same_data(
     eat(&(train.len() as u64).to_le_bytes());
     match ranks_unlike_rank_zero(&cluster.gather_u64(h)) {
         None => Ok(()),
-        Some(ranks) => Err(format!(
-            "rank {ranks} prepared different data or a different tokenizer than rank 0 (do all \
-             machines see the same files at the same paths?); no rank may train on another \
-             vocabulary: stopped"
-        )),
+        Some(ranks) => Err(TrainError::RanksDataDiffer { ranks }),
     }
 }
 
