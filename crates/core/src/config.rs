@@ -51,7 +51,7 @@ impl ModelConfig {
                 n_inner: 512,
                 dropout: 0.0,
             },
-            // The app's default: see README "Choosing the small preset".
+            // The app's default: see docs/training.md, "Model presets".
             "small" => ModelConfig {
                 vocab_size: 2048,
                 n_ctx: 128,

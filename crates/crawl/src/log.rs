@@ -1,6 +1,6 @@
 //! `crawl.jsonl`: one JSON object per line for every URL the crawler met
-//! and what happened to it, appended as it goes (see the README for the
-//! fields).
+//! and what happened to it, appended as it goes (docs/data.md, "The log",
+//! lists the fields).
 
 use serde::{Deserialize, Serialize};
 use std::fs::File;

@@ -10,7 +10,7 @@ use cllm_data::tokenizer::Tokenizer;
 use proptest::prelude::*;
 
 /// Texts are fed to the BPE trainer in pieces of about this many bytes
-/// (`TRAIN_CHUNK_BYTES` in src/data/tokenizer.rs).
+/// (`TRAIN_CHUNK_BYTES` in crates/data/src/tokenizer.rs).
 const CHUNK: usize = 64 * 1024;
 
 /// Characters of every UTF-8 width, plus line ends and the separator's

@@ -74,7 +74,7 @@ pub fn spawn_generation(
         .name("cllm-generate".into())
         .spawn(move || {
             // Every core for the reply, fp32: the same reply, bit for bit,
-            // as `Generator::new` gives (tests/app_llm_tab.rs compares).
+            // as `Generator::new` gives (crates/app/tests/app_llm_tab/ compares).
             let options = DecodeOptions {
                 threads: 0,
                 precision: Precision::Fp32,

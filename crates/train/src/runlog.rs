@@ -3,7 +3,7 @@
 //! line), so runs can be listed, followed live, plotted and compared later
 //! (`cllm_runs` reads it back).
 //!
-//! Format version 2 (README, "Files on disk"): a `header` line first (format
+//! Format version 2 (docs/file-formats.md, "Files and folders"): a `header` line first (format
 //! version, start time, threads, preset, data), an `info` line once data and
 //! model are ready, a `step` line per optimizer step (with tokens seen and
 //! the wall clock), an `eval` line per evaluation, a `spheres` line every few
