@@ -45,13 +45,13 @@ impl Default for Settings {
         Settings {
             text: PathBuf::from("training_data/repo_code.txt"),
             steps: 200,
-            batch_size: defaults.batch_size,
+            batch_size: defaults.batch.batch_size,
             seq_len: 64,
-            lr: defaults.lr,
-            min_lr: defaults.min_lr,
-            warmup_steps: defaults.warmup_steps,
-            grad_clip: defaults.grad_clip,
-            val_fraction: defaults.val_fraction,
+            lr: defaults.optimizer.lr,
+            min_lr: defaults.optimizer.min_lr,
+            warmup_steps: defaults.optimizer.warmup_steps,
+            grad_clip: defaults.optimizer.grad_clip,
+            val_fraction: defaults.corpus.val_fraction,
             seed: defaults.seed,
             output: Some(PathBuf::from("models/train_minimal.cllm")),
         }
@@ -250,25 +250,23 @@ fn save(
     state: &TrainingState,
 ) -> Result<(), Box<dyn Error>> {
     // The settings, recorded as `cllm train` records its own.
-    let config = TrainConfig {
-        files: vec![s.text.clone()],
-        preset: "baby".into(),
-        tokenizer: TokenizerKind::Bytes,
-        threads: 1,
-        batch_size: s.batch_size,
-        seq_len: s.seq_len,
-        epochs: 0,
-        max_steps: s.steps,
-        lr: s.lr,
-        min_lr: s.min_lr,
-        warmup_steps: s.warmup_steps,
-        grad_clip: s.grad_clip,
-        val_fraction: s.val_fraction,
-        seed: s.seed,
-        memory: false,
-        output: path.to_path_buf(),
-        ..TrainConfig::default()
-    };
+    let mut config = TrainConfig::default();
+    config.corpus.files = vec![s.text.clone()];
+    config.model.preset = "baby".into();
+    config.corpus.tokenizer = TokenizerKind::Bytes;
+    config.batch.batch_size = s.batch_size;
+    config.batch.seq_len = s.seq_len;
+    config.budget.epochs = 0;
+    config.budget.max_steps = s.steps;
+    config.optimizer.lr = s.lr;
+    config.optimizer.min_lr = s.min_lr;
+    config.optimizer.warmup_steps = s.warmup_steps;
+    config.optimizer.grad_clip = s.grad_clip;
+    config.corpus.val_fraction = s.val_fraction;
+    config.model.memory = false;
+    config.outputs.output = path.to_path_buf();
+    config.threads = 1;
+    config.seed = s.seed;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -14,7 +14,10 @@ use cllm_train::cluster::local::LocalCluster;
 use cllm_train::events::{Command, Event, StepStats, Summary};
 use cllm_train::faults::Faults;
 use cllm_train::trainer::{TrainOptions, TrainerHandle};
-use cllm_train::{TokenizerKind, TrainConfig, spawn};
+use cllm_train::{
+    BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings, ModelSettings,
+    OptimizerSettings, OutputSettings, TokenizerKind, TrainConfig, spawn,
+};
 use cluster_support::corpus;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,26 +25,47 @@ use std::time::Duration;
 
 fn config(dir: &Path, threads: usize) -> TrainConfig {
     TrainConfig {
-        data: vec![corpus(dir, 300)],
-        preset: "tiny".into(),
-        tokenizer: TokenizerKind::Bytes,
         threads,
-        batch_size: 6,
-        seq_len: 16,
-        epochs: 1,
-        max_steps: 12,
-        lr: 3e-3,
-        min_lr: 3e-4,
-        warmup_steps: 3,
-        eval_every: 4,
-        eval_batches: 4,
-        checkpoint_every: 1,
-        dropout: Some(0.1),
-        output: dir.join("models/final.cllm"),
-        checkpoint_dir: dir.join("checkpoints"),
-        runs_dir: dir.join("runs"),
-        run_name: "test".into(),
         seed: 5,
+        corpus: CorpusSettings {
+            data: vec![corpus(dir, 300)],
+            tokenizer: TokenizerKind::Bytes,
+            ..Default::default()
+        },
+        model: ModelSettings {
+            preset: "tiny".into(),
+            dropout: Some(0.1),
+            ..Default::default()
+        },
+        batch: BatchSettings {
+            batch_size: 6,
+            seq_len: 16,
+            ..Default::default()
+        },
+        optimizer: OptimizerSettings {
+            lr: 3e-3,
+            min_lr: 3e-4,
+            warmup_steps: 3,
+            ..Default::default()
+        },
+        budget: BudgetSettings {
+            epochs: 1,
+            max_steps: 12,
+            ..Default::default()
+        },
+        evaluation: EvaluationSettings {
+            eval_every: 4,
+            eval_batches: 4,
+            ..Default::default()
+        },
+        outputs: OutputSettings {
+            checkpoint_every: 1,
+            output: dir.join("models/final.cllm"),
+            checkpoint_dir: dir.join("checkpoints"),
+            runs_dir: dir.join("runs"),
+            run_name: "test".into(),
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }
@@ -207,12 +231,13 @@ fn two_ranks_train_the_model_one_rank_with_two_spheres_trains() {
 #[test]
 fn sharded_updates_give_the_same_run_and_checkpoints_as_whole_ones() {
     let (ds, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let cfg = |d: &Path| TrainConfig {
-        max_steps: 0,
-        epochs: 2,
-        eval_every: 3,
-        precision: PrecisionChoice::Bf16,
-        ..config(d, 1)
+    let cfg = |d: &Path| {
+        let mut c = config(d, 1);
+        c.budget.max_steps = 0;
+        c.budget.epochs = 2;
+        c.evaluation.eval_every = 3;
+        c.model.precision = PrecisionChoice::Bf16;
+        c
     };
     let sharded = run_ranks_with(
         LocalCluster::ranks(2),
@@ -282,10 +307,11 @@ fn only_rank_zero_writes_and_every_rank_stops_at_the_same_step() {
     // Stop asked of rank 1 alone (as a signal to one process would be).
     let out = run_ranks_with(
         LocalCluster::ranks(3),
-        TrainConfig {
-            max_steps: 40,
-            batch_size: 7,
-            ..config(d.path(), 1)
+        {
+            let mut c = config(d.path(), 1);
+            c.budget.max_steps = 40;
+            c.batch.batch_size = 7;
+            c
         },
         Faults::default(),
         1,
@@ -327,24 +353,23 @@ fn a_two_rank_run_resumes_exactly_on_two_ranks_and_closely_on_one() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let base = |d: &Path| TrainConfig {
-        max_steps: 0,
-        epochs: 2,
-        ..config(d, 1)
+    let base = |d: &Path| {
+        let mut c = config(d, 1);
+        c.budget.max_steps = 0;
+        c.budget.epochs = 2;
+        c
     };
     let straight = run_ranks(2, base(ds.path()));
     let total = straight[0].steps.len() as u64;
     assert!(total >= 8, "need several steps, got {total}");
     let half = total / 2;
     for d in [&d2, &d1] {
-        let first = run_ranks(
-            2,
-            TrainConfig {
-                max_steps: half,
-                output: d.path().join("models/half.cllm"),
-                ..base(d.path())
-            },
-        );
+        let first = run_ranks(2, {
+            let mut c = base(d.path());
+            c.budget.max_steps = half;
+            c.outputs.output = d.path().join("models/half.cllm");
+            c
+        });
         assert_eq!(first[0].steps.len() as u64, half);
     }
     let resume = |d: &Path| TrainConfig {
@@ -425,15 +450,13 @@ fn ranks_whose_weights_drift_apart_stop_with_an_error_and_keep_the_checkpoint() 
 #[test]
 fn ranks_given_time_take_rank_zeros_plan() {
     let d = tempfile::tempdir().unwrap();
-    let out = run_ranks(
-        2,
-        TrainConfig {
-            epochs: 0,
-            max_steps: 0,
-            time_budget_secs: 2.0,
-            ..config(d.path(), 1)
-        },
-    );
+    let out = run_ranks(2, {
+        let mut c = config(d.path(), 1);
+        c.budget.epochs = 0;
+        c.budget.max_steps = 0;
+        c.budget.time_budget_secs = 2.0;
+        c
+    });
     let planned = |o: &Outcome| {
         o.events
             .iter()

@@ -180,7 +180,7 @@ fn extensions_and_vocabulary_are_read_like_train() {
     assert_eq!(args.vocab_size, DEFAULT_VOCAB_SIZE);
     assert_eq!(
         args.vocab_size,
-        cllm_train::config::TrainConfig::default().vocab_size
+        cllm_train::config::TrainConfig::default().corpus.vocab_size
     );
     let small = TokenizeArgs {
         input: vec![src.clone()],

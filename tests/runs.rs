@@ -8,7 +8,10 @@ use cllm_app::WorkbenchApp;
 use cllm_app::settings::Settings;
 use cllm_runs::run::Status;
 use cllm_runs::{RunReader, load_run, load_runs};
-use cllm_train::{TokenizerKind, TrainConfig};
+use cllm_train::{
+    BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings, ModelSettings,
+    OptimizerSettings, OutputSettings, TokenizerKind, TrainConfig,
+};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -22,21 +25,42 @@ const DEADLINE: Duration = Duration::from_secs(300);
 /// The smallest real run: tiny preset, bytes, 2 threads, on the shipped data.
 fn config(root: &Path, name: &str, max_steps: u64, lr: f32) -> TrainConfig {
     TrainConfig {
-        data: vec![PathBuf::from("training_data")],
-        preset: "tiny".into(),
-        tokenizer: TokenizerKind::Bytes,
         threads: 2,
-        batch_size: 4,
-        seq_len: 16,
-        epochs: 1000,
-        max_steps,
-        lr,
-        eval_every: 4,
-        eval_batches: 2,
-        output: root.join("models").join(format!("{name}.cllm")),
-        checkpoint_dir: root.join("checkpoints"),
-        runs_dir: root.join("runs"),
-        run_name: name.into(),
+        corpus: CorpusSettings {
+            data: vec![PathBuf::from("training_data")],
+            tokenizer: TokenizerKind::Bytes,
+            ..Default::default()
+        },
+        model: ModelSettings {
+            preset: "tiny".into(),
+            ..Default::default()
+        },
+        batch: BatchSettings {
+            batch_size: 4,
+            seq_len: 16,
+            ..Default::default()
+        },
+        optimizer: OptimizerSettings {
+            lr,
+            ..Default::default()
+        },
+        budget: BudgetSettings {
+            epochs: 1000,
+            max_steps,
+            ..Default::default()
+        },
+        evaluation: EvaluationSettings {
+            eval_every: 4,
+            eval_batches: 2,
+            ..Default::default()
+        },
+        outputs: OutputSettings {
+            output: root.join("models").join(format!("{name}.cllm")),
+            checkpoint_dir: root.join("checkpoints"),
+            runs_dir: root.join("runs"),
+            run_name: name.into(),
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }

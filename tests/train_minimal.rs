@@ -9,7 +9,10 @@ mod train_minimal;
 use cllm_core::ops::bf16::PrecisionChoice;
 use cllm_train::checkpoint;
 use cllm_train::events::Event;
-use cllm_train::{FinalWeights, ScheduleKind, TokenizerKind, TrainConfig};
+use cllm_train::{
+    BatchSettings, BudgetSettings, CorpusSettings, FinalWeights, ModelSettings, OptimizerSettings,
+    OutputSettings, ScheduleKind, TokenizerKind, TrainConfig,
+};
 use std::path::{Path, PathBuf};
 use train_minimal::{Settings, train};
 
@@ -30,28 +33,46 @@ fn write_text(dir: &Path) -> PathBuf {
 /// `cllm train`'s settings for the same run, on one sphere in fp32.
 fn full_trainer_config(s: &Settings, dir: &Path) -> TrainConfig {
     TrainConfig {
-        files: vec![s.text.clone()],
-        preset: "baby".into(),
-        tokenizer: TokenizerKind::Bytes,
         threads: 1,
-        batch_size: s.batch_size,
-        seq_len: s.seq_len,
-        epochs: 0,
-        max_steps: s.steps,
-        lr: s.lr,
-        min_lr: s.min_lr,
-        warmup_steps: s.warmup_steps,
-        schedule: ScheduleKind::Cosine,
-        grad_clip: s.grad_clip,
-        val_fraction: s.val_fraction,
         seed: s.seed,
-        precision: PrecisionChoice::Fp32,
-        memory: false,
-        final_weights: FinalWeights::Last,
-        output: dir.join("full.cllm"),
-        checkpoint_dir: dir.join("checkpoints"),
-        runs_dir: dir.join("runs"),
-        run_name: "full".into(),
+        corpus: CorpusSettings {
+            files: vec![s.text.clone()],
+            tokenizer: TokenizerKind::Bytes,
+            val_fraction: s.val_fraction,
+            ..Default::default()
+        },
+        model: ModelSettings {
+            preset: "baby".into(),
+            precision: PrecisionChoice::Fp32,
+            memory: false,
+            ..Default::default()
+        },
+        batch: BatchSettings {
+            batch_size: s.batch_size,
+            seq_len: s.seq_len,
+            ..Default::default()
+        },
+        optimizer: OptimizerSettings {
+            lr: s.lr,
+            min_lr: s.min_lr,
+            warmup_steps: s.warmup_steps,
+            schedule: ScheduleKind::Cosine,
+            grad_clip: s.grad_clip,
+            ..Default::default()
+        },
+        budget: BudgetSettings {
+            epochs: 0,
+            max_steps: s.steps,
+            ..Default::default()
+        },
+        outputs: OutputSettings {
+            final_weights: FinalWeights::Last,
+            output: dir.join("full.cllm"),
+            checkpoint_dir: dir.join("checkpoints"),
+            runs_dir: dir.join("runs"),
+            run_name: "full".into(),
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }

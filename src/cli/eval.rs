@@ -60,8 +60,8 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
     let mut cfg = ck.train_config.clone();
     let own_split = args.data.is_empty();
     if !own_split {
-        cfg.data = args.data.clone();
-        cfg.files.clear();
+        cfg.corpus.data = args.data.clone();
+        cfg.corpus.files.clear();
     }
     let cancel = AtomicBool::new(false);
     let (data, file_count) = if own_split {
@@ -84,7 +84,7 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         let texts = read_texts(&files)?;
         (TokenDataset::from_texts(&tokenizer, &texts), files.len())
     };
-    let seq_len = args.seq_len.unwrap_or(cfg.seq_len);
+    let seq_len = args.seq_len.unwrap_or(cfg.batch.seq_len);
     let stride = args.stride.unwrap_or_else(|| default_stride(seq_len));
     if stride == 0 || stride > seq_len {
         return Err(format!(

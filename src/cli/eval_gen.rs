@@ -134,10 +134,10 @@ fn prompt_set(
     let (texts, source) = if args.data.is_empty() {
         let cfg = train_config;
         let texts = validation_texts(cfg, &cancel).map_err(|e| {
-            let data = if cfg.files.is_empty() {
-                &cfg.data
+            let data = if cfg.corpus.files.is_empty() {
+                &cfg.corpus.data
             } else {
-                &cfg.files
+                &cfg.corpus.files
             };
             let data: Vec<String> = data.iter().map(|p| p.display().to_string()).collect();
             format!(
@@ -150,9 +150,9 @@ fn prompt_set(
         (texts, "its validation split".to_string())
     } else {
         let mut cfg = train_config.clone();
-        cfg.data = args.data.clone();
-        cfg.files.clear();
-        cfg.extensions = args.ext.clone();
+        cfg.corpus.data = args.data.clone();
+        cfg.corpus.files.clear();
+        cfg.corpus.extensions = args.ext.clone();
         let files = gather_files(&cfg, &cancel, &mut |_| {}).map_err(|e| format!("--data: {e}"))?;
         let texts = read_texts(&files)?;
         let n = texts.len();

@@ -99,7 +99,7 @@ pub fn describe(info: &CheckpointInfo) -> String {
     ));
     lines.push(format!(
         "training    preset {}, lr {}, batch {} x {} tokens, accumulation {}, threads {}, seed {}, epochs {}",
-        t.preset, t.lr, t.batch_size, t.seq_len, t.accum_steps, t.threads, t.seed, t.epochs
+        t.model.preset, t.optimizer.lr, t.batch.batch_size, t.batch.seq_len, t.batch.accum_steps, t.threads, t.seed, t.budget.epochs
     ));
     lines.push(format!(
         "tokenizer   embedded tokenizer.json, {}",

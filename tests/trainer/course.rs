@@ -6,10 +6,11 @@ use super::*;
 #[test]
 fn stop_ends_within_one_step_and_leaves_a_loadable_model() {
     let d = tempfile::tempdir().unwrap();
-    let handle = spawn(TrainConfig {
-        max_steps: 0,
-        epochs: 50,
-        ..config(d.path(), 2)
+    let handle = spawn({
+        let mut c = config(d.path(), 2);
+        c.budget.max_steps = 0;
+        c.budget.epochs = 50;
+        c
     });
     let mut steps_after_stop = 0;
     let mut stopped = false;
@@ -52,10 +53,11 @@ fn stop_ends_within_one_step_and_leaves_a_loadable_model() {
 #[test]
 fn samples_are_generated_every_k_steps() {
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        sample_every: 4,
-        sample_prompt: "int ".into(),
-        ..config(d.path(), 2)
+    let out = run({
+        let mut c = config(d.path(), 2);
+        c.evaluation.sample_every = 4;
+        c.evaluation.sample_prompt = "int ".into();
+        c
     });
     let samples: Vec<(u64, String)> = out
         .events
@@ -103,11 +105,12 @@ fn an_injected_nan_is_skipped_and_reported() {
 #[test]
 fn loss_falls_on_a_small_text() {
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        max_steps: 80,
-        eval_every: 40,
-        lr: 1e-2,
-        ..config(d.path(), 2)
+    let out = run({
+        let mut c = config(d.path(), 2);
+        c.budget.max_steps = 80;
+        c.evaluation.eval_every = 40;
+        c.optimizer.lr = 1e-2;
+        c
     });
     let evals: Vec<f32> = out
         .events
@@ -151,10 +154,11 @@ fn a_stop_during_data_preparation_is_a_stop() {
 #[test]
 fn a_tiny_validation_split_is_a_visible_warning() {
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        val_fraction: 0.0,
-        max_steps: 2,
-        ..config(d.path(), 1)
+    let out = run({
+        let mut c = config(d.path(), 1);
+        c.corpus.val_fraction = 0.0;
+        c.budget.max_steps = 2;
+        c
     });
     assert!(
         out.events
@@ -169,13 +173,14 @@ fn a_tiny_validation_split_is_a_visible_warning() {
 #[test]
 fn cllm_eval_sees_the_trainers_validation_split() {
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        max_steps: 8,
-        eval_every: 8,
-        eval_batches: 0,
-        tokenizer: TokenizerKind::Bpe,
-        vocab_size: 300,
-        ..config(d.path(), 2)
+    let out = run({
+        let mut c = config(d.path(), 2);
+        c.budget.max_steps = 8;
+        c.evaluation.eval_every = 8;
+        c.evaluation.eval_batches = 0;
+        c.corpus.tokenizer = TokenizerKind::Bpe;
+        c.corpus.vocab_size = 300;
+        c
     });
     let last = out
         .events
@@ -218,11 +223,12 @@ fn cllm_eval_sees_the_trainers_validation_split() {
 #[test]
 fn settings_the_machine_cannot_hold_are_refused_up_front() {
     let d = tempfile::tempdir().unwrap();
-    let handle = spawn(TrainConfig {
-        preset: "seed".into(),
-        batch_size: 100_000,
-        seq_len: 512,
-        ..config(d.path(), 2)
+    let handle = spawn({
+        let mut c = config(d.path(), 2);
+        c.model.preset = "seed".into();
+        c.batch.batch_size = 100_000;
+        c.batch.seq_len = 512;
+        c
     });
     let mut phases = 0;
     let err = loop {
@@ -242,12 +248,10 @@ fn settings_the_machine_cannot_hold_are_refused_up_front() {
 #[test]
 fn preset_auto_chooses_a_size_and_says_why() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        preset: "auto".into(),
-        seq_len: 16,
-        max_steps: 2,
-        ..config(d.path(), 1)
-    };
+    let mut cfg = config(d.path(), 1);
+    cfg.model.preset = "auto".into();
+    cfg.batch.seq_len = 16;
+    cfg.budget.max_steps = 2;
     let out = run(cfg);
     let said = out.events.iter().find_map(|e| match e {
         Event::Info(t) if t.contains("preset auto chose") => Some(t.clone()),
@@ -255,8 +259,8 @@ fn preset_auto_chooses_a_size_and_says_why() {
     });
     let said = said.expect("the choice is announced");
     let ck = checkpoint::load(&d.path().join("models/final.cllm")).unwrap();
-    assert!(said.contains(&ck.train_config.preset), "{said}");
-    assert_ne!(ck.train_config.preset, "auto");
+    assert!(said.contains(&ck.train_config.model.preset), "{said}");
+    assert_ne!(ck.train_config.model.preset, "auto");
 }
 
 /// A validation split that mostly repeats the training part (this corpus
@@ -278,9 +282,10 @@ fn a_validation_split_that_repeats_training_is_a_visible_warning() {
         (pick(true), pick(false))
     };
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        max_steps: 2,
-        ..config(d.path(), 1)
+    let out = run({
+        let mut c = config(d.path(), 1);
+        c.budget.max_steps = 2;
+        c
     });
     let (warnings, notes) = said(&out);
     assert_eq!(warnings.len(), 1, "{warnings:?} {notes:?}");
@@ -301,10 +306,11 @@ fn a_validation_split_that_repeats_training_is_a_visible_warning() {
         })
         .collect();
     std::fs::write(data.join("fresh.txt"), text).unwrap();
-    let out = run(TrainConfig {
-        data: vec![data],
-        max_steps: 2,
-        ..config(d.path(), 1)
+    let out = run({
+        let mut c = config(d.path(), 1);
+        c.corpus.data = vec![data];
+        c.budget.max_steps = 2;
+        c
     });
     let (warnings, notes) = said(&out);
     assert!(warnings.is_empty(), "{warnings:?}");

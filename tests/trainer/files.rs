@@ -6,12 +6,13 @@ use super::*;
 #[test]
 fn runs_keep_their_own_checkpoint_folders() {
     let d = tempfile::tempdir().unwrap();
-    let base = |name: &str| TrainConfig {
-        run_name: name.into(),
-        epochs: 3,
-        max_steps: 0,
-        checkpoint_every: 1,
-        ..config(d.path(), 1)
+    let base = |name: &str| {
+        let mut c = config(d.path(), 1);
+        c.outputs.run_name = name.into();
+        c.budget.epochs = 3;
+        c.budget.max_steps = 0;
+        c.outputs.checkpoint_every = 1;
+        c
     };
     run(base("long"));
     let long_files: Vec<String> = std::fs::read_dir(d.path().join("checkpoints/long"))
@@ -26,9 +27,10 @@ fn runs_keep_their_own_checkpoint_folders() {
     let best_before =
         std::fs::read(d.path().join("checkpoints/long/checkpoint_best.cllm")).unwrap();
     // A second, shorter run with another name: the first run's files stay.
-    run(TrainConfig {
-        epochs: 1,
-        ..base("short")
+    run({
+        let mut c = base("short");
+        c.budget.epochs = 1;
+        c
     });
     let after: Vec<String> = std::fs::read_dir(d.path().join("checkpoints/long"))
         .unwrap()
@@ -68,10 +70,11 @@ fn the_previous_final_model_is_never_lost_without_a_copy() {
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     // A file from elsewhere (no run folder holds a copy of it).
     std::fs::write(&out, b"someone's model").unwrap();
-    let first = run(TrainConfig {
-        run_name: "a".into(),
-        max_steps: 3,
-        ..config(d.path(), 1)
+    let first = run({
+        let mut c = config(d.path(), 1);
+        c.outputs.run_name = "a".into();
+        c.budget.max_steps = 3;
+        c
     });
     assert!(
         first
@@ -82,10 +85,11 @@ fn the_previous_final_model_is_never_lost_without_a_copy() {
     let kept = d.path().join("models/final.before-a.cllm");
     assert_eq!(std::fs::read(&kept).unwrap(), b"someone's model");
     // A model whose run folder holds its copy is replaced without a backup.
-    run(TrainConfig {
-        run_name: "b".into(),
-        max_steps: 3,
-        ..config(d.path(), 1)
+    run({
+        let mut c = config(d.path(), 1);
+        c.outputs.run_name = "b".into();
+        c.budget.max_steps = 3;
+        c
     });
     let names: Vec<String> = std::fs::read_dir(d.path().join("models"))
         .unwrap()
@@ -114,16 +118,17 @@ fn a_run_past_its_best_ends_with_the_best_weights() {
         std::fs::create_dir_all(&data).unwrap();
         let text = "0123456789\n".repeat(900) + &"9876543210\n".repeat(100);
         std::fs::write(data.join("digits.txt"), text).unwrap();
-        TrainConfig {
-            data: vec![data],
-            epochs: 0,
-            max_steps: 60,
-            lr: 1e-2,
-            min_lr: 1e-2,
-            warmup_steps: 0,
-            eval_every: 3,
-            final_weights,
-            ..config(d, 2)
+        {
+            let mut c = config(d, 2);
+            c.corpus.data = vec![data];
+            c.budget.epochs = 0;
+            c.budget.max_steps = 60;
+            c.optimizer.lr = 1e-2;
+            c.optimizer.min_lr = 1e-2;
+            c.optimizer.warmup_steps = 0;
+            c.evaluation.eval_every = 3;
+            c.outputs.final_weights = final_weights;
+            c
         }
     };
     let (db, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -4,7 +4,10 @@
 use cllm_train::checkpoint;
 use cllm_train::events::{Command, Event, StepStats, Summary};
 use cllm_train::faults::Faults;
-use cllm_train::{TokenizerKind, TrainConfig, TrainOptions, TrainerHandle};
+use cllm_train::{
+    BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings, ModelSettings,
+    OptimizerSettings, OutputSettings, TokenizerKind, TrainConfig, TrainOptions, TrainerHandle,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,25 +41,46 @@ fn corpus(dir: &Path) -> PathBuf {
 
 fn config(dir: &Path, threads: usize) -> TrainConfig {
     TrainConfig {
-        data: vec![corpus(dir)],
-        preset: "tiny".into(),
-        tokenizer: TokenizerKind::Bytes,
         threads,
-        batch_size: 6,
-        seq_len: 16,
-        epochs: 1,
-        max_steps: 12,
-        lr: 3e-3,
-        min_lr: 3e-4,
-        warmup_steps: 3,
-        eval_every: 4,
-        eval_batches: 4,
-        checkpoint_every: 1,
-        output: dir.join("models/final.cllm"),
-        checkpoint_dir: dir.join("checkpoints"),
-        runs_dir: dir.join("runs"),
-        run_name: "test".into(),
         seed: 11,
+        corpus: CorpusSettings {
+            data: vec![corpus(dir)],
+            tokenizer: TokenizerKind::Bytes,
+            ..Default::default()
+        },
+        model: ModelSettings {
+            preset: "tiny".into(),
+            ..Default::default()
+        },
+        batch: BatchSettings {
+            batch_size: 6,
+            seq_len: 16,
+            ..Default::default()
+        },
+        optimizer: OptimizerSettings {
+            lr: 3e-3,
+            min_lr: 3e-4,
+            warmup_steps: 3,
+            ..Default::default()
+        },
+        budget: BudgetSettings {
+            epochs: 1,
+            max_steps: 12,
+            ..Default::default()
+        },
+        evaluation: EvaluationSettings {
+            eval_every: 4,
+            eval_batches: 4,
+            ..Default::default()
+        },
+        outputs: OutputSettings {
+            checkpoint_every: 1,
+            output: dir.join("models/final.cllm"),
+            checkpoint_dir: dir.join("checkpoints"),
+            runs_dir: dir.join("runs"),
+            run_name: "test".into(),
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }
@@ -128,9 +152,12 @@ fn run_and_stop(config: TrainConfig, stop_when: impl Fn(&Event) -> bool) -> Outc
 fn resume_only(file: &Path, dir: &Path) -> TrainConfig {
     TrainConfig {
         resume: Some(file.to_path_buf()),
-        output: dir.join("models/resumed.cllm"),
-        checkpoint_dir: dir.join("checkpoints"),
-        runs_dir: dir.join("runs"),
+        outputs: OutputSettings {
+            output: dir.join("models/resumed.cllm"),
+            checkpoint_dir: dir.join("checkpoints"),
+            runs_dir: dir.join("runs"),
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }

@@ -6,11 +6,12 @@ use super::*;
 #[test]
 fn resuming_half_way_is_bit_identical_to_a_straight_run() {
     let (ds, dr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let base = |d: &Path| TrainConfig {
-        max_steps: 0,
-        epochs: 4,
-        dropout: Some(0.1),
-        ..config(d, 2)
+    let base = |d: &Path| {
+        let mut c = config(d, 2);
+        c.budget.max_steps = 0;
+        c.budget.epochs = 4;
+        c.model.dropout = Some(0.1);
+        c
     };
     let straight = run(base(ds.path()));
     let total = straight.steps.len() as u64;
@@ -18,10 +19,11 @@ fn resuming_half_way_is_bit_identical_to_a_straight_run() {
 
     // First half: same schedule horizon (epochs), stopped by max_steps.
     let half = total / 2;
-    let first = run(TrainConfig {
-        max_steps: half,
-        output: dr.path().join("models/half.cllm"),
-        ..base(dr.path())
+    let first = run({
+        let mut c = base(dr.path());
+        c.budget.max_steps = half;
+        c.outputs.output = dr.path().join("models/half.cllm");
+        c
     });
     assert_eq!(first.steps.len() as u64, half);
     // Resumed with one flag given: no step limit (the rest from the file).
@@ -51,11 +53,12 @@ fn resuming_half_way_is_bit_identical_to_a_straight_run() {
 #[test]
 fn resume_of_a_run_by_steps_needs_no_flags() {
     check_exact_resume(
-        |d| TrainConfig {
-            epochs: 0,
-            max_steps: 14,
-            dropout: Some(0.1),
-            ..config(d, 2)
+        |d| {
+            let mut c = config(d, 2);
+            c.budget.epochs = 0;
+            c.budget.max_steps = 14;
+            c.model.dropout = Some(0.1);
+            c
         },
         5,
     );
@@ -64,11 +67,12 @@ fn resume_of_a_run_by_steps_needs_no_flags() {
 #[test]
 fn resume_of_a_run_by_epochs_needs_no_flags() {
     check_exact_resume(
-        |d| TrainConfig {
-            epochs: 3,
-            max_steps: 0,
-            checkpoint_every: 1,
-            ..config(d, 2)
+        |d| {
+            let mut c = config(d, 2);
+            c.budget.epochs = 3;
+            c.budget.max_steps = 0;
+            c.outputs.checkpoint_every = 1;
+            c
         },
         4,
     );
@@ -77,15 +81,16 @@ fn resume_of_a_run_by_epochs_needs_no_flags() {
 #[test]
 fn resume_of_an_early_stopping_run_keeps_its_patience() {
     // A high learning rate on a tiny text: validation stops improving soon.
-    let cfg = |d: &Path| TrainConfig {
-        epochs: 0,
-        max_steps: 200,
-        lr: 5e-2,
-        min_lr: 5e-2,
-        warmup_steps: 0,
-        eval_every: 2,
-        early_stop_patience: 3,
-        ..config(d, 2)
+    let cfg = |d: &Path| {
+        let mut c = config(d, 2);
+        c.budget.epochs = 0;
+        c.budget.max_steps = 200;
+        c.optimizer.lr = 5e-2;
+        c.optimizer.min_lr = 5e-2;
+        c.optimizer.warmup_steps = 0;
+        c.evaluation.eval_every = 2;
+        c.budget.early_stop_patience = 3;
+        c
     };
     let d = tempfile::tempdir().unwrap();
     let straight = run(cfg(d.path()));
@@ -123,15 +128,17 @@ fn resume_of_an_early_stopping_run_keeps_its_patience() {
 #[test]
 fn resume_refuses_a_changed_setting_by_name() {
     let d = tempfile::tempdir().unwrap();
-    run(TrainConfig {
-        max_steps: 4,
-        ..config(d.path(), 1)
+    run({
+        let mut c = config(d.path(), 1);
+        c.budget.max_steps = 4;
+        c
     });
-    let handle = spawn(TrainConfig {
-        lr: 0.05,
-        seq_len: 8,
-        given: vec!["lr".into(), "seq_len".into()],
-        ..resume_only(&d.path().join("models/final.cllm"), d.path())
+    let handle = spawn({
+        let mut c = resume_only(&d.path().join("models/final.cllm"), d.path());
+        c.optimizer.lr = 0.05;
+        c.batch.seq_len = 8;
+        c.given = vec!["lr".into(), "seq_len".into()];
+        c
     });
     let err = handle
         .events
@@ -148,9 +155,10 @@ fn resume_refuses_a_changed_setting_by_name() {
 #[test]
 fn resume_refuses_changed_data_unless_asked() {
     let d = tempfile::tempdir().unwrap();
-    run(TrainConfig {
-        max_steps: 4,
-        ..config(d.path(), 1)
+    run({
+        let mut c = config(d.path(), 1);
+        c.budget.max_steps = 4;
+        c
     });
     let ck = d.path().join("models/final.cllm");
     let second = d.path().join("models/second.cllm");
@@ -161,11 +169,12 @@ fn resume_refuses_changed_data_unless_asked() {
     text.push_str("int added(void) { return 42; }\n");
     std::fs::write(&a, text).unwrap();
     let resume = |allow: bool, file: &Path| {
-        spawn(TrainConfig {
-            max_steps: 6,
-            given: vec!["max_steps".into()],
-            allow_data_change: allow,
-            ..resume_only(file, d.path())
+        spawn({
+            let mut c = resume_only(file, d.path());
+            c.budget.max_steps = 6;
+            c.given = vec!["max_steps".into()];
+            c.allow_data_change = allow;
+            c
         })
     };
     let err = resume(false, &ck)

@@ -6,9 +6,10 @@ use super::*;
 #[test]
 fn same_seed_and_threads_give_bit_identical_runs_with_dropout() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let make = |d: &Path| TrainConfig {
-        dropout: Some(0.1),
-        ..config(d, 3)
+    let make = |d: &Path| {
+        let mut c = config(d, 3);
+        c.model.dropout = Some(0.1);
+        c
     };
     let a = run(make(d1.path()));
     let b = run(make(d2.path()));
@@ -26,9 +27,10 @@ fn same_seed_and_threads_give_bit_identical_runs_with_dropout() {
 fn one_and_three_spheres_agree_to_float_tolerance() {
     let (d1, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // With dropout on: masks are drawn per sequence, so they agree too.
-    let make = |d: &Path, n| TrainConfig {
-        dropout: Some(0.1),
-        ..config(d, n)
+    let make = |d: &Path, n| {
+        let mut c = config(d, n);
+        c.model.dropout = Some(0.1);
+        c
     };
     let one = run(make(d1.path(), 1));
     let three = run(make(d3.path(), 3));
@@ -58,9 +60,10 @@ fn one_and_three_spheres_agree_to_float_tolerance() {
 #[test]
 fn every_sphere_gets_work_and_stats_stream() {
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        batch_size: 5,
-        ..config(d.path(), 4)
+    let out = run({
+        let mut c = config(d.path(), 4);
+        c.batch.batch_size = 5;
+        c
     });
     assert_eq!(out.summary.sphere_sequences.len(), 4);
     assert!(
@@ -106,14 +109,16 @@ fn accumulation_runs_micro_batches_in_the_same_memory() {
             .unwrap()
     };
     let (d1, d8) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let one = run(TrainConfig {
-        max_steps: 3,
-        ..config(d1.path(), 2)
+    let one = run({
+        let mut c = config(d1.path(), 2);
+        c.budget.max_steps = 3;
+        c
     });
-    let eight = run(TrainConfig {
-        max_steps: 3,
-        accum_steps: 8,
-        ..config(d8.path(), 2)
+    let eight = run({
+        let mut c = config(d8.path(), 2);
+        c.budget.max_steps = 3;
+        c.batch.accum_steps = 8;
+        c
     });
     let (w1, w8) = (ready(&one).workspace_bytes, ready(&eight).workspace_bytes);
     eprintln!("workspace at K = 1: {w1} bytes; at K = 8: {w8} bytes");
@@ -132,9 +137,10 @@ fn accumulation_runs_micro_batches_in_the_same_memory() {
 fn sphere_states_say_what_the_spheres_do() {
     use cllm_train::events::SphereState;
     let d = tempfile::tempdir().unwrap();
-    let out = run(TrainConfig {
-        max_steps: 6,
-        ..config(d.path(), 3)
+    let out = run({
+        let mut c = config(d.path(), 3);
+        c.budget.max_steps = 6;
+        c
     });
     let snapshots: Vec<&Vec<cllm_train::events::SphereStats>> = out
         .events

@@ -9,12 +9,10 @@ use super::*;
 #[test]
 fn a_run_given_time_fixes_its_steps_after_a_timed_warmup() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        epochs: 0,
-        max_steps: 0,
-        time_budget_secs: 2.0,
-        ..config(d.path(), 2)
-    };
+    let mut cfg = config(d.path(), 2);
+    cfg.budget.epochs = 0;
+    cfg.budget.max_steps = 0;
+    cfg.budget.time_budget_secs = 2.0;
     let out = run(cfg.clone());
     let planned: Vec<u64> = out
         .events
@@ -33,8 +31,12 @@ fn a_run_given_time_fixes_its_steps_after_a_timed_warmup() {
     assert_eq!(out.steps[0].total_steps, 0);
     assert_eq!(last.total_steps, total);
     // The schedule reached its floor at the last step.
-    let span = cfg.lr - cfg.min_lr;
-    assert!(last.lr <= cfg.min_lr + 0.01 * span, "lr {}", last.lr);
+    let span = cfg.optimizer.lr - cfg.optimizer.min_lr;
+    assert!(
+        last.lr <= cfg.optimizer.min_lr + 0.01 * span,
+        "lr {}",
+        last.lr
+    );
     assert_eq!(out.summary.time_budget_secs, Some(2.0));
     assert!(out.summary.budget_used_secs.unwrap() > 0.0);
     // The checkpoint stores the fixed length, so a resume keeps it.
@@ -48,12 +50,10 @@ fn a_run_given_time_fixes_its_steps_after_a_timed_warmup() {
 #[test]
 fn a_run_given_time_stops_at_its_epoch_cap() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        epochs: 1,
-        max_steps: 0,
-        time_budget_secs: 30.0,
-        ..config(d.path(), 2)
-    };
+    let mut cfg = config(d.path(), 2);
+    cfg.budget.epochs = 1;
+    cfg.budget.max_steps = 0;
+    cfg.budget.time_budget_secs = 30.0;
     let out = run(cfg.clone());
     let plan = out
         .events
@@ -70,8 +70,12 @@ fn a_run_given_time_stops_at_its_epoch_cap() {
     assert_eq!(out.summary.epoch_cap, Some(1));
     assert_eq!(out.summary.epochs_done, 1);
     let last = out.steps.last().unwrap();
-    let span = cfg.lr - cfg.min_lr;
-    assert!(last.lr <= cfg.min_lr + 0.01 * span, "lr {}", last.lr);
+    let span = cfg.optimizer.lr - cfg.optimizer.min_lr;
+    assert!(
+        last.lr <= cfg.optimizer.min_lr + 0.01 * span,
+        "lr {}",
+        last.lr
+    );
     assert!(out.summary.budget_used_secs.unwrap() < 30.0);
 }
 
@@ -80,12 +84,10 @@ fn a_run_given_time_stops_at_its_epoch_cap() {
 #[test]
 fn a_run_given_time_resumes_to_the_step_it_fixed() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
-        epochs: 0,
-        max_steps: 0,
-        time_budget_secs: 3.0,
-        ..config(d.path(), 2)
-    };
+    let mut cfg = config(d.path(), 2);
+    cfg.budget.epochs = 0;
+    cfg.budget.max_steps = 0;
+    cfg.budget.time_budget_secs = 3.0;
     let planned = std::sync::Mutex::new(None::<u64>);
     let first = run_and_stop(cfg, |e| {
         let mut p = planned.lock().unwrap();

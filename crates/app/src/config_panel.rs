@@ -153,11 +153,11 @@ fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
         .label("Train for")
         .on_hover_text("Passes over the training split, or a time budget");
     ui.horizontal(|ui| {
-        let by_time = cfg.time_budget_secs > 0.0;
+        let by_time = cfg.budget.time_budget_secs > 0.0;
         if ui.radio(!by_time, "epochs").clicked() && by_time {
-            cfg.time_budget_secs = 0.0;
-            if cfg.epochs == 0 {
-                cfg.epochs = TrainConfig::default().epochs;
+            cfg.budget.time_budget_secs = 0.0;
+            if cfg.budget.epochs == 0 {
+                cfg.budget.epochs = TrainConfig::default().budget.epochs;
             }
         }
         if ui
@@ -169,11 +169,11 @@ fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
             .clicked()
             && !by_time
         {
-            cfg.time_budget_secs = 600.0;
-            cfg.epochs = 0;
+            cfg.budget.time_budget_secs = 600.0;
+            cfg.budget.epochs = 0;
         }
-        if cfg.time_budget_secs > 0.0 {
-            let mut minutes = cfg.time_budget_secs / 60.0;
+        if cfg.budget.time_budget_secs > 0.0 {
+            let mut minutes = cfg.budget.time_budget_secs / 60.0;
             ui.add(
                 egui::DragValue::new(&mut minutes)
                     .range(0.1..=10_000.0)
@@ -181,10 +181,10 @@ fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
                     .suffix(" min"),
             )
             .labelled_by(lab.id);
-            cfg.time_budget_secs = (minutes * 60.0).max(6.0);
+            cfg.budget.time_budget_secs = (minutes * 60.0).max(6.0);
         } else {
             ui.add(
-                egui::DragValue::new(&mut cfg.epochs)
+                egui::DragValue::new(&mut cfg.budget.epochs)
                     .range(0..=100_000)
                     .speed(0.2),
             )
@@ -216,21 +216,21 @@ pub fn config_panel_ui(
                     ed,
                     "lr",
                     "Learning rate",
-                    &mut cfg.lr,
+                    &mut cfg.optimizer.lr,
                     "Peak learning rate after warmup",
                 );
                 length_field(ui, cfg);
                 int_field(
                     ui,
                     "Batch size",
-                    &mut cfg.batch_size,
+                    &mut cfg.batch.batch_size,
                     1..=4096,
                     "Sequences per micro-batch group",
                 );
                 int_field(
                     ui,
                     "Sequence length",
-                    &mut cfg.seq_len,
+                    &mut cfg.batch.seq_len,
                     1..=8192,
                     "Tokens per training sequence",
                 );
@@ -250,16 +250,16 @@ pub fn config_panel_ui(
 
                 let lab = ui.label("Model preset");
                 egui::ComboBox::from_id_salt("preset")
-                    .selected_text(cfg.preset.clone())
+                    .selected_text(cfg.model.preset.clone())
                     .show_ui(ui, |ui| {
                         let auto = cllm_train::config::AUTO;
-                        ui.selectable_value(&mut cfg.preset, auto.to_string(), auto)
+                        ui.selectable_value(&mut cfg.model.preset, auto.to_string(), auto)
                             .on_hover_text(
                                 "the size for the data, this machine and the time: \
                                  chosen when the data is read",
                             );
                         for p in PRESET_NAMES {
-                            ui.selectable_value(&mut cfg.preset, p.to_string(), p);
+                            ui.selectable_value(&mut cfg.model.preset, p.to_string(), p);
                         }
                     })
                     .response
@@ -271,17 +271,17 @@ pub fn config_panel_ui(
 
                 let lab = ui.label("Tokenizer");
                 ui.horizontal(|ui| {
-                    ui.selectable_value(&mut cfg.tokenizer, TokenizerKind::Bpe, "BPE");
-                    ui.selectable_value(&mut cfg.tokenizer, TokenizerKind::Bytes, "bytes");
+                    ui.selectable_value(&mut cfg.corpus.tokenizer, TokenizerKind::Bpe, "BPE");
+                    ui.selectable_value(&mut cfg.corpus.tokenizer, TokenizerKind::Bytes, "bytes");
                 })
                 .response
                 .labelled_by(lab.id);
                 ui.end_row();
-                if cfg.tokenizer == TokenizerKind::Bpe {
+                if cfg.corpus.tokenizer == TokenizerKind::Bpe {
                     int_field(
                         ui,
                         "Vocabulary size",
-                        &mut cfg.vocab_size,
+                        &mut cfg.corpus.vocab_size,
                         MIN_BPE_VOCAB_SIZE..=MAX_BPE_VOCAB_SIZE,
                         "BPE vocabulary size",
                     );
@@ -404,16 +404,16 @@ fn advanced_ui(
             int_field(
                 ui,
                 "Warmup steps",
-                &mut cfg.warmup_steps,
+                &mut cfg.optimizer.warmup_steps,
                 0..=1_000_000,
                 "Linear warmup from 0",
             );
             let lab = ui.label("Schedule");
             egui::ComboBox::from_id_salt("schedule")
-                .selected_text(cfg.schedule.name())
+                .selected_text(cfg.optimizer.schedule.name())
                 .show_ui(ui, |ui| {
                     for k in ScheduleKind::ALL {
-                        ui.selectable_value(&mut cfg.schedule, k, k.name());
+                        ui.selectable_value(&mut cfg.optimizer.schedule, k, k.name());
                     }
                 })
                 .response
@@ -421,11 +421,11 @@ fn advanced_ui(
             ui.end_row();
             let lab = ui.label("Precision");
             egui::ComboBox::from_id_salt("precision")
-                .selected_text(cfg.precision.name())
+                .selected_text(cfg.model.precision.name())
                 .show_ui(ui, |ui| {
                     for name in PrecisionChoice::NAMES {
                         if let Ok(p) = PrecisionChoice::parse(name) {
-                            ui.selectable_value(&mut cfg.precision, p, name);
+                            ui.selectable_value(&mut cfg.model.precision, p, name);
                         }
                     }
                 })
@@ -446,7 +446,7 @@ fn advanced_ui(
                 ed,
                 "min_lr",
                 "Minimum LR",
-                &mut cfg.min_lr,
+                &mut cfg.optimizer.min_lr,
                 "Floor of the decay schedule",
             );
             float_field(
@@ -454,7 +454,7 @@ fn advanced_ui(
                 ed,
                 "wd",
                 "Weight decay",
-                &mut cfg.adamw.weight_decay,
+                &mut cfg.optimizer.adamw.weight_decay,
                 "AdamW decoupled weight decay (matrices only)",
             );
             float_field(
@@ -462,29 +462,29 @@ fn advanced_ui(
                 ed,
                 "clip",
                 "Gradient clip",
-                &mut cfg.grad_clip,
+                &mut cfg.optimizer.grad_clip,
                 "Clip the global gradient norm (0 = off)",
             );
             int_field(
                 ui,
                 "Accumulation",
-                &mut cfg.accum_steps,
+                &mut cfg.batch.accum_steps,
                 1..=1024,
                 "Micro-batch groups per optimizer step",
             );
             let lab = ui.label("Dropout");
             ui.horizontal(|ui| {
-                let mut custom = cfg.dropout.is_some();
+                let mut custom = cfg.model.dropout.is_some();
                 if ui.checkbox(&mut custom, "override").changed() {
-                    cfg.dropout = custom.then_some(0.1);
+                    cfg.model.dropout = custom.then_some(0.1);
                     ed.text.remove("dropout");
                     ed.field_errors.remove("dropout");
                 }
                 if custom {
-                    let mut d = cfg.dropout.unwrap_or(0.1);
+                    let mut d = cfg.model.dropout.unwrap_or(0.1);
                     ui.add(egui::Slider::new(&mut d, 0.0..=0.9))
                         .labelled_by(lab.id);
-                    cfg.dropout = Some(d);
+                    cfg.model.dropout = Some(d);
                 } else {
                     ui.weak("preset's");
                 }
@@ -495,18 +495,18 @@ fn advanced_ui(
                 ed,
                 "val",
                 "Validation fraction",
-                &mut cfg.val_fraction,
+                &mut cfg.corpus.val_fraction,
                 "Share of tokens held out for validation",
             );
             int_field(
                 ui,
                 "Eval every (steps)",
-                &mut cfg.eval_every,
+                &mut cfg.evaluation.eval_every,
                 0..=1_000_000,
                 "0 = only at epoch ends",
             );
             let lab = ui.label("Repository memory");
-            ui.checkbox(&mut cfg.memory, "index the training tokens")
+            ui.checkbox(&mut cfg.model.memory, "index the training tokens")
                 .labelled_by(lab.id)
                 .on_hover_text(
                     "An n-gram index of the training tokens and a cache of the document, \
@@ -517,7 +517,7 @@ fn advanced_ui(
             int_field(
                 ui,
                 "Code check (functions)",
-                &mut cfg.eval_gen,
+                &mut cfg.evaluation.eval_gen,
                 0..=1_000,
                 "At each evaluation, complete this many function openings of the validation \
                  split and report the share that closes and parses as C (0 = off)",
@@ -525,21 +525,21 @@ fn advanced_ui(
             int_field(
                 ui,
                 "Early stop patience",
-                &mut cfg.early_stop_patience,
+                &mut cfg.budget.early_stop_patience,
                 0..=10_000,
                 "Stop after this many evaluations without a better validation loss (0 = off)",
             );
             int_field(
                 ui,
                 "Checkpoint every (epochs)",
-                &mut cfg.checkpoint_every,
+                &mut cfg.outputs.checkpoint_every,
                 0..=10_000,
                 "0 = only best and final",
             );
             int_field(
                 ui,
                 "Max steps",
-                &mut cfg.max_steps,
+                &mut cfg.budget.max_steps,
                 0..=u64::MAX / 2,
                 "Stop after this many steps (0 = no limit)",
             );
@@ -580,7 +580,7 @@ fn advanced_ui(
             });
             ui.end_row();
         });
-    if cfg.early_stop_patience > 0 && cfg.val_fraction <= 0.0 {
+    if cfg.budget.early_stop_patience > 0 && cfg.corpus.val_fraction <= 0.0 {
         ui.colored_label(
             ui.visuals().warn_fg_color,
             "Early stopping watches the validation loss: set a validation fraction above 0",
@@ -611,12 +611,10 @@ mod tests {
 
     #[test]
     fn settings_beyond_the_machine_are_refused_with_the_engine_message() {
-        let cfg = TrainConfig {
-            threads: 2,
-            batch_size: 4096,
-            seq_len: 8192,
-            ..TrainConfig::default()
-        };
+        let mut cfg = TrainConfig::default();
+        cfg.batch.batch_size = 4096;
+        cfg.batch.seq_len = 8192;
+        cfg.threads = 2;
         let mut ed = ConfigEditor::default();
         ed.assume_available_memory(Some(8 << 30));
         let why = ed

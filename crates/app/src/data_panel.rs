@@ -449,7 +449,7 @@ pub fn data_panel_ui(
             });
     });
 
-    let sel = data.selection(&exts, settings.train.tokenizer);
+    let sel = data.selection(&exts, settings.train.corpus.tokenizer);
     ui.horizontal_wrapped(|ui| {
         ui.label(egui::RichText::new(format!(
             "Selected: {} files · {} · {} lines · ~{} tokens",

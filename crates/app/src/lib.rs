@@ -181,15 +181,17 @@ impl WorkbenchApp {
             return Err("no files selected: scan a folder and tick at least one file".into());
         }
         let mut cfg = self.settings.train.clone();
-        cfg.files = files;
-        cfg.data = vec![PathBuf::from(self.settings.data_dir.trim())];
-        cfg.extensions = exts;
+        cfg.corpus.files = files;
+        cfg.corpus.data = vec![PathBuf::from(self.settings.data_dir.trim())];
+        cfg.corpus.extensions = exts;
         // A resumed run continues its checkpoint's data and settings (the
         // banner says so); only the thread count is this machine's.
         cfg.given = vec!["threads".into()];
         // A new run with a sequence length other than the default keeps it
         // under `auto` (which otherwise trains at its size's context).
-        if cfg.resume.is_none() && cfg.seq_len != cllm_train::TrainConfig::default().seq_len {
+        if cfg.resume.is_none()
+            && cfg.batch.seq_len != cllm_train::TrainConfig::default().batch.seq_len
+        {
             cfg.given.push("seq_len".into());
         }
         Ok(cfg)
@@ -213,7 +215,7 @@ impl WorkbenchApp {
                 start: PathBuf::from(self.settings.data_dir.trim()),
             },
             PickPurpose::ResumeCheckpoint => PickRequest::Checkpoint {
-                start: self.settings.train.checkpoint_dir.clone(),
+                start: self.settings.train.outputs.checkpoint_dir.clone(),
             },
         };
         self.dialog = Some(PickJob::start(

@@ -19,8 +19,8 @@ pub struct MemoryEstimate {
 /// The model the trainer would build: the trainer's own rule
 /// (`model_config_for`) with the vocabulary the tokenizer is asked for.
 pub fn model_for(cfg: &TrainConfig) -> Option<ModelConfig> {
-    let vocab = match cfg.tokenizer {
-        TokenizerKind::Bpe => cfg.vocab_size,
+    let vocab = match cfg.corpus.tokenizer {
+        TokenizerKind::Bpe => cfg.corpus.vocab_size,
         TokenizerKind::Bytes => 256,
     };
     cllm_train::trainer::model_config_for(cfg, vocab).ok()
@@ -68,20 +68,18 @@ mod tests {
             ("baby", 1, 5, 32, 2),
             ("tiny", 4, 3, 16, 1),
         ] {
-            let cfg = TrainConfig {
-                preset: preset.into(),
-                threads,
-                batch_size: batch,
-                seq_len: seq,
-                accum_steps: accum,
-                vocab_size: 2048,
-                ..TrainConfig::default()
-            };
+            let mut cfg = TrainConfig::default();
+            cfg.model.preset = preset.into();
+            cfg.batch.batch_size = batch;
+            cfg.batch.seq_len = seq;
+            cfg.batch.accum_steps = accum;
+            cfg.corpus.vocab_size = 2048;
+            cfg.threads = threads;
             let est = estimate_memory(&cfg).unwrap();
             let model = model_for(&cfg).unwrap();
             let gpt = Gpt::new(model.clone(), 1).unwrap();
             let opt = AdamW::new(
-                cfg.adamw.clone(),
+                cfg.optimizer.adamw.clone(),
                 gpt.layout.total,
                 gpt.layout.decay_ranges(),
             );
@@ -101,10 +99,8 @@ mod tests {
             assert_eq!(n.tokens_bytes, 8 * (batch * accum * seq) as u64);
             assert!(n.total_bytes >= n.weights_bytes + n.workspace_bytes);
         }
-        let bad = TrainConfig {
-            preset: "huge".into(),
-            ..TrainConfig::default()
-        };
+        let mut bad = TrainConfig::default();
+        bad.model.preset = "huge".into();
         assert!(estimate_memory(&bad).is_none());
     }
 }

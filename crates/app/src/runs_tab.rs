@@ -31,7 +31,7 @@ const PALETTE: [egui::Color32; 6] = [
 ];
 
 pub fn runs_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
-    let runs_dir = app.settings.train.runs_dir.clone();
+    let runs_dir = app.settings.train.outputs.runs_dir.clone();
     app.runs.poll(&runs_dir);
     let mut action = None;
     egui::CentralPanel::default().show(ui, |ui| {

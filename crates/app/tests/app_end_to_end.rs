@@ -5,7 +5,10 @@
 
 use cllm_app::WorkbenchApp;
 use cllm_app::settings::Settings;
-use cllm_train::{TokenizerKind, TrainConfig};
+use cllm_train::{
+    BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings, ModelSettings,
+    OutputSettings, TokenizerKind, TrainConfig,
+};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -34,17 +37,35 @@ fn scan_select_train_watch_stop_and_find_a_checkpoint() {
     let settings = Settings {
         data_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../training_data").into(),
         train: TrainConfig {
-            preset: "tiny".into(),
-            tokenizer: TokenizerKind::Bytes,
             threads: 2,
-            batch_size: 4,
-            seq_len: 16,
-            epochs: 1000,
-            eval_every: 5,
-            eval_batches: 2,
-            output: out.path().join("models/final.cllm"),
-            checkpoint_dir: out.path().join("checkpoints"),
-            runs_dir: out.path().join("runs"),
+            corpus: CorpusSettings {
+                tokenizer: TokenizerKind::Bytes,
+                ..Default::default()
+            },
+            model: ModelSettings {
+                preset: "tiny".into(),
+                ..Default::default()
+            },
+            batch: BatchSettings {
+                batch_size: 4,
+                seq_len: 16,
+                ..Default::default()
+            },
+            budget: BudgetSettings {
+                epochs: 1000,
+                ..Default::default()
+            },
+            evaluation: EvaluationSettings {
+                eval_every: 5,
+                eval_batches: 2,
+                ..Default::default()
+            },
+            outputs: OutputSettings {
+                output: out.path().join("models/final.cllm"),
+                checkpoint_dir: out.path().join("checkpoints"),
+                runs_dir: out.path().join("runs"),
+                ..Default::default()
+            },
             ..TrainConfig::default()
         },
         ..Settings::default()
@@ -65,7 +86,13 @@ fn scan_select_train_watch_stop_and_find_a_checkpoint() {
     h.get_by_label("Select All").click();
     h.run_steps(2);
     let config = h.state().run_config().expect("a startable config");
-    assert!(config.files.iter().any(|f| f.ends_with("repo_code.txt")));
+    assert!(
+        config
+            .corpus
+            .files
+            .iter()
+            .any(|f| f.ends_with("repo_code.txt"))
+    );
 
     h.get_by_label("START TRAINING").click();
     h.step();

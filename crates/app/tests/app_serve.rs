@@ -6,8 +6,8 @@ use cllm_app::settings::Settings;
 use cllm_app::{Tab, WorkbenchApp};
 use cllm_core::{Gpt, ModelConfig};
 use cllm_data::tokenizer::Tokenizer;
-use cllm_train::TrainConfig;
 use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
+use cllm_train::{OutputSettings, TrainConfig};
 use eframe::egui;
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -71,8 +71,11 @@ fn the_llm_tab_starts_and_stops_a_server_for_the_loaded_model() {
     let settings = Settings {
         data_dir: dir.path().join("no_data").display().to_string(),
         train: TrainConfig {
-            output: dir.path().join("models/final.cllm"),
-            checkpoint_dir: dir.path().join("checkpoints"),
+            outputs: OutputSettings {
+                output: dir.path().join("models/final.cllm"),
+                checkpoint_dir: dir.path().join("checkpoints"),
+                ..Default::default()
+            },
             ..TrainConfig::default()
         },
         ..Settings::default()

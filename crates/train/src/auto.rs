@@ -42,7 +42,7 @@ fn shape(preset: &str, config: &TrainConfig, vocab_size: usize) -> Option<ModelC
     let mut mc = ModelConfig::preset(preset).ok()?;
     mc.vocab_size = vocab_size;
     if config.given.iter().any(|g| g == "seq_len") {
-        mc.n_ctx = config.seq_len;
+        mc.n_ctx = config.batch.seq_len;
     }
     Some(mc)
 }
@@ -56,23 +56,26 @@ pub fn choose(
     flops_per_sec: Option<f64>,
 ) -> AutoChoice {
     let mut chosen = LADDER[0];
-    let mut seq_len = config.seq_len;
+    let mut seq_len = config.batch.seq_len;
     let mut why = String::new();
     for name in LADDER {
         let Some(mc) = shape(name, config, vocab_size) else {
             continue;
         };
         let params = mc.num_params() as f64;
-        let tokens = if config.time_budget_secs > 0.0 {
+        let tokens = if config.budget.time_budget_secs > 0.0 {
             let per_token = mc.train_flops_per_token(mc.n_ctx);
-            let in_time =
-                flops_per_sec.unwrap_or(0.0) / per_token * config.time_budget_secs * STEP_SHARE;
+            let in_time = flops_per_sec.unwrap_or(0.0) / per_token
+                * config.budget.time_budget_secs
+                * STEP_SHARE;
             // A run given time makes no more than its cap of epochs.
             in_time.min(train_tokens as f64 * max_epochs(config) as f64)
-        } else if config.epochs > 0 {
-            train_tokens as f64 * config.epochs as f64
+        } else if config.budget.epochs > 0 {
+            train_tokens as f64 * config.budget.epochs as f64
         } else {
-            (config.max_steps * (config.batch_size * config.accum_steps * mc.n_ctx) as u64) as f64
+            (config.budget.max_steps
+                * (config.batch.batch_size * config.batch.accum_steps * mc.n_ctx) as u64)
+                as f64
         };
         let ratio = tokens / params;
         if name == LADDER[0] || ratio >= TOKENS_PER_PARAM {
@@ -85,10 +88,10 @@ pub fn choose(
             );
         }
     }
-    let basis = if config.time_budget_secs > 0.0 {
+    let basis = if config.budget.time_budget_secs > 0.0 {
         format!(
             "in {:.0} s at this machine's measured speed",
-            config.time_budget_secs
+            config.budget.time_budget_secs
         )
     } else {
         "over the run's epochs".to_string()
@@ -115,13 +118,13 @@ pub fn measure_flops_per_sec(config: &TrainConfig, vocab_size: usize, threads: u
     };
     // At the precision the run will train in: bf16 steps are faster, and a
     // probe in f32 would count too few tokens for a bf16 run.
-    model.set_precision(config.precision.resolve());
+    model.set_precision(config.model.precision.resolve());
     let seq_len = mc.n_ctx;
-    let n_seqs = config.batch_size.max(threads);
+    let n_seqs = config.batch.batch_size.max(threads);
     let tokens: Vec<u32> = (0..n_seqs * seq_len)
         .map(|i| (i * 7919 % vocab_size.max(1)) as u32)
         .collect();
-    let mut spheres = Spheres::new(&model, threads, config.batch_size, seq_len);
+    let mut spheres = Spheres::new(&model, threads, config.batch.batch_size, seq_len);
     let mut secs = f64::INFINITY;
     for step in 0..2 {
         let input = StepInput {
@@ -162,10 +165,8 @@ mod tests {
 
     #[test]
     fn more_tokens_choose_a_larger_size_at_the_boundary() {
-        let cfg = TrainConfig {
-            epochs: 1,
-            ..TrainConfig::default()
-        };
+        let mut cfg = TrainConfig::default();
+        cfg.budget.epochs = 1;
         let medium = params("medium", &cfg);
         let just = (medium * TOKENS_PER_PARAM).ceil() as usize;
         assert_eq!(choose(&cfg, just, 2048, None).preset, "medium");
@@ -180,11 +181,9 @@ mod tests {
 
     #[test]
     fn a_time_budget_scales_with_the_measured_speed() {
-        let cfg = TrainConfig {
-            time_budget_secs: 600.0,
-            epochs: 0,
-            ..TrainConfig::default()
-        };
+        let mut cfg = TrainConfig::default();
+        cfg.budget.time_budget_secs = 600.0;
+        cfg.budget.epochs = 0;
         let mc = shape("medium", &cfg, 2048).unwrap();
         // The speed at which medium gets exactly TOKENS_PER_PARAM per parameter.
         let tokens_needed = mc.num_params() as f64 * TOKENS_PER_PARAM;
@@ -213,10 +212,8 @@ mod tests {
             "medium"
         );
         // Epochs given with the time are the cap.
-        let four = TrainConfig {
-            epochs: 4,
-            ..cfg.clone()
-        };
+        let mut four = cfg.clone();
+        four.budget.epochs = 4;
         assert_eq!(
             choose(&four, enough, 2048, Some(speed * 10.0)).preset,
             "small"
@@ -225,11 +222,9 @@ mod tests {
 
     #[test]
     fn the_probe_measures_a_positive_speed() {
-        let cfg = TrainConfig {
-            batch_size: 2,
-            seq_len: 16,
-            ..TrainConfig::default()
-        };
+        let mut cfg = TrainConfig::default();
+        cfg.batch.batch_size = 2;
+        cfg.batch.seq_len = 16;
         let cfg = TrainConfig {
             given: vec!["seq_len".into()],
             ..cfg

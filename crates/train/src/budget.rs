@@ -134,7 +134,7 @@ pub const MAX_EPOCHS: u64 = 16;
 /// The most passes a run given time makes: `--epochs` when given with
 /// `--time`, else [`MAX_EPOCHS`].
 pub fn max_epochs(config: &crate::config::TrainConfig) -> u64 {
-    match config.epochs {
+    match config.budget.epochs {
         0 => MAX_EPOCHS,
         n => n as u64,
     }

@@ -66,7 +66,7 @@ pub fn save(path: &Path, ckpt: &CheckpointRef<'_>) -> Result<u64, CheckpointErro
 /// positions than were ever trained; generation cuts them
 /// ([`Gpt::with_context`](cllm_core::Gpt::with_context)).
 pub fn trained_context(ckpt: &Checkpoint) -> usize {
-    let trained = ckpt.train_config.seq_len;
+    let trained = ckpt.train_config.batch.seq_len;
     if trained == 0 {
         ckpt.model.n_ctx
     } else {

@@ -50,7 +50,10 @@ pub mod trainer;
 pub mod tree;
 pub mod watch;
 
-pub use config::{ConfigError, FinalWeights, TokenizerKind, TrainConfig};
+pub use config::{
+    BatchSettings, BudgetSettings, ConfigError, CorpusSettings, EvaluationSettings, FinalWeights,
+    ModelSettings, OptimizerSettings, OutputSettings, TokenizerKind, TrainConfig,
+};
 pub use error::TrainError;
 pub use events::{Command, Event};
 pub use optimizer::{AdamW, AdamWConfig};

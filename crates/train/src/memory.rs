@@ -94,7 +94,7 @@ fn need(
 
 /// Sequences one sphere holds activations for at a time: its micro-batch.
 pub fn micro_batch(config: &TrainConfig, threads: usize) -> usize {
-    config.batch_size.div_ceil(threads.max(1)).max(1)
+    config.batch.batch_size.div_ceil(threads.max(1)).max(1)
 }
 
 /// What training `model` with `config` on `threads` spheres (already
@@ -102,10 +102,10 @@ pub fn micro_batch(config: &TrainConfig, threads: usize) -> usize {
 /// micro-batch workspace per sphere, and the step's token ids.
 pub fn training_memory(config: &TrainConfig, model: &ModelConfig, threads: usize) -> MemoryNeed {
     let spheres = threads.max(1);
-    let workspace = Workspace::bytes_for(model, micro_batch(config, spheres), config.seq_len);
-    let step_tokens = (config.batch_size as u64)
-        .saturating_mul(config.accum_steps.max(1) as u64)
-        .saturating_mul(config.seq_len as u64);
+    let workspace = Workspace::bytes_for(model, micro_batch(config, spheres), config.batch.seq_len);
+    let step_tokens = (config.batch.batch_size as u64)
+        .saturating_mul(config.batch.accum_steps.max(1) as u64)
+        .saturating_mul(config.batch.seq_len as u64);
     need(
         params_of(model),
         2,
@@ -273,8 +273,8 @@ pub fn describe_training(config: &TrainConfig, threads: usize) -> String {
     let spheres = threads.max(1);
     format!(
         "batch size {} x sequence length {} on {spheres} sphere{}",
-        config.batch_size,
-        config.seq_len,
+        config.batch.batch_size,
+        config.batch.seq_len,
         if spheres == 1 { "" } else { "s" }
     )
 }
@@ -332,19 +332,17 @@ mod tests {
     /// Each part equals what the trainer's own allocations hold.
     #[test]
     fn training_need_matches_real_buffers() {
-        let config = TrainConfig {
-            preset: "baby".into(),
-            batch_size: 5,
-            seq_len: 32,
-            accum_steps: 3,
-            ..TrainConfig::default()
-        };
+        let mut config = TrainConfig::default();
+        config.model.preset = "baby".into();
+        config.batch.batch_size = 5;
+        config.batch.seq_len = 32;
+        config.batch.accum_steps = 3;
         let m = model("baby", 300, 32);
         let threads = 2;
         let need = training_memory(&config, &m, threads);
         let gpt = Gpt::new(m.clone(), 1).unwrap();
         let opt = AdamW::new(
-            config.adamw.clone(),
+            config.optimizer.adamw.clone(),
             gpt.layout.total,
             gpt.layout.decay_ranges(),
         );
@@ -368,10 +366,8 @@ mod tests {
                 + need.workspace_bytes
                 + need.tokens_bytes
         );
-        let more_accum = TrainConfig {
-            accum_steps: 30,
-            ..config.clone()
-        };
+        let mut more_accum = config.clone();
+        more_accum.batch.accum_steps = 30;
         assert_eq!(
             training_memory(&more_accum, &m, threads).workspace_bytes,
             need.workspace_bytes
@@ -395,24 +391,20 @@ mod tests {
     /// Absurd settings give a number (or a saturated one), never a panic.
     #[test]
     fn absurd_sizes_never_overflow() {
-        let config = TrainConfig {
-            batch_size: 100_000,
-            seq_len: 1_000_000,
-            accum_steps: 1024,
-            ..TrainConfig::default()
-        };
+        let mut config = TrainConfig::default();
+        config.batch.batch_size = 100_000;
+        config.batch.seq_len = 1_000_000;
+        config.batch.accum_steps = 1024;
         let m = model("seed", 50_000, 1_000_000);
         let need = training_memory(&config, &m, 2);
         assert!(need.total_bytes > ABSURD_BYTES);
         let err = check_fits_in(&need, "this", None).unwrap_err().to_string();
         assert!(err.starts_with("this needs "), "{err}");
 
-        let huge = TrainConfig {
-            batch_size: usize::MAX,
-            seq_len: usize::MAX,
-            accum_steps: usize::MAX,
-            ..TrainConfig::default()
-        };
+        let mut huge = TrainConfig::default();
+        huge.batch.batch_size = usize::MAX;
+        huge.batch.seq_len = usize::MAX;
+        huge.batch.accum_steps = usize::MAX;
         let mut wide = m.clone();
         wide.n_ctx = usize::MAX;
         let need = training_memory(&huge, &wide, usize::MAX);
@@ -432,11 +424,9 @@ mod tests {
 
     #[test]
     fn refusal_names_need_and_availability() {
-        let config = TrainConfig {
-            batch_size: 100_000,
-            seq_len: 128,
-            ..TrainConfig::default()
-        };
+        let mut config = TrainConfig::default();
+        config.batch.batch_size = 100_000;
+        config.batch.seq_len = 128;
         let m = model("small", 2048, 128);
         let need = training_memory(&config, &m, 2);
         let what = describe_training(&config, 2);

@@ -55,20 +55,20 @@ pub fn stop_at(horizon: u64, max_steps: u64) -> u64 {
 
 /// The plan of a new run over `windows` training sequences per epoch.
 pub fn plan(config: &TrainConfig, windows: usize) -> Plan {
-    let per_step = (config.batch_size * config.accum_steps) as u64;
+    let per_step = (config.batch.batch_size * config.batch.accum_steps) as u64;
     let steps_per_epoch = (windows as u64 / per_step).max(1);
-    if config.time_budget_secs > 0.0 {
-        return Plan::pending(steps_per_epoch, config.max_steps);
+    if config.budget.time_budget_secs > 0.0 {
+        return Plan::pending(steps_per_epoch, config.budget.max_steps);
     }
-    let horizon = if config.epochs > 0 {
-        steps_per_epoch * config.epochs as u64
+    let horizon = if config.budget.epochs > 0 {
+        steps_per_epoch * config.budget.epochs as u64
     } else {
-        config.max_steps
+        config.budget.max_steps
     };
     Plan {
         steps_per_epoch,
         horizon,
-        last_step: stop_at(horizon, config.max_steps),
+        last_step: stop_at(horizon, config.budget.max_steps),
     }
 }
 
@@ -88,7 +88,7 @@ pub fn resumed_plan(
     let given = |field: &str| config.given.iter().any(|g| g == field);
     // A run given time that stopped before its warm-up ended, or one given
     // a new budget now: measure again and fix the length from here.
-    if config.time_budget_secs > 0.0 && (state.horizon == 0 || given("time_budget_secs")) {
+    if config.budget.time_budget_secs > 0.0 && (state.horizon == 0 || given("time_budget_secs")) {
         if state.horizon > 0 {
             notes.push(
                 "a new time budget: the learning-rate schedule will span the steps that fit \
@@ -106,9 +106,9 @@ pub fn resumed_plan(
     let stored_stop = if state.last_step > 0 {
         state.last_step
     } else {
-        stop_at(stored_horizon, saved.max_steps)
+        stop_at(stored_horizon, saved.budget.max_steps)
     };
-    let horizon = if given("epochs") || (config.epochs == 0 && given("max_steps")) {
+    let horizon = if given("epochs") || (config.budget.epochs == 0 && given("max_steps")) {
         fresh.horizon
     } else {
         stored_horizon
@@ -120,7 +120,7 @@ pub fn resumed_plan(
         ));
     }
     let last_step = if given("epochs") || given("max_steps") {
-        stop_at(horizon, config.max_steps)
+        stop_at(horizon, config.budget.max_steps)
     } else {
         stored_stop
     };
@@ -137,31 +137,24 @@ mod tests {
 
     #[test]
     fn plan_of_a_new_run() {
-        let cfg = TrainConfig {
-            batch_size: 4,
-            accum_steps: 2,
-            epochs: 3,
-            ..TrainConfig::default()
-        };
+        let mut cfg = TrainConfig::default();
+        cfg.batch.batch_size = 4;
+        cfg.batch.accum_steps = 2;
+        cfg.budget.epochs = 3;
         let p = plan(&cfg, 100);
         assert_eq!((p.steps_per_epoch, p.horizon, p.last_step), (12, 36, 36));
         let p = plan(&cfg, 3);
         assert_eq!((p.steps_per_epoch, p.horizon), (1, 3));
-        let cfg = TrainConfig {
-            epochs: 0,
-            max_steps: 7,
-            ..cfg
-        };
+        cfg.budget.epochs = 0;
+        cfg.budget.max_steps = 7;
         assert_eq!(plan(&cfg, 100).horizon, 7);
     }
 
     #[test]
     fn a_run_given_time_is_pending_until_its_warmup_fixes_it() {
-        let cfg = TrainConfig {
-            batch_size: 4,
-            time_budget_secs: 60.0,
-            ..TrainConfig::default()
-        };
+        let mut cfg = TrainConfig::default();
+        cfg.batch.batch_size = 4;
+        cfg.budget.time_budget_secs = 60.0;
         let p = plan(&cfg, 100);
         assert!(p.is_pending());
         assert_eq!((p.steps_per_epoch, p.last_step), (25, PENDING));
@@ -169,10 +162,8 @@ mod tests {
         assert!(!f.is_pending());
         assert_eq!((f.steps_per_epoch, f.horizon, f.last_step), (25, 312, 312));
         // --max-steps still caps a run given time.
-        let capped = TrainConfig {
-            max_steps: 100,
-            ..cfg.clone()
-        };
+        let mut capped = cfg.clone();
+        capped.budget.max_steps = 100;
         let p = plan(&capped, 100);
         assert_eq!(p.last_step, 100);
         assert_eq!(p.fixed(12, 300, 100).last_step, 100);

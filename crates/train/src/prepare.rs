@@ -42,14 +42,14 @@ pub fn gather_files(
     emit: &mut dyn FnMut(Event),
 ) -> Result<Vec<(PathBuf, String)>, TrainError> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
-    if !config.files.is_empty() {
-        for path in &config.files {
+    if !config.corpus.files.is_empty() {
+        for path in &config.corpus.files {
             files.push((path.clone(), path.display().to_string()));
         }
     } else {
         let opts = ScanOptions {
-            roots: config.data.clone(),
-            extensions: config.extensions.clone(),
+            roots: config.corpus.data.clone(),
+            extensions: config.corpus.extensions.clone(),
             max_file_bytes: None,
         };
         let mut seen = 0usize;
@@ -74,6 +74,7 @@ pub fn gather_files(
 
 fn no_files(config: &TrainConfig) -> TrainError {
     let where_ = config
+        .corpus
         .data
         .iter()
         .map(|p| p.display().to_string())
@@ -81,7 +82,7 @@ fn no_files(config: &TrainConfig) -> TrainError {
         .join(", ");
     // Said the same way for `train` and for `eval-gen`, which reads its
     // prompts' files through the same scan.
-    let extensions = scan::parse_extensions(&config.extensions);
+    let extensions = scan::parse_extensions(&config.corpus.extensions);
     let kinds = if extensions.is_empty() {
         "the usual source and text types".to_string()
     } else {
@@ -105,13 +106,13 @@ fn gather_texts(
     cancel: &AtomicBool,
     emit: &mut dyn FnMut(Event),
 ) -> Result<Vec<(String, String)>, PrepareError> {
-    if !config.files.is_empty() {
+    if !config.corpus.files.is_empty() {
         let files = gather_files(config, cancel, emit)?;
         return read_texts_until(&files, cancel);
     }
     let opts = ScanOptions {
-        roots: config.data.clone(),
-        extensions: config.extensions.clone(),
+        roots: config.corpus.data.clone(),
+        extensions: config.corpus.extensions.clone(),
         max_file_bytes: None,
     };
     let mut found: Vec<(PathBuf, String, String)> = Vec::new();
@@ -182,7 +183,11 @@ pub fn validation_texts(
     cancel: &AtomicBool,
 ) -> Result<Vec<(String, String)>, PrepareError> {
     let texts = gather_texts(config, cancel, &mut |_| {})?;
-    let (_, val) = split_texts(&texts, Split::Fraction(config.val_fraction), config.seed);
+    let (_, val) = split_texts(
+        &texts,
+        Split::Fraction(config.corpus.val_fraction),
+        config.seed,
+    );
     Ok(val)
 }
 
@@ -208,18 +213,22 @@ pub fn prepare(
         return Err(PrepareError::Stopped);
     }
     let texts = texts?;
-    let (train_texts, val_texts) =
-        split_texts(&texts, Split::Fraction(config.val_fraction), config.seed);
+    let (train_texts, val_texts) = split_texts(
+        &texts,
+        Split::Fraction(config.corpus.val_fraction),
+        config.seed,
+    );
     let tokenizer = match tokenizer {
         Some(t) => t,
-        None => match config.tokenizer {
+        None => match config.corpus.tokenizer {
             TokenizerKind::Bytes => Tokenizer::bytes(),
             TokenizerKind::Bpe => {
                 let refs: Vec<&str> = train_texts.iter().map(|(_, t)| t.as_str()).collect();
                 let mut progress = |done: usize, total: usize| {
                     emit(Event::Phase(Phase::Tokenizing { done, total }));
                 };
-                let trained = Tokenizer::train_bpe(&refs, config.vocab_size, &mut progress, cancel);
+                let trained =
+                    Tokenizer::train_bpe(&refs, config.corpus.vocab_size, &mut progress, cancel);
                 if stopped() {
                     return Err(PrepareError::Stopped);
                 }

@@ -59,8 +59,9 @@ pub fn label(field: &str) -> String {
 }
 
 /// The config a resumed run uses, and notes for the user about what the
-/// given settings change. `given` lists the `TrainConfig` field names the
-/// user set explicitly. A given locked setting that differs from the
+/// given settings change. `given` lists the settings the user set
+/// explicitly, by their names in the serialised config (the parts' field
+/// names). A given locked setting that differs from the
 /// checkpoint's is an error naming it.
 pub fn resumed_config(
     saved: &TrainConfig,
@@ -152,14 +153,24 @@ fn show(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{BudgetSettings, OptimizerSettings, OutputSettings};
     use std::path::PathBuf;
 
     fn saved() -> TrainConfig {
         TrainConfig {
-            epochs: 3,
-            lr: 1e-3,
             threads: 2,
-            run_name: "first".into(),
+            optimizer: OptimizerSettings {
+                lr: 1e-3,
+                ..Default::default()
+            },
+            budget: BudgetSettings {
+                epochs: 3,
+                ..Default::default()
+            },
+            outputs: OutputSettings {
+                run_name: "first".into(),
+                ..Default::default()
+            },
             ..TrainConfig::default()
         }
     }
@@ -167,31 +178,27 @@ mod tests {
     #[test]
     fn settings_not_given_come_from_the_checkpoint() {
         // The user's config holds a front end's defaults: none was given.
-        let user = TrainConfig {
-            resume: Some(PathBuf::from("x.cllm")),
-            output: PathBuf::from("elsewhere.cllm"),
-            ..TrainConfig::default()
-        };
+        let mut user = TrainConfig::default();
+        user.outputs.output = PathBuf::from("elsewhere.cllm");
+        user.resume = Some(PathBuf::from("x.cllm"));
         let (c, notes) = resumed_config(&saved(), &user, &[]).unwrap();
-        assert_eq!(c.epochs, 3);
-        assert_eq!(c.lr, 1e-3);
+        assert_eq!(c.budget.epochs, 3);
+        assert_eq!(c.optimizer.lr, 1e-3);
         assert_eq!(c.threads, 2);
-        assert_eq!(c.run_name, "first");
-        assert_eq!(c.output, PathBuf::from("elsewhere.cllm"));
+        assert_eq!(c.outputs.run_name, "first");
+        assert_eq!(c.outputs.output, PathBuf::from("elsewhere.cllm"));
         assert_eq!(c.resume, Some(PathBuf::from("x.cllm")));
         assert!(notes.is_empty());
     }
 
     #[test]
     fn given_run_control_is_applied_and_said() {
-        let user = TrainConfig {
-            epochs: 5,
-            threads: 3,
-            ..TrainConfig::default()
-        };
+        let mut user = TrainConfig::default();
+        user.budget.epochs = 5;
+        user.threads = 3;
         let given = vec!["epochs".to_string(), "threads".to_string()];
         let (c, notes) = resumed_config(&saved(), &user, &given).unwrap();
-        assert_eq!((c.epochs, c.threads), (5, 3));
+        assert_eq!((c.budget.epochs, c.threads), (5, 3));
         assert!(notes.iter().any(|n| n.contains("summation order")));
         assert!(
             notes
@@ -202,11 +209,9 @@ mod tests {
 
     #[test]
     fn given_locked_settings_are_refused_by_name() {
-        let user = TrainConfig {
-            lr: 0.01,
-            batch_size: 3,
-            ..TrainConfig::default()
-        };
+        let mut user = TrainConfig::default();
+        user.optimizer.lr = 0.01;
+        user.batch.batch_size = 3;
         let given = vec!["lr".to_string(), "batch_size".to_string()];
         let err = resumed_config(&saved(), &user, &given)
             .unwrap_err()
@@ -217,10 +222,8 @@ mod tests {
         );
         assert!(err.contains("batch size (--batch-size)"), "{err}");
         // Giving the same value as the checkpoint is fine.
-        let same = TrainConfig {
-            lr: 1e-3,
-            ..TrainConfig::default()
-        };
+        let mut same = TrainConfig::default();
+        same.optimizer.lr = 1e-3;
         assert!(resumed_config(&saved(), &same, &["lr".to_string()]).is_ok());
     }
 }

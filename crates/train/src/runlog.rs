@@ -187,14 +187,19 @@ impl UtcTime {
 /// with `-2`, `-3`, ... added while a run of that name already has a log or
 /// a checkpoint folder, so no run ever writes into another's files.
 pub fn unique_run_name(config: &TrainConfig) -> String {
-    let base = if config.run_name.is_empty() {
-        default_run_name(&config.preset)
+    let base = if config.outputs.run_name.is_empty() {
+        default_run_name(&config.model.preset)
     } else {
-        config.run_name.clone()
+        config.outputs.run_name.clone()
     };
     let taken = |name: &str| {
-        config.runs_dir.join(name).join("metrics.jsonl").exists()
-            || config.checkpoint_dir.join(name).exists()
+        config
+            .outputs
+            .runs_dir
+            .join(name)
+            .join("metrics.jsonl")
+            .exists()
+            || config.outputs.checkpoint_dir.join(name).exists()
     };
     let mut name = base.clone();
     let mut n = 2;
@@ -238,7 +243,7 @@ impl RunLog {
         model: &ModelConfig,
         resumed_at: Option<u64>,
     ) -> Result<RunLog, TrainError> {
-        let dir = config.runs_dir.join(&config.run_name);
+        let dir = config.outputs.runs_dir.join(&config.outputs.run_name);
         std::fs::create_dir_all(&dir).map_err(|e| TrainError::io("create run folder", &dir, e))?;
         let cfg = RunConfig {
             train: config,
@@ -262,7 +267,9 @@ impl RunLog {
         let mut log = RunLog {
             dir,
             metrics: BufWriter::new(file),
-            tokens_per_step: (config.batch_size * config.accum_steps * config.seq_len) as u64,
+            tokens_per_step: (config.batch.batch_size
+                * config.batch.accum_steps
+                * config.batch.seq_len) as u64,
             busy_sum: Vec::new(),
             busy_steps: 0,
             last_spheres: Vec::new(),
@@ -282,13 +289,13 @@ impl RunLog {
             None => log.write_json(&Header {
                 kind: "header",
                 version: LOG_VERSION,
-                run: &config.run_name,
+                run: &config.outputs.run_name,
                 started_unix: unix_now(),
                 program_version: env!("CARGO_PKG_VERSION"),
-                preset: &config.preset,
+                preset: &config.model.preset,
                 threads,
                 ranks: config.ranks.max(1),
-                data: &config.data,
+                data: &config.corpus.data,
             })?,
         }
         Ok(log)
@@ -494,11 +501,9 @@ mod tests {
     #[test]
     fn writes_config_and_one_line_per_record() {
         let dir = tempfile::tempdir().unwrap();
-        let config = TrainConfig {
-            runs_dir: dir.path().to_path_buf(),
-            run_name: "t".into(),
-            ..TrainConfig::default()
-        };
+        let mut config = TrainConfig::default();
+        config.outputs.runs_dir = dir.path().to_path_buf();
+        config.outputs.run_name = "t".into();
         let model = ModelConfig::preset("tiny").unwrap();
         let mut log = RunLog::create(&config, &model).unwrap();
         let step = StepStats {
@@ -532,7 +537,7 @@ mod tests {
         assert_eq!(kinds(&text), ["header", "step", "spheres", "step", "end"]);
         let v: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
         assert_eq!(v["loss"], 3.5);
-        assert_eq!(v["tokens"], config.batch_size * config.seq_len);
+        assert_eq!(v["tokens"], config.batch.batch_size * config.batch.seq_len);
         let head: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(head["version"], LOG_VERSION);
         let end: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();

@@ -30,7 +30,7 @@ pub fn keep_previous_output(
         return Ok(None);
     }
     if let Ok(info) = checkpoint::verify(output) {
-        let run = &info.train_config.run_name;
+        let run = &info.train_config.outputs.run_name;
         if !run.is_empty() {
             if run == this_run {
                 return Ok(None);

@@ -395,12 +395,10 @@ fn validation_texts_are_the_prepared_validation_split() {
     }
     let never = AtomicBool::new(false);
     for val_fraction in [0.1, 0.5] {
-        let cfg = TrainConfig {
-            data: vec![dir.path().to_path_buf()],
-            tokenizer: cllm_train::TokenizerKind::Bytes,
-            val_fraction,
-            ..TrainConfig::default()
-        };
+        let mut cfg = TrainConfig::default();
+        cfg.corpus.data = vec![dir.path().to_path_buf()];
+        cfg.corpus.tokenizer = cllm_train::TokenizerKind::Bytes;
+        cfg.corpus.val_fraction = val_fraction;
         let tok = Tokenizer::bytes();
         let prepared = prepare(&cfg, Some(tok.clone()), &never, &mut |_| {}).unwrap();
         let texts = validation_texts(&cfg, &never).unwrap();

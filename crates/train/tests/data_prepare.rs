@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cllm_data::tokenizer::Tokenizer;
-use cllm_train::config::{TokenizerKind, TrainConfig};
+use cllm_train::config::{CorpusSettings, TokenizerKind, TrainConfig};
 use cllm_train::events::{Event, Phase};
 use cllm_train::prepare::{PrepareError, Prepared, prepare};
 
@@ -29,10 +29,13 @@ fn make_tree(dir: &Path) {
 
 fn config(dir: &Path, val_fraction: f32) -> TrainConfig {
     TrainConfig {
-        data: vec![dir.to_path_buf()],
-        tokenizer: TokenizerKind::Bpe,
-        vocab_size: 600,
-        val_fraction,
+        corpus: CorpusSettings {
+            data: vec![dir.to_path_buf()],
+            tokenizer: TokenizerKind::Bpe,
+            vocab_size: 600,
+            val_fraction,
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }
@@ -94,10 +97,8 @@ fn the_tokenizer_never_learns_from_validation_text() {
 fn the_split_holds_out_the_tail_of_the_text() {
     let tmp = tempfile::tempdir().unwrap();
     make_tree(tmp.path());
-    let cfg = TrainConfig {
-        tokenizer: TokenizerKind::Bytes,
-        ..config(tmp.path(), 0.25)
-    };
+    let mut cfg = config(tmp.path(), 0.25);
+    cfg.corpus.tokenizer = TokenizerKind::Bytes;
     let p = run(&cfg, None).unwrap();
     let bytes = (p.train.bytes + p.val.bytes) as f64;
     let share = p.val.bytes as f64 / bytes;
@@ -222,10 +223,8 @@ fn fingerprint_is_stable_across_runs_and_resumes_and_notices_changes() {
 
     // The same files with another split: the tokens changed.
     make_tree(tmp.path());
-    let other_split = TrainConfig {
-        val_fraction: 0.3,
-        ..cfg.clone()
-    };
+    let mut other_split = cfg.clone();
+    other_split.corpus.val_fraction = 0.3;
     let split = run(&other_split, Some(saved)).unwrap().fingerprint;
     let msg = fp.difference(&split).unwrap();
     assert!(
@@ -235,9 +234,10 @@ fn fingerprint_is_stable_across_runs_and_resumes_and_notices_changes() {
     // A retrained tokenizer on other settings.
     assert!(first.tokenizer.vocab_size() > 300);
     let retrained = run(
-        &TrainConfig {
-            vocab_size: 300,
-            ..cfg.clone()
+        &{
+            let mut c = cfg.clone();
+            c.corpus.vocab_size = 300;
+            c
         },
         None,
     )

@@ -6,7 +6,10 @@
 use cllm_core::ops::bf16::PrecisionChoice;
 use cllm_train::checkpoint;
 use cllm_train::events::{Event, StepStats};
-use cllm_train::{TokenizerKind, TrainConfig, spawn};
+use cllm_train::{
+    BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings, ModelSettings,
+    OptimizerSettings, OutputSettings, TokenizerKind, TrainConfig, spawn,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,26 +31,47 @@ fn corpus(dir: &Path) -> PathBuf {
 
 fn config(dir: &Path, precision: PrecisionChoice) -> TrainConfig {
     TrainConfig {
-        data: vec![corpus(dir)],
-        preset: "tiny".into(),
-        tokenizer: TokenizerKind::Bytes,
         threads: 2,
-        batch_size: 8,
-        seq_len: 16,
-        epochs: 0,
-        max_steps: 60,
-        lr: 1e-2,
-        min_lr: 1e-3,
-        warmup_steps: 5,
-        eval_every: 30,
-        eval_batches: 4,
-        memory: false,
-        precision,
-        output: dir.join("models/final.cllm"),
-        checkpoint_dir: dir.join("checkpoints"),
-        runs_dir: dir.join("runs"),
-        run_name: "test".into(),
         seed: 5,
+        corpus: CorpusSettings {
+            data: vec![corpus(dir)],
+            tokenizer: TokenizerKind::Bytes,
+            ..Default::default()
+        },
+        model: ModelSettings {
+            preset: "tiny".into(),
+            memory: false,
+            precision,
+            ..Default::default()
+        },
+        batch: BatchSettings {
+            batch_size: 8,
+            seq_len: 16,
+            ..Default::default()
+        },
+        optimizer: OptimizerSettings {
+            lr: 1e-2,
+            min_lr: 1e-3,
+            warmup_steps: 5,
+            ..Default::default()
+        },
+        budget: BudgetSettings {
+            epochs: 0,
+            max_steps: 60,
+            ..Default::default()
+        },
+        evaluation: EvaluationSettings {
+            eval_every: 30,
+            eval_batches: 4,
+            ..Default::default()
+        },
+        outputs: OutputSettings {
+            output: dir.join("models/final.cllm"),
+            checkpoint_dir: dir.join("checkpoints"),
+            runs_dir: dir.join("runs"),
+            run_name: "test".into(),
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }
@@ -128,23 +152,21 @@ fn bf16_learns_deterministically_and_close_to_f32() {
     // The checkpoint holds f32 master weights that load and evaluate.
     let ck = checkpoint::load(&dirs[0].path().join("models/final.cllm")).unwrap();
     assert!(ck.params.iter().all(|p| p.is_finite()));
-    assert_eq!(ck.train_config.precision, PrecisionChoice::Bf16);
+    assert_eq!(ck.train_config.model.precision, PrecisionChoice::Bf16);
 }
 
 #[test]
 fn a_bf16_run_resumes_in_f32_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = config(dir.path(), PrecisionChoice::Bf16);
-    first.max_steps = 20;
+    first.budget.max_steps = 20;
     run(first);
     let file = dir.path().join("models/final.cllm");
-    let resumed = TrainConfig {
-        resume: Some(file.clone()),
-        max_steps: 40,
-        precision: PrecisionChoice::Fp32,
-        given: vec!["max_steps".into(), "precision".into()],
-        ..config(dir.path(), PrecisionChoice::Fp32)
-    };
+    let mut resumed = config(dir.path(), PrecisionChoice::Fp32);
+    resumed.budget.max_steps = 40;
+    resumed.model.precision = PrecisionChoice::Fp32;
+    resumed.resume = Some(file.clone());
+    resumed.given = vec!["max_steps".into(), "precision".into()];
     let out = run(resumed);
     assert_eq!(out.steps.first().unwrap().step, 21);
     assert!(

@@ -11,7 +11,10 @@ use cllm_train::faults::Faults;
 use cllm_train::optimizer::{AdamW, AdamWConfig};
 use cllm_train::spheres::{Spheres, StepInput};
 use cllm_train::trainer::{TrainOptions, spawn};
-use cllm_train::{TokenizerKind, TrainConfig, TrainerHandle};
+use cllm_train::{
+    BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings, ModelSettings,
+    OutputSettings, TokenizerKind, TrainConfig, TrainerHandle,
+};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,21 +106,39 @@ fn corpus(dir: &Path) -> std::path::PathBuf {
 
 fn config(dir: &Path, threads: usize) -> TrainConfig {
     TrainConfig {
-        data: vec![corpus(dir)],
-        preset: "tiny".into(),
-        tokenizer: TokenizerKind::Bytes,
         threads,
-        batch_size: 6,
-        seq_len: 16,
-        epochs: 1,
-        max_steps: 8,
-        eval_every: 4,
-        eval_batches: 2,
-        output: dir.join("models/final.cllm"),
-        checkpoint_dir: dir.join("checkpoints"),
-        runs_dir: dir.join("runs"),
-        run_name: "pool".into(),
         seed: 3,
+        corpus: CorpusSettings {
+            data: vec![corpus(dir)],
+            tokenizer: TokenizerKind::Bytes,
+            ..Default::default()
+        },
+        model: ModelSettings {
+            preset: "tiny".into(),
+            ..Default::default()
+        },
+        batch: BatchSettings {
+            batch_size: 6,
+            seq_len: 16,
+            ..Default::default()
+        },
+        budget: BudgetSettings {
+            epochs: 1,
+            max_steps: 8,
+            ..Default::default()
+        },
+        evaluation: EvaluationSettings {
+            eval_every: 4,
+            eval_batches: 2,
+            ..Default::default()
+        },
+        outputs: OutputSettings {
+            output: dir.join("models/final.cllm"),
+            checkpoint_dir: dir.join("checkpoints"),
+            runs_dir: dir.join("runs"),
+            run_name: "pool".into(),
+            ..Default::default()
+        },
         ..TrainConfig::default()
     }
 }

@@ -157,7 +157,14 @@ impl TrainArgs {
             Some(path) => config_file::load(path)?,
             None => (TrainConfig::default(), Vec::new()),
         };
+        // `given` holds the field's own name (as serialised), not its part's.
         macro_rules! set {
+            ($arg:ident => $part:ident . $field:ident) => {
+                if let Some(v) = &self.$arg {
+                    c.$part.$field = v.clone();
+                    mark(&mut given, stringify!($field));
+                }
+            };
             ($arg:ident => $field:ident) => {
                 if let Some(v) = &self.$arg {
                     c.$field = v.clone();
@@ -166,70 +173,70 @@ impl TrainArgs {
             };
         }
         if !self.data.is_empty() {
-            c.data = self.data.clone();
+            c.corpus.data = self.data.clone();
             mark(&mut given, "data");
         }
         if !self.extensions.is_empty() {
-            c.extensions = self.extensions.clone();
+            c.corpus.extensions = self.extensions.clone();
             mark(&mut given, "extensions");
         }
-        c.extensions = cllm_data::scan::parse_extensions(&c.extensions);
-        set!(preset => preset);
+        c.corpus.extensions = cllm_data::scan::parse_extensions(&c.corpus.extensions);
+        set!(preset => model.preset);
         set!(threads => threads);
-        set!(batch_size => batch_size);
-        set!(seq_len => seq_len);
-        set!(epochs => epochs);
-        set!(max_steps => max_steps);
-        set!(time => time_budget_secs);
+        set!(batch_size => batch.batch_size);
+        set!(seq_len => batch.seq_len);
+        set!(epochs => budget.epochs);
+        set!(max_steps => budget.max_steps);
+        set!(time => budget.time_budget_secs);
         if has(&given, "time_budget_secs") {
             // The budget decides the length, not the default epochs; epochs
             // given with it are its cap.
             if !has(&given, "epochs") {
-                c.epochs = 0;
+                c.budget.epochs = 0;
             }
         } else if has(&given, "epochs") {
             // Epochs given to a run that was given time (on resume): the
             // epochs decide from here.
-            c.time_budget_secs = 0.0;
+            c.budget.time_budget_secs = 0.0;
             mark(&mut given, "time_budget_secs");
         }
-        set!(lr => lr);
-        set!(warmup => warmup_steps);
-        set!(schedule => schedule);
-        set!(grad_clip => grad_clip);
-        set!(accum => accum_steps);
-        set!(vocab_size => vocab_size);
-        set!(tokenizer => tokenizer);
-        set!(val_fraction => val_fraction);
-        set!(eval_gen => eval_gen);
-        set!(precision => precision);
-        set!(eval_every => eval_every);
-        set!(eval_batches => eval_batches);
-        set!(checkpoint_every => checkpoint_every);
-        set!(patience => early_stop_patience);
-        set!(final_weights => final_weights);
-        set!(sample_every => sample_every);
-        set!(sample_prompt => sample_prompt);
-        set!(run_name => run_name);
+        set!(lr => optimizer.lr);
+        set!(warmup => optimizer.warmup_steps);
+        set!(schedule => optimizer.schedule);
+        set!(grad_clip => optimizer.grad_clip);
+        set!(accum => batch.accum_steps);
+        set!(vocab_size => corpus.vocab_size);
+        set!(tokenizer => corpus.tokenizer);
+        set!(val_fraction => corpus.val_fraction);
+        set!(eval_gen => evaluation.eval_gen);
+        set!(precision => model.precision);
+        set!(eval_every => evaluation.eval_every);
+        set!(eval_batches => evaluation.eval_batches);
+        set!(checkpoint_every => outputs.checkpoint_every);
+        set!(patience => budget.early_stop_patience);
+        set!(final_weights => outputs.final_weights);
+        set!(sample_every => evaluation.sample_every);
+        set!(sample_prompt => evaluation.sample_prompt);
+        set!(run_name => outputs.run_name);
         set!(seed => seed);
         // The floor follows the peak unless given (on resume, unless given,
         // the checkpoint's floor stands).
         if let Some(min_lr) = self.min_lr {
-            c.min_lr = min_lr;
+            c.optimizer.min_lr = min_lr;
             mark(&mut given, "min_lr");
         } else if !has(&given, "min_lr") {
-            c.min_lr = c.lr / 10.0;
+            c.optimizer.min_lr = c.optimizer.lr / 10.0;
         }
         if let Some(m) = self.memory {
-            c.memory = m == Switch::On;
+            c.model.memory = m == Switch::On;
             mark(&mut given, "memory");
         }
         if let Some(d) = self.dropout {
-            c.dropout = Some(d);
+            c.model.dropout = Some(d);
             mark(&mut given, "dropout");
         }
         if let Some(wd) = self.weight_decay {
-            c.adamw.weight_decay = wd;
+            c.optimizer.adamw.weight_decay = wd;
             mark(&mut given, "adamw");
         }
         if let Some(resume) = &self.resume {
@@ -237,11 +244,11 @@ impl TrainArgs {
         }
         c.allow_data_change = self.allow_data_change;
         if let Some(output) = &self.output {
-            c.output = output.clone();
+            c.outputs.output = output.clone();
         }
-        c.output = model_path(&c.output);
+        c.outputs.output = model_path(&c.outputs.output);
         if let Some(dir) = &self.checkpoint_dir {
-            c.checkpoint_dir = dir.clone();
+            c.outputs.checkpoint_dir = dir.clone();
         }
         c.given = given;
         Ok(c)
@@ -305,9 +312,12 @@ mod tests {
         std::fs::write(&path, "lr = 0.01\ntime_budget_secs = 60.0\nseq_len = 32\n").unwrap();
         let file = path.to_str().unwrap();
         let c = config(&["--config", file, "--seq-len", "64"]);
-        assert_eq!((c.lr, c.min_lr, c.seq_len), (0.01, 0.01 / 10.0, 64));
         assert_eq!(
-            c.epochs, 0,
+            (c.optimizer.lr, c.optimizer.min_lr, c.batch.seq_len),
+            (0.01, 0.01 / 10.0, 64)
+        );
+        assert_eq!(
+            c.budget.epochs, 0,
             "time without epochs: the budget decides the length"
         );
         assert!(
@@ -318,22 +328,29 @@ mod tests {
         assert!(!given(&c, "epochs") && !given(&c, "min_lr"));
         assert_eq!(c.given.len(), 3, "{:?}", c.given);
         let c = config(&["--config", file, "--epochs", "2", "--min-lr", "0.0001"]);
-        assert_eq!((c.epochs, c.time_budget_secs, c.min_lr), (2, 60.0, 0.0001));
+        assert_eq!(
+            (
+                c.budget.epochs,
+                c.budget.time_budget_secs,
+                c.optimizer.min_lr
+            ),
+            (2, 60.0, 0.0001)
+        );
     }
 
     #[test]
     fn without_a_file_the_flags_alone_decide_as_before() {
         let c = config(&["--epochs", "3", "--lr", "0.002"]);
         let defaults = TrainConfig::default();
-        assert_eq!((c.epochs, c.time_budget_secs), (3, 0.0));
+        assert_eq!((c.budget.epochs, c.budget.time_budget_secs), (3, 0.0));
         assert!(
             given(&c, "time_budget_secs"),
             "epochs end a budget on resume"
         );
-        assert_eq!((c.lr, c.min_lr), (0.002, 0.002 / 10.0));
-        assert_eq!(c.seq_len, defaults.seq_len);
-        assert_eq!(c.output, defaults.output);
+        assert_eq!((c.optimizer.lr, c.optimizer.min_lr), (0.002, 0.002 / 10.0));
+        assert_eq!(c.batch.seq_len, defaults.batch.seq_len);
+        assert_eq!(c.outputs.output, defaults.outputs.output);
         let c = config(&["--time", "90s"]);
-        assert_eq!((c.time_budget_secs, c.epochs), (90.0, 0));
+        assert_eq!((c.budget.time_budget_secs, c.budget.epochs), (90.0, 0));
     }
 }

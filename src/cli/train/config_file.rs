@@ -1,7 +1,8 @@
 //! `cllm train --config FILE`: a run's settings from a TOML or JSON file.
 //!
 //! The keys are `TrainConfig`'s, as serde writes them into a run's
-//! `runs/<run>/config.json`; that file itself is accepted, and repeats its
+//! `runs/<run>/config.json`: flat, the fields of its parts (`lr`, not
+//! `optimizer.lr`); that file itself is accepted, and repeats its
 //! run as a new one. The file's settings go over the defaults through serde
 //! (a JSON merge, then one deserialisation), so a field added to
 //! `TrainConfig` is a key here with nothing to list. Paths in the file are
@@ -210,13 +211,16 @@ mod tests {
         );
         let (c, given) = load(&path).unwrap();
         let defaults = TrainConfig::default();
-        assert_eq!(c.preset, "tiny");
-        assert_eq!(c.lr, 0.01);
-        assert_eq!(c.data, vec![Path::new("src"), Path::new("lib")]);
-        assert_eq!(c.schedule, ScheduleKind::Linear);
-        assert_eq!(c.adamw.weight_decay, 0.2);
-        assert_eq!(c.adamw.beta2, defaults.adamw.beta2, "a table merges");
-        assert_eq!(c.seq_len, defaults.seq_len);
+        assert_eq!(c.model.preset, "tiny");
+        assert_eq!(c.optimizer.lr, 0.01);
+        assert_eq!(c.corpus.data, vec![Path::new("src"), Path::new("lib")]);
+        assert_eq!(c.optimizer.schedule, ScheduleKind::Linear);
+        assert_eq!(c.optimizer.adamw.weight_decay, 0.2);
+        assert_eq!(
+            c.optimizer.adamw.beta2, defaults.optimizer.adamw.beta2,
+            "a table merges"
+        );
+        assert_eq!(c.batch.seq_len, defaults.batch.seq_len);
         let mut given = given;
         given.sort();
         assert_eq!(given, ["adamw", "data", "lr", "preset", "schedule"]);
@@ -228,25 +232,23 @@ mod tests {
         for name in ["a.json", "a.cfg"] {
             let path = write(dir.path(), name, "{\"epochs\": 3, \"seed\": 7}");
             let (c, _) = load(&path).unwrap();
-            assert_eq!((c.epochs, c.seed), (3, 7), "{name}");
+            assert_eq!((c.budget.epochs, c.seed), (3, 7), "{name}");
         }
     }
 
     #[test]
     fn a_runs_config_json_gives_its_settings_less_its_name() {
         let dir = tempfile::tempdir().unwrap();
-        let train = TrainConfig {
-            lr: 0.02,
-            seq_len: 64,
-            run_name: "first".into(),
-            resume: Some("checkpoints/first/checkpoint_best.cllm".into()),
-            ..TrainConfig::default()
-        };
+        let mut train = TrainConfig::default();
+        train.optimizer.lr = 0.02;
+        train.batch.seq_len = 64;
+        train.outputs.run_name = "first".into();
+        train.resume = Some("checkpoints/first/checkpoint_best.cllm".into());
         let json = serde_json::json!({"train": train, "model": {"n_layer": 2}, "program_version": "0.1.0"});
         let path = write(dir.path(), "config.json", &json.to_string());
         let (c, given) = load(&path).unwrap();
-        assert_eq!((c.lr, c.seq_len), (0.02, 64));
-        assert_eq!(c.run_name, "", "a repeat is a new run");
+        assert_eq!((c.optimizer.lr, c.batch.seq_len), (0.02, 64));
+        assert_eq!(c.outputs.run_name, "", "a repeat is a new run");
         assert_eq!(c.resume, None);
         assert!(given.iter().any(|g| g == "seq_len"));
         assert!(!given.iter().any(|g| g == "run_name" || g == "resume"));
@@ -270,6 +272,10 @@ mod tests {
         let path = write(dir.path(), "nested.toml", "[adamw]\nbeta3 = 0.5\n");
         let err = load(&path).unwrap_err();
         assert!(err.contains("`adamw.beta3`"), "{err}");
+        // The config's parts are not keys: their fields are, at the top.
+        let path = write(dir.path(), "part.toml", "[optimizer]\nlr = 0.01\n");
+        let err = load(&path).unwrap_err();
+        assert!(err.contains("unknown setting `optimizer`"), "{err}");
         let path = write(dir.path(), "kind.toml", "seed = 1\nlr = \"fast\"\n");
         let err = load(&path).unwrap_err();
         assert!(err.contains("`lr`") && err.contains("kind.toml"), "{err}");

@@ -156,12 +156,12 @@ impl LlmTab {
     /// save into (so a run's checkpoints show up wherever they go).
     pub fn model_dirs(settings: &Settings) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = DEFAULT_MODEL_DIRS.iter().map(PathBuf::from).collect();
-        if let Some(parent) = settings.train.output.parent()
+        if let Some(parent) = settings.train.outputs.output.parent()
             && !parent.as_os_str().is_empty()
         {
             dirs.push(parent.to_path_buf());
         }
-        dirs.push(settings.train.checkpoint_dir.clone());
+        dirs.push(settings.train.outputs.checkpoint_dir.clone());
         let mut unique: Vec<PathBuf> = Vec::new();
         for d in dirs {
             if !unique.contains(&d) {

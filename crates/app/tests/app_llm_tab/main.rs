@@ -10,8 +10,8 @@ use cllm_app::{Tab, WorkbenchApp};
 use cllm_core::{Gpt, ModelConfig};
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::{FinishReason, Generator};
-use cllm_train::TrainConfig;
 use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
+use cllm_train::{OutputSettings, TrainConfig};
 use eframe::egui;
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -51,8 +51,11 @@ fn app_in(root: &Path) -> Harness<'static, WorkbenchApp> {
     let settings = Settings {
         data_dir: root.join("no_data").display().to_string(),
         train: TrainConfig {
-            output: root.join("models/final.cllm"),
-            checkpoint_dir: root.join("checkpoints"),
+            outputs: OutputSettings {
+                output: root.join("models/final.cllm"),
+                checkpoint_dir: root.join("checkpoints"),
+                ..Default::default()
+            },
             ..TrainConfig::default()
         },
         ..Settings::default()

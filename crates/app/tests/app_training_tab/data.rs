@@ -27,7 +27,7 @@ fn select_files_and_totals() {
     // Estimated tokens for BPE: bytes / 4.
     h.get_by_label_contains("~200 tokens");
     let cfg = h.state().run_config().unwrap();
-    assert_eq!(cfg.files, vec![PathBuf::from("corpus/util.h")]);
+    assert_eq!(cfg.corpus.files, vec![PathBuf::from("corpus/util.h")]);
 
     // The extension filter hides other kinds and keeps them out of the run.
     h.get_by_label("Select All").click();
@@ -37,7 +37,7 @@ fn select_files_and_totals() {
     h.get_by_label_contains("Selected: 1 files");
     assert!(h.query_by_label("main.c").is_none());
     assert_eq!(
-        h.state().run_config().unwrap().files,
+        h.state().run_config().unwrap().corpus.files,
         vec![PathBuf::from("corpus/README.md")]
     );
 }
@@ -59,7 +59,7 @@ fn scan_lists_real_files() {
     assert_eq!(h.state().data.error, None);
     h.get_by_label("hello.c");
     h.get_by_label("notes.md");
-    assert_eq!(h.state().run_config().unwrap().files.len(), 2);
+    assert_eq!(h.state().run_config().unwrap().corpus.files.len(), 2);
 }
 
 #[derive(Debug)]
@@ -93,5 +93,12 @@ fn dropped_files_are_added_to_the_list() {
         "added to, not replacing, the list"
     );
     h.get_by_label("dropped.rs");
-    assert!(h.state().run_config().unwrap().files.contains(&dropped));
+    assert!(
+        h.state()
+            .run_config()
+            .unwrap()
+            .corpus
+            .files
+            .contains(&dropped)
+    );
 }

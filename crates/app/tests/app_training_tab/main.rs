@@ -110,7 +110,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
     let early = vec![
         Event::Phase(Phase::Tokenizing { done: 1, total: 2 }),
         Event::Ready(RunInfo {
-            files: config.files.len(),
+            files: config.corpus.files.len(),
             train_tokens: 900,
             val_tokens: 100,
             vocab_size: 300,
@@ -119,7 +119,7 @@ fn script_trainer(config: TrainConfig) -> TrainerHandle {
             total_steps: 10,
             first_step: 0,
             run_name: "scripted".into(),
-            run_dir: config.checkpoint_dir.join("scripted"),
+            run_dir: config.outputs.checkpoint_dir.join("scripted"),
             workspace_bytes: 1 << 20,
         }),
         Event::Spheres(vec![

@@ -85,7 +85,7 @@ fn early_stop_patience_reaches_the_trainer() {
     h.get_by_label("Advanced").click();
     h.run();
     set_number(&mut h, "Early stop patience", 3.0);
-    assert_eq!(h.state().settings.train.early_stop_patience, 3);
+    assert_eq!(h.state().settings.train.budget.early_stop_patience, 3);
 
     h.get_by_label("START TRAINING").click();
     h.step();
@@ -96,7 +96,7 @@ fn early_stop_patience_reaches_the_trainer() {
         .unwrap()
         .clone()
         .expect("the trainer was started");
-    assert_eq!(seen.early_stop_patience, 3);
+    assert_eq!(seen.budget.early_stop_patience, 3);
     h.get_by_label("STOP TRAINING").click();
     h.step();
     step_until(&mut h, "the stop", |a| !a.session.is_training());

@@ -10,14 +10,14 @@ fn config_edits_and_invalid_input_is_refused() {
     h.get_by_label("Learning rate")
         .set_text_value_accesskit("0.01");
     h.run();
-    assert_eq!(h.state().settings.train.lr, 0.01);
+    assert_eq!(h.state().settings.train.optimizer.lr, 0.01);
 
     h.get_by_label("Learning rate")
         .set_text_value_accesskit("fast");
     h.run();
     h.get_by_label_contains("Learning rate: 'fast' is not a number");
     assert_eq!(
-        h.state().settings.train.lr,
+        h.state().settings.train.optimizer.lr,
         0.01,
         "a bad value is not taken"
     );
@@ -51,9 +51,9 @@ fn settings_round_trip() {
         show_advanced: true,
         ..Settings::default()
     };
-    s.train.lr = 0.0123;
-    s.train.preset = "baby".into();
-    s.train.dropout = Some(0.2);
+    s.train.optimizer.lr = 0.0123;
+    s.train.model.preset = "baby".into();
+    s.train.model.dropout = Some(0.2);
     s.plot.log_scale = true;
     let json = s.to_json().unwrap();
     assert_eq!(Settings::from_json(&json).unwrap(), s);
@@ -62,9 +62,15 @@ fn settings_round_trip() {
     let mut storage = MemStorage::default();
     s.store(&mut storage);
     assert_eq!(Settings::load(Some(&storage)), s);
-    s.train.early_stop_patience = 4;
+    s.train.budget.early_stop_patience = 4;
     s.store(&mut storage);
-    assert_eq!(Settings::load(Some(&storage)).train.early_stop_patience, 4);
+    assert_eq!(
+        Settings::load(Some(&storage))
+            .train
+            .budget
+            .early_stop_patience,
+        4
+    );
     assert_eq!(Settings::load(None), Settings::default());
     eframe::Storage::set_string(&mut storage, eframe::APP_KEY, "not json".into());
     assert_eq!(Settings::load(Some(&storage)), Settings::default());
@@ -96,7 +102,7 @@ fn resume_is_not_restored_after_a_restart() {
     let mut h = harness(scripted_app());
     finish_scan(&mut h);
     h.state_mut().settings.train.resume = Some(PathBuf::from(RESUME_FILE));
-    h.state_mut().settings.train.lr = 0.0123;
+    h.state_mut().settings.train.optimizer.lr = 0.0123;
     h.run();
     h.get_by_label_contains(&format!(
         "Resuming from {RESUME_FILE} — the run continues that checkpoint's data and settings"
@@ -110,7 +116,10 @@ fn resume_is_not_restored_after_a_restart() {
     let mut storage = MemStorage::default();
     eframe::App::save(h.state_mut(), &mut storage);
     let restored = Settings::load(Some(&storage));
-    assert_eq!(restored.train.lr, 0.0123, "other settings persist");
+    assert_eq!(
+        restored.train.optimizer.lr, 0.0123,
+        "other settings persist"
+    );
     let app = WorkbenchApp::with_engines(restored, None, script_scanner, script_trainer);
     let mut h = harness(app);
     finish_scan(&mut h);
@@ -142,7 +151,7 @@ fn settings_the_machine_cannot_hold_are_refused() {
     h.state_mut().editor.assume_available_memory(Some(2 << 30));
     set_number(&mut h, "Batch size", 4096.0);
     set_number(&mut h, "Sequence length", 8192.0);
-    assert_eq!(h.state().settings.train.seq_len, 8192);
+    assert_eq!(h.state().settings.train.batch.seq_len, 8192);
     let spheres = h.state().settings.train.resolved_threads();
     let what = format!("batch size 4096 x sequence length 8192 on {spheres} sphere");
     h.get_by_label_contains(&format!("Does not fit: {what}"));
@@ -177,14 +186,14 @@ fn a_time_budget_replaces_the_epochs() {
     h.run();
     set_number(&mut h, "Train for", 15.0);
     let cfg = h.state().run_config().unwrap();
-    assert_eq!((cfg.time_budget_secs, cfg.epochs), (900.0, 0));
+    assert_eq!((cfg.budget.time_budget_secs, cfg.budget.epochs), (900.0, 0));
     cfg.validate().unwrap();
 
     h.get_by_label("epochs").click();
     h.run();
     let cfg = h.state().run_config().unwrap();
-    assert_eq!(cfg.time_budget_secs, 0.0);
-    assert_eq!(cfg.epochs, TrainConfig::default().epochs);
+    assert_eq!(cfg.budget.time_budget_secs, 0.0);
+    assert_eq!(cfg.budget.epochs, TrainConfig::default().budget.epochs);
 }
 
 /// Advanced: the repository memory (on by default) and the code check
@@ -193,14 +202,14 @@ fn a_time_budget_replaces_the_epochs() {
 fn memory_and_code_check_are_settings() {
     let mut h = harness(scripted_app());
     finish_scan(&mut h);
-    assert!(h.state().run_config().unwrap().memory);
+    assert!(h.state().run_config().unwrap().model.memory);
     h.get_by_label("Advanced").click();
     h.run();
     set_number(&mut h, "Code check (functions)", 8.0);
     h.get_by_label("Repository memory").click();
     h.run();
     let cfg = h.state().run_config().unwrap();
-    assert_eq!((cfg.eval_gen, cfg.memory), (8, false));
+    assert_eq!((cfg.evaluation.eval_gen, cfg.model.memory), (8, false));
 }
 
 /// Advanced: the matmul precision (auto by default) reaches the config the
@@ -210,7 +219,7 @@ fn precision_is_a_setting() {
     let mut h = harness(scripted_app());
     finish_scan(&mut h);
     assert_eq!(
-        h.state().run_config().unwrap().precision,
+        h.state().run_config().unwrap().model.precision,
         PrecisionChoice::Auto
     );
     h.get_by_label("Advanced").click();
@@ -220,7 +229,7 @@ fn precision_is_a_setting() {
     h.get_by_label("fp32").click();
     h.run();
     assert_eq!(
-        h.state().run_config().unwrap().precision,
+        h.state().run_config().unwrap().model.precision,
         PrecisionChoice::Fp32
     );
 }

@@ -22,7 +22,8 @@ impl Run {
         let started = Instant::now();
         let step = self.progress.state.step;
         let epoch_end = step.is_multiple_of(self.progress.plan.steps_per_epoch);
-        let eval_due = (self.config.eval_every > 0 && step.is_multiple_of(self.config.eval_every))
+        let eval_due = (self.config.evaluation.eval_every > 0
+            && step.is_multiple_of(self.config.evaluation.eval_every))
             || epoch_end;
         let can_evaluate = !self.validation.windows.is_empty();
         let writer = self.cluster.is_writer();
@@ -35,7 +36,10 @@ impl Run {
         if self.cluster.is_distributed() && step.is_multiple_of(super::replicas::CHECK_EVERY) {
             self.check_replicas()?;
         }
-        if writer && self.config.sample_every > 0 && step.is_multiple_of(self.config.sample_every) {
+        if writer
+            && self.config.evaluation.sample_every > 0
+            && step.is_multiple_of(self.config.evaluation.sample_every)
+        {
             self.sample(step, emit);
         }
         if epoch_end {
@@ -68,7 +72,7 @@ impl Run {
 
     /// A short sample continuing the configured prompt.
     fn sample(&self, step: u64, emit: &mut dyn FnMut(Event)) {
-        let prompt = &self.config.sample_prompt;
+        let prompt = &self.config.evaluation.sample_prompt;
         let text = cllm_generate::sample_text(
             &self.learner.model,
             &self.batches.tokenizer,
@@ -134,7 +138,7 @@ impl Run {
             self.save(&path, SaveReason::Best, emit)?;
         } else {
             state.evals_without_gain += 1;
-            let patience = self.config.early_stop_patience as u64;
+            let patience = self.config.budget.early_stop_patience as u64;
             if patience > 0 && state.evals_without_gain >= patience {
                 emit(Event::Warning(format!(
                     "early stop: no validation gain in {} evaluations",
@@ -156,14 +160,14 @@ impl Run {
         m.epoch_started = Instant::now();
         m.summary.epochs_done += 1;
         let n_epoch = self.progress.state.step / self.progress.plan.steps_per_epoch;
-        let every = self.config.checkpoint_every as u64;
+        let every = self.config.outputs.checkpoint_every as u64;
         // Rank 0 alone touches the run's files (saving and pruning).
         if every > 0 && n_epoch.is_multiple_of(every) && self.cluster.is_writer() {
             let loss = self.progress.state.best_val_loss.unwrap_or(last_loss);
             let run_dir = &self.outputs.run_dir;
             let path = checkpoint::periodic_path(run_dir, n_epoch, loss);
             self.save(&path, SaveReason::Periodic, emit)?;
-            let keep = self.config.keep_checkpoints.max(1);
+            let keep = self.config.outputs.keep_checkpoints.max(1);
             if let Err(e) = checkpoint::prune_periodic(&self.outputs.run_dir, keep) {
                 emit(Event::Warning(format!("old checkpoints not pruned: {e}")));
             }

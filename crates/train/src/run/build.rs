@@ -70,15 +70,17 @@ impl Run {
         )?;
         let ranks_before = resumed.as_ref().map(|ck| ck.train_config.ranks.max(1));
         config.ranks = cluster.size();
-        if resumed.is_none() && config.preset == AUTO {
+        if resumed.is_none() && config.model.preset == AUTO {
             config = choose_size(config, &cluster, &train, tokenizer.vocab_size(), emit)?;
         }
         announce_cluster(&config, &cluster, ranks_before, emit);
-        let batcher = Batcher::new(&train, config.seq_len, config.seed)
+        let batcher = Batcher::new(&train, config.batch.seq_len, config.seed)
             .map_err(|e| TrainError::TrainingData(e.to_string()))?;
         let windows = batcher.windows_per_epoch();
         // A resumed run continues in its own folders unless given a new name.
-        let saved_run_name = resumed.as_ref().map(|ck| ck.train_config.run_name.clone());
+        let saved_run_name = resumed
+            .as_ref()
+            .map(|ck| ck.train_config.outputs.run_name.clone());
         let mut notes = Vec::new();
         let Start {
             mut model,
@@ -94,12 +96,12 @@ impl Run {
             emit(Event::Warning(note));
         }
         set_precision(&mut model, &config, emit);
-        check_model_fits_data(&model, &tokenizer, config.seq_len)?;
+        check_model_fits_data(&model, &tokenizer, config.batch.seq_len)?;
 
         // Rank 0 alone evaluates and saves: the others need no memory and
         // no code check.
         let writer = cluster.is_writer();
-        let repo_memory = (config.memory && writer).then(|| {
+        let repo_memory = (config.model.memory && writer).then(|| {
             repository_memory(
                 saved_memory.as_deref(),
                 &train.tokens,
@@ -110,15 +112,15 @@ impl Run {
         if let Some(memory) = &repo_memory {
             report_repeated_validation(memory, &val.tokens, emit);
         }
-        let code_check = if config.eval_gen > 0 && writer {
+        let code_check = if config.evaluation.eval_gen > 0 && writer {
             code_check(&config, &val, &tokenizer, model.config.n_ctx, emit)?
         } else {
             None
         };
 
-        config.run_name = run_name(&config, saved_run_name.as_deref(), writer, emit);
-        config.run_name = cluster.agree(config.run_name)?;
-        let run_dir = config.checkpoint_dir.join(&config.run_name);
+        config.outputs.run_name = run_name(&config, saved_run_name.as_deref(), writer, emit);
+        config.outputs.run_name = cluster.agree(config.outputs.run_name)?;
+        let run_dir = config.outputs.checkpoint_dir.join(&config.outputs.run_name);
         let log = if writer {
             Some(open_log(&config, &model, &run_dir, state.step)?)
         } else {
@@ -131,8 +133,8 @@ impl Run {
         let mut spheres = Spheres::new(
             &model,
             threads,
-            config.batch_size.div_ceil(cluster.size()),
-            config.seq_len,
+            config.batch.batch_size.div_ceil(cluster.size()),
+            config.batch.seq_len,
         );
         spheres.join_cluster(cluster.clone());
         spheres.share_packs(&mut model);
@@ -162,7 +164,7 @@ impl Run {
             threads,
             total_steps: if plan.is_pending() { 0 } else { plan.last_step },
             first_step: state.step,
-            run_name: config.run_name.clone(),
+            run_name: config.outputs.run_name.clone(),
             run_dir: outputs.run_dir.clone(),
             workspace_bytes: spheres.workspace_bytes(),
         };
@@ -173,16 +175,16 @@ impl Run {
         emit(Event::Phase(Phase::Training));
         emit(Event::Spheres(spheres.stats()));
 
-        let seqs_per_step = config.batch_size * config.accum_steps;
+        let seqs_per_step = config.batch.batch_size * config.batch.accum_steps;
         let mut summary = Summary::empty(0.0);
         summary.best_val_loss = state.best_val_loss;
         Ok(Run {
             progress: Progress {
                 schedule: Schedule {
-                    kind: config.schedule,
-                    base_lr: config.lr,
-                    min_lr: config.min_lr,
-                    warmup_steps: config.warmup_steps,
+                    kind: config.optimizer.schedule,
+                    base_lr: config.optimizer.lr,
+                    min_lr: config.optimizer.min_lr,
+                    warmup_steps: config.optimizer.warmup_steps,
                     total_steps: plan.horizon,
                 },
                 budget: budget_clock(&config, &state, &plan, started),
@@ -193,8 +195,8 @@ impl Run {
             batches: Batches {
                 tokenizer,
                 batcher,
-                inputs: vec![0u32; seqs_per_step * config.seq_len],
-                targets: vec![0u32; seqs_per_step * config.seq_len],
+                inputs: vec![0u32; seqs_per_step * config.batch.seq_len],
+                targets: vec![0u32; seqs_per_step * config.batch.seq_len],
             },
             learner: Learner { model, opt },
             validation,
@@ -220,12 +222,12 @@ fn choose_size(
     emit: &mut dyn FnMut(Event),
 ) -> Result<TrainConfig, TrainError> {
     let threads = config.resolved_threads();
-    let speed = (config.time_budget_secs > 0.0 && cluster.is_writer())
+    let speed = (config.budget.time_budget_secs > 0.0 && cluster.is_writer())
         .then(|| auto::measure_flops_per_sec(&config, vocab, threads));
     let choice = auto::choose(&config, train.tokens.len(), vocab, speed);
-    config.preset = choice.preset;
+    config.model.preset = choice.preset;
     if !config.given.iter().any(|g| g == "seq_len") {
-        config.seq_len = choice.seq_len;
+        config.batch.seq_len = choice.seq_len;
     }
     emit(Event::Info(choice.reason));
     let config = cluster.agree(config)?;
@@ -242,7 +244,7 @@ fn announce_cluster(
     emit: &mut dyn FnMut(Event),
 ) {
     let threads = config.resolved_threads();
-    let seqs_per_step = config.batch_size * config.accum_steps;
+    let seqs_per_step = config.batch.batch_size * config.batch.accum_steps;
     if cluster.is_distributed() {
         emit(Event::Info(format!(
             "cluster: {}; {threads} sphere thread{} per rank; each step's {seqs_per_step} \
@@ -277,7 +279,7 @@ fn set_precision(model: &mut Gpt, config: &TrainConfig, emit: &mut dyn FnMut(Eve
     if let Some(note) = cllm_core::ops::fast_math::cap_note() {
         emit(Event::Info(note));
     }
-    let precision = config.precision.resolve();
+    let precision = config.model.precision.resolve();
     model.set_precision(precision);
     if precision == Precision::Bf16 {
         let kernel = Kernel::detect();
@@ -323,8 +325,14 @@ fn code_check(
     n_ctx: usize,
     emit: &mut dyn FnMut(Event),
 ) -> Result<Option<PeriodicCodeCheck>, TrainError> {
-    let check = PeriodicCodeCheck::new(val, tokenizer, n_ctx, config.eval_gen, config.seed)
-        .map_err(|e| TrainError::CodeCheck(e.to_string()))?;
+    let check = PeriodicCodeCheck::new(
+        val,
+        tokenizer,
+        n_ctx,
+        config.evaluation.eval_gen,
+        config.seed,
+    )
+    .map_err(|e| TrainError::CodeCheck(e.to_string()))?;
     if check.prompts.is_empty() {
         emit(Event::Warning(format!(
             "--eval-gen: the validation split has no usable C function openings \
@@ -344,15 +352,16 @@ fn run_name(
     writer: bool,
     emit: &mut dyn FnMut(Event),
 ) -> String {
-    let continues_its_run = saved == Some(config.run_name.as_str()) && !config.run_name.is_empty();
+    let continues_its_run =
+        saved == Some(config.outputs.run_name.as_str()) && !config.outputs.run_name.is_empty();
     if continues_its_run || !writer {
-        return config.run_name.clone();
+        return config.outputs.run_name.clone();
     }
     let name = unique_run_name(config);
-    if !config.run_name.is_empty() && name != config.run_name {
+    if !config.outputs.run_name.is_empty() && name != config.outputs.run_name {
         emit(Event::Warning(format!(
             "a run named '{}' already exists: this run is '{name}'",
-            config.run_name
+            config.outputs.run_name
         )));
     }
     name
@@ -382,15 +391,19 @@ fn validation_windows(
     val: &TokenDataset,
     emit: &mut dyn FnMut(Event),
 ) -> EvalWindows {
-    let seq_len = config.seq_len;
-    let windows = EvalWindows::overlapping(val, seq_len, config.eval_batches * config.batch_size);
+    let seq_len = config.batch.seq_len;
+    let windows = EvalWindows::overlapping(
+        val,
+        seq_len,
+        config.evaluation.eval_batches * config.batch.batch_size,
+    );
     if windows.is_empty() {
         emit(Event::Warning(format!(
             "the validation split ({} tokens) is too small to evaluate at sequence length \
              {seq_len}: no validation loss, no best checkpoint and no early stopping in \
              this run{}",
             val.tokens.len(),
-            if config.val_fraction > 0.0 {
+            if config.corpus.val_fraction > 0.0 {
                 "; raise --val-fraction or add data"
             } else {
                 " (validation fraction is 0)"
@@ -426,7 +439,7 @@ fn budget_clock(
         } else {
             state.elapsed_secs
         };
-        BudgetClock::new(config.time_budget_secs, before, started)
+        BudgetClock::new(config.budget.time_budget_secs, before, started)
     })
 }
 
@@ -514,7 +527,8 @@ fn restore(
     state.data = Some(fingerprint);
     let implied = (
         state.step / plan.steps_per_epoch,
-        (state.step % plan.steps_per_epoch) * (config.batch_size * config.accum_steps) as u64,
+        (state.step % plan.steps_per_epoch)
+            * (config.batch.batch_size * config.batch.accum_steps) as u64,
     );
     if changed.is_none() && (state.data_epoch, state.data_index) != implied {
         return Err(TrainError::DataPosition {
@@ -534,7 +548,7 @@ fn restore(
                 "the checkpoint holds weights only: optimizer moments restart from zero".into(),
             );
             AdamW::new(
-                config.adamw.clone(),
+                config.optimizer.adamw.clone(),
                 model.layout.total,
                 model.layout.decay_ranges(),
             )
@@ -567,7 +581,7 @@ fn start_fresh(
     let mc = model_config_for(config, vocab_size)?;
     let model = Gpt::new(mc, config.seed).map_err(TrainError::model)?;
     let opt = AdamW::new(
-        config.adamw.clone(),
+        config.optimizer.adamw.clone(),
         model.layout.total,
         model.layout.decay_ranges(),
     );

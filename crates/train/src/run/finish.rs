@@ -77,7 +77,9 @@ impl Run {
             return Ok(());
         };
         self.measures.summary.last_val_loss = Some(last);
-        if self.config.final_weights != FinalWeights::Best || last <= best * (1.0 + PAST_BEST) {
+        if self.config.outputs.final_weights != FinalWeights::Best
+            || last <= best * (1.0 + PAST_BEST)
+        {
             return Ok(());
         }
         // The best checkpoint holds them (written at each new best, by this
@@ -126,11 +128,14 @@ impl Run {
         emit: &mut dyn FnMut(Event),
     ) -> Result<std::path::PathBuf, TrainError> {
         let run_final = self.outputs.run_dir.join(RUN_FINAL_NAME);
-        let output = self.config.output.clone();
+        let output = self.config.outputs.output.clone();
         let publish = output != run_final;
         if publish
-            && let Some(kept) =
-                keep_previous_output(&output, &self.config.checkpoint_dir, &self.config.run_name)?
+            && let Some(kept) = keep_previous_output(
+                &output,
+                &self.config.outputs.checkpoint_dir,
+                &self.config.outputs.run_name,
+            )?
         {
             emit(Event::Warning(format!(
                 "the previous {} is from no run folder (or differs from its run's copy): \
@@ -158,7 +163,7 @@ impl Run {
         let Some(memory) = v.memory.as_mut() else {
             return Ok(());
         };
-        let windows = EvalWindows::overlapping(&v.val, self.config.seq_len, 0);
+        let windows = EvalWindows::overlapping(&v.val, self.config.batch.seq_len, 0);
         if windows.is_empty() {
             return Ok(());
         }
@@ -188,7 +193,7 @@ impl Run {
         let (state, started) = (&self.progress.state, self.outputs.saver.started);
         let train_secs = m.train_started.elapsed().as_secs_f64();
         let steps_here = state.step - self.progress.first_step;
-        let seqs_per_step = (self.config.batch_size * self.config.accum_steps) as u64;
+        let seqs_per_step = (self.config.batch.batch_size * self.config.batch.accum_steps) as u64;
         let s = &mut m.summary;
         s.steps = state.step;
         s.total_secs = started.elapsed().as_secs_f64();
@@ -198,8 +203,8 @@ impl Run {
         s.load_imbalance = imbalance(&s.sphere_sequences);
         s.peak_memory_bytes = peak_memory_bytes();
         s.final_model = Some(output);
-        if self.config.time_budget_secs > 0.0 {
-            s.time_budget_secs = Some(self.config.time_budget_secs);
+        if self.config.budget.time_budget_secs > 0.0 {
+            s.time_budget_secs = Some(self.config.budget.time_budget_secs);
             s.budget_used_secs = Some(match &self.progress.budget {
                 Some(clock) => clock.spent(),
                 None => state.elapsed_secs + started.elapsed().as_secs_f64(),

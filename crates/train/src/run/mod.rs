@@ -58,16 +58,16 @@ pub fn model_config_for(
 ) -> Result<ModelConfig, TrainError> {
     // `auto` is resolved once the data is read (`train::auto`); before
     // that, its smallest size stands for it.
-    let name = if config.preset == AUTO {
+    let name = if config.model.preset == AUTO {
         LADDER[0]
     } else {
-        config.preset.as_str()
+        config.model.preset.as_str()
     };
     let mut mc =
-        ModelConfig::preset(name).map_err(|_| ConfigError::unknown_preset(&config.preset))?;
+        ModelConfig::preset(name).map_err(|_| ConfigError::unknown_preset(&config.model.preset))?;
     mc.vocab_size = vocab_size;
-    mc.n_ctx = config.seq_len;
-    if let Some(d) = config.dropout {
+    mc.n_ctx = config.batch.seq_len;
+    if let Some(d) = config.model.dropout {
         mc.dropout = d;
     }
     mc.validate().map_err(TrainError::model)?;
@@ -216,8 +216,8 @@ impl Run {
         let Some(path) = user.resume.clone() else {
             // Refuse what the machine cannot hold before reading any data:
             // the vocabulary asked for bounds the one the tokenizer learns.
-            let vocab = match user.tokenizer {
-                TokenizerKind::Bpe => user.vocab_size,
+            let vocab = match user.corpus.tokenizer {
+                TokenizerKind::Bpe => user.corpus.vocab_size,
                 TokenizerKind::Bytes => 256,
             };
             let model = model_config_for(&user, vocab)?;

@@ -48,13 +48,13 @@ impl Run {
     /// Sequences in one step: `batch_size` per micro-batch group, times
     /// the accumulation.
     fn seqs_per_step(&self) -> usize {
-        self.config.batch_size * self.config.accum_steps
+        self.config.batch.batch_size * self.config.batch.accum_steps
     }
 
     /// Fills the step's token buffers from where the data loader stands at
     /// `step` (its epoch's shuffle order, and the sequence in it).
     fn next_batch(&mut self, step: u64) {
-        let seq_len = self.config.seq_len;
+        let seq_len = self.config.batch.seq_len;
         let seqs_per_step = self.seqs_per_step();
         let steps_per_epoch = self.progress.plan.steps_per_epoch;
         let b = &mut self.batches;
@@ -77,7 +77,7 @@ impl Run {
             inputs: &self.batches.inputs,
             targets: &self.batches.targets,
             n_seqs: self.seqs_per_step(),
-            seq_len: self.config.seq_len,
+            seq_len: self.config.batch.seq_len,
             step,
             seed: self.config.seed,
             dropout: self.learner.model.config.dropout > 0.0,
@@ -90,7 +90,7 @@ impl Run {
     /// The factor that brings the gradient's norm down to `grad_clip`, and
     /// whether it clips (1 when the norm is within it, or clipping is off).
     fn clip(&self, grad_norm: f32) -> (f32, bool) {
-        let max = self.config.grad_clip;
+        let max = self.config.optimizer.grad_clip;
         if max > 0.0 && grad_norm > max {
             (max / (grad_norm + 1e-6), true)
         } else {
@@ -161,7 +161,7 @@ impl Run {
         emit: &mut dyn FnMut(Event),
     ) -> Result<StepOutcome, TrainError> {
         let seqs_per_step = self.seqs_per_step() as u64;
-        let tokens = seqs_per_step * self.config.seq_len as u64;
+        let tokens = seqs_per_step * self.config.batch.seq_len as u64;
         let steps_per_epoch = self.progress.plan.steps_per_epoch;
         let epoch = (step / steps_per_epoch) as usize;
         let state = &mut self.progress.state;
@@ -212,7 +212,7 @@ impl Run {
         };
         StepStats {
             epoch,
-            epochs: self.config.epochs,
+            epochs: self.config.budget.epochs,
             step: state.step,
             total_steps,
             loss: grads.loss,

@@ -128,7 +128,7 @@ impl Run {
         // validation split: about two evaluations' work per evaluated share.
         let v = &self.validation;
         let final_fit = if v.memory.is_some() && !v.windows.is_empty() {
-            let all = EvalWindows::overlapping(&v.val, self.config.seq_len, 0);
+            let all = EvalWindows::overlapping(&v.val, self.config.batch.seq_len, 0);
             2.0 * per_eval * all.len() as f64 / v.windows.len() as f64
         } else {
             0.0
@@ -150,17 +150,18 @@ impl Run {
     /// most a twentieth of the steps' time. Returns what the plan's message
     /// says of it (empty when the interval stays).
     fn space_evaluations(&mut self, per_step: f64, per_eval: f64) -> String {
-        let asked_every = self.config.eval_every;
+        let asked_every = self.config.evaluation.eval_every;
         if !self.config.given.iter().any(|g| g == "eval_every") {
-            self.config.eval_every = eval_every_within_share(asked_every, per_step, per_eval);
+            self.config.evaluation.eval_every =
+                eval_every_within_share(asked_every, per_step, per_eval);
         }
-        if self.config.eval_every == asked_every {
+        if self.config.evaluation.eval_every == asked_every {
             return String::new();
         }
         format!(
             "; evaluating every {} steps instead of {asked_every} keeps evaluations within {:.0}% \
              of the time",
-            self.config.eval_every,
+            self.config.evaluation.eval_every,
             100.0 * EVAL_SHARE
         )
     }
@@ -172,9 +173,9 @@ impl Run {
         let per_step = costs.times.per_step;
         let steps_per_epoch = self.progress.plan.steps_per_epoch;
         let overhead = costs.times.overhead_per_step(
-            self.config.eval_every,
+            self.config.evaluation.eval_every,
             steps_per_epoch,
-            self.config.checkpoint_every as u64,
+            self.config.outputs.checkpoint_every as u64,
         );
         let Some(clock) = self.progress.budget.as_ref() else {
             return;
@@ -184,7 +185,10 @@ impl Run {
         let fit = steps_that_fit(remaining, per_step, overhead, final_save);
         let max_epochs = max_epochs(&self.config);
         let (steps, by_epochs) = steps_within_epochs(fit, step, steps_per_epoch, max_epochs);
-        let plan = self.progress.plan.fixed(step, steps, self.config.max_steps);
+        let plan = self
+            .progress
+            .plan
+            .fixed(step, steps, self.config.budget.max_steps);
         self.progress.plan = plan;
         self.progress.schedule.total_steps = plan.horizon;
         let capped = if plan.last_step < plan.horizon {
@@ -195,7 +199,7 @@ impl Run {
         let left = format_duration(remaining.max(0.0));
         let fits = if by_epochs {
             let epochs = (step + fit) as f64 / steps_per_epoch as f64;
-            let why = if self.config.epochs > 0 {
+            let why = if self.config.budget.epochs > 0 {
                 "as --epochs asks"
             } else {
                 "since more passes over a corpus this small overfit (--epochs N with --time \

@@ -33,13 +33,11 @@ pub fn sample(preset: &str, with_optimizer: bool, seed: u64) -> Checkpoint {
         m: (0..layout.total).map(|_| rng.normal() * 1e-3).collect(),
         v: (0..layout.total).map(|_| rng.next_f32() * 1e-6).collect(),
     });
-    let train_config = TrainConfig {
-        preset: preset.to_string(),
-        seed: 99 + seed,
-        lr: 1.7e-3,
-        epochs: 7,
-        ..TrainConfig::default()
-    };
+    let mut train_config = TrainConfig::default();
+    train_config.model.preset = preset.to_string();
+    train_config.optimizer.lr = 1.7e-3;
+    train_config.budget.epochs = 7;
+    train_config.seed = 99 + seed;
     let state = TrainingState {
         epoch: 3,
         step: 4321,
