@@ -1,6 +1,9 @@
 //! Batches for training: windows of `seq_len + 1` tokens taken with stride
 //! `seq_len` over a dataset, visited in an order shuffled per epoch from
 //! (seed, epoch), with a position that can be saved and restored exactly.
+//! With fill-in-the-middle on, a share of the windows is rearranged
+//! ([`crate::fim`]), each choice drawn from (seed, epoch, index), so a
+//! resumed run sees the same sequences.
 
 use std::sync::Arc;
 
@@ -8,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::TokenDataset;
 use crate::error::DataError;
+use crate::fim::FimTraining;
 use cllm_core::rng::Rng;
 
 /// Where a batcher is: the next window handed out is window `index` of the
@@ -26,7 +30,13 @@ pub struct Batcher {
     /// Window numbers in this epoch's order; window w starts at w * seq_len.
     order: Vec<u32>,
     position: BatchPosition,
+    fim: Option<FimTraining>,
+    /// One window's `seq_len + 1` tokens, rearranged for FIM.
+    window: Vec<u32>,
 }
+
+/// The stream of the per-window FIM choices in [`Rng::derive`].
+const FIM_STREAM: u64 = 0x46_49_4D;
 
 impl Batcher {
     /// Errors if the data holds fewer than `seq_len + 1` tokens.
@@ -50,9 +60,18 @@ impl Batcher {
             seed,
             order: Vec::new(),
             position: BatchPosition::default(),
+            fim: None,
+            window: Vec::new(),
         };
         batcher.shuffle_for(0);
         Ok(batcher)
+    }
+
+    /// Rearranges windows for fill-in-the-middle training (`None`: all
+    /// left to right).
+    pub fn with_fim(mut self, fim: Option<FimTraining>) -> Batcher {
+        self.fim = fim;
+        self
     }
 
     pub fn seq_len(&self) -> usize {
@@ -96,8 +115,19 @@ impl Batcher {
         );
         let window = self.order[self.position.index as usize] as usize;
         let start = window * self.seq_len;
-        inputs.copy_from_slice(&self.tokens[start..start + self.seq_len]);
-        targets.copy_from_slice(&self.tokens[start + 1..start + 1 + self.seq_len]);
+        let tokens = &self.tokens[start..start + self.seq_len + 1];
+        if let Some(fim) = &self.fim {
+            let p = self.position;
+            let mut rng = Rng::derive(self.seed, &[FIM_STREAM, p.epoch, p.index]);
+            self.window.clear();
+            self.window.extend_from_slice(tokens);
+            fim.apply(&mut self.window, &mut rng);
+            inputs.copy_from_slice(&self.window[..self.seq_len]);
+            targets.copy_from_slice(&self.window[1..]);
+        } else {
+            inputs.copy_from_slice(&tokens[..self.seq_len]);
+            targets.copy_from_slice(&tokens[1..]);
+        }
         self.position.index += 1;
         if self.position.index as usize == self.order.len() {
             let next = self.position.epoch + 1;

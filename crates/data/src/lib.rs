@@ -7,6 +7,7 @@ pub mod clean;
 pub mod consolidate;
 pub mod dataset;
 pub mod error;
+pub mod fim;
 pub mod fingerprint;
 pub mod scan;
 pub mod token_file;

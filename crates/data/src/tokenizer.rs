@@ -7,6 +7,8 @@
 //! document ranges. The BPE has `<|endoftext|>` as a special token (id 0),
 //! which only the dataset places (between files): the literal text
 //! `<|endoftext|>` inside a file is encoded as ordinary text, never as that id.
+//! BPE tokenizers trained since fill-in-the-middle also have the FIM tokens
+//! (ids 1 to 5, see [`crate::fim`]); older ones load and work without them.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +22,7 @@ use tokenizers::{
 };
 
 use crate::error::DataError;
+use crate::fim::{FIM_SPECIALS, FimTokens};
 
 /// The special token placed between files.
 pub const EOT: &str = "<|endoftext|>";
@@ -28,9 +31,9 @@ pub const EOT: &str = "<|endoftext|>";
 /// the app).
 pub const DEFAULT_VOCAB_SIZE: usize = 2048;
 
-/// Smallest BPE vocabulary accepted: the 256 bytes, `<|endoftext|>`, and a
-/// few merges.
-pub const MIN_BPE_VOCAB_SIZE: usize = 260;
+/// Smallest BPE vocabulary accepted: the 256 bytes, `<|endoftext|>`, the
+/// FIM tokens, and a few merges.
+pub const MIN_BPE_VOCAB_SIZE: usize = 266;
 
 /// Largest BPE vocabulary accepted.
 pub const MAX_BPE_VOCAB_SIZE: usize = 1_000_000;
@@ -53,6 +56,8 @@ pub struct BpeTokenizer {
     hf: tokenizers::Tokenizer,
     pieces: Vec<Vec<u8>>,
     eot: Option<u32>,
+    /// The fill-in-the-middle tokens, when the vocabulary has them all.
+    fim: Option<FimTokens>,
     /// Id of each single byte, used when the library refuses an input.
     byte_ids: [u32; 256],
 }
@@ -72,7 +77,7 @@ impl Tokenizer {
     }
 
     /// Trains a byte-level BPE with `vocab_size` tokens in all (256 bytes,
-    /// `<|endoftext|>`, and merges; fewer if the texts run out of pairs). `progress(done, total)` is called from
+    /// `<|endoftext|>` and the FIM tokens, and merges; fewer if the texts run out of pairs). `progress(done, total)` is called from
     /// this thread: the first half counts words (bytes read), the second
     /// half is the merge loop, which the library runs as one call, so it is
     /// reported when it ends. Cancelling stops word counting at once; during
@@ -103,7 +108,12 @@ impl Tokenizer {
         let mut trainer = BpeTrainerBuilder::new()
             .vocab_size(vocab_size)
             .show_progress(false)
-            .special_tokens(vec![AddedToken::from(EOT, true)])
+            .special_tokens(
+                std::iter::once(EOT)
+                    .chain(FIM_SPECIALS)
+                    .map(|t| AddedToken::from(t, true))
+                    .collect(),
+            )
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build();
         let result = std::thread::scope(|scope| {
@@ -157,7 +167,7 @@ impl Tokenizer {
         hf.with_decoder(Some(ByteLevel::default()));
         hf.add_special_tokens(special)
             .map_err(|e| DataError::BpeTraining {
-                stage: "adding the end-of-text token",
+                stage: "adding the special tokens",
                 reason: e.to_string(),
             })?;
         progress(total, total);
@@ -225,6 +235,21 @@ impl Tokenizer {
             Tokenizer::Bytes => None,
             Tokenizer::Bpe(b) => b.eot,
         }
+    }
+
+    /// The fill-in-the-middle tokens; `None` for the byte tokenizer and for
+    /// BPE tokenizers trained before them (such a model cannot infill).
+    pub fn fim_tokens(&self) -> Option<FimTokens> {
+        match self {
+            Tokenizer::Bytes => None,
+            Tokenizer::Bpe(b) => b.fim,
+        }
+    }
+
+    /// Whether `id` is a special token (`<|endoftext|>` or a FIM token):
+    /// one the dataset or a prompt builder places, never text.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.eot_id() == Some(id) || self.fim_tokens().is_some_and(|f| f.contains(id))
     }
 
     /// A Hugging Face `tokenizer.json`. The byte tokenizer is written as a
@@ -314,10 +339,15 @@ impl BpeTokenizer {
             })?;
         }
         let eot = hf.token_to_id(EOT);
+        let fim = FimTokens::from_lookup(|name| {
+            hf.token_to_id(name)
+                .filter(|id| specials.get(id).is_some_and(|t| t.special))
+        });
         Ok(BpeTokenizer {
             hf,
             pieces,
             eot,
+            fim,
             byte_ids,
         })
     }

@@ -27,6 +27,11 @@ pub enum GenerateError {
         "the memory's vocabulary has {memory} tokens, the model's {model}: they do not belong together (use the memory saved with the model)"
     )]
     MemoryVocabulary { memory: usize, model: usize },
+    /// Infill asked of a model whose tokenizer has no FIM tokens.
+    #[error(
+        "infill is not supported by this model: its tokenizer has no fill-in-the-middle tokens (train a new model; models trained before FIM, or on bytes, only continue a prefix)"
+    )]
+    NoInfill,
     /// A token id the model has no row for.
     #[error("token id {token} is outside the model's vocabulary of {vocab}")]
     TokenOutsideVocabulary { token: u32, vocab: usize },

@@ -50,7 +50,7 @@ pub use code_eval::{
     evaluate_completions_with, function_prompts,
 };
 pub use error::GenerateError;
-pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator};
+pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator, Infill, InfillFit};
 pub use openings::{Opening, extract_openings, sample_openings};
 pub use sampling::SamplingConfig;
 pub use syntax::{SyntaxError, SyntaxReport, check_c};

@@ -72,6 +72,11 @@ pub struct TrainArgs {
     /// Gradient accumulation: micro-batches per optimizer step [default: 1]
     #[arg(long)]
     pub accum: Option<usize>,
+    /// Share of training windows rearranged for fill-in-the-middle, so the
+    /// model can complete between a prefix and a suffix (0 = off; needs the
+    /// BPE tokenizer) [default: 0.5]
+    #[arg(long, value_name = "R")]
+    pub fim_rate: Option<f32>,
     /// Dropout [default: the preset's]
     #[arg(long)]
     pub dropout: Option<f32>,
@@ -205,6 +210,7 @@ impl TrainArgs {
         set!(schedule => optimizer.schedule);
         set!(grad_clip => optimizer.grad_clip);
         set!(accum => batch.accum_steps);
+        set!(fim_rate => batch.fim_rate);
         set!(vocab_size => corpus.vocab_size);
         set!(tokenizer => corpus.tokenizer);
         set!(val_fraction => corpus.val_fraction);

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+mod infill;
 mod line_retry;
 mod scores;
 mod text_pieces;
@@ -43,6 +44,8 @@ mod text_pieces;
 use line_retry::Lines;
 use scores::{mix_scores, refuse, top_n};
 use text_pieces::drain_utf8;
+
+pub use infill::{Infill, InfillFit};
 
 /// How many alternatives each token reports.
 pub const TOP_ALTERNATIVES: usize = 5;
@@ -144,6 +147,21 @@ pub struct Generator<'a> {
     /// Times the context window slid (a line taken back across a slide
     /// needs a new prefill).
     slides: usize,
+    /// Filling a middle: the reply ends when the window is full (sliding
+    /// would drop the prefix and suffix it fills between).
+    infill: bool,
+}
+
+/// What a reply starts from.
+struct Start<'p> {
+    /// What the model reads first.
+    ids: Vec<u32>,
+    /// What the repository memory reads first, in document order.
+    memory_ids: Vec<u32>,
+    /// The text right before the reply (the bracket, close and line checks
+    /// start from it).
+    text_before: &'p str,
+    infill: bool,
 }
 
 /// The bracket guard and what it needs to judge every token.
@@ -198,6 +216,35 @@ impl<'a> Generator<'a> {
         cfg: SamplingConfig,
         options: DecodeOptions,
     ) -> Result<Generator<'a>, GenerateError> {
+        let mut ids = tok.encode(prompt);
+        if ids.is_empty() {
+            match tok.eot_id() {
+                Some(eot) => ids.push(eot),
+                None => return Err(GenerateError::EmptyPrompt),
+            }
+        }
+        Generator::start(
+            model,
+            tok,
+            Start {
+                memory_ids: ids.clone(),
+                ids,
+                text_before: prompt,
+                infill: false,
+            },
+            cfg,
+            options,
+        )
+    }
+
+    /// Checks the prompt's ids against the model and runs the prefill.
+    fn start(
+        model: &'a Gpt,
+        tok: &'a Tokenizer,
+        start: Start<'_>,
+        cfg: SamplingConfig,
+        options: DecodeOptions,
+    ) -> Result<Generator<'a>, GenerateError> {
         cfg.validate()?;
         let vocab = model.config.vocab_size;
         if tok.vocab_size() > vocab {
@@ -206,18 +253,15 @@ impl<'a> Generator<'a> {
                 model: vocab,
             });
         }
-        let mut ids = tok.encode(prompt);
-        if ids.is_empty() {
-            match tok.eot_id() {
-                Some(eot) => ids.push(eot),
-                None => return Err(GenerateError::EmptyPrompt),
-            }
-        }
+        let Start {
+            mut ids,
+            memory_ids,
+            text_before: prompt,
+            infill,
+        } = start;
         let n_ctx = model.config.n_ctx;
         // The memory reads the whole prompt, the model its last n_ctx tokens.
-        let mut full_prompt = Vec::new();
         if ids.len() > n_ctx {
-            full_prompt = ids.clone();
             ids.drain(..ids.len() - n_ctx);
         }
         let start = Instant::now();
@@ -232,9 +276,9 @@ impl<'a> Generator<'a> {
         decoder.prepare(model);
         let prefill_secs = start.elapsed().as_secs_f64();
         let rng = Rng::new(cfg.seed);
-        let brackets = cfg
-            .balanced_brackets
-            .then(|| Brackets::new(tok, vocab, prompt));
+        // A middle need not balance its brackets: the suffix closes them.
+        let brackets =
+            (cfg.balanced_brackets && !infill).then(|| Brackets::new(tok, vocab, prompt));
         let close_watch = cfg
             .stop_when_closed
             .then(|| CloseWatch::after_prompt(prompt));
@@ -246,11 +290,7 @@ impl<'a> Generator<'a> {
             cache,
             decoder,
             prompt_tokens: ids.len(),
-            full_prompt: if full_prompt.is_empty() {
-                ids.clone()
-            } else {
-                full_prompt
-            },
+            full_prompt: memory_ids,
             context: ids,
             logits,
             rng,
@@ -268,6 +308,7 @@ impl<'a> Generator<'a> {
             brackets,
             lines: None,
             slides: 0,
+            infill,
         };
         if line_guard {
             let guard = LineGuard::after_prompt(prompt);
@@ -348,7 +389,9 @@ impl<'a> Generator<'a> {
 
         // Whether this token ended a line (the line guard's start moves).
         let mut ended_line = false;
-        let text_piece = if Some(id) == self.tok.eot_id() {
+        // Any special token ends the reply (`<|endoftext|>`, or a FIM token
+        // after a middle): none of them is text.
+        let text_piece = if self.tok.is_special(id) {
             self.end(FinishReason::EndOfText);
             self.flush_all()
         } else {
@@ -407,6 +450,10 @@ impl<'a> Generator<'a> {
     /// Runs the new token through the cache, sliding the window when full.
     fn advance(&mut self, id: u32) {
         self.context.push(id);
+        if self.infill && self.cache.remaining() == 0 {
+            self.end(FinishReason::MaxTokens);
+            return;
+        }
         let result = if self.cache.remaining() == 0 {
             let keep = (self.cache.capacity() / 2).max(1);
             self.context.drain(..self.context.len() - keep);

@@ -223,6 +223,13 @@ impl TrainConfig {
                 "between 0 and the learning rate",
             ));
         }
+        if !(0.0..=1.0).contains(&self.batch.fim_rate) {
+            return Err(ConfigError::out_of_range(
+                "fill-in-the-middle rate",
+                self.batch.fim_rate,
+                "in [0, 1]",
+            ));
+        }
         if !(0.0..0.9).contains(&self.corpus.val_fraction) {
             return Err(ConfigError::out_of_range(
                 "validation fraction",

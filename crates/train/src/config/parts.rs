@@ -80,7 +80,17 @@ pub struct BatchSettings {
     pub seq_len: usize,
     /// Micro-batch groups whose gradients add up to one step.
     pub accum_steps: usize,
+    /// Share of training windows rearranged for fill-in-the-middle
+    /// ([`cllm_data::fim`]); 0 trains left to right only. Missing from a
+    /// saved config (one written before FIM) it reads as 0, so a resumed
+    /// run goes on as it began.
+    #[serde(default)]
+    pub fim_rate: f32,
 }
+
+/// The FIM rate of a new run: half the windows, as SantaCoder and StarCoder
+/// train.
+pub const DEFAULT_FIM_RATE: f32 = 0.5;
 
 impl Default for BatchSettings {
     fn default() -> Self {
@@ -88,6 +98,7 @@ impl Default for BatchSettings {
             batch_size: 16,
             seq_len: 128,
             accum_steps: 1,
+            fim_rate: DEFAULT_FIM_RATE,
         }
     }
 }

@@ -25,6 +25,7 @@ use cllm_core::Gpt;
 use cllm_core::ops::bf16::{Kernel, Precision};
 use cllm_data::batches::Batcher;
 use cllm_data::dataset::TokenDataset;
+use cllm_data::fim::FimTraining;
 use cllm_data::fingerprint::DataFingerprint;
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::code_eval::PeriodicCodeCheck;
@@ -75,7 +76,8 @@ impl Run {
         }
         announce_cluster(&config, &cluster, ranks_before, emit);
         let batcher = Batcher::new(&train, config.batch.seq_len, config.seed)
-            .map_err(|e| TrainError::TrainingData(e.to_string()))?;
+            .map_err(|e| TrainError::TrainingData(e.to_string()))?
+            .with_fim(fim_training(&config, &tokenizer, emit));
         let windows = batcher.windows_per_epoch();
         // A resumed run continues in its own folders unless given a new name.
         let saved_run_name = resumed
@@ -596,4 +598,31 @@ fn start_fresh(
         plan: plan(config, windows),
         saved_memory: None,
     })
+}
+
+/// The fill-in-the-middle arrangement of the training windows, said in the
+/// log: on at the config's rate, or off and why.
+fn fim_training(
+    config: &TrainConfig,
+    tokenizer: &Tokenizer,
+    emit: &mut dyn FnMut(Event),
+) -> Option<FimTraining> {
+    let rate = config.batch.fim_rate;
+    if rate <= 0.0 {
+        return None;
+    }
+    let fim = FimTraining::new(tokenizer, rate);
+    emit(Event::Info(match (&fim, tokenizer) {
+        (Some(_), _) => format!(
+            "fill-in-the-middle: {:.0}% of the training windows are rearranged (half prefix-suffix-middle, half suffix-prefix-middle), so the model can infill",
+            rate * 100.0
+        ),
+        (None, Tokenizer::Bytes) => {
+            "fill-in-the-middle is off: the byte tokenizer has no FIM tokens (train with the BPE tokenizer to infill)".into()
+        }
+        (None, Tokenizer::Bpe(_)) => {
+            "fill-in-the-middle is off: this tokenizer was made before FIM and has no FIM tokens (a new tokenizer has them)".into()
+        }
+    }));
+    fim
 }

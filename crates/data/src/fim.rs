@@ -1,0 +1,313 @@
+//! Fill-in-the-middle (Bavarian et al. 2022): the special tokens, the
+//! training arrangement of a window, and the prompt an infill request
+//! becomes.
+//!
+//! A training window's text is cut at two random character positions into
+//! prefix, middle and suffix, each encoded on its own, and arranged as
+//!
+//! - PSM: `<fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle <|endoftext|>`
+//! - SPM: `<fim_prefix> <fim_suffix> suffix <fim_middle> prefix middle <|endoftext|>`
+//!
+//! (SPM as StarCoder trains it, with the prefix token first so both
+//! arrangements share the prompt's first token). The `<|endoftext|>` after
+//! the middle teaches the model where a middle ends. An infill prompt is the
+//! PSM form up to `<fim_middle>`, which is what llama.cpp, Continue and the
+//! StarCoder-style templates send.
+
+use crate::tokenizer::{EOT, Tokenizer};
+use cllm_core::rng::Rng;
+
+pub const FIM_PREFIX: &str = "<fim_prefix>";
+pub const FIM_MIDDLE: &str = "<fim_middle>";
+pub const FIM_SUFFIX: &str = "<fim_suffix>";
+pub const FIM_PAD: &str = "<fim_pad>";
+/// Separates files given as context (StarCoder2's name).
+pub const FILE_SEP: &str = "<file_sep>";
+
+/// The FIM tokens in id order after `<|endoftext|>` (ids 1 to 5 in a
+/// tokenizer trained by this crate).
+pub const FIM_SPECIALS: [&str; 5] = [FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, FILE_SEP];
+
+/// Marker texts a prompt may carry in place of the special tokens (the
+/// StarCoder names and the Qwen-style spellings editors also send).
+const MARKER_TEXTS: [(&str, Marker); 12] = [
+    (FIM_PREFIX, Marker::Prefix),
+    (FIM_MIDDLE, Marker::Middle),
+    (FIM_SUFFIX, Marker::Suffix),
+    (FIM_PAD, Marker::Pad),
+    (FILE_SEP, Marker::FileSep),
+    (EOT, Marker::Eot),
+    ("<|fim_prefix|>", Marker::Prefix),
+    ("<|fim_middle|>", Marker::Middle),
+    ("<|fim_suffix|>", Marker::Suffix),
+    ("<|fim_pad|>", Marker::Pad),
+    ("<|file_sep|>", Marker::FileSep),
+    ("<|repo_name|>", Marker::FileSep),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marker {
+    Prefix,
+    Middle,
+    Suffix,
+    Pad,
+    FileSep,
+    Eot,
+}
+
+/// The ids of the fill-in-the-middle tokens (and `<|endoftext|>`, which ends
+/// a middle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FimTokens {
+    pub prefix: u32,
+    pub middle: u32,
+    pub suffix: u32,
+    pub pad: u32,
+    pub file_sep: u32,
+    pub eot: u32,
+}
+
+impl FimTokens {
+    /// Looks each token up by name; `None` unless all are there.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<u32>) -> Option<FimTokens> {
+        Some(FimTokens {
+            prefix: lookup(FIM_PREFIX)?,
+            middle: lookup(FIM_MIDDLE)?,
+            suffix: lookup(FIM_SUFFIX)?,
+            pad: lookup(FIM_PAD)?,
+            file_sep: lookup(FILE_SEP)?,
+            eot: lookup(EOT)?,
+        })
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        [
+            self.prefix,
+            self.middle,
+            self.suffix,
+            self.pad,
+            self.file_sep,
+            self.eot,
+        ]
+        .contains(&id)
+    }
+
+    fn id(&self, marker: Marker) -> u32 {
+        match marker {
+            Marker::Prefix => self.prefix,
+            Marker::Middle => self.middle,
+            Marker::Suffix => self.suffix,
+            Marker::Pad => self.pad,
+            Marker::FileSep => self.file_sep,
+            Marker::Eot => self.eot,
+        }
+    }
+}
+
+/// Encodes `text`, turning FIM marker texts (`<fim_prefix>`,
+/// `<|fim_suffix|>`, `<|endoftext|>`, ...) into the special tokens: how a
+/// client that writes its own FIM template (Continue) is understood. Without
+/// FIM tokens this is plain [`Tokenizer::encode`]. Returns the ids and
+/// whether any marker was found.
+pub fn encode_with_markers(tok: &Tokenizer, text: &str) -> (Vec<u32>, bool) {
+    let Some(fim) = tok.fim_tokens() else {
+        return (tok.encode(text), false);
+    };
+    let mut ids = Vec::new();
+    let mut rest = text;
+    let mut found = false;
+    while let Some((at, marker, len)) = first_marker(rest) {
+        ids.extend(tok.encode(&rest[..at]));
+        ids.push(fim.id(marker));
+        rest = &rest[at + len..];
+        found = true;
+    }
+    ids.extend(tok.encode(rest));
+    (ids, found)
+}
+
+/// The earliest marker in `text`: (byte offset, which, its length).
+fn first_marker(text: &str) -> Option<(usize, Marker, usize)> {
+    MARKER_TEXTS
+        .iter()
+        .filter_map(|&(m, marker)| text.find(m).map(|at| (at, marker, m.len())))
+        .min_by_key(|&(at, _, len)| (at, usize::MAX - len))
+}
+
+/// A file from elsewhere in the project given as context for an infill
+/// (llama.cpp's `input_extra`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtraChunk {
+    pub filename: String,
+    pub text: String,
+}
+
+/// An infill prompt and what had to be cut to fit it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InfillPrompt {
+    pub ids: Vec<u32>,
+    /// The prefix tokens kept (the end of the prefix), in document order:
+    /// what the repository memory reads before the middle.
+    pub prefix_ids: Vec<u32>,
+    /// The suffix tokens kept (its beginning).
+    pub suffix_ids: Vec<u32>,
+    /// Whether the prefix or the suffix was cut to fit (extra chunks that do
+    /// not fit are dropped without counting as truncation, as llama.cpp does).
+    pub truncated: bool,
+}
+
+/// Builds `[extra chunks] <fim_prefix> prefix <fim_suffix> suffix <fim_middle>`
+/// in at most `budget` tokens. The end of the prefix and the beginning of
+/// the suffix are what matter most: the prefix gets three quarters of the
+/// budget and the suffix the rest, each giving what it does not use to the
+/// other; the extra chunks (`<file_sep>filename\ntext`, most recent last)
+/// fill what is left, whole chunks only, nearest the prefix.
+pub fn infill_prompt(
+    tok: &Tokenizer,
+    fim: FimTokens,
+    extra: &[ExtraChunk],
+    prefix: &str,
+    suffix: &str,
+    budget: usize,
+) -> InfillPrompt {
+    let room = budget.saturating_sub(3);
+    let mut prefix_ids = tok.encode(prefix);
+    let mut suffix_ids = tok.encode(suffix);
+    let prefix_share = room - room / 4;
+    let suffix_take = suffix_ids
+        .len()
+        .min(room - prefix_share.min(prefix_ids.len()));
+    let prefix_take = prefix_ids.len().min(room - suffix_take);
+    let truncated = prefix_take < prefix_ids.len() || suffix_take < suffix_ids.len();
+    prefix_ids.drain(..prefix_ids.len() - prefix_take);
+    suffix_ids.truncate(suffix_take);
+    let mut left = room - prefix_take - suffix_take;
+    let mut context: Vec<Vec<u32>> = Vec::new();
+    for chunk in extra.iter().rev() {
+        let mut ids = vec![fim.file_sep];
+        ids.extend(tok.encode(&format!("{}\n{}", chunk.filename, chunk.text)));
+        if ids.len() > left {
+            break;
+        }
+        left -= ids.len();
+        context.push(ids);
+    }
+    let mut ids: Vec<u32> = context.into_iter().rev().flatten().collect();
+    ids.push(fim.prefix);
+    ids.extend_from_slice(&prefix_ids);
+    ids.push(fim.suffix);
+    ids.extend_from_slice(&suffix_ids);
+    ids.push(fim.middle);
+    InfillPrompt {
+        ids,
+        prefix_ids,
+        suffix_ids,
+        truncated,
+    }
+}
+
+/// How training windows become fill-in-the-middle examples.
+#[derive(Clone, Debug)]
+pub struct FimTraining {
+    /// Share of windows rearranged (the rest are trained left to right).
+    pub rate: f32,
+    /// Share of the rearranged windows in SPM order (the rest PSM).
+    pub spm_rate: f32,
+    tokens: FimTokens,
+    tokenizer: Tokenizer,
+}
+
+impl FimTraining {
+    /// `None` when the tokenizer has no FIM tokens or the rate is 0.
+    pub fn new(tokenizer: &Tokenizer, rate: f32) -> Option<FimTraining> {
+        let tokens = tokenizer.fim_tokens()?;
+        (rate > 0.0).then(|| FimTraining {
+            rate: rate.min(1.0),
+            spm_rate: 0.5,
+            tokens,
+            tokenizer: tokenizer.clone(),
+        })
+    }
+
+    pub fn tokens(&self) -> FimTokens {
+        self.tokens
+    }
+
+    /// Rearranges `window` (the `seq_len + 1` tokens of one training
+    /// sequence) in place with probability `rate`, drawing every choice
+    /// from `rng`; the length stays the same. Of several documents in the
+    /// window (split at `<|endoftext|>`), the longest is rearranged and the
+    /// others kept. Returns whether the window was rearranged.
+    pub fn apply(&self, window: &mut [u32], rng: &mut Rng) -> bool {
+        if rng.next_f32() >= self.rate {
+            return false;
+        }
+        let spm = rng.next_f32() < self.spm_rate;
+        let (start, end) = longest_document(window, self.tokens.eot);
+        let bytes: Vec<u8> = window[start..end]
+            .iter()
+            .flat_map(|&id| self.tokenizer.token_bytes(id))
+            .collect();
+        let text = String::from_utf8_lossy(&bytes);
+        // Character boundaries, both ends included: a cut may leave the
+        // prefix, the middle or the suffix empty.
+        let bounds: Vec<usize> = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([text.len()])
+            .collect();
+        if bounds.len() < 2 {
+            return false;
+        }
+        let a = bounds[rng.below(bounds.len() as u64) as usize];
+        let b = bounds[rng.below(bounds.len() as u64) as usize];
+        let (a, b) = (a.min(b), a.max(b));
+        let t = &self.tokens;
+        let prefix = self.tokenizer.encode(&text[..a]);
+        let middle = self.tokenizer.encode(&text[a..b]);
+        let mut suffix = self.tokenizer.encode(&text[b..]);
+        let fixed = window.len() - (end - start);
+        let arranged_len = prefix.len() + middle.len() + suffix.len() + 4;
+        // Too long: the suffix loses its far end first (the part farthest
+        // from the hole); anything still over is cut from the end.
+        let over = (fixed + arranged_len).saturating_sub(window.len());
+        suffix.truncate(suffix.len().saturating_sub(over));
+        let mut arranged = Vec::with_capacity(arranged_len);
+        if spm {
+            arranged.extend([t.prefix, t.suffix]);
+            arranged.extend(&suffix);
+            arranged.push(t.middle);
+            arranged.extend(&prefix);
+        } else {
+            arranged.push(t.prefix);
+            arranged.extend(&prefix);
+            arranged.push(t.suffix);
+            arranged.extend(&suffix);
+            arranged.push(t.middle);
+        }
+        arranged.extend(&middle);
+        arranged.push(t.eot);
+        let mut out = Vec::with_capacity(window.len() + arranged.len());
+        out.extend_from_slice(&window[..start]);
+        out.extend(arranged);
+        out.extend_from_slice(&window[end..]);
+        out.resize(window.len(), t.pad);
+        window.copy_from_slice(&out);
+        true
+    }
+}
+
+/// The longest run of `window` without `eot`: (start, end).
+fn longest_document(window: &[u32], eot: u32) -> (usize, usize) {
+    let mut best = (0, 0);
+    let mut start = 0;
+    for (i, &id) in window.iter().enumerate().chain([(window.len(), &eot)]) {
+        if id == eot {
+            if i - start > best.1 - best.0 {
+                best = (start, i);
+            }
+            start = i + 1;
+        }
+    }
+    best
+}
