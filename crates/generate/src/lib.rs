@@ -4,7 +4,9 @@
 //! benchmark.
 //!
 //! - [`sampling`]: the sampling settings and the choice of the next token.
-//! - [`generator`]: [`Generator`], one reply token by token over a KV cache.
+//! - [`generator`]: [`Generator`], one reply token by token over a KV cache,
+//!   started from a [`Prompt`]; a [`PromptCache`] keeps prefilled prompts
+//!   for the next replies.
 //! - [`background`]: [`spawn_generation`], a generator on its own thread
 //!   sending [`GenerationEvent`]s over a channel, with a cancel flag.
 //! - [`syntax`]: does a C text parse (tree-sitter), and where it first fails.
@@ -50,7 +52,10 @@ pub use code_eval::{
     evaluate_completions_with, function_prompts,
 };
 pub use error::GenerateError;
-pub use generator::{FinishReason, GeneratedToken, GenerationStats, Generator, Infill, InfillFit};
+pub use generator::{
+    CachedPrompt, FinishReason, GeneratedToken, GenerationStats, Generator, Infill, InfillFit,
+    PREFILL_CHUNK, Prompt, PromptCache,
+};
 pub use openings::{Opening, extract_openings, sample_openings};
 pub use sampling::SamplingConfig;
 pub use syntax::{SyntaxError, SyntaxReport, check_c};

@@ -2,12 +2,13 @@
 //! prompt (`<fim_prefix> prefix <fim_suffix> suffix <fim_middle>`), and one
 //! started from ids a caller built (a prompt with FIM marker text).
 
-use super::{Generator, Start};
+use super::Generator;
+use super::prompt::Prompt;
 use crate::decoder::DecodeOptions;
 use crate::error::GenerateError;
 use crate::sampling::SamplingConfig;
 use cllm_core::Gpt;
-use cllm_data::fim::{ExtraChunk, infill_prompt};
+use cllm_data::fim::ExtraChunk;
 use cllm_data::tokenizer::Tokenizer;
 
 /// What to fill: the text before and after the hole, and other files given
@@ -26,16 +27,17 @@ pub struct InfillFit {
     pub prompt_tokens: usize,
     /// Whether the prefix or suffix was cut to fit the context.
     pub truncated: bool,
+    /// Tokens cut from the prefix's beginning.
+    pub prefix_cut: usize,
 }
 
 impl<'a> Generator<'a> {
     /// Starts a reply that fills the hole between `infill.prefix` and
-    /// `infill.suffix`. The prompt leaves room in the context for the middle
-    /// (up to `cfg.max_new_tokens`, at most a quarter of the context); the
-    /// prefix keeps its end and the suffix its beginning. The reply ends at
-    /// `<|endoftext|>` (the model's end of a middle), at any other special
-    /// token, or when the context is full. Errors when the tokenizer has no
-    /// FIM tokens (a model trained before them, or on bytes).
+    /// `infill.suffix` (the prompt as [`Prompt::infill`] builds it). The
+    /// reply ends at `<|endoftext|>` (the model's end of a middle), at any
+    /// other special token, or when the context is full. Errors when the
+    /// tokenizer has no FIM tokens (a model trained before them, or on
+    /// bytes).
     pub fn infill(
         model: &'a Gpt,
         tok: &'a Tokenizer,
@@ -43,39 +45,8 @@ impl<'a> Generator<'a> {
         cfg: SamplingConfig,
         options: DecodeOptions,
     ) -> Result<(Generator<'a>, InfillFit), GenerateError> {
-        let fim = tok.fim_tokens().ok_or(GenerateError::NoInfill)?;
-        let n_ctx = model.config.n_ctx;
-        let reserve = cfg.max_new_tokens.clamp(1, (n_ctx / 4).max(1));
-        let budget = n_ctx.saturating_sub(reserve).max(4);
-        let prompt = infill_prompt(
-            tok,
-            fim,
-            &infill.extra,
-            &infill.prefix,
-            &infill.suffix,
-            budget,
-        );
-        // The memory reads the suffix, then the prefix right before the
-        // middle it helps write.
-        let mut memory_ids = prompt.suffix_ids.clone();
-        memory_ids.push(fim.eot);
-        memory_ids.extend_from_slice(&prompt.prefix_ids);
-        let fit = InfillFit {
-            prompt_tokens: prompt.ids.len(),
-            truncated: prompt.truncated,
-        };
-        let generator = Generator::start(
-            model,
-            tok,
-            Start {
-                ids: prompt.ids,
-                memory_ids,
-                text_before: &infill.prefix,
-                infill: true,
-            },
-            cfg,
-            options,
-        )?;
+        let (prompt, fit) = Prompt::infill(tok, model.config.n_ctx, infill, cfg.max_new_tokens)?;
+        let generator = Generator::from_prompt(model, tok, prompt, cfg, options, None)?;
         Ok((generator, fit))
     }
 
@@ -91,27 +62,7 @@ impl<'a> Generator<'a> {
         cfg: SamplingConfig,
         options: DecodeOptions,
     ) -> Result<Generator<'a>, GenerateError> {
-        if ids.is_empty() {
-            return Err(GenerateError::EmptyPrompt);
-        }
-        let vocab = model.config.vocab_size;
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(GenerateError::TokenOutsideVocabulary { token: bad, vocab });
-        }
-        let infill = tok
-            .fim_tokens()
-            .is_some_and(|f| ids.last() == Some(&f.middle));
-        Generator::start(
-            model,
-            tok,
-            Start {
-                memory_ids: ids.clone(),
-                ids,
-                text_before,
-                infill,
-            },
-            cfg,
-            options,
-        )
+        let prompt = Prompt::encoded(tok, ids, text_before)?;
+        Generator::from_prompt(model, tok, prompt, cfg, options, None)
     }
 }

@@ -38,6 +38,8 @@ use std::time::Instant;
 
 mod infill;
 mod line_retry;
+mod prompt;
+mod prompt_cache;
 mod scores;
 mod text_pieces;
 
@@ -46,6 +48,8 @@ use scores::{mix_scores, refuse, top_n};
 use text_pieces::drain_utf8;
 
 pub use infill::{Infill, InfillFit};
+pub use prompt::Prompt;
+pub use prompt_cache::{CachedPrompt, PREFILL_CHUNK, PromptCache};
 
 /// How many alternatives each token reports.
 pub const TOP_ALTERNATIVES: usize = 5;
@@ -150,18 +154,8 @@ pub struct Generator<'a> {
     /// Filling a middle: the reply ends when the window is full (sliding
     /// would drop the prefix and suffix it fills between).
     infill: bool,
-}
-
-/// What a reply starts from.
-struct Start<'p> {
-    /// What the model reads first.
-    ids: Vec<u32>,
-    /// What the repository memory reads first, in document order.
-    memory_ids: Vec<u32>,
-    /// The text right before the reply (the bracket, close and line checks
-    /// start from it).
-    text_before: &'p str,
-    infill: bool,
+    /// Prompt tokens whose rows came from a cached prompt.
+    reused: usize,
 }
 
 /// The bracket guard and what it needs to judge every token.
@@ -216,34 +210,23 @@ impl<'a> Generator<'a> {
         cfg: SamplingConfig,
         options: DecodeOptions,
     ) -> Result<Generator<'a>, GenerateError> {
-        let mut ids = tok.encode(prompt);
-        if ids.is_empty() {
-            match tok.eot_id() {
-                Some(eot) => ids.push(eot),
-                None => return Err(GenerateError::EmptyPrompt),
-            }
-        }
-        Generator::start(
-            model,
-            tok,
-            Start {
-                memory_ids: ids.clone(),
-                ids,
-                text_before: prompt,
-                infill: false,
-            },
-            cfg,
-            options,
-        )
+        let prompt = Prompt::text(tok, prompt)?;
+        Generator::from_prompt(model, tok, prompt, cfg, options, None)
     }
 
-    /// Checks the prompt's ids against the model and runs the prefill.
-    fn start(
+    /// Starts a reply from `prompt`: checks its ids against the model and
+    /// runs the prefill. Every way of starting a reply comes here. With
+    /// `reuse` (what an earlier reply of this model left, see
+    /// [`Generator::into_cached_prompt`]) the rows of the beginning both
+    /// prompts share are taken from its cache instead of computed again; the
+    /// reply is the same bit for bit as without it.
+    pub fn from_prompt(
         model: &'a Gpt,
         tok: &'a Tokenizer,
-        start: Start<'_>,
+        prompt: Prompt,
         cfg: SamplingConfig,
         options: DecodeOptions,
+        reuse: Option<CachedPrompt>,
     ) -> Result<Generator<'a>, GenerateError> {
         cfg.validate()?;
         let vocab = model.config.vocab_size;
@@ -253,23 +236,24 @@ impl<'a> Generator<'a> {
                 model: vocab,
             });
         }
-        let Start {
+        if let Some(&bad) = prompt.ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(GenerateError::TokenOutsideVocabulary { token: bad, vocab });
+        }
+        let Prompt {
             mut ids,
             memory_ids,
-            text_before: prompt,
+            text_before,
             infill,
-        } = start;
+        } = prompt;
+        let prompt = text_before.as_str();
         let n_ctx = model.config.n_ctx;
         // The memory reads the whole prompt, the model its last n_ctx tokens.
         if ids.len() > n_ctx {
             ids.drain(..ids.len() - n_ctx);
         }
         let start = Instant::now();
-        let mut cache = KvCache::new(&model.config);
-        let logits = cache
-            .append(model, &ids)
-            .map_err(GenerateError::model)?
-            .to_vec();
+        let (mut cache, reused) = prompt_cache::prepare(model, reuse, &ids);
+        let logits = prompt_cache::prefill(model, &mut cache, &ids)?;
         // Rounding the weights to bf16 (when decoding in bf16) belongs to
         // the wait before the first token, not to the reply's speed.
         let mut decoder = Decoder::new(options);
@@ -309,6 +293,7 @@ impl<'a> Generator<'a> {
             lines: None,
             slides: 0,
             infill,
+            reused,
         };
         if line_guard {
             let guard = LineGuard::after_prompt(prompt);
