@@ -3,33 +3,12 @@
 //! started from ids a caller built (a prompt with FIM marker text).
 
 use super::Generator;
-use super::prompt::Prompt;
+use super::prompt::{Infill, InfillFit, Prompt};
 use crate::decoder::DecodeOptions;
 use crate::error::GenerateError;
 use crate::sampling::SamplingConfig;
 use cllm_core::Gpt;
-use cllm_data::fim::ExtraChunk;
 use cllm_data::tokenizer::Tokenizer;
-
-/// What to fill: the text before and after the hole, and other files given
-/// as context (placed before the prefix while they fit).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Infill {
-    pub prefix: String,
-    pub suffix: String,
-    pub extra: Vec<ExtraChunk>,
-}
-
-/// What an infill prompt kept of its request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InfillFit {
-    /// Tokens of the prompt the model reads.
-    pub prompt_tokens: usize,
-    /// Whether the prefix or suffix was cut to fit the context.
-    pub truncated: bool,
-    /// Tokens cut from the prefix's beginning.
-    pub prefix_cut: usize,
-}
 
 impl<'a> Generator<'a> {
     /// Starts a reply that fills the hole between `infill.prefix` and

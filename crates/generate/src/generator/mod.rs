@@ -1,8 +1,11 @@
 //! [`Generator`]: one reply, token by token, over a key/value cache.
 //!
-//! `Generator::new` encodes the prompt and runs it through the cache (the
-//! prefill); each [`Generator::next_token`] samples one token, hands back
-//! the text it makes displayable, and advances the cache by that token.
+//! [`Generator::from_prompt`] (which `Generator::new` and the other
+//! constructors call) runs the prompt through the cache in chunks of
+//! [`PREFILL_CHUNK`] rows (the prefill), or takes the rows of a beginning
+//! it shares with a cached prompt; each [`Generator::next_token`] samples
+//! one token, hands back the text it makes displayable, and advances the
+//! cache by that token.
 //!
 //! Text pieces are always valid UTF-8: bytes of a character split across
 //! tokens wait until the character is complete. Text that could be the
@@ -16,7 +19,9 @@
 //! incrementally. Halving keeps the re-prefill to once every n_ctx / 2
 //! tokens while the model still sees at least half a context of history.
 //!
-//! Beside this file: `text_pieces` (what is held back and handed out),
+//! Beside this file: `prompt` (what a reply starts from), `prompt_cache`
+//! (prompts kept prefilled between replies), `infill` (the constructors of
+//! a middle), `text_pieces` (what is held back and handed out),
 //! `line_retry` (the line guard taking a line back) and `scores` (refused
 //! tokens, the memory's mix, the alternatives).
 
@@ -47,8 +52,7 @@ use line_retry::Lines;
 use scores::{mix_scores, refuse, top_n};
 use text_pieces::drain_utf8;
 
-pub use infill::{Infill, InfillFit};
-pub use prompt::Prompt;
+pub use prompt::{Infill, InfillFit, Prompt};
 pub use prompt_cache::{CachedPrompt, PREFILL_CHUNK, PromptCache};
 
 /// How many alternatives each token reports.

@@ -3,10 +3,29 @@
 //! caller that builds the prompt first can see its ids (to find a cached
 //! beginning, to count it) before [`super::Generator::from_prompt`] runs it.
 
-use super::infill::{Infill, InfillFit};
 use crate::error::GenerateError;
-use cllm_data::fim::infill_prompt;
+use cllm_data::fim::{ExtraChunk, infill_prompt};
 use cllm_data::tokenizer::Tokenizer;
+
+/// What to fill: the text before and after the hole, and other files given
+/// as context (placed before the prefix while they fit).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Infill {
+    pub prefix: String,
+    pub suffix: String,
+    pub extra: Vec<ExtraChunk>,
+}
+
+/// What an infill prompt kept of its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InfillFit {
+    /// Tokens of the prompt the model reads.
+    pub prompt_tokens: usize,
+    /// Whether the prefix or suffix was cut to fit the context.
+    pub truncated: bool,
+    /// Tokens of the prefix kept (its end).
+    pub prefix_tokens: usize,
+}
 
 /// The tokens a reply starts from and what the checks around it need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,15 +86,10 @@ impl Prompt {
         let mut memory_ids = built.suffix_ids.clone();
         memory_ids.push(fim.eot);
         memory_ids.extend_from_slice(&built.prefix_ids);
-        let prefix_cut = if built.truncated {
-            tok.encode(&infill.prefix).len() - built.prefix_ids.len()
-        } else {
-            0
-        };
         let fit = InfillFit {
             prompt_tokens: built.ids.len(),
             truncated: built.truncated,
-            prefix_cut,
+            prefix_tokens: built.prefix_ids.len(),
         };
         let prompt = Prompt {
             ids: built.ids,
