@@ -19,9 +19,27 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` on every request
-    #[arg(long, value_name = "KEY")]
+    /// Require `Authorization: Bearer KEY` on every request but /health (a key
+    /// given here shows in `ps` to other users of the machine: prefer
+    /// --api-key-file or the CLLM_API_KEY environment variable)
+    #[arg(long, value_name = "KEY", conflicts_with = "api_key_file")]
     pub api_key: Option<String>,
+    /// Read the API key from the first line of FILE (else CLLM_API_KEY is used
+    /// when set)
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Let web pages from ORIGIN call the server (CORS headers, preflight
+    /// OPTIONS answered); repeat for more origins; '*' allows any
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors: Vec<String>,
+    /// Append one JSON line per request to FILE (time, endpoint, status,
+    /// prompt/cached/predicted tokens, milliseconds; never the prompt or the key)
+    #[arg(long, value_name = "FILE")]
+    pub log_requests: Option<PathBuf>,
+    /// Recent prompts kept prefilled, so that a request sharing a beginning
+    /// with one computes only the rest (0 = off)
+    #[arg(long, default_value_t = serve::DEFAULT_PROMPT_CACHE)]
+    pub prompt_cache: usize,
     /// Decoding threads (requests generated at once; 0 = one per core)
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
@@ -39,7 +57,41 @@ pub struct ServeArgs {
     pub quiet: bool,
 }
 
+/// The environment variable an API key may come from.
+pub const API_KEY_ENV: &str = "CLLM_API_KEY";
+
+/// The key from --api-key, --api-key-file or CLLM_API_KEY, in that order.
+fn api_key(args: &ServeArgs) -> Result<Option<String>, String> {
+    if let Some(key) = &args.api_key {
+        return Ok(Some(key.clone()));
+    }
+    let (key, from) = if let Some(path) = &args.api_key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the API key file {}: {e}", path.display()))?;
+        let first = text.lines().next().unwrap_or("").trim().to_string();
+        (first, format!("the API key file {}", path.display()))
+    } else {
+        match std::env::var(API_KEY_ENV) {
+            Ok(v) => (v.trim().to_string(), API_KEY_ENV.to_string()),
+            Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(e) => return Err(format!("{API_KEY_ENV}: {e}")),
+        }
+    };
+    if key.is_empty() {
+        return Err(format!(
+            "{from} gives an empty API key: put the key there, or {}",
+            if args.api_key_file.is_some() {
+                "leave out --api-key-file".to_string()
+            } else {
+                format!("unset {API_KEY_ENV}")
+            }
+        ));
+    }
+    Ok(Some(key))
+}
+
 pub fn run(args: ServeArgs) -> Result<(), String> {
+    let api_key = api_key(&args)?;
     let (gpt, tok, memory) = super::generate::load_model(&args.model, args.memory)?;
     let id = args
         .model
@@ -47,6 +99,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "cllm".into());
     let n_ctx = gpt.config.n_ctx;
+    let infill = tok.fim_tokens().is_some();
     let model = ServeModel {
         id,
         gpt: Arc::new(gpt),
@@ -61,11 +114,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = ServeConfig {
         host: args.host.clone(),
         port: args.port,
-        api_key: args.api_key.clone(),
+        api_key: api_key.clone(),
         workers,
         queue: args.queue,
         max_tokens: args.max_tokens_limit,
         log: !args.quiet,
+        cors: args.cors.clone(),
+        request_log: args.log_requests.clone(),
+        prompt_cache: args.prompt_cache,
     };
     let interrupts = Interrupts::watch("quitting without waiting for replies")?;
     let has_memory = model.memory.is_some();
@@ -82,11 +138,19 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         handle.base_url()
     );
     eprintln!(
-        "  {workers} decoding threads, up to {} waiting requests; endpoints /v1/models, /v1/completions, /v1/chat/completions",
-        args.queue
+        "  {workers} decoding threads, up to {} waiting requests; endpoints /v1/models, /v1/completions, /v1/chat/completions, /infill{}",
+        args.queue,
+        if infill {
+            ""
+        } else {
+            " (this model has no fill-in-the-middle tokens: /infill answers 501)"
+        }
     );
+    if let Some(path) = &args.log_requests {
+        eprintln!("  logging requests to {}", path.display());
+    }
     if !serve::is_loopback(&args.host) {
-        if args.api_key.is_none() {
+        if api_key.is_none() {
             eprintln!(
                 "  warning: listening on {} without --api-key: anyone who can reach this machine can use the model",
                 args.host

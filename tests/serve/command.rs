@@ -21,6 +21,97 @@ fn save_checkpoint(path: &std::path::Path, model: &Gpt) {
     .unwrap();
 }
 
+/// `cllm serve ARGS` on port 0 with `env` set: the child, its address
+/// and its stderr after the first line.
+fn spawn_serve(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    SocketAddr,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"));
+    cmd.arg("serve").args(args).args(["--port", "0"]);
+    cmd.env_remove("CLLM_API_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("serving tiny "), "{line}");
+    let url = line.trim().rsplit(' ').next().unwrap();
+    let addr: SocketAddr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/v1"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, addr, stderr)
+}
+
+#[test]
+fn the_key_comes_from_the_environment_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.cllm");
+    save_checkpoint(&path, &closing_model());
+    let model = path.to_str().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "from-file\n").unwrap();
+    let key_file = key_file.to_str().unwrap();
+    for (args, env, key) in [
+        (
+            vec!["--model", model],
+            vec![("CLLM_API_KEY", "from-env")],
+            "from-env",
+        ),
+        (
+            vec!["--model", model, "--api-key-file", key_file],
+            vec![("CLLM_API_KEY", "ignored")],
+            "from-file",
+        ),
+    ] {
+        let (mut child, addr, _) = spawn_serve(&args, &env);
+        let (status, _) = call(addr, "GET", "/v1/models", "", "");
+        assert_eq!(status, 401, "{args:?}");
+        let (status, _) = call(
+            addr,
+            "GET",
+            "/v1/models",
+            "",
+            &format!("Authorization: Bearer {key}\r\n"),
+        );
+        assert_eq!(status, 200, "{args:?}");
+        let (status, _) = call(addr, "GET", "/health", "", "");
+        assert_eq!(status, 200);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // An empty key is a mistake, not "no key".
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .args(["serve", "--model", model, "--port", "0"])
+        .env("CLLM_API_KEY", "")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CLLM_API_KEY"), "{err}");
+    // --help warns that a key on the command line shows in `ps`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("shows in `ps`"), "{help}");
+    assert!(
+        help.contains("--api-key-file") && help.contains("CLLM_API_KEY"),
+        "{help}"
+    );
+}
+
 #[test]
 fn cli_serves_a_checkpoint_and_ctrl_c_stops_it() {
     let dir = tempfile::tempdir().unwrap();

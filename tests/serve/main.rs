@@ -2,7 +2,10 @@
 //! with a tiny model, talked to with std's `TcpStream`: completions,
 //! streaming, chat, stop strings, seeds, concurrent streams, the full
 //! queue's 429, bad requests, client disconnects, the API key, and the CLI
-//! stopped by Ctrl-C. Waits are on conditions with deadlines, never sleeps.
+//! stopped by Ctrl-C; fill in the middle as the editor plugins ask for it
+//! (llama.cpp's `/infill`, OpenAI's `suffix`, FIM marker text, the `openai`
+//! Python client), the prompt cache, CORS, the key's sources and the
+//! request log. Waits are on conditions with deadlines, never sleeps.
 
 use cllm_core::rng::Rng;
 use cllm_core::{Gpt, ModelConfig, ParamLayout};
@@ -18,10 +21,19 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod access;
 mod api;
 mod command;
+mod fim_completions;
+mod fim_model;
+mod infill;
+mod infill_stops;
 mod load;
+mod prompt_cache;
+mod python_client;
 mod refusals;
+
+use fim_model::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -59,6 +71,10 @@ fn start(model: Gpt, workers: usize, queue: usize) -> ServerHandle {
 }
 
 fn start_with(model: Gpt, adjust: impl FnOnce(&mut ServeConfig)) -> ServerHandle {
+    start_model(model, Tokenizer::bytes(), adjust)
+}
+
+fn start_model(model: Gpt, tok: Tokenizer, adjust: impl FnOnce(&mut ServeConfig)) -> ServerHandle {
     let mut config = ServeConfig {
         port: 0,
         max_tokens: 1_000_000,
@@ -68,7 +84,7 @@ fn start_with(model: Gpt, adjust: impl FnOnce(&mut ServeConfig)) -> ServerHandle
     let model = ServeModel {
         id: "tiny".into(),
         gpt: Arc::new(model),
-        tok: Arc::new(Tokenizer::bytes()),
+        tok: Arc::new(tok),
         memory: None,
     };
     serve::start(model, config).unwrap()
@@ -123,6 +139,20 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// One whole request: status and JSON body.
 fn call(addr: SocketAddr, method: &str, path: &str, body: &str, extra: &str) -> (u16, Value) {
+    let (status, _, raw) = call_raw(addr, method, path, body, extra);
+    let value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
+    (status, value)
+}
+
+/// One whole request: status, headers (lower-cased names) and the body as
+/// it came.
+fn call_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    extra: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = connect(addr);
     send_request(&mut s, method, path, body, extra);
     let mut r = BufReader::new(s);
@@ -133,9 +163,7 @@ fn call(addr: SocketAddr, method: &str, path: &str, body: &str, extra: &str) -> 
         .unwrap();
     let mut buf = vec![0; len];
     r.read_exact(&mut buf).unwrap();
-    let value = serde_json::from_slice(&buf)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&buf)));
-    (status, value)
+    (status, headers, String::from_utf8(buf).unwrap())
 }
 
 fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
@@ -162,6 +190,15 @@ impl Events {
             headers,
             buf: String::new(),
         }
+    }
+
+    /// Every event's data to the end of the body, unparsed.
+    fn all(mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(data) = self.next() {
+            out.push(data);
+        }
+        out
     }
 
     /// The next event's data, or `None` at the end of the body.

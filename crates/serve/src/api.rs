@@ -36,6 +36,25 @@ impl ApiError {
         self
     }
 
+    pub fn with_param(mut self, param: &str) -> ApiError {
+        self.param = Some(param.to_string());
+        self
+    }
+
+    /// 501 for `/infill` on a model without FIM tokens, in llama.cpp's
+    /// words (clients match on them).
+    pub fn infill_unsupported() -> ApiError {
+        ApiError {
+            status: 501,
+            message: "Infill is not supported by this model: prefix token is missing. suffix token is missing. middle token is missing. \
+                      (its tokenizer has no fill-in-the-middle tokens: models trained on bytes or before FIM only continue a prefix; train a new model to fill in the middle)"
+                .into(),
+            kind: "not_supported_error",
+            param: None,
+            code: None,
+        }
+    }
+
     pub fn not_found(what: &str) -> ApiError {
         ApiError::invalid(None, format!("{what} does not exist on this server"))
             .with_status(404)
@@ -45,7 +64,7 @@ impl ApiError {
     pub fn unauthorized() -> ApiError {
         ApiError {
             status: 401,
-            message: "missing or wrong API key: send `Authorization: Bearer <key>` with the key given to `cllm serve --api-key`".into(),
+            message: "missing or wrong API key: send `Authorization: Bearer <key>` with the server's key (`cllm serve --api-key`, `--api-key-file` or CLLM_API_KEY)".into(),
             kind: "invalid_request_error",
             param: None,
             code: Some("invalid_api_key"),
@@ -95,6 +114,17 @@ impl ApiError {
         }})
         .to_string()
     }
+
+    /// llama.cpp's error body, `{"error": {"code": <status>, "message",
+    /// "type"}}`, for its own endpoints (`/infill`).
+    pub fn llama_body(&self) -> String {
+        json!({"error": {
+            "code": self.status,
+            "message": self.message,
+            "type": self.kind,
+        }})
+        .to_string()
+    }
 }
 
 /// How a base model sees a chat: the messages as plain text, one
@@ -102,8 +132,9 @@ impl ApiError {
 pub const CHAT_FORMAT: &str = "base model, no chat template: the chat endpoint formats the messages as plain text, \
      one \"Role: content\" line per message (System, User, Assistant), then \"Assistant:\", and stops at \"\\nUser:\" or \"\\nSystem:\"";
 
-/// The model card of `GET /v1/models`.
-pub fn model_card(id: &str, created: u64, n_ctx: usize, has_memory: bool) -> Value {
+/// The model card of `GET /v1/models`; `infill`: whether the model fills
+/// in the middle (`/infill`, a `suffix`, FIM marker text).
+pub fn model_card(id: &str, created: u64, n_ctx: usize, has_memory: bool, infill: bool) -> Value {
     json!({
         "id": id,
         "object": "model",
@@ -111,6 +142,7 @@ pub fn model_card(id: &str, created: u64, n_ctx: usize, has_memory: bool) -> Val
         "owned_by": "cllm",
         "context_length": n_ctx,
         "repository_memory": has_memory,
+        "infill": infill,
         "chat_format": CHAT_FORMAT,
     })
 }
@@ -123,10 +155,13 @@ pub fn finish_name(reason: Option<cllm_generate::FinishReason>) -> &'static str 
     }
 }
 
-pub fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+/// OpenAI's `usage`; `cached_tokens`: prompt tokens whose rows came from
+/// the prompt cache.
+pub fn usage(prompt_tokens: usize, completion_tokens: usize, cached_tokens: usize) -> Value {
     json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     })
 }

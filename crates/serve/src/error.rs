@@ -24,6 +24,11 @@ pub enum ServeError {
         port: u16,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("cannot open the request log {path} (--log-requests): {source}")]
+    RequestLog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("the server is not on an IP address")]
     NotIp,
     #[error("cannot start {what}: {source}")]

@@ -1,10 +1,18 @@
-//! `cllm serve`: an OpenAI-compatible HTTP server over a loaded model.
+//! `cllm serve`: an OpenAI-compatible HTTP server over a loaded model, with
+//! llama.cpp's `/infill` for the editor plugins.
 //!
-//! - [`api`]: the error body and the JSON of answers and chunks.
-//! - [`request`]: request bodies checked field by field.
+//! - [`api`]: the error bodies and the JSON of answers and chunks.
+//! - [`fields`]: typed access to a body's fields.
+//! - [`request`]: OpenAI request bodies checked field by field.
+//! - [`fim_prompt`]: the prompt a completion becomes (text, a hole before
+//!   a `suffix`, FIM marker text).
+//! - [`infill_request`], [`infill`]: llama.cpp's `/infill`, taken and
+//!   answered as llama.cpp does.
 //! - [`worker`]: decoding threads running the engine's generator.
-//! - [`http`]: routing, API key, the bounded queue (429).
+//! - [`prompts`]: replies started from the shared prompt cache.
+//! - [`http`]: routing, API key, CORS, the bounded queue (429).
 //! - [`reply`]: JSON answers and server-sent events written to a client.
+//! - [`request_log`]: `--log-requests`, one JSON line per request.
 //! - [`error`]: why a server did not start ([`ServeError`]).
 //!
 //! Threads: a few HTTP threads read and check requests and put generation
@@ -13,20 +21,29 @@
 
 pub mod api;
 pub mod error;
+pub mod fields;
+pub mod fim_prompt;
 pub mod http;
+pub mod infill;
+pub mod infill_request;
+pub mod prompts;
 pub mod reply;
 pub mod request;
+pub mod request_log;
 pub mod worker;
 
 pub use error::ServeError;
 
 use cllm_core::Gpt;
 use cllm_data::tokenizer::Tokenizer;
+use cllm_generate::PromptCache;
 use cllm_memory::Memory;
 use request::Limits;
+use request_log::RequestLog;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -56,6 +73,12 @@ pub struct ServeConfig {
     pub max_tokens: usize,
     /// One line per request on stderr.
     pub log: bool,
+    /// Origins a browser may call from (`*`: any); empty: no CORS headers.
+    pub cors: Vec<String>,
+    /// Appends one JSON line per request to this file.
+    pub request_log: Option<PathBuf>,
+    /// Prompts kept prefilled for the next requests (0: none).
+    pub prompt_cache: usize,
 }
 
 impl Default for ServeConfig {
@@ -68,6 +91,9 @@ impl Default for ServeConfig {
             queue: 16,
             max_tokens: 4096,
             log: false,
+            cors: Vec::new(),
+            request_log: None,
+            prompt_cache: DEFAULT_PROMPT_CACHE,
         }
     }
 }
@@ -99,6 +125,10 @@ pub struct StatsSnapshot {
     pub tokens: u64,
 }
 
+/// Prompts the server keeps prefilled by default: a few editors' worth of
+/// recent requests.
+pub const DEFAULT_PROMPT_CACHE: usize = 8;
+
 pub(crate) struct Shared {
     model: ServeModel,
     config: ServeConfig,
@@ -106,6 +136,9 @@ pub(crate) struct Shared {
     stats: Stats,
     stopping: AtomicBool,
     created: u64,
+    /// Recent prompts' key/value rows, shared by the decoding threads.
+    prompts: Mutex<PromptCache>,
+    request_log: Option<Arc<RequestLog>>,
 }
 
 /// HTTP threads reading requests.
@@ -159,6 +192,15 @@ pub fn start(model: ServeModel, config: ServeConfig) -> Result<ServerHandle, Ser
         }
     })?;
     let addr = server.server_addr().to_ip().ok_or(ServeError::NotIp)?;
+    let request_log = match &config.request_log {
+        Some(path) => Some(Arc::new(RequestLog::open(path).map_err(|source| {
+            ServeError::RequestLog {
+                path: path.clone(),
+                source,
+            }
+        })?)),
+        None => None,
+    };
     let server = Arc::new(server);
     let limits = Limits {
         n_ctx: model.gpt.config.n_ctx,
@@ -171,6 +213,8 @@ pub fn start(model: ServeModel, config: ServeConfig) -> Result<ServerHandle, Ser
         stats: Stats::default(),
         stopping: AtomicBool::new(false),
         created: worker::unix_now(),
+        prompts: Mutex::new(PromptCache::new(config.prompt_cache)),
+        request_log,
         config,
     });
     let (tx, rx) = crossbeam_channel::bounded::<worker::Job>(shared.config.queue);

@@ -4,10 +4,11 @@
 //! send many); known fields of the wrong type or out of range are refused.
 
 use super::api::ApiError;
+use super::fields::{Fields, fresh_seed};
+use super::fim_prompt;
 use cllm_data::tokenizer::Tokenizer;
-use cllm_generate::SamplingConfig;
-use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use cllm_generate::{Prompt, SamplingConfig};
+use serde_json::Value;
 
 /// Which endpoint a request came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,8 +32,11 @@ pub struct Limits {
 #[derive(Clone, Debug)]
 pub struct GenRequest {
     pub endpoint: Endpoint,
-    /// The text the model continues (a chat already formatted).
+    /// The request's prompt text (a chat already formatted), for `echo`.
     pub prompt: String,
+    /// What the model reads: the text, the hole between it and `suffix`,
+    /// or the ids of FIM marker text.
+    pub start: Prompt,
     pub prompt_tokens: usize,
     pub sampling: SamplingConfig,
     pub stream: bool,
@@ -51,7 +55,8 @@ pub const CHAT_STOPS: [&str; 2] = ["\nUser:", "\nSystem:"];
 /// Default `max_tokens`: OpenAI's 16 for completions; chat replies get more.
 pub const DEFAULT_MAX_TOKENS_COMPLETION: usize = 16;
 pub const DEFAULT_MAX_TOKENS_CHAT: usize = 256;
-const MAX_STOPS: usize = 16;
+/// Editors send many (Continue: its template's markers, common and language stops).
+const MAX_STOPS: usize = 64;
 
 pub fn parse(
     endpoint: Endpoint,
@@ -105,9 +110,10 @@ pub fn parse(
             ));
         }
     }
-    // A suffix (fill in the middle, sent by editors' autocompletion) is
-    // accepted and ignored: a GPT completes from the prefix only.
-    f.string("suffix")?;
+    // A suffix (fill in the middle, sent by editors' autocompletion) makes
+    // the request an infill where the model has FIM tokens; a model without
+    // them completes from the prefix only.
+    let suffix = f.string("suffix")?.map(str::to_string);
     if f.get("logit_bias")
         .is_some_and(|v| v.as_object().is_none_or(|m| !m.is_empty()))
     {
@@ -256,20 +262,17 @@ pub fn parse(
         None => limits.has_memory,
     };
 
-    let prompt_tokens = tok.encode(&prompt).len().max(1);
-    if prompt_tokens > limits.n_ctx {
-        return Err(ApiError::invalid(
-            Some(prompt_param),
-            format!(
-                "the prompt is {prompt_tokens} tokens, longer than the model's context of {} tokens",
-                limits.n_ctx
-            ),
-        )
-        .with_code("context_length_exceeded"));
+    let (start, prompt_tokens) = match endpoint {
+        Endpoint::Completions => {
+            fim_prompt::completion(tok, limits.n_ctx, &prompt, suffix, max_tokens)
+        }
+        Endpoint::Chat => fim_prompt::plain(tok, limits.n_ctx, &prompt),
     }
+    .map_err(|e| e.with_param(prompt_param))?;
     Ok(GenRequest {
         endpoint,
         prompt,
+        start,
         prompt_tokens,
         sampling,
         stream,
@@ -418,87 +421,6 @@ fn stops(f: &Fields) -> Result<Vec<String>, ApiError> {
         return Err(ApiError::invalid(param, "stop strings must not be empty"));
     }
     Ok(list)
-}
-
-/// A seed for a request that gave none: different every time.
-fn fresh_seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    nanos
-        ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Typed access to the body's fields; `null` counts as absent.
-struct Fields<'a>(&'a Map<String, Value>);
-
-impl Fields<'_> {
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-
-    fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ApiError::invalid(
-                Some(name),
-                format!("{name} must be true or false"),
-            )),
-        }
-    }
-
-    fn number(&self, name: &str) -> Result<Option<f64>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(x) if x.is_finite() => Ok(Some(x)),
-                _ => Err(ApiError::invalid(
-                    Some(name),
-                    format!("{name} must be a finite number"),
-                )),
-            },
-            Some(_) => Err(ApiError::invalid(
-                Some(name),
-                format!("{name} must be a number"),
-            )),
-        }
-    }
-
-    /// A non-negative integer (`2.0` counts, `2.5` and `-1` do not).
-    fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        let bad =
-            || ApiError::invalid(Some(name), format!("{name} must be a non-negative integer"));
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => {
-                if let Some(u) = n.as_u64() {
-                    Ok(Some(u))
-                } else {
-                    match n.as_f64() {
-                        Some(x) if x >= 0.0 && x.fract() == 0.0 && x < 1.8e19 => Ok(Some(x as u64)),
-                        _ => Err(bad()),
-                    }
-                }
-            }
-            Some(_) => Err(bad()),
-        }
-    }
-
-    fn string(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(ApiError::invalid(
-                Some(name),
-                format!("{name} must be a string"),
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

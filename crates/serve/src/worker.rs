@@ -1,22 +1,33 @@
 //! The decoding threads: each takes a queued request, runs the engine's
 //! [`Generator`] over it and answers, whole or as server-sent events. A
 //! stream whose client went away (a write fails) cancels its generation.
+//! Replies start from the server's prompt cache ([`super::prompts`]).
 
 use super::Shared;
 use super::api::{self, ApiError};
-use super::reply::{self, SseStream};
+use super::infill;
+use super::infill_request::InfillRequest;
+use super::prompts::{keep, start};
+use super::reply::Conn;
 use super::request::{Endpoint, GenRequest};
-use cllm_generate::{GeneratedToken, Generator};
+use cllm_generate::GeneratedToken;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// What a queued request asks for.
+pub enum Work {
+    /// `/v1/completions` or `/v1/chat/completions`.
+    OpenAi(GenRequest),
+    /// llama.cpp's `/infill`.
+    Infill(InfillRequest),
+}
+
 /// A checked request waiting for a decoding thread, with the connection
 /// to answer on.
 pub struct Job {
-    pub req: GenRequest,
-    pub http: tiny_http::Request,
-    pub path: String,
+    pub work: Work,
+    pub conn: Conn,
 }
 
 /// The decoding thread's loop: until the queue closes.
@@ -24,11 +35,14 @@ pub(crate) fn work(shared: &Shared, queue: crossbeam_channel::Receiver<Job>) {
     for job in queue {
         shared.stats.queued.fetch_sub(1, Ordering::SeqCst);
         if shared.stopping.load(Ordering::SeqCst) {
-            reply::respond_error(job.http, &ApiError::shutting_down());
+            job.conn.error(&ApiError::shutting_down());
             continue;
         }
         shared.stats.active.fetch_add(1, Ordering::SeqCst);
-        run(shared, job);
+        match job.work {
+            Work::OpenAi(req) => run(shared, req, job.conn),
+            Work::Infill(req) => infill::run(shared, req, job.conn),
+        }
         shared.stats.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -40,25 +54,23 @@ struct TokenLogprob {
     top: Vec<(String, f32)>,
 }
 
-fn run(shared: &Shared, job: Job) {
-    let Job {
-        req,
-        http: conn,
-        path,
-    } = job;
+fn run(shared: &Shared, req: GenRequest, mut conn: Conn) {
     let model = &shared.model;
     let started = Instant::now();
-    let mut generator =
-        match Generator::new(&model.gpt, &model.tok, &req.prompt, req.sampling.clone()) {
-            Ok(g) => g,
-            Err(e) => return reply::respond_error(conn, &ApiError::invalid(None, e)),
-        };
-    if req.memory
-        && let Some(memory) = &model.memory
-        && let Err(e) = generator.use_memory(memory)
-    {
-        return reply::respond_error(conn, &ApiError::internal(e));
-    }
+    let path = conn.path().to_string();
+    let mut generator = match start(
+        shared,
+        req.start.clone(),
+        req.sampling.clone(),
+        req.memory,
+        true,
+    ) {
+        Ok(g) => g,
+        Err(e) => return conn.error(&e),
+    };
+    let cached_tokens = generator.reused_prompt_tokens();
+    conn.counts.prompt_tokens = req.prompt_tokens;
+    conn.counts.cached_tokens = cached_tokens;
     let id = new_id(req.endpoint);
     let created = unix_now();
     let lp = |t: &GeneratedToken| {
@@ -86,7 +98,7 @@ fn run(shared: &Shared, job: Job) {
     };
 
     let outcome = if req.stream {
-        let Ok(mut sse) = SseStream::open(conn) else {
+        let Ok(mut sse) = conn.events() else {
             shared.stats.cancelled.fetch_add(1, Ordering::SeqCst);
             return;
         };
@@ -124,6 +136,8 @@ fn run(shared: &Shared, job: Job) {
             .stats
             .tokens
             .fetch_add(stats.generated_tokens as u64, Ordering::SeqCst);
+        sse.counts.predicted_tokens = stats.generated_tokens;
+        sse.counts.stop = Some(api::finish_name(stats.finish).to_string());
         if ok {
             let finish = api::finish_name(stats.finish);
             let mut sent = sse.send(&chunk("", &[], Some(finish), offset).to_string());
@@ -132,11 +146,19 @@ fn run(shared: &Shared, job: Job) {
                     "id": id, "created": created, "model": model.id,
                     "object": if req.endpoint == Endpoint::Chat { "chat.completion.chunk" } else { "text_completion" },
                     "choices": [],
-                    "usage": api::usage(stats.prompt_tokens, stats.generated_tokens),
+                    "usage": api::usage(stats.prompt_tokens, stats.generated_tokens, cached_tokens),
                 });
                 sent = sse.send(&last.to_string());
             }
-            ok = sent.and_then(|_| sse.finish()).is_ok();
+            ok = match sent {
+                Ok(()) => sse.finish().is_ok(),
+                Err(_) => {
+                    sse.abandon();
+                    false
+                }
+            };
+        } else {
+            sse.abandon();
         }
         if ok {
             shared.stats.completed.fetch_add(1, Ordering::SeqCst);
@@ -163,7 +185,7 @@ fn run(shared: &Shared, job: Job) {
             .tokens
             .fetch_add(stats.generated_tokens as u64, Ordering::SeqCst);
         let finish = api::finish_name(stats.finish);
-        let usage = api::usage(stats.prompt_tokens, stats.generated_tokens);
+        let usage = api::usage(stats.prompt_tokens, stats.generated_tokens, cached_tokens);
         let body = match req.endpoint {
             Endpoint::Completions => {
                 let (text, offset) = if req.echo {
@@ -192,14 +214,18 @@ fn run(shared: &Shared, job: Job) {
         };
         // Counted first, so a client that has its answer sees it counted.
         shared.stats.completed.fetch_add(1, Ordering::SeqCst);
-        reply::respond_json(conn, 200, &body.to_string());
+        conn.counts.predicted_tokens = stats.generated_tokens;
+        conn.counts.stop = Some(finish.to_string());
+        conn.json(200, &body.to_string());
         finish.to_string()
     };
+    let stats = generator.stats();
+    keep(shared, generator);
     if shared.config.log {
-        let stats = generator.stats();
         eprintln!(
-            "POST {path}: {} prompt + {} new tokens in {:.2} s ({:.1} tokens/s), {outcome}",
+            "POST {path}: {} prompt ({} cached) + {} new tokens in {:.2} s ({:.1} tokens/s), {outcome}",
             stats.prompt_tokens,
+            cached_tokens,
             stats.generated_tokens,
             started.elapsed().as_secs_f64(),
             stats.tokens_per_sec,
