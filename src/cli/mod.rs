@@ -73,7 +73,7 @@ pub enum Commands {
     /// Collect training text from web pages: in scope, polite (robots.txt,
     /// delays), resumable; pages land in the data folder the trainer scans
     Crawl(crawl::CrawlArgs),
-    /// Serve a model over an OpenAI-compatible HTTP API (loopback by default); Ctrl-C stops
+    /// Serve a model over an OpenAI-compatible HTTP API and llama.cpp's /infill for editors (loopback by default); Ctrl-C stops
     Serve(serve::ServeArgs),
     /// Print the shell completion script for cllm (bash, zsh, fish, ...),
     /// e.g. `cllm completions bash > ~/.local/share/bash-completion/completions/cllm`

@@ -38,7 +38,7 @@ pub struct ServeArgs {
     pub log_requests: Option<PathBuf>,
     /// Recent prompts kept prefilled, so that a request sharing a beginning
     /// with one computes only the rest (0 = off)
-    #[arg(long, default_value_t = serve::DEFAULT_PROMPT_CACHE)]
+    #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_PROMPT_CACHE)]
     pub prompt_cache: usize,
     /// Decoding threads (requests generated at once; 0 = one per core)
     #[arg(long, default_value_t = 0)]
