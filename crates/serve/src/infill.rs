@@ -61,7 +61,7 @@ pub(crate) fn run(shared: &Shared, req: InfillRequest, mut conn: Conn) {
         _ => Value::Array(results),
     };
     shared.stats.completed.fetch_add(1, Ordering::SeqCst);
-    let note = format!("{:?}", conn.counts.stop);
+    let note = conn.counts.stop.clone().unwrap_or_default();
     log_line(shared, &conn.counts, started, &note);
     conn.json(200, &body.to_string());
 }
