@@ -28,6 +28,14 @@ pub struct InfillFit {
     pub truncated: bool,
 }
 
+/// The tokens an infill prompt may take in a context of `n_ctx`: what is
+/// left after room for the middle (`max_new_tokens`, at most a quarter of
+/// the context).
+pub fn prompt_budget(n_ctx: usize, max_new_tokens: usize) -> usize {
+    let reserve = max_new_tokens.clamp(1, (n_ctx / 4).max(1));
+    n_ctx.saturating_sub(reserve).max(4)
+}
+
 impl<'a> Generator<'a> {
     /// Starts a reply that fills the hole between `infill.prefix` and
     /// `infill.suffix`. The prompt leaves room in the context for the middle
@@ -44,16 +52,13 @@ impl<'a> Generator<'a> {
         options: DecodeOptions,
     ) -> Result<(Generator<'a>, InfillFit), GenerateError> {
         let fim = tok.fim_tokens().ok_or(GenerateError::NoInfill)?;
-        let n_ctx = model.config.n_ctx;
-        let reserve = cfg.max_new_tokens.clamp(1, (n_ctx / 4).max(1));
-        let budget = n_ctx.saturating_sub(reserve).max(4);
         let prompt = infill_prompt(
             tok,
             fim,
             &infill.extra,
             &infill.prefix,
             &infill.suffix,
-            budget,
+            prompt_budget(model.config.n_ctx, cfg.max_new_tokens),
         );
         // The memory reads the suffix, then the prefix right before the
         // middle it helps write.

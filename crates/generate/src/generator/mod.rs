@@ -45,7 +45,7 @@ use line_retry::Lines;
 use scores::{mix_scores, refuse, top_n};
 use text_pieces::drain_utf8;
 
-pub use infill::{Infill, InfillFit};
+pub use infill::{Infill, InfillFit, prompt_budget};
 
 /// How many alternatives each token reports.
 pub const TOP_ALTERNATIVES: usize = 5;
