@@ -6,13 +6,16 @@
 //! prefix, middle and suffix, each encoded on its own, and arranged as
 //!
 //! - PSM: `<fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle <|endoftext|>`
-//! - SPM: `<fim_prefix> <fim_suffix> suffix <fim_middle> prefix middle <|endoftext|>`
+//! - SPM: `<fim_suffix> suffix <fim_prefix> prefix <fim_middle> middle <|endoftext|>`
 //!
-//! (SPM as StarCoder trains it, with the prefix token first so both
-//! arrangements share the prompt's first token). The `<|endoftext|>` after
-//! the middle teaches the model where a middle ends. An infill prompt is the
-//! PSM form up to `<fim_middle>`, which is what llama.cpp, Continue and the
-//! StarCoder-style templates send.
+//! (SPM as llama.cpp's `--spm-infill` and llama-cpp-python's `spm_infill`
+//! lay it out). The `<|endoftext|>` after the middle teaches the model where
+//! a middle ends. An infill prompt is the SPM form up to `<fim_middle>`: the
+//! middle then follows the end of the prefix, as text follows text left to
+//! right, which a small model uses far better than a prefix seen across the
+//! suffix (docs/infill.md has the measurement). Clients that send the PSM
+//! form (Continue's default template) are understood too: the model trains
+//! on both.
 
 use crate::tokenizer::{EOT, Tokenizer};
 use cllm_core::rng::Rng;
@@ -156,8 +159,8 @@ pub struct InfillPrompt {
     pub truncated: bool,
 }
 
-/// Builds `[extra chunks] <fim_prefix> prefix <fim_suffix> suffix <fim_middle>`
-/// in at most `budget` tokens. The end of the prefix and the beginning of
+/// Builds `[extra chunks] <fim_suffix> suffix <fim_prefix> prefix <fim_middle>`
+/// (SPM) in at most `budget` tokens. The end of the prefix and the beginning of
 /// the suffix are what matter most: the prefix gets three quarters of the
 /// budget and the suffix the rest, each giving what it does not use to the
 /// other; the extra chunks (`<file_sep>filename\ntext`, most recent last)
@@ -193,10 +196,10 @@ pub fn infill_prompt(
         context.push(ids);
     }
     let mut ids: Vec<u32> = context.into_iter().rev().flatten().collect();
-    ids.push(fim.prefix);
-    ids.extend_from_slice(&prefix_ids);
     ids.push(fim.suffix);
     ids.extend_from_slice(&suffix_ids);
+    ids.push(fim.prefix);
+    ids.extend_from_slice(&prefix_ids);
     ids.push(fim.middle);
     InfillPrompt {
         ids,
@@ -274,10 +277,11 @@ impl FimTraining {
         suffix.truncate(suffix.len().saturating_sub(over));
         let mut arranged = Vec::with_capacity(arranged_len);
         if spm {
-            arranged.extend([t.prefix, t.suffix]);
+            arranged.push(t.suffix);
             arranged.extend(&suffix);
-            arranged.push(t.middle);
+            arranged.push(t.prefix);
             arranged.extend(&prefix);
+            arranged.push(t.middle);
         } else {
             arranged.push(t.prefix);
             arranged.extend(&prefix);

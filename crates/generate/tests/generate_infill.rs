@@ -55,10 +55,10 @@ fn the_model_reads_the_fim_prompt_and_greedy_follows_the_full_forward() {
     };
     let (mut g, fit) =
         Generator::infill(&model, &tok, &infill, greedy(8), DecodeOptions::default()).unwrap();
-    let mut want = vec![f.prefix];
-    want.extend(tok.encode(&infill.prefix));
-    want.push(f.suffix);
+    let mut want = vec![f.suffix];
     want.extend(tok.encode(&infill.suffix));
+    want.push(f.prefix);
+    want.extend(tok.encode(&infill.prefix));
     want.push(f.middle);
     assert_eq!(g.context_tokens(), &want[..]);
     assert_eq!(fit.prompt_tokens, want.len());
