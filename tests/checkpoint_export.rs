@@ -215,6 +215,7 @@ fn commands_succeed_on_good_files_and_explain_bad_ones() {
         "step 1257",
         "epoch 3",
         "can resume",
+        "infill      no: tokenizer has no FIM tokens",
     ] {
         assert!(text.contains(needle), "'{needle}' missing from:\n{text}");
     }
