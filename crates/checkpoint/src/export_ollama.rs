@@ -2,7 +2,8 @@
 //! `ollama create NAME -f m.Modelfile` needs no hand-work: the file (a path
 //! relative to the Modelfile), the context length, the special tokens as
 //! stop texts, and a template that fills a middle when Ollama is given a
-//! suffix (its `.Suffix` variable; `.Prompt` is the text before the hole)
+//! suffix (its `.Suffix` variable; `.Prompt` is the text before the hole;
+//! in the SPM order the model infills best, see `cllm_data::fim`)
 //! and passes the prompt through as it is otherwise: these are base models,
 //! not chat models. A model without FIM tokens gets the plain template, so
 //! Ollama refuses a suffix for it instead of ignoring it.
@@ -36,7 +37,7 @@ pub fn modelfile(gguf_name: &str, n_ctx: usize, special: &SpecialTokens) -> Stri
     }
     let template = if special.fim.is_some() {
         format!(
-            "{{{{ if .Suffix }}}}{FIM_PREFIX}{{{{ .Prompt }}}}{FIM_SUFFIX}{{{{ .Suffix }}}}{FIM_MIDDLE}{{{{ else }}}}{{{{ .Prompt }}}}{{{{ end }}}}"
+            "{{{{ if .Suffix }}}}{FIM_SUFFIX}{{{{ .Suffix }}}}{FIM_PREFIX}{{{{ .Prompt }}}}{FIM_MIDDLE}{{{{ else }}}}{{{{ .Prompt }}}}{{{{ end }}}}"
         )
     } else {
         "{{ .Prompt }}".to_string()
@@ -90,7 +91,7 @@ mod tests {
         assert!(with.contains("\nFROM ./m.gguf\n"), "{with}");
         assert!(with.contains("\nPARAMETER num_ctx 256\n"), "{with}");
         assert!(with.contains(
-            "TEMPLATE \"\"\"{{ if .Suffix }}<fim_prefix>{{ .Prompt }}<fim_suffix>{{ .Suffix }}<fim_middle>{{ else }}{{ .Prompt }}{{ end }}\"\"\"\n"
+            "TEMPLATE \"\"\"{{ if .Suffix }}<fim_suffix>{{ .Suffix }}<fim_prefix>{{ .Prompt }}<fim_middle>{{ else }}{{ .Prompt }}{{ end }}\"\"\"\n"
         ), "{with}");
         let stops: Vec<&str> = with
             .lines()
