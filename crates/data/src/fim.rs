@@ -17,19 +17,12 @@
 //! form (Continue's default template) are understood too: the model trains
 //! on both.
 
-use crate::tokenizer::{EOT, Tokenizer};
+use crate::special_tokens::EOT;
+pub use crate::special_tokens::{
+    FILE_SEP, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SPECIALS, FIM_SUFFIX, FimTokens,
+};
+use crate::tokenizer::Tokenizer;
 use cllm_core::rng::Rng;
-
-pub const FIM_PREFIX: &str = "<fim_prefix>";
-pub const FIM_MIDDLE: &str = "<fim_middle>";
-pub const FIM_SUFFIX: &str = "<fim_suffix>";
-pub const FIM_PAD: &str = "<fim_pad>";
-/// Separates files given as context (StarCoder2's name).
-pub const FILE_SEP: &str = "<file_sep>";
-
-/// The FIM tokens in id order after `<|endoftext|>` (ids 1 to 5 in a
-/// tokenizer trained by this crate).
-pub const FIM_SPECIALS: [&str; 5] = [FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, FILE_SEP];
 
 /// Marker texts a prompt may carry in place of the special tokens (the
 /// StarCoder names and the Qwen-style spellings editors also send).
@@ -58,52 +51,15 @@ enum Marker {
     Eot,
 }
 
-/// The ids of the fill-in-the-middle tokens (and `<|endoftext|>`, which ends
-/// a middle).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FimTokens {
-    pub prefix: u32,
-    pub middle: u32,
-    pub suffix: u32,
-    pub pad: u32,
-    pub file_sep: u32,
-    pub eot: u32,
-}
-
-impl FimTokens {
-    /// Looks each token up by name; `None` unless all are there.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<u32>) -> Option<FimTokens> {
-        Some(FimTokens {
-            prefix: lookup(FIM_PREFIX)?,
-            middle: lookup(FIM_MIDDLE)?,
-            suffix: lookup(FIM_SUFFIX)?,
-            pad: lookup(FIM_PAD)?,
-            file_sep: lookup(FILE_SEP)?,
-            eot: lookup(EOT)?,
-        })
-    }
-
-    pub fn contains(&self, id: u32) -> bool {
-        [
-            self.prefix,
-            self.middle,
-            self.suffix,
-            self.pad,
-            self.file_sep,
-            self.eot,
-        ]
-        .contains(&id)
-    }
-
-    fn id(&self, marker: Marker) -> u32 {
-        match marker {
-            Marker::Prefix => self.prefix,
-            Marker::Middle => self.middle,
-            Marker::Suffix => self.suffix,
-            Marker::Pad => self.pad,
-            Marker::FileSep => self.file_sep,
-            Marker::Eot => self.eot,
-        }
+/// The special token a marker stands for.
+fn marker_id(fim: &FimTokens, marker: Marker) -> u32 {
+    match marker {
+        Marker::Prefix => fim.prefix,
+        Marker::Middle => fim.middle,
+        Marker::Suffix => fim.suffix,
+        Marker::Pad => fim.pad,
+        Marker::FileSep => fim.file_sep,
+        Marker::Eot => fim.eot,
     }
 }
 
@@ -121,7 +77,7 @@ pub fn encode_with_markers(tok: &Tokenizer, text: &str) -> (Vec<u32>, bool) {
     let mut found = false;
     while let Some((at, marker, len)) = first_marker(rest) {
         ids.extend(tok.encode(&rest[..at]));
-        ids.push(fim.id(marker));
+        ids.push(marker_id(&fim, marker));
         rest = &rest[at + len..];
         found = true;
     }
