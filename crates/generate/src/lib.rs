@@ -47,7 +47,7 @@ pub mod prompt_from_data;
 pub mod sampling;
 pub mod syntax;
 
-pub use background::{GenerationEvent, GenerationHandle, spawn_generation};
+pub use background::{GenerationEvent, GenerationHandle, GenerationStart, spawn_generation};
 pub use braces::{BraceCounter, CloseWatch};
 pub use code_eval::{
     CodeEvalReport, CodeEvalSummary, PeriodicCodeCheck, SampleRecord, evaluate_completions,
