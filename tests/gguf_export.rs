@@ -406,7 +406,7 @@ fn bpe_model_exports_tokens_merges_end_of_text_fim_and_a_modelfile() {
     assert_eq!(
         modelfile_lines(&modelfile, "TEMPLATE "),
         [
-            "\"\"\"{{ if .Suffix }}<fim_prefix>{{ .Prompt }}<fim_suffix>{{ .Suffix }}<fim_middle>{{ else }}{{ .Prompt }}{{ end }}\"\"\""
+            "\"\"\"{{ if .Suffix }}<fim_suffix>{{ .Suffix }}<fim_prefix>{{ .Prompt }}<fim_middle>{{ else }}{{ .Prompt }}{{ end }}\"\"\""
         ]
     );
     // Every other line is a comment.
