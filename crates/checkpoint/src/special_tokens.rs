@@ -5,8 +5,7 @@
 
 use super::CheckpointError;
 use cllm_data::fim::{FILE_SEP, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX, FimTokens};
-use cllm_data::tokenizer::EOT;
-use serde_json::Value;
+use cllm_data::tokenizer::{EOT, Tokenizer};
 
 /// `<|endoftext|>` and the FIM tokens of one tokenizer, by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,38 +17,15 @@ pub struct SpecialTokens {
 }
 
 impl SpecialTokens {
-    /// Reads them from the added tokens of a checkpoint's `tokenizer.json`
-    /// (the FIM tokens only when all are there, marked special, as
-    /// [`Tokenizer::fim_tokens`](cllm_data::tokenizer::Tokenizer::fim_tokens)
-    /// finds them). The exports copy any tokenizer, so nothing else of it
-    /// is checked here.
+    /// The tokens the tokenizer of a checkpoint's `tokenizer.json` has
+    /// (the FIM tokens only when all are there, as
+    /// [`Tokenizer::fim_tokens`] finds them).
     pub fn of(tokenizer_json: &str) -> Result<SpecialTokens, CheckpointError> {
-        let json: Value = serde_json::from_str(tokenizer_json)
+        let tok = Tokenizer::from_json(tokenizer_json)
             .map_err(|e| CheckpointError::tokenizer(format!("tokenizer.json: {e}")))?;
-        let added: Vec<(&str, u32, bool)> = json["added_tokens"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .filter_map(|t| {
-                        let id = u32::try_from(t["id"].as_u64()?).ok()?;
-                        Some((
-                            t["content"].as_str()?,
-                            id,
-                            t["special"].as_bool() == Some(true),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let find = |name: &str, special_only: bool| {
-            added
-                .iter()
-                .find(|&&(text, _, special)| text == name && (special || !special_only))
-                .map(|&(_, id, _)| id)
-        };
         Ok(SpecialTokens {
-            eot: find(EOT, false),
-            fim: FimTokens::from_lookup(|name| find(name, true)),
+            eot: tok.eot_id(),
+            fim: tok.fim_tokens(),
         })
     }
 
@@ -77,7 +53,7 @@ pub fn fim_named(fim: &FimTokens) -> [(&'static str, u32); 5] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cllm_data::tokenizer::Tokenizer;
+    use serde_json::Value;
     use std::sync::atomic::AtomicBool;
 
     /// What the tokenizer itself finds, for `json`.

@@ -203,11 +203,7 @@ impl FimTraining {
         }
         let spm = rng.next_f32() < self.spm_rate;
         let (start, end) = longest_document(window, self.tokens.eot);
-        let bytes: Vec<u8> = window[start..end]
-            .iter()
-            .flat_map(|&id| self.tokenizer.token_bytes(id))
-            .collect();
-        let text = String::from_utf8_lossy(&bytes);
+        let text = self.tokenizer.decode(&window[start..end]);
         // Character boundaries, both ends included: a cut may leave the
         // prefix, the middle or the suffix empty.
         let bounds: Vec<usize> = text
