@@ -1,17 +1,29 @@
-//! The Hugging Face export (names, Conv1D transposes, config, tokenizer) and
-//! the `inspect` / `export` commands' library entry points.
+//! The Hugging Face export (names, Conv1D transposes, config, tokenizer,
+//! tokenizer and generation configs with the special tokens) and the
+//! `inspect` / `export` commands' library entry points.
 
 #[path = "../crates/train/tests/checkpoint_support/mod.rs"]
 mod checkpoint_support;
 
-use checkpoint_support::{TOKENIZER_JSON, bits, sample};
+use checkpoint_support::{bits, sample};
 use cllm::cli::export::{ExportArgs, ExportFormat};
 use cllm::cli::inspect::{InspectArgs, describe};
 use cllm_core::ParamLayout;
+use cllm_data::tokenizer::Tokenizer;
 use cllm_train::checkpoint::export_gguf::GgufType;
-use cllm_train::checkpoint::export_hf::{CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, hf_tensors};
-use cllm_train::checkpoint::{export_hf, save};
+use cllm_train::checkpoint::export_hf::{
+    CONFIG_FILE, GENERATION_CONFIG_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+    hf_tensors,
+};
+use cllm_train::checkpoint::{Checkpoint, export_hf, save};
+use serde_json::{Value, json};
 use std::fs;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
 
 #[test]
 fn hf_tensors_use_gpt2_names_and_conv1d_layout() {
@@ -59,13 +71,40 @@ fn hf_tensors_use_gpt2_names_and_conv1d_layout() {
     assert!(tensors.iter().all(|t| !t.name.starts_with("lm_head")));
 }
 
+/// `ckpt` with a tokenizer the exports can read: the byte tokenizer, which
+/// has no `<|endoftext|>` and no FIM tokens.
+fn exportable(mut ckpt: Checkpoint) -> Checkpoint {
+    ckpt.tokenizer_json = Tokenizer::bytes().to_json();
+    ckpt
+}
+
 #[test]
 fn export_writes_a_folder_transformers_can_read() {
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = sample("tiny", true, 22);
+    let ckpt = exportable(sample("tiny", true, 22));
     let out = dir.path().join("hf");
     let summary = export_hf(&ckpt, &out).unwrap();
-    assert_eq!(summary.files.len(), 3);
+    let names: Vec<_> = summary
+        .files
+        .iter()
+        .map(|f| f.file_name().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            MODEL_FILE,
+            CONFIG_FILE,
+            TOKENIZER_FILE,
+            TOKENIZER_CONFIG_FILE,
+            GENERATION_CONFIG_FILE
+        ]
+    );
+    assert!(
+        summary
+            .files
+            .iter()
+            .all(|f| f.starts_with(&out) && f.exists())
+    );
 
     let bytes = fs::read(out.join(MODEL_FILE)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -87,17 +126,91 @@ fn export_writes_a_folder_transformers_can_read() {
     assert_eq!(config["vocab_size"], 37);
     assert_eq!(config["layer_norm_epsilon"], 1e-5);
     assert_eq!(config["tie_word_embeddings"], true);
+    // This tokenizer has no `<|endoftext|>`: no BOS/EOS anywhere, rather
+    // than GPT2Config's default 50256.
     assert!(config["eos_token_id"].is_null());
+    assert!(config["bos_token_id"].is_null());
     assert_eq!(
         fs::read_to_string(out.join(TOKENIZER_FILE)).unwrap(),
-        TOKENIZER_JSON
+        ckpt.tokenizer_json
     );
+    assert_eq!(
+        read_json(&out.join(TOKENIZER_CONFIG_FILE)),
+        json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": 16,
+            "add_bos_token": false,
+            "add_eos_token": false,
+            "clean_up_tokenization_spaces": false,
+        })
+    );
+    assert_eq!(
+        read_json(&out.join(GENERATION_CONFIG_FILE)),
+        json!({"bos_token_id": null, "eos_token_id": null, "pad_token_id": null, "max_length": 16})
+    );
+}
+
+#[test]
+fn export_names_the_special_tokens_so_generate_stops_at_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "int main(void) { return 0; }\n".repeat(20);
+    let tok = Tokenizer::train_bpe(&[&text], 280, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    let (eot, f) = (tok.eot_id().unwrap(), tok.fim_tokens().unwrap());
+    let mut ckpt = sample("tiny", false, 24);
+    ckpt.tokenizer_json = tok.to_json();
+    let out = dir.path().join("hf");
+    export_hf(&ckpt, &out).unwrap();
+    let config = read_json(&out.join(CONFIG_FILE));
+    assert_eq!(config["bos_token_id"], eot);
+    assert_eq!(config["eos_token_id"], eot);
+    assert_eq!(
+        read_json(&out.join(TOKENIZER_CONFIG_FILE)),
+        json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": 16,
+            "add_bos_token": false,
+            "add_eos_token": false,
+            "clean_up_tokenization_spaces": false,
+            "bos_token": "<|endoftext|>",
+            "eos_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>",
+            "pad_token": "<fim_pad>",
+            "additional_special_tokens":
+                ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>", "<file_sep>"],
+        })
+    );
+    // generate() ends at any special token, as cllm does; `<|endoftext|>` first.
+    assert_eq!(
+        read_json(&out.join(GENERATION_CONFIG_FILE)),
+        json!({
+            "bos_token_id": eot,
+            "eos_token_id": [eot, f.prefix, f.suffix, f.middle, f.pad, f.file_sep],
+            "pad_token_id": f.pad,
+            "max_length": 16,
+        })
+    );
+
+    // A tokenizer from before FIM: `<|endoftext|>` only, and pads with it.
+    let mut old: Value = serde_json::from_str(&tok.to_json()).unwrap();
+    old["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["content"] == "<|endoftext|>");
+    ckpt.tokenizer_json = old.to_string();
+    export_hf(&ckpt, &out).unwrap();
+    let tokenizer_config = read_json(&out.join(TOKENIZER_CONFIG_FILE));
+    assert_eq!(tokenizer_config["pad_token"], "<|endoftext|>");
+    assert_eq!(tokenizer_config["eos_token"], "<|endoftext|>");
+    assert!(tokenizer_config.get("additional_special_tokens").is_none());
+    let generation = read_json(&out.join(GENERATION_CONFIG_FILE));
+    assert_eq!(generation["eos_token_id"], json!([eot]));
+    assert_eq!(generation["pad_token_id"], eot);
 }
 
 #[test]
 fn commands_succeed_on_good_files_and_explain_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = sample("tiny", true, 23);
+    let ckpt = exportable(sample("tiny", true, 23));
     let path = dir.path().join("good.cllm");
     save(&path, &ckpt.as_ref()).unwrap();
 
@@ -109,6 +222,7 @@ fn commands_succeed_on_good_files_and_explain_bad_ones() {
         "step 1257",
         "epoch 3",
         "can resume",
+        "infill      no: tokenizer has no FIM tokens",
     ] {
         assert!(text.contains(needle), "'{needle}' missing from:\n{text}");
     }

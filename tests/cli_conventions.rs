@@ -52,6 +52,7 @@ fn completions_name_every_command() {
         "export",
         "generate",
         "eval-gen",
+        "eval-infill",
         "runs",
         "report",
         "crawl",

@@ -1,5 +1,6 @@
-//! `cllm generate`, `cllm eval-gen` and `cllm bench --generate` end to end,
-//! on a small checkpoint written here from a freshly initialised model.
+//! `cllm generate` (also filling a middle with `--suffix`), `cllm eval-gen`
+//! and `cllm bench --generate` end to end, on small checkpoints written here
+//! from freshly initialised or constructed models.
 
 use cllm_core::{Gpt, ModelConfig, ParamLayout};
 use cllm_data::tokenizer::Tokenizer;
@@ -8,6 +9,7 @@ use cllm_train::TrainConfig;
 use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::AtomicBool;
 
 /// A checkpoint of a tiny model over the byte tokenizer.
 fn write_checkpoint(dir: &Path) -> (PathBuf, Gpt) {
@@ -37,7 +39,11 @@ fn closing_model() -> Gpt {
 }
 
 fn save_model(path: &Path, model: &Gpt) {
-    let tokenizer_json = Tokenizer::bytes().to_json();
+    save_with_tokenizer(path, model, &Tokenizer::bytes());
+}
+
+fn save_with_tokenizer(path: &Path, model: &Gpt, tok: &Tokenizer) {
+    let tokenizer_json = tok.to_json();
     let train_config = TrainConfig::default();
     let state = TrainingState::start();
     save(
@@ -147,6 +153,136 @@ fn generate_names_a_missing_model_file() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A checkpoint over a BPE tokenizer with the FIM tokens, trained here on a
+/// little C, of a model whose next token is always `x` (built as
+/// [`closing_model`] is).
+fn write_fim_checkpoint(dir: &Path) -> (PathBuf, Tokenizer) {
+    let text = "static int add(int a, int b) {\n  return a + b;\n}\n".repeat(30);
+    let tok = Tokenizer::train_bpe(&[&text], 300, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    let mut cfg = tiny_config();
+    cfg.vocab_size = tok.vocab_size();
+    cfg.n_ctx = 64;
+    let layout = ParamLayout::new(&cfg);
+    let mut params = vec![0.0f32; layout.total];
+    params[layout.ln_f_bias] = 1.0;
+    let x = tok.encode("x");
+    assert_eq!(x.len(), 1, "x is one token");
+    params[layout.wte + x[0] as usize * cfg.n_embd] = 10.0;
+    let path = dir.join("fim.cllm");
+    save_with_tokenizer(&path, &Gpt::from_params(cfg, params).unwrap(), &tok);
+    (path, tok)
+}
+
+#[test]
+fn generate_suffix_fills_the_middle_and_inspect_and_eval_say_who_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fim_model, tok) = write_fim_checkpoint(dir.path());
+    let (prefix, suffix) = ("static int add(int a, int b) {\n  return ", ";\n}\n");
+    let model_arg = fim_model.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["generate", "--model", model_arg, "--prompt", prefix];
+        args.extend(["--max-tokens", "5", "--temperature", "0"]);
+        args.extend(extra);
+        cllm(&args)
+    };
+    let out = run(&["--suffix", suffix, "--no-echo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "xxxxx\n");
+    // The prompt read was <fim_prefix> prefix <fim_suffix> suffix <fim_middle>.
+    let prompt = 3 + tok.encode(prefix).len() + tok.encode(suffix).len();
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("(infill, prompt {prompt} tokens")),
+        "{stderr}"
+    );
+    // Echoed, the middle stands in its place; --suffix-file reads the same.
+    let file = dir.path().join("suffix.c");
+    std::fs::write(&file, suffix).unwrap();
+    let echoed = run(&["--suffix-file", file.to_str().unwrap()]);
+    assert!(echoed.status.success(), "{}", text(&echoed.stderr));
+    assert_eq!(text(&echoed.stdout), format!("{prefix}xxxxx{suffix}\n"));
+    // Without a suffix it is a plain completion of the prompt.
+    let plain = run(&["--no-echo"]);
+    let stderr = text(&plain.stderr);
+    assert!(
+        stderr.contains(&format!("(prompt {} tokens", tok.encode(prefix).len())),
+        "{stderr}"
+    );
+    // Both at once, or a file that is not there: refused, saying why.
+    let both = run(&["--suffix", suffix, "--suffix-file", file.to_str().unwrap()]);
+    assert!(!both.status.success() && text(&both.stderr).contains("--suffix-file"));
+    let missing = run(&["--suffix-file", "no/such/suffix.c"]);
+    assert!(!missing.status.success());
+    let stderr = text(&missing.stderr);
+    assert!(
+        stderr.contains("no/such/suffix.c") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+
+    // A model without FIM tokens cannot fill a middle, and says so.
+    let (byte_model, _) = write_checkpoint(dir.path());
+    let byte_arg = byte_model.to_str().unwrap();
+    let out = cllm(&[
+        "generate", "--model", byte_arg, "--prompt", "int f(", "--suffix", ")",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let why = "tiny.cllm: infill is not supported by this model";
+    assert!(stderr.contains(why), "{stderr}");
+
+    // inspect and eval say which model can infill, in text and JSON.
+    let f = tok.fim_tokens().unwrap();
+    let yes = format!(
+        "yes (FIM tokens <fim_prefix>={} <fim_suffix>={} <fim_middle>={} <fim_pad>={} <file_sep>={})",
+        f.prefix, f.suffix, f.middle, f.pad, f.file_sep
+    );
+    let no = "no: tokenizer has no FIM tokens";
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = cllm(args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let c = write_c_file(dir.path());
+    let c_arg = c.to_str().unwrap();
+    for (model, want, can) in [(model_arg, yes.as_str(), true), (byte_arg, no, false)] {
+        let out = cllm(&["inspect", "--model", model]);
+        assert!(
+            text(&out.stdout).contains(&format!("\ninfill      {want}")),
+            "{}",
+            text(&out.stdout)
+        );
+        let info = json(&["inspect", "--model", model, "--json"]);
+        assert_eq!(info["infill"], can);
+        let eval = [
+            "eval",
+            "--model",
+            model,
+            "--data",
+            c_arg,
+            "--seq-len",
+            "16",
+            "--max-windows",
+            "1",
+        ];
+        let out = cllm(&eval);
+        assert!(
+            text(&out.stdout).contains(&format!("\n  infill: {want}")),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let stats = json(&[&eval[..], &["--json"]].concat());
+        assert_eq!(
+            (&stats["infill"], &info["fim_tokens"]),
+            (&info["infill"], &stats["fim_tokens"])
+        );
+    }
+    let info = json(&["inspect", "--model", model_arg, "--json"]);
+    assert_eq!(info["fim_tokens"]["<fim_prefix>"], f.prefix);
+    assert_eq!(info["fim_tokens"]["<file_sep>"], f.file_sep);
+    assert!(json(&["inspect", "--model", byte_arg, "--json"])["fim_tokens"].is_null());
 }
 
 /// Six short C functions (each opening 15 bytes: they fit the tiny

@@ -2,10 +2,12 @@
 //! the specification (independent of the writer): header, every metadata
 //! key with its type and value, every tensor's llama.cpp name, dimensions,
 //! type, aligned offset, and its values (f32 bit for bit, f16 as the nearest
-//! half), for a byte-tokenizer model and a BPE one with `<|endoftext|>`.
+//! half), for a byte-tokenizer model, a BPE one with `<|endoftext|>` and
+//! the FIM tokens, and one from before FIM; and the Ollama Modelfile
+//! written beside the file.
 
 use cllm_core::{Gpt, ModelConfig, ParamLayout};
-use cllm_data::tokenizer::{Tokenizer, byte_to_char};
+use cllm_data::tokenizer::{EOT, Tokenizer, byte_to_char};
 use cllm_train::TrainConfig;
 use cllm_train::checkpoint::{CheckpointRef, TrainingState, save};
 use std::collections::HashMap;
@@ -133,7 +135,8 @@ fn write_checkpoint(path: &Path, model: &Gpt, tok: &Tokenizer) {
     .unwrap();
 }
 
-fn export(model: &Path, out: &Path, outtype: &str) {
+/// Runs `cllm export --format gguf`; returns what it printed.
+fn export(model: &Path, out: &Path, outtype: &str) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_cllm"))
         .args([
             "export",
@@ -146,7 +149,9 @@ fn export(model: &Path, out: &Path, outtype: &str) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("exported"));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(stdout.contains("exported"), "{stdout}");
+    stdout
 }
 
 fn gguf_name(ours: &str) -> String {
@@ -191,6 +196,7 @@ fn check(path: &Path, model: &Gpt, tok: &Tokenizer, f16: bool) {
         ("tokenizer.ggml.model", V::Str("gpt2".into())),
         ("tokenizer.ggml.pre", V::Str("gpt-2".into())),
         ("tokenizer.ggml.add_bos_token", V::Bool(false)),
+        ("tokenizer.ggml.add_space_prefix", V::Bool(false)),
     ];
     for (k, v) in &expect {
         assert_eq!(g.kv.get(*k), Some(v), "{k}");
@@ -212,7 +218,8 @@ fn check(path: &Path, model: &Gpt, tok: &Tokenizer, f16: bool) {
             tok.token_bytes(id).into_iter().map(byte_to_char).collect()
         };
         assert_eq!(tokens[id as usize], V::Str(want), "token {id}");
-        let ty = if Some(id) == tok.eot_id() { 3 } else { 1 };
+        // Special tokens are CONTROL, so llama.cpp never makes them from text.
+        let ty = if tok.is_special(id) { 3 } else { 1 };
         assert_eq!(types[id as usize], V::I32(ty), "type of {id}");
     }
     let V::Arr(merges) = &g.kv["tokenizer.ggml.merges"] else {
@@ -227,14 +234,43 @@ fn check(path: &Path, model: &Gpt, tok: &Tokenizer, f16: bool) {
     match tok.eot_id() {
         Some(eot) => {
             assert!(!merges.is_empty());
+            assert_eq!(tokens[eot as usize], V::Str(EOT.into()));
             assert_eq!(g.kv["tokenizer.ggml.eos_token_id"], V::U32(eot));
             assert_eq!(g.kv["tokenizer.ggml.bos_token_id"], V::U32(eot));
+            assert_eq!(g.kv["tokenizer.ggml.eot_token_id"], V::U32(eot));
         }
         None => {
             assert!(merges.is_empty());
             assert!(!g.kv.contains_key("tokenizer.ggml.eos_token_id"));
+            assert!(!g.kv.contains_key("tokenizer.ggml.eot_token_id"));
         }
     }
+    // The FIM ids under llama.cpp's keys, each naming its token, only for
+    // a tokenizer that has them.
+    let fim_keys =
+        ["pre", "suf", "mid", "pad", "sep"].map(|k| format!("tokenizer.ggml.fim_{k}_token_id"));
+    match tok.fim_tokens() {
+        Some(f) => {
+            let want = [
+                (f.prefix, "<fim_prefix>"),
+                (f.suffix, "<fim_suffix>"),
+                (f.middle, "<fim_middle>"),
+                (f.pad, "<fim_pad>"),
+                (f.file_sep, "<file_sep>"),
+            ];
+            for (key, (id, text)) in fim_keys.iter().zip(want) {
+                assert_eq!(g.kv.get(key), Some(&V::U32(id)), "{key}");
+                assert_eq!(tokens[id as usize], V::Str(text.into()), "{key}");
+                assert_eq!(types[id as usize], V::I32(3), "{key} is CONTROL");
+            }
+        }
+        None => {
+            for key in &fim_keys {
+                assert!(!g.kv.contains_key(key), "{key} without FIM tokens");
+            }
+        }
+    }
+    assert!(!g.kv.contains_key("tokenizer.ggml.fim_rep_token_id"));
     assert_eq!(g.keys.len(), g.kv.len());
 
     // Tensors: every parameter once, in llama.cpp's names and layout.
@@ -308,26 +344,79 @@ fn byte_tokenizer_model_exports_f32_and_f16() {
     check(&f16_path, &model, &tok, true);
 }
 
-#[test]
-fn bpe_model_exports_tokens_merges_and_end_of_text() {
-    let dir = tempfile::tempdir().unwrap();
+fn trained_bpe() -> Tokenizer {
     let text =
         "int main(void) { return 0; }\nstatic int add(int a, int b) { return a + b; }\n".repeat(20);
-    let tok = Tokenizer::train_bpe(
+    Tokenizer::train_bpe(
         &[text.as_str()],
         300,
         &mut |_, _| {},
         &AtomicBool::new(false),
     )
-    .unwrap();
-    assert!(tok.eot_id().is_some());
+    .unwrap()
+}
+
+/// The Modelfile lines that start with `what`, that prefix cut off.
+fn modelfile_lines<'a>(modelfile: &'a str, what: &str) -> Vec<&'a str> {
+    modelfile
+        .lines()
+        .filter_map(|l| l.strip_prefix(what))
+        .collect()
+}
+
+#[test]
+fn bpe_model_exports_tokens_merges_end_of_text_fim_and_a_modelfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = trained_bpe();
+    assert!(tok.eot_id().is_some() && tok.fim_tokens().is_some());
     // A model vocabulary a little larger than the tokenizer's: padded ids.
     let model = Gpt::new(tiny_config(tok.vocab_size() + 4), 9).unwrap();
     let ckpt = dir.path().join("bpe.cllm");
     write_checkpoint(&ckpt, &model, &tok);
     let out = dir.path().join("bpe.gguf");
-    export(&ckpt, &out, "f32");
+    let stdout = export(&ckpt, &out, "f32");
     check(&out, &model, &tok, false);
+    let f = tok.fim_tokens().unwrap();
+    let ids = format!(
+        "infill: FIM token ids written (<fim_prefix>={} <fim_suffix>={} <fim_middle>={} <fim_pad>={} <file_sep>={})",
+        f.prefix, f.suffix, f.middle, f.pad, f.file_sep
+    );
+    assert!(stdout.contains(&ids), "{stdout}");
+
+    // The Ollama Modelfile beside it, named in the output.
+    let modelfile_path = dir.path().join("bpe.Modelfile");
+    assert!(
+        stdout.contains(&format!("Ollama Modelfile: {}", modelfile_path.display())),
+        "{stdout}"
+    );
+    let modelfile = std::fs::read_to_string(&modelfile_path).unwrap();
+    assert_eq!(modelfile_lines(&modelfile, "FROM "), ["./bpe.gguf"]);
+    assert_eq!(modelfile_lines(&modelfile, "PARAMETER num_ctx "), ["48"]);
+    assert_eq!(
+        modelfile_lines(&modelfile, "PARAMETER stop "),
+        [
+            "\"<|endoftext|>\"",
+            "\"<fim_prefix>\"",
+            "\"<fim_suffix>\"",
+            "\"<fim_middle>\"",
+            "\"<fim_pad>\"",
+            "\"<file_sep>\""
+        ]
+    );
+    assert_eq!(
+        modelfile_lines(&modelfile, "TEMPLATE "),
+        [
+            "\"\"\"{{ if .Suffix }}<fim_suffix>{{ .Suffix }}<fim_prefix>{{ .Prompt }}<fim_middle>{{ else }}{{ .Prompt }}{{ end }}\"\"\""
+        ]
+    );
+    // Every other line is a comment.
+    let instructions = ["FROM ", "PARAMETER ", "TEMPLATE "];
+    for line in modelfile.lines() {
+        assert!(
+            line.starts_with('#') || instructions.iter().any(|i| line.starts_with(i)),
+            "{line}"
+        );
+    }
     let g = read_gguf(&out);
     let V::Arr(types) = &g.kv["tokenizer.ggml.token_type"] else {
         panic!()
@@ -336,6 +425,36 @@ fn bpe_model_exports_tokens_merges_and_end_of_text() {
         types[tok.vocab_size()..],
         [V::I32(5), V::I32(5), V::I32(5), V::I32(5)]
     );
+}
+
+#[test]
+fn model_from_before_fim_exports_no_fim_keys_and_a_plain_template() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tokenizer.json from before FIM: the same file without them.
+    let mut json: serde_json::Value = serde_json::from_str(&trained_bpe().to_json()).unwrap();
+    json["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["content"] == EOT);
+    let tok = Tokenizer::from_json(&json.to_string()).unwrap();
+    assert!(tok.fim_tokens().is_none() && tok.eot_id().is_some());
+    let model = Gpt::new(tiny_config(tok.vocab_size()), 5).unwrap();
+    let ckpt = dir.path().join("old.cllm");
+    write_checkpoint(&ckpt, &model, &tok);
+    let out = dir.path().join("old.gguf");
+    let stdout = export(&ckpt, &out, "f16");
+    check(&out, &model, &tok, true);
+    assert!(stdout.contains("infill: none"), "{stdout}");
+    let modelfile = std::fs::read_to_string(dir.path().join("old.Modelfile")).unwrap();
+    assert_eq!(
+        modelfile_lines(&modelfile, "PARAMETER stop "),
+        ["\"<|endoftext|>\""]
+    );
+    assert_eq!(
+        modelfile_lines(&modelfile, "TEMPLATE "),
+        ["\"\"\"{{ .Prompt }}\"\"\""]
+    );
+    assert!(!modelfile.contains("Suffix"), "{modelfile}");
 }
 
 #[test]

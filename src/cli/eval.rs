@@ -108,6 +108,7 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
     if args.json {
         let mut value = serde_json::to_value(&stats).map_err(|e| e.to_string())?;
         if let Some(map) = value.as_object_mut() {
+            super::inspect::insert_infill(map, tokenizer.fim_tokens().as_ref());
             map.insert("seq_len".into(), serde_json::json!(seq_len));
             map.insert("stride".into(), serde_json::json!(stride));
             map.insert("positions".into(), serde_json::json!(windows.scored()));
@@ -152,6 +153,10 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
                 with.bits_per_byte
             );
         }
+        println!(
+            "  infill: {}",
+            super::inspect::infill_text(tokenizer.fim_tokens().as_ref())
+        );
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! `cllm export --model FILE [--format hf] [--output DIR] [--check-text TEXT]`:
 //! write a Hugging Face GPT-2 folder from a checkpoint (by default beside it,
 //! `<model dir>/<model stem>-hf/`); with `--check-text`, also cllm's logits
-//! for that text, for `tools/compare_hf.py`. `cllm export FILE`, the old
-//! form, still works.
+//! for that text, for `tools/compare_hf.py`. `--format gguf` writes one GGUF
+//! file and an Ollama Modelfile beside it. `cllm export FILE`, the old form,
+//! still works.
 
 use super::choice::choice;
 use super::error_text;
 use cllm_train::checkpoint::export_gguf::{GgufType, export_gguf};
+use cllm_train::checkpoint::export_ollama::write_modelfile;
+use cllm_train::checkpoint::special_tokens::{SpecialTokens, fim_named};
 use cllm_train::checkpoint::{export_hf, export_hf::write_check_logits, load};
 use std::path::PathBuf;
 
@@ -107,7 +110,8 @@ pub fn run(args: ExportArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `--format gguf`: one file for llama.cpp and Ollama.
+/// `--format gguf`: one file for llama.cpp and Ollama, and the Ollama
+/// Modelfile beside it.
 fn run_gguf(args: ExportArgs) -> Result<(), String> {
     let ty = args.outtype;
     if args.check_text.is_some() {
@@ -123,6 +127,23 @@ fn run_gguf(args: ExportArgs) -> Result<(), String> {
         summary.bytes,
         args.file.display(),
         args.output.display()
+    );
+    let special = SpecialTokens::of(&ckpt.tokenizer_json).map_err(|e| error_text(&e))?;
+    match &special.fim {
+        Some(fim) => {
+            let ids: Vec<String> = fim_named(fim)
+                .iter()
+                .map(|(text, id)| format!("{text}={id}"))
+                .collect();
+            println!("  infill: FIM token ids written ({})", ids.join(" "));
+        }
+        None => println!("  infill: none (the tokenizer has no FIM tokens)"),
+    }
+    let modelfile = write_modelfile(&ckpt, &args.output).map_err(|e| error_text(&e))?;
+    println!(
+        "  Ollama Modelfile: {} (ollama create NAME -f {})",
+        modelfile.display(),
+        modelfile.display()
     );
     Ok(())
 }

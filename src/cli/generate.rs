@@ -1,6 +1,8 @@
 //! `cllm generate`: load a checkpoint and stream a completion of a prompt to
 //! stdout as it is produced; the stats line (tokens, tokens/s) goes to
-//! stderr so the completion can be piped on its own.
+//! stderr so the completion can be piped on its own. With `--suffix` (or
+//! `--suffix-file`) the prompt is the text before a hole and the reply is
+//! the middle that fills it (a model trained with FIM tokens only).
 
 use super::choice::choice;
 use super::error_text;
@@ -9,7 +11,7 @@ use cllm_core::Gpt;
 use cllm_core::ops::bf16_gemv;
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::decoder::{DecodeOptions, Precision};
-use cllm_generate::{FinishReason, Generator, SamplingConfig};
+use cllm_generate::{FinishReason, Generator, Infill, SamplingConfig};
 use cllm_memory::Memory;
 use cllm_train::checkpoint;
 use std::io::Write;
@@ -90,10 +92,18 @@ pub struct GenerateArgs {
     /// The `.cllm` checkpoint or model to run
     #[arg(long, value_name = "FILE")]
     pub model: PathBuf,
-    /// Text to continue
+    /// Text to continue (with --suffix: the text before the hole)
     #[arg(long)]
     pub prompt: String,
-    /// Print only the completion, not the prompt before it
+    /// Fill in the middle: the text after the hole, which the reply leads
+    /// into (the model needs FIM tokens; `cllm inspect` says)
+    #[arg(long, conflicts_with = "suffix_file")]
+    pub suffix: Option<String>,
+    /// Like --suffix, the text read from this file
+    #[arg(long, value_name = "FILE")]
+    pub suffix_file: Option<PathBuf>,
+    /// Print only the completion (the middle), not the prompt before it
+    /// (nor the suffix after it)
     #[arg(long)]
     pub no_echo: bool,
     /// Threads for each token's products (0 = every core); the reply is
@@ -129,9 +139,24 @@ pub fn load_model(
     Ok((model, tok, repo_memory))
 }
 
+impl GenerateArgs {
+    /// The text after the hole, from --suffix or --suffix-file; `None`
+    /// for a plain completion.
+    fn suffix_text(&self) -> Result<Option<String>, String> {
+        match (&self.suffix, &self.suffix_file) {
+            (Some(text), _) => Ok(Some(text.clone())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(Some)
+                .map_err(|e| format!("--suffix-file {}: cannot read it: {e}", path.display())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 pub fn run(args: GenerateArgs) -> Result<(), String> {
     let cfg = args.sampling.to_config(GENERATE_MAX_TOKENS, false);
     cfg.validate()?;
+    let suffix = args.suffix_text()?;
     if args.precision == Precision::Bf16 && !bf16_gemv::has_avx512_bf16() {
         return Err(match cllm_core::ops::fast_math::cap_note() {
             Some(note) => format!("--precision bf16: AVX512_BF16 is off, {note}; use auto or fp32"),
@@ -144,7 +169,22 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         precision: args.precision,
         ..DecodeOptions::default()
     };
-    let mut generator = Generator::with_options(&model, &tok, &args.prompt, cfg, options)?;
+    let (mut generator, truncated) = match &suffix {
+        Some(suffix) => {
+            let hole = Infill {
+                prefix: args.prompt.clone(),
+                suffix: suffix.clone(),
+                extra: Vec::new(),
+            };
+            let (generator, fit) = Generator::infill(&model, &tok, &hole, cfg, options)
+                .map_err(|e| format!("{}: {e}", args.model.display()))?;
+            (generator, fit.truncated)
+        }
+        None => (
+            Generator::with_options(&model, &tok, &args.prompt, cfg, options)?,
+            false,
+        ),
+    };
     if let Some(memory) = &memory {
         generator.use_memory(memory)?;
     }
@@ -161,6 +201,9 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             out.flush().map_err(write_err)?;
         }
     }
+    if let (Some(suffix), false) = (&suffix, args.no_echo) {
+        write!(out, "{suffix}").map_err(write_err)?;
+    }
     writeln!(out).map_err(write_err)?;
     out.flush().map_err(write_err)?;
     let stats = generator.stats();
@@ -173,8 +216,13 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         None => "unfinished",
     };
     let (threads, precision) = generator.decoding();
+    let what = match (&suffix, truncated) {
+        (None, _) => "",
+        (Some(_), false) => "infill, ",
+        (Some(_), true) => "infill, prefix or suffix cut to fit the context, ",
+    };
     eprintln!(
-        "{} tokens in {:.2} s, {:.1} tokens/s (prompt {} tokens, prefill {:.3} s; stopped by {why}; {}{}{}; {threads} thread{}, {})",
+        "{} tokens in {:.2} s, {:.1} tokens/s ({what}prompt {} tokens, prefill {:.3} s; stopped by {why}; {}{}{}; {threads} thread{}, {})",
         stats.generated_tokens,
         stats.generate_secs,
         stats.tokens_per_sec,

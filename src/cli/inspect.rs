@@ -5,6 +5,8 @@
 //! otherwise `run` returns the reason and the caller exits non-zero.
 
 use super::error_text;
+use cllm_data::fim::FimTokens;
+use cllm_train::checkpoint::special_tokens::fim_named;
 use cllm_train::checkpoint::{CheckpointInfo, verify};
 use std::path::PathBuf;
 
@@ -50,6 +52,7 @@ pub fn run(args: InspectArgs) -> Result<(), String> {
         let mut value = serde_json::to_value(&info).map_err(|e| e.to_string())?;
         if let Some(map) = value.as_object_mut() {
             map.insert("checksum_ok".into(), serde_json::Value::Bool(true));
+            insert_infill(map, info.fim_tokens.as_ref());
         }
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
         println!("{text}");
@@ -114,9 +117,47 @@ pub fn describe(info: &CheckpointInfo) -> String {
         ),
         None => "memory      none".to_string(),
     });
+    lines.push(format!(
+        "infill      {}",
+        infill_text(info.fim_tokens.as_ref())
+    ));
     let mut text = lines.join("\n");
     text.push('\n');
     text
+}
+
+/// Whether a model can fill in a middle, and with which tokens:
+/// `yes (FIM tokens <fim_prefix>=1 ...)` or `no: ...`.
+pub fn infill_text(fim: Option<&FimTokens>) -> String {
+    match fim {
+        Some(fim) => {
+            let ids: Vec<String> = fim_named(fim)
+                .iter()
+                .map(|(text, id)| format!("{text}={id}"))
+                .collect();
+            format!("yes (FIM tokens {})", ids.join(" "))
+        }
+        None => "no: tokenizer has no FIM tokens (it only continues a prefix)".to_string(),
+    }
+}
+
+/// The same for `--json`: `"infill"` (true or false) and `"fim_tokens"`
+/// (`{"<fim_prefix>": 1, ...}`, or null).
+pub fn insert_infill(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    fim: Option<&FimTokens>,
+) {
+    let tokens = fim.map(|fim| {
+        fim_named(fim)
+            .iter()
+            .map(|&(text, id)| (text.to_string(), serde_json::Value::from(id)))
+            .collect::<serde_json::Map<_, _>>()
+    });
+    map.insert("infill".into(), fim.is_some().into());
+    map.insert(
+        "fim_tokens".into(),
+        tokens.map_or(serde_json::Value::Null, serde_json::Value::Object),
+    );
 }
 
 fn human_bytes(n: u64) -> String {

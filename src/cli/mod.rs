@@ -12,6 +12,7 @@ pub mod completions;
 pub mod crawl;
 pub mod eval;
 pub mod eval_gen;
+pub mod eval_infill;
 pub mod export;
 pub mod generate;
 pub mod inspect;
@@ -66,6 +67,10 @@ pub enum Commands {
     /// preset prompts) until their braces close; closed rate, parse rate,
     /// syntax accuracy and first error kinds
     EvalGen(eval_gen::EvalGenArgs),
+    /// Infill metrics: holes cut from C function bodies of held-out files
+    /// (a line's end, an if/for/while/switch body) filled with and without
+    /// the suffix and the memory: exact match, edit similarity, parse rate
+    EvalInfill(eval_infill::EvalInfillArgs),
     /// List the training runs (status, size, data, best loss, speed); --csv exports metrics
     Runs(runs::RunsArgs),
     /// Write a run's report: runs/<name>/report.md with its benchmark sheet and PNG plots
@@ -131,6 +136,7 @@ pub fn run(command: Commands) -> Result<(), Failure> {
         Commands::Export(args) => Ok(export::run(args.resolve()?)?),
         Commands::Generate(args) => Ok(generate::run(args)?),
         Commands::EvalGen(args) => Ok(eval_gen::run(args)?),
+        Commands::EvalInfill(args) => Ok(eval_infill::run(args)?),
         Commands::Runs(args) => Ok(runs::run(args)?),
         Commands::Report(args) => Ok(report::run(args)?),
         Commands::Crawl(args) => crawl::run(args),

@@ -4,6 +4,7 @@
 //! each the engine's middle.
 
 use super::*;
+use cllm_generate::Infill;
 
 const PREFIX: &str = "int sum(const int *values, int n) {\n    int total = 0;\n";
 const SUFFIX: &str = "    return total;\n}\n";
@@ -56,18 +57,49 @@ fn a_suffix_or_fim_marker_text_fills_the_hole() {
 }
 
 #[test]
-fn files_before_the_prefix_become_context_and_other_arrangements_their_ids() {
+fn marker_holes_in_either_order_are_filled_and_other_arrangements_read_as_ids() {
     let model = lively_fim_model();
     let tok = fim_tokenizer();
-    let fim = tok.fim_tokens().unwrap();
     let server = start_fim(model.clone(), |_| {});
-    // <file_sep>name\ntext, then the hole: the same ids as the marker text
-    // when all fits beside the room left for the middle (4 tokens here).
+    let addr = server.addr();
+    // <file_sep>name\ntext, then the hole: the file is context before it,
+    // kept while it fits beside the room left for the middle (4 tokens).
     let with_file = format!(
         "<file_sep>point.h\nstruct point;\n<fim_prefix>{PREFIX}<fim_suffix>{SUFFIX}<fim_middle>"
     );
     let (ids, found) = cllm_data::fim::encode_with_markers(tok, &with_file);
     assert!(found);
+    let hole = Infill {
+        prefix: PREFIX.into(),
+        suffix: SUFFIX.into(),
+        extra: vec![cllm_data::fim::ExtraChunk {
+            filename: "point.h".into(),
+            text: "struct point;\n".into(),
+        }],
+    };
+    let (expected, stats) = library_fill(&model, &hole, 4);
+    assert_eq!(stats.prompt_tokens, ids.len());
+    let short = json!({"max_tokens": 4});
+    let (status, v) = post(addr, "/v1/completions", &greedy(&with_file, short));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], ids.len());
+    assert_eq!(text_of(&v), expected);
+    // With room for 12 new tokens the file no longer fits: it is left out,
+    // the hole kept whole.
+    let (status, v) = post(addr, "/v1/completions", &greedy(&with_file, json!({})));
+    assert_eq!(status, 200, "{v}");
+    let (expected, stats) = library_middle(&model, PREFIX, SUFFIX, 12);
+    assert_eq!(v["usage"]["prompt_tokens"], stats.prompt_tokens);
+    assert_eq!(text_of(&v), expected);
+    // Suffix first (SPM): the same hole, the same middle.
+    let spm = format!("<fim_suffix>{SUFFIX}<fim_prefix>{PREFIX}<fim_middle>");
+    let (status, v) = post(addr, "/v1/completions", &greedy(&spm, json!({})));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(text_of(&v), expected);
+    // Marker text that is no hole is read as its ids: a middle after
+    // marker text is the model's, token for token.
+    let other = format!("<file_sep>sum.c\n{PREFIX}<fim_middle>");
+    let (ids, _) = cllm_data::fim::encode_with_markers(tok, &other);
     let mut g = Generator::from_ids(
         &model,
         tok,
@@ -75,7 +107,7 @@ fn files_before_the_prefix_become_context_and_other_arrangements_their_ids() {
         PREFIX,
         SamplingConfig {
             temperature: 0.0,
-            max_new_tokens: 4,
+            max_new_tokens: 12,
             repetition_penalty: 1.0,
             ..SamplingConfig::default()
         },
@@ -83,32 +115,13 @@ fn files_before_the_prefix_become_context_and_other_arrangements_their_ids() {
     )
     .unwrap();
     while g.next_token().is_some() {}
-    let short = json!({"max_tokens": 4});
-    let (status, v) = post(server.addr(), "/v1/completions", &greedy(&with_file, short));
+    let (status, v) = post(addr, "/v1/completions", &greedy(&other, json!({})));
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["usage"]["prompt_tokens"], ids.len());
     assert_eq!(text_of(&v), g.text());
-    // With room for 12 new tokens the file no longer fits: it is left out,
-    // the hole kept whole.
-    let (status, v) = post(
-        server.addr(),
-        "/v1/completions",
-        &greedy(&with_file, json!({})),
-    );
-    assert_eq!(status, 200, "{v}");
-    let without_file = format!("<fim_prefix>{PREFIX}<fim_suffix>{SUFFIX}<fim_middle>");
-    let (hole_ids, _) = cllm_data::fim::encode_with_markers(tok, &without_file);
-    assert_eq!(v["usage"]["prompt_tokens"], hole_ids.len());
-    // Suffix first (SPM): not a hole this server rearranges; read as ids.
-    let spm = format!("<fim_suffix>{SUFFIX}<fim_prefix>{PREFIX}<fim_middle>");
-    let (ids, _) = cllm_data::fim::encode_with_markers(tok, &spm);
-    assert_eq!(ids[0], fim.suffix);
-    let (status, v) = post(server.addr(), "/v1/completions", &greedy(&spm, json!({})));
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["usage"]["prompt_tokens"], ids.len());
-    // Marker ids too long for the context are refused, as text is.
-    let long = format!("<fim_suffix>{}<fim_prefix>x<fim_middle>", C_TEXT.repeat(3));
-    let (status, v) = post(server.addr(), "/v1/completions", &greedy(&long, json!({})));
+    // ... and refused when too long for the context, as text is.
+    let long = format!("<file_sep>big.c\n{}<fim_middle>", C_TEXT.repeat(3));
+    let (status, v) = post(addr, "/v1/completions", &greedy(&long, json!({})));
     assert_eq!(
         (status, &v["error"]["code"]),
         (400, &json!("context_length_exceeded"))
@@ -118,7 +131,7 @@ fn files_before_the_prefix_become_context_and_other_arrangements_their_ids() {
         "<fim_prefix>{}<fim_suffix>{SUFFIX}<fim_middle>",
         C_TEXT.repeat(3)
     );
-    let (status, v) = post(server.addr(), "/v1/completions", &greedy(&long, json!({})));
+    let (status, v) = post(addr, "/v1/completions", &greedy(&long, json!({})));
     assert_eq!(status, 200, "{v}");
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() < FIM_CTX as u64);
 }

@@ -119,6 +119,11 @@ pub fn library_middle(
         suffix: suffix.into(),
         extra: Vec::new(),
     };
+    library_fill(model, &hole, n)
+}
+
+/// The greedy middle the library writes for `hole`, up to `n` tokens.
+pub fn library_fill(model: &Gpt, hole: &Infill, n: usize) -> (String, GenerationStats) {
     let cfg = SamplingConfig {
         temperature: 0.0,
         max_new_tokens: n,
@@ -126,7 +131,7 @@ pub fn library_middle(
         ..SamplingConfig::default()
     };
     let tok = fim_tokenizer();
-    let (mut g, _) = Generator::infill(model, tok, &hole, cfg, DecodeOptions::default()).unwrap();
+    let (mut g, _) = Generator::infill(model, tok, hole, cfg, DecodeOptions::default()).unwrap();
     while g.next_token().is_some() {}
     (g.text().to_string(), g.stats())
 }

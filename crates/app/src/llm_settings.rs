@@ -43,6 +43,11 @@ pub struct LlmSettings {
     pub stop_when_closed: bool,
     /// Sample again a line that repeats a recent one or runs on (for code).
     pub line_guard: bool,
+    /// Fill in the middle: the reply is written between `prompt` (the text
+    /// before the cursor) and `suffix` (the text after it).
+    pub infill: bool,
+    /// The text after the cursor, in fill-in-the-middle mode.
+    pub suffix: String,
 }
 
 impl Default for LlmSettings {
@@ -63,6 +68,8 @@ impl Default for LlmSettings {
             balanced_brackets: false,
             stop_when_closed: true,
             line_guard: false,
+            infill: false,
+            suffix: String::new(),
         }
     }
 }

@@ -33,6 +33,12 @@ impl LoadedModel {
         &self.model.config
     }
 
+    /// Whether the model can fill in the middle (its tokenizer has the FIM
+    /// tokens).
+    pub fn can_infill(&self) -> bool {
+        self.tokenizer.fim_tokens().is_some()
+    }
+
     /// Reads `path` fully; every refusal names the file and the problem.
     pub fn read(path: &Path) -> Result<LoadedModel, String> {
         let ckpt = load(path).map_err(|e| error_text(&e))?;

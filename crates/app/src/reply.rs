@@ -11,6 +11,9 @@ use std::time::Instant;
 #[derive(Clone, Debug)]
 pub struct Reply {
     pub prompt: String,
+    /// The text after the reply (fill-in-the-middle: the reply is the
+    /// middle); empty for a continuation.
+    pub suffix: String,
     pub tokens: Vec<GeneratedToken>,
     /// The completion so far (the tokens' text pieces joined).
     pub text: String,
@@ -29,6 +32,7 @@ impl Reply {
     pub fn new(prompt: String) -> Reply {
         Reply {
             prompt,
+            suffix: String::new(),
             tokens: Vec::new(),
             text: String::new(),
             stats: None,
@@ -36,6 +40,14 @@ impl Reply {
             syntax: None,
             started: Instant::now(),
             first_token_at: None,
+        }
+    }
+
+    /// A middle being filled between `prefix` and `suffix`.
+    pub fn infill(prefix: String, suffix: String) -> Reply {
+        Reply {
+            suffix,
+            ..Reply::new(prefix)
         }
     }
 
@@ -65,9 +77,9 @@ impl Reply {
         }
     }
 
-    /// Prompt and completion, as the syntax check sees them.
+    /// Prompt, completion and suffix, as the syntax check sees them.
     pub fn full_text(&self) -> String {
-        format!("{}{}", self.prompt, self.text)
+        format!("{}{}{}", self.prompt, self.text, self.suffix)
     }
 
     /// Tokens per second: the generator's figure once done, otherwise an

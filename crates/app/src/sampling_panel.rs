@@ -118,24 +118,34 @@ pub fn sampling_ui(ui: &mut egui::Ui, s: &mut LlmSettings) {
             text_box,
             "Generation ends before this text; \\n and \\t are escapes. Empty = none",
         );
-        ui.checkbox(&mut s.balanced_brackets, "Balanced brackets")
-            .on_hover_text(
-                "For code: never pick a token that leaves the brackets impossible to \
-                 balance (a `)` closing a `{`, a `;` inside parentheses, a line end inside \
-                 a string). Leave it off for prose: an apostrophe reads as a quote",
-            );
+        // A middle need not balance or close anything: the suffix does.
+        let middle = "Not for a middle: the text after the cursor closes what is open";
+        ui.add_enabled(
+            !s.infill,
+            egui::Checkbox::new(&mut s.balanced_brackets, "Balanced brackets"),
+        )
+        .on_hover_text(
+            "For code: never pick a token that leaves the brackets impossible to \
+             balance (a `)` closing a `{`, a `;` inside parentheses, a line end inside \
+             a string). Leave it off for prose: an apostrophe reads as a quote",
+        )
+        .on_disabled_hover_text(middle);
         ui.checkbox(&mut s.line_guard, "Rewrite looping lines")
             .on_hover_text(
                 "For code: a line that repeats a recent line, or runs past 200 characters, \
                  is taken back and sampled again (at most 4 times a line, 16 a reply). The \
                  reply then appears a line at a time",
             );
-        ui.checkbox(&mut s.stop_when_closed, "Stop when the braces close")
-            .on_hover_text(
-                "End the reply at the `}` that closes the braces the prompt left open (a \
-                 function's body), or the first block the reply opens; braces in comments \
-                 and strings do not count",
-            );
+        ui.add_enabled(
+            !s.infill,
+            egui::Checkbox::new(&mut s.stop_when_closed, "Stop when the braces close"),
+        )
+        .on_hover_text(
+            "End the reply at the `}` that closes the braces the prompt left open (a \
+             function's body), or the first block the reply opens; braces in comments \
+             and strings do not count",
+        )
+        .on_disabled_hover_text(middle);
     });
 }
 

@@ -1,5 +1,5 @@
 //! The generated text as one wrapped block: the prompt, then each token's
-//! text, optionally on a background shaded by the model's probability for
+//! text (then, for a filled middle, the text after it), optionally on a background shaded by the model's probability for
 //! that token. Hovering a token outlines it and shows the alternatives the
 //! model considered at that step.
 //!
@@ -90,6 +90,7 @@ fn build_job(
     ui: &egui::Ui,
     prompt: &str,
     tokens: &[GeneratedToken],
+    suffix: &str,
     shade_tokens: bool,
     wrap_width: f32,
 ) -> (LayoutJob, SectionMap) {
@@ -129,6 +130,13 @@ fn build_job(
         map.token.push(Some(i));
         map.char_end.push(chars);
     }
+    if !suffix.is_empty() {
+        let format = TextFormat::simple(font.clone(), visuals.strong_text_color());
+        job.append(&displayable(ui.ctx(), &font, suffix), 0.0, format);
+        chars += suffix.chars().count();
+        map.token.push(None);
+        map.char_end.push(chars);
+    }
     (job, map)
 }
 
@@ -150,14 +158,23 @@ fn char_under(galley: &Galley, pos: Vec2) -> Option<usize> {
     None
 }
 
-/// Draws prompt and tokens; returns the index of the hovered token.
+/// Draws prompt, tokens and suffix (the text after a filled middle; empty
+/// for a continuation); returns the index of the hovered token.
 pub fn token_text_ui(
     ui: &mut egui::Ui,
     prompt: &str,
     tokens: &[GeneratedToken],
+    suffix: &str,
     shade_tokens: bool,
 ) -> Option<usize> {
-    let (job, map) = build_job(ui, prompt, tokens, shade_tokens, ui.available_width());
+    let (job, map) = build_job(
+        ui,
+        prompt,
+        tokens,
+        suffix,
+        shade_tokens,
+        ui.available_width(),
+    );
     let galley = ui.painter().layout_job(job);
     let size = galley.size().max(egui::vec2(ui.available_width(), 20.0));
     let (rect, response) = ui.allocate_exact_size(size, Sense::hover());

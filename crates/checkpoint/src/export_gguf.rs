@@ -1,8 +1,12 @@
 //! Export to GGUF (version 3) for llama.cpp and Ollama: the `gpt2`
 //! architecture keys, tensors under llama.cpp's GPT-2 names, f32 or f16, and
 //! the tokenizer as `tokenizer.ggml.model = "gpt2"` (tokens in GPT-2's
-//! byte-to-unicode spelling, their types, the merges). Written from the
-//! format's specification (ggml's `docs/gguf.md`).
+//! byte-to-unicode spelling, their types, the merges) with its special
+//! token ids: `<|endoftext|>` as BOS, EOS and EOT, and the
+//! fill-in-the-middle tokens under the keys llama.cpp reads
+//! (`tokenizer.ggml.fim_pre_token_id`, `fim_suf`, `fim_mid`, `fim_pad`,
+//! `fim_sep`) when the tokenizer has them. Written from the format's
+//! specification (ggml's `docs/gguf.md`).
 //!
 //! Our matrices are stored (out, in) row-major, which is what llama.cpp
 //! expects for GPT-2 (its converter transposes HF's `Conv1D` weights into
@@ -12,6 +16,7 @@
 //! matrices and embeddings are f16, norms and biases stay f32, as
 //! llama.cpp's converter does.
 
+use super::special_tokens::SpecialTokens;
 use super::{Checkpoint, CheckpointError, TrainerRecords};
 use cllm_core::ParamLayout;
 use serde_json::Value;
@@ -113,16 +118,17 @@ pub struct GgufSummary {
     pub bytes: u64,
 }
 
-/// The tokenizer as GGUF wants it: tokens by id, their types, the merges,
-/// and the end-of-text id.
+/// The tokenizer as GGUF wants it: tokens by id, their types and the
+/// merges.
 pub struct GgufVocab {
     pub tokens: Vec<String>,
     pub types: Vec<i32>,
     pub merges: Vec<String>,
-    pub eot: Option<u32>,
 }
 
-/// Token types (llama.cpp's `llama_token_type`).
+/// Token types (llama.cpp's `llama_token_type`). Special tokens are
+/// CONTROL: llama.cpp then never makes them from text (unless asked to
+/// parse special tokens) and prints nothing for them.
 const TOKEN_NORMAL: i32 = 1;
 const TOKEN_CONTROL: i32 = 3;
 const TOKEN_UNUSED: i32 = 5;
@@ -156,16 +162,12 @@ pub fn gguf_vocab(tokenizer_json: &str, n_vocab: usize) -> Result<GgufVocab, Che
             .ok_or_else(|| CheckpointError::tokenizer("a vocabulary id is not a number"))?;
         put(id, text, TOKEN_NORMAL)?;
     }
-    let mut eot = None;
     if let Some(added) = json["added_tokens"].as_array() {
         for t in added {
             let (Some(id), Some(content)) = (t["id"].as_u64(), t["content"].as_str()) else {
                 continue;
             };
             put(id, content, TOKEN_CONTROL)?;
-            if content == cllm_data::tokenizer::EOT {
-                eot = Some(id as u32);
-            }
         }
     }
     let mut merges = Vec::new();
@@ -207,7 +209,6 @@ pub fn gguf_vocab(tokenizer_json: &str, n_vocab: usize) -> Result<GgufVocab, Che
         tokens,
         types,
         merges,
-        eot,
     })
 }
 
@@ -219,6 +220,7 @@ pub fn gguf_metadata<T: TrainerRecords>(
 ) -> Result<Vec<(String, MetaValue)>, CheckpointError> {
     let cfg = &ckpt.model;
     let vocab = gguf_vocab(&ckpt.tokenizer_json, cfg.vocab_size)?;
+    let special = SpecialTokens::of(&ckpt.tokenizer_json)?;
     let u = |x: usize| MetaValue::U32(x as u32);
     let mut kv = vec![
         (
@@ -260,15 +262,43 @@ pub fn gguf_metadata<T: TrainerRecords>(
             MetaValue::StrArray(vocab.merges),
         ),
     ];
-    if let Some(eot) = vocab.eot {
-        kv.push(("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(eot)));
-        kv.push(("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(eot)));
+    for (key, id) in special_token_keys(&special) {
+        kv.push((key.to_string(), MetaValue::U32(id)));
     }
     kv.push((
         "tokenizer.ggml.add_bos_token".into(),
         MetaValue::Bool(false),
     ));
+    // cllm's tokenizer adds no space before a text; llama-cpp-python reads
+    // a missing key as true and then cuts tokens off an infill's suffix.
+    kv.push((
+        "tokenizer.ggml.add_space_prefix".into(),
+        MetaValue::Bool(false),
+    ));
     Ok(kv)
+}
+
+/// The special-token id keys llama.cpp reads, for the tokens `special` has:
+/// `<|endoftext|>` is BOS, EOS and EOT (llama.cpp ends generation at it);
+/// the FIM keys only when the tokenizer has FIM tokens (llama.cpp's
+/// `/infill` needs `fim_pre`, `fim_suf` and `fim_mid`; it also ends
+/// generation at `fim_pad` and `fim_sep`, and puts `fim_sep` before files
+/// given as context).
+pub fn special_token_keys(special: &SpecialTokens) -> Vec<(&'static str, u32)> {
+    let mut keys = Vec::new();
+    if let Some(eot) = special.eot {
+        keys.push(("tokenizer.ggml.bos_token_id", eot));
+        keys.push(("tokenizer.ggml.eos_token_id", eot));
+        keys.push(("tokenizer.ggml.eot_token_id", eot));
+    }
+    if let Some(fim) = special.fim {
+        keys.push(("tokenizer.ggml.fim_pre_token_id", fim.prefix));
+        keys.push(("tokenizer.ggml.fim_suf_token_id", fim.suffix));
+        keys.push(("tokenizer.ggml.fim_mid_token_id", fim.middle));
+        keys.push(("tokenizer.ggml.fim_pad_token_id", fim.pad));
+        keys.push(("tokenizer.ggml.fim_sep_token_id", fim.file_sep));
+    }
+    keys
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {

@@ -1,15 +1,20 @@
 //! Export to a folder that Hugging Face `transformers` loads as GPT-2:
-//! `model.safetensors` (HF names and layouts), `config.json` and
-//! `tokenizer.json`; optionally `cllm_logits.json`, cllm's own logits for a
-//! text, which `tools/compare_hf.py` compares with the loaded model's.
+//! `model.safetensors` (HF names and layouts), `config.json`,
+//! `tokenizer.json`, `tokenizer_config.json` (the special tokens, so
+//! `AutoTokenizer` knows them) and `generation_config.json` (so `generate()`
+//! stops where cllm does: at `<|endoftext|>` or any other special token);
+//! optionally `cllm_logits.json`, cllm's own logits for a text, which
+//! `tools/compare_hf.py` compares with the loaded model's.
 //!
 //! Our matrices are stored (out, in) like `torch.nn.Linear`; GPT-2's `Conv1D`
 //! (`c_attn`, `c_proj`, `c_fc`) stores (in, out), so those are transposed.
 //! Embeddings and LayerNorm tensors keep their layout. The output head is
 //! tied to `wte`, so no `lm_head.weight` is written.
 
+use super::special_tokens::{SpecialTokens, fim_named};
 use super::{Checkpoint, CheckpointError, TrainerRecords};
 use cllm_core::{Gpt, Logits, ModelConfig, ParamLayout, Workspace};
+use cllm_data::tokenizer::EOT;
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::fs;
@@ -20,6 +25,8 @@ use std::str::FromStr;
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 pub const LOGITS_FILE: &str = "cllm_logits.json";
 
 /// What [`export_hf`] wrote.
@@ -78,8 +85,11 @@ pub fn hf_tensors(layout: &ParamLayout, params: &[f32]) -> Vec<HfTensor> {
         .collect()
 }
 
-/// The `config.json` transformers reads for this model.
-pub fn hf_config(cfg: &ModelConfig) -> serde_json::Value {
+/// The `config.json` transformers reads for this model. BOS and EOS are
+/// `<|endoftext|>` (`null` for the byte tokenizer, which has none:
+/// `GPT2Config` would otherwise default both to 50256, outside a small
+/// vocabulary).
+pub fn hf_config(cfg: &ModelConfig, special: &SpecialTokens) -> serde_json::Value {
     serde_json::json!({
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -98,16 +108,75 @@ pub fn hf_config(cfg: &ModelConfig) -> serde_json::Value {
         "initializer_range": 0.02,
         "scale_attn_weights": true,
         "tie_word_embeddings": true,
-        // GPT2Config would otherwise default both to 50256, outside a
-        // small vocabulary; cllm marks documents in the text instead.
-        "bos_token_id": null,
-        "eos_token_id": null,
+        "bos_token_id": special.eot,
+        "eos_token_id": special.eot,
         "torch_dtype": "float32",
     })
 }
 
-/// Writes `model.safetensors`, `config.json` and `tokenizer.json` for `ckpt`
-/// into `dir` (created if missing).
+/// The `tokenizer_config.json` `AutoTokenizer` reads beside
+/// `tokenizer.json`: `<|endoftext|>` as BOS, EOS and UNK (as GPT-2 has it;
+/// the tokenizer never adds it, cllm's data places it between files), the
+/// FIM tokens as additional special tokens, `<fim_pad>` as the padding
+/// token (`<|endoftext|>` without FIM tokens), and the model's context as
+/// the longest input.
+pub fn hf_tokenizer_config(cfg: &ModelConfig, special: &SpecialTokens) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+    map.insert("model_max_length".into(), cfg.n_ctx.into());
+    map.insert("add_bos_token".into(), false.into());
+    map.insert("add_eos_token".into(), false.into());
+    map.insert("clean_up_tokenization_spaces".into(), false.into());
+    if special.eot.is_some() {
+        for key in ["bos_token", "eos_token", "unk_token"] {
+            map.insert(key.into(), EOT.into());
+        }
+        map.insert("pad_token".into(), EOT.into());
+    }
+    if let Some(fim) = &special.fim {
+        let names: Vec<&str> = fim_named(fim).iter().map(|(text, _)| *text).collect();
+        map.insert("additional_special_tokens".into(), names.into());
+        map.insert("pad_token".into(), cllm_data::fim::FIM_PAD.into());
+    }
+    serde_json::Value::Object(map)
+}
+
+/// The `generation_config.json` `generate()` reads: it ends at any special
+/// token, as cllm's generation does (`<|endoftext|>` first: the end of a
+/// document and of a middle), pads with the tokenizer's padding token, and
+/// runs at most to the model's context.
+pub fn hf_generation_config(cfg: &ModelConfig, special: &SpecialTokens) -> serde_json::Value {
+    let ends: Vec<u32> = special.named().iter().map(|&(_, id)| id).collect();
+    let ends = if ends.is_empty() {
+        serde_json::Value::Null
+    } else {
+        ends.into()
+    };
+    let pad = special.fim.map(|f| f.pad).or(special.eot);
+    serde_json::json!({
+        "bos_token_id": special.eot,
+        "eos_token_id": ends,
+        "pad_token_id": pad,
+        "max_length": cfg.n_ctx,
+    })
+}
+
+/// Writes `value` as pretty JSON to `dir/name`; returns the path.
+fn write_json(
+    dir: &Path,
+    name: &str,
+    value: &serde_json::Value,
+) -> Result<PathBuf, CheckpointError> {
+    let path = dir.join(name);
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CheckpointError::bad_input(&path, e.to_string()))?;
+    fs::write(&path, text).map_err(|e| CheckpointError::io(&path, "write", e))?;
+    Ok(path)
+}
+
+/// Writes `model.safetensors`, `config.json`, `tokenizer.json`,
+/// `tokenizer_config.json` and `generation_config.json` for `ckpt` into
+/// `dir` (created if missing).
 pub fn export_hf<T: TrainerRecords>(
     ckpt: &Checkpoint<T>,
     dir: &Path,
@@ -126,6 +195,7 @@ pub fn export_hf<T: TrainerRecords>(
             ),
         ));
     }
+    let special = SpecialTokens::of(&ckpt.tokenizer_json)?;
     fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, "create the export folder", e))?;
 
     let tensors = hf_tensors(&layout, &ckpt.params);
@@ -154,19 +224,30 @@ pub fn export_hf<T: TrainerRecords>(
             .map_err(|e| CheckpointError::io(&model_path, "set permissions on", e))?;
     }
 
-    let config_path = dir.join(CONFIG_FILE);
-    let config_text = serde_json::to_string_pretty(&hf_config(&ckpt.model))
-        .map_err(|e| CheckpointError::bad_input(&config_path, e.to_string()))?;
-    fs::write(&config_path, config_text)
-        .map_err(|e| CheckpointError::io(&config_path, "write", e))?;
-
+    let config_path = write_json(dir, CONFIG_FILE, &hf_config(&ckpt.model, &special))?;
     let tokenizer_path = dir.join(TOKENIZER_FILE);
     fs::write(&tokenizer_path, &ckpt.tokenizer_json)
         .map_err(|e| CheckpointError::io(&tokenizer_path, "write", e))?;
+    let tokenizer_config_path = write_json(
+        dir,
+        TOKENIZER_CONFIG_FILE,
+        &hf_tokenizer_config(&ckpt.model, &special),
+    )?;
+    let generation_config_path = write_json(
+        dir,
+        GENERATION_CONFIG_FILE,
+        &hf_generation_config(&ckpt.model, &special),
+    )?;
 
     Ok(ExportSummary {
         dir: dir.to_path_buf(),
-        files: vec![model_path, config_path, tokenizer_path],
+        files: vec![
+            model_path,
+            config_path,
+            tokenizer_path,
+            tokenizer_config_path,
+            generation_config_path,
+        ],
         tensors: tensors.len(),
     })
 }

@@ -12,14 +12,18 @@
 //! - [`naming`]: file names and retention of periodic checkpoints.
 //! - [`export_hf`](mod@export_hf): the Hugging Face `transformers` GPT-2 export.
 //! - [`export_gguf`](mod@export_gguf): the GGUF export for llama.cpp and Ollama.
+//! - [`export_ollama`]: the Ollama `Modelfile` beside a GGUF export.
+//! - [`special_tokens`]: `<|endoftext|>` and the FIM tokens, as the exports name them.
 //! - [`error`]: [`CheckpointError`], what went wrong and with which file.
 
 pub mod error;
 pub mod export_gguf;
 pub mod export_hf;
+pub mod export_ollama;
 pub mod format;
 pub mod naming;
 pub mod read;
+pub mod special_tokens;
 pub mod write;
 
 pub use error::CheckpointError;
@@ -187,4 +191,8 @@ pub struct CheckpointInfo<T: TrainerRecords> {
     pub checksum_sha256: String,
     /// The memory the file carries, if any.
     pub memory: Option<format::MemoryMeta>,
+    /// The fill-in-the-middle tokens of its tokenizer; `None` when it has
+    /// none (the model cannot infill). Callers print it their own way.
+    #[serde(skip)]
+    pub fim_tokens: Option<cllm_data::fim::FimTokens>,
 }

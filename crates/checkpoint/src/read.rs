@@ -18,6 +18,7 @@
 use super::format::{
     self, LEN_BYTES, MAX_HEADER_BYTES, MemoryMeta, OptimizerMeta, TensorEntry, keys,
 };
+use super::special_tokens::SpecialTokens;
 use super::{Checkpoint, CheckpointError, CheckpointInfo, OptimizerState, TrainerRecords};
 use cllm_core::{ModelConfig, ParamLayout};
 use sha2::{Digest, Sha256};
@@ -173,6 +174,9 @@ impl<T: TrainerRecords> Header<T> {
             train_config: self.train_config,
             state: self.state,
             tokenizer_bytes: self.tokenizer_json.len(),
+            fim_tokens: SpecialTokens::of(&self.tokenizer_json)
+                .ok()
+                .and_then(|s| s.fim),
             created_unix: self.created_unix,
             program_version: self.program_version,
             checksum_sha256: self.stored_checksum,

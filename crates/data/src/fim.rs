@@ -6,27 +6,23 @@
 //! prefix, middle and suffix, each encoded on its own, and arranged as
 //!
 //! - PSM: `<fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle <|endoftext|>`
-//! - SPM: `<fim_prefix> <fim_suffix> suffix <fim_middle> prefix middle <|endoftext|>`
+//! - SPM: `<fim_suffix> suffix <fim_prefix> prefix <fim_middle> middle <|endoftext|>`
 //!
-//! (SPM as StarCoder trains it, with the prefix token first so both
-//! arrangements share the prompt's first token). The `<|endoftext|>` after
-//! the middle teaches the model where a middle ends. An infill prompt is the
-//! PSM form up to `<fim_middle>`, which is what llama.cpp, Continue and the
-//! StarCoder-style templates send.
+//! (SPM as llama.cpp's `--spm-infill` and llama-cpp-python's `spm_infill`
+//! lay it out). The `<|endoftext|>` after the middle teaches the model where
+//! a middle ends. An infill prompt is the SPM form up to `<fim_middle>`: the
+//! middle then follows the end of the prefix, as text follows text left to
+//! right, which a small model uses far better than a prefix seen across the
+//! suffix (docs/infill.md has the measurement). Clients that send the PSM
+//! form (Continue's default template) are understood too: the model trains
+//! on both.
 
-use crate::tokenizer::{EOT, Tokenizer};
+use crate::special_tokens::EOT;
+pub use crate::special_tokens::{
+    FILE_SEP, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SPECIALS, FIM_SUFFIX, FimTokens,
+};
+use crate::tokenizer::Tokenizer;
 use cllm_core::rng::Rng;
-
-pub const FIM_PREFIX: &str = "<fim_prefix>";
-pub const FIM_MIDDLE: &str = "<fim_middle>";
-pub const FIM_SUFFIX: &str = "<fim_suffix>";
-pub const FIM_PAD: &str = "<fim_pad>";
-/// Separates files given as context (StarCoder2's name).
-pub const FILE_SEP: &str = "<file_sep>";
-
-/// The FIM tokens in id order after `<|endoftext|>` (ids 1 to 5 in a
-/// tokenizer trained by this crate).
-pub const FIM_SPECIALS: [&str; 5] = [FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, FILE_SEP];
 
 /// Marker texts a prompt may carry in place of the special tokens (the
 /// StarCoder names and the Qwen-style spellings editors also send).
@@ -55,52 +51,15 @@ enum Marker {
     Eot,
 }
 
-/// The ids of the fill-in-the-middle tokens (and `<|endoftext|>`, which ends
-/// a middle).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FimTokens {
-    pub prefix: u32,
-    pub middle: u32,
-    pub suffix: u32,
-    pub pad: u32,
-    pub file_sep: u32,
-    pub eot: u32,
-}
-
-impl FimTokens {
-    /// Looks each token up by name; `None` unless all are there.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<u32>) -> Option<FimTokens> {
-        Some(FimTokens {
-            prefix: lookup(FIM_PREFIX)?,
-            middle: lookup(FIM_MIDDLE)?,
-            suffix: lookup(FIM_SUFFIX)?,
-            pad: lookup(FIM_PAD)?,
-            file_sep: lookup(FILE_SEP)?,
-            eot: lookup(EOT)?,
-        })
-    }
-
-    pub fn contains(&self, id: u32) -> bool {
-        [
-            self.prefix,
-            self.middle,
-            self.suffix,
-            self.pad,
-            self.file_sep,
-            self.eot,
-        ]
-        .contains(&id)
-    }
-
-    fn id(&self, marker: Marker) -> u32 {
-        match marker {
-            Marker::Prefix => self.prefix,
-            Marker::Middle => self.middle,
-            Marker::Suffix => self.suffix,
-            Marker::Pad => self.pad,
-            Marker::FileSep => self.file_sep,
-            Marker::Eot => self.eot,
-        }
+/// The special token a marker stands for.
+fn marker_id(fim: &FimTokens, marker: Marker) -> u32 {
+    match marker {
+        Marker::Prefix => fim.prefix,
+        Marker::Middle => fim.middle,
+        Marker::Suffix => fim.suffix,
+        Marker::Pad => fim.pad,
+        Marker::FileSep => fim.file_sep,
+        Marker::Eot => fim.eot,
     }
 }
 
@@ -118,7 +77,7 @@ pub fn encode_with_markers(tok: &Tokenizer, text: &str) -> (Vec<u32>, bool) {
     let mut found = false;
     while let Some((at, marker, len)) = first_marker(rest) {
         ids.extend(tok.encode(&rest[..at]));
-        ids.push(fim.id(marker));
+        ids.push(marker_id(&fim, marker));
         rest = &rest[at + len..];
         found = true;
     }
@@ -156,8 +115,8 @@ pub struct InfillPrompt {
     pub truncated: bool,
 }
 
-/// Builds `[extra chunks] <fim_prefix> prefix <fim_suffix> suffix <fim_middle>`
-/// in at most `budget` tokens. The end of the prefix and the beginning of
+/// Builds `[extra chunks] <fim_suffix> suffix <fim_prefix> prefix <fim_middle>`
+/// (SPM) in at most `budget` tokens. The end of the prefix and the beginning of
 /// the suffix are what matter most: the prefix gets three quarters of the
 /// budget and the suffix the rest, each giving what it does not use to the
 /// other; the extra chunks (`<file_sep>filename\ntext`, most recent last)
@@ -193,10 +152,10 @@ pub fn infill_prompt(
         context.push(ids);
     }
     let mut ids: Vec<u32> = context.into_iter().rev().flatten().collect();
-    ids.push(fim.prefix);
-    ids.extend_from_slice(&prefix_ids);
     ids.push(fim.suffix);
     ids.extend_from_slice(&suffix_ids);
+    ids.push(fim.prefix);
+    ids.extend_from_slice(&prefix_ids);
     ids.push(fim.middle);
     InfillPrompt {
         ids,
@@ -244,11 +203,7 @@ impl FimTraining {
         }
         let spm = rng.next_f32() < self.spm_rate;
         let (start, end) = longest_document(window, self.tokens.eot);
-        let bytes: Vec<u8> = window[start..end]
-            .iter()
-            .flat_map(|&id| self.tokenizer.token_bytes(id))
-            .collect();
-        let text = String::from_utf8_lossy(&bytes);
+        let text = self.tokenizer.decode(&window[start..end]);
         // Character boundaries, both ends included: a cut may leave the
         // prefix, the middle or the suffix empty.
         let bounds: Vec<usize> = text
@@ -274,10 +229,11 @@ impl FimTraining {
         suffix.truncate(suffix.len().saturating_sub(over));
         let mut arranged = Vec::with_capacity(arranged_len);
         if spm {
-            arranged.extend([t.prefix, t.suffix]);
+            arranged.push(t.suffix);
             arranged.extend(&suffix);
-            arranged.push(t.middle);
+            arranged.push(t.prefix);
             arranged.extend(&prefix);
+            arranged.push(t.middle);
         } else {
             arranged.push(t.prefix);
             arranged.extend(&prefix);

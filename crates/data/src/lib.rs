@@ -10,6 +10,7 @@ pub mod error;
 pub mod fim;
 pub mod fingerprint;
 pub mod scan;
+pub mod special_tokens;
 pub mod token_file;
 pub mod tokenizer;
 

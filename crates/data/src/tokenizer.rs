@@ -22,10 +22,9 @@ use tokenizers::{
 };
 
 use crate::error::DataError;
-use crate::fim::{FIM_SPECIALS, FimTokens};
+use crate::special_tokens::{FIM_SPECIALS, FimTokens};
 
-/// The special token placed between files.
-pub const EOT: &str = "<|endoftext|>";
+pub use crate::special_tokens::EOT;
 
 /// Vocabulary size used when none is given (`cllm train`, `cllm tokenize`,
 /// the app).

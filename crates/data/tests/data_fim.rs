@@ -66,21 +66,26 @@ fn a_new_bpe_has_the_fim_tokens_and_old_ones_and_bytes_do_not() {
 
 /// Splits an arranged window into (prefix, middle, suffix) token runs.
 fn pieces(window: &[u32], f: FimTokens) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
-    assert_eq!(window[0], f.prefix);
     let at = |id: u32| window.iter().position(|&t| t == id).unwrap();
-    let (suf, mid) = (at(f.suffix), at(f.middle));
+    let (pre, suf, mid) = (at(f.prefix), at(f.suffix), at(f.middle));
     let end = window
         .iter()
         .position(|&t| t == f.eot)
         .unwrap_or(window.len());
-    if suf == 1 {
-        // SPM: <pre> <suf> suffix <mid> prefix+middle (one run).
-        let pm = window[mid + 1..end].to_vec();
-        (Vec::new(), pm, window[2..mid].to_vec())
+    let middle = window[mid + 1..end].to_vec();
+    if suf == 0 {
+        // SPM: <suf> suffix <pre> prefix <mid> middle.
+        (
+            window[pre + 1..mid].to_vec(),
+            middle,
+            window[1..pre].to_vec(),
+        )
     } else {
+        // PSM: <pre> prefix <suf> suffix <mid> middle.
+        assert_eq!(pre, 0);
         (
             window[1..suf].to_vec(),
-            window[mid + 1..end].to_vec(),
+            middle,
             window[suf + 1..mid].to_vec(),
         )
     }
@@ -102,7 +107,7 @@ fn an_arranged_window_puts_back_together_into_its_text() {
         assert!(fim.apply(&mut window, &mut Rng::new(seed)));
         assert_eq!(window.len(), original.len());
         let (p, m, s) = pieces(&window, f);
-        if p.is_empty() && window[1] == f.suffix {
+        if window[0] == f.suffix {
             spm += 1;
         } else {
             psm += 1;
@@ -141,7 +146,7 @@ fn the_rate_is_the_share_of_windows_rearranged_and_documents_stay_whole() {
             // The short first document is kept as it was, with its
             // end-of-text; the longer second one is the one rearranged.
             assert_eq!(w[..21], window[..21]);
-            assert_eq!(w[21], f.prefix);
+            assert!([f.prefix, f.suffix].contains(&w[21]));
         } else {
             assert_eq!(w, window);
         }
@@ -216,8 +221,13 @@ fn an_infill_prompt_fits_its_budget_keeping_the_text_nearest_the_hole() {
     let suffix = corpus()[4..8].concat();
     let small = infill_prompt(&tok, f, &[], "int x", " = 1;", 100);
     assert!(!small.truncated);
-    assert_eq!(small.ids[0], f.prefix);
-    assert_eq!(*small.ids.last().unwrap(), f.middle);
+    // SPM: the prefix right before the middle.
+    let mut want = vec![f.suffix];
+    want.extend(tok.encode(" = 1;"));
+    want.push(f.prefix);
+    want.extend(tok.encode("int x"));
+    want.push(f.middle);
+    assert_eq!(small.ids, want);
     let p = infill_prompt(&tok, f, &[], &prefix, &suffix, 100);
     assert!(p.truncated);
     assert_eq!(p.ids.len(), 100);
@@ -236,7 +246,7 @@ fn an_infill_prompt_fits_its_budget_keeping_the_text_nearest_the_hole() {
     let e = infill_prompt(&tok, f, &extra, "int x", " = 1;", 100);
     assert_eq!(e.ids[0], f.file_sep);
     assert!(tok.decode(&e.ids).contains("util.h\nint helper(void);\n"));
-    assert_eq!(e.ids.iter().filter(|&&t| t == f.prefix).count(), 1);
+    assert_eq!(e.ids.iter().filter(|&&t| t == f.suffix).count(), 1);
     let crowded = infill_prompt(&tok, f, &extra, &prefix, &suffix, 100);
     assert!(!crowded.ids.contains(&f.file_sep));
     let _ = (FIM_PREFIX, FIM_SUFFIX);

@@ -5,7 +5,7 @@
 
 use super::decoder::{DecodeOptions, Precision};
 use super::error::GenerateError;
-use super::generator::{GeneratedToken, GenerationStats, Generator};
+use super::generator::{GeneratedToken, GenerationStats, Generator, Infill};
 use super::sampling::SamplingConfig;
 use cllm_core::Gpt;
 use cllm_data::tokenizer::Tokenizer;
@@ -57,12 +57,40 @@ impl Drop for GenerationHandle {
     }
 }
 
-/// Starts a reply on a new thread, with `memory` mixed in when given. `notify` is called after every event
-/// (an egui app passes `move || ctx.request_repaint()`).
+/// What a background reply starts from: a prompt to continue, or a hole
+/// to fill between a prefix and a suffix ([`Generator::infill`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GenerationStart {
+    Prompt(String),
+    Infill(Infill),
+}
+
+impl From<String> for GenerationStart {
+    fn from(prompt: String) -> GenerationStart {
+        GenerationStart::Prompt(prompt)
+    }
+}
+
+impl From<&str> for GenerationStart {
+    fn from(prompt: &str) -> GenerationStart {
+        GenerationStart::Prompt(prompt.to_string())
+    }
+}
+
+impl From<Infill> for GenerationStart {
+    fn from(infill: Infill) -> GenerationStart {
+        GenerationStart::Infill(infill)
+    }
+}
+
+/// Starts a reply on a new thread from a prompt or an [`Infill`], with
+/// `memory` mixed in when given. `notify` is called after every event (an
+/// egui app passes `move || ctx.request_repaint()`). A model that cannot
+/// infill answers an `Infill` with [`GenerateError::NoInfill`].
 pub fn spawn_generation(
     model: Arc<Gpt>,
     tok: Arc<Tokenizer>,
-    prompt: String,
+    start: GenerationStart,
     cfg: SamplingConfig,
     memory: Option<Arc<Memory>>,
     notify: impl Fn() + Send + 'static,
@@ -80,7 +108,15 @@ pub fn spawn_generation(
                 precision: Precision::Fp32,
                 ..DecodeOptions::default()
             };
-            let mut generator = match Generator::with_options(&model, &tok, &prompt, cfg, options) {
+            let started = match &start {
+                GenerationStart::Prompt(prompt) => {
+                    Generator::with_options(&model, &tok, prompt, cfg, options)
+                }
+                GenerationStart::Infill(infill) => {
+                    Generator::infill(&model, &tok, infill, cfg, options).map(|(g, _)| g)
+                }
+            };
+            let mut generator = match started {
                 Ok(g) => g,
                 Err(e) => {
                     let _ = tx.send(GenerationEvent::Error(e));

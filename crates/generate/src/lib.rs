@@ -22,6 +22,9 @@
 //! - [`code_eval`]: completions of a prompt set, stopped when their braces
 //!   close and checked with tree-sitter: closed rate, parse rate, syntax
 //!   accuracy, first error kinds.
+//! - [`infill_eval`]: holes cut from C function bodies (a line's end, an
+//!   `if`/`for`/`while`/`switch` body), filled with and without the suffix
+//!   and the memory: exact match, edit similarity, parse rate.
 //! - [`decoder`]: one cached token's forward, its products split between
 //!   the threads of a [`pool`], in fp32 ([`gemv`]) or bf16.
 //! - [`bench`](mod@bench): tokens/s at batch 1 and the cost of a cached token.
@@ -38,6 +41,7 @@ pub mod decoder;
 pub mod error;
 pub mod gemv;
 pub mod generator;
+pub mod infill_eval;
 pub mod line_guard;
 pub mod openings;
 pub mod pool;
@@ -45,7 +49,7 @@ pub mod prompt_from_data;
 pub mod sampling;
 pub mod syntax;
 
-pub use background::{GenerationEvent, GenerationHandle, spawn_generation};
+pub use background::{GenerationEvent, GenerationHandle, GenerationStart, spawn_generation};
 pub use braces::{BraceCounter, CloseWatch};
 pub use code_eval::{
     CodeEvalReport, CodeEvalSummary, PeriodicCodeCheck, SampleRecord, evaluate_completions,

@@ -73,17 +73,17 @@ pub fn extract_openings(texts: &[(String, String)]) -> Result<Vec<Opening>, Gene
 }
 
 /// One file of a (possibly consolidated) text.
-struct Piece<'t> {
-    file: String,
+pub(crate) struct Piece<'t> {
+    pub(crate) file: String,
     /// 0-based line of the piece's first line in the whole text.
-    first_line: usize,
-    text: &'t str,
+    pub(crate) first_line: usize,
+    pub(crate) text: &'t str,
 }
 
 /// Cuts `text` at `cllm prepare`'s file marker lines (each piece starts
 /// after its marker line); text before the first marker is a piece named
 /// `name`.
-fn split_at_markers<'t>(name: &str, text: &'t str) -> Vec<Piece<'t>> {
+pub(crate) fn split_at_markers<'t>(name: &str, text: &'t str) -> Vec<Piece<'t>> {
     let mut pieces = Vec::new();
     let mut file = name.to_string();
     let mut start = 0usize;

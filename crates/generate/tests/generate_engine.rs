@@ -9,8 +9,8 @@ use cllm_core::{Gpt, KvCache, Logits, ModelConfig, Workspace};
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::sampling::sample_next;
 use cllm_generate::{
-    FinishReason, GenerationEvent, Generator, SamplingConfig, check_c, sample_text,
-    spawn_generation,
+    FinishReason, GenerationEvent, GenerationStart, Generator, Infill, SamplingConfig, check_c,
+    sample_text, spawn_generation,
 };
 use common::{byte_config, lively_model, random_tokens, rel_diff};
 use std::collections::HashSet;
@@ -432,6 +432,57 @@ fn background_generation_streams_the_same_tokens_and_can_be_cancelled() {
     };
     assert_eq!(stats.finish, Some(FinishReason::Cancelled));
     assert_eq!(stats.generated_tokens, tokens);
+}
+
+#[test]
+fn background_generation_fills_a_middle_or_says_it_cannot() {
+    let texts = ["int add(int a, int b) {\n    return a + b;\n}\n"; 20];
+    let bpe = Tokenizer::train_bpe(&texts, 300, &mut |_, _| {}, &Default::default()).unwrap();
+    let mut cfg = byte_config("tiny");
+    cfg.vocab_size = cfg.vocab_size.max(bpe.vocab_size());
+    let model = Arc::new(lively_model(cfg, 8));
+    let infill = Infill {
+        prefix: "int add(int a, int b) {\n    return ".into(),
+        suffix: ";\n}\n".into(),
+        extra: Vec::new(),
+    };
+    let sampling = SamplingConfig {
+        max_new_tokens: 12,
+        seed: 3,
+        ..SamplingConfig::default()
+    };
+    let options = cllm_generate::decoder::DecodeOptions::default();
+    let (mut reference, _) =
+        Generator::infill(&model, &bpe, &infill, sampling.clone(), options).unwrap();
+    let mut want = Vec::new();
+    while let Some(t) = reference.next_token() {
+        want.push(t.id);
+    }
+    let events = |tok: Tokenizer| {
+        let handle = spawn_generation(
+            Arc::clone(&model),
+            Arc::new(tok),
+            GenerationStart::Infill(infill.clone()),
+            sampling.clone(),
+            None,
+            || {},
+        );
+        let mut got = Vec::new();
+        loop {
+            match handle.events.recv().unwrap() {
+                GenerationEvent::Token(t) => got.push(t.id),
+                GenerationEvent::Finished(_) => return Ok(got),
+                GenerationEvent::Error(e) => return Err(e),
+            }
+        }
+    };
+    assert_eq!(events(bpe.clone()).unwrap(), want);
+    assert!(!want.is_empty());
+    // Bytes have no FIM tokens: the thread answers with the reason.
+    assert_eq!(
+        events(Tokenizer::bytes()).unwrap_err(),
+        cllm_generate::GenerateError::NoInfill
+    );
 }
 
 // ----------------------------------------------------------------------------

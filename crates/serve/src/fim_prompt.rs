@@ -4,11 +4,11 @@
 //! `<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>`, Qwen's
 //! `<|fim_prefix|>` spellings), whose markers become the special tokens.
 //!
-//! A marker prompt of the prefix-suffix-middle form (with `<file_sep>`
-//! files before it, or none) is filled as that hole, so that a prompt too
-//! long for the context is cut as an infill is (the prefix keeps its end,
-//! the suffix its beginning) instead of refused; its ids are the marker
-//! text's own when it fits.
+//! A marker prompt that describes a hole (prefix and suffix in either
+//! order, with `<file_sep>` files before them or none) is filled as that
+//! hole: prompted in the order every infill here is (suffix first), and
+//! cut as an infill is when too long for the context (the prefix keeps its
+//! end, the suffix its beginning) instead of refused.
 
 use super::api::ApiError;
 use cllm_data::fim::{ExtraChunk, FimTokens, encode_with_markers};
@@ -46,7 +46,7 @@ pub fn completion(
     if !found {
         return plain(tok, n_ctx, text);
     }
-    if let Some(hole) = psm_hole(tok, fim, &ids) {
+    if let Some(hole) = marker_hole(tok, fim, &ids) {
         return infill(tok, n_ctx, &hole, max_tokens).map(|(p, fit)| (p, fit.prompt_tokens));
     }
     // The text after the last marker is what the reply follows.
@@ -131,22 +131,35 @@ fn refused(e: GenerateError) -> ApiError {
     ApiError::invalid(None, e.to_string())
 }
 
-/// The hole a marker prompt of the form `[<file_sep>name\ntext ...]
-/// <fim_prefix> prefix <fim_suffix> suffix <fim_middle>` describes (no
-/// other special token anywhere); `None` for any other arrangement.
-fn psm_hole(tok: &Tokenizer, fim: FimTokens, ids: &[u32]) -> Option<Infill> {
+/// The hole a marker prompt describes: `[<file_sep>name\ntext ...]`, then
+/// `<fim_prefix> prefix <fim_suffix> suffix` or `<fim_suffix> suffix
+/// <fim_prefix> prefix`, then `<fim_middle>`, with no other special token
+/// anywhere; `None` for any other arrangement.
+fn marker_hole(tok: &Tokenizer, fim: FimTokens, ids: &[u32]) -> Option<Infill> {
     let (&last, body) = ids.split_last()?;
     if last != fim.middle {
         return None;
     }
-    let pre = body.iter().position(|&t| t == fim.prefix)?;
-    let suf = pre + 1 + body[pre + 1..].iter().position(|&t| t == fim.suffix)?;
-    let (prefix, suffix) = (&body[pre + 1..suf], &body[suf + 1..]);
+    let first = body
+        .iter()
+        .position(|&t| t == fim.prefix || t == fim.suffix)?;
+    let second_marker = if body[first] == fim.prefix {
+        fim.suffix
+    } else {
+        fim.prefix
+    };
+    let second = first + 1 + body[first + 1..].iter().position(|&t| t == second_marker)?;
+    let (a, b) = (&body[first + 1..second], &body[second + 1..]);
+    let (prefix, suffix) = if body[first] == fim.prefix {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let plain = |ids: &[u32]| !ids.iter().any(|&t| tok.is_special(t));
     if !plain(prefix) || !plain(suffix) {
         return None;
     }
-    let head = &body[..pre];
+    let head = &body[..first];
     let mut extra = Vec::new();
     if let Some((&first, files)) = head.split_first() {
         if first != fim.file_sep {

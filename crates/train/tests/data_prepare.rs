@@ -44,11 +44,11 @@ fn run(config: &TrainConfig, tokenizer: Option<Tokenizer>) -> Result<Prepared, P
     prepare(config, tokenizer, &AtomicBool::new(false), &mut |_| {})
 }
 
-/// Tokens (other than single bytes and the separator) containing any of
-/// the held-out word's letters.
+/// Tokens (other than single bytes and the special tokens) containing any
+/// of the held-out word's letters.
 fn learned_with_qjx(tok: &Tokenizer) -> Vec<String> {
     (0..tok.vocab_size() as u32)
-        .filter(|&id| Some(id) != tok.eot_id())
+        .filter(|&id| !tok.is_special(id))
         .map(|id| tok.token_bytes(id))
         .filter(|b| b.len() > 1 && b.iter().any(|c| b"qjx".contains(c)))
         .map(|b| String::from_utf8_lossy(&b).into_owned())

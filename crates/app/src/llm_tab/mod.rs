@@ -19,12 +19,17 @@ use crate::model_loader::{LoadJob, LoadedModel};
 use crate::reply::Reply;
 use crate::settings::Settings;
 use cllm_generate::prompt_from_data::opening_from_tokens;
-use cllm_generate::{GenerationHandle, spawn_generation};
+use cllm_generate::{GenerationHandle, GenerationStart, Infill, spawn_generation};
 use cllm_serve as serve;
 use cllm_serve::{ServeConfig, ServeModel, ServerHandle};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
 use eframe::egui;
 use std::path::{Path, PathBuf};
+
+/// Why the loaded model cannot fill in the middle, shown in infill mode.
+pub const CANNOT_INFILL: &str = "this model cannot fill in the middle: its tokenizer has no \
+     FIM tokens (it was trained before FIM, or on bytes). Train a new model with the BPE \
+     tokenizer and a FIM rate above 0 (Training tab, Advanced)";
 
 /// The folders listed by default, besides where the training settings
 /// write their checkpoints.
@@ -213,11 +218,22 @@ impl LlmTab {
             self.message = Some("load a model first".into());
             return;
         };
-        if settings.prompt.trim().is_empty() {
+        if settings.infill {
+            if !loaded.can_infill() {
+                self.message = Some(CANNOT_INFILL.into());
+                return;
+            }
+            if settings.prompt.trim().is_empty() && settings.suffix.trim().is_empty() {
+                self.message = Some(
+                    "nothing around the cursor: type the text before it, after it, or both".into(),
+                );
+                return;
+            }
+        } else if settings.prompt.trim().is_empty() {
             self.message = Some("the prompt is empty: type something or pick a preset".into());
             return;
         }
-        let cfg = match settings.sampling_config() {
+        let mut cfg = match settings.sampling_config() {
             Ok(c) => c,
             Err(e) => {
                 self.message = Some(e);
@@ -231,11 +247,27 @@ impl LlmTab {
             }
         };
         self.hovered_token = None;
-        self.reply = Some(Reply::new(settings.prompt.clone()));
+        let start = if settings.infill {
+            // The middle ends where the model ends it; the suffix closes
+            // what the prefix opened.
+            cfg.stop_when_closed = false;
+            self.reply = Some(Reply::infill(
+                settings.prompt.clone(),
+                settings.suffix.clone(),
+            ));
+            GenerationStart::Infill(Infill {
+                prefix: settings.prompt.clone(),
+                suffix: settings.suffix.clone(),
+                extra: Vec::new(),
+            })
+        } else {
+            self.reply = Some(Reply::new(settings.prompt.clone()));
+            GenerationStart::Prompt(settings.prompt.clone())
+        };
         self.generation = Some(spawn_generation(
             loaded.model.clone(),
             loaded.tokenizer.clone(),
-            settings.prompt.clone(),
+            start,
             cfg,
             loaded.memory.clone().filter(|_| settings.use_memory),
             notify,

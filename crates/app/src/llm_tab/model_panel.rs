@@ -54,6 +54,14 @@ pub(super) fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab, settings: &mut Ll
             ui.label("Context");
             ui.label(format!("{} tokens", cfg.n_ctx));
             ui.end_row();
+            ui.label("Infill");
+            if m.can_infill() {
+                ui.label("yes (fill-in-the-middle tokens)");
+            } else {
+                ui.label("no (continues a prefix only)")
+                    .on_hover_text(super::CANNOT_INFILL);
+            }
+            ui.end_row();
             ui.label("Training");
             let loss = m
                 .state

@@ -1,8 +1,8 @@
 //! The LLM tab's layout: the model picker and list on the left, the
 //! prompt, sampling and the streaming reply in the centre.
 
-use super::LlmTab;
 use super::model_panel::{loaded_model_ui, server_ui};
+use super::{CANNOT_INFILL, LlmTab};
 use crate::WorkbenchApp;
 use crate::llm_settings::{LlmSettings, PROMPT_PRESETS};
 use crate::model_list::{ListAction, models_on_disk_ui};
@@ -10,6 +10,13 @@ use crate::sampling_panel::sampling_ui;
 use crate::token_view::{displayable, legend_ui, token_text_ui};
 use eframe::egui;
 use std::path::PathBuf;
+
+/// The prompt box's label when continuing a prompt.
+pub const PROMPT_LABEL: &str = "Prompt text (Ctrl+Enter generates)";
+/// The prompt box's label when filling in the middle.
+pub const BEFORE_LABEL: &str = "Text before the cursor (Ctrl+Enter generates)";
+/// The second box's label when filling in the middle.
+pub const AFTER_LABEL: &str = "Text after the cursor";
 
 pub fn llm_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
     let newest = app.session.run.last_checkpoint.as_ref().map(|(p, _)| p);
@@ -141,17 +148,36 @@ fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
             tab.prompt_from_data(settings);
         }
     });
-    let label = ui.label("Prompt text (Ctrl+Enter generates)");
+    let can_infill = tab.loaded.as_ref().is_none_or(|m| m.can_infill());
+    let cannot_infill = mode_ui(ui, settings, can_infill);
+    let (label, hint) = if settings.infill {
+        (BEFORE_LABEL, "The code before the cursor…")
+    } else {
+        (PROMPT_LABEL, "Type the start of some code…")
+    };
+    let label = ui.label(label);
     let field = ui.add(
         egui::TextEdit::multiline(&mut settings.prompt)
             .font(egui::TextStyle::Monospace)
             .desired_rows(4)
             .desired_width(f32::INFINITY)
-            .hint_text("Type the start of some code…"),
+            .hint_text(hint),
     );
     let field = field.labelled_by(label.id);
-    let ctrl_enter =
-        field.has_focus() && ui.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Enter));
+    let pressed =
+        |ui: &egui::Ui| ui.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Enter));
+    let mut ctrl_enter = field.has_focus() && pressed(ui);
+    if settings.infill {
+        let label = ui.label(AFTER_LABEL);
+        let field = ui.add(
+            egui::TextEdit::multiline(&mut settings.suffix)
+                .font(egui::TextStyle::Monospace)
+                .desired_rows(3)
+                .desired_width(f32::INFINITY)
+                .hint_text("The code after the cursor…"),
+        );
+        ctrl_enter |= field.labelled_by(label.id).has_focus() && pressed(ui);
+    }
 
     ui.add_space(4.0);
     sampling_ui(ui, settings);
@@ -178,10 +204,15 @@ fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
             )
             .fill(egui::Color32::from_rgb(40, 140, 80))
             .min_size(egui::vec2(130.0, 32.0));
-            let ready = tab.loaded.is_some() && !tab.is_loading();
+            let ready = tab.loaded.is_some() && !tab.is_loading() && !cannot_infill;
             let clicked = ui
                 .add_enabled(ready, go)
-                .on_disabled_hover_text("Load a model first")
+                .on_disabled_hover_text(if cannot_infill {
+                    "This model cannot fill in the middle: switch to Continue or load a model \
+                     trained with FIM"
+                } else {
+                    "Load a model first"
+                })
                 .clicked();
             if clicked || (ctrl_enter && ready) {
                 tab.generate(settings);
@@ -191,6 +222,31 @@ fn prompt_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
             ui.colored_label(ui.visuals().error_fg_color, m);
         }
     });
+}
+
+/// Continue a prompt, or fill in the middle between two texts; with a
+/// model that cannot infill, a note saying so. Returns whether infill is
+/// asked of a model that cannot do it.
+fn mode_ui(ui: &mut egui::Ui, settings: &mut LlmSettings, can_infill: bool) -> bool {
+    ui.horizontal(|ui| {
+        ui.label("Mode");
+        ui.selectable_value(&mut settings.infill, false, "Continue")
+            .on_hover_text("Continue the prompt left to right");
+        ui.selectable_value(&mut settings.infill, true, "Fill in the middle")
+            .on_hover_text(
+                "Write what goes between the text before the cursor and the text after it, as \
+                 an editor completion does; the middle ends where the model ends it (needs a \
+                 model trained with a FIM rate above 0)",
+            );
+    });
+    let cannot_infill = settings.infill && !can_infill;
+    if cannot_infill {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!("Infill unavailable: {CANNOT_INFILL}"),
+        );
+    }
+    cannot_infill
 }
 
 fn reply_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
@@ -240,7 +296,13 @@ fn reply_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &mut LlmSettings) {
         .auto_shrink([false, false])
         .stick_to_bottom(true)
         .show(ui, |ui| {
-            token_text_ui(ui, &reply.prompt, &reply.tokens, settings.shade_tokens)
+            token_text_ui(
+                ui,
+                &reply.prompt,
+                &reply.tokens,
+                &reply.suffix,
+                settings.shade_tokens,
+            )
         })
         .inner;
     tab.hovered_token = hovered;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod code_and_memory;
+mod infill;
 mod model_list;
 mod reply;
 mod sampling;

@@ -233,3 +233,29 @@ fn precision_is_a_setting() {
         PrecisionChoice::Fp32
     );
 }
+
+/// Advanced: the fill-in-the-middle rate (0.5 by default) reaches the
+/// config the trainer gets; with the bytes tokenizer a note says it is off.
+#[test]
+fn the_fim_rate_is_a_setting() {
+    let mut h = harness(scripted_app());
+    finish_scan(&mut h);
+    assert_eq!(h.state().run_config().unwrap().batch.fim_rate, 0.5);
+    h.get_by_label("Advanced").click();
+    h.run();
+    // The slider, not the number box beside it (both carry the label).
+    let set_rate = |h: &mut Harness<'_, WorkbenchApp>, rate: f64| {
+        h.get_by_role_and_label(egui::accesskit::Role::Slider, "FIM rate")
+            .set_value_accesskit(rate);
+        h.run();
+    };
+    set_rate(&mut h, 0.25);
+    assert_eq!(h.state().run_config().unwrap().batch.fim_rate, 0.25);
+    assert!(h.query_by_label_contains("no FIM tokens").is_none());
+    h.state_mut().settings.train.corpus.tokenizer = cllm_train::TokenizerKind::Bytes;
+    h.run();
+    h.get_by_label("off with the bytes tokenizer (no FIM tokens)");
+    set_rate(&mut h, 0.0);
+    assert_eq!(h.state().run_config().unwrap().batch.fim_rate, 0.0);
+    assert!(h.query_by_label_contains("no FIM tokens").is_none());
+}

@@ -1,5 +1,5 @@
 //! Filling a middle: a [`Generator`] started from a fill-in-the-middle
-//! prompt (`<fim_prefix> prefix <fim_suffix> suffix <fim_middle>`), and one
+//! prompt (`<fim_suffix> suffix <fim_prefix> prefix <fim_middle>`), and one
 //! started from ids a caller built (a prompt with FIM marker text).
 
 use super::Generator;

@@ -52,7 +52,7 @@ use line_retry::Lines;
 use scores::{mix_scores, refuse, top_n};
 use text_pieces::drain_utf8;
 
-pub use prompt::{Infill, InfillFit, Prompt};
+pub use prompt::{Infill, InfillFit, Prompt, prompt_budget};
 pub use prompt_cache::{CachedPrompt, PREFILL_CHUNK, PromptCache};
 
 /// How many alternatives each token reports.

@@ -27,6 +27,14 @@ pub struct InfillFit {
     pub prefix_tokens: usize,
 }
 
+/// The tokens an infill prompt may take in a context of `n_ctx`: what is
+/// left after room for the middle (`max_new_tokens`, at most a quarter of
+/// the context).
+pub fn prompt_budget(n_ctx: usize, max_new_tokens: usize) -> usize {
+    let reserve = max_new_tokens.clamp(1, (n_ctx / 4).max(1));
+    n_ctx.saturating_sub(reserve).max(4)
+}
+
 /// The tokens a reply starts from and what the checks around it need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prompt {
@@ -71,15 +79,13 @@ impl Prompt {
         max_new_tokens: usize,
     ) -> Result<(Prompt, InfillFit), GenerateError> {
         let fim = tok.fim_tokens().ok_or(GenerateError::NoInfill)?;
-        let reserve = max_new_tokens.clamp(1, (n_ctx / 4).max(1));
-        let budget = n_ctx.saturating_sub(reserve).max(4);
         let built = infill_prompt(
             tok,
             fim,
             &infill.extra,
             &infill.prefix,
             &infill.suffix,
-            budget,
+            prompt_budget(n_ctx, max_new_tokens),
         );
         // The memory reads the suffix, then the prefix right before the
         // middle it helps write.
