@@ -5,7 +5,7 @@
 #[path = "../crates/train/tests/checkpoint_support/mod.rs"]
 mod checkpoint_support;
 
-use checkpoint_support::{bits, sample};
+use checkpoint_support::{bits, exportable, sample};
 use cllm::cli::export::{ExportArgs, ExportFormat};
 use cllm::cli::inspect::{InspectArgs, describe};
 use cllm_core::ParamLayout;
@@ -15,7 +15,7 @@ use cllm_train::checkpoint::export_hf::{
     CONFIG_FILE, GENERATION_CONFIG_FILE, MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
     hf_tensors,
 };
-use cllm_train::checkpoint::{Checkpoint, export_hf, save};
+use cllm_train::checkpoint::{export_hf, save};
 use serde_json::{Value, json};
 use std::fs;
 use std::path::Path;
@@ -69,13 +69,6 @@ fn hf_tensors_use_gpt2_names_and_conv1d_layout() {
         assert!(bits(&hf.values) == bits(ours(name)), "{name}");
     }
     assert!(tensors.iter().all(|t| !t.name.starts_with("lm_head")));
-}
-
-/// `ckpt` with a tokenizer the exports can read: the byte tokenizer, which
-/// has no `<|endoftext|>` and no FIM tokens.
-fn exportable(mut ckpt: Checkpoint) -> Checkpoint {
-    ckpt.tokenizer_json = Tokenizer::bytes().to_json();
-    ckpt
 }
 
 #[test]

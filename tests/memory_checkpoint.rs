@@ -5,7 +5,7 @@
 #[path = "../crates/train/tests/checkpoint_support/mod.rs"]
 mod checkpoint_support;
 
-use checkpoint_support::{assert_same, sample};
+use checkpoint_support::{assert_same, exportable, sample};
 use cllm_core::ParamLayout;
 use cllm_memory::Memory;
 use cllm_train::checkpoint::format::{self, MemoryMeta};
@@ -204,7 +204,7 @@ fn files_without_a_memory_load_as_before() {
 #[test]
 fn the_hugging_face_export_carries_the_transformer_only() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ckpt = sample("tiny", false, 9);
+    let mut ckpt = exportable(sample("tiny", false, 9));
     ckpt.memory = Some(memory_for(ckpt.model.vocab_size, 200).to_bytes());
     let path = dir.path().join("m.cllm");
     save(&path, &ckpt.as_ref()).unwrap();

@@ -65,6 +65,14 @@ pub fn sample(preset: &str, with_optimizer: bool, seed: u64) -> Checkpoint {
     }
 }
 
+/// `ckpt` with a tokenizer the exports can read (they read its special
+/// tokens): the byte tokenizer, which has no `<|endoftext|>` and no FIM
+/// tokens.
+pub fn exportable(mut ckpt: Checkpoint) -> Checkpoint {
+    ckpt.tokenizer_json = cllm_data::tokenizer::Tokenizer::bytes().to_json();
+    ckpt
+}
+
 pub fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|x| x.to_bits()).collect()
 }
