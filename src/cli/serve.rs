@@ -126,7 +126,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let interrupts = Interrupts::watch("quitting without waiting for replies")?;
     let has_memory = model.memory.is_some();
     let handle = serve::start(model, config).map_err(|e| e.to_string())?;
-    eprintln!(
+    cllm_serve::log_line!(
         "serving {} ({} context tokens, {}) at {}",
         handle.model_id(),
         n_ctx,
@@ -137,7 +137,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         },
         handle.base_url()
     );
-    eprintln!(
+    cllm_serve::log_line!(
         "  {workers} decoding threads, up to {} waiting requests; endpoints /v1/models, /v1/completions, /v1/chat/completions, /infill{}",
         args.queue,
         if infill {
@@ -147,28 +147,31 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
     );
     if let Some(path) = &args.log_requests {
-        eprintln!("  logging requests to {}", path.display());
+        cllm_serve::log_line!("  logging requests to {}", path.display());
     }
     if !serve::is_loopback(&args.host) {
         if api_key.is_none() {
-            eprintln!(
+            cllm_serve::log_line!(
                 "  warning: listening on {} without --api-key: anyone who can reach this machine can use the model",
                 args.host
             );
         } else {
-            eprintln!("  listening beyond this machine; requests need the API key");
+            cllm_serve::log_line!("  listening beyond this machine; requests need the API key");
         }
     }
-    eprintln!("  Ctrl-C stops the server");
+    cllm_serve::log_line!("  Ctrl-C stops the server");
     let signal = interrupts
         .first
         .recv()
         .map_err(|_| "the Ctrl-C watcher stopped".to_string())?;
-    eprintln!("\n{}: stopping the server", signal.name());
+    cllm_serve::log_line!("\n{}: stopping the server", signal.name());
     let stats = handle.stop();
-    eprintln!(
+    cllm_serve::log_line!(
         "stopped: {} requests answered, {} cancelled by their client, {} refused as busy, {} tokens generated",
-        stats.completed, stats.cancelled, stats.rejected, stats.tokens
+        stats.completed,
+        stats.cancelled,
+        stats.rejected,
+        stats.tokens
     );
     Ok(())
 }

@@ -21,16 +21,22 @@ fn save_checkpoint(path: &std::path::Path, model: &Gpt) {
     .unwrap();
 }
 
+/// A `cllm serve` child, killed when dropped (a failing test leaves none).
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `cllm serve ARGS` on port 0 with `env` set: the child, its address
 /// and its stderr after the first line.
 fn spawn_serve(
     args: &[&str],
     env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    SocketAddr,
-    BufReader<std::process::ChildStderr>,
-) {
+) -> (Served, SocketAddr, BufReader<std::process::ChildStderr>) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"));
     cmd.arg("serve").args(args).args(["--port", "0"]);
     cmd.env_remove("CLLM_API_KEY");
@@ -49,7 +55,7 @@ fn spawn_serve(
         .unwrap()
         .parse()
         .unwrap();
-    (child, addr, stderr)
+    (Served(child), addr, stderr)
 }
 
 #[test]
@@ -73,7 +79,8 @@ fn the_key_comes_from_the_environment_or_a_file() {
             "from-file",
         ),
     ] {
-        let (mut child, addr, _) = spawn_serve(&args, &env);
+        // The reader stays open: the server writes more lines after the first.
+        let (server, addr, _stderr) = spawn_serve(&args, &env);
         let (status, _) = call(addr, "GET", "/v1/models", "", "");
         assert_eq!(status, 401, "{args:?}");
         let (status, _) = call(
@@ -86,8 +93,7 @@ fn the_key_comes_from_the_environment_or_a_file() {
         assert_eq!(status, 200, "{args:?}");
         let (status, _) = call(addr, "GET", "/health", "", "");
         assert_eq!(status, 200);
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(server);
     }
     // An empty key is a mistake, not "no key".
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"))
@@ -159,4 +165,25 @@ fn cli_serves_a_checkpoint_and_ctrl_c_stops_it() {
     assert!(status.success(), "{status}: {rest}");
     assert!(rest.contains("stopping the server"), "{rest}");
     assert!(rest.contains("1 requests answered"), "{rest}");
+}
+
+#[test]
+fn the_server_keeps_answering_when_its_stderr_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.cllm");
+    save_checkpoint(&path, &closing_model());
+    let (mut server, addr, stderr) = spawn_serve(&["--model", path.to_str().unwrap()], &[]);
+    // The terminal goes away after the first line; the rest of the start-up
+    // lines and every request's line then fail to write.
+    drop(stderr);
+    for _ in 0..3 {
+        let (status, v) = post(
+            addr,
+            "/v1/completions",
+            &json!({"prompt": "x", "max_tokens": 4}),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(text_of(&v), "}}}}");
+    }
+    assert!(server.0.try_wait().unwrap().is_none(), "the server ended");
 }

@@ -225,6 +225,6 @@ fn enqueue(shared: &Shared, queue: &Sender<Job>, job: Job) {
 
 fn log(shared: &Shared, path: &str, e: &ApiError) {
     if shared.config.log {
-        eprintln!("POST {path}: {} {}", e.status, e.message);
+        crate::log_line!("POST {path}: {} {}", e.status, e.message);
     }
 }

@@ -303,7 +303,7 @@ pub fn nested_values(paths: &[String], value: &Value) -> Value {
 
 fn log_line(shared: &Shared, counts: &Counts, started: Instant, outcome: &str) {
     if shared.config.log {
-        eprintln!(
+        crate::log_line!(
             "POST /infill: {} prompt tokens ({} cached) + {} new in {:.0} ms, {outcome}",
             counts.prompt_tokens,
             counts.cached_tokens,

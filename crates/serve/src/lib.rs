@@ -19,6 +19,16 @@
 //! requests on a bounded queue; `workers` decoding threads take them one
 //! at a time. A full queue answers 429 at once.
 
+/// A line on stderr, dropped when stderr is gone: a server whose terminal
+/// closed keeps answering (`eprintln!` would panic).
+#[macro_export]
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod api;
 pub mod error;
 pub mod fields;

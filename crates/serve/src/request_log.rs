@@ -76,7 +76,7 @@ impl RequestLog {
         if let Err(e) = file.write_all(line.as_bytes())
             && !self.failed.swap(true, Ordering::SeqCst)
         {
-            eprintln!(
+            crate::log_line!(
                 "cannot write the request log {}: {e} (further failures are not reported)",
                 self.path.display()
             );

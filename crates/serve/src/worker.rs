@@ -222,7 +222,7 @@ fn run(shared: &Shared, req: GenRequest, mut conn: Conn) {
     let stats = generator.stats();
     keep(shared, generator);
     if shared.config.log {
-        eprintln!(
+        crate::log_line!(
             "POST {path}: {} prompt ({} cached) + {} new tokens in {:.2} s ({:.1} tokens/s), {outcome}",
             stats.prompt_tokens,
             cached_tokens,
