@@ -18,8 +18,8 @@ the middle), and for each hole compares the middles of:
 
 - cllm: `cllm generate --prompt PREFIX --suffix SUFFIX --no-echo
   --temperature 0 --repetition-penalty 1 --memory off --precision fp32`;
-- llama.cpp, PSM: `Llama.create_completion(prompt=IDS, temperature=0)` where
-  IDS is `<fim_prefix> prefix <fim_suffix> suffix <fim_middle>` built from the
+- llama.cpp, SPM: `Llama.create_completion(prompt=IDS, temperature=0)` where
+  IDS is `<fim_suffix> suffix <fim_prefix> prefix <fim_middle>` built from the
   FIM ids llama.cpp read from the GGUF (`token_prefix()` ...) and llama.cpp's
   own tokenization, which is cllm's infill prompt. Generation stops where
   cllm's does: llama.cpp ends at `<|endoftext|>`, `<fim_pad>` and
@@ -32,7 +32,7 @@ the middle), and for each hole compares the middles of:
   version builds (token 0 in place of each FIM token, see docs/export.md):
   reported, not required to match.
 
-Exits 0 when every PSM middle equals cllm's, 1 otherwise.
+Exits 0 when every SPM middle equals cllm's, 1 otherwise.
 """
 
 import argparse
@@ -162,12 +162,12 @@ def main():
         for n, (prefix, suffix) in enumerate(cases, 1):
             ours, prompt_tokens = cllm_middle(args.cllm, args.model, prefix, suffix,
                                               args.max_tokens)
-            ids = [fim["pre"]] + tokenize(prefix) + [fim["suf"]] + tokenize(suffix) + [fim["mid"]]
+            ids = [fim["suf"]] + tokenize(suffix) + [fim["pre"]] + tokenize(prefix) + [fim["mid"]]
             llm.reset()
-            psm = llm.create_completion(prompt=ids, temperature=0.0, repeat_penalty=1.0,
+            spm = llm.create_completion(prompt=ids, temperature=0.0, repeat_penalty=1.0,
                                         max_tokens=args.max_tokens,
                                         logits_processor=LogitsProcessorList([end_at_special]))
-            theirs = psm["choices"][0]["text"]
+            theirs = spm["choices"][0]["text"]
             llm.reset()
             api = llm.create_completion(prompt=prefix, suffix=suffix, temperature=0.0,
                                         repeat_penalty=1.0, max_tokens=args.max_tokens)
@@ -187,12 +187,12 @@ def main():
             print(f"  prefix ...{prefix[-60:]!r}")
             print(f"  suffix    {suffix[:60]!r}...")
             print(f"  cllm                      {ours!r}")
-            print(f"  llama.cpp, PSM ids        {theirs!r}")
+            print(f"  llama.cpp, SPM ids        {theirs!r}")
             print(f"  llama-cpp-python suffix=  {api_text!r}")
             print(f"  id 0 for each FIM token   {zero_text!r}")
             if prompt_tokens is not None and prompt_tokens != len(ids):
                 print("  note: the prompts differ in length (tokenization?)")
-        print(f"\n{len(cases)} holes: llama.cpp's middle from the PSM prompt equals cllm's in "
+        print(f"\n{len(cases)} holes: llama.cpp's middle from the SPM prompt equals cllm's in "
               f"{same}; llama-cpp-python's suffix= API's in {same_api}, and it equals the "
               f"middle of the prompt with id 0 for each FIM token in {api_is_zeros} (0.3.36's "
               "create_completion sets the FIM ids to 0, 'TODO: Fix', instead of "
