@@ -402,6 +402,7 @@ fn print_generate(args: &BenchArgs, r: &cllm_generate::bench::GenerateBench) {
                 "cached_token_secs": r.cached_token_secs,
                 "full_forward_secs": r.full_forward_secs,
                 "prefill_secs": r.prefill_secs,
+                "chunked_prefill_secs": r.chunked_prefill_secs,
             });
             println!("{line}");
         }
@@ -427,13 +428,15 @@ fn print_generate(args: &BenchArgs, r: &cllm_generate::bench::GenerateBench) {
         }
         println!(
             "  at context {}: one cached token {:.2} ms (one thread, fp32); full forward without a cache (Gpt::logits, all {} positions) {:.1} ms; \
-             prefill of {} tokens with last logits only {:.1} ms",
+             prefill of {} tokens with last logits only {:.1} ms ({:.1} ms in {}-row chunks, as a reply starts)",
             r.context,
             r.cached_token_secs * 1e3,
             r.context,
             r.full_forward_secs * 1e3,
             r.context,
-            r.prefill_secs * 1e3
+            r.prefill_secs * 1e3,
+            r.chunked_prefill_secs * 1e3,
+            cllm_generate::prefill_chunk(r.context)
         );
         println!(
             "  a cached token costs {:.2}% of the full forward ({:.2}% of the prefill)",

@@ -181,6 +181,9 @@ pub struct GenerateBench {
     /// Best time of a prefill of `context` tokens through the cache with
     /// only the last position's logits: a full forward at its cheapest.
     pub prefill_secs: f64,
+    /// The same prefill in [`crate::prefill_chunk`]-row chunks, as a reply
+    /// starts (so that a cached beginning is bit for bit a cold start's).
+    pub chunked_prefill_secs: f64,
 }
 
 /// Measures `preset` with random weights (the speed does not depend on
@@ -283,6 +286,7 @@ pub fn bench_generate(
     let mut ws = Workspace::new(&cfg, 1, n_ctx);
     let mut full_forward_secs = f64::INFINITY;
     let mut prefill_secs = f64::INFINITY;
+    let mut chunked_prefill_secs = f64::INFINITY;
     for _ in 0..repeats {
         let start = Instant::now();
         let logits = model.forward(&mut ws, Logits(&context));
@@ -294,6 +298,12 @@ pub fn bench_generate(
             .append(&model, &context)
             .map_err(GenerateError::model)?;
         prefill_secs = prefill_secs.min(start.elapsed().as_secs_f64());
+        cache.clear();
+        let start = Instant::now();
+        for chunk in context.chunks(crate::prefill_chunk(n_ctx)) {
+            cache.append(&model, chunk).map_err(GenerateError::model)?;
+        }
+        chunked_prefill_secs = chunked_prefill_secs.min(start.elapsed().as_secs_f64());
     }
     Ok(GenerateBench {
         preset: preset.to_string(),
@@ -306,5 +316,6 @@ pub fn bench_generate(
         cached_token_secs,
         full_forward_secs,
         prefill_secs,
+        chunked_prefill_secs,
     })
 }

@@ -58,7 +58,7 @@ pub use code_eval::{
 pub use error::GenerateError;
 pub use generator::{
     CachedPrompt, FinishReason, GeneratedToken, GenerationStats, Generator, Infill, InfillFit,
-    PREFILL_CHUNK, Prompt, PromptCache,
+    PREFILL_CHUNK, Prompt, PromptCache, prefill_chunk,
 };
 pub use openings::{Opening, extract_openings, sample_openings};
 pub use sampling::SamplingConfig;

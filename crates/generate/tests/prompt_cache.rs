@@ -8,7 +8,9 @@ mod common;
 use cllm_core::{Gpt, ModelConfig};
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::decoder::DecodeOptions;
-use cllm_generate::{CachedPrompt, Generator, PREFILL_CHUNK, Prompt, PromptCache, SamplingConfig};
+use cllm_generate::{
+    CachedPrompt, Generator, PREFILL_CHUNK, Prompt, PromptCache, SamplingConfig, prefill_chunk,
+};
 use common::{byte_config, lively_model, random_tokens};
 
 fn sampled(n: usize) -> SamplingConfig {
@@ -56,6 +58,7 @@ fn reply(
 }
 
 fn check_every_split(cfg: ModelConfig, len: usize, splits: impl Iterator<Item = usize>) {
+    let chunk = prefill_chunk(cfg.n_ctx);
     let model = lively_model(cfg, 3);
     let tok = Tokenizer::bytes();
     let b = random_tokens(len, 256, 1);
@@ -73,12 +76,12 @@ fn check_every_split(cfg: ModelConfig, len: usize, splits: impl Iterator<Item = 
         }));
         let (_, _, _, cached) = reply(&model, &tok, &a, None);
         // Kept when it holds a whole chunk.
-        assert_eq!(cached.is_some(), a.len() >= PREFILL_CHUNK, "split {k}");
+        assert_eq!(cached.is_some(), a.len() >= chunk, "split {k}");
         if let Some(c) = &cached {
             assert_eq!(c.ids(), &a[..]);
         }
         let (ids, logits, reused, _) = reply(&model, &tok, &b, cached);
-        let whole_chunks = k.min(len - 1) / PREFILL_CHUNK * PREFILL_CHUNK;
+        let whole_chunks = k.min(len - 1) / chunk * chunk;
         assert_eq!(reused, whole_chunks, "split {k}");
         assert_eq!(ids, cold_ids, "split {k}: the reply differs");
         assert!(logits == cold_logits, "split {k}: some logit differs");
@@ -101,6 +104,26 @@ fn a_cached_beginning_gives_the_cold_reply_around_chunks_and_sizes_small() {
     let len = cfg.n_ctx - 10;
     let splits = [0, 1, 31, 32, 33, 63, 64, 65, 95, 96, 97, len - 1, len];
     check_every_split(cfg, len, splits.into_iter());
+}
+
+#[test]
+fn a_long_context_prefills_in_quarters_and_reuses_whole_ones() {
+    let mut cfg = byte_config("tiny");
+    cfg.n_ctx = 8 * PREFILL_CHUNK;
+    let chunk = prefill_chunk(cfg.n_ctx);
+    assert_eq!(chunk, cfg.n_ctx / 4);
+    let len = cfg.n_ctx - 10;
+    let splits = [
+        0,
+        1,
+        chunk - 1,
+        chunk,
+        chunk + 1,
+        2 * chunk - 1,
+        2 * chunk,
+        2 * chunk + 1,
+    ];
+    check_every_split(cfg, len, splits.into_iter().chain([len - 1, len]));
 }
 
 /// `n` ids starting with `head` and going on with seeded random ones.

@@ -2,7 +2,7 @@
 //!
 //! [`Generator::from_prompt`] (which `Generator::new` and the other
 //! constructors call) runs the prompt through the cache in chunks of
-//! [`PREFILL_CHUNK`] rows (the prefill), or takes the rows of a beginning
+//! [`prefill_chunk`] rows (the prefill), or takes the rows of a beginning
 //! it shares with a cached prompt; each [`Generator::next_token`] samples
 //! one token, hands back the text it makes displayable, and advances the
 //! cache by that token.
@@ -53,7 +53,7 @@ use scores::{mix_scores, refuse, top_n};
 use text_pieces::drain_utf8;
 
 pub use prompt::{Infill, InfillFit, Prompt, prompt_budget};
-pub use prompt_cache::{CachedPrompt, PREFILL_CHUNK, PromptCache};
+pub use prompt_cache::{CachedPrompt, PREFILL_CHUNK, PromptCache, prefill_chunk};
 
 /// How many alternatives each token reports.
 pub const TOP_ALTERNATIVES: usize = 5;

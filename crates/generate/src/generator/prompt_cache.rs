@@ -3,7 +3,7 @@
 //! prompt computes only the rows after the shared beginning.
 //!
 //! Bit for bit the same as a cold start: a prompt is run through the model
-//! in chunks of [`PREFILL_CHUNK`] rows from position 0, cached or not, and
+//! in chunks of [`prefill_chunk`] rows from position 0, cached or not, and
 //! only whole chunks are taken from a cache, so every chunk a reply
 //! computes is the chunk a cold start computes, from the same rows before
 //! it. (A row's numbers do depend on the other rows of its chunk: the
@@ -16,9 +16,17 @@ use super::prompt::Prompt;
 use crate::error::GenerateError;
 use cllm_core::{Gpt, KvCache};
 
-/// Rows a prompt's prefill runs through the model at once (see the
-/// module's note); a cache gives whole chunks only.
+/// The fewest rows a prompt's prefill runs through the model at once (see
+/// the module's note); a cache gives whole chunks only.
 pub const PREFILL_CHUNK: usize = 32;
+
+/// Rows a prompt's prefill runs at once in a context of `n_ctx`:
+/// [`PREFILL_CHUNK`], or a quarter of the context when that is more. Each
+/// chunk reads every weight once, so small chunks make a long prompt cost
+/// many reads of the model; a quarter keeps that to four.
+pub fn prefill_chunk(n_ctx: usize) -> usize {
+    (n_ctx / 4).max(PREFILL_CHUNK)
+}
 
 /// A key/value cache with the prompt whose rows it holds: what a reply
 /// leaves for the next one ([`Generator::into_cached_prompt`]), given back
@@ -29,6 +37,8 @@ pub struct CachedPrompt {
     /// The weights the rows were computed with (address and length): the
     /// rows are of no use to another model.
     weights: (usize, usize),
+    /// The model's [`prefill_chunk`].
+    chunk: usize,
 }
 
 impl CachedPrompt {
@@ -43,7 +53,7 @@ impl CachedPrompt {
     pub fn reusable(&self, ids: &[u32]) -> usize {
         let shared = self.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
         let shared = shared.min(ids.len().saturating_sub(1));
-        shared / PREFILL_CHUNK * PREFILL_CHUNK
+        shared / self.chunk * self.chunk
     }
 
     fn belongs_to(&self, model: &Gpt) -> bool {
@@ -71,16 +81,17 @@ pub(super) fn prepare(model: &Gpt, reuse: Option<CachedPrompt>, ids: &[u32]) -> 
 }
 
 /// Runs `ids[cache.len()..]` through the model in chunks aligned to
-/// [`PREFILL_CHUNK`]; returns the logits after the last one.
+/// [`prefill_chunk`]; returns the logits after the last one.
 pub(super) fn prefill(
     model: &Gpt,
     cache: &mut KvCache,
     ids: &[u32],
 ) -> Result<Vec<f32>, GenerateError> {
+    let chunk = prefill_chunk(model.config.n_ctx);
     let mut at = cache.len();
     let mut logits = Vec::new();
     while at < ids.len() {
-        let end = ((at / PREFILL_CHUNK + 1) * PREFILL_CHUNK).min(ids.len());
+        let end = ((at / chunk + 1) * chunk).min(ids.len());
         logits.clear();
         logits.extend_from_slice(
             cache
@@ -103,7 +114,8 @@ impl Generator<'_> {
     /// `None` when they are gone (the window slid) or hold no whole chunk.
     pub fn into_cached_prompt(mut self) -> Option<CachedPrompt> {
         let n = self.prompt_tokens;
-        if self.slides > 0 || n < PREFILL_CHUNK || self.context.len() < n {
+        let chunk = prefill_chunk(self.model.config.n_ctx);
+        if self.slides > 0 || n < chunk || self.context.len() < n {
             return None;
         }
         self.cache.truncate(n);
@@ -112,6 +124,7 @@ impl Generator<'_> {
             ids: self.context,
             cache: self.cache,
             weights: weights_of(self.model),
+            chunk,
         })
     }
 }
