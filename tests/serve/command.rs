@@ -123,22 +123,7 @@ fn cli_serves_a_checkpoint_and_ctrl_c_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.cllm");
     save_checkpoint(&path, &closing_model());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cllm"))
-        .args(["serve", "--model", path.to_str().unwrap(), "--port", "0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.starts_with("serving tiny "), "{line}");
-    let url = line.trim().rsplit(' ').next().unwrap();
-    let addr: SocketAddr = url
-        .strip_prefix("http://")
-        .and_then(|u| u.strip_suffix("/v1"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut server, addr, mut stderr) = spawn_serve(&["--model", path.to_str().unwrap()], &[]);
     assert!(addr.ip().is_loopback());
     let (status, v) = post(
         addr,
@@ -148,10 +133,10 @@ fn cli_serves_a_checkpoint_and_ctrl_c_stops_it() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(text_of(&v), "}}}}");
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(server.0.id() as i32, libc::SIGINT) }, 0);
     let start = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = server.0.try_wait().unwrap() {
             break s;
         }
         assert!(

@@ -37,6 +37,20 @@ impl Fields<'_> {
         }
     }
 
+    /// The `memory` field: whether a reply mixes in the repository memory
+    /// (by default when the model has one; refused when asked of a model
+    /// without one).
+    pub fn memory(&self, has_memory: bool) -> Result<bool, ApiError> {
+        match self.boolean("memory")? {
+            Some(true) if !has_memory => Err(ApiError::invalid(
+                Some("memory"),
+                "this model has no repository memory",
+            )),
+            Some(m) => Ok(m),
+            None => Ok(has_memory),
+        }
+    }
+
     pub fn number(&self, name: &str) -> Result<Option<f64>, ApiError> {
         match self.get(name) {
             None => Ok(None),

@@ -98,16 +98,7 @@ pub fn parse(body: &[u8], tok: &Tokenizer, limits: &Limits) -> Result<InfillRequ
             "several completions (n_cmpl) cannot be streamed: drop stream or n_cmpl",
         ));
     }
-    let memory = match f.boolean("memory")? {
-        Some(true) if !limits.has_memory => {
-            return Err(ApiError::invalid(
-                Some("memory"),
-                "this model has no repository memory",
-            ));
-        }
-        Some(m) => m,
-        None => limits.has_memory,
-    };
+    let memory = f.memory(limits.has_memory)?;
     // Accepted, not used: llama.cpp's sampler order and slot choice.
     accepted(&f, "samplers")?;
     f.int("id_slot")?;

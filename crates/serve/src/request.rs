@@ -251,16 +251,7 @@ pub fn parse(
             (false, None)
         }
     };
-    let memory = match f.boolean("memory")? {
-        Some(true) if !limits.has_memory => {
-            return Err(ApiError::invalid(
-                Some("memory"),
-                "this model has no repository memory",
-            ));
-        }
-        Some(m) => m,
-        None => limits.has_memory,
-    };
+    let memory = f.memory(limits.has_memory)?;
 
     let (start, prompt_tokens) = match endpoint {
         Endpoint::Completions => {
