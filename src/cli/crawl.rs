@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use cllm_crawl::event::EMPTY_NOTICE_AFTER;
 use cllm_crawl::log::Outcome;
 use cllm_crawl::scope::ScopeKind;
 use cllm_crawl::{CrawlEvent, CrawlOptions, Crawler, DEFAULT_OUTPUT, Summary, human_bytes};
@@ -167,6 +168,12 @@ pub fn run(args: CrawlArgs) -> Result<(), Failure> {
     if !args.json {
         print_summary(&summary);
     }
+    if let Some(problem) = &summary.problem {
+        return Err(Failure::from(format!(
+            "crawl failed: {problem}; every URL and why it was skipped is in {}",
+            summary.output.join(cllm_crawl::log::LOG_FILE).display()
+        )));
+    }
     if let Some(s) = signal {
         let again: Vec<String> = std::env::args().map(|a| shell_quote(&a)).collect();
         eprintln!(
@@ -183,7 +190,9 @@ pub fn run(args: CrawlArgs) -> Result<(), Failure> {
 }
 
 fn print_summary(s: &Summary) {
-    let how = if s.stopped {
+    let how = if s.problem.is_some() {
+        "crawl failed".to_string()
+    } else if s.stopped {
         "crawl stopped".to_string()
     } else if let Some(limit) = s.limit {
         format!("crawl ended at the {limit} limit")
@@ -205,6 +214,8 @@ struct Terminal {
     stats: String,
     /// The URL being fetched.
     current: String,
+    /// Most pages coming out empty has been said.
+    warned_empty: bool,
 }
 
 impl Terminal {
@@ -220,6 +231,7 @@ impl Terminal {
             verbose,
             stats: "starting".into(),
             current: String::new(),
+            warned_empty: false,
         }
     }
 
@@ -267,13 +279,28 @@ impl Terminal {
             }
             CrawlEvent::Logged { entry, totals, .. } => {
                 self.bar.set_position(totals.fetched as u64);
+                let empty = if totals.empty > 0 {
+                    format!(" ({} empty)", totals.empty)
+                } else {
+                    String::new()
+                };
                 self.stats = format!(
-                    "{} kept, {} skipped, {} queued, {}",
+                    "{} kept, {} skipped{empty}, {} queued, {}",
                     totals.kept + totals.unchanged,
                     totals.skipped,
                     totals.queued,
                     human_bytes(totals.bytes)
                 );
+                if !self.warned_empty
+                    && totals.fetched >= EMPTY_NOTICE_AFTER
+                    && cllm_crawl::mostly_empty(totals)
+                {
+                    self.warned_empty = true;
+                    self.say(&format!(
+                        "warning: {} of {} pages fetched so far came out empty (no text found in their main content)",
+                        totals.empty, totals.fetched
+                    ));
+                }
                 self.redraw();
                 match entry.outcome {
                     Outcome::Kept if self.verbose => {

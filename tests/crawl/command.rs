@@ -264,3 +264,84 @@ fn ctrl_c_stops_the_command_and_the_same_command_continues() {
         assert_eq!(n, 1, "{path} requested {n} times across the two runs");
     }
 }
+
+/// A crawl whose pages all come out empty fails, saying so and why, in
+/// the terminal and in `--json`; one where most pages do warns as it goes
+/// and fails too.
+#[test]
+fn a_crawl_of_empty_pages_fails_and_says_why() {
+    // Pages of chrome only: a menu, a script, a button.
+    let chrome = |links: &str| {
+        Response::html(&format!(
+            "<!doctype html><html><body><nav>{links}</nav><script>render()</script>\
+             <button>Menu</button></body></html>"
+        ))
+    };
+    let server = Server::start(Arc::new(move |req: &Request| match req.target.as_str() {
+        "/bad/" => chrome("<a href=\"/bad/two.html\">Two</a>"),
+        "/bad/two.html" => chrome(""),
+        "/mostly/" => Response::html(&format!(
+            "<main><h1>Home</h1><p>The only page with text.</p>{}</main>",
+            (1..=6)
+                .map(|i| format!("<a href=\"e{i}.html\">Page {i}</a>"))
+                .collect::<String>()
+        )),
+        t if t.starts_with("/mostly/e") => chrome(""),
+        _ => Response::not_found(),
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let crawl = |seed: &str, out: &str, json: bool| {
+        let out = dir.path().join(out);
+        let seed = server.url(seed);
+        let mut args = vec![
+            "crawl",
+            &seed,
+            "--delay",
+            "0",
+            "--scope",
+            "prefix",
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        cllm(dir.path(), &args)
+    };
+
+    let bad = crawl("/bad/", "bad", false);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("nothing kept: 2 pages fetched; skipped: 2 empty"),
+        "{stderr}"
+    );
+    // The seed's skip is said with where no text was found.
+    assert!(stdout.contains("empty (no text in body)"), "{stdout}");
+    assert!(stdout.contains("crawl failed: 0 kept"), "{stdout}");
+
+    let json = crawl("/bad/", "bad-json", true);
+    assert_eq!(json.status.code(), Some(1), "{json:?}");
+    let stdout = String::from_utf8(json.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["summary"]["totals"]["empty"], 2, "{last}");
+    assert_eq!(last["summary"]["reasons"]["empty"], 2, "{last}");
+    let problem = last["summary"]["problem"].as_str().unwrap_or_default();
+    assert!(problem.starts_with("nothing kept"), "{last}");
+
+    let mostly = crawl("/mostly/", "mostly", false);
+    let stdout = String::from_utf8_lossy(&mostly.stdout);
+    let stderr = String::from_utf8_lossy(&mostly.stderr);
+    assert_eq!(mostly.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("warning: 4 of 5 pages fetched so far came out empty"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("most pages came out empty: 6 of 7 fetched"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 kept"), "{stdout}");
+}

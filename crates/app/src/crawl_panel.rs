@@ -162,9 +162,13 @@ impl CrawlPanel {
                 }
                 Ok(CrawlEvent::Finished { summary }) => {
                     self.totals = summary.totals;
-                    self.message = Some(match &summary.error {
-                        Some(e) => (format!("Crawl failed: {e}"), true),
-                        None => {
+                    self.message = Some(match (&summary.error, &summary.problem) {
+                        (Some(e), _) => (format!("Crawl failed: {e}"), true),
+                        (None, Some(p)) => (
+                            format!("Crawl failed: {p}: {}", cllm_crawl::summary_line(&summary)),
+                            true,
+                        ),
+                        (None, None) => {
                             let how = if summary.stopped {
                                 "Crawl stopped (Start continues it)"
                             } else if let Some(limit) = summary.limit {

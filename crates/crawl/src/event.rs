@@ -49,6 +49,61 @@ pub struct Summary {
     pub output: PathBuf,
     /// The error that ended the crawl, if one did.
     pub error: Option<String>,
+    /// A crawl that ended normally but failed its purpose: nothing kept,
+    /// or most pages empty ([`problem`]). Front ends fail with it.
+    pub problem: Option<String>,
+}
+
+/// Pages fetched before a crawl says, as it goes, that most came out
+/// empty (fewer say too little).
+pub const EMPTY_NOTICE_AFTER: usize = 5;
+
+/// Whether most pages fetched gave no text.
+pub fn mostly_empty(t: &Totals) -> bool {
+    t.empty > 0 && t.empty * 2 > t.fetched
+}
+
+/// What failed in a crawl that ended without an error and was not
+/// stopped: nothing kept (and nothing unchanged), or most pages fetched
+/// came out empty; with the reasons URLs were skipped.
+pub fn problem(s: &Summary) -> Option<String> {
+    if s.error.is_some() || s.stopped {
+        return None;
+    }
+    let t = &s.totals;
+    let reasons = if s.reasons.is_empty() {
+        String::new()
+    } else {
+        format!("; skipped: {}", reason_counts(&s.reasons))
+    };
+    if t.kept + t.unchanged == 0 {
+        let fetched = match t.fetched {
+            1 => "1 page".to_string(),
+            n => format!("{n} pages"),
+        };
+        let hint = if t.empty > 0 {
+            " (\"empty\": no text found in the page's main content)"
+        } else {
+            ""
+        };
+        Some(format!("nothing kept: {fetched} fetched{reasons}{hint}"))
+    } else if mostly_empty(t) {
+        Some(format!(
+            "most pages came out empty: {} of {} fetched had no text in their main content{reasons}",
+            t.empty, t.fetched
+        ))
+    } else {
+        None
+    }
+}
+
+/// "3 empty, 1 out of scope".
+fn reason_counts(reasons: &BTreeMap<Reason, usize>) -> String {
+    let parts: Vec<String> = reasons
+        .iter()
+        .map(|(r, n)| format!("{n} {}", r.label()))
+        .collect();
+    parts.join(", ")
 }
 
 /// A one-line summary for people.
@@ -63,12 +118,7 @@ pub fn summary_line(s: &Summary) -> String {
         human_bytes(t.bytes)
     );
     if !s.reasons.is_empty() {
-        let parts: Vec<String> = s
-            .reasons
-            .iter()
-            .map(|(r, n)| format!("{n} {}", r.label()))
-            .collect();
-        line.push_str(&format!(" (skipped: {})", parts.join(", ")));
+        line.push_str(&format!(" (skipped: {})", reason_counts(&s.reasons)));
     }
     line
 }

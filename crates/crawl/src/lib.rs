@@ -43,5 +43,5 @@ pub mod scope;
 
 pub use crawler::{Crawler, run};
 pub use error::CrawlError;
-pub use event::{CrawlEvent, Summary, human_bytes, summary_line};
+pub use event::{CrawlEvent, Summary, human_bytes, mostly_empty, problem, summary_line};
 pub use options::{CrawlOptions, DEFAULT_OUTPUT};

@@ -64,6 +64,9 @@ pub struct Totals {
     pub unchanged: usize,
     /// URLs skipped, for any reason.
     pub skipped: usize,
+    /// Pages fetched that gave no text (of `skipped`).
+    #[serde(default)]
+    pub empty: usize,
     /// Body bytes downloaded.
     pub bytes: u64,
     /// URLs waiting in the frontier.

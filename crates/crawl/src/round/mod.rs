@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use crate::error::CrawlError;
-use crate::event::{CrawlEvent, Summary};
+use crate::event::{CrawlEvent, Summary, problem};
 use crate::fetch::Fetcher;
 use crate::frontier::CrawlState;
 use crate::log::{CrawlLog, Entry, Outcome, Reason};
@@ -80,14 +80,16 @@ impl<'a> Round<'a> {
         };
         self.state.finished = !stopped;
         let save_error = self.state.save(&self.opts.output).err();
-        let summary = Summary {
+        let mut summary = Summary {
             totals: self.state.totals,
             reasons: self.state.reasons.clone(),
             stopped,
             limit,
             output: self.opts.output.clone(),
             error: error.or(save_error.map(|e| e.to_string())),
+            problem: None,
         };
+        summary.problem = problem(&summary);
         (self.send)(CrawlEvent::Finished { summary });
     }
 
@@ -141,6 +143,9 @@ impl<'a> Round<'a> {
                 self.state.totals.skipped += 1;
                 if let Some(r) = entry.reason {
                     *self.state.reasons.entry(r).or_default() += 1;
+                }
+                if entry.reason == Some(Reason::Empty) {
+                    self.state.totals.empty += 1;
                 }
             }
         }

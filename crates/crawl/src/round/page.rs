@@ -114,6 +114,10 @@ impl Round<'_> {
             entry.detail = Some("noindex".into());
         } else if page.text.trim().is_empty() {
             entry.reason = Some(Reason::Empty);
+            entry.detail = Some(match kind {
+                Kind::Html => format!("no text in {}", page.region),
+                _ => "no text".into(),
+            });
         } else {
             let hash = output::content_hash(&page.text);
             match self.state.hashes.get(&hash) {
