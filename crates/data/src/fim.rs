@@ -197,13 +197,23 @@ impl FimTraining {
     /// from `rng`; the length stays the same. Of several documents in the
     /// window (split at `<|endoftext|>`), the longest is rearranged and the
     /// others kept. Returns whether the window was rearranged.
+    ///
+    /// Only a random first part of that document (at least half of it) is
+    /// cut into prefix, middle and suffix; its remaining tokens follow the
+    /// middle's `<|endoftext|>` as they were. So the end of a middle falls
+    /// anywhere in the second half of the window: were it always the
+    /// window's last position, a model would learn to end a middle there
+    /// (where the context is full) rather than where it meets the suffix.
     pub fn apply(&self, window: &mut [u32], rng: &mut Rng) -> bool {
         if rng.next_f32() >= self.rate {
             return false;
         }
         let spm = rng.next_f32() < self.spm_rate;
         let (start, end) = longest_document(window, self.tokens.eot);
-        let text = self.tokenizer.decode(&window[start..end]);
+        let len = end - start;
+        let span = len.div_ceil(2) + rng.below((len / 2 + 1) as u64) as usize;
+        let split = start + span.min(len);
+        let text = self.tokenizer.decode(&window[start..split]);
         // Character boundaries, both ends included: a cut may leave the
         // prefix, the middle or the suffix empty.
         let bounds: Vec<usize> = text
@@ -221,13 +231,18 @@ impl FimTraining {
         let prefix = self.tokenizer.encode(&text[..a]);
         let middle = self.tokenizer.encode(&text[a..b]);
         let mut suffix = self.tokenizer.encode(&text[b..]);
-        let fixed = window.len() - (end - start);
+        let mut rest = window[split..end].to_vec();
+        let fixed = window.len() - len;
         let arranged_len = prefix.len() + middle.len() + suffix.len() + 4;
-        // Too long: the suffix loses its far end first (the part farthest
-        // from the hole); anything still over is cut from the end.
-        let over = (fixed + arranged_len).saturating_sub(window.len());
+        // Too long: the document's remaining tokens lose their end first,
+        // then the suffix its far end (the part farthest from the hole);
+        // anything still over is cut from the end.
+        let mut over = (fixed + arranged_len + rest.len()).saturating_sub(window.len());
+        let cut = over.min(rest.len());
+        rest.truncate(rest.len() - cut);
+        over -= cut;
         suffix.truncate(suffix.len().saturating_sub(over));
-        let mut arranged = Vec::with_capacity(arranged_len);
+        let mut arranged = Vec::with_capacity(arranged_len + rest.len());
         if spm {
             arranged.push(t.suffix);
             arranged.extend(&suffix);
@@ -243,6 +258,7 @@ impl FimTraining {
         }
         arranged.extend(&middle);
         arranged.push(t.eot);
+        arranged.extend(&rest);
         let mut out = Vec::with_capacity(window.len() + arranged.len());
         out.extend_from_slice(&window[..start]);
         out.extend(arranged);

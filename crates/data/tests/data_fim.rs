@@ -99,6 +99,7 @@ fn an_arranged_window_puts_back_together_into_its_text() {
     let all = tok.encode(&text);
     let fim = FimTraining::new(&tok, 1.0).unwrap();
     let (mut psm, mut spm) = (0, 0);
+    let mut ends = std::collections::BTreeSet::new();
     for seed in 0..200u64 {
         let start = (seed as usize * 7) % (all.len() - 65);
         let original = all[start..start + 65].to_vec();
@@ -112,20 +113,39 @@ fn an_arranged_window_puts_back_together_into_its_text() {
         } else {
             psm += 1;
         }
-        // Prefix then middle is the start of the text, and the suffix (cut
-        // at its far end to fit) follows them.
+        // Prefix then middle is the start of the text; the suffix and then
+        // the document's tokens after the middle's end-of-text (cut at
+        // their end to fit) follow them.
         let front = tok.decode(&p) + &tok.decode(&m);
         assert!(
             original_text.starts_with(&front),
             "seed {seed}: {front:?} is not the start of {original_text:?}"
         );
-        assert!(original_text[front.len()..].starts_with(&tok.decode(&s)));
+        // (A middle too long for the window loses its end, end-of-text
+        // included.)
+        let eot = window.iter().position(|&t| t == f.eot);
+        let after: Vec<u32> = eot
+            .map_or(&[][..], |e| &window[e + 1..])
+            .iter()
+            .copied()
+            .filter(|&t| t != f.pad)
+            .collect();
+        let back = tok.decode(&s) + &tok.decode(&after);
+        assert!(
+            original_text[front.len()..].starts_with(&back),
+            "seed {seed}: {back:?} does not follow {front:?}"
+        );
+        ends.extend(eot);
         // The same position gives the same window.
         let mut again = original.clone();
         fim.apply(&mut again, &mut Rng::new(seed));
         assert_eq!(again, window);
     }
     assert!(psm > 60 && spm > 60, "psm {psm}, spm {spm}");
+    // The middle's end-of-text falls at many places, not at the window's
+    // end (where a model would learn to end every middle).
+    assert!(ends.len() > 15, "end-of-text at {ends:?}");
+    assert!(ends.iter().any(|&e| e < 50), "end-of-text at {ends:?}");
 }
 
 #[test]
