@@ -58,6 +58,17 @@ fn spawn_serve(
     (Served(child), addr, stderr)
 }
 
+/// A completion from the server of `closing_model`: four closers.
+fn answers_with_closers(addr: SocketAddr) {
+    let (status, v) = post(
+        addr,
+        "/v1/completions",
+        &json!({"prompt": "x", "max_tokens": 4}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(text_of(&v), "}}}}");
+}
+
 #[test]
 fn the_key_comes_from_the_environment_or_a_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,13 +136,7 @@ fn cli_serves_a_checkpoint_and_ctrl_c_stops_it() {
     save_checkpoint(&path, &closing_model());
     let (mut server, addr, mut stderr) = spawn_serve(&["--model", path.to_str().unwrap()], &[]);
     assert!(addr.ip().is_loopback());
-    let (status, v) = post(
-        addr,
-        "/v1/completions",
-        &json!({"prompt": "x", "max_tokens": 4}),
-    );
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(text_of(&v), "}}}}");
+    answers_with_closers(addr);
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(server.0.id() as i32, libc::SIGINT) }, 0);
     let start = Instant::now();
@@ -162,13 +167,7 @@ fn the_server_keeps_answering_when_its_stderr_is_gone() {
     // lines and every request's line then fail to write.
     drop(stderr);
     for _ in 0..3 {
-        let (status, v) = post(
-            addr,
-            "/v1/completions",
-            &json!({"prompt": "x", "max_tokens": 4}),
-        );
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(text_of(&v), "}}}}");
+        answers_with_closers(addr);
     }
     assert!(server.0.try_wait().unwrap().is_none(), "the server ended");
 }
