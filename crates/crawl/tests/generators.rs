@@ -164,15 +164,16 @@ fn doxygen() {
     check(
         include_str!("fixtures/doxygen.html"),
         &[
-            "sheep::Pen Class Reference\n\nA pen that holds sheep.",
+            "# sheep::Pen Class Reference\n\nA pen that holds sheep.",
             "`#include <pen.h>`",
-            "## Public Member Functions\n\n| int | count () const |\n|  | Counts the sheep in the pen. More... |",
+            "## Public Member Functions\n\n| int | count () const |\n|  | Counts the sheep in the pen. |",
             "## Detailed Description\n\nA pen that holds sheep until shearing.",
         ],
         // One `div.line` per line; Doxygen writes a space on a blank one.
         &["```\nint main() {\n    sheep::Pen pen;\n\n    return pen.count();\n}\n```"],
         &[
             "List of all members",
+            "More...",
             "Counting sheep",
             "Loading...",
             "No Matches",
@@ -265,4 +266,53 @@ fn an_empty_landmark_falls_back_to_the_body() {
     let e = html_to_text(page);
     assert_eq!(e.text, "The text is here.");
     assert_eq!(e.region, "body");
+}
+
+/// Footnote markers as mdBook, pandoc, GitHub and Sphinx write them, and
+/// superscripts that are not markers; the notes kept, their way back
+/// ("↩") not.
+#[test]
+fn footnotes_and_superscripts() {
+    let e = check(
+        include_str!("fixtures/footnotes.html"),
+        &[
+            "# Wool\n\nA Merino gives 4.5 kg of wool a year.[^1] Its fibres are 10^-5 m thick, and E = mc^2 still holds.",
+            "Shearing takes two minutes.[^2]",
+            "Lambs are not shorn.[^3]",
+            "Goats are another matter. [4]",
+            "1. In a good year.",
+            "2. For a shearer with ten years behind them.",
+            "## Footnotes\n\n1. Their wool is too short.",
+            "They are combed for cashmere.",
+            "[^5]: An older book's note.",
+        ],
+        &[],
+        &["↩", "Related pages", "year.1", "minutes.2"],
+    );
+    assert_eq!(e.region, "<main>");
+}
+
+/// A README rendered as GitHub does (`article.markdown-body`), served on
+/// its own as `grip` and editors' previews do: headings without their
+/// permalinks, numbered steps, task lists, a table, code without its copy
+/// button, a footnote.
+#[test]
+fn readme_rendered_markdown() {
+    let e = check(
+        include_str!("fixtures/readme.html"),
+        &[
+            "# shears\n\nShear sheep from the command line[^1].\n\n## Install\n\n1. Install Rust.\n\n2. Run:",
+            "| Option | Default |\n| --- | --- |\n| `--blade` | `wide` |\n| `--dry-run` | off |",
+            "## Roadmap\n\n- [x] Shear ewes\n\n- [ ] Shear rams",
+            "Why not goats?\n\nGoats are combed, not shorn.",
+            "1. Or from a Python script.",
+        ],
+        &[
+            "```shell\ncargo install shears\nshears --version\n```",
+            "```python\nfrom shears import Shears\n\ndef shear_all(flock):\n    with Shears() as s:\n        for sheep in flock:\n            s.shear(sheep)\n```",
+        ],
+        &["README.md", "Copy", "Permalink", "↩", "build"],
+    );
+    assert_eq!(e.region, "<article>");
+    assert!(e.text.starts_with("# shears"), "{}", e.text);
 }

@@ -19,6 +19,7 @@ const TAGS: &[&str] = &[
     "footer",
     "aside",
     "form",
+    "search",
     "svg",
     "iframe",
     "frame",
@@ -44,6 +45,10 @@ const TAGS: &[&str] = &[
     "rustdoc-toolbar",
     "rustdoc-topbar",
 ];
+
+/// ARIA roles and classes of the `aside`s that hold a page's footnotes.
+const NOTE_ROLES: &[&str] = &["doc-footnote", "doc-endnotes", "doc-endnote"];
+const NOTE_CLASSES: &[&str] = &["footnote", "footnote-list", "footnotes"];
 
 /// ARIA roles of chrome.
 const ROLES: &[&str] = &[
@@ -105,6 +110,7 @@ const TOKENS: &[&str] = &[
     "rustdoc-breadcrumbs",
     "sidebar-resizer",
     "notable-traits",
+    "src-line-numbers",
     // Sphinx (classic, Read the Docs, PyData).
     "sphinxsidebar",
     "sphinxsidebarwrapper",
@@ -158,6 +164,9 @@ const TOKENS: &[&str] = &[
     "msearchbox",
     "msearchselectwindow",
     "msearchresultswindow",
+    // Doxygen's tooltips, hidden copies of a symbol's documentation
+    // inside code blocks.
+    "ttc",
     // javadoc (8 and later).
     "topnav",
     "subnav",
@@ -184,9 +193,34 @@ const PERMALINK_CLASSES: &[&str] = &[
     "tooltip",
 ];
 
-/// Glyphs a link may consist of without being content: permalinks,
-/// rustdoc's notable-trait "ⓘ", a zero-width space.
-const GLYPHS: &[&str] = &["§", "¶", "#", "🔗", "ⓘ", "∞", "\u{200b}", ""];
+/// Glyphs a link may consist of without being content: permalinks
+/// (Doxygen's "◆"), rustdoc's notable-trait "ⓘ", a footnote's way back
+/// ("↩", as text or emoji), a zero-width space.
+const GLYPHS: &[&str] = &[
+    "§",
+    "¶",
+    "#",
+    "🔗",
+    "ⓘ",
+    "∞",
+    "◆",
+    "↩",
+    "↩\u{fe0e}",
+    "↩\u{fe0f}",
+    "\u{200b}",
+    "",
+];
+
+/// The whole text (lower-cased) of links that are interface, wherever
+/// they point: rustdoc's "Read more" after a trait method's summary,
+/// Doxygen's "More..." and its links between a file's documentation and
+/// its source.
+const LINK_TEXTS: &[&str] = &[
+    "read more",
+    "more...",
+    "go to the source code of this file.",
+    "go to the documentation of this file.",
+];
 
 /// Whether an element is left out with all it holds, by what it is and
 /// its own text; link bars need the counts of [`crate::extract::region`].
@@ -198,7 +232,11 @@ pub(super) fn is_chrome(node: NodeRef<'_, Node>) -> bool {
     if name == "html" || name == "body" {
         return false;
     }
-    if TAGS.contains(&name)
+    // Docutils puts footnotes in `aside`s.
+    let note = name == "aside"
+        && (e.attr("role").is_some_and(|r| NOTE_ROLES.contains(&r))
+            || e.classes().any(|c| NOTE_CLASSES.contains(&c)));
+    if (TAGS.contains(&name) && !note)
         || e.attr("hidden").is_some()
         || e.attr("aria-hidden") == Some("true")
         || e.attr("role").is_some_and(|r| ROLES.contains(&r))
@@ -212,7 +250,8 @@ pub(super) fn is_chrome(node: NodeRef<'_, Node>) -> bool {
     name == "a" && is_chrome_link(node, e)
 }
 
-/// A permalink glyph, or a skip link ("Skip to main content").
+/// A permalink glyph, a skip link ("Skip to main content"), or a link
+/// whose text is interface ("Read more").
 fn is_chrome_link(node: NodeRef<'_, Node>, e: &Element) -> bool {
     let text = own_text(node);
     let text = text.trim();
@@ -227,6 +266,9 @@ fn is_chrome_link(node: NodeRef<'_, Node>, e: &Element) -> bool {
         return true;
     }
     let lower = text.to_lowercase();
+    if LINK_TEXTS.contains(&lower.as_str()) {
+        return true;
+    }
     in_page
         && (lower.starts_with("skip to")
             || lower.starts_with("skip navigation")

@@ -17,6 +17,8 @@ struct Stats {
     /// Of which inside links.
     link_text: usize,
     links: usize,
+    /// Of which to a place on the same page (`href="#…"`).
+    page_links: usize,
     /// A letter or digit outside links.
     words_outside_links: bool,
     /// Holds a `pre` block.
@@ -144,8 +146,10 @@ impl Region {
 
     /// Whether an element inside the region is left out: chrome, a link
     /// bar (two links or more and no word outside them: breadcrumbs,
-    /// "prev | next", a table of contents), or, without a landmark, a
-    /// block that is mostly links. The region's root is always read.
+    /// "prev | next", a table of contents; or a single link to a place
+    /// on the page holding all the block's text: Doxygen's "Data
+    /// Fields"), or, without a landmark, a block that is mostly links.
+    /// The region's root is always read.
     pub(super) fn drops(&self, node: NodeRef<'_, Node>) -> bool {
         if is_chrome(node) {
             return true;
@@ -166,6 +170,9 @@ impl Region {
             return false;
         }
         if s.links >= 2 && !s.words_outside_links {
+            return true;
+        }
+        if s.links == 1 && s.page_links == 1 && s.text > 0 && s.link_text == s.text {
             return true;
         }
         self.by_density && s.links >= 3 && s.link_text as f64 >= DENSE * s.text as f64
@@ -191,14 +198,17 @@ fn count(node: NodeRef<'_, Node>, in_link: bool, stats: &mut HashMap<NodeId, Sta
             return s;
         }
         Node::Element(e) => {
-            let is_link = e.name() == "a" && e.attr("href").is_some();
+            let href = e.attr("href").filter(|_| e.name() == "a");
+            let is_link = href.is_some();
             s.links = usize::from(is_link);
+            s.page_links = usize::from(href.is_some_and(|h| h.starts_with('#')));
             s.has_pre = e.name() == "pre";
             for child in node.children() {
                 let c = count(child, in_link || is_link, stats);
                 s.text += c.text;
                 s.link_text += c.link_text;
                 s.links += c.links;
+                s.page_links += c.page_links;
                 s.words_outside_links |= c.words_outside_links;
                 s.has_pre |= c.has_pre;
             }
@@ -209,6 +219,7 @@ fn count(node: NodeRef<'_, Node>, in_link: bool, stats: &mut HashMap<NodeId, Sta
                 s.text += c.text;
                 s.link_text += c.link_text;
                 s.links += c.links;
+                s.page_links += c.page_links;
                 s.words_outside_links |= c.words_outside_links;
                 s.has_pre |= c.has_pre;
             }

@@ -54,3 +54,33 @@ fn robots_meta_and_nofollow_links() {
     assert!(e.noindex && e.nofollow);
     assert!(e.links.is_empty());
 }
+
+#[test]
+fn ordered_lists_count_and_items_keep_their_marker_over_paragraphs() {
+    // An empty heading's "## " must not reach the next paragraph either.
+    let html = r##"<main><ol start="3"><li><p>three</p></li><li>four<ol><li>a</li></ol></li></ol>
+            <ul><li><p>bullet in a paragraph</p><p>second paragraph</p></li></ul>
+            <h2><a class="headerlink" href="#">¶</a></h2><p>after</p></main>"##;
+    assert_eq!(
+        html_to_text(html).text,
+        "3. three\n\n4. four\n\n  1. a\n\n- bullet in a paragraph\n\nsecond paragraph\n\nafter"
+    );
+}
+
+#[test]
+fn interface_links_line_numbers_and_tooltips_are_not_text() {
+    // rustdoc's "Read more" and source line numbers, Doxygen's "More...",
+    // its tooltips in code and its summary link.
+    let html = r##"<main><div class="summary"><a href="#pub-attribs">Data Fields</a></div>
+            <p>Makes a copy. <a href="trait.X.html#tymethod.y">Read more</a></p>
+            <p>Counts sheep. <a href="pen.html#a1">More...</a></p>
+            <pre class="rust"><code><a href=#1 id=1 data-nosnippet>1</a>fn main() {
+<a href=#2 id=2 data-nosnippet>2</a>}</code></pre>
+            <div class="fragment"><div class="line">pen.count();</div>
+            <div class="ttc" id="a1"><div class="ttname"><a href="x.html">count</a></div><div class="ttdef"><b>Definition:</b> pen.h:3</div></div></div>
+            <div><code><a href="#count()">count</a>()</code></div></main>"##;
+    assert_eq!(
+        html_to_text(html).text,
+        "Makes a copy.\n\nCounts sheep.\n\n```rust\nfn main() {\n}\n```\n\n```\npen.count();\n```\n\n`count()`"
+    );
+}

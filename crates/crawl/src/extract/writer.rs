@@ -1,7 +1,8 @@
 //! The content region written as Markdown-like text: headings (`## `),
-//! paragraphs, list items (`- `, nested by two spaces), table rows
-//! (`| a | b |`) and code blocks, fenced, their text exactly as in the
-//! page (indentation, blank lines and all).
+//! paragraphs, list items (`- ` or `1. `, nested by two spaces; `[x] `
+//! for a checked box), table rows (`| a | b |`), footnote markers
+//! (`[^1]`) and superscripts (`^3`), and code blocks, fenced, their
+//! text exactly as in the page (indentation, blank lines and all).
 
 use ego_tree::NodeRef;
 use scraper::CaseSensitivity::CaseSensitive;
@@ -48,9 +49,11 @@ pub(super) struct Writer<'r> {
     pub blocks: Vec<String>,
     /// The paragraph being gathered, whitespace not yet collapsed.
     inline: String,
-    /// Prefix of the paragraph being gathered ("## ", "- ").
+    /// Prefix of the paragraph being gathered ("## ", "- "): kept until
+    /// text comes (a list item's text may be in a paragraph inside it).
     prefix: String,
-    list_depth: usize,
+    /// The lists around: `None` for bullets, else the next item's number.
+    lists: Vec<Option<u64>>,
     /// Inside a table cell or a heading: blocks join its line.
     inline_only: usize,
     /// Rows of the current table, written as one block at its end.
@@ -64,7 +67,7 @@ impl<'r> Writer<'r> {
             blocks: Vec::new(),
             inline: String::new(),
             prefix: String::new(),
-            list_depth: 0,
+            lists: Vec::new(),
             inline_only: 0,
             rows: Vec::new(),
         }
@@ -76,8 +79,14 @@ impl<'r> Writer<'r> {
         let words = text.chars().any(char::is_alphanumeric) || text.chars().count() > 3;
         if !text.is_empty() && words {
             self.blocks.push(format!("{}{text}", self.prefix));
+            self.prefix.clear();
         }
         self.inline.clear();
+    }
+
+    /// Ends a block whose prefix must not reach the next one.
+    fn end_block(&mut self) {
+        self.flush();
         self.prefix.clear();
     }
 
@@ -85,6 +94,15 @@ impl<'r> Writer<'r> {
         match node.value() {
             Node::Text(t) => self.inline.push_str(t),
             Node::Element(e) => {
+                if e.name() == "input" && e.attr("type") == Some("checkbox") && self.in_item() {
+                    let mark = if e.attr("checked").is_some() {
+                        "[x] "
+                    } else {
+                        "[ ] "
+                    };
+                    self.inline.push_str(mark);
+                    return;
+                }
                 if self.region.drops(node) {
                     return;
                 }
@@ -100,32 +118,38 @@ impl<'r> Writer<'r> {
                         self.code_block(node, true);
                     }
                     "h1" | "h2" | "h3" | "h4" | "h5" | "h6" if self.inline_only == 0 => {
-                        self.flush();
-                        let level = usize::from(name.as_bytes()[1] - b'0');
-                        self.inline_only += 1;
-                        self.children(node);
-                        self.inline_only -= 1;
-                        let heading = std::mem::take(&mut self.inline);
-                        self.prefix = format!("{} ", "#".repeat(level));
-                        self.inline = heading;
-                        self.flush();
+                        self.heading(node, usize::from(name.as_bytes()[1] - b'0'));
+                    }
+                    // Doxygen's page title.
+                    "div" if self.inline_only == 0 && e.has_class("headertitle", CaseSensitive) => {
+                        self.heading(node, 1);
                     }
                     "li" if self.inline_only == 0 => {
-                        self.flush();
-                        let indent = "  ".repeat(self.list_depth.saturating_sub(1));
-                        // The item's text takes the marker; a nested list
-                        // or paragraph inside flushes it first.
-                        self.prefix = format!("{indent}- ");
+                        self.end_block();
+                        let indent = "  ".repeat(self.lists.len().saturating_sub(1));
+                        let marker = match self.lists.last_mut() {
+                            Some(Some(n)) => {
+                                *n += 1;
+                                format!("{}. ", *n - 1)
+                            }
+                            _ => "- ".to_string(),
+                        };
+                        // The item's first text takes the marker, also
+                        // from a paragraph inside it.
+                        self.prefix = format!("{indent}{marker}");
                         self.children(node);
-                        self.flush();
+                        self.end_block();
                     }
                     "ul" | "ol" if self.inline_only == 0 => {
-                        self.flush();
-                        self.list_depth += 1;
+                        self.end_block();
+                        let start = e.attr("start").and_then(|s| s.trim().parse().ok());
+                        self.lists
+                            .push((name == "ol").then_some(start.unwrap_or(1)));
                         self.children(node);
-                        self.list_depth -= 1;
-                        self.flush();
+                        self.lists.pop();
+                        self.end_block();
                     }
+                    "sup" => self.superscript(node),
                     "table" if self.inline_only == 0 => {
                         self.flush();
                         let outer = std::mem::take(&mut self.rows);
@@ -167,6 +191,50 @@ impl<'r> Writer<'r> {
     fn children(&mut self, node: NodeRef<'_, Node>) {
         for child in node.children() {
             self.walk(child);
+        }
+    }
+
+    /// Whether the writer is inside a list item (where a checkbox is a
+    /// task list's box, not a form's).
+    fn in_item(&self) -> bool {
+        !self.lists.is_empty()
+    }
+
+    /// A heading of `level` as `## text`, on a line of its own.
+    fn heading(&mut self, node: NodeRef<'_, Node>, level: usize) {
+        self.end_block();
+        self.inline_only += 1;
+        self.children(node);
+        self.inline_only -= 1;
+        let heading = std::mem::take(&mut self.inline);
+        self.prefix = format!("{} ", "#".repeat(level));
+        self.inline = heading;
+        self.end_block();
+    }
+
+    /// A footnote marker (a superscript that links into the page, or
+    /// inside such a link) as `[^1]`; any other superscript as `^2`.
+    fn superscript(&mut self, node: NodeRef<'_, Node>) {
+        let text = collapse(&own_text(node));
+        if text.is_empty() {
+            return;
+        }
+        let to_note = |n: NodeRef<'_, Node>| {
+            matches!(n.value(), Node::Element(e) if e.name() == "a"
+                && e.attr("href").is_some_and(|h| h.contains('#')))
+        };
+        let label = text.trim_start_matches('[').trim_end_matches(']');
+        // Older mdBook numbers a footnote's text with one: it prefixes
+        // the note's first paragraph.
+        if let Node::Element(e) = node.value()
+            && e.has_class("footnote-definition-label", CaseSensitive)
+        {
+            self.flush();
+            self.prefix = format!("[^{label}]: ");
+        } else if node.descendants().any(to_note) || node.ancestors().take(2).any(to_note) {
+            self.inline.push_str(&format!("[^{label}]"));
+        } else {
+            self.inline.push_str(&format!("^{text}"));
         }
     }
 
@@ -234,8 +302,17 @@ impl<'r> Writer<'r> {
         } else {
             code_text(node, &mut text, &mut lang);
         }
+        // The wrappers up to the block around (MkDocs puts the language
+        // on a `div` around a table of line numbers and code).
         if lang.is_none() {
-            lang = node.ancestors().take(2).find_map(lang_of);
+            lang = node
+                .ancestors()
+                .take_while(|a| {
+                    !matches!(a.value(), Node::Element(e)
+                        if matches!(e.name(), "body" | "main" | "article" | "section"))
+                })
+                .take(8)
+                .find_map(lang_of);
         }
         // HTML drops a newline right after <pre>; html5ever already does.
         let text = text.trim_end();
@@ -296,7 +373,8 @@ fn lang_of(node: NodeRef<'_, Node>) -> Option<String> {
 }
 
 /// The text of a code block: its text nodes in order, chrome (buttons,
-/// line numbers, hidden parts) left out, a newline between two `code`
+/// line numbers, hidden parts, what `data-nosnippet` marks: rustdoc's
+/// line numbers) left out, a newline between two `code`
 /// elements side by side and around block elements (rustdoc's `where`
 /// clauses); `lang` from the first class that names one.
 fn code_text(node: NodeRef<'_, Node>, text: &mut String, lang: &mut Option<String>) {
@@ -304,7 +382,7 @@ fn code_text(node: NodeRef<'_, Node>, text: &mut String, lang: &mut Option<Strin
         match child.value() {
             Node::Text(t) => text.push_str(t),
             Node::Element(e) => {
-                if is_chrome(child) {
+                if is_chrome(child) || e.attr("data-nosnippet").is_some() {
                     continue;
                 }
                 if lang.is_none() {
