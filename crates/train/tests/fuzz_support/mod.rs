@@ -116,6 +116,9 @@ pub fn mutate_json(value: &mut Value, rng: &mut FuzzRng) {
     }
 }
 
+/// Characters a refusal may take: a message is read, not scrolled.
+const MAX_MESSAGE: usize = 1000;
+
 /// Cases tried, refused and used, by kind.
 #[derive(Default)]
 struct Counts {
@@ -206,8 +209,10 @@ impl Tally {
                 }
                 let named = message.contains(&self.file);
                 let said = message.replace(&self.file, "").trim().len() >= 12;
-                (!named || !said)
-                    .then(|| format!("refused without naming the file and the problem: {message}"))
+                let readable = message.chars().count() <= MAX_MESSAGE;
+                (!named || !said || !readable).then(|| {
+                    format!("refused without naming the file and the problem briefly: {message}")
+                })
             }
         };
         if let Some(what) = failure {
