@@ -138,7 +138,7 @@ fn forge(mut header: Map<String, Value>, data: &[u8]) -> Vec<u8> {
         meta.insert("checksum_sha256".into(), Value::String(zeros.clone()));
     }
     let mut json = serde_json::to_vec(&header).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
