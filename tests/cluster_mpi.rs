@@ -193,10 +193,12 @@ fn two_ranks_match_one_machine_with_two_threads_and_repeat_bit_for_bit() {
     assert_eq!(cluster[0]["ranks"], 2);
     assert!(cluster[0]["allreduce_bytes"].as_u64().unwrap() > 0);
     assert!(text.contains("MPI: 2 ranks"));
-    // How to stop it and keep the work (Ctrl-C on mpirun kills too soon).
+    // What Ctrl-C does, and how to give OpenMPI's kill more time.
     let err = String::from_utf8_lossy(&a.stderr);
     assert!(
-        err.contains("SIGTERM to the ranks (pkill -TERM -x cllm"),
+        err.contains("Ctrl-C on mpirun (or SIGTERM to the ranks): rank 0 saves the last completed step at once")
+            && err.contains("kills the ranks 1 s after its SIGTERM")
+            && err.contains("mpirun --mca odls_base_sigkill_timeout 30"),
         "{err}"
     );
     // Only rank 0 wrote: one run folder.
@@ -383,4 +385,102 @@ fn ranks_whose_weights_drift_stop_with_an_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(all.contains("differ from rank 0's at step 50"), "{all}");
+}
+
+/// Steps in rank 0's run log so far.
+fn logged_steps(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"step\""))
+        .count() as u64
+}
+
+/// Ctrl-C in a terminal signals mpirun (its foreground process group, not
+/// the ranks, which OpenMPI puts in groups of their own); OpenMPI sends the
+/// ranks SIGTERM a second later and SIGKILL a second after that. Rank 0
+/// saves its last completed step at once: the final checkpoint, from which
+/// the run resumes with exactly the losses of a run never interrupted.
+#[test]
+fn ctrl_c_on_mpirun_leaves_a_final_checkpoint_that_resumes_exactly() {
+    let (d, ds) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let long = ["--epochs", "300", "--threads", "1"];
+    // Plain lines: mpirun stops reading the ranks' output when it is
+    // interrupted, and the JSON lines of a model this small would fill the
+    // pipe before the message of the save could go in.
+    let mut args = train_args(d.path(), &long);
+    args.retain(|a| a != "--json");
+    let mut c = mpirun(2, d.path(), &args);
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    let job = start(c);
+    let log = d.path().join("runs/mpi/metrics.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while logged_steps(&log) < 3 {
+        assert!(Instant::now() < deadline, "no steps within two minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at_signal = logged_steps(&log);
+    let group = format!("-{}", job.child.id());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", "--", &group])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = wait_with_deadline(job, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{all}");
+    // "SIGTERM: step S saved at once (0.01 s): checkpoints/mpi/final.cllm"
+    let line = text
+        .lines()
+        .find(|l| l.contains(" saved at once ("))
+        .unwrap_or_else(|| panic!("no save at once: {all}"));
+    assert!(line.starts_with("SIGTERM: step "), "{line}");
+    let saved: u64 = line["SIGTERM: step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(line.ends_with("checkpoints/mpi/final.cllm"), "{line}");
+    assert!(
+        text.contains(&format!(
+            "resume with: mpirun -np 2 {}",
+            env!("CARGO_BIN_EXE_cllm")
+        )),
+        "{all}"
+    );
+    // The last step completed when the signal came (logged steps are
+    // handed over once what follows them is done: one may be under way).
+    assert!(
+        saved + 1 >= at_signal,
+        "step {saved} saved, {at_signal} logged"
+    );
+    assert!(saved <= logged_steps(&log));
+    let ck = checkpoint::load(&d.path().join(FINAL)).unwrap();
+    assert_eq!(ck.state.step, saved);
+    assert_eq!(
+        checkpoint::load(&d.path().join("checkpoints/mpi/final.cllm")).unwrap(),
+        ck
+    );
+
+    let upto = (saved + 4).to_string();
+    let mut longer = long.to_vec();
+    longer.extend(["--max-steps", &upto]);
+    let straight = ok(mpirun(2, ds.path(), &train_args(ds.path(), &longer)));
+    let resume: Vec<String> = ["train", "--resume", FINAL, "--max-steps", &upto]
+        .iter()
+        .chain(&["--output", "resumed.cllm", "--json"])
+        .map(|s| s.to_string())
+        .collect();
+    let resumed = ok(mpirun(2, d.path(), &resume));
+    let expect = step_losses(&straight);
+    assert_eq!(expect.len() as u64, saved + 4);
+    assert_eq!(step_losses(&resumed), expect[saved as usize..].to_vec());
+    assert_eq!(
+        weights(&d.path().join("resumed.cllm")),
+        weights(&ds.path().join(FINAL))
+    );
 }

@@ -42,6 +42,9 @@ impl StopSignal {
     }
 }
 
+/// What runs on the watching thread at the first signal.
+pub type OnFirst = Box<dyn FnOnce(StopSignal) + Send>;
+
 /// Watches for SIGINT and SIGTERM while it lives.
 pub struct Interrupts {
     /// Receives one message, on the first signal.
@@ -54,6 +57,18 @@ impl Interrupts {
     /// Starts watching. `on_second` is printed (on stderr) when a second
     /// signal quits the process.
     pub fn watch(on_second: &'static str) -> Result<Interrupts, String> {
+        Self::watch_then(on_second, None)
+    }
+
+    /// [`watch`](Self::watch), and `on_first` runs on the watching thread
+    /// when the first signal comes, before the message goes out: what must
+    /// happen at once even while the command's own thread is busy (blocked
+    /// writing to a pipe nobody reads any more, say).
+    pub fn watch_then(
+        on_second: &'static str,
+        on_first: Option<OnFirst>,
+    ) -> Result<Interrupts, String> {
+        let mut on_first = on_first;
         let mut signals =
             Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot watch for Ctrl-C: {e}"))?;
         let handle = signals.handle();
@@ -66,6 +81,9 @@ impl Interrupts {
                     let signal = StopSignal::from_raw(raw);
                     seen += 1;
                     if seen == 1 {
+                        if let Some(first) = on_first.take() {
+                            first(signal);
+                        }
                         let _ = tx.try_send(signal);
                     } else {
                         eprintln!("\n{}: {on_second}", signal.name());

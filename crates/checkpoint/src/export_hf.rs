@@ -19,7 +19,6 @@ use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 /// File names inside the export folder.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -261,7 +260,7 @@ pub fn write_check_logits<T: TrainerRecords>(
     text: &str,
 ) -> Result<PathBuf, CheckpointError> {
     let out = dir.join(LOGITS_FILE);
-    let tokenizer = tokenizers::Tokenizer::from_str(&ckpt.tokenizer_json).map_err(|e| {
+    let tokenizer = cllm_data::tokenizer::hf_from_json(&ckpt.tokenizer_json).map_err(|e| {
         CheckpointError::bad_input(
             &out,
             format!("the checkpoint's tokenizer cannot be read: {e}"),

@@ -172,22 +172,34 @@ impl CrawlLog {
 /// entry is an error naming its number.
 pub fn read_log(dir: &Path) -> Result<Vec<Entry>, CrawlError> {
     let path = dir.join(LOG_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
         Err(source) => return Err(CrawlError::ReadLog { path, source }),
     };
-    text.lines()
+    // Line by line as bytes: a line that is not UTF-8 is a damaged line.
+    bytes
+        .split(|&b| b == b'\n')
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|source| CrawlError::DamagedLogLine {
+            serde_json::from_slice(l).map_err(|source| CrawlError::DamagedLogLine {
                 path: path.clone(),
                 line: i + 1,
                 source,
-                text: l.to_string(),
+                text: shown(l),
             })
         })
         .collect()
+}
+
+/// A damaged line as a message shows it: its start, when it is long.
+fn shown(line: &[u8]) -> String {
+    const MAX: usize = 160;
+    let text = String::from_utf8_lossy(line);
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.into_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -213,5 +225,18 @@ mod tests {
             message.contains(LOG_FILE) && message.contains("line 3"),
             "{message}"
         );
+        // A line that is not UTF-8 is a damaged line too, shown cut short.
+        let mut bytes = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        let mut long = b"{\"url\": \"".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 500));
+        long.extend_from_slice(b"\xff\"}\n");
+        bytes.splice(0..0, long);
+        std::fs::write(dir.path().join(LOG_FILE), bytes).unwrap();
+        let e = read_log(dir.path()).unwrap_err();
+        assert!(
+            matches!(e, CrawlError::DamagedLogLine { line: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().chars().count() < 400, "{e}");
     }
 }

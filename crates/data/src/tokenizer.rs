@@ -269,9 +269,7 @@ impl Tokenizer {
     }
 
     pub fn from_json(s: &str) -> Result<Tokenizer, DataError> {
-        let hf = tokenizers::Tokenizer::from_str(s)
-            .map_err(|e| DataError::tokenizer(format!("not a valid tokenizer.json: {e}")))?;
-        let bpe = BpeTokenizer::from_hf(hf)?;
+        let bpe = BpeTokenizer::from_hf(hf_from_json(s)?)?;
         let is_plain_bytes = bpe.pieces.len() == 256
             && bpe.eot.is_none()
             && bpe
@@ -291,6 +289,35 @@ impl Tokenizer {
         match self {
             Tokenizer::Bytes => bytes_as_hf(),
             Tokenizer::Bpe(b) => b.hf.clone(),
+        }
+    }
+}
+
+/// The Hugging Face tokenizer a `tokenizer.json` describes. A damaged file
+/// is an error, never a panic: the library panics on some (a syntax error
+/// inside the decoder, a merge shorter than a subword prefix), so the text
+/// must be JSON and name no prefix or suffix (byte-level BPE has neither)
+/// before the library reads it, and a panic of the library is an error too.
+pub fn hf_from_json(s: &str) -> Result<tokenizers::Tokenizer, DataError> {
+    let bad = |why: String| DataError::tokenizer(format!("not a valid tokenizer.json: {why}"));
+    let json: serde_json::Value = serde_json::from_str(s).map_err(|e| bad(e.to_string()))?;
+    for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+        let value = &json["model"][key];
+        if !(value.is_null() || value.as_str() == Some("")) {
+            return Err(bad(format!(
+                "its model has a {key} ({value}), which byte-level BPE does not use"
+            )));
+        }
+    }
+    match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(s)) {
+        Ok(parsed) => parsed.map_err(|e| bad(e.to_string())),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|m| m.to_string()))
+                .unwrap_or_default();
+            Err(bad(format!("the tokenizers library failed on it ({what})")))
         }
     }
 }

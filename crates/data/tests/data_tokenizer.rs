@@ -242,3 +242,32 @@ fn literal_endoftext_in_a_file_is_ordinary_text() {
     // The separator itself still decodes to its text, for generation.
     assert_eq!(tok.decode(&[eot]), EOT);
 }
+
+/// Damage the `tokenizers` library panics on (found by
+/// crates/train/tests/fuzz_checkpoint_sections.rs): a syntax error inside
+/// the decoder (it `expect`s its helper), and a subword prefix longer than
+/// a merge's second token (it subtracts the lengths). Errors, not panics.
+#[test]
+fn tokenizer_json_the_library_panics_on_is_an_error() {
+    let json = train(300).to_json();
+    let at = json.find("\"decoder\"").unwrap();
+    let open = at + json[at..].find('{').unwrap();
+    let broken = format!(
+        "{}{{\"type\" \"ByteLevel\"{}",
+        &json[..open],
+        &json[open + 1..]
+    );
+    let err = Tokenizer::from_json(&broken).unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid tokenizer.json"),
+        "{err}"
+    );
+
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value["model"]["continuing_subword_prefix"] = "##########".into();
+    let err = Tokenizer::from_json(&value.to_string()).unwrap_err();
+    assert!(
+        err.to_string().contains("continuing_subword_prefix"),
+        "{err}"
+    );
+}

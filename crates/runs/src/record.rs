@@ -166,8 +166,8 @@ pub enum Parsed {
     /// Valid JSON of a kind this version does not know (a newer writer):
     /// skipped, not damage.
     Unknown,
-    /// Not a log line: truncated, overwritten or not JSON.
-    Damaged,
+    /// Not a log line: truncated, overwritten or not JSON; what is wrong.
+    Damaged(String),
 }
 
 pub fn parse_line(line: &str) -> Parsed {
@@ -177,10 +177,13 @@ pub fn parse_line(line: &str) -> Parsed {
     }
     match serde_json::from_str::<Record>(line) {
         Ok(r) => Parsed::Record(Box::new(r)),
-        Err(_) => match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) if v.get("kind").is_some_and(|k| k.is_string()) && known(&v) => Parsed::Damaged,
+        Err(e) => match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v.get("kind").is_some_and(|k| k.is_string()) && known(&v) => Parsed::Damaged(
+                format!("a line of kind {} that does not read ({e})", v["kind"]),
+            ),
             Ok(v) if v.get("kind").is_some_and(|k| k.is_string()) => Parsed::Unknown,
-            _ => Parsed::Damaged,
+            Ok(_) => Parsed::Damaged("JSON without a \"kind\"".into()),
+            Err(e) => Parsed::Damaged(format!("not JSON ({e})")),
         },
     }
 }
@@ -205,12 +208,12 @@ mod tests {
         ));
         assert!(matches!(
             parse_line(r#"{"kind":"step","step":3,"lo"#),
-            Parsed::Damaged
+            Parsed::Damaged(why) if why.starts_with("not JSON")
         ));
-        assert!(matches!(parse_line("garbage"), Parsed::Damaged));
+        assert!(matches!(parse_line("garbage"), Parsed::Damaged(_)));
         assert!(matches!(
             parse_line(r#"{"kind":"step","step":"x"}"#),
-            Parsed::Damaged
+            Parsed::Damaged(why) if why.contains("kind \"step\"")
         ));
         assert!(matches!(
             parse_line(r#"{"kind":"future","x":1}"#),

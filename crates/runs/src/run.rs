@@ -46,6 +46,10 @@ pub struct RunData {
     pub end: Option<End>,
     /// Lines that were not log lines (truncated, overwritten, not JSON).
     pub damaged_lines: usize,
+    /// The first of them: its number in the log and what is wrong.
+    pub first_damage: Option<(usize, String)>,
+    /// Lines of the log read so far.
+    pub lines_read: usize,
     /// Bytes of an unfinished last line.
     pub pending_bytes: usize,
     /// When the log last changed.
@@ -56,6 +60,9 @@ pub struct RunData {
     pub found_resume: Option<PathBuf>,
     /// When `config.json` was written: the start of a version 1 run.
     pub config_written_unix: Option<f64>,
+    /// Why `config.json` is there but could not be read (the run's
+    /// settings are then unknown).
+    pub config_damage: Option<String>,
 }
 
 /// Seconds since the Unix epoch of a system time.
@@ -83,10 +90,14 @@ impl RunData {
 
     /// One line of the log, in order.
     pub fn apply_line(&mut self, line: &str) {
+        self.lines_read += 1;
         match parse_line(line) {
             Parsed::Record(r) => self.apply(*r),
             Parsed::Unknown => {}
-            Parsed::Damaged => self.damaged_lines += 1,
+            Parsed::Damaged(why) => {
+                self.damaged_lines += 1;
+                self.first_damage.get_or_insert((self.lines_read, why));
+            }
         }
     }
 
@@ -274,6 +285,26 @@ impl RunData {
         self.damaged_lines + usize::from(truncated)
     }
 
+    /// What the front ends say of the damaged lines skipped, naming the
+    /// log and the first one; `None` when there are none.
+    /// A damaged `config.json` is said too, on a line of its own.
+    pub fn damage_note(&self, now: SystemTime) -> Option<String> {
+        let n = self.damaged(now);
+        let log = (n > 0).then(|| {
+            let what = match &self.first_damage {
+                Some((line, why)) => format!("line {line}: {why}"),
+                None => "its last line is cut short".into(),
+            };
+            let s = if n == 1 { "" } else { "s" };
+            format!(
+                "{}: {n} damaged line{s} skipped; {what}",
+                self.log_path().display()
+            )
+        });
+        let notes: Vec<String> = log.into_iter().chain(self.config_damage.clone()).collect();
+        (!notes.is_empty()).then(|| notes.join("\n"))
+    }
+
     /// The run's checkpoints folder, from its config (`checkpoint_dir/<run>`).
     pub fn checkpoint_dir(&self) -> Option<PathBuf> {
         let base = self.train("checkpoint_dir")?.as_str()?;
@@ -349,9 +380,7 @@ impl RunReader {
         let mut changed = modified != self.data.modified;
         self.data.modified = modified;
         if self.data.config.is_none() || changed {
-            let config = std::fs::read_to_string(self.data.dir.join("config.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
+            let config = self.read_config();
             if config.is_some() {
                 self.data.config = config;
                 self.data.config_written_unix =
@@ -385,6 +414,27 @@ impl RunReader {
         changed |= found != (self.data.found_best.clone(), self.data.found_resume.clone());
         (self.data.found_best, self.data.found_resume) = found;
         Ok(changed)
+    }
+}
+
+impl RunReader {
+    /// `config.json`, when there is one that reads; why not, in the data.
+    fn read_config(&mut self) -> Option<serde_json::Value> {
+        let path = self.data.dir.join("config.json");
+        let text = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&text) {
+            Ok(config) => {
+                self.data.config_damage = None;
+                Some(config)
+            }
+            Err(e) => {
+                self.data.config_damage = Some(format!(
+                    "{}: not read ({e}): the run's settings are unknown",
+                    path.display()
+                ));
+                None
+            }
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct RunRow {
     pub ranks: usize,
     pub log_version: u32,
     pub damaged_lines: usize,
+    /// [`RunData::damage_note`](crate::RunData::damage_note).
+    pub damage_note: Option<String>,
 }
 
 impl RunRow {
@@ -55,6 +57,7 @@ impl RunRow {
             ranks: run.ranks(),
             log_version: run.version(),
             damaged_lines: run.damaged(now),
+            damage_note: run.damage_note(now),
         }
     }
 
@@ -180,11 +183,9 @@ pub fn format_table(rows: &[RunRow]) -> String {
     for row in &body {
         out.push_str(&line(row));
     }
-    for r in rows.iter().filter(|r| r.damaged_lines > 0) {
-        out.push_str(&format!(
-            "{}: {} damaged log line(s) skipped\n",
-            r.name, r.damaged_lines
-        ));
+    for note in rows.iter().filter_map(|r| r.damage_note.as_ref()) {
+        out.push_str(note);
+        out.push('\n');
     }
     out
 }

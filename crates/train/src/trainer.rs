@@ -123,13 +123,16 @@ pub fn run(
             run.after_step(&outcome, control.save_now, emit)?;
             // All ranks of a distributed run stop at the same step.
             let stop = run.agree_to_stop(control.stop, emit);
+            run.publish_last_step();
             if stop || run.stopped_early() {
                 break;
             }
         }
         Ok(())
     };
-    if let Err(e) = train() {
+    let trained = train();
+    run.close_last_step();
+    if let Err(e) = trained {
         run.log_failure(&e);
         return Err(e);
     }

@@ -3,6 +3,7 @@
 //! `config_file`); `terminal` draws the run.
 
 mod args;
+mod cluster_stop;
 mod config_file;
 mod terminal;
 
@@ -31,8 +32,11 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
         && failure.is_stop()
     {
         // mpirun stops forwarding stderr once it has signalled the job: the
-        // stop and the command that resumes it go out on stdout, now.
-        println!("{}", failure.message);
+        // stop and the command that resumes it go out on stdout, now
+        // (unless they went out as the checkpoint was saved at once).
+        if !failure.message.is_empty() {
+            println!("{}", failure.message);
+        }
         return Err(super::Failure {
             message: String::new(),
             code: failure.code,
@@ -50,18 +54,26 @@ pub fn run(args: TrainArgs) -> Result<(), super::Failure> {
 
 fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     use super::Failure;
-    use super::interrupt::{Interrupts, StopSignal, shell_quote};
+    use super::interrupt::{Interrupts, StopSignal};
     let config = args.to_config()?;
     config.validate().map_err(String::from)?;
     super::cluster::size_rayon_for_rank(&cluster, config.resolved_threads());
     let quiet = !cluster.is_writer();
     let cluster_size = cluster.size();
+    // A cluster's ranks keep their last completed step: on the first signal
+    // rank 0 saves it at once, and every rank asks its trainer to stop,
+    // on the watching thread (`cluster_stop`).
+    let keep = std::sync::Arc::clone(cluster.last_step());
+    let trainer_commands = std::sync::Arc::new(std::sync::OnceLock::new());
+    let on_first = cluster_stop::on_first_signal(&cluster, &trainer_commands, program_name());
     // Ctrl-C or SIGTERM: the first stops the trainer after its current
     // step (it then saves the final checkpoint); a second one quits at once.
-    let interrupts = Interrupts::watch(
+    let interrupts = Interrupts::watch_then(
         "again: quitting now, without the final checkpoint (the last one saved stays intact)",
+        on_first,
     )?;
     let handle = spawn(config, TrainOptions::in_cluster(cluster));
+    let _ = trainer_commands.set(handle.commands.clone());
     let mut view = if args.json || quiet {
         None
     } else if cluster_size > 1 {
@@ -69,24 +81,9 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     } else {
         Some(Terminal::new())
     };
-    if cluster_size > 1 && !quiet {
-        // OpenMPI kills the ranks a second after Ctrl-C on mpirun
-        // (odls_base_sigkill_timeout): too soon to finish a step and save.
-        let process = std::path::Path::new(&program_name())
-            .file_name()
-            .map_or_else(|| "cllm".into(), |n| n.to_string_lossy().into_owned());
-        let hint = format!(
-            "to stop and save: SIGTERM to the ranks (pkill -TERM -x {process} on each machine); \
-             Ctrl-C on mpirun lets OpenMPI kill them a second later, before the final save \
-             (the last checkpoint stays intact)"
-        );
-        match view.as_ref() {
-            Some(v) => v.notice(&hint),
-            None => eprintln!("{hint}"),
-        }
-    }
     let mut ctrl_c = interrupts.first.clone();
     let mut interrupted: Option<StopSignal> = None;
+    let mut saved_at_once = None;
     let mut outcome: Result<Summary, String> =
         Err("the trainer ended without a result".to_string());
     loop {
@@ -115,6 +112,16 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
                         break;
                     }
                     other => {
+                        if let Event::Ready(info) = &other
+                            && cluster_size > 1
+                            && !quiet
+                        {
+                            let hint = cluster_stop::hint(info.params);
+                            match view.as_ref() {
+                                Some(v) => v.notice(&hint),
+                                None => eprintln!("{hint}"),
+                            }
+                        }
                         if let Some(v) = view.as_mut() {
                             v.show(&other);
                         }
@@ -127,12 +134,17 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
                     continue;
                 };
                 interrupted = Some(signal);
+                saved_at_once = keep.saved();
                 handle.stop();
-                let line = format!(
-                    "{}: stopping after the current step and saving the final checkpoint \
-                     (Ctrl-C again to quit now)",
-                    signal.name()
-                );
+                let line = if saved_at_once.is_some() {
+                    format!("{}: stopping the ranks", signal.name())
+                } else {
+                    format!(
+                        "{}: stopping after the current step and saving the final checkpoint \
+                         (Ctrl-C again to quit now)",
+                        signal.name()
+                    )
+                };
                 let line = line.as_str();
                 match view.as_ref() {
                     _ if quiet => {}
@@ -149,22 +161,20 @@ fn run_rank(args: TrainArgs, cluster: Cluster) -> Result<(), super::Failure> {
     match (outcome, interrupted) {
         (Ok(_), None) => Ok(()),
         (Err(e), None) => Err(Failure::from(e)),
+        // Said as it was saved.
+        (_, Some(signal)) if saved_at_once.is_some() => {
+            Err(Failure::stopped_by(signal.exit_code(), String::new()))
+        }
         (Ok(summary), Some(signal)) => {
             // A cluster run resumes as it ran (any number of ranks works).
-            let launcher = if cluster_size > 1 {
-                format!("mpirun -np {cluster_size} ")
-            } else {
-                String::new()
-            };
             let at = format!("stopped by {} at step {}", signal.name(), summary.steps);
             Err(Failure::stopped_by(
                 signal.exit_code(),
                 match &summary.final_model {
                     Some(path) => format!(
-                        "{at}; final checkpoint: {}\nresume with: {launcher}{} train --resume {}",
+                        "{at}; final checkpoint: {}\n{}",
                         path.display(),
-                        shell_quote(&program_name()),
-                        shell_quote(&path.to_string_lossy())
+                        cluster_stop::resume_line(cluster_size, &program_name(), path)
                     ),
                     None => at,
                 },

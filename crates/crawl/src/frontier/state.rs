@@ -107,12 +107,13 @@ impl CrawlState {
     /// The saved state of `dir`, or None when there is none.
     pub fn load(dir: &Path) -> Result<Option<CrawlState>, CrawlError> {
         let path = CrawlState::path(dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CrawlError::ReadState { path, source }),
         };
-        let state: CrawlState = match serde_json::from_str(&text) {
+        // Bytes that are not UTF-8 are damage too, said as such.
+        let state: CrawlState = match serde_json::from_slice(&bytes) {
             Ok(s) => s,
             Err(source) => return Err(CrawlError::DamagedState { path, source }),
         };
@@ -183,5 +184,9 @@ mod tests {
         assert!(e.to_string().contains("damaged"), "{e}");
         assert!(e.to_string().contains(STATE_FILE), "names the file: {e}");
         assert!(e.to_string().contains("--restart"), "says what to do: {e}");
+        // Bytes that are not UTF-8 are damage, not a read error.
+        std::fs::write(CrawlState::path(dir.path()), b"{\"round\":\xff}").unwrap();
+        let e = CrawlState::load(dir.path()).unwrap_err();
+        assert!(matches!(e, CrawlError::DamagedState { .. }), "{e}");
     }
 }

@@ -9,7 +9,9 @@
 //! same collectives between threads of one process, so the distributed
 //! trainer is tested on every machine, with or without MPI installed.
 
+pub mod last_step;
 pub mod local;
+mod moment_slots;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 #[cfg(feature = "mpi")]
@@ -18,6 +20,7 @@ mod polite_sum;
 mod shared_window;
 
 use crate::error::TrainError;
+use last_step::LastStep;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -84,9 +87,10 @@ pub trait Collective: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// A shared handle to the run's collective.
+/// A shared handle to the run's collective, and the last completed step
+/// rank 0 keeps for a save at once ([`LastStep`]).
 #[derive(Clone)]
-pub struct Cluster(Arc<dyn Collective>);
+pub struct Cluster(Arc<dyn Collective>, Arc<LastStep>);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,12 +106,18 @@ impl Default for Cluster {
 
 impl Cluster {
     pub fn new(collective: Arc<dyn Collective>) -> Cluster {
-        Cluster(collective)
+        Cluster(collective, Arc::default())
     }
 
     /// One machine: rank 0 of 1; no collective ever communicates.
     pub fn solo() -> Cluster {
-        Cluster(Arc::new(Solo))
+        Cluster::new(Arc::new(Solo))
+    }
+
+    /// Where this rank hands over each completed step, once enabled
+    /// (rank 0 saves it at once when the job is ended).
+    pub fn last_step(&self) -> &Arc<LastStep> {
+        &self.1
     }
 
     pub fn rank(&self) -> usize {

@@ -38,8 +38,29 @@ impl Run {
         if !self.cluster.is_writer() {
             return Ok(self.replica_summary());
         }
-        self.settle_final_weights(emit)?;
-        let output = self.publish_final_model(emit)?;
+        let output = match self.cluster.last_step().saved() {
+            // Written at once when the job was ended: the final checkpoint.
+            Some(saved) => {
+                let path = if saved.copied {
+                    saved.output
+                } else {
+                    saved.run_final
+                };
+                emit(Event::Warning(format!(
+                    "the final model holds step {}, saved at once when the run was ended",
+                    saved.step
+                )));
+                emit(Event::Checkpoint {
+                    path: path.clone(),
+                    reason: SaveReason::Final,
+                });
+                path
+            }
+            None => {
+                self.settle_final_weights(emit)?;
+                self.publish_final_model(emit)?
+            }
+        };
         self.fill_summary(output);
         self.warn_if_stopped(emit);
         // The log's end line (runlog): stopped before the last step, or finished.

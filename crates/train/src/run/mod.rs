@@ -43,6 +43,7 @@ use timed::BudgetClock;
 mod after_step;
 mod build;
 mod finish;
+mod last_step;
 mod replicas;
 mod step;
 mod timed;

@@ -114,6 +114,12 @@ impl Spheres {
         self.stale_moments.is_some()
     }
 
+    /// The gradient buckets whose AdamW moments hold this rank's shares
+    /// only (`None`: they are whole).
+    pub fn moment_shares(&self) -> Option<&[Range<usize>]> {
+        self.stale_moments.as_deref()
+    }
+
     /// Gives every rank the whole AdamW moments again after sharded
     /// updates (each rank kept its shares current): before anything saves
     /// them. Collective: every rank calls it at the same step (they all
