@@ -108,6 +108,11 @@ pub struct TrainingState {
     /// unless asked for. `None` in older files.
     #[serde(default)]
     pub data: Option<cllm_data::fingerprint::DataFingerprint>,
+    /// A run given time: the budget it has spent, every plan it made and
+    /// what it was measuring (`crate::budget::replan`). `None` for runs by
+    /// epochs or steps, and in older files.
+    #[serde(default)]
+    pub budget: Option<crate::budget::replan::BudgetRecord>,
 }
 
 impl TrainingState {
@@ -126,6 +131,7 @@ impl TrainingState {
             last_step: 0,
             evals_without_gain: 0,
             data: None,
+            budget: None,
         }
     }
 }

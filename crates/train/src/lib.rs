@@ -12,8 +12,8 @@
 //!   over a [`cluster`].
 //! - The optimizer: [`optimizer`] (AdamW, clipping), the gradient-norm
 //!   watch: [`watch`]; the learning rate: [`schedule`]; how long a run is:
-//!   [`plan`]; a run given time: [`budget`]; the model size `auto` picks:
-//!   [`auto`].
+//!   [`plan`]; a run given time: [`budget`], timed by a [`clock`]; the model
+//!   size `auto` picks: [`auto`].
 //! - Checkpoints: [`checkpoint`] (the format's records), [`saving`]
 //!   (writing them), [`resume`] (a resumed run's settings).
 //! - The run log: [`runlog`]; validation: [`evaluate`], [`metrics`].
@@ -25,6 +25,7 @@ pub mod auto;
 pub mod bench;
 pub mod budget;
 pub mod checkpoint;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod data_parallel;

@@ -8,12 +8,14 @@
 //! model are ready, a `step` line per optimizer step (with tokens seen and
 //! the wall clock), an `eval` line per evaluation, a `spheres` line every few
 //! seconds (per-sphere work), `resume` when a run is continued, and an `end`
-//! line (finished / stopped / failed, with the summary) when the run ends.
+//! line (finished / stopped / failed, with the summary) when the run ends;
+//! a run given time adds a `plan` line for each plan it makes.
 //! Version 1 logs (step / eval / resume lines only) still load.
 
 use super::TrainConfig;
 use super::error::TrainError;
 use super::events::{EvalStats, RunInfo, SphereStats, StepStats, Summary};
+use super::plan::Plan;
 use cllm_core::ModelConfig;
 use serde::Serialize;
 use std::fs::File;
@@ -85,6 +87,22 @@ struct EvalLine<'a> {
     kind: &'static str,
     #[serde(flatten)]
     stats: &'a EvalStats,
+    time: f64,
+}
+
+/// A plan of a run given time: the one fixed after its warm-up, or a
+/// change as it trains.
+#[derive(Serialize)]
+struct PlanLine<'a> {
+    kind: &'static str,
+    /// Made after this step.
+    step: u64,
+    /// The step the run now stops at, and the schedule's end.
+    total_steps: u64,
+    horizon: u64,
+    /// The step time it was made from.
+    secs_per_step: f64,
+    message: &'a str,
     time: f64,
 }
 
@@ -348,6 +366,25 @@ impl RunLog {
             self.write_json(&line)?;
         }
         Ok(())
+    }
+
+    /// A plan of a run given time (`message` says it as the front ends do).
+    pub fn plan(
+        &mut self,
+        step: u64,
+        plan: &Plan,
+        step_ns: u64,
+        message: &str,
+    ) -> Result<(), TrainError> {
+        self.write_json(&PlanLine {
+            kind: "plan",
+            step,
+            total_steps: plan.last_step,
+            horizon: plan.horizon,
+            secs_per_step: crate::clock::secs(step_ns),
+            message,
+            time: unix_now(),
+        })
     }
 
     pub fn eval(&mut self, e: &EvalStats) -> Result<(), TrainError> {

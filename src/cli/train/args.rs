@@ -44,8 +44,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Train for this long instead of epochs (e.g. 30m, 1h, 90s): the steps
-    /// that fit are fixed after a timed warm-up, at most 16 passes over the
-    /// data unless --epochs says otherwise (more overfit a small corpus)
+    /// that fit are fixed after a timed warm-up and re-planned when the
+    /// machine gets faster or slower, at most 16 passes over the data unless
+    /// --epochs says otherwise (more overfit a small corpus)
     #[arg(long, value_name = "DURATION", value_parser = parse_time)]
     pub time: Option<f64>,
     /// Stop after this many optimizer steps (0 = no limit) [default: 0]

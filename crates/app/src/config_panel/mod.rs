@@ -166,7 +166,8 @@ fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
             .radio(by_time, "minutes")
             .on_hover_text(
                 "Train for this long: after a short timed warm-up the run fixes how many \
-                 steps fit, so the learning rate decays to its floor as the time ends",
+                 steps fit, and changes that when the machine gets faster or slower, so \
+                 the learning rate decays to its floor as the time ends",
             )
             .clicked()
             && !by_time

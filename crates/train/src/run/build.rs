@@ -7,6 +7,7 @@ use super::{Batches, Learner, Measures, Outputs, Progress, Run, Validation, mode
 use crate::TrainConfig;
 use crate::auto;
 use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::clock::{WallClock, nanos};
 use crate::cluster::Cluster;
 use crate::config::AUTO;
 use crate::error::TrainError;
@@ -14,8 +15,7 @@ use crate::evaluate::EvalWindows;
 use crate::events::{Event, Phase, RunInfo, Summary};
 use crate::memory;
 use crate::optimizer::AdamW;
-use crate::plan::Plan;
-use crate::plan::{plan, resumed_plan};
+use crate::plan::{PENDING, Plan, plan, resumed_plan};
 use crate::prepare::Prepared;
 use crate::runlog::{RunLog, unique_run_name};
 use crate::saving::Saver;
@@ -182,14 +182,8 @@ impl Run {
         summary.best_val_loss = state.best_val_loss;
         Ok(Run {
             progress: Progress {
-                schedule: Schedule {
-                    kind: config.optimizer.schedule,
-                    base_lr: config.optimizer.lr,
-                    min_lr: config.optimizer.min_lr,
-                    warmup_steps: config.optimizer.warmup_steps,
-                    total_steps: plan.horizon,
-                },
-                budget: budget_clock(&config, &state, &plan, started),
+                schedule: schedule(&config, &state, &plan),
+                budget: budget_clock(&config, &state, &plan),
                 first_step: state.step,
                 state,
                 plan,
@@ -203,7 +197,7 @@ impl Run {
             learner: Learner { model, opt },
             validation,
             outputs,
-            measures: Measures::new(summary),
+            measures: Measures::new(summary, Box::new(WallClock::since(started))),
             spheres,
             cluster,
             config,
@@ -425,24 +419,47 @@ fn bytes_per_token(train: &TokenDataset, val: &TokenDataset) -> f64 {
     }
 }
 
-/// A run given time whose length is not fixed yet keeps a clock. A new
-/// budget given on resume counts from now; otherwise the time already
-/// trained counts against it.
-fn budget_clock(
-    config: &TrainConfig,
-    state: &TrainingState,
-    plan: &Plan,
-    started: Instant,
-) -> Option<BudgetClock> {
-    plan.is_pending().then(|| {
-        let fresh_budget = config.given.iter().any(|g| g == "time_budget_secs");
-        let before = if fresh_budget {
-            0.0
-        } else {
-            state.elapsed_secs
-        };
-        BudgetClock::new(config.budget.time_budget_secs, before, started)
-    })
+/// A run given time keeps a budget. A new budget given on resume counts
+/// from now; otherwise the budget spent before counts against it (older
+/// files: the time trained). The checkpoint's plans are kept either way.
+fn budget_clock(config: &TrainConfig, state: &TrainingState, plan: &Plan) -> Option<BudgetClock> {
+    if config.budget.time_budget_secs <= 0.0 {
+        return None;
+    }
+    let before = if config.given.iter().any(|g| g == "time_budget_secs") {
+        0
+    } else {
+        match &state.budget {
+            Some(record) => record.spent_ns,
+            None => nanos(state.elapsed_secs),
+        }
+    };
+    Some(BudgetClock::new(
+        config.budget.time_budget_secs,
+        before,
+        state.budget.as_ref(),
+        !plan.is_pending(),
+    ))
+}
+
+/// The learning-rate schedule at the run's start. A resumed run given time
+/// replays the plans its checkpoint stored, so its rate is the one the run
+/// had (`Schedule::retarget`); a horizon changed on resume bends it from
+/// the step the run resumes at.
+fn schedule(config: &TrainConfig, state: &TrainingState, plan: &Plan) -> Schedule {
+    let o = &config.optimizer;
+    let plans = state.budget.as_ref().map_or(&[][..], |b| &b.plans[..]);
+    if plans.is_empty() {
+        return Schedule::new(o.schedule, o.lr, o.min_lr, o.warmup_steps, plan.horizon);
+    }
+    let mut schedule = Schedule::new(o.schedule, o.lr, o.min_lr, o.warmup_steps, PENDING);
+    for p in plans {
+        schedule.retarget(p.step, p.horizon);
+    }
+    if !plan.is_pending() && plan.horizon != schedule.total_steps() {
+        schedule.retarget(state.step, plan.horizon);
+    }
+    schedule
 }
 
 /// The run's repository memory: the resumed checkpoint's (its fitted mix),

@@ -4,8 +4,9 @@
 //! [`Run::step`] (`step.rs`), [`Run::after_step`] (evaluation, samples,
 //! epoch ends, saves: `after_step.rs`) and [`Run::finish`] (`finish.rs`);
 //! the loop that calls them is `trainer::run`. A run given time fixes its
-//! length after a timed warm-up (`timed.rs`); the ranks of a distributed run
-//! keep to one run (`replicas.rs`).
+//! length after a timed warm-up (`timed.rs`) and changes it as the machine
+//! gets faster or slower (`replan.rs`); the ranks of a distributed run keep
+//! to one run (`replicas.rs`).
 
 use super::auto::LADDER;
 use super::config::{AUTO, ConfigError};
@@ -25,6 +26,7 @@ use super::spheres::Spheres;
 use super::watch::NormWatch;
 use super::{TokenizerKind, TrainConfig};
 use crate::checkpoint::{self, Checkpoint, TrainingState};
+use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::evaluate::EvalWindows;
 use cllm_core::{Gpt, ModelConfig};
@@ -43,6 +45,7 @@ use timed::BudgetClock;
 mod after_step;
 mod build;
 mod finish;
+mod replan;
 mod replicas;
 mod step;
 mod timed;
@@ -125,7 +128,7 @@ struct Progress {
     state: TrainingState,
     plan: Plan,
     schedule: Schedule,
-    /// A run given time, until its warm-up fixes the run's length.
+    /// A run given time: its budget, measurements and plans.
     budget: Option<BudgetClock>,
     /// The step this session started at.
     first_step: u64,
@@ -140,7 +143,7 @@ struct Outputs {
 }
 
 /// What the run has measured so far: the summary it ends with, the
-/// guards' counters, and the timings a time budget's warm-up uses.
+/// guards' counters, and the clock a time budget's plans are timed by.
 struct Measures {
     summary: Summary,
     norm_watch: NormWatch,
@@ -150,14 +153,12 @@ struct Measures {
     tokens_done: u64,
     train_started: Instant,
     epoch_started: Instant,
-    /// The last evaluation: its step and time (without the checkpoint it
-    /// may write).
+    /// The last evaluation: its step and time on `clock` (without the
+    /// checkpoint it may write).
     last_eval: Option<LastEval>,
-    /// The last checkpoint's write time.
-    last_save_secs: Option<f64>,
-    /// Seconds spent between steps (evaluations, samples, checkpoints), so
-    /// the warm-up times the steps alone.
-    between_steps_secs: f64,
+    /// What steps, evaluations and checkpoints are timed by (the machine's
+    /// clock; a simulated one in tests).
+    clock: Box<dyn Clock>,
     /// The last evaluation's validation loss.
     last_val_loss: Option<f32>,
 }
@@ -169,7 +170,7 @@ struct LastEval {
 }
 
 impl Measures {
-    fn new(summary: Summary) -> Measures {
+    fn new(summary: Summary, clock: Box<dyn Clock>) -> Measures {
         Measures {
             summary,
             norm_watch: NormWatch::default(),
@@ -178,8 +179,7 @@ impl Measures {
             train_started: Instant::now(),
             epoch_started: Instant::now(),
             last_eval: None,
-            last_save_secs: None,
-            between_steps_secs: 0.0,
+            clock,
             last_val_loss: None,
         }
     }
@@ -201,9 +201,18 @@ impl Run {
         self.measures.summary.stopped_early
     }
 
-    /// Injects a test's faults into this run's steps.
+    /// Injects a test's faults into this run's steps, and its simulated
+    /// machine into the run's clock.
     #[cfg(feature = "test-faults")]
     pub fn inject(&mut self, faults: Faults) {
+        if let Some(load) = faults.load.clone() {
+            let before = self
+                .progress
+                .budget
+                .as_ref()
+                .map_or(0, |b| b.spent_before_ns());
+            self.measures.clock = Box::new(crate::clock::SimulatedClock::new(load, before));
+        }
         self.faults = faults;
     }
 
