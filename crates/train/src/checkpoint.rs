@@ -113,6 +113,21 @@ pub struct TrainingState {
     /// epochs or steps, and in older files.
     #[serde(default)]
     pub budget: Option<crate::budget::replan::BudgetRecord>,
+    /// The model the run started from (`--init`); `None` for a run from
+    /// new weights, and in older files.
+    #[serde(default)]
+    pub base: Option<BaseModel>,
+}
+
+/// The model a run started from: where it was read, its file's checksum,
+/// the run that trained it and the step it was saved at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseModel {
+    pub path: std::path::PathBuf,
+    pub checksum_sha256: String,
+    /// Empty when that run had no name.
+    pub run: String,
+    pub step: u64,
 }
 
 impl TrainingState {
@@ -132,6 +147,7 @@ impl TrainingState {
             evals_without_gain: 0,
             data: None,
             budget: None,
+            base: None,
         }
     }
 }

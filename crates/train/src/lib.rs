@@ -15,7 +15,8 @@
 //!   [`plan`]; a run given time: [`budget`], timed by a [`clock`]; the model
 //!   size `auto` picks: [`auto`].
 //! - Checkpoints: [`checkpoint`] (the format's records), [`saving`]
-//!   (writing them), [`resume`] (a resumed run's settings).
+//!   (writing them), [`resume`] (a resumed run's settings), [`init`] (a run
+//!   from a base model).
 //! - The run log: [`runlog`]; validation: [`evaluate`], [`metrics`].
 //! - Errors: [`TrainError`] ([`error`]); memory checks: [`memory`]; faults
 //!   tests inject: `faults` (the `test-faults` feature only).
@@ -34,6 +35,7 @@ pub mod evaluate;
 pub mod events;
 #[cfg(feature = "test-faults")]
 pub mod faults;
+pub mod init;
 pub mod memory;
 pub mod metrics;
 pub mod optimizer;

@@ -13,6 +13,7 @@
 //! Version 1 logs (step / eval / resume lines only) still load.
 
 use super::TrainConfig;
+use super::checkpoint::BaseModel;
 use super::error::TrainError;
 use super::events::{EvalStats, RunInfo, SphereStats, StepStats, Summary};
 use super::plan::Plan;
@@ -69,6 +70,9 @@ struct Header<'a> {
     /// MPI ranks, each with `threads` spheres (1 on one machine).
     ranks: usize,
     data: &'a [PathBuf],
+    /// The model the run started from (`--init`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base: Option<&'a BaseModel>,
 }
 
 #[derive(Serialize)]
@@ -228,6 +232,13 @@ pub fn unique_run_name(config: &TrainConfig) -> String {
     name
 }
 
+/// How a log is opened: for a new run (from a base model or not), or
+/// continued by a resumed one at its step.
+enum Opening<'a> {
+    New { base: Option<&'a BaseModel> },
+    Resumed { step: u64 },
+}
+
 #[derive(Serialize)]
 struct ResumeLine {
     kind: &'static str,
@@ -240,9 +251,14 @@ struct ResumeLine {
 
 impl RunLog {
     /// Starts the log of a new run in `runs_dir/<run_name>` (the name must
-    /// already be unique: [`unique_run_name`]).
-    pub fn create(config: &TrainConfig, model: &ModelConfig) -> Result<RunLog, TrainError> {
-        Self::open(config, model, None)
+    /// already be unique: [`unique_run_name`]); its header names the `base`
+    /// model it starts from.
+    pub fn create(
+        config: &TrainConfig,
+        model: &ModelConfig,
+        base: Option<&BaseModel>,
+    ) -> Result<RunLog, TrainError> {
+        Self::open(config, model, Opening::New { base })
     }
 
     /// Continues the log of a resumed run at `step`: appends a
@@ -253,14 +269,18 @@ impl RunLog {
         model: &ModelConfig,
         step: u64,
     ) -> Result<RunLog, TrainError> {
-        Self::open(config, model, Some(step))
+        Self::open(config, model, Opening::Resumed { step })
     }
 
     fn open(
         config: &TrainConfig,
         model: &ModelConfig,
-        resumed_at: Option<u64>,
+        opening: Opening<'_>,
     ) -> Result<RunLog, TrainError> {
+        let resumed_at = match opening {
+            Opening::Resumed { step } => Some(step),
+            Opening::New { .. } => None,
+        };
         let dir = config.outputs.runs_dir.join(&config.outputs.run_name);
         std::fs::create_dir_all(&dir).map_err(|e| TrainError::io("create run folder", &dir, e))?;
         let cfg = RunConfig {
@@ -296,15 +316,15 @@ impl RunLog {
             ended: false,
         };
         let threads = config.resolved_threads();
-        match resumed_at {
-            Some(step) => log.write_json(&ResumeLine {
+        match opening {
+            Opening::Resumed { step } => log.write_json(&ResumeLine {
                 kind: "resume",
                 step,
                 version: LOG_VERSION,
                 started_unix: unix_now(),
                 threads,
             })?,
-            None => log.write_json(&Header {
+            Opening::New { base } => log.write_json(&Header {
                 kind: "header",
                 version: LOG_VERSION,
                 run: &config.outputs.run_name,
@@ -314,6 +334,7 @@ impl RunLog {
                 threads,
                 ranks: config.ranks.max(1),
                 data: &config.corpus.data,
+                base,
             })?,
         }
         Ok(log)
@@ -542,7 +563,7 @@ mod tests {
         config.outputs.runs_dir = dir.path().to_path_buf();
         config.outputs.run_name = "t".into();
         let model = ModelConfig::preset("tiny").unwrap();
-        let mut log = RunLog::create(&config, &model).unwrap();
+        let mut log = RunLog::create(&config, &model, None).unwrap();
         let step = StepStats {
             epoch: 0,
             epochs: 1,

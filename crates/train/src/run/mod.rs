@@ -1,5 +1,6 @@
 //! A training run between its phases. [`Run::settle_config`] (a resumed run
-//! takes its checkpoint's settings), [`Run::prepare_data`], [`Run::build`]
+//! takes its checkpoint's settings, a run from a base model the base's size
+//! and tokenizer), [`Run::prepare_data`], [`Run::build`]
 //! (model, optimizer, plan, spheres, the run's folder: `build.rs`),
 //! [`Run::step`] (`step.rs`), [`Run::after_step`] (evaluation, samples,
 //! epoch ends, saves: `after_step.rs`) and [`Run::finish`] (`finish.rs`);
@@ -14,6 +15,7 @@ use super::error::TrainError;
 use super::events::{Command, Event, Summary};
 #[cfg(feature = "test-faults")]
 use super::faults::Faults;
+use super::init::{self, Base};
 use super::memory;
 use super::optimizer::AdamW;
 use super::plan::Plan;
@@ -47,6 +49,7 @@ mod build;
 mod finish;
 mod replan;
 mod replicas;
+mod start;
 mod step;
 mod timed;
 
@@ -75,6 +78,16 @@ pub fn model_config_for(
     }
     mc.validate().map_err(TrainError::model)?;
     Ok(mc)
+}
+
+/// What a run starts from.
+pub enum Origin {
+    /// New weights and a tokenizer trained on the data.
+    New,
+    /// A checkpoint it continues exactly (`--resume`).
+    Resumed(Box<Checkpoint>),
+    /// A base model's architecture, tokenizer and weights (`--init`).
+    Base(Box<Base>),
 }
 
 /// A training run between its phases, in the parts a step works with.
@@ -216,12 +229,36 @@ impl Run {
         self.faults = faults;
     }
 
-    /// Phase 0: the config the run uses. A resumed run takes the
-    /// checkpoint's settings except those the user gave (`train::resume`).
+    /// Phase 0: the config the run uses and what it starts from. A resumed
+    /// run takes the checkpoint's settings except those the user gave
+    /// (`train::resume`); a run from a base model, the base's size and
+    /// tokenizer (`train::init`).
     pub fn settle_config(
         user: TrainConfig,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(TrainConfig, Option<Checkpoint>), TrainError> {
+    ) -> Result<(TrainConfig, Origin), TrainError> {
+        if let (Some(init), Some(resume)) = (&user.model.init, &user.resume) {
+            return Err(TrainError::InitWithResume {
+                init: init.clone(),
+                resume: resume.clone(),
+            });
+        }
+        if let Some(path) = user.model.init.clone() {
+            let base = init::load_base(&path)?;
+            let config = init::config_from_base(user, &base)?;
+            config.validate()?;
+            let model = base.model_config(&config);
+            memory::check_training_fits(&config, &model, config.resolved_threads())?;
+            emit(Event::Info(format!(
+                "starting from the base model {} (run '{}', step {}): a {} model with its \
+                 tokenizer and weights, a fresh optimizer and schedule",
+                path.display(),
+                base.model.run,
+                base.model.step,
+                base.describe(),
+            )));
+            return Ok((config, Origin::Base(Box::new(base))));
+        }
         let Some(path) = user.resume.clone() else {
             // Refuse what the machine cannot hold before reading any data:
             // the vocabulary asked for bounds the one the tokenizer learns.
@@ -231,7 +268,7 @@ impl Run {
             };
             let model = model_config_for(&user, vocab)?;
             memory::check_training_fits(&user, &model, user.resolved_threads())?;
-            return Ok((user, None));
+            return Ok((user, Origin::New));
         };
         let ck = checkpoint::load(&path)?;
         let (config, notes) = resume::resumed_config(&ck.train_config, &user, &user.given)?;
@@ -239,14 +276,14 @@ impl Run {
             emit(Event::Warning(note));
         }
         config.validate()?;
-        Ok((config, Some(ck)))
+        Ok((config, Origin::Resumed(Box::new(ck))))
     }
 
     /// Phase 1: scan, read, tokenize and split the data. `None` when the
     /// user stopped it (a stop, not an error).
     pub fn prepare_data(
         config: &TrainConfig,
-        resumed: Option<&Checkpoint>,
+        origin: &Origin,
         commands: &Receiver<Command>,
         emit: &mut dyn FnMut(Event),
     ) -> Result<Option<Prepared>, TrainError> {
@@ -263,12 +300,13 @@ impl Run {
                 }
             })
         };
-        let saved_tokenizer = match resumed {
-            Some(ck) => Some(
+        let saved_tokenizer = match origin {
+            Origin::New => None,
+            Origin::Resumed(ck) => Some(
                 Tokenizer::from_json(&ck.tokenizer_json)
                     .map_err(|e| TrainError::SavedTokenizer(e.to_string()))?,
             ),
-            None => None,
+            Origin::Base(base) => Some(base.tokenizer()?),
         };
         let prepared = prepare(config, saved_tokenizer, &cancel, emit);
         done.store(true, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 use cllm_core::rng::Rng;
 use cllm_core::{ModelConfig, ParamLayout};
 use cllm_train::budget::replan::{BudgetRecord, PlanChange, Window};
-use cllm_train::checkpoint::{Checkpoint, OptimizerState, TrainingState};
+use cllm_train::checkpoint::{BaseModel, Checkpoint, OptimizerState, TrainingState};
 use cllm_train::{AdamWConfig, TrainConfig};
 
 /// A tokenizer string with quotes, escapes, non-ASCII text and a token that
@@ -67,6 +67,12 @@ pub fn sample(preset: &str, with_optimizer: bool, seed: u64) -> Checkpoint {
                 last_step: 8000,
                 step_ns: 123_456_789,
             }],
+        }),
+        base: Some(BaseModel {
+            path: "bases/c-headers.cllm".into(),
+            checksum_sha256: "ab".repeat(32),
+            run: "base-run".into(),
+            step: 9000,
         }),
     };
     Checkpoint {
