@@ -353,3 +353,21 @@ fn a_run_resumed_after_a_replan_is_bit_identical() {
         straight.summary.budget_used_secs
     );
 }
+
+/// Under `--max-steps` a re-plan moves the schedule's end, never the stop.
+#[test]
+fn a_replanned_run_keeps_its_step_cap() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = timed(d.path(), 200.0);
+    cfg.budget.max_steps = 500;
+    let out = run_with(cfg, faults(machine(20.0..40.0)));
+    let changes = replans(&out);
+    assert!(!changes.is_empty(), "the load changed the plan");
+    assert!(changes.iter().all(|c| c.1 == 500), "{changes:?}");
+    assert_eq!(out.steps.last().unwrap().step, 500);
+    let said = out.events.iter().find_map(|e| match e {
+        Event::Replanned { message, .. } => Some(message.clone()),
+        _ => None,
+    });
+    assert!(said.unwrap().contains("steps in the schedule"));
+}

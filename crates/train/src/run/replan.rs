@@ -57,12 +57,18 @@ impl Run {
         } else {
             String::new()
         };
+        // Under --max-steps the stop may stay where it was: then the
+        // schedule's end is what changed.
+        let (from, to, what) = if fitted.plan.last_step == plan.last_step {
+            (plan.horizon, fitted.plan.horizon, "steps in the schedule")
+        } else {
+            (plan.last_step, fitted.plan.last_step, "steps")
+        };
         let message = format!(
-            "re-planned at step {step}, {} of {} left: {} -> {} steps{cap}, {:.1} -> {:.1} k tok/s",
+            "re-planned at step {step}, {} of {} left: {from} -> {to} {what}{cap}, {:.1} -> {:.1} \
+             k tok/s",
             format_duration(remaining.max(0.0)),
             format_duration(budget),
-            plan.last_step,
-            fitted.plan.last_step,
             rate(before),
             rate(per_step),
         );
