@@ -141,13 +141,13 @@ pub fn train(s: &Settings) -> Result<Trained, Box<dyn Error>> {
         model.layout.total,
         model.layout.decay_ranges(),
     );
-    let schedule = Schedule {
-        kind: ScheduleKind::Cosine,
-        base_lr: s.lr,
-        min_lr: s.min_lr,
-        warmup_steps: s.warmup_steps,
-        total_steps: s.steps,
-    };
+    let schedule = Schedule::new(
+        ScheduleKind::Cosine,
+        s.lr,
+        s.min_lr,
+        s.warmup_steps,
+        s.steps,
+    );
 
     // The data loader cuts the training tokens into windows of `t + 1`
     // (inputs and the targets one token on) and visits them in an order

@@ -104,6 +104,24 @@ pub fn describe(info: &CheckpointInfo) -> String {
         "training    preset {}, lr {}, batch {} x {} tokens, accumulation {}, threads {}, seed {}, epochs {}",
         t.model.preset, t.optimizer.lr, t.batch.batch_size, t.batch.seq_len, t.batch.accum_steps, t.threads, t.seed, t.budget.epochs
     ));
+    if let Some(b) = &s.base {
+        lines.push(format!(
+            "base        started from {} (run '{}', step {}, sha256 {})",
+            b.path.display(),
+            b.run,
+            b.step,
+            b.checksum_sha256
+        ));
+    }
+    if let Some(b) = &s.budget {
+        lines.push(format!(
+            "time        {} of a {} budget spent, {} plan{}",
+            cllm_train::budget::format_duration(cllm_train::clock::secs(b.spent_ns)),
+            cllm_train::budget::format_duration(t.budget.time_budget_secs),
+            b.plans.len(),
+            if b.plans.len() == 1 { "" } else { "s" }
+        ));
+    }
     lines.push(format!(
         "tokenizer   embedded tokenizer.json, {}",
         human_bytes(info.tokenizer_bytes as u64)

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod course;
 mod files;
+mod init;
 mod resume;
 mod spheres;
 mod time_budget;

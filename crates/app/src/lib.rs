@@ -188,8 +188,10 @@ impl WorkbenchApp {
         // banner says so); only the thread count is this machine's.
         cfg.given = vec!["threads".into()];
         // A new run with a sequence length other than the default keeps it
-        // under `auto` (which otherwise trains at its size's context).
+        // under `auto` (which otherwise trains at its size's context); one
+        // from a base model trains at the base's.
         if cfg.resume.is_none()
+            && cfg.model.init.is_none()
             && cfg.batch.seq_len != cllm_train::TrainConfig::default().batch.seq_len
         {
             cfg.given.push("seq_len".into());

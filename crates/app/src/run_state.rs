@@ -77,6 +77,11 @@ impl RunView {
             Event::Planned {
                 total_steps,
                 message,
+            }
+            | Event::Replanned {
+                total_steps,
+                message,
+                ..
             } => {
                 if let Some(info) = &mut self.info {
                     info.total_steps = total_steps;

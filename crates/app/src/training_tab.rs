@@ -7,6 +7,7 @@ use super::config_panel::{ConfigAction, config_panel_ui};
 use super::crawl_panel::crawl_panel_ui;
 use super::data_panel::{DataAction, data_panel_ui};
 use super::dialog::PickPurpose;
+use super::llm_tab::LlmTab;
 use super::loss_plot::loss_plot_ui;
 use super::progress::progress_ui;
 use super::sphere_view::sphere_view_ui;
@@ -43,16 +44,25 @@ pub fn training_tab_ui(ui: &mut egui::Ui, app: &mut WorkbenchApp) {
                     ui.add_space(6.0);
                     ui.separator();
                     ui.heading("Configuration");
-                    if config_panel_ui(
+                    // The models a run may start from: the LLM tab's list.
+                    let unlisted = app.llm.list.dirs.is_empty() && !app.llm.list.is_listing();
+                    match config_panel_ui(
                         ui,
                         &mut app.settings.train,
                         &mut app.editor,
                         &mut app.settings.show_advanced,
                         idle,
                         picking,
-                    ) == ConfigAction::PickResume
-                    {
-                        app.open_dialog(PickPurpose::ResumeCheckpoint);
+                        &app.llm.list,
+                    ) {
+                        ConfigAction::PickResume => app.open_dialog(PickPurpose::ResumeCheckpoint),
+                        ConfigAction::RefreshModels => {
+                            app.llm.refresh(LlmTab::model_dirs(&app.settings))
+                        }
+                        ConfigAction::None if unlisted => {
+                            app.llm.refresh(LlmTab::model_dirs(&app.settings))
+                        }
+                        ConfigAction::None => {}
                     }
                 });
         });

@@ -2,9 +2,13 @@
 //!
 //! The run starts with a provisional plan, times a short warm-up (a few
 //! steps and one evaluation), then fixes how many steps fit in what is left
-//! of the budget: the schedule's horizon and the last step. Both are stored
-//! in every checkpoint, so a resumed run keeps the same schedule (exact
-//! resume) instead of measuring again on a machine that may be busier.
+//! of the budget: the schedule's horizon and the last step. While it trains
+//! it looks at that plan again and changes it when the machine got faster
+//! or slower ([`replan`]). Every plan is stored in every checkpoint, so a
+//! resumed run keeps the same schedule (exact resume) instead of measuring
+//! again on a machine that may be busier.
+
+pub mod replan;
 
 use crate::config::ConfigError;
 use std::time::Duration;

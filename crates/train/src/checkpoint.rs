@@ -108,6 +108,26 @@ pub struct TrainingState {
     /// unless asked for. `None` in older files.
     #[serde(default)]
     pub data: Option<cllm_data::fingerprint::DataFingerprint>,
+    /// A run given time: the budget it has spent, every plan it made and
+    /// what it was measuring (`crate::budget::replan`). `None` for runs by
+    /// epochs or steps, and in older files.
+    #[serde(default)]
+    pub budget: Option<crate::budget::replan::BudgetRecord>,
+    /// The model the run started from (`--init`); `None` for a run from
+    /// new weights, and in older files.
+    #[serde(default)]
+    pub base: Option<BaseModel>,
+}
+
+/// The model a run started from: where it was read, its file's checksum,
+/// the run that trained it and the step it was saved at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseModel {
+    pub path: std::path::PathBuf,
+    pub checksum_sha256: String,
+    /// Empty when that run had no name.
+    pub run: String,
+    pub step: u64,
 }
 
 impl TrainingState {
@@ -126,6 +146,8 @@ impl TrainingState {
             last_step: 0,
             evals_without_gain: 0,
             data: None,
+            budget: None,
+            base: None,
         }
     }
 }

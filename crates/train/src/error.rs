@@ -98,6 +98,27 @@ pub enum TrainError {
     )]
     NoStepsLeft { path: PathBuf, last_step: u64 },
 
+    // Starting from a base model.
+    #[error(
+        "--init {} and --resume {} cannot be used together: --resume continues a run with its \
+         own weights, optimizer and schedule, --init starts a new run from a base model's \
+         weights; drop one of them",
+        init.display(),
+        resume.display()
+    )]
+    InitWithResume { init: PathBuf, resume: PathBuf },
+    #[error(
+        "{option} {given} contradicts the base model {} ({base}): a run from --init keeps the \
+         base's model and tokenizer; leave {option} out",
+        path.display()
+    )]
+    InitContradicts {
+        option: &'static str,
+        given: String,
+        base: String,
+        path: PathBuf,
+    },
+
     // The run's files.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {

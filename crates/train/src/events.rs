@@ -260,6 +260,14 @@ pub enum Event {
         total_steps: u64,
         message: String,
     },
+    /// A run given time changed its plan after `step`, the machine having
+    /// got faster or slower: `total_steps` is now the step it stops at;
+    /// `message` says from what to what (steps and tokens per second).
+    Replanned {
+        step: u64,
+        total_steps: u64,
+        message: String,
+    },
     /// Something the run decided that the person should know (not a
     /// problem): e.g. the size `--preset auto` chose.
     Info(String),

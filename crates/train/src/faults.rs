@@ -17,6 +17,10 @@ pub struct Faults {
     /// Make this sphere panic in this step (0-based), as a bug in a sphere
     /// would: the run must end with an error, not hang, and its threads end.
     pub panic_in_sphere_at_step: Option<(usize, u64)>,
+    /// Time the run on this simulated machine instead of the real clock,
+    /// as a machine whose load changes would: a time budget's plans follow
+    /// it (`crate::clock`).
+    pub load: Option<crate::clock::SimulatedLoad>,
 }
 
 /// What a test of the MPI path sets in the environment of a real

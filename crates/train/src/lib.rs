@@ -12,10 +12,11 @@
 //!   over a [`cluster`].
 //! - The optimizer: [`optimizer`] (AdamW, clipping), the gradient-norm
 //!   watch: [`watch`]; the learning rate: [`schedule`]; how long a run is:
-//!   [`plan`]; a run given time: [`budget`]; the model size `auto` picks:
-//!   [`auto`].
+//!   [`plan`]; a run given time: [`budget`], timed by a [`clock`]; the model
+//!   size `auto` picks: [`auto`].
 //! - Checkpoints: [`checkpoint`] (the format's records), [`saving`]
-//!   (writing them), [`resume`] (a resumed run's settings).
+//!   (writing them), [`resume`] (a resumed run's settings), [`init`] (a run
+//!   from a base model).
 //! - The run log: [`runlog`]; validation: [`evaluate`], [`metrics`].
 //! - Errors: [`TrainError`] ([`error`]); memory checks: [`memory`]; faults
 //!   tests inject: `faults` (the `test-faults` feature only).
@@ -25,6 +26,7 @@ pub mod auto;
 pub mod bench;
 pub mod budget;
 pub mod checkpoint;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod data_parallel;
@@ -33,6 +35,7 @@ pub mod evaluate;
 pub mod events;
 #[cfg(feature = "test-faults")]
 pub mod faults;
+pub mod init;
 pub mod memory;
 pub mod metrics;
 pub mod optimizer;

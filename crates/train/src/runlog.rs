@@ -8,12 +8,15 @@
 //! model are ready, a `step` line per optimizer step (with tokens seen and
 //! the wall clock), an `eval` line per evaluation, a `spheres` line every few
 //! seconds (per-sphere work), `resume` when a run is continued, and an `end`
-//! line (finished / stopped / failed, with the summary) when the run ends.
+//! line (finished / stopped / failed, with the summary) when the run ends;
+//! a run given time adds a `plan` line for each plan it makes.
 //! Version 1 logs (step / eval / resume lines only) still load.
 
 use super::TrainConfig;
+use super::checkpoint::BaseModel;
 use super::error::TrainError;
 use super::events::{EvalStats, RunInfo, SphereStats, StepStats, Summary};
+use super::plan::Plan;
 use cllm_core::ModelConfig;
 use serde::Serialize;
 use std::fs::File;
@@ -67,6 +70,9 @@ struct Header<'a> {
     /// MPI ranks, each with `threads` spheres (1 on one machine).
     ranks: usize,
     data: &'a [PathBuf],
+    /// The model the run started from (`--init`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base: Option<&'a BaseModel>,
 }
 
 #[derive(Serialize)]
@@ -85,6 +91,22 @@ struct EvalLine<'a> {
     kind: &'static str,
     #[serde(flatten)]
     stats: &'a EvalStats,
+    time: f64,
+}
+
+/// A plan of a run given time: the one fixed after its warm-up, or a
+/// change as it trains.
+#[derive(Serialize)]
+struct PlanLine<'a> {
+    kind: &'static str,
+    /// Made after this step.
+    step: u64,
+    /// The step the run now stops at, and the schedule's end.
+    total_steps: u64,
+    horizon: u64,
+    /// The step time it was made from.
+    secs_per_step: f64,
+    message: &'a str,
     time: f64,
 }
 
@@ -210,6 +232,13 @@ pub fn unique_run_name(config: &TrainConfig) -> String {
     name
 }
 
+/// How a log is opened: for a new run (from a base model or not), or
+/// continued by a resumed one at its step.
+enum Opening<'a> {
+    New { base: Option<&'a BaseModel> },
+    Resumed { step: u64 },
+}
+
 #[derive(Serialize)]
 struct ResumeLine {
     kind: &'static str,
@@ -222,9 +251,14 @@ struct ResumeLine {
 
 impl RunLog {
     /// Starts the log of a new run in `runs_dir/<run_name>` (the name must
-    /// already be unique: [`unique_run_name`]).
-    pub fn create(config: &TrainConfig, model: &ModelConfig) -> Result<RunLog, TrainError> {
-        Self::open(config, model, None)
+    /// already be unique: [`unique_run_name`]); its header names the `base`
+    /// model it starts from.
+    pub fn create(
+        config: &TrainConfig,
+        model: &ModelConfig,
+        base: Option<&BaseModel>,
+    ) -> Result<RunLog, TrainError> {
+        Self::open(config, model, Opening::New { base })
     }
 
     /// Continues the log of a resumed run at `step`: appends a
@@ -235,14 +269,18 @@ impl RunLog {
         model: &ModelConfig,
         step: u64,
     ) -> Result<RunLog, TrainError> {
-        Self::open(config, model, Some(step))
+        Self::open(config, model, Opening::Resumed { step })
     }
 
     fn open(
         config: &TrainConfig,
         model: &ModelConfig,
-        resumed_at: Option<u64>,
+        opening: Opening<'_>,
     ) -> Result<RunLog, TrainError> {
+        let resumed_at = match opening {
+            Opening::Resumed { step } => Some(step),
+            Opening::New { .. } => None,
+        };
         let dir = config.outputs.runs_dir.join(&config.outputs.run_name);
         std::fs::create_dir_all(&dir).map_err(|e| TrainError::io("create run folder", &dir, e))?;
         let cfg = RunConfig {
@@ -278,15 +316,15 @@ impl RunLog {
             ended: false,
         };
         let threads = config.resolved_threads();
-        match resumed_at {
-            Some(step) => log.write_json(&ResumeLine {
+        match opening {
+            Opening::Resumed { step } => log.write_json(&ResumeLine {
                 kind: "resume",
                 step,
                 version: LOG_VERSION,
                 started_unix: unix_now(),
                 threads,
             })?,
-            None => log.write_json(&Header {
+            Opening::New { base } => log.write_json(&Header {
                 kind: "header",
                 version: LOG_VERSION,
                 run: &config.outputs.run_name,
@@ -296,6 +334,7 @@ impl RunLog {
                 threads,
                 ranks: config.ranks.max(1),
                 data: &config.corpus.data,
+                base,
             })?,
         }
         Ok(log)
@@ -348,6 +387,25 @@ impl RunLog {
             self.write_json(&line)?;
         }
         Ok(())
+    }
+
+    /// A plan of a run given time (`message` says it as the front ends do).
+    pub fn plan(
+        &mut self,
+        step: u64,
+        plan: &Plan,
+        step_ns: u64,
+        message: &str,
+    ) -> Result<(), TrainError> {
+        self.write_json(&PlanLine {
+            kind: "plan",
+            step,
+            total_steps: plan.last_step,
+            horizon: plan.horizon,
+            secs_per_step: crate::clock::secs(step_ns),
+            message,
+            time: unix_now(),
+        })
     }
 
     pub fn eval(&mut self, e: &EvalStats) -> Result<(), TrainError> {
@@ -505,7 +563,7 @@ mod tests {
         config.outputs.runs_dir = dir.path().to_path_buf();
         config.outputs.run_name = "t".into();
         let model = ModelConfig::preset("tiny").unwrap();
-        let mut log = RunLog::create(&config, &model).unwrap();
+        let mut log = RunLog::create(&config, &model, None).unwrap();
         let step = StepStats {
             epoch: 0,
             epochs: 1,

@@ -106,14 +106,14 @@ pub fn run(
 ) -> Result<Summary, TrainError> {
     let started = Instant::now();
     user_config.validate()?;
-    let (config, resumed) = Run::settle_config(user_config, emit)?;
-    let Some(prepared) = Run::prepare_data(&config, resumed.as_ref(), commands, emit)? else {
+    let (config, origin) = Run::settle_config(user_config, emit)?;
+    let Some(prepared) = Run::prepare_data(&config, &origin, commands, emit)? else {
         emit(Event::Warning(
             "stopped before training began: nothing was trained or saved".into(),
         ));
         return Ok(Summary::empty(started.elapsed().as_secs_f64()));
     };
-    let mut run = Run::build(config, prepared, resumed, started, options.cluster, emit)?;
+    let mut run = Run::build(config, prepared, origin, started, options.cluster, emit)?;
     #[cfg(feature = "test-faults")]
     run.inject(options.faults.with_environment());
     let mut train = || -> Result<(), TrainError> {

@@ -44,8 +44,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Train for this long instead of epochs (e.g. 30m, 1h, 90s): the steps
-    /// that fit are fixed after a timed warm-up, at most 16 passes over the
-    /// data unless --epochs says otherwise (more overfit a small corpus)
+    /// that fit are fixed after a timed warm-up and re-planned when the
+    /// machine gets faster or slower, at most 16 passes over the data unless
+    /// --epochs says otherwise (more overfit a small corpus)
     #[arg(long, value_name = "DURATION", value_parser = parse_time)]
     pub time: Option<f64>,
     /// Stop after this many optimizer steps (0 = no limit) [default: 0]
@@ -127,6 +128,11 @@ pub struct TrainArgs {
     /// What the samples continue [default: "// "]
     #[arg(long)]
     pub sample_prompt: Option<String>,
+    /// Start from this model: its size, tokenizer and weights (the data is
+    /// tokenized with its tokenizer), with a fresh optimizer and schedule:
+    /// fine-tune a base model on your data
+    #[arg(long, value_name = "BASE.cllm", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Continue the run saved in this checkpoint, with its settings
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -245,6 +251,10 @@ impl TrainArgs {
             c.optimizer.adamw.weight_decay = wd;
             mark(&mut given, "adamw");
         }
+        if let Some(init) = &self.init {
+            c.model.init = Some(init.clone());
+            mark(&mut given, "init");
+        }
         if let Some(resume) = &self.resume {
             c.resume = Some(resume.clone());
         }
@@ -358,5 +368,18 @@ mod tests {
         assert_eq!(c.outputs.output, defaults.outputs.output);
         let c = config(&["--time", "90s"]);
         assert_eq!((c.budget.time_budget_secs, c.budget.epochs), (90.0, 0));
+    }
+
+    #[test]
+    fn init_names_the_base_and_refuses_resume() {
+        let c = config(&["--init", "base.cllm", "--data", "mine"]);
+        assert_eq!(c.model.init, Some(PathBuf::from("base.cllm")));
+        assert!(given(&c, "init") && given(&c, "data"));
+        let both = Train::try_parse_from(["train", "--init", "b.cllm", "--resume", "r.cllm"]);
+        let err = both
+            .err()
+            .expect("--init with --resume is refused")
+            .to_string();
+        assert!(err.contains("--init") && err.contains("--resume"), "{err}");
     }
 }

@@ -19,6 +19,8 @@ pub(super) struct Terminal {
     cluster: Option<ClusterStats>,
     cluster_said: Option<std::time::Instant>,
     cluster_steps: u64,
+    /// Times a run given time changed its plan (said in the summary).
+    replans: u32,
 }
 
 impl Terminal {
@@ -46,6 +48,7 @@ impl Terminal {
             cluster: None,
             cluster_said: None,
             cluster_steps: 0,
+            replans: 0,
         }
     }
 
@@ -210,6 +213,15 @@ impl Terminal {
                 self.bar.set_length(*total_steps);
                 self.say(message.clone());
             }
+            Event::Replanned {
+                total_steps,
+                message,
+                ..
+            } => {
+                self.replans += 1;
+                self.bar.set_length(*total_steps);
+                self.say(message.clone());
+            }
             Event::Info(text) => self.say(text.clone()),
             Event::Warning(w) => self.say(format!("warning: {w}")),
             Event::Cluster(c) => {
@@ -294,8 +306,13 @@ impl Terminal {
             let cap = s.epoch_cap.map_or(String::new(), |e| {
                 format!(", the run ended at its cap of {e} epochs")
             });
+            let replans = match self.replans {
+                0 => String::new(),
+                1 => ", re-planned once".to_string(),
+                n => format!(", re-planned {n} times"),
+            };
             println!(
-                "  time budget {}: used {} ({:.1}%){cap}",
+                "  time budget {}: used {} ({:.1}%){replans}{cap}",
                 format_duration(budget),
                 format_duration(used),
                 100.0 * used / budget

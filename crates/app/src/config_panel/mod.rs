@@ -5,6 +5,7 @@
 
 use super::format::{format_bytes, format_count};
 use super::memory_estimate::{estimate_memory, memory_problem};
+use super::model_list::ModelList;
 use super::palette::notice_frame;
 use cllm_core::PRESET_NAMES;
 use cllm_data::tokenizer::{MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};
@@ -16,8 +17,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod advanced;
+mod start_from;
 
 use advanced::advanced_ui;
+use start_from::start_from_ui;
 
 /// How often the free memory is read again.
 const AVAILABLE_REFRESH: Duration = Duration::from_secs(1);
@@ -52,7 +55,12 @@ impl ConfigEditor {
     }
 
     /// Why `cfg` does not fit in this machine's free memory, if it does not.
+    /// A run from a base model has the base's size, which the trainer
+    /// checks itself.
     pub fn memory_problem(&self, cfg: &TrainConfig) -> Option<String> {
+        if cfg.model.init.is_some() {
+            return None;
+        }
         memory_problem(cfg, self.available_memory())
     }
 
@@ -91,6 +99,8 @@ pub enum ConfigAction {
     None,
     /// Open the dialog to pick a checkpoint to resume from.
     PickResume,
+    /// List the models on disk again (the *Start from* choices).
+    RefreshModels,
 }
 
 /// A text field holding a float; a value that does not parse keeps the
@@ -166,7 +176,8 @@ fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
             .radio(by_time, "minutes")
             .on_hover_text(
                 "Train for this long: after a short timed warm-up the run fixes how many \
-                 steps fit, so the learning rate decays to its floor as the time ends",
+                 steps fit, and changes that when the machine gets faster or slower, so \
+                 the learning rate decays to its floor as the time ends",
             )
             .clicked()
             && !by_time
@@ -197,7 +208,8 @@ fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
 }
 
 /// Draws the panel. `picking` is whether a file dialog is open (the
-/// resume picker waits for it).
+/// resume picker waits for it); `models` are the models on disk a run may
+/// start from.
 pub fn config_panel_ui(
     ui: &mut egui::Ui,
     cfg: &mut TrainConfig,
@@ -205,6 +217,7 @@ pub fn config_panel_ui(
     show_advanced: &mut bool,
     enabled: bool,
     picking: bool,
+    models: &ModelList,
 ) -> ConfigAction {
     let mut action = ConfigAction::None;
     let mem_problem = ed.memory_problem(cfg);
@@ -229,13 +242,20 @@ pub fn config_panel_ui(
                     1..=4096,
                     "Sequences per micro-batch group",
                 );
-                int_field(
-                    ui,
-                    "Sequence length",
-                    &mut cfg.batch.seq_len,
-                    1..=8192,
-                    "Tokens per training sequence",
-                );
+                let from_base = cfg.model.init.is_some() && cfg.resume.is_none();
+                if from_base {
+                    ui.label("Sequence length");
+                    ui.weak("the base model's context");
+                    ui.end_row();
+                } else {
+                    int_field(
+                        ui,
+                        "Sequence length",
+                        &mut cfg.batch.seq_len,
+                        1..=8192,
+                        "Tokens per training sequence",
+                    );
+                }
                 let lab = ui.label("Threads");
                 ui.horizontal(|ui| {
                     ui.add(
@@ -250,6 +270,15 @@ pub fn config_panel_ui(
                 });
                 ui.end_row();
 
+                if start_from_ui(ui, cfg, models) {
+                    action = ConfigAction::RefreshModels;
+                }
+                if from_base {
+                    ui.label("Model preset");
+                    ui.weak("the base model's size, tokenizer and vocabulary");
+                    ui.end_row();
+                    return;
+                }
                 let lab = ui.label("Model preset");
                 egui::ComboBox::from_id_salt("preset")
                     .selected_text(cfg.model.preset.clone())

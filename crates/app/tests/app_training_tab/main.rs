@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 mod data;
 mod run;
 mod settings;
+mod start_from;
 
 fn harness(app: WorkbenchApp) -> Harness<'static, WorkbenchApp> {
     Harness::builder()

@@ -56,6 +56,9 @@ pub struct ModelSettings {
     /// and a document cache mixed with the transformer, see `memory`), fit
     /// its mix at each evaluation and save it in the checkpoints.
     pub memory: bool,
+    /// Start from this model (`--init`): its architecture, tokenizer and
+    /// weights, with a fresh optimizer and schedule (see `train::init`).
+    pub init: Option<PathBuf>,
 }
 
 impl Default for ModelSettings {
@@ -65,6 +68,7 @@ impl Default for ModelSettings {
             dropout: None,
             precision: PrecisionChoice::Auto,
             memory: true,
+            init: None,
         }
     }
 }

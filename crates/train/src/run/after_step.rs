@@ -4,6 +4,7 @@
 
 use super::{LastEval, Run, StepOutcome};
 use crate::checkpoint;
+use crate::clock::{Work, secs};
 use crate::error::TrainError;
 use crate::evaluate::evaluate_fitting_memory;
 use crate::events::{Event, SaveReason};
@@ -11,15 +12,15 @@ use std::path::Path;
 use std::time::Instant;
 
 impl Run {
-    /// What follows a step, in order; then, in a run given time, the
-    /// warm-up's timing (`timed.rs`).
+    /// What follows a step, in order, after a run given time has looked at
+    /// its plan (`replan.rs`); then the warm-up's timing (`timed.rs`).
     pub fn after_step(
         &mut self,
         outcome: &StepOutcome,
         save_now: bool,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), TrainError> {
-        let started = Instant::now();
+        self.replan_if_due(emit)?;
         let step = self.progress.state.step;
         let epoch_end = step.is_multiple_of(self.progress.plan.steps_per_epoch);
         let eval_due = (self.config.evaluation.eval_every > 0
@@ -52,7 +53,6 @@ impl Run {
                 .join(format!("checkpoint_manual_step_{step}.cllm"));
             self.save(&path, SaveReason::Manual, emit)?;
         }
-        self.measures.between_steps_secs += started.elapsed().as_secs_f64();
         self.time_warmup(emit)
     }
 
@@ -93,7 +93,7 @@ impl Run {
         epoch: usize,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), TrainError> {
-        let started = Instant::now();
+        let started = self.measures.clock.now_ns();
         let v = &mut self.validation;
         let model = &self.learner.model;
         let mut ev = evaluate_fitting_memory(
@@ -117,10 +117,15 @@ impl Run {
             }
         }
         // Without the best checkpoint it may write (timed by `save`).
+        self.measures.clock.charge(Work::Evaluation);
+        let took = self.measures.clock.now_ns().saturating_sub(started);
         self.measures.last_eval = Some(LastEval {
             step: self.progress.state.step,
-            secs: started.elapsed().as_secs_f64(),
+            secs: secs(took),
         });
+        if let Some(budget) = self.progress.budget.as_mut() {
+            budget.eval_ns = took;
+        }
         if let Some(log) = self.outputs.log.as_mut() {
             log.eval(&ev)?;
         }
@@ -191,7 +196,8 @@ impl Run {
         let pending = progress.plan.is_pending();
         progress.state.horizon = if pending { 0 } else { progress.plan.horizon };
         progress.state.last_step = if pending { 0 } else { progress.plan.last_step };
-        let started = Instant::now();
+        let started = self.measures.clock.now_ns();
+        progress.state.budget = progress.budget.as_ref().map(|b| b.record(started));
         self.outputs.saver.save(
             path,
             reason,
@@ -201,7 +207,10 @@ impl Run {
             self.validation.memory.as_ref(),
             emit,
         )?;
-        self.measures.last_save_secs = Some(started.elapsed().as_secs_f64());
+        self.measures.clock.charge(Work::Save);
+        if let Some(budget) = self.progress.budget.as_mut() {
+            budget.save_ns = self.measures.clock.now_ns().saturating_sub(started);
+        }
         Ok(())
     }
 }

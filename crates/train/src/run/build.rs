@@ -1,32 +1,29 @@
-//! Phase 2: building a run: model and optimizer (new, or from the checkpoint
-//! with its data checked), the plan, the evaluators, the run's folder and
-//! log, the sphere tree.
+//! Phase 2: building a run: model and optimizer (new, from the checkpoint
+//! with its data checked, or from a base model: `start.rs`), the plan, the
+//! evaluators, the run's folder and log, the sphere tree.
 
-use super::timed::BudgetClock;
-use super::{Batches, Learner, Measures, Outputs, Progress, Run, Validation, model_config_for};
+use super::model_config_for;
+use super::start::{Start, budget_clock, restore, schedule, start_fresh, start_from_base};
+use super::{Batches, Learner, Measures, Origin, Outputs, Progress, Run, Validation};
 use crate::TrainConfig;
 use crate::auto;
-use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::checkpoint::BaseModel;
+use crate::clock::WallClock;
 use crate::cluster::Cluster;
 use crate::config::AUTO;
 use crate::error::TrainError;
 use crate::evaluate::EvalWindows;
 use crate::events::{Event, Phase, RunInfo, Summary};
 use crate::memory;
-use crate::optimizer::AdamW;
-use crate::plan::Plan;
-use crate::plan::{plan, resumed_plan};
 use crate::prepare::Prepared;
 use crate::runlog::{RunLog, unique_run_name};
 use crate::saving::Saver;
-use crate::schedule::Schedule;
 use crate::spheres::Spheres;
 use cllm_core::Gpt;
 use cllm_core::ops::bf16::{Kernel, Precision};
 use cllm_data::batches::Batcher;
 use cllm_data::dataset::TokenDataset;
 use cllm_data::fim::FimTraining;
-use cllm_data::fingerprint::DataFingerprint;
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::code_eval::PeriodicCodeCheck;
 use cllm_memory::Memory;
@@ -34,23 +31,13 @@ use cllm_memory::overlap::{REPEAT_SAMPLES, REPEAT_WINDOW, repeated_share};
 use std::path::Path;
 use std::time::Instant;
 
-/// What a run starts from: its model and optimizer, where it stands, its
-/// plan, and the memory a resumed checkpoint holds.
-struct Start {
-    model: Gpt,
-    opt: AdamW,
-    state: TrainingState,
-    plan: Plan,
-    saved_memory: Option<Vec<u8>>,
-}
-
 impl Run {
     /// Phase 2: the model and optimizer, new or from the checkpoint; the
     /// plan, the evaluators, the run's folder and log, the sphere tree.
     pub fn build(
         mut config: TrainConfig,
         prepared: Prepared,
-        resumed: Option<Checkpoint>,
+        origin: Origin,
         started: Instant,
         cluster: Cluster,
         emit: &mut dyn FnMut(Event),
@@ -69,9 +56,15 @@ impl Run {
             &train.tokens,
             &val.tokens,
         )?;
-        let ranks_before = resumed.as_ref().map(|ck| ck.train_config.ranks.max(1));
+        let resumed = match &origin {
+            Origin::Resumed(ck) => Some(&ck.train_config),
+            _ => None,
+        };
+        let ranks_before = resumed.map(|c| c.ranks.max(1));
+        // A resumed run continues in its own folders unless given a new name.
+        let saved_run_name = resumed.map(|c| c.outputs.run_name.clone());
         config.ranks = cluster.size();
-        if resumed.is_none() && config.model.preset == AUTO {
+        if matches!(origin, Origin::New) && config.model.preset == AUTO {
             config = choose_size(config, &cluster, &train, tokenizer.vocab_size(), emit)?;
         }
         announce_cluster(&config, &cluster, ranks_before, emit);
@@ -79,10 +72,6 @@ impl Run {
             .map_err(|e| TrainError::TrainingData(e.to_string()))?
             .with_fim(fim_training(&config, &tokenizer, emit));
         let windows = batcher.windows_per_epoch();
-        // A resumed run continues in its own folders unless given a new name.
-        let saved_run_name = resumed
-            .as_ref()
-            .map(|ck| ck.train_config.outputs.run_name.clone());
         let mut notes = Vec::new();
         let Start {
             mut model,
@@ -90,9 +79,12 @@ impl Run {
             state,
             plan,
             saved_memory,
-        } = match resumed {
-            Some(ck) => restore(&config, ck, fingerprint, windows, threads, &mut notes)?,
-            None => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
+        } = match origin {
+            Origin::Resumed(ck) => {
+                restore(&config, *ck, fingerprint, windows, threads, &mut notes)?
+            }
+            Origin::Base(base) => start_from_base(&config, *base, fingerprint, windows)?,
+            Origin::New => start_fresh(&config, tokenizer.vocab_size(), fingerprint, windows)?,
         };
         for note in notes {
             emit(Event::Warning(note));
@@ -124,7 +116,13 @@ impl Run {
         config.outputs.run_name = cluster.agree(config.outputs.run_name)?;
         let run_dir = config.outputs.checkpoint_dir.join(&config.outputs.run_name);
         let log = if writer {
-            Some(open_log(&config, &model, &run_dir, state.step)?)
+            Some(open_log(
+                &config,
+                &model,
+                &run_dir,
+                state.step,
+                state.base.as_ref(),
+            )?)
         } else {
             None
         };
@@ -182,14 +180,8 @@ impl Run {
         summary.best_val_loss = state.best_val_loss;
         Ok(Run {
             progress: Progress {
-                schedule: Schedule {
-                    kind: config.optimizer.schedule,
-                    base_lr: config.optimizer.lr,
-                    min_lr: config.optimizer.min_lr,
-                    warmup_steps: config.optimizer.warmup_steps,
-                    total_steps: plan.horizon,
-                },
-                budget: budget_clock(&config, &state, &plan, started),
+                schedule: schedule(&config, &state, &plan),
+                budget: budget_clock(&config, &state, &plan),
                 first_step: state.step,
                 state,
                 plan,
@@ -203,7 +195,7 @@ impl Run {
             learner: Learner { model, opt },
             validation,
             outputs,
-            measures: Measures::new(summary),
+            measures: Measures::new(summary, Box::new(WallClock::since(started))),
             spheres,
             cluster,
             config,
@@ -369,20 +361,21 @@ fn run_name(
     name
 }
 
-/// The run's checkpoint folder, and its metrics log (new, or continued at
-/// `step` by a resumed run).
+/// The run's checkpoint folder, and its metrics log (new, naming the `base`
+/// it starts from, or continued at `step` by a resumed run).
 fn open_log(
     config: &TrainConfig,
     model: &Gpt,
     run_dir: &Path,
     step: u64,
+    base: Option<&BaseModel>,
 ) -> Result<RunLog, TrainError> {
     std::fs::create_dir_all(run_dir)
         .map_err(|e| TrainError::io("create the run's checkpoint folder", run_dir, e))?;
     if step > 0 {
         RunLog::resume(config, &model.config, step)
     } else {
-        RunLog::create(config, &model.config)
+        RunLog::create(config, &model.config, base)
     }
 }
 
@@ -423,26 +416,6 @@ fn bytes_per_token(train: &TokenDataset, val: &TokenDataset) -> f64 {
     } else {
         val.bytes as f64 / val.tokens.len() as f64
     }
-}
-
-/// A run given time whose length is not fixed yet keeps a clock. A new
-/// budget given on resume counts from now; otherwise the time already
-/// trained counts against it.
-fn budget_clock(
-    config: &TrainConfig,
-    state: &TrainingState,
-    plan: &Plan,
-    started: Instant,
-) -> Option<BudgetClock> {
-    plan.is_pending().then(|| {
-        let fresh_budget = config.given.iter().any(|g| g == "time_budget_secs");
-        let before = if fresh_budget {
-            0.0
-        } else {
-            state.elapsed_secs
-        };
-        BudgetClock::new(config.budget.time_budget_secs, before, started)
-    })
 }
 
 /// The run's repository memory: the resumed checkpoint's (its fitted mix),
@@ -497,107 +470,6 @@ fn report_repeated_validation(memory: &Memory, val: &[u32], emit: &mut dyn FnMut
     } else {
         emit(Event::Info(format!("validation: {measured}")));
     }
-}
-
-/// What a run continues from: the checkpoint's model, optimizer, state and
-/// plan, after checking that the data is the data it was trained on (or
-/// that the user allowed a change), that its position agrees with its step,
-/// that it fits in memory and that it has steps left.
-fn restore(
-    config: &TrainConfig,
-    ck: Checkpoint,
-    fingerprint: DataFingerprint,
-    windows: usize,
-    threads: usize,
-    notes: &mut Vec<String>,
-) -> Result<Start, TrainError> {
-    let mut state = ck.state;
-    let plan = resumed_plan(config, &ck.train_config, &state, windows, notes);
-    let changed = state
-        .data
-        .as_ref()
-        .and_then(|saved| saved.difference(&fingerprint));
-    if let Some(what) = &changed {
-        if !config.allow_data_change {
-            return Err(TrainError::DataChanged { what: what.clone() });
-        }
-        notes.push(format!(
-            "the training data changed since the checkpoint ({what}); continuing on the \
-                 new data as asked"
-        ));
-    }
-    state.data = Some(fingerprint);
-    let implied = (
-        state.step / plan.steps_per_epoch,
-        (state.step % plan.steps_per_epoch)
-            * (config.batch.batch_size * config.batch.accum_steps) as u64,
-    );
-    if changed.is_none() && (state.data_epoch, state.data_index) != implied {
-        return Err(TrainError::DataPosition {
-            epoch: state.data_epoch,
-            index: state.data_index,
-            step: state.step,
-            implied_epoch: implied.0,
-            implied_index: implied.1,
-        });
-    }
-    memory::check_training_fits(config, &ck.model, threads)?;
-    let model = Gpt::from_params(ck.model, ck.params).map_err(TrainError::model)?;
-    let opt = match ck.optimizer {
-        Some(o) => AdamW::resume(o, &model.layout),
-        None => {
-            notes.push(
-                "the checkpoint holds weights only: optimizer moments restart from zero".into(),
-            );
-            AdamW::new(
-                config.optimizer.adamw.clone(),
-                model.layout.total,
-                model.layout.decay_ranges(),
-            )
-        }
-    };
-    if state.step >= plan.last_step {
-        return Err(TrainError::NoStepsLeft {
-            path: config.resume.clone().unwrap_or_default(),
-            last_step: plan.last_step,
-        });
-    }
-    Ok(Start {
-        model,
-        opt,
-        state,
-        plan,
-        saved_memory: ck.memory,
-    })
-}
-
-/// A new run's model, optimizer, state and plan. Its memory was checked in
-/// `Run::settle_config`, before any data was read, with the vocabulary
-/// asked for, which the trained tokenizer never exceeds.
-fn start_fresh(
-    config: &TrainConfig,
-    vocab_size: usize,
-    fingerprint: DataFingerprint,
-    windows: usize,
-) -> Result<Start, TrainError> {
-    let mc = model_config_for(config, vocab_size)?;
-    let model = Gpt::new(mc, config.seed).map_err(TrainError::model)?;
-    let opt = AdamW::new(
-        config.optimizer.adamw.clone(),
-        model.layout.total,
-        model.layout.decay_ranges(),
-    );
-    let state = TrainingState {
-        data: Some(fingerprint),
-        ..TrainingState::start()
-    };
-    Ok(Start {
-        model,
-        opt,
-        state,
-        plan: plan(config, windows),
-        saved_memory: None,
-    })
 }
 
 /// The fill-in-the-middle arrangement of the training windows, said in the

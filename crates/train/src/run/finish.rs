@@ -29,6 +29,12 @@ impl Run {
     }
 
     fn wrap_up(&mut self, emit: &mut dyn FnMut(Event)) -> Result<Summary, TrainError> {
+        // The final checkpoint stores the budget spent by the steps: a
+        // resumed run pays its own end again.
+        let now = self.measures.clock.now_ns();
+        if let Some(budget) = self.progress.budget.as_mut() {
+            budget.end(now);
+        }
         self.spheres.settle_moments(&mut self.learner.opt);
         self.spheres.rest();
         emit(Event::Spheres(self.spheres.stats()));
@@ -226,8 +232,9 @@ impl Run {
         s.final_model = Some(output);
         if self.config.budget.time_budget_secs > 0.0 {
             s.time_budget_secs = Some(self.config.budget.time_budget_secs);
+            let now = m.clock.now_ns();
             s.budget_used_secs = Some(match &self.progress.budget {
-                Some(clock) => clock.spent(),
+                Some(clock) => crate::clock::secs(clock.spent_ns(now)),
                 None => state.elapsed_secs + started.elapsed().as_secs_f64(),
             });
         }

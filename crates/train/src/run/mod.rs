@@ -1,11 +1,13 @@
 //! A training run between its phases. [`Run::settle_config`] (a resumed run
-//! takes its checkpoint's settings), [`Run::prepare_data`], [`Run::build`]
+//! takes its checkpoint's settings, a run from a base model the base's size
+//! and tokenizer), [`Run::prepare_data`], [`Run::build`]
 //! (model, optimizer, plan, spheres, the run's folder: `build.rs`),
 //! [`Run::step`] (`step.rs`), [`Run::after_step`] (evaluation, samples,
 //! epoch ends, saves: `after_step.rs`) and [`Run::finish`] (`finish.rs`);
 //! the loop that calls them is `trainer::run`. A run given time fixes its
-//! length after a timed warm-up (`timed.rs`); the ranks of a distributed run
-//! keep to one run (`replicas.rs`).
+//! length after a timed warm-up (`timed.rs`) and changes it as the machine
+//! gets faster or slower (`replan.rs`); the ranks of a distributed run keep
+//! to one run (`replicas.rs`).
 
 use super::auto::LADDER;
 use super::config::{AUTO, ConfigError};
@@ -13,6 +15,7 @@ use super::error::TrainError;
 use super::events::{Command, Event, Summary};
 #[cfg(feature = "test-faults")]
 use super::faults::Faults;
+use super::init::{self, Base};
 use super::memory;
 use super::optimizer::AdamW;
 use super::plan::Plan;
@@ -25,6 +28,7 @@ use super::spheres::Spheres;
 use super::watch::NormWatch;
 use super::{TokenizerKind, TrainConfig};
 use crate::checkpoint::{self, Checkpoint, TrainingState};
+use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::evaluate::EvalWindows;
 use cllm_core::{Gpt, ModelConfig};
@@ -44,7 +48,9 @@ mod after_step;
 mod build;
 mod finish;
 mod last_step;
+mod replan;
 mod replicas;
+mod start;
 mod step;
 mod timed;
 
@@ -73,6 +79,16 @@ pub fn model_config_for(
     }
     mc.validate().map_err(TrainError::model)?;
     Ok(mc)
+}
+
+/// What a run starts from.
+pub enum Origin {
+    /// New weights and a tokenizer trained on the data.
+    New,
+    /// A checkpoint it continues exactly (`--resume`).
+    Resumed(Box<Checkpoint>),
+    /// A base model's architecture, tokenizer and weights (`--init`).
+    Base(Box<Base>),
 }
 
 /// A training run between its phases, in the parts a step works with.
@@ -126,7 +142,7 @@ struct Progress {
     state: TrainingState,
     plan: Plan,
     schedule: Schedule,
-    /// A run given time, until its warm-up fixes the run's length.
+    /// A run given time: its budget, measurements and plans.
     budget: Option<BudgetClock>,
     /// The step this session started at.
     first_step: u64,
@@ -141,7 +157,7 @@ struct Outputs {
 }
 
 /// What the run has measured so far: the summary it ends with, the
-/// guards' counters, and the timings a time budget's warm-up uses.
+/// guards' counters, and the clock a time budget's plans are timed by.
 struct Measures {
     summary: Summary,
     norm_watch: NormWatch,
@@ -151,14 +167,12 @@ struct Measures {
     tokens_done: u64,
     train_started: Instant,
     epoch_started: Instant,
-    /// The last evaluation: its step and time (without the checkpoint it
-    /// may write).
+    /// The last evaluation: its step and time on `clock` (without the
+    /// checkpoint it may write).
     last_eval: Option<LastEval>,
-    /// The last checkpoint's write time.
-    last_save_secs: Option<f64>,
-    /// Seconds spent between steps (evaluations, samples, checkpoints), so
-    /// the warm-up times the steps alone.
-    between_steps_secs: f64,
+    /// What steps, evaluations and checkpoints are timed by (the machine's
+    /// clock; a simulated one in tests).
+    clock: Box<dyn Clock>,
     /// The last evaluation's validation loss.
     last_val_loss: Option<f32>,
 }
@@ -170,7 +184,7 @@ struct LastEval {
 }
 
 impl Measures {
-    fn new(summary: Summary) -> Measures {
+    fn new(summary: Summary, clock: Box<dyn Clock>) -> Measures {
         Measures {
             summary,
             norm_watch: NormWatch::default(),
@@ -179,8 +193,7 @@ impl Measures {
             train_started: Instant::now(),
             epoch_started: Instant::now(),
             last_eval: None,
-            last_save_secs: None,
-            between_steps_secs: 0.0,
+            clock,
             last_val_loss: None,
         }
     }
@@ -202,18 +215,51 @@ impl Run {
         self.measures.summary.stopped_early
     }
 
-    /// Injects a test's faults into this run's steps.
+    /// Injects a test's faults into this run's steps, and its simulated
+    /// machine into the run's clock.
     #[cfg(feature = "test-faults")]
     pub fn inject(&mut self, faults: Faults) {
+        if let Some(load) = faults.load.clone() {
+            let before = self
+                .progress
+                .budget
+                .as_ref()
+                .map_or(0, |b| b.spent_before_ns());
+            self.measures.clock = Box::new(crate::clock::SimulatedClock::new(load, before));
+        }
         self.faults = faults;
     }
 
-    /// Phase 0: the config the run uses. A resumed run takes the
-    /// checkpoint's settings except those the user gave (`train::resume`).
+    /// Phase 0: the config the run uses and what it starts from. A resumed
+    /// run takes the checkpoint's settings except those the user gave
+    /// (`train::resume`); a run from a base model, the base's size and
+    /// tokenizer (`train::init`).
     pub fn settle_config(
         user: TrainConfig,
         emit: &mut dyn FnMut(Event),
-    ) -> Result<(TrainConfig, Option<Checkpoint>), TrainError> {
+    ) -> Result<(TrainConfig, Origin), TrainError> {
+        if let (Some(init), Some(resume)) = (&user.model.init, &user.resume) {
+            return Err(TrainError::InitWithResume {
+                init: init.clone(),
+                resume: resume.clone(),
+            });
+        }
+        if let Some(path) = user.model.init.clone() {
+            let base = init::load_base(&path)?;
+            let config = init::config_from_base(user, &base)?;
+            config.validate()?;
+            let model = base.model_config(&config);
+            memory::check_training_fits(&config, &model, config.resolved_threads())?;
+            emit(Event::Info(format!(
+                "starting from the base model {} (run '{}', step {}): a {} model with its \
+                 tokenizer and weights, a fresh optimizer and schedule",
+                path.display(),
+                base.model.run,
+                base.model.step,
+                base.describe(),
+            )));
+            return Ok((config, Origin::Base(Box::new(base))));
+        }
         let Some(path) = user.resume.clone() else {
             // Refuse what the machine cannot hold before reading any data:
             // the vocabulary asked for bounds the one the tokenizer learns.
@@ -223,7 +269,7 @@ impl Run {
             };
             let model = model_config_for(&user, vocab)?;
             memory::check_training_fits(&user, &model, user.resolved_threads())?;
-            return Ok((user, None));
+            return Ok((user, Origin::New));
         };
         let ck = checkpoint::load(&path)?;
         let (config, notes) = resume::resumed_config(&ck.train_config, &user, &user.given)?;
@@ -231,14 +277,14 @@ impl Run {
             emit(Event::Warning(note));
         }
         config.validate()?;
-        Ok((config, Some(ck)))
+        Ok((config, Origin::Resumed(Box::new(ck))))
     }
 
     /// Phase 1: scan, read, tokenize and split the data. `None` when the
     /// user stopped it (a stop, not an error).
     pub fn prepare_data(
         config: &TrainConfig,
-        resumed: Option<&Checkpoint>,
+        origin: &Origin,
         commands: &Receiver<Command>,
         emit: &mut dyn FnMut(Event),
     ) -> Result<Option<Prepared>, TrainError> {
@@ -255,12 +301,13 @@ impl Run {
                 }
             })
         };
-        let saved_tokenizer = match resumed {
-            Some(ck) => Some(
+        let saved_tokenizer = match origin {
+            Origin::New => None,
+            Origin::Resumed(ck) => Some(
                 Tokenizer::from_json(&ck.tokenizer_json)
                     .map_err(|e| TrainError::SavedTokenizer(e.to_string()))?,
             ),
-            None => None,
+            Origin::Base(base) => Some(base.tokenizer()?),
         };
         let prepared = prepare(config, saved_tokenizer, &cancel, emit);
         done.store(true, Ordering::Relaxed);

@@ -5,6 +5,7 @@ use super::Run;
 use crate::cluster::{Cluster, params_checksum};
 use crate::error::TrainError;
 use crate::events::{Event, Summary};
+use crate::plan::Plan;
 
 /// Steps between the cross-rank checks of the weights (and at the end).
 pub const CHECK_EVERY: u64 = 50;
@@ -27,37 +28,35 @@ impl Run {
     }
 
     /// After each step, every rank learns whether any rank was asked to stop
-    /// and what rank 0 decided (early stop, the length a time budget fixed),
-    /// so all ranks leave the loop at the same step. One machine: `stop`.
+    /// and what rank 0 decided (early stop, the length a time budget fixed
+    /// or changed), so all ranks leave the loop at the same step with the
+    /// same schedule. One machine: `stop`.
     pub fn agree_to_stop(&mut self, stop: bool, emit: &mut dyn FnMut(Event)) -> bool {
         if !self.cluster.is_distributed() {
             return stop;
         }
         let writer = self.cluster.is_writer();
-        let fixed = !self.progress.plan.is_pending();
+        let plan = self.progress.plan;
         let mut v = [0.0f64; 4];
         v[0] = f64::from(u8::from(stop));
         if writer {
             v[1] = f64::from(u8::from(self.measures.summary.stopped_early));
-            if fixed {
-                v[2] = self.progress.plan.last_step as f64;
-                v[3] = self.progress.plan.horizon as f64;
+            if !plan.is_pending() {
+                v[2] = plan.last_step as f64;
+                v[3] = plan.horizon as f64;
             }
         }
         self.cluster.sum_f64(&mut v);
         if !writer {
             self.measures.summary.stopped_early = v[1] > 0.0;
-            if !fixed && v[2] > 0.0 {
-                self.progress.plan.last_step = v[2] as u64;
-                self.progress.plan.horizon = v[3] as u64;
-                self.progress.schedule.total_steps = self.progress.plan.horizon;
-                emit(Event::Planned {
-                    total_steps: self.progress.plan.last_step,
-                    message: format!(
-                        "rank 0 fixed the run's length: step {}",
-                        self.progress.plan.last_step
-                    ),
-                });
+            let heard = (v[2] as u64, v[3] as u64);
+            if v[2] > 0.0 && heard != (plan.last_step, plan.horizon) {
+                let taken = Plan {
+                    last_step: heard.0,
+                    horizon: heard.1,
+                    ..plan
+                };
+                self.take_plan(taken, emit);
             }
         }
         v[0] > 0.0

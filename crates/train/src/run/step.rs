@@ -3,6 +3,7 @@
 //! step's record (its state, its stats, the log and the events).
 
 use super::Run;
+use crate::clock::Work;
 use crate::error::TrainError;
 use crate::events::{Event, StepStats};
 use crate::spheres::{GradOutcome, StepInput};
@@ -21,8 +22,22 @@ pub struct StepOutcome {
 }
 
 impl Run {
-    /// Phase 3: one optimizer step.
+    /// Phase 3: one optimizer step, timed on the run's clock for a time
+    /// budget's plans.
     pub fn step(&mut self, emit: &mut dyn FnMut(Event)) -> Result<StepOutcome, TrainError> {
+        let started = self.measures.clock.now_ns();
+        let outcome = self.take_step(emit)?;
+        let clock = &mut self.measures.clock;
+        clock.charge(Work::Step);
+        let now = clock.now_ns();
+        if let Some(budget) = self.progress.budget.as_mut() {
+            budget.stepped(self.progress.state.step, now.saturating_sub(started), now);
+        }
+        Ok(outcome)
+    }
+
+    /// The step itself: batch, gradients, update, record.
+    fn take_step(&mut self, emit: &mut dyn FnMut(Event)) -> Result<StepOutcome, TrainError> {
         let step = self.progress.state.step;
         self.next_batch(step);
         #[cfg(feature = "test-faults")]
@@ -203,8 +218,9 @@ impl Run {
         let done_here = state.step - self.progress.first_step;
         // While a run given time is timing its warm-up, its length is not
         // known (0) and what is left is the rest of the budget.
+        let now = self.measures.clock.now_ns();
         let (total_steps, eta_secs) = match &self.progress.budget {
-            Some(clock) if plan.is_pending() => (0, clock.remaining().max(0.0)),
+            Some(clock) if plan.is_pending() => (0, clock.remaining(now).max(0.0)),
             _ => (
                 plan.last_step,
                 elapsed / done_here as f64 * (plan.last_step - state.step) as f64,

@@ -4,7 +4,8 @@
 
 use cllm_core::rng::Rng;
 use cllm_core::{ModelConfig, ParamLayout};
-use cllm_train::checkpoint::{Checkpoint, OptimizerState, TrainingState};
+use cllm_train::budget::replan::{BudgetRecord, PlanChange, Window};
+use cllm_train::checkpoint::{BaseModel, Checkpoint, OptimizerState, TrainingState};
 use cllm_train::{AdamWConfig, TrainConfig};
 
 /// A tokenizer string with quotes, escapes, non-ASCII text and a token that
@@ -51,6 +52,28 @@ pub fn sample(preset: &str, with_optimizer: bool, seed: u64) -> Checkpoint {
         last_step: 8000,
         evals_without_gain: 2,
         data: None,
+        budget: Some(BudgetRecord {
+            spent_ns: 1_234_567_890_123,
+            window: Window {
+                from_step: 4300,
+                from_ns: 1_200_000_000_001,
+                stepping_ns: 30_000_000_007,
+            },
+            eval_ns: 2_500_000_003,
+            save_ns: 400_000_009,
+            plans: vec![PlanChange {
+                step: 200,
+                horizon: 9000,
+                last_step: 8000,
+                step_ns: 123_456_789,
+            }],
+        }),
+        base: Some(BaseModel {
+            path: "bases/c-headers.cllm".into(),
+            checksum_sha256: "ab".repeat(32),
+            run: "base-run".into(),
+            step: 9000,
+        }),
     };
     Checkpoint {
         model,
