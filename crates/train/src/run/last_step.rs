@@ -43,12 +43,14 @@ impl Run {
 
     /// The training state as [`Run::save`] stores it: a run given time
     /// that has not fixed its length stores 0 for both (resumed, it times
-    /// its warm-up again).
+    /// its warm-up again), and its budget's plans and time spent.
     fn state_to_save(&self) -> TrainingState {
         let (plan, mut state) = (&self.progress.plan, self.progress.state.clone());
         let pending = plan.is_pending();
         state.horizon = if pending { 0 } else { plan.horizon };
         state.last_step = if pending { 0 } else { plan.last_step };
+        let now = self.measures.clock.now_ns();
+        state.budget = self.progress.budget.as_ref().map(|b| b.record(now));
         state
     }
 }
