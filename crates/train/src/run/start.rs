@@ -157,22 +157,11 @@ pub(super) fn start_fresh(
 ) -> Result<Start, TrainError> {
     let mc = model_config_for(config, vocab_size)?;
     let model = Gpt::new(mc, config.seed).map_err(TrainError::model)?;
-    let opt = AdamW::new(
-        config.optimizer.adamw.clone(),
-        model.layout.total,
-        model.layout.decay_ranges(),
-    );
     let state = TrainingState {
         data: Some(fingerprint),
         ..TrainingState::start()
     };
-    Ok(Start {
-        model,
-        opt,
-        state,
-        plan: plan(config, windows),
-        saved_memory: None,
-    })
+    Ok(first_step(config, model, state, windows))
 }
 
 /// A run from a base model: its weights (the run's dropout), a fresh
@@ -186,21 +175,26 @@ pub(super) fn start_from_base(
 ) -> Result<Start, TrainError> {
     let mc = base.model_config(config);
     let model = Gpt::from_params(mc, base.checkpoint.params).map_err(TrainError::model)?;
-    let opt = AdamW::new(
-        config.optimizer.adamw.clone(),
-        model.layout.total,
-        model.layout.decay_ranges(),
-    );
     let state = TrainingState {
         data: Some(fingerprint),
         base: Some(base.model),
         ..TrainingState::start()
     };
-    Ok(Start {
+    Ok(first_step(config, model, state, windows))
+}
+
+/// A run at its first step: `model` with a fresh optimizer and a new plan.
+fn first_step(config: &TrainConfig, model: Gpt, state: TrainingState, windows: usize) -> Start {
+    let opt = AdamW::new(
+        config.optimizer.adamw.clone(),
+        model.layout.total,
+        model.layout.decay_ranges(),
+    );
+    Start {
         model,
         opt,
         state,
         plan: plan(config, windows),
         saved_memory: None,
-    })
+    }
 }
