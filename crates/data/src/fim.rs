@@ -68,20 +68,45 @@ fn marker_id(fim: &FimTokens, marker: Marker) -> u32 {
 /// client that writes its own FIM template (Continue) is understood. Without
 /// FIM tokens this is plain [`Tokenizer::encode`]. Returns the ids and
 /// whether any marker was found.
+///
+/// A template that ends in `<fim_middle>` is laid out as the model was
+/// trained: the prefix's current line moves after `<fim_middle>`.
 pub fn encode_with_markers(tok: &Tokenizer, text: &str) -> (Vec<u32>, bool) {
     let Some(fim) = tok.fim_tokens() else {
         return (tok.encode(text), false);
     };
-    let mut ids = Vec::new();
+    // Each marker with the text that follows it, up to the next marker.
+    let mut pieces: Vec<(Option<Marker>, &str)> = Vec::new();
     let mut rest = text;
-    let mut found = false;
-    while let Some((at, marker, len)) = first_marker(rest) {
-        ids.extend(tok.encode(&rest[..at]));
-        ids.push(marker_id(&fim, marker));
+    let mut marker = None;
+    while let Some((at, next, len)) = first_marker(rest) {
+        pieces.push((marker, &rest[..at]));
+        marker = Some(next);
         rest = &rest[at + len..];
-        found = true;
     }
-    ids.extend(tok.encode(rest));
+    pieces.push((marker, rest));
+    let found = pieces.len() > 1;
+    let mut line = "";
+    if let Some(&(Some(Marker::Middle), "")) = pieces.last()
+        && let Some(piece) = pieces
+            .iter_mut()
+            .rev()
+            .find(|(m, _)| *m == Some(Marker::Prefix))
+    {
+        let (head, current) = piece.1.split_at(current_line_start(piece.1));
+        piece.1 = head;
+        line = current;
+    }
+    if let Some(last) = pieces.last_mut()
+        && !line.is_empty()
+    {
+        last.1 = line;
+    }
+    let mut ids = Vec::new();
+    for (marker, piece) in pieces {
+        ids.extend(marker.map(|m| marker_id(&fim, m)));
+        ids.extend(tok.encode(piece));
+    }
     (ids, found)
 }
 
@@ -115,12 +140,13 @@ pub struct InfillPrompt {
     pub truncated: bool,
 }
 
-/// Builds `[extra chunks] <fim_suffix> suffix <fim_prefix> prefix <fim_middle>`
-/// (SPM) in at most `budget` tokens. The end of the prefix and the beginning of
-/// the suffix are what matter most: the prefix gets three quarters of the
-/// budget and the suffix the rest, each giving what it does not use to the
-/// other; the extra chunks (`<file_sep>filename\ntext`, most recent last)
-/// fill what is left, whole chunks only, nearest the prefix.
+/// Builds `[extra chunks] <fim_suffix> suffix <fim_prefix> prefix <fim_middle>
+/// line` (SPM, the prefix's current line after `<fim_middle>`, as llama.cpp
+/// places an editor's `prompt`) in at most `budget` tokens. The end of the
+/// prefix and the beginning of the suffix are what matter most: the prefix
+/// gets three quarters of the budget and the suffix the rest, each giving what
+/// it does not use to the other; the extra chunks (`<file_sep>filename\ntext`,
+/// most recent last) fill what is left, whole chunks only, nearest the prefix.
 pub fn infill_prompt(
     tok: &Tokenizer,
     fim: FimTokens,
@@ -130,7 +156,11 @@ pub fn infill_prompt(
     budget: usize,
 ) -> InfillPrompt {
     let room = budget.saturating_sub(3);
-    let mut prefix_ids = tok.encode(prefix);
+    let (head, line) = prefix.split_at(current_line_start(prefix));
+    let mut line_ids = tok.encode(line);
+    line_ids.drain(..line_ids.len().saturating_sub(room));
+    let mut prefix_ids = tok.encode(head);
+    prefix_ids.extend_from_slice(&line_ids);
     let mut suffix_ids = tok.encode(suffix);
     let prefix_share = room - room / 4;
     let suffix_take = suffix_ids
@@ -155,8 +185,10 @@ pub fn infill_prompt(
     ids.push(fim.suffix);
     ids.extend_from_slice(&suffix_ids);
     ids.push(fim.prefix);
-    ids.extend_from_slice(&prefix_ids);
+    let head_kept = prefix_ids.len() - line_ids.len().min(prefix_ids.len());
+    ids.extend_from_slice(&prefix_ids[..head_kept]);
     ids.push(fim.middle);
+    ids.extend_from_slice(&prefix_ids[head_kept..]);
     InfillPrompt {
         ids,
         prefix_ids,
@@ -164,6 +196,19 @@ pub fn infill_prompt(
         truncated,
     }
 }
+
+/// Where the line the prefix ends in begins: after its last newline.
+fn current_line_start(prefix: &str) -> usize {
+    prefix.rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// Share of rearranged windows whose prefix gives its current line to the
+/// middle: `<fim_middle>` then follows a line start, so the middle's first
+/// token continues the text it touches (a middle that starts mid-word after
+/// `<fim_middle>` is a token boundary the model cannot see). The rest keep
+/// the whole prefix before `<fim_middle>`, the layout Ollama's template and
+/// llama-cpp-python build.
+pub const LINE_AFTER_MIDDLE_RATE: f32 = 0.9;
 
 /// How training windows become fill-in-the-middle examples.
 #[derive(Clone, Debug)]
@@ -204,6 +249,8 @@ impl FimTraining {
     /// anywhere in the second half of the window: were it always the
     /// window's last position, a model would learn to end a middle there
     /// (where the context is full) rather than where it meets the suffix.
+    /// The prefix's current line goes after `<fim_middle>`, before the
+    /// middle, in [`LINE_AFTER_MIDDLE_RATE`] of the rearranged windows.
     pub fn apply(&self, window: &mut [u32], rng: &mut Rng) -> bool {
         if rng.next_f32() >= self.rate {
             return false;
@@ -228,8 +275,14 @@ impl FimTraining {
         let b = bounds[rng.below(bounds.len() as u64) as usize];
         let (a, b) = (a.min(b), a.max(b));
         let t = &self.tokens;
-        let prefix = self.tokenizer.encode(&text[..a]);
-        let middle = self.tokenizer.encode(&text[a..b]);
+        let line_start = match rng.next_f32() < LINE_AFTER_MIDDLE_RATE {
+            true => current_line_start(&text[..a]),
+            false => a,
+        };
+        let prefix = self.tokenizer.encode(&text[..line_start]);
+        // The line and the middle are encoded apart, as a prompt's line is.
+        let mut middle = self.tokenizer.encode(&text[line_start..a]);
+        middle.extend(self.tokenizer.encode(&text[a..b]));
         let mut suffix = self.tokenizer.encode(&text[b..]);
         let mut rest = window[split..end].to_vec();
         let fixed = window.len() - len;

@@ -98,7 +98,7 @@ fn an_arranged_window_puts_back_together_into_its_text() {
     let text = corpus()[3..6].concat();
     let all = tok.encode(&text);
     let fim = FimTraining::new(&tok, 1.0).unwrap();
-    let (mut psm, mut spm) = (0, 0);
+    let (mut psm, mut spm, mut at_line_start) = (0, 0, 0);
     let mut ends = std::collections::BTreeSet::new();
     for seed in 0..200u64 {
         let start = (seed as usize * 7) % (all.len() - 65);
@@ -116,7 +116,11 @@ fn an_arranged_window_puts_back_together_into_its_text() {
         // Prefix then middle is the start of the text; the suffix and then
         // the document's tokens after the middle's end-of-text (cut at
         // their end to fit) follow them.
-        let front = tok.decode(&p) + &tok.decode(&m);
+        let prefix_text = tok.decode(&p);
+        if prefix_text.is_empty() || prefix_text.ends_with('\n') {
+            at_line_start += 1;
+        }
+        let front = prefix_text + &tok.decode(&m);
         assert!(
             original_text.starts_with(&front),
             "seed {seed}: {front:?} is not the start of {original_text:?}"
@@ -142,6 +146,12 @@ fn an_arranged_window_puts_back_together_into_its_text() {
         assert_eq!(again, window);
     }
     assert!(psm > 60 && spm > 60, "psm {psm}, spm {spm}");
+    // Most prefixes end where a line starts, their current line moved
+    // after <fim_middle>; some keep it (the layout other tools build).
+    assert!(
+        (160..200).contains(&at_line_start),
+        "{at_line_start} of 200 prefixes end at a line start"
+    );
     // The middle's end-of-text falls at many places, not at the window's
     // end (where a model would learn to end every middle).
     assert!(ends.len() > 15, "end-of-text at {ends:?}");
@@ -215,12 +225,26 @@ fn marker_text_in_a_prompt_becomes_the_special_tokens() {
     assert!(found);
     let a = tok.encode("int a");
     let semi = tok.encode(";\n");
-    let mut want = vec![f.prefix];
-    want.extend(&a);
-    want.push(f.suffix);
+    // The prefix's current line goes after <fim_middle>, as trained.
+    let mut want = vec![f.prefix, f.suffix];
     want.extend(&semi);
     want.push(f.middle);
+    want.extend(&a);
     assert_eq!(ids, want);
+    let (lines, _) = encode_with_markers(&tok, "<fim_prefix>x;\nint a<fim_suffix>;\n<fim_middle>");
+    let mut want_lines = vec![f.prefix];
+    want_lines.extend(tok.encode("x;\n"));
+    want_lines.extend(&want[1..]);
+    assert_eq!(lines, want_lines);
+    // Text already after <fim_middle> is the client's layout, kept as sent.
+    let (kept, _) = encode_with_markers(&tok, "<fim_prefix>int a<fim_suffix>;\n<fim_middle>int");
+    let mut want_kept = vec![f.prefix];
+    want_kept.extend(&a);
+    want_kept.push(f.suffix);
+    want_kept.extend(&semi);
+    want_kept.push(f.middle);
+    want_kept.extend(tok.encode("int"));
+    assert_eq!(kept, want_kept);
     // Qwen-style spellings too.
     let (qwen, _) = encode_with_markers(&tok, "<|fim_prefix|>int a<|fim_suffix|>;\n<|fim_middle|>");
     assert_eq!(qwen, want);
@@ -241,13 +265,22 @@ fn an_infill_prompt_fits_its_budget_keeping_the_text_nearest_the_hole() {
     let suffix = corpus()[4..8].concat();
     let small = infill_prompt(&tok, f, &[], "int x", " = 1;", 100);
     assert!(!small.truncated);
-    // SPM: the prefix right before the middle.
+    // SPM: the prefix right before the middle, its current line after it.
     let mut want = vec![f.suffix];
     want.extend(tok.encode(" = 1;"));
     want.push(f.prefix);
-    want.extend(tok.encode("int x"));
     want.push(f.middle);
+    want.extend(tok.encode("int x"));
     assert_eq!(small.ids, want);
+    let lines = infill_prompt(&tok, f, &[], "int y;\nint x", " = 1;", 100);
+    let mut want = vec![f.suffix];
+    want.extend(tok.encode(" = 1;"));
+    want.push(f.prefix);
+    want.extend(tok.encode("int y;\n"));
+    want.push(f.middle);
+    want.extend(tok.encode("int x"));
+    assert_eq!(lines.ids, want);
+    assert_eq!(tok.decode(&lines.prefix_ids), "int y;\nint x");
     let p = infill_prompt(&tok, f, &[], &prefix, &suffix, 100);
     assert!(p.truncated);
     assert_eq!(p.ids.len(), 100);
