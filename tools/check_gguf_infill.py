@@ -19,7 +19,8 @@ the middle), and for each hole compares the middles of:
 - cllm: `cllm generate --prompt PREFIX --suffix SUFFIX --no-echo
   --temperature 0 --repetition-penalty 1 --memory off --precision fp32`;
 - llama.cpp, SPM: `Llama.create_completion(prompt=IDS, temperature=0)` where
-  IDS is `<fim_suffix> suffix <fim_prefix> prefix <fim_middle>` built from the
+  IDS is `<fim_suffix> suffix <fim_prefix> prefix <fim_middle> line` (the
+  prefix's current line after `<fim_middle>`) built from the
   FIM ids llama.cpp read from the GGUF (`token_prefix()` ...) and llama.cpp's
   own tokenization, which is cllm's infill prompt. Generation stops where
   cllm's does: llama.cpp ends at `<|endoftext|>`, `<fim_pad>` and
@@ -162,7 +163,11 @@ def main():
         for n, (prefix, suffix) in enumerate(cases, 1):
             ours, prompt_tokens = cllm_middle(args.cllm, args.model, prefix, suffix,
                                               args.max_tokens)
-            ids = [fim["suf"]] + tokenize(suffix) + [fim["pre"]] + tokenize(prefix) + [fim["mid"]]
+            # cllm's layout: the prefix's current line after <fim_middle>.
+            cut = prefix.rfind("\n") + 1
+            head, line = prefix[:cut], prefix[cut:]
+            ids = ([fim["suf"]] + tokenize(suffix) + [fim["pre"]] + tokenize(head)
+                   + [fim["mid"]] + tokenize(line))
             llm.reset()
             spm = llm.create_completion(prompt=ids, temperature=0.0, repeat_penalty=1.0,
                                         max_tokens=args.max_tokens,

@@ -10,7 +10,8 @@ greedy `generate()` stops at them, with the same middle as `cllm generate
 
 The model needs FIM tokens. Holes are cut from `--data` as in
 `tools/check_gguf_infill.py`; the FIM prompt is written as marker text
-(`<fim_suffix>SUFFIX<fim_prefix>PREFIX<fim_middle>`), which the tokenizer
+(`<fim_suffix>SUFFIX<fim_prefix>PREFIX<fim_middle>LINE`, the prefix's current
+line after `<fim_middle>`), which the tokenizer
 turns into the special tokens. Exits 0 when every middle equals cllm's.
 """
 
@@ -66,7 +67,8 @@ def main():
     cases = holes(text, args.holes, args.seed, fits)
     for n, (prefix, suffix) in enumerate(cases, 1):
         ours, _ = cllm_middle(args.cllm, args.model, prefix, suffix, args.max_tokens)
-        prompt = tok(f"<fim_suffix>{suffix}<fim_prefix>{prefix}<fim_middle>",
+        cut = prefix.rfind("\n") + 1  # cllm's layout: the current line after <fim_middle>
+        prompt = tok(f"<fim_suffix>{suffix}<fim_prefix>{prefix[:cut]}<fim_middle>{prefix[cut:]}",
                      return_tensors="pt")
         with torch.no_grad():
             ids = model.generate(**prompt, do_sample=False, max_new_tokens=args.max_tokens,

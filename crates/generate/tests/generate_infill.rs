@@ -58,8 +58,13 @@ fn the_model_reads_the_fim_prompt_and_greedy_follows_the_full_forward() {
     let mut want = vec![f.suffix];
     want.extend(tok.encode(&infill.suffix));
     want.push(f.prefix);
-    want.extend(tok.encode(&infill.prefix));
+    // The prefix's current line follows <fim_middle>, as trained.
+    let (head, line) = infill
+        .prefix
+        .split_at(infill.prefix.rfind('\n').unwrap() + 1);
+    want.extend(tok.encode(head));
     want.push(f.middle);
+    want.extend(tok.encode(line));
     assert_eq!(g.context_tokens(), &want[..]);
     assert_eq!(fit.prompt_tokens, want.len());
     assert!(!fit.truncated);

@@ -112,7 +112,8 @@ impl Terminal {
                     run_dir.display()
                 ));
                 let steps = if *total_steps == 0 {
-                    "steps fixed after a timed warm-up".to_string()
+                    "steps planned after a timed warm-up and re-planned as the speed changes"
+                        .to_string()
                 } else {
                     format!("{total_steps} steps")
                 };

@@ -159,7 +159,7 @@ fn int_field<T: egui::emath::Numeric>(
 }
 
 /// How long the run is: a number of epochs, or a time budget in minutes
-/// (the steps that fit are fixed after a timed warm-up).
+/// (the steps that fit are planned after a timed warm-up, then re-planned).
 fn length_field(ui: &mut egui::Ui, cfg: &mut TrainConfig) {
     let lab = ui
         .label("Train for")
