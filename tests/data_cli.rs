@@ -30,6 +30,7 @@ fn prepare_then_tokenize() {
         output: corpus.clone(),
         force: false,
         max_file_bytes: None,
+        exclude: Vec::new(),
         verbose: false,
     })
     .unwrap();
@@ -64,6 +65,7 @@ fn prepare_then_tokenize() {
         output: tmp.path().join("none.txt"),
         force: false,
         max_file_bytes: None,
+        exclude: Vec::new(),
         verbose: false,
     })
     .unwrap_err();
@@ -77,6 +79,7 @@ fn prepare_args(input: &std::path::Path, ext: &[&str], output: &std::path::Path)
         output: output.to_path_buf(),
         force: false,
         max_file_bytes: None,
+        exclude: Vec::new(),
         verbose: false,
     }
 }

@@ -31,6 +31,11 @@ pub struct PrepareArgs {
     /// Skip files larger than this many bytes.
     #[arg(long)]
     pub max_file_bytes: Option<u64>,
+    /// Leave out paths matching these .gitignore patterns (relative to each
+    /// input): `--exclude 'tree-sitter-*' 'libffi*'` keeps projects out of a
+    /// base corpus so they stay unseen for measuring.
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
     /// List every skipped file with its reason.
     #[arg(long)]
     pub verbose: bool,
@@ -53,6 +58,7 @@ pub fn run(args: PrepareArgs) -> Result<(), String> {
         roots: args.input.clone(),
         extensions,
         max_file_bytes: args.max_file_bytes,
+        exclude: args.exclude.clone(),
     };
     // The output of an earlier run, inside a scanned folder, is not input.
     let output_real = std::fs::canonicalize(&args.output).ok();

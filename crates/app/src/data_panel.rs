@@ -151,7 +151,7 @@ impl DataState {
         let opts = ScanOptions {
             roots,
             extensions,
-            max_file_bytes: None,
+            ..ScanOptions::default()
         };
         self.scan = Some(ScanJob::start(opts, scanner, repaint));
     }

@@ -26,6 +26,9 @@ pub enum DataError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An `--exclude` pattern is not a glob.
+    #[error("--exclude {pattern:?}: not a glob pattern: {problem}")]
+    Exclude { pattern: String, problem: String },
     /// A file read as a token file (`cllm tokenize`'s `tokens.bin`) is not
     /// one, or is damaged; the problem says what to do.
     #[error("{}: {problem}", path.display())]

@@ -48,6 +48,25 @@ pub struct ScanOptions {
     pub extensions: Vec<String>,
     /// Files larger than this are skipped (None: no cap).
     pub max_file_bytes: Option<u64>,
+    /// Paths left out, as .gitignore patterns relative to each root
+    /// (`tree-sitter-*` leaves out every folder or file of that name).
+    pub exclude: Vec<String>,
+}
+
+/// The walker's overrides that leave `patterns` out under `root`.
+fn exclusions(root: &Path, patterns: &[String]) -> Result<ignore::overrides::Override, DataError> {
+    let mut builder = ignore::overrides::OverrideBuilder::new(root);
+    for pattern in patterns {
+        let problem = |e: ignore::Error| DataError::Exclude {
+            pattern: pattern.clone(),
+            problem: e.to_string(),
+        };
+        builder.add(&format!("!{pattern}")).map_err(problem)?;
+    }
+    builder.build().map_err(|e| DataError::Exclude {
+        pattern: patterns.join(" "),
+        problem: e.to_string(),
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +156,7 @@ pub fn scan_with_text(
         })?;
         let mut batch = Vec::new();
         let walker = ignore::WalkBuilder::new(root)
+            .overrides(exclusions(root, &opts.exclude)?)
             // Honour .gitignore even when the folder is not a git checkout.
             .require_git(false)
             .follow_links(false)

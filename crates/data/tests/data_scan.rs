@@ -86,6 +86,7 @@ fn awkward_files_are_classified() {
         roots: vec![dir.to_path_buf()],
         extensions: Vec::new(),
         max_file_bytes: Some(1000),
+        exclude: Vec::new(),
     };
     let found = scan_all(&opts);
     let status = |name: &str| {
@@ -178,7 +179,7 @@ fn extensions_are_configurable_and_text_is_handed_over() {
     let opts = ScanOptions {
         roots: vec![tmp.path().to_path_buf()],
         extensions: vec![".XYZ".to_string(), "c".to_string()],
-        max_file_bytes: None,
+        ..ScanOptions::default()
     };
     assert_eq!(
         scanned_texts(&opts),
@@ -192,7 +193,7 @@ fn extensions_are_configurable_and_text_is_handed_over() {
     let opts = ScanOptions {
         roots: vec![tmp.path().join("b.py")],
         extensions: vec!["c".to_string()],
-        max_file_bytes: None,
+        ..ScanOptions::default()
     };
     assert_eq!(
         scanned_texts(&opts),
@@ -279,8 +280,41 @@ fn extensions_are_read_in_every_form_people_type() {
         roots: vec![tmp.path().to_path_buf()],
         extensions: v(&[".c, .h md"]),
         max_file_bytes: None,
+        exclude: Vec::new(),
     });
     let mut kept: Vec<&String> = found.keys().collect();
     kept.sort();
     assert_eq!(kept, ["a.c", "b.H", "c.md"]);
+}
+
+#[test]
+fn excluded_folders_and_files_are_left_out_and_a_bad_pattern_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "mine/a.c", b"int a;\n");
+    write(
+        tmp.path(),
+        "vendor/tree-sitter-0.27.1/src/parser.c",
+        b"int p;\n",
+    );
+    write(tmp.path(), "vendor/libffi-sys/ffi.c", b"int f;\n");
+    write(tmp.path(), "mine/generated.c", b"int g;\n");
+    let opts = |exclude: &[&str]| ScanOptions {
+        roots: vec![tmp.path().to_path_buf()],
+        exclude: exclude.iter().map(|p| p.to_string()).collect(),
+        ..ScanOptions::default()
+    };
+    let names = |exclude: &[&str]| {
+        let mut names: Vec<String> = scan_all(&opts(exclude)).into_keys().collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&[]).len(), 4);
+    assert_eq!(
+        names(&["tree-sitter-*", "libffi*", "generated.c"]),
+        vec!["mine/a.c".to_string()]
+    );
+    let err = scan(&opts(&["src/[z-a"]), &AtomicBool::new(false), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--exclude \"src/[z-a\""), "{err}");
 }

@@ -51,6 +51,7 @@ pub fn gather_files(
             roots: config.corpus.data.clone(),
             extensions: config.corpus.extensions.clone(),
             max_file_bytes: None,
+            exclude: Vec::new(),
         };
         let mut seen = 0usize;
         let mut on_file = |f: scan::ScannedFile| {
@@ -114,6 +115,7 @@ fn gather_texts(
         roots: config.corpus.data.clone(),
         extensions: config.corpus.extensions.clone(),
         max_file_bytes: None,
+        exclude: Vec::new(),
     };
     let mut found: Vec<(PathBuf, String, String)> = Vec::new();
     let mut seen = 0usize;
