@@ -51,6 +51,24 @@ pub struct BenchArgs {
     /// cost of a cached token against a full forward over the context
     #[arg(long)]
     pub generate: bool,
+    /// Measure the f32 products instead: the model's own shapes (its
+    /// linear layers on batch x seq rows, the head's tile products) on the
+    /// `gemm` crate and on the system's OpenBLAS where it is installed,
+    /// one thread, each against the FMA instruction's register peak
+    #[arg(long)]
+    pub products: bool,
+}
+
+impl BenchArgs {
+    fn settings(&self) -> super::bench_threads::Settings<'_> {
+        super::bench_threads::Settings {
+            preset: &self.preset,
+            batch: self.batch,
+            seq: self.seq,
+            steps: self.steps,
+            json: self.json,
+        }
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
@@ -70,6 +88,9 @@ fn run_rank(args: BenchArgs, cluster: &cllm_train::cluster::Cluster) -> Result<(
     let cfg = ModelConfig::preset(&args.preset)?;
     if args.generate {
         return run_generate(&args);
+    }
+    if args.products {
+        return super::bench_products::run(&args.settings(), &cfg);
     }
     let cores = std::thread::available_parallelism()
         .map(|c| c.get())
@@ -287,7 +308,13 @@ impl Run<'_> {
             }
         }
         if !args.no_profile && !cluster.is_distributed() {
-            super::bench_threads::print_thread_profiles(args, &cfg, threads, precision, mode)?;
+            super::bench_threads::print_thread_profiles(
+                &args.settings(),
+                &cfg,
+                threads,
+                precision,
+                mode,
+            )?;
         }
         let points = scaling::measure_in_cluster(
             &cfg, args.batch, args.seq, threads, args.steps, cluster, precision,

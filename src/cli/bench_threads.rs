@@ -3,17 +3,26 @@
 //! speedup, and the memory traffic it achieved beside the machine's read
 //! bandwidth at that thread count, so that a scaling loss names its op.
 
-use super::bench::BenchArgs;
 use cllm_core::ModelConfig;
 use cllm_core::ops::bf16::Precision;
 use cllm_core::ops::crossentropy::{DEFAULT_CHUNK_ROWS, HeadMode};
 use cllm_train::bench::{format_thread_profiles, profile_at_threads};
 use serde_json::json;
 
+/// What the bench measures: the preset's name, sequences and tokens per
+/// step, timed steps, and whether to print JSON lines.
+pub(super) struct Settings<'a> {
+    pub preset: &'a str,
+    pub batch: usize,
+    pub seq: usize,
+    pub steps: usize,
+    pub json: bool,
+}
+
 /// Profiles the gradients at each of `threads` and prints the table (or
 /// one JSON line per thread count).
 pub(super) fn print_thread_profiles(
-    args: &BenchArgs,
+    args: &Settings,
     cfg: &ModelConfig,
     threads: &[usize],
     precision: Precision,

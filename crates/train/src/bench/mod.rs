@@ -3,9 +3,11 @@
 //! kernel the model uses, the instructions' own in `instruction_peak.rs`),
 //! one full training step on one thread with a per-operation profile
 //! (`step.rs`), the same profile at several thread counts at once
-//! (`threads.rs`), and each operation's floor from its work, the bandwidth and
+//! (`threads.rs`), the model's f32 product shapes on `gemm` and on
+//! OpenBLAS (`blas.rs`), and each operation's floor from its work, the bandwidth and
 //! the peaks (`floors.rs`).
 
+pub mod blas;
 mod floors;
 pub mod instruction_peak;
 mod peak;
