@@ -6,7 +6,7 @@ use super::choice::{choice, model_presets};
 use clap::Args;
 use cllm_core::ModelConfig;
 use cllm_core::ops::bf16::PrecisionChoice;
-use cllm_core::ops::crossentropy::DEFAULT_CHUNK_ROWS;
+use cllm_core::ops::crossentropy::{DEFAULT_CHUNK_ROWS, HeadMode, head_mode, set_head_mode};
 use cllm_train::bench::{bench_train_step_in, kernel_name, matmul_peak_for};
 use cllm_train::scaling;
 use serde_json::json;
@@ -32,7 +32,14 @@ pub struct BenchArgs {
     /// or bf16
     #[arg(long, default_value = "auto", ignore_case = true, value_parser = choice::<PrecisionChoice>())]
     pub precision: PrecisionChoice,
-    /// Skip the single-thread profile, only measure scaling
+    /// The vocabulary head's backward: store (each tile's exponentials
+    /// kept in a (chunk, V) scratch), recompute (each tile's logits
+    /// multiplied again), or both, measured one after the other
+    /// (store,recompute); default: CLLM_HEAD, else store
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = parse_head_mode)]
+    pub head: Vec<HeadMode>,
+    /// Skip the per-op profiles (one thread, and at each --threads count),
+    /// only measure scaling
     #[arg(long)]
     pub no_profile: bool,
     /// One JSON object per line per measurement
@@ -44,6 +51,24 @@ pub struct BenchArgs {
     /// cost of a cached token against a full forward over the context
     #[arg(long)]
     pub generate: bool,
+    /// Measure the f32 products instead: the model's own shapes (its
+    /// linear layers on batch x seq rows, the head's tile products) on the
+    /// `gemm` crate and on the system's OpenBLAS where it is installed,
+    /// one thread, each against the FMA instruction's register peak
+    #[arg(long)]
+    pub products: bool,
+}
+
+impl BenchArgs {
+    fn settings(&self) -> super::bench_threads::Settings<'_> {
+        super::bench_threads::Settings {
+            preset: &self.preset,
+            batch: self.batch,
+            seq: self.seq,
+            steps: self.steps,
+            json: self.json,
+        }
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
@@ -63,6 +88,9 @@ fn run_rank(args: BenchArgs, cluster: &cllm_train::cluster::Cluster) -> Result<(
     let cfg = ModelConfig::preset(&args.preset)?;
     if args.generate {
         return run_generate(&args);
+    }
+    if args.products {
+        return super::bench_products::run(&args.settings(), &cfg);
     }
     let cores = std::thread::available_parallelism()
         .map(|c| c.get())
@@ -86,205 +114,288 @@ fn run_rank(args: BenchArgs, cluster: &cllm_train::cluster::Cluster) -> Result<(
     if !quiet && !args.json {
         println!("CPU: {}", cpu_name());
     }
-    if !args.no_profile && !cluster.is_distributed() {
-        let r = bench_train_step_in(
-            &cfg,
-            args.batch,
-            args.seq,
-            args.steps,
-            1,
-            DEFAULT_CHUNK_ROWS,
+    let mut modes: Vec<HeadMode> = Vec::new();
+    for m in args
+        .head
+        .iter()
+        .copied()
+        .chain((args.head.is_empty()).then(head_mode))
+    {
+        if !modes.contains(&m) {
+            modes.push(m);
+        }
+    }
+    for (i, &mode) in modes.iter().enumerate() {
+        set_head_mode(mode);
+        if !quiet && !args.json {
+            println!("head: {} (--head or CLLM_HEAD)", describe_head(mode));
+        }
+        let run = Run {
+            args: &args,
+            cfg: &cfg,
+            cluster,
+            threads: &threads,
             precision,
-        )?;
-        // The tied head's three products (logits, dx, dwte) against the
-        // kernel's peak, both by thread CPU time.
-        let head_flops = 6.0 * (args.batch * args.seq * cfg.n_embd * cfg.vocab_size) as f64;
-        let head_secs = r
-            .per_op_profile
-            .iter()
-            .find(|(op, _)| op.starts_with("head"))
-            .map_or(f64::NAN, |(_, s)| *s);
-        let head_share = head_flops / head_secs / 1e9 / r.cpu_peak_gflops;
-        if args.json {
-            let line = json!({
-                "measurement": "train_step",
-                "cpu": cpu_name(),
-                "precision": precision.name(),
-                "kernel": kernel_name(precision),
-                "head_share_of_peak": head_share,
-                "preset": args.preset,
-                "threads": 1,
-                "batch": args.batch,
-                "seq": args.seq,
-                "tokens_per_sec": r.tokens_per_sec,
-                "step_secs": r.best_step_secs,
-                "gflops": r.gflops,
-                "peak_gflops": r.peak_gflops,
-                "peak_spread": r.peak_spread,
-                "mfu": r.mfu,
-                "profile": r.per_op_profile.iter().map(|(k, v)| json!({"op": k, "secs": v})).collect::<Vec<_>>(),
-                "limits": limits_json(&cfg, &r),
-            });
-            println!("{line}");
-        } else {
-            println!(
-                "{} preset ({:.2}M parameters), {} x {} tokens, {} matmuls ({}), one thread, best of {} steps",
-                args.preset,
-                cfg.num_params() as f64 / 1e6,
-                args.batch,
-                args.seq,
-                precision.name(),
-                kernel_name(precision),
-                r.steps
-            );
-            println!(
-                "  {:.0} tokens/s, step {:.3} s, {:.1} model GFLOP/s = {:.1}% of the {:.1} GFLOP/s matmul peak",
-                r.tokens_per_sec,
-                r.best_step_secs,
-                r.gflops,
-                100.0 * r.mfu,
-                r.peak_gflops
-            );
-            println!(
-                "  the head's matmuls run at {:.1}% of the kernel's {:.1} GFLOP/s (CPU time)",
-                100.0 * head_share,
-                r.cpu_peak_gflops
-            );
-            if r.peak_spread > 0.03 {
-                println!(
-                    "  (the peak measured {:.0}% apart before the steps and after them: the \
-                     machine's speed moved during the run; the higher is used)",
-                    100.0 * r.peak_spread
-                );
-            }
-            let (bw, rows) = cllm_train::bench::profile_limits(&cfg, &r);
-            println!(
-                "  where a step's time goes (thread CPU time), against each op's floor \
-                 max(bytes / bandwidth, FLOPs / FMA peak):"
-            );
-            print!(
-                "{}",
-                cllm_train::bench::format_profile_limits(
-                    &bw,
-                    cllm_train::bench::peaks_of(&r),
-                    &rows
-                )
-            );
-            let floor_step = cllm_train::bench::floor_step_secs(&rows);
-            let tokens = (r.batch * r.seq) as f64;
-            let share = |step: f64| 100.0 * r.tokens_per_sec * step / tokens;
-            println!(
-                "  every op at its floor: a step of {:.1} ms, {:.0} tokens/s on one thread, \
-                 what these kernels allow (this run {:.1}%)",
-                floor_step * 1e3,
-                tokens / floor_step,
-                share(floor_step)
-            );
-            match cllm_train::bench::instruction_peaks(precision) {
-                Some((peaks, [products, f32_ops])) => {
-                    let step = cllm_train::bench::floor_step_with(&cfg, &r, &bw, peaks);
-                    println!(
-                        "  from registers alone: {} {:.1} GFLOP/s for the products (the kernel's \
-                         peak is {:.0}% of it), {} {:.1} for the f32 ops",
-                        products.name(),
-                        peaks.matmul,
-                        100.0 * r.cpu_peak_gflops / peaks.matmul,
-                        f32_ops.name(),
-                        peaks.f32
-                    );
-                    println!(
-                        "  every op at its floor at those peaks: a step of {:.1} ms, {:.0} tokens/s \
-                         on one thread, about the most this machine allows (this run {:.1}%)",
-                        step * 1e3,
-                        tokens / step,
-                        share(step)
-                    );
-                }
-                None => println!(
-                    "  (no ceiling from the instructions' own peak: the products or the f32 ops \
-                     run without vector multiply-adds here)"
-                ),
-            }
-        }
-    }
-    let points = scaling::measure_in_cluster(
-        &cfg, args.batch, args.seq, &threads, args.steps, cluster, precision,
-    )?;
-    if quiet {
-        return Ok(());
-    }
-    // What the sphere pool saves each phase (before the scaling table,
-    // which stays the output's last section).
-    if !cluster.is_distributed() {
-        scaling::print_dispatch_overhead(&threads, args.json);
-    }
-    // MFU of a multi-thread run is against the peak of the cores it can use
-    // (each rank's own: the cluster's GFLOP/s are every rank's).
-    let mfu_of = |p: &scaling::ScalingPoint| {
-        p.gflops / (peak * (p.threads.min(cores) * p.ranks.max(1)) as f64)
-    };
-    if !args.json {
-        if cluster.is_distributed() {
-            println!(
-                "{}: {} ranks, each step's {} sequences shared by rank, then by sphere",
-                cluster.describe(),
-                cluster.size(),
-                args.batch
-            );
-        }
-        println!(
-            "thread scaling (full optimizer steps on the sphere tree, {} matmuls):",
-            precision.name()
-        );
-        println!("  threads  tokens/s  speedup  efficiency  GFLOP/s   MFU");
-    }
-    for p in &points {
-        if args.json {
-            let line = json!({
-                "measurement": "scaling",
-                "precision": precision.name(),
-                "preset": args.preset,
-                "ranks": p.ranks,
-                "params": cfg.num_params(),
-                "embedding_params": (cfg.vocab_size + cfg.n_ctx) * cfg.n_embd,
-                "flops_per_token": cfg.train_flops_per_token(args.seq),
-                "threads": p.threads,
-                "allreduce_secs": p.allreduce_secs,
-                "exposed_secs": p.exposed_secs,
-                "allreduce_bytes": p.allreduce_bytes,
-                "batch": args.batch,
-                "seq": args.seq,
-                "tokens_per_sec": p.tokens_per_sec,
-                "step_secs": p.step_secs,
-                "gflops": p.gflops,
-                "peak_gflops": peak,
-                "mfu": mfu_of(p),
-                "speedup": p.speedup,
-                "efficiency": p.efficiency,
-            });
-            println!("{line}");
-        } else {
-            println!(
-                "  {:>7}  {:>8.0}  {:>6.2}x  {:>9.1}%  {:>7.1}  {:>4.1}%",
-                p.threads,
-                p.tokens_per_sec,
-                p.speedup,
-                100.0 * p.efficiency,
-                p.gflops,
-                100.0 * mfu_of(p)
-            );
-            if p.ranks > 1 {
-                println!(
-                    "           summing {:.1} MB of gradients: {:.1} ms per step in the \
-                     collective, {:.1} ms of it not hidden behind backward",
-                    p.allreduce_bytes as f64 / 1e6,
-                    p.allreduce_secs * 1e3,
-                    p.exposed_secs * 1e3
-                );
-            }
-        }
+            peak,
+            cores,
+            mode,
+        };
+        run.measure(i == 0)?;
     }
     Ok(())
+}
+
+/// The head's mode in a few words.
+fn describe_head(mode: HeadMode) -> &'static str {
+    match mode {
+        HeadMode::Store => "store (pass 1 keeps each tile's exponentials for the backward)",
+        HeadMode::Recompute => "recompute (the backward multiplies each tile's logits again)",
+    }
+}
+
+fn parse_head_mode(s: &str) -> Result<HeadMode, String> {
+    HeadMode::parse(s).ok_or_else(|| format!("`{s}` is not a head mode: store or recompute"))
+}
+
+/// One head mode's measurements, on settings shared by all.
+struct Run<'a> {
+    args: &'a BenchArgs,
+    cfg: &'a ModelConfig,
+    cluster: &'a cllm_train::cluster::Cluster,
+    threads: &'a [usize],
+    precision: cllm_core::ops::bf16::Precision,
+    peak: f64,
+    cores: usize,
+    mode: HeadMode,
+}
+
+impl Run<'_> {
+    /// The one-thread profile, the profile at each thread count and the
+    /// scaling table; the dispatch overhead too when `first`.
+    fn measure(&self, first: bool) -> Result<(), String> {
+        let Run {
+            args,
+            cfg,
+            cluster,
+            threads,
+            precision,
+            peak,
+            cores,
+            mode,
+        } = *self;
+        let cfg = cfg.clone();
+        let quiet = !cluster.is_writer();
+        if !args.no_profile && !cluster.is_distributed() {
+            let r = bench_train_step_in(
+                &cfg,
+                args.batch,
+                args.seq,
+                args.steps,
+                1,
+                DEFAULT_CHUNK_ROWS,
+                precision,
+            )?;
+            // The tied head's three products (logits, dx, dwte) against the
+            // kernel's peak, both by thread CPU time.
+            let head_flops = 6.0 * (args.batch * args.seq * cfg.n_embd * cfg.vocab_size) as f64;
+            let head_secs = r
+                .per_op_profile
+                .iter()
+                .find(|(op, _)| op.starts_with("head"))
+                .map_or(f64::NAN, |(_, s)| *s);
+            let head_share = head_flops / head_secs / 1e9 / r.cpu_peak_gflops;
+            if args.json {
+                let line = json!({
+                    "measurement": "train_step",
+                    "head": mode.name(),
+                    "cpu": cpu_name(),
+                    "precision": precision.name(),
+                    "kernel": kernel_name(precision),
+                    "head_share_of_peak": head_share,
+                    "preset": args.preset,
+                    "threads": 1,
+                    "batch": args.batch,
+                    "seq": args.seq,
+                    "tokens_per_sec": r.tokens_per_sec,
+                    "step_secs": r.best_step_secs,
+                    "gflops": r.gflops,
+                    "peak_gflops": r.peak_gflops,
+                    "peak_spread": r.peak_spread,
+                    "mfu": r.mfu,
+                    "profile": r.per_op_profile.iter().map(|(k, v)| json!({"op": k, "secs": v})).collect::<Vec<_>>(),
+                    "limits": limits_json(&cfg, &r),
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "{} preset ({:.2}M parameters), {} x {} tokens, {} matmuls ({}), one thread, best of {} steps",
+                    args.preset,
+                    cfg.num_params() as f64 / 1e6,
+                    args.batch,
+                    args.seq,
+                    precision.name(),
+                    kernel_name(precision),
+                    r.steps
+                );
+                println!(
+                    "  {:.0} tokens/s, step {:.3} s, {:.1} model GFLOP/s = {:.1}% of the {:.1} GFLOP/s matmul peak",
+                    r.tokens_per_sec,
+                    r.best_step_secs,
+                    r.gflops,
+                    100.0 * r.mfu,
+                    r.peak_gflops
+                );
+                println!(
+                    "  the head's matmuls run at {:.1}% of the kernel's {:.1} GFLOP/s (CPU time)",
+                    100.0 * head_share,
+                    r.cpu_peak_gflops
+                );
+                if r.peak_spread > 0.03 {
+                    println!(
+                        "  (the peak measured {:.0}% apart before the steps and after them: the \
+                     machine's speed moved during the run; the higher is used)",
+                        100.0 * r.peak_spread
+                    );
+                }
+                let (bw, rows) = cllm_train::bench::profile_limits(&cfg, &r);
+                println!(
+                    "  where a step's time goes (thread CPU time), against each op's floor \
+                 max(bytes / bandwidth, FLOPs / FMA peak):"
+                );
+                print!(
+                    "{}",
+                    cllm_train::bench::format_profile_limits(
+                        &bw,
+                        cllm_train::bench::peaks_of(&r),
+                        &rows
+                    )
+                );
+                let floor_step = cllm_train::bench::floor_step_secs(&rows);
+                let tokens = (r.batch * r.seq) as f64;
+                let share = |step: f64| 100.0 * r.tokens_per_sec * step / tokens;
+                println!(
+                    "  every op at its floor: a step of {:.1} ms, {:.0} tokens/s on one thread, \
+                 what these kernels allow (this run {:.1}%)",
+                    floor_step * 1e3,
+                    tokens / floor_step,
+                    share(floor_step)
+                );
+                match cllm_train::bench::instruction_peaks(precision) {
+                    Some((peaks, [products, f32_ops])) => {
+                        let step = cllm_train::bench::floor_step_with(&cfg, &r, &bw, peaks);
+                        println!(
+                            "  from registers alone: {} {:.1} GFLOP/s for the products (the kernel's \
+                         peak is {:.0}% of it), {} {:.1} for the f32 ops",
+                            products.name(),
+                            peaks.matmul,
+                            100.0 * r.cpu_peak_gflops / peaks.matmul,
+                            f32_ops.name(),
+                            peaks.f32
+                        );
+                        println!(
+                            "  every op at its floor at those peaks: a step of {:.1} ms, {:.0} tokens/s \
+                         on one thread, about the most this machine allows (this run {:.1}%)",
+                            step * 1e3,
+                            tokens / step,
+                            share(step)
+                        );
+                    }
+                    None => println!(
+                        "  (no ceiling from the instructions' own peak: the products or the f32 ops \
+                     run without vector multiply-adds here)"
+                    ),
+                }
+            }
+        }
+        if !args.no_profile && !cluster.is_distributed() {
+            super::bench_threads::print_thread_profiles(
+                &args.settings(),
+                &cfg,
+                threads,
+                precision,
+                mode,
+            )?;
+        }
+        let points = scaling::measure_in_cluster(
+            &cfg, args.batch, args.seq, threads, args.steps, cluster, precision,
+        )?;
+        if quiet {
+            return Ok(());
+        }
+        // What the sphere pool saves each phase (before the scaling table,
+        // which stays the output's last section).
+        if first && !cluster.is_distributed() {
+            scaling::print_dispatch_overhead(threads, args.json);
+        }
+        // MFU of a multi-thread run is against the peak of the cores it can use
+        // (each rank's own: the cluster's GFLOP/s are every rank's).
+        let mfu_of = |p: &scaling::ScalingPoint| {
+            p.gflops / (peak * (p.threads.min(cores) * p.ranks.max(1)) as f64)
+        };
+        if !args.json {
+            if cluster.is_distributed() {
+                println!(
+                    "{}: {} ranks, each step's {} sequences shared by rank, then by sphere",
+                    cluster.describe(),
+                    cluster.size(),
+                    args.batch
+                );
+            }
+            println!(
+                "thread scaling (full optimizer steps on the sphere tree, {} matmuls):",
+                precision.name()
+            );
+            println!("  threads  tokens/s  speedup  efficiency  GFLOP/s   MFU");
+        }
+        for p in &points {
+            if args.json {
+                let line = json!({
+                    "measurement": "scaling",
+                    "head": mode.name(),
+                    "precision": precision.name(),
+                    "preset": args.preset,
+                    "ranks": p.ranks,
+                    "params": cfg.num_params(),
+                    "embedding_params": (cfg.vocab_size + cfg.n_ctx) * cfg.n_embd,
+                    "flops_per_token": cfg.train_flops_per_token(args.seq),
+                    "threads": p.threads,
+                    "allreduce_secs": p.allreduce_secs,
+                    "exposed_secs": p.exposed_secs,
+                    "allreduce_bytes": p.allreduce_bytes,
+                    "batch": args.batch,
+                    "seq": args.seq,
+                    "tokens_per_sec": p.tokens_per_sec,
+                    "step_secs": p.step_secs,
+                    "gflops": p.gflops,
+                    "peak_gflops": peak,
+                    "mfu": mfu_of(p),
+                    "speedup": p.speedup,
+                    "efficiency": p.efficiency,
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "  {:>7}  {:>8.0}  {:>6.2}x  {:>9.1}%  {:>7.1}  {:>4.1}%",
+                    p.threads,
+                    p.tokens_per_sec,
+                    p.speedup,
+                    100.0 * p.efficiency,
+                    p.gflops,
+                    100.0 * mfu_of(p)
+                );
+                if p.ranks > 1 {
+                    println!(
+                        "           summing {:.1} MB of gradients: {:.1} ms per step in the \
+                     collective, {:.1} ms of it not hidden behind backward",
+                        p.allreduce_bytes as f64 / 1e6,
+                        p.allreduce_secs * 1e3,
+                        p.exposed_secs * 1e3
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `--generate`: greedy replies of 128 tokens after a 64-token prompt with

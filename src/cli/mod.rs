@@ -6,6 +6,8 @@
 //! the model (in its run's folder) unless an explicit `--output` says where.
 
 pub mod bench;
+mod bench_products;
+mod bench_threads;
 pub mod choice;
 pub mod cluster;
 pub mod completions;

@@ -217,11 +217,20 @@ pub fn op_work(cfg: &crate::ModelConfig, batch: usize, seq: usize) -> Vec<OpWork
     // Tied head: logits x wteᵀ (2 n V C), dx and dwte (4 n V C), softmax and
     // cross-entropy on n V logits (exp and about 5 more per logit, twice:
     // max/sum pass and gradient pass). Bytes: x, wte, dx, dwte read and
-    // written; the logits chunk stays in cache.
+    // written; a tile of logits stays in cache. Storing its exponentials
+    // (the head's mode, as it will run) writes and reads back n V of them
+    // (f32; the bf16 head's are half that); recomputing multiplies and
+    // exponentiates the logits a second time instead.
+    let (stored, recomputed) = match crate::ops::crossentropy::head_mode() {
+        crate::ops::crossentropy::HeadMode::Store => (2.0 * F * n * v, 0.0),
+        crate::ops::crossentropy::HeadMode::Recompute => {
+            (0.0, 2.0 * n * v * c + n * v * 2.0 * e::EXP)
+        }
+    };
     push(
         "head+softmax+cross-entropy (fwd+bwd)",
-        F * (nc + v * c + nc + 2.0 * v * c),
-        6.0 * n * v * c + n * v * 2.0 * (e::EXP + 5.0),
+        F * (nc + v * c + nc + 2.0 * v * c) + stored,
+        6.0 * n * v * c + n * v * 2.0 * (e::EXP + 5.0) + recomputed,
         F * (2.0 * nc + 2.0 * v * c),
     );
     // AdamW reads parameters, gradients and both moments and writes

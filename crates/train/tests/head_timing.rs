@@ -4,7 +4,9 @@
 use cllm_core::ops::bf16::{
     LANES, PairsRef, Precision, WeightPacks, matmul_pairs, pack_columns, pack_rows,
 };
-use cllm_core::ops::crossentropy::{HeadShape, HeadWeights, head_loss_backward, scratch_len};
+use cllm_core::ops::crossentropy::{
+    HeadShape, HeadWeights, head_loss_backward, head_mode, scratch_len,
+};
 use cllm_core::ops::matmul::{MatMut, MatRef, matmul};
 use std::time::Instant;
 
@@ -82,7 +84,9 @@ fn head_pieces() {
         .wall;
         let rate = gf(t, 6.0 * (n * c * v) as f64);
         println!(
-            "{prec} whole head ({}-row chunks): {:.1} ms, {rate:.1} GFLOP/s, {:.1}% of the kernel's {peak:.1}",
+            "{prec} whole head, {} mode (CLLM_HEAD), {}-row chunks: {:.1} ms, {rate:.1} model GFLOP/s \
+             (6 N C V), {:.1}% of the kernel's {peak:.1}",
+            head_mode().name(),
             // The bf16 head takes twice the scratch's rows (bf16
             // exponentials).
             if prec == "fp32" { chunk } else { 2 * chunk },

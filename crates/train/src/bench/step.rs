@@ -154,24 +154,7 @@ impl TrainStepRig {
     /// [`TrainStepRig::step`] timed by both clocks.
     pub fn step_clocks(&mut self, mut profile: Option<&mut Profile>) -> Clocks {
         let start = Clocks::now();
-        self.grads.fill(0.0);
-        if let Some(p) = profile.as_deref_mut() {
-            add_time(p, "zero gradients", thread_cpu_seconds() - start.1);
-        }
-        let data = Batch {
-            inputs: &self.inputs,
-            targets: &self.targets,
-            batch: self.batch,
-            seq: self.seq,
-        };
-        let scale = 1.0 / (self.batch * self.seq) as f32;
-        let options = Backward {
-            dropout: Some(DropoutRng::Shared(&mut self.dropout_rng)),
-            profile: profile.as_deref_mut(),
-            ..Backward::scaled(scale)
-        };
-        self.model
-            .forward_backward(&mut self.workspace, &data, &mut self.grads, options);
+        self.gradients(profile.as_deref_mut());
         let t_opt = thread_cpu_seconds();
         self.optimizer
             .update(&mut self.model.params, &self.grads, 1e-4);
@@ -192,6 +175,30 @@ impl TrainStepRig {
             }
         }
         Clocks::since(start)
+    }
+
+    /// A step's gradients alone: zero them, forward and backward (with
+    /// the config's dropout); with a profile, each part's time added.
+    pub fn gradients(&mut self, mut profile: Option<&mut Profile>) {
+        let start = thread_cpu_seconds();
+        self.grads.fill(0.0);
+        if let Some(p) = profile.as_deref_mut() {
+            add_time(p, "zero gradients", thread_cpu_seconds() - start);
+        }
+        let data = Batch {
+            inputs: &self.inputs,
+            targets: &self.targets,
+            batch: self.batch,
+            seq: self.seq,
+        };
+        let scale = 1.0 / (self.batch * self.seq) as f32;
+        let options = Backward {
+            dropout: Some(DropoutRng::Shared(&mut self.dropout_rng)),
+            profile,
+            ..Backward::scaled(scale)
+        };
+        self.model
+            .forward_backward(&mut self.workspace, &data, &mut self.grads, options);
     }
 }
 

@@ -7,34 +7,42 @@
 //!   pass 1, tile by tile: logits = x_chunk · wte_tileᵀ, then in cache
 //!     e = exp(logit - the row's maximum over the tile), its sum and maximum
 //!   between: each row's log-sum-exp and loss from its tiles' statistics
-//!   pass 2, tile by tile: dlogits = (p - onehot(target)) · grad_scale from
-//!     e with one multiply, then dx_chunk += dlogits · wte_tile and
+//!   pass 2, tile by tile: the tile's exponentials again, then
+//!     dlogits = (p - onehot(target)) · grad_scale from e with one
+//!     multiply, dx_chunk += dlogits · wte_tile and
 //!     dwte_tile += dlogitsᵀ · x_chunk
-//! The only V-sized buffer is the (chunk, V) scratch, which holds the
-//! exponentials between the passes: f32 in the f32 head, bf16 in the bf16
-//! head (which rounds dlogits to bf16 anyway), halving the bytes written
-//! in pass 1 and read back in pass 2 (the head's only DRAM stream besides
-//! wte and dwte).
+//! Pass 2 gets a tile's exponentials back in one of two ways
+//! ([`HeadMode`], the same bits either way):
+//! - `Store`: pass 1 leaves them in a (chunk, V) scratch (f32 in the f32
+//!   head, bf16 in the bf16 head, which rounds dlogits to bf16 anyway) and
+//!   pass 2 reads them back: a V-sized array written and read per chunk.
+//! - `Recompute`: pass 2 multiplies the tile's logits again and
+//!   exponentiates them while in cache, as Wijmans et al. 2024 ("Cut Your
+//!   Losses") and Liger-Kernel's fused linear cross-entropy do: a third
+//!   more products, nothing V-sized, a scratch of one tile.
 //!
-//! Files: both passes here; `tile.rs` the elementwise work on one tile
-//! (exponentials, dlogits rounded to bf16), `avx512.rs` its AVX512_BF16
-//! rounding.
+//! Files: the passes' driver here and in `backward.rs`; `logits.rs` a
+//! tile's logits and exponentials (both passes); `tile.rs` the
+//! elementwise work on one tile (exponentials, dlogits rounded to bf16),
+//! `avx512.rs` its AVX512_BF16 rounding; `mode.rs` which mode runs.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod backward;
+mod logits;
+mod mode;
+#[cfg(test)]
+mod recompute_tests;
 #[cfg(test)]
 mod tests;
 mod tile;
 
-use tile::{
-    TileSource, WRITE_AHEAD, as_halves, exp_tile, exp_tile_bf16, halves_to_pairs, scale_in_place,
-    scratch_halves, tile_dlogits,
-};
+pub use backward::{head_loss_backward, head_loss_backward_in};
+pub use mode::{DEFAULT_HEAD_MODE, HEAD_MODE_ENV, HeadMode, head_mode, set_head_mode};
 
-use super::bf16::{LANES, PairsRef, WeightPacks, matmul_pairs, pack_columns, pack_rows};
-use super::linear_bf16::{with_scratch, with_scratch3};
+use super::bf16::{LANES, WeightPacks};
 use super::matmul::{MatMut, MatRef, matmul};
-use super::matmul_tn::matmul_tn_acc;
+use logits::{Chunk, logits_pass};
 use std::cell::RefCell;
 
 /// The tied embedding as the head multiplies it: f32, or its bf16 packs
@@ -77,11 +85,22 @@ pub struct HeadShape {
     pub chunk: usize,
 }
 
-/// Scratch floats needed: a chunk's logits, tile after tile, each tile
-/// (rows, its width) contiguous (the bf16 head uses the first half, as
-/// bf16).
+/// Scratch floats that serve every [`HeadMode`]: [`scratch_len_for`]
+/// the storing one, the larger.
 pub fn scratch_len(chunk: usize, vocab: usize) -> usize {
-    chunk * vocab.next_multiple_of(VOCAB_TILE)
+    scratch_len_for(HeadMode::Store, chunk, vocab)
+}
+
+/// Scratch floats a mode needs for chunks of `chunk` rows: storing, a
+/// chunk's exponentials, tile after tile, each tile (rows, its width)
+/// contiguous (the bf16 head uses the first half, as bf16, for twice the
+/// rows); recomputing, one tile's (the forward-only passes need no more
+/// in either mode).
+pub fn scratch_len_for(mode: HeadMode, chunk: usize, vocab: usize) -> usize {
+    match mode {
+        HeadMode::Store => chunk * vocab.next_multiple_of(VOCAB_TILE),
+        HeadMode::Recompute => chunk * VOCAB_TILE,
+    }
 }
 
 /// Where tile `t` of a chunk of `rows` rows starts in the scratch: tiles
@@ -160,261 +179,26 @@ impl RowSoftmax {
     }
 }
 
+/// A thread's small buffers for the head.
+#[derive(Default)]
+struct HeadScratch {
+    /// Tile statistics, (rows, tiles) row-major.
+    stats: Vec<TileStat>,
+    /// Each (row, tile)'s factor from exponentials to grad_scale · p.
+    factors: Vec<f32>,
+    /// The bf16 head's few rows of one tile's logits.
+    part: Vec<f32>,
+    /// The chunk's rows packed as bf16 pairs (the bf16 head).
+    pack: Vec<u32>,
+}
+
 thread_local! {
-    static HEAD_SCRATCH: RefCell<(Vec<TileStat>, Vec<f32>, Vec<f32>)> =
-        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    static HEAD_SCRATCH: RefCell<HeadScratch> = RefCell::new(HeadScratch::default());
 }
 
-/// Runs `f` with this thread's tile statistics, factors and f32 tile (not
-/// re-entrant).
-fn with_head_scratch<R>(
-    f: impl FnOnce(&mut Vec<TileStat>, &mut Vec<f32>, &mut Vec<f32>) -> R,
-) -> R {
-    HEAD_SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let (a, b, c) = &mut *s;
-        f(a, b, c)
-    })
-}
-
-/// Pass 1 over one chunk: logits (rows, V) = x · wteᵀ tile by tile, each
-/// tile's rows turned into exp(logit - the row's maximum over the tile)
-/// while the tile is in cache; maxima, sums and the targets' logits and
-/// exponentials go to `stats` (rows x tiles, row-major). The f32 head
-/// leaves the exponentials in `scratch`, in place of the logits; the
-/// bf16 head multiplies a few rows at a time into `part` and, when
-/// `keep_exps` (a backward pass will read them), stores the
-/// exponentials rounded to bf16 in `scratch`'s halves
-/// ([`scratch_halves`]).
-#[allow(clippy::too_many_arguments)]
-fn logits_pass(
-    wte: HeadWeights,
-    scratch: &mut [f32],
-    keep_exps: bool,
-    part: &mut Vec<f32>,
-    x: &[f32],
-    targets: &[u32],
-    c: usize,
-    v: usize,
-    stats: &mut Vec<TileStat>,
-    find_argmax: bool,
-) {
-    let rows = targets.len();
-    let tiles = v.div_ceil(VOCAB_TILE);
-    stats.clear();
-    stats.resize(rows * tiles, TileStat::default());
-    // Rows `r0..` of tile `j0 / VOCAB_TILE`, just multiplied: exponentials
-    // and statistics, while the rows are still in cache; the exponentials
-    // also rounded into `exps` (rows after rows, `width` apart) if given.
-    let mut finish_rows =
-        |block: &mut [f32], mut exps: Option<&mut [u16]>, r0: usize, j0: usize, width: usize| {
-            let t = j0 / VOCAB_TILE;
-            let rows = block.chunks_exact_mut(width).zip(&targets[r0..]);
-            for (i, (row, &target)) in rows.enumerate() {
-                let target = checked_target(target, v);
-                let hit = (j0..j0 + width).contains(&target);
-                let target_logit = if hit { row[target - j0] } else { 0.0 };
-                let (max, sum, arg) = match exps.as_deref_mut() {
-                    Some(e) => {
-                        let ahead = e.as_ptr().wrapping_add((i + WRITE_AHEAD) * width);
-                        exp_tile_bf16(row, &mut e[i * width..][..width], ahead, find_argmax)
-                    }
-                    None => exp_tile(row, find_argmax),
-                };
-                // The same bits as the exponential in the row's sum (one
-                // scalar `exp`, a lane of the vector one).
-                let target_e = if hit {
-                    super::fast_math::exp(target_logit - max)
-                } else {
-                    0.0
-                };
-                stats[(r0 + i) * tiles + t] = TileStat {
-                    max,
-                    arg: arg as u32,
-                    sum,
-                    target_logit,
-                    target_e,
-                };
-            }
-        };
-    match wte {
-        HeadWeights::F32(w) => {
-            for j0 in (0..v).step_by(VOCAB_TILE) {
-                let width = VOCAB_TILE.min(v - j0);
-                let block = &mut scratch[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
-                matmul(
-                    MatMut::new(block, rows, width),
-                    MatRef::new(x, rows, c),
-                    MatRef::new(&w[j0 * c..(j0 + width) * c], width, c).t(),
-                    false,
-                );
-                finish_rows(block, None, 0, j0, width);
-            }
-        }
-        HeadWeights::Bf16(w) => with_scratch(|a, _| {
-            let xa = pack_rows(a, MatRef::new(x, rows, c));
-            part.clear();
-            part.resize(FORWARD_ROWS * VOCAB_TILE, 0.0);
-            let halves = scratch_halves(scratch);
-            for j0 in (0..v).step_by(VOCAB_TILE) {
-                let width = VOCAB_TILE.min(v - j0);
-                let wt = w.forward().row_block(j0, width);
-                let exps = &mut halves[tile_offset(rows, j0 / VOCAB_TILE)..][..rows * width];
-                // A few of the kernel's row blocks at a time, into the same
-                // small block, so that the exponentials read logits the
-                // kernel left in L1/L2 and only their bf16 go to memory.
-                for r0 in (0..rows).step_by(FORWARD_ROWS) {
-                    let n = FORWARD_ROWS.min(rows - r0);
-                    let block = &mut part[..n * width];
-                    matmul_pairs(MatMut::new(block, n, width), xa.row_block(r0, n), wt, false);
-                    let out = keep_exps.then(|| &mut exps[r0 * width..(r0 + n) * width]);
-                    finish_rows(block, out, r0, j0, width);
-                }
-            }
-        }),
-    }
-}
-
-/// Forward and backward. x (N, C), targets (N), wte (V, C):
-/// dx (N, C) `=` grad_scale · dL/dx, dwte (V, C) `+=` grad_scale · dL/dwte,
-/// where L is the sum of per-row losses. Returns that sum.
-///
-/// Each chunk of rows runs in two passes over vocabulary tiles of
-/// [`VOCAB_TILE`] columns. Pass 1 multiplies a tile of logits and, while
-/// it is still in cache, exponentiates it against each row's maximum over
-/// the tile ([`logits_pass`]). Pass 2 turns a tile into
-/// `grad_scale · (p - onehot)` with one multiply per element (the tile's
-/// correction to the row's whole softmax), rounds it to bf16 (from the
-/// stored bf16 exponentials: see [`tile_dlogits`]), in both layouts the
-/// products want, and runs that tile's share of dx and of dwte at once,
-/// so dlogits never go to memory as a whole.
-#[allow(clippy::too_many_arguments)]
-pub fn head_loss_backward(
-    dx: &mut [f32],
-    dwte: &mut [f32],
-    x: &[f32],
-    targets: &[u32],
-    wte: HeadWeights,
-    scratch: &mut [f32],
-    s: HeadShape,
-    grad_scale: f32,
-) -> f64 {
-    let (c, v) = (s.channels, s.vocab);
-    let tiles = v.div_ceil(VOCAB_TILE);
-    // The bf16 head's exponentials take half the bytes: the scratch holds
-    // twice the rows, and fewer chunks stream wte and dwte fewer times.
-    let chunk = match wte {
-        HeadWeights::F32(_) => s.chunk,
-        HeadWeights::Bf16(_) => 2 * s.chunk,
-    };
-    assert!(
-        scratch.len() >= scratch_len(s.chunk.min(s.rows), v),
-        "head scratch too small"
-    );
-    let mut total = 0.0f64;
-    let mut start = 0;
-    with_head_scratch(|stats, factors, part| {
-        while start < s.rows {
-            let rows = chunk.min(s.rows - start);
-            let x_chunk = &x[start * c..(start + rows) * c];
-            let logits = &mut *scratch;
-            let targets = &targets[start..start + rows];
-            let dx_chunk = &mut dx[start * c..(start + rows) * c];
-            logits_pass(
-                wte, logits, true, part, x_chunk, targets, c, v, stats, false,
-            );
-            // Each row's loss, and each (row, tile)'s factor from its
-            // exponentials to grad_scale · p.
-            factors.clear();
-            factors.resize(rows * tiles, 0.0);
-            for (r, &target) in targets.iter().enumerate() {
-                let st = &stats[r * tiles..(r + 1) * tiles];
-                let row = RowSoftmax::of(st, target as usize);
-                total += row.loss as f64;
-                for (f, t) in factors[r * tiles..(r + 1) * tiles].iter_mut().zip(st) {
-                    *f = grad_scale * row.tile_scale(t);
-                }
-            }
-            match wte {
-                HeadWeights::F32(w) => {
-                    for t in 0..tiles {
-                        let j0 = t * VOCAB_TILE;
-                        let width = VOCAB_TILE.min(v - j0);
-                        // The tile's dlogits, in place (rows, width).
-                        let block = &mut logits[tile_offset(rows, t)..][..rows * width];
-                        for (r, row) in block.chunks_exact_mut(width).enumerate() {
-                            let f = factors[r * tiles + t];
-                            let target = targets[r] as usize;
-                            let hit = (j0..j0 + width).contains(&target);
-                            let e_target = if hit { row[target - j0] } else { 0.0 };
-                            scale_in_place(row, f);
-                            if hit {
-                                row[target - j0] = e_target * f - grad_scale;
-                            }
-                        }
-                        let block = &*block;
-                        let wt = &w[j0 * c..(j0 + width) * c];
-                        // dx (rows, C) += dlogits · wte, dwte += dlogitsᵀ · x.
-                        matmul(
-                            MatMut::new(dx_chunk, rows, c),
-                            MatRef::new(block, rows, width),
-                            MatRef::new(wt, width, c),
-                            t > 0,
-                        );
-                        matmul_tn_acc(
-                            &mut dwte[j0 * c..(j0 + width) * c],
-                            block,
-                            x_chunk,
-                            rows,
-                            width,
-                            c,
-                        );
-                    }
-                }
-                HeadWeights::Bf16(w) => with_scratch3(|a, b, xs| {
-                    let exps = &*scratch_halves(logits);
-                    let xc = pack_columns(xs, MatRef::new(x_chunk, rows, c));
-                    let tile_pairs = VOCAB_TILE / 2;
-                    let down_stride = VOCAB_TILE;
-                    // Resized once a chunk: each tile overwrites what the
-                    // products read (the odd last column's pad below).
-                    a.clear();
-                    a.resize(rows * tile_pairs, 0);
-                    b.clear();
-                    b.resize(rows.div_ceil(2) * down_stride, 0);
-                    for t in 0..tiles {
-                        let j0 = t * VOCAB_TILE;
-                        let width = VOCAB_TILE.min(v - j0);
-                        let pairs = width.div_ceil(2);
-                        // The tile's dlogits in both layouts; `along`
-                        // through a u16 view, one bf16 per column.
-                        let factor = |r: usize| factors[r * tiles + t];
-                        let target_e = |r: usize| stats[r * tiles + t].target_e;
-                        let src = TileSource {
-                            e: &exps[tile_offset(rows, t)..][..rows * width],
-                            width,
-                            j0,
-                            targets,
-                            grad_scale,
-                        };
-                        tile_dlogits(as_halves(a), b, &src, &factor, &target_e);
-                        halves_to_pairs(a);
-                        let along = PairsRef::new(a, rows, pairs, tile_pairs, 1);
-                        // dwte first, while `down`, just written, is in
-                        // cache (faster than after dx); the two products
-                        // are independent.
-                        let down = PairsRef::new(b, width, rows.div_ceil(2), 1, down_stride);
-                        let out = MatMut::new(&mut dwte[j0 * c..(j0 + width) * c], width, c);
-                        matmul_pairs(out, down, xc, true);
-                        let wb = w.backward().pair_block(j0 / 2, pairs);
-                        matmul_pairs(MatMut::new(dx_chunk, rows, c), along, wb, t > 0);
-                    }
-                }),
-            }
-            start += rows;
-        }
-    });
-    total
+/// Runs `f` with this thread's head buffers (not re-entrant).
+fn with_head_scratch<R>(f: impl FnOnce(&mut HeadScratch) -> R) -> R {
+    HEAD_SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
 /// Forward only: the sum of per-row losses; `predictions` (N), when given,
@@ -445,28 +229,19 @@ pub fn head_loss_rows(
     let tiles = v.div_ceil(VOCAB_TILE);
     let mut total = 0.0f64;
     let mut start = 0;
-    with_head_scratch(|stats, _, part| {
+    with_head_scratch(|hs| {
         while start < s.rows {
             let rows = s.chunk.min(s.rows - start);
             let x_chunk = &x[start * c..(start + rows) * c];
             let chunk_targets = &targets[start..start + rows];
-            let find_argmax = predictions.is_some();
-            // Nothing reads the exponentials afterwards: the bf16 head
-            // need not store them.
-            logits_pass(
-                wte,
-                scratch,
-                false,
-                part,
-                x_chunk,
-                chunk_targets,
-                c,
-                v,
-                stats,
-                find_argmax,
-            );
+            let mut ch = Chunk::new(wte, x_chunk, chunk_targets, (c, v), &mut hs.pack);
+            ch.find_argmax = predictions.is_some();
+            // Nothing reads the exponentials afterwards: one tile's room
+            // serves every tile.
+            logits_pass(&ch, scratch, false, &mut hs.part, &mut hs.stats);
             for (r, &target) in chunk_targets.iter().enumerate() {
-                let row = RowSoftmax::of(&stats[r * tiles..(r + 1) * tiles], target as usize);
+                let st = &hs.stats[r * tiles..(r + 1) * tiles];
+                let row = RowSoftmax::of(st, target as usize);
                 total += row.loss as f64;
                 if let Some(pred) = predictions.as_deref_mut() {
                     pred[start + r] = row.argmax as u32;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ops::bf16::pack_rows;
 use crate::ops::fast_math::SimdPath;
 use crate::ops::fd;
 
