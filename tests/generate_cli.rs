@@ -190,13 +190,10 @@ fn generate_suffix_fills_the_middle_and_inspect_and_eval_say_who_can() {
     let out = run(&["--suffix", suffix, "--no-echo"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "xxxxx\n");
-    // The prompt read was <fim_suffix> suffix <fim_prefix> prefix
-    // <fim_middle> line, the prefix's current line encoded on its own.
+    // Read: <fim_suffix> suffix <fim_prefix> prefix <fim_middle> line.
     let (head, line) = prefix.split_at(prefix.rfind('\n').unwrap() + 1);
-    let prompt = 3 + [head, line, suffix]
-        .map(|s| tok.encode(s).len())
-        .iter()
-        .sum::<usize>();
+    let pieces = [head, line, suffix].map(|s| tok.encode(s).len());
+    let prompt = 3 + pieces.iter().sum::<usize>();
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("(infill, prompt {prompt} tokens")),
