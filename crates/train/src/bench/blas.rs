@@ -284,6 +284,14 @@ mod tests {
             layout,
         };
         let blas = Blas::load().ok();
+        // CI installs OpenBLAS so that its path is tested, not skipped.
+        if std::env::var_os("CLLM_REQUIRE_OPENBLAS").is_some() {
+            assert!(
+                blas.is_some(),
+                "CLLM_REQUIRE_OPENBLAS: {:?}",
+                Blas::load().err()
+            );
+        }
         for layout in [Layout::Plain, Layout::BTransposed, Layout::ATransposed] {
             let s = shape(layout);
             let a: Vec<f32> = (0..s.m * s.k).map(|i| (i % 5) as f32 - 2.0).collect();
