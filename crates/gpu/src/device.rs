@@ -2,9 +2,7 @@
 //! path opens (CubeCL's choice: a real GPU before a software one).
 
 use cubecl::prelude::Client;
-use cubecl::wgpu::{
-    AutoGraphicsApi, RuntimeOptions, WgpuDevice, WgpuRuntime, init_device, init_setup, wgpu,
-};
+use cubecl::wgpu::{AutoGraphicsApi, RuntimeOptions, WgpuDevice, init_device, init_setup, wgpu};
 
 use crate::error::GpuError;
 
@@ -39,7 +37,7 @@ impl AdapterSummary {
                 .trim()
                 .to_string(),
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         }
