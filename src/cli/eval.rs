@@ -44,6 +44,8 @@ pub struct EvalArgs {
     /// Also score with the checkpoint's memory, when it has one
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub memory: Switch,
+    #[command(flatten)]
+    pub adapt: super::adapt::AdaptArgs,
 }
 
 /// An on/off flag's value (`--memory on|off`, `--brackets on|off`).
@@ -55,6 +57,10 @@ pub enum Switch {
 
 pub fn run(args: EvalArgs) -> Result<(), String> {
     let ck = checkpoint::load(&args.model).map_err(|e| error_text(&e))?;
+    let adapt = args
+        .adapt
+        .resolve(ck.train_config.evaluation.adapt)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let tokenizer = Tokenizer::from_json(&ck.tokenizer_json)
         .map_err(|e| format!("{}: tokenizer: {e}", args.model.display()))?;
     let mut cfg = ck.train_config.clone();
@@ -103,8 +109,11 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         Switch::Off => None,
     };
     let model = Gpt::from_params(ck.model, ck.params)?;
+    let started = std::time::Instant::now();
     let (stats, with_memory) =
-        evaluate_model_with_memory(&model, &data, &windows, threads, memory.as_ref())?;
+        evaluate_model_with_memory(&model, &data, &windows, threads, memory.as_ref(), adapt)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let tokens_per_sec = windows.scored() as f64 / seconds.max(1e-9);
     if args.json {
         let mut value = serde_json::to_value(&stats).map_err(|e| e.to_string())?;
         if let Some(map) = value.as_object_mut() {
@@ -112,6 +121,9 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
             map.insert("seq_len".into(), serde_json::json!(seq_len));
             map.insert("stride".into(), serde_json::json!(stride));
             map.insert("positions".into(), serde_json::json!(windows.scored()));
+            map.insert("adapt".into(), serde_json::json!(adapt));
+            map.insert("seconds".into(), serde_json::json!(seconds));
+            map.insert("tokens_per_sec".into(), serde_json::json!(tokens_per_sec));
         }
         if let (Some(map), Some(with)) = (value.as_object_mut(), with_memory) {
             map.insert(
@@ -137,6 +149,12 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
             data.tokens.len(),
             seq_len - stride
         );
+        if let Some(a) = adapt {
+            println!(
+                "  adapting while reading: one step per segment, lr {}, decay {}",
+                a.lr, a.decay
+            );
+        }
         println!(
             "  loss {:.4} nats/token, perplexity {:.2}, {:.3} bits/byte",
             stats.loss, stats.perplexity, stats.bits_per_byte
@@ -153,6 +171,7 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
                 with.bits_per_byte
             );
         }
+        println!("  scored in {seconds:.1} s ({tokens_per_sec:.0} tokens/s)");
         println!(
             "  infill: {}",
             super::inspect::infill_text(tokenizer.fim_tokens().as_ref())

@@ -181,6 +181,9 @@ pub struct EvaluationSettings {
     pub sample_every: u64,
     /// What the samples continue.
     pub sample_prompt: String,
+    /// Adapting while reading, as the model's users apply it by default
+    /// (absent from older files: the default).
+    pub adapt: crate::adapt::AdaptSettings,
 }
 
 impl Default for EvaluationSettings {
@@ -191,6 +194,7 @@ impl Default for EvaluationSettings {
             eval_gen: 0,
             sample_every: 0,
             sample_prompt: "// ".into(),
+            adapt: crate::adapt::AdaptSettings::default(),
         }
     }
 }
