@@ -3,8 +3,7 @@
 
 use super::eval::Switch;
 use clap::Args;
-use cllm_core::Gpt;
-use cllm_train::adapt::{AdaptSettings, Adapter};
+use cllm_train::adapt::AdaptSettings;
 
 /// The adaptation flags shared by `eval` and `generate`.
 #[derive(Args, Debug, Clone, Default)]
@@ -43,14 +42,4 @@ impl AdaptArgs {
         let settings = self.over(saved)?;
         Ok(settings.enabled.then_some(settings))
     }
-}
-
-/// `model` after reading `prompt` (its tokens) segment by segment of the
-/// model's context, one step on each: what generation continues from when
-/// it adapts.
-pub fn read_prompt(model: &Gpt, prompt: &[u32], settings: AdaptSettings) -> Result<Gpt, String> {
-    let segment = model.config.n_ctx;
-    let mut adapter = Adapter::new(model, settings, segment).map_err(|e| e.to_string())?;
-    adapter.read(prompt, segment);
-    Ok(adapter.into_model())
 }

@@ -171,7 +171,8 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         .resolve(saved_adapt)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
     if let Some(settings) = adapt {
-        model = super::adapt::read_prompt(&model, &tok.encode(&args.prompt), settings)?;
+        model = cllm_train::adapt::adapt_to_prompt(&model, &tok.encode(&args.prompt), settings)
+            .map_err(|e| e.to_string())?;
     }
     let options = DecodeOptions {
         threads: args.threads,

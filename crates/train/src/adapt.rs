@@ -31,7 +31,7 @@ impl Default for AdaptSettings {
     fn default() -> Self {
         AdaptSettings {
             enabled: false,
-            lr: 0.03,
+            lr: 0.01,
             decay: 0.0,
         }
     }
@@ -179,6 +179,20 @@ impl Adapter {
         }
         (sum / count.max(1) as f64) as f32
     }
+}
+
+/// `model` after reading `prompt` (its tokens) segment by segment of the
+/// model's context, one step on each: what generation continues from when
+/// it adapts.
+pub fn adapt_to_prompt(
+    model: &Gpt,
+    prompt: &[u32],
+    settings: AdaptSettings,
+) -> Result<Gpt, TrainError> {
+    let segment = model.config.n_ctx;
+    let mut adapter = Adapter::new(model, settings, segment)?;
+    adapter.read(prompt, segment);
+    Ok(adapter.into_model())
 }
 
 /// The figures of an adapting evaluation: as [`Spheres::evaluate_with_losses`]

@@ -102,7 +102,7 @@ pub struct TrainArgs {
     /// decayed toward the trained weights) [default: off]
     #[arg(long, value_enum)]
     pub adapt: Option<Switch>,
-    /// Saved with the model: the adaptation step size, >= 0 [default: 0.03]
+    /// Saved with the model: the adaptation step size, >= 0 [default: 0.01]
     #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     pub adapt_lr: Option<f32>,
     /// Saved with the model: the share of the way back to the trained
