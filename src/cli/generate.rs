@@ -118,7 +118,7 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
-    pub adapt: super::adapt::AdaptArgs,
+    pub adapt: super::eval::AdaptArgs,
 }
 
 /// A checkpoint's model, its tokenizer, its repository memory when asked

@@ -5,7 +5,6 @@
 //! FILE`; `--threads 0` means all cores; files a command writes land next to
 //! the model (in its run's folder) unless an explicit `--output` says where.
 
-pub mod adapt;
 pub mod bench;
 pub mod choice;
 pub mod cluster;

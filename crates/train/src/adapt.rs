@@ -9,53 +9,8 @@ use crate::error::TrainError;
 use crate::metrics::ClassCounts;
 use cllm_core::{Backward, Batch, Gpt, Loss, Workspace};
 use cllm_data::dataset::TokenDataset;
-use serde::{Deserialize, Serialize};
 
-/// Whether and how a model adapts to the text it reads; stored with the
-/// model (in its training config), so `eval`, `generate` and the app use
-/// the model's own setting unless told otherwise.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AdaptSettings {
-    /// Adapt by default when this model scores or continues text.
-    pub enabled: bool,
-    /// Step size of the SGD step on a segment's mean loss (nats per token).
-    pub lr: f32,
-    /// Share of the way back to the trained weights each step goes
-    /// (`w = (1 - decay) * w + decay * trained` after the step): 0 keeps
-    /// all that was learned in the document, 1 forgets it at once.
-    pub decay: f32,
-}
-
-impl Default for AdaptSettings {
-    fn default() -> Self {
-        AdaptSettings {
-            enabled: false,
-            lr: 0.01,
-            decay: 0.0,
-        }
-    }
-}
-
-impl AdaptSettings {
-    /// Refuses a learning rate that is negative or not a number and a
-    /// decay outside `[0, 1]`.
-    pub fn check(&self) -> Result<(), TrainError> {
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return Err(TrainError::AdaptSetting(format!(
-                "the adaptation learning rate (--adapt-lr) must be a number >= 0, got {}",
-                self.lr
-            )));
-        }
-        if !(0.0..=1.0).contains(&self.decay) {
-            return Err(TrainError::AdaptSetting(format!(
-                "the adaptation decay (--adapt-decay) must be between 0 and 1, got {}",
-                self.decay
-            )));
-        }
-        Ok(())
-    }
-}
+pub use crate::config::AdaptSettings;
 
 /// A copy of a model that learns from what it reads, and the trained
 /// weights it decays toward and starts each document from.
@@ -75,7 +30,7 @@ impl Adapter {
         settings: AdaptSettings,
         max_seq: usize,
     ) -> Result<Adapter, TrainError> {
-        settings.check()?;
+        settings.check().map_err(TrainError::AdaptSetting)?;
         if max_seq == 0 || max_seq > model.config.n_ctx {
             return Err(TrainError::EvalSequenceLength {
                 seq_len: max_seq,

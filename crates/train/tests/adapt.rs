@@ -279,7 +279,7 @@ fn bad_settings_are_refused_with_the_flag_named() {
             lr,
             decay,
         };
-        let err = settings.check().unwrap_err().to_string();
+        let err = settings.check().unwrap_err();
         assert!(err.contains(flag), "{err}");
         assert!(Adapter::new(&model(), settings, 16).is_err());
     }

@@ -268,7 +268,7 @@ impl TrainArgs {
             mark(&mut given, "init");
         }
         if self.adapt.is_some() || self.adapt_lr.is_some() || self.adapt_decay.is_some() {
-            let flags = crate::cli::adapt::AdaptArgs {
+            let flags = crate::cli::eval::AdaptArgs {
                 adapt: self.adapt,
                 adapt_lr: self.adapt_lr,
                 adapt_decay: self.adapt_decay,
