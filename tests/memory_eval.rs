@@ -108,7 +108,8 @@ fn the_memory_lowers_the_loss_on_text_it_has_seen_and_leaves_the_plain_figures_a
     let seq_len = 16;
     let all = EvalWindows::overlapping(&val, seq_len, 0);
     let plain = evaluate_model(&model, &val, &all, 2).unwrap();
-    let (stats, with) = evaluate_model_with_memory(&model, &val, &all, 2, Some(&memory)).unwrap();
+    let (stats, with) =
+        evaluate_model_with_memory(&model, &val, &all, 2, Some(&memory), None).unwrap();
     assert_eq!(stats, plain);
     let with = with.unwrap();
     // Every token after the first is scored once.
@@ -129,7 +130,7 @@ fn the_memory_lowers_the_loss_on_text_it_has_seen_and_leaves_the_plain_figures_a
     assert_eq!(m.positions, 5 * seq_len);
     // A memory of another vocabulary is refused.
     let other = Memory::build(vec![1, 2, 3], 300);
-    assert!(evaluate_model_with_memory(&model, &val, &all, 1, Some(&other)).is_err());
+    assert!(evaluate_model_with_memory(&model, &val, &all, 1, Some(&other), None).is_err());
 }
 
 #[test]
@@ -139,12 +140,12 @@ fn fitting_from_the_model_never_worsens_the_fitted_stream() {
     let mut memory = Memory::build(dataset(&text[..text.len() / 2]).tokens, 256);
     let val = dataset(&text[text.len() / 2..]);
     let windows = EvalWindows::overlapping(&val, 16, 0);
-    let before = evaluate_model_with_memory(&model, &val, &windows, 2, Some(&memory))
+    let before = evaluate_model_with_memory(&model, &val, &windows, 2, Some(&memory), None)
         .unwrap()
         .1
         .unwrap();
     let stats = fit_memory(&model, &mut memory, &val, &windows, 2).unwrap();
-    let after = evaluate_model_with_memory(&model, &val, &windows, 2, Some(&memory))
+    let after = evaluate_model_with_memory(&model, &val, &windows, 2, Some(&memory), None)
         .unwrap()
         .1
         .unwrap();

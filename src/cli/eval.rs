@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use cllm_core::Gpt;
 use cllm_data::dataset::TokenDataset;
 use cllm_data::tokenizer::Tokenizer;
+use cllm_train::adapt::AdaptSettings;
 use cllm_train::checkpoint;
 use cllm_train::evaluate::{EvalWindows, default_stride, evaluate_model_with_memory};
 use cllm_train::prepare::{gather_files, prepare, read_texts};
@@ -44,6 +45,8 @@ pub struct EvalArgs {
     /// Also score with the checkpoint's memory, when it has one
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub memory: Switch,
+    #[command(flatten)]
+    pub adapt: AdaptArgs,
 }
 
 /// An on/off flag's value (`--memory on|off`, `--brackets on|off`).
@@ -55,6 +58,10 @@ pub enum Switch {
 
 pub fn run(args: EvalArgs) -> Result<(), String> {
     let ck = checkpoint::load(&args.model).map_err(|e| error_text(&e))?;
+    let adapt = args
+        .adapt
+        .resolve(ck.train_config.evaluation.adapt)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let tokenizer = Tokenizer::from_json(&ck.tokenizer_json)
         .map_err(|e| format!("{}: tokenizer: {e}", args.model.display()))?;
     let mut cfg = ck.train_config.clone();
@@ -103,8 +110,11 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
         Switch::Off => None,
     };
     let model = Gpt::from_params(ck.model, ck.params)?;
+    let started = std::time::Instant::now();
     let (stats, with_memory) =
-        evaluate_model_with_memory(&model, &data, &windows, threads, memory.as_ref())?;
+        evaluate_model_with_memory(&model, &data, &windows, threads, memory.as_ref(), adapt)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let tokens_per_sec = windows.scored() as f64 / seconds.max(1e-9);
     if args.json {
         let mut value = serde_json::to_value(&stats).map_err(|e| e.to_string())?;
         if let Some(map) = value.as_object_mut() {
@@ -112,6 +122,9 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
             map.insert("seq_len".into(), serde_json::json!(seq_len));
             map.insert("stride".into(), serde_json::json!(stride));
             map.insert("positions".into(), serde_json::json!(windows.scored()));
+            map.insert("adapt".into(), serde_json::json!(adapt));
+            map.insert("seconds".into(), serde_json::json!(seconds));
+            map.insert("tokens_per_sec".into(), serde_json::json!(tokens_per_sec));
         }
         if let (Some(map), Some(with)) = (value.as_object_mut(), with_memory) {
             map.insert(
@@ -137,6 +150,12 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
             data.tokens.len(),
             seq_len - stride
         );
+        if let Some(a) = adapt {
+            println!(
+                "  adapting while reading: one step per segment, lr {}, decay {}",
+                a.lr, a.decay
+            );
+        }
         println!(
             "  loss {:.4} nats/token, perplexity {:.2}, {:.3} bits/byte",
             stats.loss, stats.perplexity, stats.bits_per_byte
@@ -153,10 +172,50 @@ pub fn run(args: EvalArgs) -> Result<(), String> {
                 with.bits_per_byte
             );
         }
+        println!("  scored in {seconds:.1} s ({tokens_per_sec:.0} tokens/s)");
         println!(
             "  infill: {}",
             super::inspect::infill_text(tokenizer.fim_tokens().as_ref())
         );
     }
     Ok(())
+}
+
+/// The adaptation flags shared by `eval` and `generate`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AdaptArgs {
+    /// Learn from the text while reading it: after each segment is scored
+    /// (or each prompt segment read), one gradient step on it, decayed
+    /// toward the trained weights; each document starts from the trained
+    /// weights [default: the model's own setting]
+    #[arg(long, value_enum)]
+    pub adapt: Option<Switch>,
+    /// Step size of each adaptation step (>= 0) [default: the model's own]
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
+    pub adapt_lr: Option<f32>,
+    /// Share of the way back to the trained weights after each step, 0 to
+    /// 1 [default: the model's own]
+    #[arg(long, value_name = "D", allow_negative_numbers = true)]
+    pub adapt_decay: Option<f32>,
+}
+
+impl AdaptArgs {
+    /// The flags over the model's `saved` settings; out-of-range values are
+    /// refused.
+    pub fn over(&self, saved: AdaptSettings) -> Result<AdaptSettings, String> {
+        let settings = AdaptSettings {
+            enabled: self.adapt.map_or(saved.enabled, |s| s == Switch::On),
+            lr: self.adapt_lr.unwrap_or(saved.lr),
+            decay: self.adapt_decay.unwrap_or(saved.decay),
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The settings to adapt with (`None`: do not adapt), from
+    /// [`over`](Self::over).
+    pub fn resolve(&self, saved: AdaptSettings) -> Result<Option<AdaptSettings>, String> {
+        let settings = self.over(saved)?;
+        Ok(settings.enabled.then_some(settings))
+    }
 }

@@ -83,7 +83,7 @@ pub fn run(args: EvalInfillArgs) -> Result<(), String> {
         MemoryChoice::Off => super::eval::Switch::Off,
         _ => super::eval::Switch::On,
     };
-    let (model, tok, memory) = load_model(&args.model, wanted)?;
+    let (model, tok, memory, _) = load_model(&args.model, wanted)?;
     let n_ctx = model.config.n_ctx;
     let texts = read_data(&args.data)?;
     let docs = infill_eval::documents(&texts);

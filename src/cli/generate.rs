@@ -13,6 +13,7 @@ use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::decoder::{DecodeOptions, Precision};
 use cllm_generate::{FinishReason, Generator, Infill, SamplingConfig};
 use cllm_memory::Memory;
+use cllm_train::adapt::AdaptSettings;
 use cllm_train::checkpoint;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -116,15 +117,16 @@ pub struct GenerateArgs {
     pub precision: Precision,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub adapt: super::eval::AdaptArgs,
 }
 
+/// A checkpoint's model, its tokenizer, its repository memory when asked
+/// for and saved with it, and its adaptation setting.
+pub type Loaded = (Gpt, Tokenizer, Option<Memory>, AdaptSettings);
+
 /// Loads the model and tokenizer of a checkpoint; errors name the file.
-/// The model, its tokenizer and, when asked for and saved with it, its
-/// repository memory.
-pub fn load_model(
-    path: &Path,
-    memory: super::eval::Switch,
-) -> Result<(Gpt, Tokenizer, Option<Memory>), String> {
+pub fn load_model(path: &Path, memory: super::eval::Switch) -> Result<Loaded, String> {
     let ckpt = checkpoint::load(path).map_err(|e| error_text(&e))?;
     let repo_memory = match memory {
         super::eval::Switch::On => ckpt.repository_memory(path)?,
@@ -136,7 +138,7 @@ pub fn load_model(
     let model = Gpt::from_params(ckpt.model, ckpt.params)
         .and_then(|m| m.with_context(context))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((model, tok, repo_memory))
+    Ok((model, tok, repo_memory, ckpt.train_config.evaluation.adapt))
 }
 
 impl GenerateArgs {
@@ -163,7 +165,15 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             None => "--precision bf16: this CPU lacks AVX512_BF16 (use auto or fp32)".into(),
         });
     }
-    let (model, tok, memory) = load_model(&args.model, args.sampling.memory)?;
+    let (mut model, tok, memory, saved_adapt) = load_model(&args.model, args.sampling.memory)?;
+    let adapt = args
+        .adapt
+        .resolve(saved_adapt)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
+    if let Some(settings) = adapt {
+        model = cllm_train::adapt::adapt_to_prompt(&model, &tok.encode(&args.prompt), settings)
+            .map_err(|e| e.to_string())?;
+    }
     let options = DecodeOptions {
         threads: args.threads,
         precision: args.precision,
@@ -221,8 +231,12 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         (Some(_), false) => "infill, ",
         (Some(_), true) => "infill, prefix or suffix cut to fit the context, ",
     };
+    let adapted = match adapt {
+        Some(a) => format!(", adapted to the prompt at lr {}", a.lr),
+        None => String::new(),
+    };
     eprintln!(
-        "{} tokens in {:.2} s, {:.1} tokens/s ({what}prompt {} tokens, prefill {:.3} s; stopped by {why}; {}{}{}; {threads} thread{}, {})",
+        "{} tokens in {:.2} s, {:.1} tokens/s ({what}prompt {} tokens, prefill {:.3} s; stopped by {why}; {}{}{}{adapted}; {threads} thread{}, {})",
         stats.generated_tokens,
         stats.generate_secs,
         stats.tokens_per_sec,

@@ -92,7 +92,7 @@ fn api_key(args: &ServeArgs) -> Result<Option<String>, String> {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let api_key = api_key(&args)?;
-    let (gpt, tok, memory) = super::generate::load_model(&args.model, args.memory)?;
+    let (gpt, tok, memory, _) = super::generate::load_model(&args.model, args.memory)?;
     let id = args
         .model
         .file_stem()

@@ -37,6 +37,9 @@ pub struct LlmSettings {
     pub shade_tokens: bool,
     /// Mix in the model's repository memory when it has one.
     pub use_memory: bool,
+    /// Learn from the prompt (one gradient step per context's worth, the
+    /// model's own rate) before replying.
+    pub adapt_to_prompt: bool,
     /// Keep the reply's brackets balanced (for code; off for prose).
     pub balanced_brackets: bool,
     /// End the reply where the prompt's braces (or its first block) close.
@@ -65,6 +68,7 @@ impl Default for LlmSettings {
             stop: String::new(),
             shade_tokens: true,
             use_memory: true,
+            adapt_to_prompt: false,
             balanced_brackets: false,
             stop_when_closed: true,
             line_guard: false,

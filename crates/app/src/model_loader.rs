@@ -7,6 +7,7 @@ use cllm_core::config::PRESET_NAMES;
 use cllm_core::{Gpt, ModelConfig};
 use cllm_data::tokenizer::Tokenizer;
 use cllm_memory::Memory;
+use cllm_train::adapt::AdaptSettings;
 use cllm_train::checkpoint::{TrainingState, load};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
 use eframe::egui;
@@ -26,6 +27,8 @@ pub struct LoadedModel {
     pub has_optimizer: bool,
     /// The repository memory saved with the model, if any.
     pub memory: Option<Arc<Memory>>,
+    /// How the model adapts to a prompt (its saved setting).
+    pub adapt: AdaptSettings,
 }
 
 impl LoadedModel {
@@ -60,6 +63,7 @@ impl LoadedModel {
             created_unix: ckpt.created_unix,
             has_optimizer,
             memory,
+            adapt: ckpt.train_config.evaluation.adapt,
         })
     }
 }

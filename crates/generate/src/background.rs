@@ -83,16 +83,22 @@ impl From<Infill> for GenerationStart {
     }
 }
 
+/// Makes the weights a reply runs with from the loaded ones, on the reply's
+/// thread (the app adapts them to the prompt this way).
+pub type PrepareModel = Box<dyn FnOnce(&Gpt) -> Result<Gpt, String> + Send>;
+
 /// Starts a reply on a new thread from a prompt or an [`Infill`], with
-/// `memory` mixed in when given. `notify` is called after every event (an
-/// egui app passes `move || ctx.request_repaint()`). A model that cannot
-/// infill answers an `Infill` with [`GenerateError::NoInfill`].
+/// `memory` mixed in when given and the weights `prepare` makes from
+/// `model` when given. `notify` is called after every event (an egui app
+/// passes `move || ctx.request_repaint()`). A model that cannot infill
+/// answers an `Infill` with [`GenerateError::NoInfill`].
 pub fn spawn_generation(
     model: Arc<Gpt>,
     tok: Arc<Tokenizer>,
     start: GenerationStart,
     cfg: SamplingConfig,
     memory: Option<Arc<Memory>>,
+    prepare: Option<PrepareModel>,
     notify: impl Fn() + Send + 'static,
 ) -> GenerationHandle {
     let (tx, rx) = unbounded();
@@ -107,6 +113,15 @@ pub fn spawn_generation(
                 threads: 0,
                 precision: Precision::Fp32,
                 ..DecodeOptions::default()
+            };
+            let model = match prepare.map(|f| f(&model)) {
+                None => model,
+                Some(Ok(prepared)) => Arc::new(prepared),
+                Some(Err(e)) => {
+                    let _ = tx.send(GenerationEvent::Error(GenerateError::Prepare(e)));
+                    notify();
+                    return;
+                }
             };
             let started = match &start {
                 GenerationStart::Prompt(prompt) => {

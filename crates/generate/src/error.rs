@@ -27,6 +27,10 @@ pub enum GenerateError {
         "the memory's vocabulary has {memory} tokens, the model's {model}: they do not belong together (use the memory saved with the model)"
     )]
     MemoryVocabulary { memory: usize, model: usize },
+    /// The weights could not be made ready for the reply (adapting to the
+    /// prompt); the preparer's own message.
+    #[error("{0}")]
+    Prepare(String),
     /// Infill asked of a model whose tokenizer has no FIM tokens.
     #[error(
         "infill is not supported by this model: its tokenizer has no fill-in-the-middle tokens (train a new model; models trained before FIM, or on bytes, only continue a prefix)"

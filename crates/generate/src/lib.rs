@@ -49,7 +49,9 @@ pub mod prompt_from_data;
 pub mod sampling;
 pub mod syntax;
 
-pub use background::{GenerationEvent, GenerationHandle, GenerationStart, spawn_generation};
+pub use background::{
+    GenerationEvent, GenerationHandle, GenerationStart, PrepareModel, spawn_generation,
+};
 pub use braces::{BraceCounter, CloseWatch};
 pub use code_eval::{
     CodeEvalReport, CodeEvalSummary, PeriodicCodeCheck, SampleRecord, evaluate_completions,

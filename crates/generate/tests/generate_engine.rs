@@ -9,8 +9,8 @@ use cllm_core::{Gpt, KvCache, Logits, ModelConfig, Workspace};
 use cllm_data::tokenizer::Tokenizer;
 use cllm_generate::sampling::sample_next;
 use cllm_generate::{
-    FinishReason, GenerationEvent, GenerationStart, Generator, Infill, SamplingConfig, check_c,
-    sample_text, spawn_generation,
+    FinishReason, GenerateError, GenerationEvent, GenerationStart, Generator, Infill,
+    SamplingConfig, check_c, sample_text, spawn_generation,
 };
 use common::{byte_config, lively_model, random_tokens, rel_diff};
 use std::collections::HashSet;
@@ -392,6 +392,7 @@ fn background_generation_streams_the_same_tokens_and_can_be_cancelled() {
         "for (".into(),
         cfg,
         None,
+        None,
         || {},
     );
     let mut got = Vec::new();
@@ -411,7 +412,7 @@ fn background_generation_streams_the_same_tokens_and_can_be_cancelled() {
         max_new_tokens: 100_000_000,
         ..SamplingConfig::default()
     };
-    let handle = spawn_generation(model, tok, "x".into(), cfg, None, || {});
+    let handle = spawn_generation(model, tok, "x".into(), cfg, None, None, || {});
     assert!(matches!(
         handle.events.recv().unwrap(),
         GenerationEvent::Token(_)
@@ -432,6 +433,44 @@ fn background_generation_streams_the_same_tokens_and_can_be_cancelled() {
     };
     assert_eq!(stats.finish, Some(FinishReason::Cancelled));
     assert_eq!(stats.generated_tokens, tokens);
+}
+
+#[test]
+fn background_generation_runs_with_the_prepared_weights() {
+    let model = Arc::new(lively_model(byte_config("tiny"), 21));
+    let other = lively_model(byte_config("tiny"), 22);
+    let tok = Arc::new(Tokenizer::bytes());
+    let cfg = SamplingConfig {
+        max_new_tokens: 20,
+        seed: 4,
+        ..SamplingConfig::default()
+    };
+    let (want, ..) = run_reply(&other, &tok, "for (", cfg.clone());
+    let (plain, ..) = run_reply(&model, &tok, "for (", cfg.clone());
+    assert_ne!(want, plain);
+    let reply = |prepare: cllm_generate::PrepareModel| {
+        let handle = spawn_generation(
+            Arc::clone(&model),
+            Arc::clone(&tok),
+            "for (".into(),
+            cfg.clone(),
+            None,
+            Some(prepare),
+            || {},
+        );
+        let mut got = Vec::new();
+        loop {
+            match handle.events.recv().unwrap() {
+                GenerationEvent::Token(t) => got.push(t.id),
+                GenerationEvent::Finished(_) => return Ok(got),
+                GenerationEvent::Error(e) => return Err(e),
+            }
+        }
+    };
+    let swapped = other.clone();
+    assert_eq!(reply(Box::new(move |_| Ok(swapped))), Ok(want));
+    let refused = reply(Box::new(|_| Err("cannot adapt".into())));
+    assert_eq!(refused, Err(GenerateError::Prepare("cannot adapt".into())));
 }
 
 #[test]
@@ -464,6 +503,7 @@ fn background_generation_fills_a_middle_or_says_it_cannot() {
             Arc::new(tok),
             GenerationStart::Infill(infill.clone()),
             sampling.clone(),
+            None,
             None,
             || {},
         );

@@ -55,6 +55,9 @@ pub enum TrainError {
     EvalWindows { seq_len: usize, starts: Vec<usize> },
     #[error("the memory's vocabulary has {memory} tokens, the model's {model}")]
     MemoryVocabulary { memory: usize, model: usize },
+    /// An adaptation setting out of range (`AdaptSettings::check`).
+    #[error("{0}")]
+    AdaptSetting(String),
     /// The code check of `--eval-gen` failed (cllm-generate's words).
     #[error("{0}")]
     CodeCheck(String),

@@ -1,6 +1,7 @@
 //! Validation: the loss, perplexity, bits per byte, accuracy and macro
 //! P/R/F1 of a model on windows of a token dataset, shared across spheres.
 
+use super::adapt::{AdaptSettings, score_adapting};
 use super::error::TrainError;
 use super::events::EvalStats;
 use super::memory;
@@ -146,49 +147,53 @@ pub fn evaluate_model(
     windows: &EvalWindows,
     threads: usize,
 ) -> Result<EvalStats, TrainError> {
-    evaluate_model_with_memory(model, data, windows, threads, None).map(|(s, _)| s)
+    evaluate_model_with_memory(model, data, windows, threads, None, None).map(|(s, _)| s)
 }
 
 /// [`evaluate_model`], and with a memory the same positions scored by the
-/// transformer mixed with it.
+/// transformer mixed with it. With `adapt`, the windows are scored in
+/// order, one thread, by a copy of the model that learns from each window's
+/// scored positions after scoring them ([`crate::adapt::score_adapting`]).
 pub fn evaluate_model_with_memory(
     model: &Gpt,
     data: &TokenDataset,
     windows: &EvalWindows,
     threads: usize,
     memory: Option<&Memory>,
+    adapt: Option<AdaptSettings>,
 ) -> Result<(EvalStats, Option<MemoryEval>), TrainError> {
-    let mut spheres = evaluation_spheres(model, data, windows, threads)?;
     let bytes_per_token = data.bytes as f64 / data.tokens.len().max(1) as f64;
-    match memory {
-        None => Ok((
-            evaluate(&mut spheres, model, data, windows, bytes_per_token, 0, 0),
-            None,
-        )),
-        Some(memory) => {
-            let (stats, with) = evaluate_with_memory(
-                &mut spheres,
+    if let Some(memory) = memory {
+        check_vocabularies(model, memory)?;
+    }
+    let (loss_sum, counts, losses) = match adapt {
+        Some(settings) => {
+            check_windows(model, data, windows)?;
+            score_adapting(
                 model,
                 data,
-                windows,
-                bytes_per_token,
-                0,
-                0,
-                memory,
-            )?;
-            Ok((stats, Some(with)))
+                windows.starts(),
+                &windows.skips(),
+                windows.seq_len(),
+                settings,
+            )?
         }
-    }
+        None => {
+            let mut spheres = evaluation_spheres(model, data, windows, threads)?;
+            model_losses(&mut spheres, model, data, windows)
+        }
+    };
+    let stats = eval_stats(loss_sum, &counts, windows.scored(), bytes_per_token, 0, 0);
+    let with = memory.map(|memory| mixed_eval(memory, data, windows, &losses, bytes_per_token));
+    Ok((stats, with))
 }
 
-/// Checks the windows and the memory an evaluation needs, and sets up its
-/// spheres.
-fn evaluation_spheres(
+/// Checks that the windows fit the model and hold something to score.
+fn check_windows(
     model: &Gpt,
     data: &TokenDataset,
     windows: &EvalWindows,
-    threads: usize,
-) -> Result<Spheres, TrainError> {
+) -> Result<(), TrainError> {
     let seq_len = windows.seq_len();
     if seq_len == 0 || seq_len > model.config.n_ctx {
         return Err(TrainError::EvalSequenceLength {
@@ -202,6 +207,19 @@ fn evaluation_spheres(
             seq_len,
         });
     }
+    Ok(())
+}
+
+/// Checks the windows and the memory an evaluation needs, and sets up its
+/// spheres.
+fn evaluation_spheres(
+    model: &Gpt,
+    data: &TokenDataset,
+    windows: &EvalWindows,
+    threads: usize,
+) -> Result<Spheres, TrainError> {
+    check_windows(model, data, windows)?;
+    let seq_len = windows.seq_len();
     let threads = threads.max(1);
     let per_sphere = windows.len().div_ceil(threads).min(16);
     let need = memory::evaluation_memory(&model.config, threads, per_sphere, seq_len);

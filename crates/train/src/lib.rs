@@ -17,11 +17,13 @@
 //! - Checkpoints: [`checkpoint`] (the format's records), [`saving`]
 //!   (writing them), [`resume`] (a resumed run's settings), [`init`] (a run
 //!   from a base model).
-//! - The run log: [`runlog`]; validation: [`evaluate`], [`metrics`].
+//! - The run log: [`runlog`]; validation: [`evaluate`], [`metrics`];
+//!   adapting while reading: [`adapt`].
 //! - Errors: [`TrainError`] ([`error`]); memory checks: [`memory`]; faults
 //!   tests inject: `faults` (the `test-faults` feature only).
 //! - Benchmarks: [`bench`](mod@bench), [`scaling`].
 
+pub mod adapt;
 pub mod auto;
 pub mod bench;
 pub mod budget;

@@ -97,6 +97,18 @@ pub struct TrainArgs {
     /// [default: 0]
     #[arg(long, value_name = "N")]
     pub eval_gen: Option<usize>,
+    /// Saved with the model: whether `eval`, `generate` and the app adapt
+    /// while reading by default (one gradient step per segment read,
+    /// decayed toward the trained weights) [default: off]
+    #[arg(long, value_enum)]
+    pub adapt: Option<Switch>,
+    /// Saved with the model: the adaptation step size, >= 0 [default: 0.01]
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
+    pub adapt_lr: Option<f32>,
+    /// Saved with the model: the share of the way back to the trained
+    /// weights after each adaptation step, 0 to 1 [default: 0]
+    #[arg(long, value_name = "D", allow_negative_numbers = true)]
+    pub adapt_decay: Option<f32>,
     /// Matmul precision: auto (bf16 where the CPU has AVX512_BF16), fp32
     /// or bf16 (bf16 inputs, f32 accumulation, f32 master weights)
     /// [default: auto]
@@ -255,6 +267,15 @@ impl TrainArgs {
             c.model.init = Some(init.clone());
             mark(&mut given, "init");
         }
+        if self.adapt.is_some() || self.adapt_lr.is_some() || self.adapt_decay.is_some() {
+            let flags = crate::cli::eval::AdaptArgs {
+                adapt: self.adapt,
+                adapt_lr: self.adapt_lr,
+                adapt_decay: self.adapt_decay,
+            };
+            c.evaluation.adapt = flags.over(c.evaluation.adapt)?;
+            mark(&mut given, "adapt");
+        }
         if let Some(resume) = &self.resume {
             c.resume = Some(resume.clone());
         }
@@ -319,6 +340,26 @@ mod tests {
 
     fn given(c: &TrainConfig, field: &str) -> bool {
         c.given.iter().any(|g| g == field)
+    }
+
+    #[test]
+    fn adaptation_flags_are_saved_with_the_model_and_checked() {
+        let c = config(&["--adapt", "on", "--adapt-lr", "0.05"]);
+        let want = cllm_train::adapt::AdaptSettings {
+            enabled: true,
+            lr: 0.05,
+            decay: cllm_train::adapt::AdaptSettings::default().decay,
+        };
+        assert_eq!(c.evaluation.adapt, want);
+        assert!(given(&c, "adapt"));
+        let plain = config(&[]);
+        assert_eq!(plain.evaluation.adapt, Default::default());
+        assert!(!given(&plain, "adapt"));
+        for bad in [["--adapt-lr", "-1"], ["--adapt-decay", "1.5"]] {
+            let parsed = Train::try_parse_from(std::iter::once("train").chain(bad));
+            let err = parsed.unwrap().args.to_config().unwrap_err();
+            assert!(err.contains(bad[0]), "{err}");
+        }
     }
 
     #[test]

@@ -18,8 +18,9 @@ use crate::model_list::ModelList;
 use crate::model_loader::{LoadJob, LoadedModel};
 use crate::reply::Reply;
 use crate::settings::Settings;
+use cllm_core::Gpt;
 use cllm_generate::prompt_from_data::opening_from_tokens;
-use cllm_generate::{GenerationHandle, GenerationStart, Infill, spawn_generation};
+use cllm_generate::{GenerationHandle, GenerationStart, Infill, PrepareModel, spawn_generation};
 use cllm_serve as serve;
 use cllm_serve::{ServeConfig, ServeModel, ServerHandle};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
@@ -264,12 +265,16 @@ impl LlmTab {
             self.reply = Some(Reply::new(settings.prompt.clone()));
             GenerationStart::Prompt(settings.prompt.clone())
         };
+        let prepare = settings
+            .adapt_to_prompt
+            .then(|| adapt_to(loaded, &settings.prompt));
         self.generation = Some(spawn_generation(
             loaded.model.clone(),
             loaded.tokenizer.clone(),
             start,
             cfg,
             loaded.memory.clone().filter(|_| settings.use_memory),
+            prepare,
             notify,
         ));
     }
@@ -376,4 +381,14 @@ impl LlmTab {
         }
         news
     }
+}
+
+/// Adapting `loaded`'s weights to `prompt` (the text before the cursor), to
+/// run on the reply's thread.
+fn adapt_to(loaded: &LoadedModel, prompt: &str) -> PrepareModel {
+    let tokens = loaded.tokenizer.encode(prompt);
+    let settings = loaded.adapt;
+    Box::new(move |model: &Gpt| {
+        cllm_train::adapt::adapt_to_prompt(model, &tokens, settings).map_err(|e| e.to_string())
+    })
 }

@@ -95,6 +95,17 @@ pub(super) fn loaded_model_ui(ui: &mut egui::Ui, tab: &LlmTab, settings: &mut Ll
                 }
             }
             ui.end_row();
+            ui.label("Adapt");
+            ui.checkbox(
+                &mut settings.adapt_to_prompt,
+                format!("learn from the prompt first (lr {})", m.adapt.lr),
+            )
+            .on_hover_text(
+                "Before replying, read the prompt a context at a time and take one \
+                 gradient step on each, so the reply continues from weights that have \
+                 learned the prompt's names and idioms (the model file is not changed)",
+            );
+            ui.end_row();
             ui.label("File");
             ui.label(format!(
                 "{} · saved {} · {}",

@@ -19,6 +19,7 @@ use egui_kittest::kittest::Queryable;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod adapt;
 mod code_and_memory;
 mod infill;
 mod model_list;

@@ -11,8 +11,8 @@ mod tests;
 
 pub use choices::{AdamWConfig, FinalWeights, ScheduleKind, TokenizerKind};
 pub use parts::{
-    BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings, ModelSettings,
-    OptimizerSettings, OutputSettings,
+    AdaptSettings, BatchSettings, BudgetSettings, CorpusSettings, EvaluationSettings,
+    ModelSettings, OptimizerSettings, OutputSettings,
 };
 
 use cllm_data::tokenizer::{MAX_BPE_VOCAB_SIZE, MIN_BPE_VOCAB_SIZE};

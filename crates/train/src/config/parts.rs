@@ -181,6 +181,9 @@ pub struct EvaluationSettings {
     pub sample_every: u64,
     /// What the samples continue.
     pub sample_prompt: String,
+    /// Adapting while reading, as the model's users apply it by default
+    /// (absent from older files: the default).
+    pub adapt: AdaptSettings,
 }
 
 impl Default for EvaluationSettings {
@@ -191,6 +194,7 @@ impl Default for EvaluationSettings {
             eval_gen: 0,
             sample_every: 0,
             sample_prompt: "// ".into(),
+            adapt: AdaptSettings::default(),
         }
     }
 }
@@ -226,5 +230,51 @@ impl Default for OutputSettings {
             runs_dir: PathBuf::from("runs"),
             run_name: String::new(),
         }
+    }
+}
+
+/// Whether and how a model adapts to the text it reads (`crate::adapt`); stored with the
+/// model (in its training config), so `eval`, `generate` and the app use
+/// the model's own setting unless told otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdaptSettings {
+    /// Adapt by default when this model scores or continues text.
+    pub enabled: bool,
+    /// Step size of the SGD step on a segment's mean loss (nats per token).
+    pub lr: f32,
+    /// Share of the way back to the trained weights each step goes
+    /// (`w = (1 - decay) * w + decay * trained` after the step): 0 keeps
+    /// all that was learned in the document, 1 forgets it at once.
+    pub decay: f32,
+}
+
+impl Default for AdaptSettings {
+    fn default() -> Self {
+        AdaptSettings {
+            enabled: false,
+            lr: 0.01,
+            decay: 0.0,
+        }
+    }
+}
+
+impl AdaptSettings {
+    /// Refuses a learning rate that is negative or not a number and a
+    /// decay outside `[0, 1]`.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return Err(format!(
+                "the adaptation learning rate (--adapt-lr) must be a number >= 0, got {}",
+                self.lr
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.decay) {
+            return Err(format!(
+                "the adaptation decay (--adapt-decay) must be between 0 and 1, got {}",
+                self.decay
+            ));
+        }
+        Ok(())
     }
 }

@@ -66,6 +66,7 @@ fn the_serialised_config_is_flat_with_the_same_keys() {
     // The keys added since that layout.
     old["fim_rate"] = serde_json::json!(0.5);
     old["init"] = serde_json::Value::Null;
+    old["adapt"] = serde_json::json!({"enabled": false, "lr": 0.01, "decay": 0.0});
     // Through the text, as files hold it (a `to_value` widens the f32s).
     let text = serde_json::to_string(&TrainConfig::default()).unwrap();
     let new: serde_json::Value = serde_json::from_str(&text).unwrap();
