@@ -24,6 +24,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["cllm-core", "cllm-data", "cllm-memory", "cllm-generate"],
     ),
     ("cllm-crawl", &[]),
+    // The GPU path: its device ops are tested against cllm-core's CPU ops.
+    ("cllm-gpu", &["cllm-core"]),
     (
         "cllm-train",
         &[
