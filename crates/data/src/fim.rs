@@ -210,6 +210,39 @@ fn current_line_start(prefix: &str) -> usize {
 /// llama-cpp-python build.
 pub const LINE_AFTER_MIDDLE_RATE: f32 = 0.9;
 
+/// Share of rearranged windows whose middle is the rest of a line (from a
+/// random character to the line's end), the hole an editor makes most.
+pub const REST_OF_LINE_RATE: f32 = 0.25;
+
+/// Share of rearranged windows whose middle runs from a line's end to a
+/// later line's first non-blank character, as a block's body runs between
+/// its braces. The other windows are cut at two random characters, which
+/// rarely makes either shape (one cut in a line's length lands on its end),
+/// so a model trained on those alone barely learns to end a middle where a
+/// line ends.
+pub const WHOLE_LINES_RATE: f32 = 0.25;
+
+/// The hole `[a, b)` of `text` in the shape `draw` (uniform in [0, 1))
+/// picks: the rest of `a`'s line, whole lines from `a`'s line end to the
+/// indentation's end of `b`'s line, or the cut as drawn. A shaped hole
+/// holds more than blanks, or the cut as drawn is taken: a middle of
+/// blanks would teach the model to end at once where a line or a block is
+/// still to be written.
+fn hole_shape(text: &str, a: usize, b: usize, draw: f32) -> (usize, usize) {
+    let line_end = |at: usize| text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let written = |(start, end): (usize, usize)| end > start && !text[start..end].trim().is_empty();
+    let shaped = if draw < REST_OF_LINE_RATE {
+        (a, line_end(a))
+    } else if draw < REST_OF_LINE_RATE + WHOLE_LINES_RATE {
+        let b_line = current_line_start(&text[..b]);
+        let indent = text[b_line..].len() - text[b_line..].trim_start_matches([' ', '\t']).len();
+        (line_end(a), b_line + indent)
+    } else {
+        return (a, b);
+    };
+    if written(shaped) { shaped } else { (a, b) }
+}
+
 /// How training windows become fill-in-the-middle examples.
 #[derive(Clone, Debug)]
 pub struct FimTraining {
@@ -250,7 +283,9 @@ impl FimTraining {
     /// window's last position, a model would learn to end a middle there
     /// (where the context is full) rather than where it meets the suffix.
     /// The prefix's current line goes after `<fim_middle>`, before the
-    /// middle, in [`LINE_AFTER_MIDDLE_RATE`] of the rearranged windows.
+    /// middle, in [`LINE_AFTER_MIDDLE_RATE`] of the rearranged windows; the
+    /// hole's shapes and their shares are [`REST_OF_LINE_RATE`] and
+    /// [`WHOLE_LINES_RATE`].
     pub fn apply(&self, window: &mut [u32], rng: &mut Rng) -> bool {
         if rng.next_f32() >= self.rate {
             return false;
@@ -273,7 +308,7 @@ impl FimTraining {
         }
         let a = bounds[rng.below(bounds.len() as u64) as usize];
         let b = bounds[rng.below(bounds.len() as u64) as usize];
-        let (a, b) = (a.min(b), a.max(b));
+        let (a, b) = hole_shape(&text, a.min(b), a.max(b), rng.next_f32());
         let t = &self.tokens;
         let line_start = match rng.next_f32() < LINE_AFTER_MIDDLE_RATE {
             true => current_line_start(&text[..a]),

@@ -158,6 +158,65 @@ fn an_arranged_window_puts_back_together_into_its_text() {
     assert!(ends.iter().any(|&e| e < 50), "end-of-text at {ends:?}");
 }
 
+/// The hole's shapes: about a quarter of the middles are the rest of a
+/// line, about a quarter run from a line's end to a later line's first
+/// non-blank character; character cuts make either shape rarely.
+#[test]
+fn middles_take_the_shapes_editors_ask_for() {
+    let tok = bpe();
+    let f = fim_of(&tok);
+    let all = tok.encode(&corpus()[3..9].concat());
+    let fim = FimTraining::new(&tok, 1.0).unwrap();
+    let (mut rest_of_line, mut whole_lines, mut blank, mut total) = (0, 0, 0, 0);
+    for seed in 0..1000u64 {
+        let start = (seed as usize * 13) % (all.len() - 129);
+        let mut window = all[start..start + 129].to_vec();
+        assert!(fim.apply(&mut window, &mut Rng::new(seed)));
+        let (p, m, s) = pieces(&window, f);
+        // Both ends of the middle inside the window (none cut to fit).
+        if !window.contains(&f.eot) || s.is_empty() {
+            continue;
+        }
+        total += 1;
+        let (prefix, middle, suffix) = (tok.decode(&p), tok.decode(&m), tok.decode(&s));
+        // The middle as trained may start with the hole's current line
+        // (moved past `<fim_middle>`), which holds no newline, so the
+        // shapes read the same in both layouts.
+        let last_line = middle.rsplit('\n').next().unwrap();
+        // A hole of blanks (a line break and an indentation) teaches the
+        // model to end at once.
+        if middle
+            .split_once('\n')
+            .is_some_and(|(_, rest)| rest.trim().is_empty())
+        {
+            blank += 1;
+        }
+        if !middle.contains('\n') && suffix.starts_with('\n') {
+            rest_of_line += 1;
+        } else if middle.contains('\n')
+            && last_line.trim().is_empty()
+            && !suffix.starts_with([' ', '\t'])
+            && (prefix.is_empty() || prefix.ends_with('\n') || middle.starts_with('\n'))
+        {
+            whole_lines += 1;
+        }
+    }
+    assert!(total > 500, "{total} whole middles of 1000");
+    let share = |n: usize| n as f64 / total as f64;
+    assert!(
+        (0.2..0.4).contains(&share(rest_of_line)),
+        "{rest_of_line} of {total} middles are the rest of a line"
+    );
+    assert!(
+        (0.2..0.4).contains(&share(whole_lines)),
+        "{whole_lines} of {total} middles are whole lines"
+    );
+    assert!(
+        share(blank) < 0.03,
+        "{blank} of {total} middles are a line break and blanks"
+    );
+}
+
 #[test]
 fn the_rate_is_the_share_of_windows_rearranged_and_documents_stay_whole() {
     let tok = bpe();
