@@ -30,6 +30,29 @@ pub fn thread_cpu_seconds() -> f64 {
         .as_secs_f64()
 }
 
+/// Seconds of CPU time all threads of the process have used (wall-clock
+/// seconds since an arbitrary start where the platform has no process
+/// clock).
+pub fn process_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into the valid,
+        // exclusively borrowed `ts`.
+        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+}
+
 /// Runs `f`, adding its thread CPU time to `name` when profiling.
 pub(crate) fn timed<R>(
     profile: &mut Option<&mut Profile>,

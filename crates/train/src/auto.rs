@@ -6,12 +6,17 @@
 //! The largest size of the ladder that meets it is chosen, the smallest
 //! when none does. Tokens/s come from timing two steps of one probe model
 //! on this machine's spheres and scaling by each size's FLOPs per token.
+//! The probe counts the CPU time its threads got when that is less than the
+//! wall clock: a size is chosen for the machine, not for a load that
+//! happens to share it for the first seconds (the run's plan, timed by the
+//! wall clock, follows the load as long as it lasts).
 //! The constant was fitted by a sweep on the shared corpora at fixed
 //! budgets: `tools/size_sweep.sh`, table in `docs/model-size-sweep.md`.
 
 use super::TrainConfig;
 use super::budget::max_epochs;
 use super::spheres::{Spheres, StepInput};
+use cllm_core::profile::process_cpu_seconds;
 use cllm_core::{Gpt, ModelConfig};
 use std::time::{Duration, Instant};
 
@@ -106,6 +111,18 @@ pub fn choose(
     }
 }
 
+/// A step's time without other programs on the machine: the CPU time each
+/// of its threads got (`cpu_per_thread`), when another program sharing the
+/// cores made the `wall` time longer; the wall time otherwise (a platform
+/// without a process clock gives no less than it).
+fn unshared_secs(wall: f64, cpu_per_thread: f64) -> f64 {
+    if cpu_per_thread > 0.0 {
+        wall.min(cpu_per_thread)
+    } else {
+        wall
+    }
+}
+
 /// This machine's training speed in model FLOPs per second: two steps of
 /// a probe model (the middle size, in the run's precision) on `threads`
 /// spheres, the second timed.
@@ -136,9 +153,10 @@ pub fn measure_flops_per_sec(config: &TrainConfig, vocab_size: usize, threads: u
             seed: config.seed,
             dropout: false,
         };
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), process_cpu_seconds());
         spheres.compute_gradients(&model, &input, Duration::from_secs(3600), &mut |_| {});
-        secs = t.elapsed().as_secs_f64();
+        let wall = t.elapsed().as_secs_f64();
+        secs = unshared_secs(wall, (process_cpu_seconds() - cpu) / threads.max(1) as f64);
     }
     spheres.rest();
     let flops = mc.train_flops_per_token(seq_len) * (n_seqs * seq_len) as f64;
@@ -218,6 +236,15 @@ mod tests {
             choose(&four, enough, 2048, Some(speed * 10.0)).preset,
             "small"
         );
+    }
+
+    #[test]
+    fn a_probe_slowed_by_another_program_counts_the_cpu_time_it_got() {
+        // Two threads at half their cores for 2 s of wall time: 1 s each.
+        assert_eq!(unshared_secs(2.0, 1.0), 1.0);
+        // Waiting on each other counts: never less than the CPU time.
+        assert_eq!(unshared_secs(1.0, 1.5), 1.0);
+        assert_eq!(unshared_secs(1.0, 0.0), 1.0);
     }
 
     #[test]

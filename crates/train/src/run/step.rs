@@ -217,14 +217,16 @@ impl Run {
         let elapsed = self.measures.train_started.elapsed().as_secs_f64();
         let done_here = state.step - self.progress.first_step;
         // While a run given time is timing its warm-up, its length is not
-        // known (0) and what is left is the rest of the budget.
+        // known (0) and what is left is the rest of the budget. After it,
+        // the plan ends the run at the budget (re-planning when the speed
+        // changes), so the session's mean speed, which still holds a slow
+        // start, would overstate the time left: at most the budget's rest.
         let now = self.measures.clock.now_ns();
+        let by_speed = elapsed / done_here as f64 * (plan.last_step - state.step) as f64;
         let (total_steps, eta_secs) = match &self.progress.budget {
             Some(clock) if plan.is_pending() => (0, clock.remaining(now).max(0.0)),
-            _ => (
-                plan.last_step,
-                elapsed / done_here as f64 * (plan.last_step - state.step) as f64,
-            ),
+            Some(clock) => (plan.last_step, by_speed.min(clock.remaining(now).max(0.0))),
+            None => (plan.last_step, by_speed),
         };
         StepStats {
             epoch,
