@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// Do not print a line per request
     #[arg(long)]
     pub quiet: bool,
+    /// Each request's reply comes from its own copy of the model adapted to
+    /// its prompt (nothing carries over to other requests or clients; the
+    /// prompt cache is not used then)
+    #[command(flatten)]
+    pub adapt: super::eval::AdaptArgs,
 }
 
 /// The environment variable an API key may come from.
@@ -92,7 +97,11 @@ fn api_key(args: &ServeArgs) -> Result<Option<String>, String> {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let api_key = api_key(&args)?;
-    let (gpt, tok, memory, _) = super::generate::load_model(&args.model, args.memory)?;
+    let (gpt, tok, memory, saved_adapt) = super::generate::load_model(&args.model, args.memory)?;
+    let adapt_settings = args
+        .adapt
+        .resolve(saved_adapt)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let id = args
         .model
         .file_stem()
@@ -105,6 +114,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         gpt: Arc::new(gpt),
         tok: Arc::new(tok),
         memory: memory.map(Arc::new),
+        adapt: adapt_settings.map(|settings| -> serve::Adapt {
+            Arc::new(move |gpt: &cllm_core::Gpt, ids: &[u32]| {
+                cllm_train::adapt::adapt_to_prompt(gpt, ids, settings).map_err(|e| e.to_string())
+            })
+        }),
     };
     let workers = if args.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -146,6 +160,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             " (this model has no fill-in-the-middle tokens: /infill answers 501)"
         }
     );
+    if let Some(a) = adapt_settings {
+        cllm_serve::log_line!(
+            "  adapting a copy of the model to each request's prompt (lr {}, decay {}); the prompt cache is not used",
+            a.lr,
+            a.decay
+        );
+    }
     if let Some(path) = &args.log_requests {
         cllm_serve::log_line!("  logging requests to {}", path.display());
     }

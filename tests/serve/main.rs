@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod access;
+mod adapt;
 mod api;
 mod command;
 mod fim_completions;
@@ -86,6 +87,7 @@ fn start_model(model: Gpt, tok: Tokenizer, adjust: impl FnOnce(&mut ServeConfig)
         gpt: Arc::new(model),
         tok: Arc::new(tok),
         memory: None,
+        adapt: None,
     };
     serve::start(model, config).unwrap()
 }

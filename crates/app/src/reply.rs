@@ -24,6 +24,9 @@ pub struct Reply {
     /// The C syntax check of prompt + completion, once the reply is done
     /// (`Err` only if the parser itself failed).
     pub syntax: Option<Result<SyntaxReport, String>>,
+    /// The step size the weights were adapted to the prompt with, when
+    /// they were (said in the summary line).
+    pub adapted_lr: Option<f32>,
     started: Instant,
     first_token_at: Option<Instant>,
 }
@@ -38,6 +41,7 @@ impl Reply {
             stats: None,
             error: None,
             syntax: None,
+            adapted_lr: None,
             started: Instant::now(),
             first_token_at: None,
         }
@@ -109,11 +113,14 @@ impl Reply {
                 format!("generating… {} tokens{speed}", self.tokens.len())
             }
             Some(s) => format!(
-                "{} tokens · {:.1} tokens/s · prompt {} tokens (prefill {:.0} ms) · {}{}",
+                "{} tokens · {:.1} tokens/s · prompt {} tokens (prefill {:.0} ms){} · {}{}",
                 s.generated_tokens,
                 s.tokens_per_sec,
                 s.prompt_tokens,
                 s.prefill_secs * 1000.0,
+                self.adapted_lr
+                    .map(|lr| format!(" · adapted to the prompt (lr {lr})"))
+                    .unwrap_or_default(),
                 finish_text(s.finish),
                 match s.rewritten_lines {
                     0 => String::new(),
@@ -193,6 +200,10 @@ mod tests {
         let line = r.summary_line();
         assert!(line.contains("3 tokens · 6.0 tokens/s"), "{line}");
         assert!(line.contains("max tokens"), "{line}");
+        assert!(!line.contains("adapted"), "{line}");
+        r.adapted_lr = Some(0.01);
+        let line = r.summary_line();
+        assert!(line.contains("adapted to the prompt (lr 0.01)"), "{line}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ fn main() {
             gpt: Arc::clone(&gpt),
             tok: Arc::clone(&tok),
             memory: None,
+            adapt: None,
         };
         let config = ServeConfig {
             port: 0,

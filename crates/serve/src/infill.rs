@@ -108,8 +108,14 @@ fn complete(
     let tok = &shared.model.tok;
     let mut cfg = req.sampling.clone();
     cfg.seed = seed;
+    // A warm-up generates nothing, so it has nothing to adapt for.
+    let adapted = match req.warm_up {
+        true => None,
+        false => prompts::adapted(shared, &req.prompt)?,
+    };
     let mut g = prompts::start(
         shared,
+        adapted.as_ref(),
         req.prompt.clone(),
         cfg,
         req.memory,
@@ -189,7 +195,7 @@ fn complete(
         && stats.generated_tokens < req.sampling.max_new_tokens;
     let reused = g.reused_prompt_tokens();
     let ids = g.generated_ids().to_vec();
-    prompts::keep(shared, g);
+    prompts::keep(shared, g, adapted.is_some());
     Ok(Middle {
         content,
         ids,

@@ -57,6 +57,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// Adapts a copy of the model to a prompt's tokens before the reply
+/// (dynamic evaluation; the caller's trainer does it, the server only calls
+/// it). Each request adapts its own copy, dropped with its reply, so one
+/// client's text never reaches another's reply.
+pub type Adapt = Arc<dyn Fn(&Gpt, &[u32]) -> Result<Gpt, String> + Send + Sync>;
+
 /// The model a server answers with.
 #[derive(Clone)]
 pub struct ServeModel {
@@ -66,6 +72,9 @@ pub struct ServeModel {
     pub tok: Arc<Tokenizer>,
     /// The repository memory; requests switch it with `"memory"`.
     pub memory: Option<Arc<Memory>>,
+    /// When set, every request's reply comes from a copy of the model
+    /// adapted to its prompt.
+    pub adapt: Option<Adapt>,
 }
 
 #[derive(Clone, Debug)]
@@ -335,6 +344,7 @@ mod tests {
             gpt: Arc::new(Gpt::from_params(cfg, params).unwrap()),
             tok: Arc::new(Tokenizer::bytes()),
             memory: None,
+            adapt: None,
         }
     }
 

@@ -58,8 +58,13 @@ fn run(shared: &Shared, req: GenRequest, mut conn: Conn) {
     let model = &shared.model;
     let started = Instant::now();
     let path = conn.path().to_string();
+    let adapted = match super::prompts::adapted(shared, &req.start) {
+        Ok(a) => a,
+        Err(e) => return conn.error(&e),
+    };
     let mut generator = match start(
         shared,
+        adapted.as_ref(),
         req.start.clone(),
         req.sampling.clone(),
         req.memory,
@@ -220,7 +225,7 @@ fn run(shared: &Shared, req: GenRequest, mut conn: Conn) {
         finish.to_string()
     };
     let stats = generator.stats();
-    keep(shared, generator);
+    keep(shared, generator, adapted.is_some());
     if shared.config.log {
         crate::log_line!(
             "POST {path}: {} prompt ({} cached) + {} new tokens in {:.2} s ({:.1} tokens/s), {outcome}",

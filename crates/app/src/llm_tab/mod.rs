@@ -26,6 +26,7 @@ use cllm_serve::{ServeConfig, ServeModel, ServerHandle};
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
 use eframe::egui;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why the loaded model cannot fill in the middle, shown in infill mode.
 pub const CANNOT_INFILL: &str = "this model cannot fill in the middle: its tokenizer has no \
@@ -116,8 +117,10 @@ impl LlmTab {
     }
 
     /// Starts the server over the loaded model on 127.0.0.1. Binding is
-    /// immediate; the server's threads do the rest.
-    pub fn start_server(&mut self, use_memory: bool) {
+    /// immediate; the server's threads do the rest. With `adapt`, each
+    /// request is answered by a copy adapted to its prompt (the model's
+    /// setting).
+    pub fn start_server(&mut self, use_memory: bool, adapt: bool) {
         if self.server.is_some() {
             return;
         }
@@ -134,6 +137,13 @@ impl LlmTab {
             gpt: loaded.model.clone(),
             tok: loaded.tokenizer.clone(),
             memory: loaded.memory.clone().filter(|_| use_memory),
+            adapt: adapt.then(|| {
+                let settings = loaded.adapt;
+                Arc::new(move |gpt: &Gpt, ids: &[u32]| {
+                    cllm_train::adapt::adapt_to_prompt(gpt, ids, settings)
+                        .map_err(|e| e.to_string())
+                }) as serve::Adapt
+            }),
         };
         let config = ServeConfig {
             port: self.server_port,
@@ -268,6 +278,9 @@ impl LlmTab {
         let prepare = settings
             .adapt_to_prompt
             .then(|| adapt_to(loaded, &settings.prompt));
+        if let Some(reply) = self.reply.as_mut() {
+            reply.adapted_lr = settings.adapt_to_prompt.then_some(loaded.adapt.lr);
+        }
         self.generation = Some(spawn_generation(
             loaded.model.clone(),
             loaded.tokenizer.clone(),

@@ -162,7 +162,7 @@ pub(super) fn server_ui(ui: &mut egui::Ui, tab: &mut LlmTab, settings: &LlmSetti
                     .on_hover_text("Serve the loaded model over the OpenAI API, like `cllm serve`")
                     .clicked()
                 {
-                    tab.start_server(settings.use_memory);
+                    tab.start_server(settings.use_memory, settings.adapt_to_prompt);
                 }
             }
         }

@@ -133,6 +133,14 @@ impl Prompt {
         &self.ids
     }
 
+    /// The prompt's text without the FIM markers (an infill's suffix, then
+    /// `<|endoftext|>` and its prefix, which so ends right before the
+    /// middle): what the repository memory reads and what a model adapting
+    /// to the prompt learns from.
+    pub fn document_ids(&self) -> &[u32] {
+        &self.memory_ids
+    }
+
     /// The ids a model of `n_ctx` positions reads: the last n_ctx.
     pub fn visible_ids(&self, n_ctx: usize) -> &[u32] {
         &self.ids[self.ids.len().saturating_sub(n_ctx)..]
