@@ -11,10 +11,13 @@ training: every figure is a wall-clock time):
                                                  # writes target/benchmarks-quick.md
 
 What it runs, for the `seed` and `small` presets (8 x 128 tokens a step):
-`cllm bench --preset P --threads 1,2 --precision fp32 --json`, the same with
-`--precision bf16` where the CPU has AVX512_BF16, and beside each
+`cllm bench --preset P --threads 1,2 --precision fp32 --head store,recompute
+--json` (both ways the vocabulary head's backward gets its tiles back), the
+same with `--precision bf16` where the CPU has AVX512_BF16, and beside each
 `tools/torch_bench.py` (PyTorch eager; bf16 = CPU autocast) when the python
-named by TORCH_PYTHON (default `python3`) imports torch. The page records
+named by TORCH_PYTHON (default `python3`) imports torch; then the f32
+products of `seed`'s shapes on `gemm` and OpenBLAS (`cllm bench --products`,
+OpenBLAS where the system has it). The page records
 the date, the CPU (name, family/model, AVX and AVX-512 flags, cores), the
 load average before and after, the busiest other processes, the commit, and
 every command, so a reader can run the same again.
@@ -124,15 +127,30 @@ def json_lines(text):
     return [json.loads(l) for l in text.splitlines() if l.startswith("{")]
 
 
+HEADS = ["store", "recompute"]
+
+
 def run_cllm(binary, shown, preset, precision, shape, commands):
+    """Per head mode: the one-thread profile and the scaling points by threads."""
     cmd = [binary, "bench", "--preset", preset, "--threads", "1,2", "--precision", precision,
-           "--batch", str(shape["batch"]), "--seq", str(shape["seq"]),
+           "--head", ",".join(HEADS), "--batch", str(shape["batch"]), "--seq", str(shape["seq"]),
            "--steps", str(shape["steps"]), "--json"]
     commands.append(shlex.join([shown] + cmd[1:]))
     lines = json_lines(sh(cmd))
-    profile = next((l for l in lines if l.get("measurement") == "train_step"), None)
-    scaling = {l["threads"]: l for l in lines if l.get("measurement") == "scaling"}
-    return profile, scaling
+    out = {}
+    for head in HEADS:
+        mine = [l for l in lines if l.get("head", "store") == head]
+        profile = next((l for l in mine if l.get("measurement") == "train_step"), None)
+        scaling = {l["threads"]: l for l in mine if l.get("measurement") == "scaling"}
+        out[head] = (profile, scaling)
+    return out
+
+
+def run_products(binary, shown, shape, commands):
+    cmd = [binary, "bench", "--preset", "seed", "--products", "--batch", str(shape["batch"]),
+           "--seq", str(shape["seq"]), "--steps", str(shape["steps"]), "--json"]
+    commands.append(shlex.join([shown] + cmd[1:]))
+    return [l for l in json_lines(sh(cmd)) if l.get("measurement") == "product"]
 
 
 def torch_available(python):
@@ -163,7 +181,7 @@ def ratio(a, b):
     return "—" if a is None or not b else f"{a / b:.2f}×"
 
 
-def write_page(path, meta, rows, commands, quick):
+def write_page(path, meta, rows, products, commands, quick):
     out = []
     w = out.append
     w("# Benchmarks")
@@ -207,11 +225,13 @@ def write_page(path, meta, rows, commands, quick):
       "accumulation and f32 master weights; PyTorch bf16 = its CPU autocast. MFU = model "
       "FLOPs per second over the peak of `cllm`'s matmul kernel in that precision, measured "
       "in the same run, times the threads (PyTorch's against the same peak). "
-      "Speedup = 2 threads over 1.")
+      "Speedup = 2 threads over 1. Head: how the vocabulary head's backward gets each "
+      "tile's exponentials back, `store` (kept from the forward) or `recompute` "
+      "(`CLLM_HEAD`, [performance.md](performance.md)).")
     w("")
-    w("| preset | precision | `cllm` 1 thread | `cllm` 2 threads | speedup | MFU 1 / 2 | "
+    w("| preset | precision | head | `cllm` 1 thread | `cllm` 2 threads | speedup | MFU 1 / 2 | "
       "PyTorch 1 thread | PyTorch 2 threads | `cllm` / PyTorch at 1 / 2 | PyTorch MFU 2 |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         c1, c2 = r["cllm"].get(1), r["cllm"].get(2)
         t1 = r["torch"].get(1) if r["torch"] else None
@@ -225,7 +245,7 @@ def write_page(path, meta, rows, commands, quick):
             if t2s and c2:
                 torch_mfu = t2s * c2["flops_per_token"] / 1e9 / (c2["peak_gflops"] * min(2, meta["cpu"]["usable_cpus"]))
             torch_cells = [fmt(t1s), fmt(t2s), f"{ratio(c1s, t1s)} / {ratio(c2s, t2s)}", pct(torch_mfu)]
-        w(f"| `{r['preset']}` | {r['precision']} | {fmt(c1s)} | {fmt(c2s)} | "
+        w(f"| `{r['preset']}` | {r['precision']} | {r['head']} | {fmt(c1s)} | {fmt(c2s)} | "
           f"{ratio(c2s, c1s)} | {pct((c1 or {}).get('mfu'))} / {pct((c2 or {}).get('mfu'))} | "
           + " | ".join(torch_cells) + " |")
     w("")
@@ -234,9 +254,9 @@ def write_page(path, meta, rows, commands, quick):
       "the kernel's peak), and the same at the instructions' own peak timed from registers "
       "(about the most this machine allows one thread).")
     w("")
-    w("| preset | precision | tokens/s | kernel peak GFLOP/s | head's share of it | "
+    w("| preset | precision | head | tokens/s | kernel peak GFLOP/s | head's share of it | "
       "every op at its floor | at the instructions' peak |")
-    w("|---|---|---:|---:|---:|---:|---:|")
+    w("|---|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         p = r["profile"] or {}
         limits = p.get("limits") or {}
@@ -244,9 +264,27 @@ def write_page(path, meta, rows, commands, quick):
         floor = limits.get("floor_tokens_per_sec")
         ceiling = (limits.get("ceiling") or {}).get("tokens_per_sec")
         share = lambda lim: "—" if not lim or not tok else f"{fmt(lim)} (run {100 * tok / lim:.1f}%)"
-        w(f"| `{r['preset']}` | {r['precision']} | {fmt(tok)} | {fmt(p.get('peak_gflops'), 1)} | "
-          f"{pct(p.get('head_share_of_peak'))} | {share(floor)} | {share(ceiling)} |")
+        w(f"| `{r['preset']}` | {r['precision']} | {r['head']} | {fmt(tok)} | "
+          f"{fmt(p.get('peak_gflops'), 1)} | {pct(p.get('head_share_of_peak'))} | "
+          f"{share(floor)} | {share(ceiling)} |")
     w("")
+    if products:
+        peak = products[0].get("register_peak") or {}
+        p = peak.get("gflops")
+        w("## Products")
+        w("")
+        w("The `seed` preset's f32 matrix products, one thread, GFLOP/s and share of "
+          f"the register peak of `{peak.get('instruction', '?')}` ({fmt(p, 1)} GFLOP/s, "
+          f"timed from registers in the same run): the `gemm` crate as `cllm` runs it "
+          f"({products[0].get('gemm_isa')}) and the system's OpenBLAS.")
+        w("")
+        w("| shape | m | k | n | `gemm` | OpenBLAS |")
+        w("|---|---:|---:|---:|---:|---:|")
+        cell = lambda g: "—" if g is None else (f"{g:.1f} ({100 * g / p:.1f}%)" if p else f"{g:.1f}")
+        for r in products:
+            w(f"| {r['shape']} | {r['m']} | {r['k']} | {r['n']} | {cell(r['gemm_gflops'])} | "
+              f"{cell(r['openblas_gflops'])} |")
+        w("")
     w("## Commands")
     w("")
     w("Run in this order from the repository root:")
@@ -315,17 +353,20 @@ def main():
     for preset in presets:
         for precision in precisions:
             print(f"cllm bench: {preset} {precision}", file=sys.stderr)
-            profile, scaling = run_cllm(binary, shown, preset, precision, shape, commands)
+            by_head = run_cllm(binary, shown, preset, precision, shape, commands)
             torch_rows = None
             if torch:
                 print(f"torch_bench: {preset} {precision}", file=sys.stderr)
                 torch_rows = run_torch(python, preset, precision, shape, commands)
-            rows.append({"preset": preset, "precision": precision, "profile": profile,
-                         "cllm": scaling, "torch": torch_rows})
+            for head, (profile, scaling) in by_head.items():
+                rows.append({"preset": preset, "precision": precision, "head": head,
+                             "profile": profile, "cllm": scaling, "torch": torch_rows})
+    print("cllm bench: products", file=sys.stderr)
+    products = run_products(binary, shown, shape, commands) if not quick else []
     meta["seconds"] = time.time() - started
     meta["load_after"] = load_average()
     os.makedirs(os.path.dirname(output), exist_ok=True)
-    write_page(output, meta, rows, commands, quick)
+    write_page(output, meta, rows, products, commands, quick)
     print(f"wrote {os.path.relpath(output, ROOT)}", file=sys.stderr)
 
 
