@@ -11,41 +11,42 @@ pub type Profile = Vec<(&'static str, f64)>;
 /// Seconds of CPU time the calling thread has used (wall-clock seconds
 /// since an arbitrary start where the platform has no thread clock).
 pub fn thread_cpu_seconds() -> f64 {
-    #[cfg(unix)]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec into the valid,
-        // exclusively borrowed `ts`.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
-        }
-    }
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_secs_f64()
+    cpu_seconds(Clock::Thread)
 }
 
 /// Seconds of CPU time all threads of the process have used (wall-clock
 /// seconds since an arbitrary start where the platform has no process
 /// clock).
 pub fn process_cpu_seconds() -> f64 {
+    cpu_seconds(Clock::Process)
+}
+
+/// Whose CPU time [`cpu_seconds`] reads.
+#[derive(Clone, Copy)]
+enum Clock {
+    Thread,
+    Process,
+}
+
+fn cpu_seconds(clock: Clock) -> f64 {
     #[cfg(unix)]
     {
+        let id = match clock {
+            Clock::Thread => libc::CLOCK_THREAD_CPUTIME_ID,
+            Clock::Process => libc::CLOCK_PROCESS_CPUTIME_ID,
+        };
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         // SAFETY: clock_gettime writes one timespec into the valid,
         // exclusively borrowed `ts`.
-        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+        if unsafe { libc::clock_gettime(id, &mut ts) } == 0 {
             return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
         }
     }
+    #[cfg(not(unix))]
+    let _ = clock;
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     START
         .get_or_init(std::time::Instant::now)
