@@ -8,8 +8,9 @@ use cllm_core::Gpt;
 use cllm_generate::decoder::DecodeOptions;
 use cllm_generate::{Generator, Prompt, SamplingConfig};
 
-/// The request's own copy of the model adapted to `prompt` (its text in
-/// document order), when the server adapts; `None` when it does not.
+/// The request's own copy of the model adapted to `prompt` (its text
+/// without FIM markers, [`Prompt::document_ids`]), when the server adapts;
+/// `None` when it does not.
 pub(crate) fn adapted(shared: &Shared, prompt: &Prompt) -> Result<Option<Gpt>, ApiError> {
     let Some(adapt) = &shared.model.adapt else {
         return Ok(None);
